@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Bootstrap and run: ``python3 dev.py demo`` | ``test [pytest args]`` | ``bench`` | ``lint``.
+
+Creates ``.venv`` beside this file on first use (Python 3.11+, standard library only), installs
+storied with every extra plus the test tools, and re-installs when ``pyproject.toml`` changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+
+
+def _ensure_env() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("storied needs Python 3.11 or newer")
+    stamp = VENV / ".storied-stamp"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("installing storied[all,test] into .venv ...", flush=True)
+    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "-e", f"{ROOT}[all,test]"], check=True)
+    stamp.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    command, rest = (argv[0], argv[1:]) if argv else ("demo", [])
+    _ensure_env()
+    if command == "demo":
+        return subprocess.call([str(BIN / "storied"), "demo", *rest])
+    if command == "test":
+        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+    if command == "lint":
+        return subprocess.call([str(PY), "-m", "ruff", "check", "src", "tests", "bench"], cwd=ROOT)
+    if command == "bench":
+        return subprocess.call([str(PY), str(ROOT / "bench" / "run_all.py"), *rest], cwd=ROOT)
+    if command == "storied":
+        return subprocess.call([str(BIN / "storied"), *rest])
+    sys.exit(f"unknown command {command!r}: use demo, test, lint, bench or storied")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

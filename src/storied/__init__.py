@@ -1,0 +1,1 @@
+"""storied: one API and one history for every storage."""

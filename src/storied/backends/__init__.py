@@ -1,0 +1,1 @@
+"""Backend adapters and wrappers. See :mod:`storied.backends.base` for the contract."""

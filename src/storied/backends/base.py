@@ -1,0 +1,257 @@
+"""The backend contract: the few methods an adapter implements, and the wrapper base.
+
+A backend sees only normalised, mount-relative paths (see :mod:`storied.paths`): ``""`` is its root,
+segments are ``/``-separated, there are no ``..``. Everything users call (copy strategies, text
+helpers, hashing, serving) lives in :class:`~storied.core.node.StorageNode`, not here.
+
+An adapter implements six methods: :meth:`Backend.info`, :meth:`Backend.list`,
+:meth:`Backend.open_read`, :meth:`Backend.write` (with the conditional modes), :meth:`Backend.delete`
+and :meth:`Backend.mkdir`. :meth:`Backend.copy`, :meth:`Backend.move` and :meth:`Backend.walk` have
+portable defaults that an adapter overrides when the storage does better (server-side copy, rename,
+flat listings). Errors must be the :mod:`storied.errors` types, mapped in one place per adapter.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from storied.capabilities import Capabilities
+from storied.errors import StorageNotFoundError, UnsupportedOperation
+from storied.info import Data, Info, WriteMode
+
+__all__ = ["Backend", "WrappedBackend", "as_stream", "CHUNK"]
+
+#: Chunk size for streamed copies and hashing.
+CHUNK = 1024 * 1024
+
+
+def as_stream(data: Data) -> BinaryIO:
+    """Return ``data`` as a binary stream (bytes are wrapped, streams returned as they are)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return io.BytesIO(bytes(data))
+    return data
+
+
+class Backend(abc.ABC):
+    """A storage adapter. Subclasses set :attr:`capabilities` and implement the abstract methods.
+
+    Attributes:
+        capabilities: What this backend can do, as data.
+        protocol: A short name for messages and registries (``"local"``, ``"s3"``...).
+    """
+
+    capabilities: Capabilities = Capabilities()
+    protocol: str = "abstract"
+
+    # ----------------------------------------------------------------- the contract
+    @abc.abstractmethod
+    def info(self, path: str) -> Info:
+        """Describe ``path`` in one request.
+
+        Raises:
+            StorageNotFoundError: Nothing is at ``path`` (neither file nor directory).
+        """
+
+    @abc.abstractmethod
+    def list(self, path: str) -> Iterator[Info]:
+        """Yield the direct children of directory ``path``, in no particular order.
+
+        Raises:
+            StorageNotFoundError: ``path`` does not exist.
+            NotADirectoryStorageError: ``path`` is a file.
+        """
+
+    @abc.abstractmethod
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        """Open ``path`` for streamed reading of bytes ``[start, end)`` (``end=None``: to EOF).
+
+        One request at most: no existence check before the read.
+
+        Raises:
+            StorageNotFoundError: ``path`` does not exist.
+            IsADirectoryStorageError: ``path`` is a directory.
+        """
+
+    @abc.abstractmethod
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        """Write ``data`` to ``path`` atomically; parents are created as needed.
+
+        Readers see the old content or the new, never a mix. With ``mode=CREATE`` the write
+        happens only if nothing is at ``path``; with ``mode=IF_MATCH`` only if the current etag
+        equals ``etag``. Backends whose capabilities lack ``conditional_write`` raise
+        :class:`~storied.errors.UnsupportedOperation` for those modes.
+
+        Returns:
+            The new object's info (at least path, size and etag where the backend has one).
+
+        Raises:
+            StorageAlreadyExistsError: ``mode=CREATE`` and the path exists.
+            PreconditionFailedError: ``mode=IF_MATCH`` and the etag differs.
+            IsADirectoryStorageError: ``path`` is a directory.
+        """
+
+    @abc.abstractmethod
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        """Delete the file or directory at ``path``.
+
+        Raises:
+            StorageNotFoundError: Nothing is at ``path``.
+            DirectoryNotEmptyError: ``path`` is a non-empty directory and ``recursive`` is false.
+        """
+
+    @abc.abstractmethod
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        """Create directory ``path`` (pathlib semantics; a no-op where directories are implied).
+
+        Raises:
+            StorageAlreadyExistsError: It exists and ``exist_ok`` is false.
+            StorageNotFoundError: The parent is missing and ``parents`` is false.
+        """
+
+    # ----------------------------------------------------------------- derived, overridable
+    def walk(self, path: str) -> Iterator[Info]:
+        """Yield every file (not directory) below directory ``path``, recursively.
+
+        Object stores override this with one flat listing instead of one request per directory.
+        """
+        for entry in self.list(path):
+            if entry.is_dir:
+                yield from self.walk(entry.path)
+            else:
+                yield entry
+
+    def copy(self, src: str, dst: str) -> Info:
+        """Copy file ``src`` to ``dst`` inside this backend (server-side where possible)."""
+        with self.open_read(src) as stream:
+            return self.write(dst, stream)
+
+    def move(self, src: str, dst: str) -> None:
+        """Move file or directory ``src`` to ``dst`` inside this backend."""
+        if self.info(src).is_dir:
+            for entry in list(self.walk(src)):
+                self.copy(entry.path, dst + entry.path[len(src) :])
+        else:
+            self.copy(src, dst)
+        self.delete(src, recursive=True)
+
+    def exists(self, path: str) -> bool:
+        """True when something is at ``path``."""
+        try:
+            self.info(path)
+        except StorageNotFoundError:
+            return False
+        return True
+
+    def read_bytes(self, path: str) -> bytes:
+        """The whole content of ``path`` (one request)."""
+        with self.open_read(path) as stream:
+            return stream.read()
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        """Replace the user metadata of ``path`` in one request."""
+        raise UnsupportedOperation(f"{self.protocol} backend does not support metadata operations")
+
+    def get_metadata(self, path: str) -> dict[str, str]:
+        """The user metadata of ``path`` (``{}`` where the backend keeps none)."""
+        return dict(self.info(path).metadata or {})
+
+    def url(self, path: str, expires_in: int = 3600) -> str | None:
+        """A URL for ``path`` (presigned where the backend signs), or None."""
+        return None
+
+    def local_path(self, path: str) -> str | None:
+        """The real filesystem path of ``path``, for backends that are a local filesystem."""
+        return None
+
+    def unwrap(self) -> Backend:
+        """The innermost adapter (wrappers return what they wrap)."""
+        return self
+
+    def close(self) -> None:
+        """Release connections. The backend is unusable afterwards."""
+
+
+class WrappedBackend(Backend):
+    """A backend that wraps a backend: every call is passed to ``inner`` unless overridden.
+
+    Wrappers (mount prefix, permissions, retries) keep the contract: they take and return the
+    same things, so they stack in any order.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.protocol = inner.protocol
+
+    @property  # type: ignore[override]
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    def info(self, path: str) -> Info:
+        return self.inner.info(path)
+
+    def list(self, path: str) -> Iterator[Info]:
+        return self.inner.list(path)
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        return self.inner.open_read(path, start, end)
+
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        self.inner.delete(path, recursive=recursive)
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        self.inner.mkdir(path, parents=parents, exist_ok=exist_ok)
+
+    def walk(self, path: str) -> Iterator[Info]:
+        return self.inner.walk(path)
+
+    def copy(self, src: str, dst: str) -> Info:
+        return self.inner.copy(src, dst)
+
+    def move(self, src: str, dst: str) -> None:
+        self.inner.move(src, dst)
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(path)
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.inner.read_bytes(path)
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        self.inner.set_metadata(path, metadata)
+
+    def get_metadata(self, path: str) -> dict[str, str]:
+        return self.inner.get_metadata(path)
+
+    def url(self, path: str, expires_in: int = 3600) -> str | None:
+        return self.inner.url(path, expires_in)
+
+    def local_path(self, path: str) -> str | None:
+        return self.inner.local_path(path)
+
+    def unwrap(self) -> Backend:
+        return self.inner.unwrap()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,229 @@
+"""In-memory backend: one named store per process, thread-safe, with conditional writes.
+
+Stores are kept by name in this module, so re-configuring a mount with the same name (or another
+manager in the same process naming the same store) sees the same files. Unlike fsspec's memory
+filesystem there is no single global store shared by every mount: each name is its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from storied.backends.base import Backend
+from storied.capabilities import Capabilities
+from storied.errors import (
+    DirectoryNotEmptyError,
+    IsADirectoryStorageError,
+    NotADirectoryStorageError,
+    PreconditionFailedError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+)
+from storied.info import Data, Info, WriteMode
+
+__all__ = ["MemoryBackend", "clear_memory_stores"]
+
+_STORES: dict[str, _Store] = {}
+_STORES_LOCK = threading.Lock()
+_GENERATION = itertools.count(1)
+
+
+@dataclass
+class _Object:
+    data: bytes
+    mtime: float
+    etag: str
+    md5: str
+    metadata: dict[str, str]
+
+
+@dataclass
+class _Store:
+    files: dict[str, _Object] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=lambda: {""})
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+
+def clear_memory_stores() -> None:
+    """Forget every memory store of this process (for test isolation)."""
+    with _STORES_LOCK:
+        _STORES.clear()
+
+
+def _parent(path: str) -> str:
+    return path.rpartition("/")[0]
+
+
+class MemoryBackend(Backend):
+    """Files held in process memory under a store name.
+
+    Args:
+        store: The store's name; backends built with the same name share files.
+    """
+
+    protocol = "memory"
+    capabilities = Capabilities(
+        temporary=True,
+        conditional_write=True,
+        copy_optimization=True,
+        hash_on_metadata=True,
+        metadata=True,
+        atomic_rename=True,
+    )
+
+    def __init__(self, store: str = "default") -> None:
+        with _STORES_LOCK:
+            self._store = _STORES.setdefault(store, _Store())
+
+    # ---------------------------------------------------------------- helpers
+    def _obj(self, path: str) -> _Object:
+        try:
+            return self._store.files[path]
+        except KeyError:
+            if path in self._store.dirs:
+                raise IsADirectoryStorageError(f"Is a directory: {path!r}") from None
+            raise StorageNotFoundError(f"No such file: {path!r}") from None
+
+    def _info(self, path: str, obj: _Object) -> Info:
+        return Info(path, False, len(obj.data), obj.mtime, obj.etag, obj.md5, dict(obj.metadata))
+
+    def _add_parents(self, path: str) -> None:
+        parent = _parent(path)
+        while parent not in self._store.dirs:
+            if parent in self._store.files:
+                raise NotADirectoryStorageError(f"Not a directory: {parent!r}")
+            self._store.dirs.add(parent)
+            parent = _parent(parent)
+
+    # ---------------------------------------------------------------- contract
+    def info(self, path: str) -> Info:
+        with self._store.lock:
+            if path in self._store.dirs:
+                return Info(path, is_dir=True)
+            obj = self._obj(path)
+            return self._info(path, obj)
+
+    def list(self, path: str) -> Iterator[Info]:
+        with self._store.lock:
+            if path not in self._store.dirs:
+                if path in self._store.files:
+                    raise NotADirectoryStorageError(f"Not a directory: {path!r}")
+                raise StorageNotFoundError(f"No such directory: {path!r}")
+            entries = [Info(d, is_dir=True) for d in self._store.dirs if d and _parent(d) == path]
+            entries += [self._info(p, o) for p, o in self._store.files.items() if _parent(p) == path]
+        return iter(entries)
+
+    def walk(self, path: str) -> Iterator[Info]:
+        prefix = path + "/" if path else ""
+        with self._store.lock:
+            if path not in self._store.dirs:
+                self.list(path)  # raises the right error
+            found = [self._info(p, o) for p, o in self._store.files.items() if p.startswith(prefix)]
+        return iter(found)
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        with self._store.lock:
+            data = self._obj(path).data
+        return io.BytesIO(data[start:end] if (start or end is not None) else data)
+
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        payload = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else data.read()
+        md5 = hashlib.md5(payload).hexdigest()
+        obj = _Object(payload, time.time(), f"{md5}-{next(_GENERATION)}", md5, dict(metadata or {}))
+        with self._store.lock:
+            if path in self._store.dirs:
+                raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+            current = self._store.files.get(path)
+            if mode is WriteMode.CREATE and current is not None:
+                raise StorageAlreadyExistsError(f"Already exists: {path!r}")
+            if mode is WriteMode.IF_MATCH:
+                if current is None:
+                    raise StorageNotFoundError(f"No such file: {path!r}")
+                if current.etag != etag:
+                    raise PreconditionFailedError(f"Etag mismatch on {path!r}")
+            self._add_parents(path)
+            self._store.files[path] = obj
+        return self._info(path, obj)
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        with self._store.lock:
+            if self._store.files.pop(path, None) is not None:
+                return
+            if path not in self._store.dirs:
+                raise StorageNotFoundError(f"No such file or directory: {path!r}")
+            prefix = path + "/" if path else ""
+            inside = [p for p in self._store.files if p.startswith(prefix)]
+            subdirs = [d for d in self._store.dirs if d.startswith(prefix) and d != path]
+            if (inside or subdirs) and not recursive:
+                raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
+            for p in inside:
+                del self._store.files[p]
+            self._store.dirs.difference_update(subdirs)
+            if path:
+                self._store.dirs.discard(path)
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        with self._store.lock:
+            if path in self._store.files:
+                raise StorageAlreadyExistsError(f"A file exists at {path!r}")
+            if path in self._store.dirs:
+                if exist_ok:
+                    return
+                raise StorageAlreadyExistsError(f"Directory exists: {path!r}")
+            if not parents and _parent(path) not in self._store.dirs:
+                raise StorageNotFoundError(f"Parent directory missing: {_parent(path)!r}")
+            self._add_parents(path)
+            self._store.dirs.add(path)
+
+    # ---------------------------------------------------------------- faster derived ops
+    def copy(self, src: str, dst: str) -> Info:
+        with self._store.lock:
+            obj = self._obj(src)
+            return self.write(dst, obj.data, metadata=obj.metadata)
+
+    def move(self, src: str, dst: str) -> None:
+        with self._store.lock:
+            if src in self._store.files:
+                obj = self._store.files.pop(src)
+                self._add_parents(dst)
+                self._store.files[dst] = obj
+                return
+            if src not in self._store.dirs:
+                raise StorageNotFoundError(f"No such file or directory: {src!r}")
+            prefix = src + "/"
+            for p in [p for p in self._store.files if p.startswith(prefix)]:
+                new = dst + p[len(src) :]
+                self._add_parents(new)
+                self._store.files[new] = self._store.files.pop(p)
+            for d in [d for d in self._store.dirs if d == src or d.startswith(prefix)]:
+                self._store.dirs.discard(d)
+                self._store.dirs.add(dst + d[len(src) :])
+            self._add_parents(dst)
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        with self._store.lock:
+            self._obj(path).metadata = dict(metadata)
+
+
+def from_config(config: dict[str, Any]) -> Backend:
+    """Build a memory mount: ``store`` names the store (default: the mount name)."""
+    from storied.backends.wrappers import Prefixed
+
+    backend: Backend = MemoryBackend(config.get("store") or config["name"])
+    prefix = config.get("base_path") or ""
+    return Prefixed(backend, prefix) if prefix.strip("/") else backend

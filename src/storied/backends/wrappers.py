@@ -1,0 +1,269 @@
+"""Backends that wrap backends: mount root, permissions, retries.
+
+Each keeps the :class:`~storied.backends.base.Backend` contract, so they stack in any order. The
+manager builds a mount as ``Permissions(Prefixed(Retrying(adapter)))`` (only the layers it needs).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from enum import Enum
+from typing import BinaryIO, TypeVar
+
+from storied import paths
+from storied.backends.base import Backend, WrappedBackend
+from storied.capabilities import Capabilities
+from storied.errors import StorageConfigError, StoragePermissionError, TransientStorageError
+from storied.info import Data, Info, WriteMode
+
+__all__ = ["Permission", "Permissions", "Prefixed", "Retrying"]
+
+T = TypeVar("T")
+
+
+class Prefixed(WrappedBackend):
+    """Confine a backend to a sub-path: the only place a mount path is joined.
+
+    Paths given to this wrapper are relative to ``prefix``; the :class:`Info` records it returns
+    are too. Entries named :data:`storied.paths.RESERVED` at the mount root are hidden.
+    """
+
+    def __init__(self, inner: Backend, prefix: str) -> None:
+        super().__init__(inner)
+        self.prefix = paths.normalize(prefix)
+
+    def _in(self, path: str) -> str:
+        return paths.join(self.prefix, path) if path else self.prefix
+
+    def _out(self, info: Info) -> Info:
+        return info.moved(paths.relative_to(info.path, self.prefix))
+
+    def info(self, path: str) -> Info:
+        return self._out(self.inner.info(self._in(path)))
+
+    def list(self, path: str) -> Iterator[Info]:
+        for entry in self.inner.list(self._in(path)):
+            if not path and entry.name == paths.RESERVED:
+                continue
+            yield self._out(entry)
+
+    def walk(self, path: str) -> Iterator[Info]:
+        hidden = paths.RESERVED + "/"
+        for entry in self.inner.walk(self._in(path)):
+            out = self._out(entry)
+            if not out.path.startswith(hidden):
+                yield out
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        return self.inner.open_read(self._in(path), start, end)
+
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        info = self.inner.write(self._in(path), data, mode=mode, etag=etag, metadata=metadata)
+        return self._out(info)
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        self.inner.delete(self._in(path), recursive=recursive)
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        self.inner.mkdir(self._in(path), parents=parents, exist_ok=exist_ok)
+
+    def copy(self, src: str, dst: str) -> Info:
+        return self._out(self.inner.copy(self._in(src), self._in(dst)))
+
+    def move(self, src: str, dst: str) -> None:
+        self.inner.move(self._in(src), self._in(dst))
+
+    def exists(self, path: str) -> bool:
+        return self.inner.exists(self._in(path))
+
+    def read_bytes(self, path: str) -> bytes:
+        return self.inner.read_bytes(self._in(path))
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        self.inner.set_metadata(self._in(path), metadata)
+
+    def get_metadata(self, path: str) -> dict[str, str]:
+        return self.inner.get_metadata(self._in(path))
+
+    def url(self, path: str, expires_in: int = 3600) -> str | None:
+        return self.inner.url(self._in(path), expires_in)
+
+    def local_path(self, path: str) -> str | None:
+        return self.inner.local_path(self._in(path))
+
+
+class Permission(str, Enum):
+    """Mount permission levels, each including the one before."""
+
+    READONLY = "readonly"
+    READWRITE = "readwrite"
+    DELETE = "delete"
+
+    @classmethod
+    def parse(cls, value: str, mount: str) -> Permission:
+        """The level named ``value``, or a :class:`StorageConfigError` naming ``mount``."""
+        try:
+            return cls(value)
+        except ValueError:
+            valid = ", ".join(p.value for p in cls)
+            raise StorageConfigError(
+                f"Invalid permissions {value!r} for mount {mount!r}. Valid values: {valid}"
+            ) from None
+
+
+class Permissions(WrappedBackend):
+    """Refuse the operations a mount's permission level does not allow.
+
+    ``readonly`` allows reads, listings and metadata reads; ``readwrite`` adds writes, mkdir and
+    metadata writes; ``delete`` adds deletes and moves (a move deletes its source).
+    """
+
+    def __init__(self, inner: Backend, level: Permission) -> None:
+        super().__init__(inner)
+        self.level = level
+
+    @property  # type: ignore[override]
+    def capabilities(self) -> Capabilities:
+        caps = self.inner.capabilities
+        if self.level is Permission.READONLY:
+            return caps.as_readonly()
+        if self.level is Permission.READWRITE:
+            return caps.replace(delete=False)
+        return caps
+
+    def _need_write(self) -> None:
+        if self.level is Permission.READONLY:
+            raise StoragePermissionError("Mount is read-only. Write operations are not permitted.")
+
+    def _need_delete(self) -> None:
+        self._need_write()
+        if self.level is not Permission.DELETE:
+            raise StoragePermissionError(
+                f"Mount does not have delete permission (current: {self.level.value})"
+            )
+
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        self._need_write()
+        return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        self._need_write()
+        self.inner.mkdir(path, parents=parents, exist_ok=exist_ok)
+
+    def copy(self, src: str, dst: str) -> Info:
+        self._need_write()
+        return self.inner.copy(src, dst)
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        self._need_write()
+        self.inner.set_metadata(path, metadata)
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        self._need_delete()
+        self.inner.delete(path, recursive=recursive)
+
+    def move(self, src: str, dst: str) -> None:
+        self._need_delete()
+        self.inner.move(src, dst)
+
+    def local_path(self, path: str) -> str | None:
+        # A real path would let callers write behind the wrapper's back.
+        return None if self.level is Permission.READONLY else self.inner.local_path(path)
+
+
+class Retrying(WrappedBackend):
+    """Retry transient failures with exponential backoff and jitter.
+
+    Only :class:`~storied.errors.TransientStorageError` is retried. A write is retried only when
+    its data can be sent again (bytes, or a seekable stream rewound to where it started).
+
+    Args:
+        inner: The backend to wrap.
+        attempts: Total tries per operation (at least 1).
+        base_delay: Seconds before the first retry; doubled each time, capped at ``max_delay``.
+        max_delay: Upper bound of one wait.
+        sleep: The waiting function (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        inner: Backend,
+        attempts: int = 4,
+        base_delay: float = 0.1,
+        max_delay: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(inner)
+        self.attempts = max(1, attempts)
+        self.base_delay, self.max_delay, self._sleep = base_delay, max_delay, sleep
+
+    def _run(self, call: Callable[[], T], rewind: Callable[[], None] | None = None) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except TransientStorageError:
+                if attempt == self.attempts - 1:
+                    raise
+                delay = min(self.max_delay, self.base_delay * 2**attempt)
+                self._sleep(delay * (0.5 + random.random() / 2))
+                if rewind is not None:
+                    rewind()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def info(self, path: str) -> Info:
+        return self._run(lambda: self.inner.info(path))
+
+    def list(self, path: str) -> Iterator[Info]:
+        return iter(self._run(lambda: list(self.inner.list(path))))
+
+    def walk(self, path: str) -> Iterator[Info]:
+        return iter(self._run(lambda: list(self.inner.walk(path))))
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        return self._run(lambda: self.inner.open_read(path, start, end))
+
+    def read_bytes(self, path: str) -> bytes:
+        return self._run(lambda: self.inner.read_bytes(path))
+
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        def call() -> Info:
+            return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
+
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return self._run(call, rewind=lambda: None)
+        if getattr(data, "seekable", lambda: False)():
+            start = data.tell()
+            return self._run(call, rewind=lambda: data.seek(start) and None)
+        return call()
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        self._run(lambda: self.inner.delete(path, recursive=recursive))
+
+    def exists(self, path: str) -> bool:
+        return self._run(lambda: self.inner.exists(path))

@@ -1,0 +1,1 @@
+"""The ``storied`` command line."""

@@ -1,0 +1,111 @@
+"""The storied exception tree.
+
+Every error storied raises derives from :class:`StorageError`, so ``except StorageError`` catches
+anything from the library. Each leaf also derives from the matching Python builtin, so code written
+for plain files (``except FileNotFoundError``) keeps working::
+
+    StorageError (Exception)
+    ├── StorageNotFoundError (FileNotFoundError)        a path or mount that does not exist
+    ├── StorageAlreadyExistsError (FileExistsError)     create-only write on an existing path
+    ├── StoragePermissionError (PermissionError)        refused by mount permissions
+    │   ├── PathEscapeError (ValueError)                 a path that would leave its mount
+    │   └── UnsupportedOperation                         the backend cannot do this at all
+    ├── StorageConfigError (ValueError)                 a bad mount configuration
+    ├── InvalidPathError (ValueError)                   a path that is malformed (no escape)
+    ├── IsADirectoryStorageError (IsADirectoryError)
+    ├── NotADirectoryStorageError (NotADirectoryError)
+    ├── DirectoryNotEmptyError (OSError, errno ENOTEMPTY)
+    ├── PreconditionFailedError (OSError)               conditional write lost the race
+    ├── TransientStorageError (ConnectionError)         worth retrying (timeouts, throttling, 5xx)
+    └── MissingDependencyError (ModuleNotFoundError)    an optional extra is not installed
+
+Lower-layer exceptions (``OSError`` from the OS, botocore ``ClientError``, fsspec errors) are
+translated in one place per adapter and chained with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+import errno
+
+__all__ = [
+    "DirectoryNotEmptyError",
+    "InvalidPathError",
+    "IsADirectoryStorageError",
+    "MissingDependencyError",
+    "NotADirectoryStorageError",
+    "PathEscapeError",
+    "PreconditionFailedError",
+    "StorageAlreadyExistsError",
+    "StorageConfigError",
+    "StorageError",
+    "StorageNotFoundError",
+    "StoragePermissionError",
+    "TransientStorageError",
+    "UnsupportedOperation",
+]
+
+
+class StorageError(Exception):
+    """Base of every error raised by storied."""
+
+
+class StorageNotFoundError(StorageError, FileNotFoundError):
+    """The path, mount or version does not exist."""
+
+
+class StorageAlreadyExistsError(StorageError, FileExistsError):
+    """A create-only operation found the path already there."""
+
+
+class StoragePermissionError(StorageError, PermissionError):
+    """The mount's permissions refuse the operation (for example a write on a read-only mount)."""
+
+
+class PathEscapeError(StoragePermissionError, ValueError):
+    """A path tries to leave its mount: ``..``, an absolute part, a symlink pointing outside."""
+
+
+class UnsupportedOperation(StoragePermissionError):
+    """The backend cannot perform the operation at all (a capability it does not have).
+
+    It is a ``PermissionError`` for compatibility with genro-storage, which refuses unsupported
+    operations (versions on a plain backend, metadata on local disk) that way.
+    """
+
+
+class StorageConfigError(StorageError, ValueError):
+    """A mount configuration is invalid; the message names the mount and the key."""
+
+
+class InvalidPathError(StorageError, ValueError):
+    """A path is malformed: control characters, backslashes, empty where a name is needed."""
+
+
+class IsADirectoryStorageError(StorageError, IsADirectoryError):
+    """A file operation was asked of a directory."""
+
+
+class NotADirectoryStorageError(StorageError, NotADirectoryError):
+    """A directory operation was asked of a file."""
+
+
+class DirectoryNotEmptyError(StorageError, OSError):
+    """A non-recursive delete met a directory that still has entries."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(errno.ENOTEMPTY, message)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+class PreconditionFailedError(StorageError, OSError):
+    """A conditional write did not apply: the object changed since its etag was read."""
+
+
+class TransientStorageError(StorageError, ConnectionError):
+    """A failure worth retrying: timeout, throttling, connection reset, server error."""
+
+
+class MissingDependencyError(StorageError, ModuleNotFoundError):
+    """An optional dependency is missing; the message says which extra to install."""

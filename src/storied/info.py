@@ -1,0 +1,72 @@
+"""Small records shared by every layer: what a backend says about a path, and how to write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import BinaryIO, Union
+
+__all__ = ["Info", "WriteMode", "Data"]
+
+#: What a backend's ``write`` accepts: bytes, or a binary stream read to its end.
+Data = Union[bytes, bytearray, memoryview, BinaryIO]
+
+
+class WriteMode(str, Enum):
+    """How a write treats an existing object.
+
+    ``OVERWRITE`` replaces whatever is there. ``CREATE`` writes only if nothing is at the path
+    (else :class:`~storied.errors.StorageAlreadyExistsError`). ``IF_MATCH`` replaces only if the
+    current etag equals the one given (else :class:`~storied.errors.PreconditionFailedError`;
+    a missing object is :class:`~storied.errors.StorageNotFoundError`).
+    """
+
+    OVERWRITE = "overwrite"
+    CREATE = "create"
+    IF_MATCH = "if_match"
+
+
+@dataclass(frozen=True)
+class Info:
+    """What a backend knows about one path, from one request.
+
+    Attributes:
+        path: The path relative to the backend (or mount) root, ``/``-separated, no leading slash;
+            ``""`` is the root.
+        is_dir: True for a directory (or an object-store prefix).
+        size: Size in bytes; 0 for directories.
+        mtime: Last modification as a Unix timestamp, None if the backend does not know.
+        etag: An opaque token that changes whenever the content changes (used by conditional
+            writes). None if the backend has none.
+        md5: The lowercase hex MD5 of the content, only when it is known without reading the
+            content (a single-part S3 ETag, a memory object). Never a multipart ETag.
+        metadata: User metadata when the request returned it, else None.
+        version_id: The backend's version id for this content, when it has one.
+    """
+
+    path: str
+    is_dir: bool = False
+    size: int = 0
+    mtime: float | None = None
+    etag: str | None = None
+    md5: str | None = None
+    metadata: dict[str, str] | None = field(default=None, compare=False)
+    version_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The last segment of the path."""
+        return self.path.rsplit("/", 1)[-1]
+
+    def moved(self, path: str) -> Info:
+        """The same record under another path (used by prefix wrappers)."""
+        return Info(
+            path=path,
+            is_dir=self.is_dir,
+            size=self.size,
+            mtime=self.mtime,
+            etag=self.etag,
+            md5=self.md5,
+            metadata=self.metadata,
+            version_id=self.version_id,
+        )

@@ -1,0 +1,1 @@
+"""Test support shipped with storied: conformance suites, hostile paths, local test servers."""
