@@ -55,6 +55,7 @@ class Capabilities:
         empty_dirs: Empty directories exist on their own (false on object stores).
         atomic_rename: A move inside the backend is a rename, not copy + delete.
         range_reads: Byte ranges can be read without reading the whole file.
+        opaque_paths: Paths are data, not names (base64): never split or normalised.
     """
 
     read: bool = True
@@ -81,6 +82,7 @@ class Capabilities:
     empty_dirs: bool = True
     atomic_rename: bool = False
     range_reads: bool = True
+    opaque_paths: bool = False
 
     def replace(self, **changes: bool) -> Capabilities:
         """Return a copy with some flags changed."""
