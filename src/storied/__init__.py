@@ -1,1 +1,59 @@
-"""storied: one API and one history for every storage."""
+"""storied: one API and one history for every storage.
+
+    >>> from storied import StorageManager
+    >>> storage = StorageManager()
+    >>> storage.configure([{'name': 'scratch', 'type': 'memory'}])
+    >>> node = storage.node('scratch:hello.txt')
+    >>> node.write_text('hi')
+    True
+"""
+
+from storied.capabilities import Capabilities
+from storied.core.manager import StorageManager
+from storied.core.node import StorageNode
+from storied.core.transfer import SkipStrategy
+from storied.errors import (
+    DirectoryNotEmptyError,
+    InvalidPathError,
+    IsADirectoryStorageError,
+    MissingDependencyError,
+    MountNotFoundError,
+    NotADirectoryStorageError,
+    PathEscapeError,
+    PreconditionFailedError,
+    StorageAlreadyExistsError,
+    StorageConfigError,
+    StorageError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    TransientStorageError,
+    UnsupportedOperation,
+)
+from storied.info import Info, WriteMode
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Capabilities",
+    "DirectoryNotEmptyError",
+    "Info",
+    "InvalidPathError",
+    "IsADirectoryStorageError",
+    "MissingDependencyError",
+    "MountNotFoundError",
+    "NotADirectoryStorageError",
+    "PathEscapeError",
+    "PreconditionFailedError",
+    "SkipStrategy",
+    "StorageAlreadyExistsError",
+    "StorageConfigError",
+    "StorageError",
+    "StorageManager",
+    "StorageNode",
+    "StorageNotFoundError",
+    "StoragePermissionError",
+    "TransientStorageError",
+    "UnsupportedOperation",
+    "WriteMode",
+    "__version__",
+]

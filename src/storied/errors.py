@@ -6,14 +6,15 @@ for plain files (``except FileNotFoundError``) keeps working::
 
     StorageError (Exception)
     ├── StorageNotFoundError (FileNotFoundError)        a path or mount that does not exist
+    │   └── MountNotFoundError (KeyError)                no mount of that name
     ├── StorageAlreadyExistsError (FileExistsError)     create-only write on an existing path
     ├── StoragePermissionError (PermissionError)        refused by mount permissions
     │   ├── PathEscapeError (ValueError)                 a path that would leave its mount
     │   └── UnsupportedOperation                         the backend cannot do this at all
     ├── StorageConfigError (ValueError)                 a bad mount configuration
     ├── InvalidPathError (ValueError)                   a path that is malformed (no escape)
-    ├── IsADirectoryStorageError (IsADirectoryError)
-    ├── NotADirectoryStorageError (NotADirectoryError)
+    ├── IsADirectoryStorageError (IsADirectoryError, ValueError)
+    ├── NotADirectoryStorageError (NotADirectoryError, ValueError)
     ├── DirectoryNotEmptyError (OSError, errno ENOTEMPTY)
     ├── PreconditionFailedError (OSError)               conditional write lost the race
     ├── TransientStorageError (ConnectionError)         worth retrying (timeouts, throttling, 5xx)
@@ -30,6 +31,7 @@ import errno
 __all__ = [
     "DirectoryNotEmptyError",
     "InvalidPathError",
+    "MountNotFoundError",
     "IsADirectoryStorageError",
     "MissingDependencyError",
     "NotADirectoryStorageError",
@@ -51,6 +53,13 @@ class StorageError(Exception):
 
 class StorageNotFoundError(StorageError, FileNotFoundError):
     """The path, mount or version does not exist."""
+
+
+class MountNotFoundError(StorageNotFoundError, KeyError):
+    """No mount has that name (also a ``KeyError``, as genro-storage's ``delete_mount`` raised)."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
 
 
 class StorageAlreadyExistsError(StorageError, FileExistsError):
@@ -81,12 +90,12 @@ class InvalidPathError(StorageError, ValueError):
     """A path is malformed: control characters, backslashes, empty where a name is needed."""
 
 
-class IsADirectoryStorageError(StorageError, IsADirectoryError):
-    """A file operation was asked of a directory."""
+class IsADirectoryStorageError(StorageError, IsADirectoryError, ValueError):
+    """A file operation was asked of a directory (a ``ValueError`` too, as in genro-storage)."""
 
 
-class NotADirectoryStorageError(StorageError, NotADirectoryError):
-    """A directory operation was asked of a file."""
+class NotADirectoryStorageError(StorageError, NotADirectoryError, ValueError):
+    """A directory operation was asked of a file (a ``ValueError`` too, as in genro-storage)."""
 
 
 class DirectoryNotEmptyError(StorageError, OSError):

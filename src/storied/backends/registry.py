@@ -20,7 +20,7 @@ __all__ = ["BackendType", "TYPES", "build", "COMMON_KEYS"]
 
 #: Keys every mount accepts, whatever its type (handled by the manager, not the adapter).
 COMMON_KEYS = frozenset(
-    {"name", "type", "protocol", "permissions", "versioning", "history", "retries", "readonly"}
+    {"name", "type", "protocol", "permissions", "retries", "readonly"}
 )
 
 

@@ -184,10 +184,6 @@ class Permissions(WrappedBackend):
         self._need_delete()
         self.inner.move(src, dst)
 
-    def local_path(self, path: str) -> str | None:
-        # A real path would let callers write behind the wrapper's back.
-        return None if self.level is Permission.READONLY else self.inner.local_path(path)
-
 
 class Retrying(WrappedBackend):
     """Retry transient failures with exponential backoff and jitter.

@@ -1,0 +1,1 @@
+"""The core: manager, nodes and their helpers. Works with versioning absent."""

@@ -1,0 +1,122 @@
+"""Local filesystem access to any node: ``local_path`` and ``call``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
+
+from storied.backends.base import CHUNK
+from storied.errors import StorageNotFoundError
+
+if TYPE_CHECKING:
+    from storied.core.node import StorageNode
+
+__all__ = ["local_path", "call"]
+
+_EXECUTOR: ThreadPoolExecutor | None = None
+
+
+def _digest(path: str) -> str | None:
+    if not os.path.exists(path):
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
+    """Yield a filesystem path holding the node's content.
+
+    On local mounts this is the real file. Elsewhere the file is downloaded to a temporary file
+    (same suffix) for ``'r'`` and ``'rw'``, and uploaded on exit for ``'w'`` and ``'rw'`` only if
+    its content changed; the temporary file is removed on exit. Leaving the block by an
+    exception uploads nothing.
+
+    Raises:
+        ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'rw'``.
+        StoragePermissionError: A writing mode on a mount that refuses writes.
+    """
+    if mode not in ("r", "w", "rw"):
+        raise ValueError(f"local_path mode must be 'r', 'w' or 'rw', not {mode!r}")
+    if "w" in mode:
+        node.require_writable()
+    real = node._be.local_path(node.path)
+    if real is not None:
+        if "w" in mode:
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+        yield real
+        return
+    fd, tmp = tempfile.mkstemp(suffix=node.suffix, prefix="storied-")
+    os.close(fd)
+    try:
+        if "r" in mode:
+            try:
+                with node._be.open_read(node.path) as src, open(tmp, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+            except StorageNotFoundError:
+                if mode == "r":
+                    raise
+        before = _digest(tmp) if mode == "rw" else None
+        yield tmp
+        if "w" in mode and os.path.exists(tmp) and (mode == "w" or _digest(tmp) != before):
+            with open(tmp, "rb") as stream:
+                node._be.write(node.path, stream)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def call(
+    *args: Any,
+    callback: Callable[[], object] | None = None,
+    async_mode: bool = False,
+    return_output: bool = False,
+    **subprocess_kwargs: Any,
+) -> Any:
+    """Run a command whose node arguments are replaced by local paths.
+
+    Node arguments are made local with ``local_path(mode='rw')``: downloaded first, uploaded
+    afterwards only when the command changed them. ``callback()`` runs after a successful run.
+    With ``async_mode=True`` the command runs in a background thread and a
+    :class:`concurrent.futures.Future` is returned (its ``result()`` re-raises any failure).
+
+    Returns:
+        The command's output (bytes) with ``return_output``, else None.
+
+    Raises:
+        subprocess.CalledProcessError: The command failed.
+    """
+    from storied.core.node import StorageNode
+
+    def run() -> Any:
+        with ExitStack() as stack:
+            argv = [
+                stack.enter_context(local_path(a, "rw")) if isinstance(a, StorageNode) else str(a)
+                for a in args
+            ]
+            if return_output:
+                output = subprocess.check_output(argv, **subprocess_kwargs)
+            else:
+                subprocess.check_call(argv, **subprocess_kwargs)
+                output = None
+        if callback is not None:
+            callback()
+        return output
+
+    if not async_mode:
+        return run()
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storied-call")
+    future: Future[Any] = _EXECUTOR.submit(run)
+    return future

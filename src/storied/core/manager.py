@@ -1,0 +1,212 @@
+"""StorageManager: the mount table and the node factory."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from storied import paths
+from storied.backends import registry
+from storied.backends.base import Backend
+from storied.backends.wrappers import Permission, Permissions, Prefixed, Retrying
+from storied.core.config import load_mounts
+from storied.errors import MountNotFoundError, StorageConfigError
+
+if TYPE_CHECKING:
+    from storied.core.node import StorageNode
+    from storied.core.virtual import DiffNode, IterNode
+
+__all__ = ["StorageManager"]
+
+_MOUNT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+class StorageManager:
+    """Holds named mounts and makes nodes for ``'mount:path'`` strings.
+
+    Example:
+        >>> storage = StorageManager()
+        >>> storage.configure([{'name': 'scratch', 'type': 'memory'}])
+        >>> storage.node('scratch:notes/today.txt').write_text('hello')
+        True
+        >>> storage.node('scratch:notes/today.txt').read_text()
+        'hello'
+    """
+
+    def __init__(self) -> None:
+        self._mounts: dict[str, Backend] = {}
+        self._configs: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ configuration
+    def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
+        """Add (or replace, by name) the mounts described by ``source``.
+
+        Args:
+            source: A list of mount dicts or a ``.yaml``/``.yml``/``.json``/``.toml`` file path.
+
+        Raises:
+            TypeError: ``source`` is neither a list nor a path.
+            StorageConfigError: A mount is invalid; the message names the mount and the key.
+        """
+        for config in load_mounts(source):
+            self.add_mount(config)
+
+    def add_mount(self, config: Mapping[str, Any]) -> None:
+        """Add one mount (replacing a mount of the same name).
+
+        Common keys: ``name`` (required), ``type`` or ``protocol`` (required unless ``path`` names
+        a parent mount as ``'parent:sub/dir'``), ``permissions`` (``readonly`` | ``readwrite`` |
+        ``delete``), ``retries`` (attempts for transient errors, default 4; 1 disables).
+        The other keys depend on the type (see :mod:`storied.backends.registry`).
+        """
+        name = config.get("name")
+        if not name:
+            raise StorageConfigError("Mount configuration missing required field: 'name'")
+        if not isinstance(name, str) or not _MOUNT_NAME.match(name):
+            raise StorageConfigError(
+                f"Invalid mount name {name!r}: use letters, digits, '_', '-', '.'"
+            )
+        backend = self._build(name, config)
+        self._mounts[name] = backend
+        self._configs[name] = dict(config)
+
+    def _build(self, name: str, config: Mapping[str, Any]) -> Backend:
+        parent_path = config.get("path")
+        if isinstance(parent_path, str) and ":" in parent_path and not _is_windows(parent_path):
+            backend = self._build_relative(name, config, parent_path)
+        else:
+            kind = config.get("type") or config.get("protocol")
+            if not kind:
+                raise StorageConfigError(
+                    f"Mount configuration for {name!r} missing required field: 'type'"
+                )
+            backend = registry.build(str(kind), name, config)
+            attempts = config.get("retries", 4)
+            if not isinstance(attempts, int) or attempts < 1:
+                raise StorageConfigError(f"Mount {name!r}: 'retries' must be an integer >= 1")
+            if attempts > 1:
+                backend = Retrying(backend, attempts=attempts)
+        return self._apply_permissions(name, config, backend)
+
+    def _build_relative(self, name: str, config: Mapping[str, Any], spec: str) -> Backend:
+        extra = set(config) - {"name", "path", "permissions", "type", "protocol"}
+        if extra:
+            raise StorageConfigError(
+                f"Unknown key {sorted(extra)[0]!r} for relative mount {name!r}. "
+                "Accepted keys: name, path, permissions"
+            )
+        parent_name, sub = paths.split_fullpath(spec)
+        parent = self._mounts.get(parent_name)
+        if parent is None:
+            raise StorageConfigError(
+                f"Parent mount {parent_name!r} not found for relative mount {name!r}. "
+                f"Available mounts: {', '.join(self._mounts) or '(none)'}"
+            )
+        try:
+            sub = paths.normalize(sub, allow_absolute=False)
+        except ValueError as exc:
+            raise StorageConfigError(f"Mount {name!r}: invalid 'path' {spec!r}: {exc}") from exc
+        return Prefixed(parent, sub) if sub else parent
+
+    def _apply_permissions(self, name: str, config: Mapping[str, Any], backend: Backend) -> Backend:
+        value = config.get("permissions")
+        if config.get("readonly") is True:
+            value = value or "readonly"
+        if value is None:
+            return backend
+        level = Permission.parse(str(value), name)
+        caps = backend.capabilities
+        if caps.readonly and level is not Permission.READONLY:
+            raise StorageConfigError(
+                f"Invalid permissions {level.value!r} for mount {name!r}: Backend type is "
+                "read-only (supports only 'readonly' permission)"
+            )
+        if level is Permission.DELETE and not caps.delete:
+            raise StorageConfigError(f"Mount {name!r}: backend cannot delete")
+        return Permissions(backend, level)
+
+    def delete_mount(self, name: str) -> None:
+        """Remove a mount. Nodes already made keep working on the backend they hold.
+
+        Raises:
+            MountNotFoundError: No such mount (also a ``KeyError`` and a ``FileNotFoundError``).
+        """
+        if name not in self._mounts:
+            raise MountNotFoundError(self._missing(name))
+        del self._mounts[name]
+        del self._configs[name]
+
+    def get_mount_names(self) -> list[str]:
+        """Mount names in the order they were added."""
+        return list(self._mounts)
+
+    def has_mount(self, name: str) -> bool:
+        """True if a mount of that name exists."""
+        return name in self._mounts
+
+    def get_backend(self, name: str) -> Backend:
+        """The (wrapped) backend of mount ``name``."""
+        try:
+            return self._mounts[name]
+        except KeyError:
+            raise MountNotFoundError(self._missing(name)) from None
+
+    def _missing(self, name: str) -> str:
+        available = ", ".join(self._mounts) or "(none)"
+        return f"Mount point {name!r} not found. Available mounts: {available}"
+
+    # ------------------------------------------------------------------ nodes
+    def node(
+        self,
+        mount_or_path: str | None = None,
+        *path_parts: str,
+        version: int | str | None = None,
+    ) -> StorageNode:
+        """A node for ``'mount:path'``, ``'mount'`` or ``'mount', 'part', 'part'``.
+
+        The path is normalised (empty and ``.`` segments dropped, a leading slash means the mount
+        root). ``..``, control characters and backslashes are refused. With ``version`` the node
+        is a read-only view of that version. With no argument the node has no mount (virtual).
+
+        Raises:
+            MountNotFoundError: The mount does not exist.
+            PathEscapeError: The path tries to leave the mount (also ``ValueError``).
+        """
+        from storied.core.node import StorageNode
+
+        if mount_or_path is None:
+            return StorageNode(self, None, "")
+        mount, first = paths.split_fullpath(mount_or_path)
+        backend = self.get_backend(mount)
+        if backend.capabilities.opaque_paths:
+            return StorageNode(self, mount, "/".join(p for p in (first, *path_parts) if p), version)
+        path = paths.normalize(first)
+        if path_parts:
+            path = paths.join(path, *path_parts)
+        return StorageNode(self, mount, path, version)
+
+    def iternode(self, *nodes: StorageNode) -> IterNode:
+        """A virtual node whose content is its sources' contents, concatenated at read time."""
+        from storied.core.virtual import IterNode
+
+        return IterNode(self, list(nodes))
+
+    def diffnode(self, node1: StorageNode, node2: StorageNode) -> DiffNode:
+        """A virtual node whose text is the unified diff of two text nodes (computed lazily)."""
+        from storied.core.virtual import DiffNode
+
+        return DiffNode(self, node1, node2)
+
+    def close(self) -> None:
+        """Close every mount's backend."""
+        for backend in self._mounts.values():
+            backend.close()
+
+    def __repr__(self) -> str:
+        return f"StorageManager(mounts=[{', '.join(self._mounts)}])"
+
+
+def _is_windows(path: str) -> bool:
+    return len(path) > 2 and path[1] == ":" and path[2] in "\\/"

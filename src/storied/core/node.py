@@ -1,0 +1,524 @@
+"""StorageNode: a path on a mount, with a pathlib feel.
+
+Pure path operations never touch storage. Every I/O method goes through the mount's backend and
+costs the fewest requests the backend allows (``read_bytes`` is one GET, ``exists`` one HEAD).
+Conveniences (copy strategies, serving, subprocess helpers) live in sibling modules and are reached
+through thin methods here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import mimetypes
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from datetime import datetime
+from pathlib import PurePosixPath
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
+
+from storied import paths
+from storied.backends.base import Backend
+from storied.capabilities import Capabilities
+from storied.core.streams import AtomicWriter, md5_of_stream
+from storied.errors import (
+    IsADirectoryStorageError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    UnsupportedOperation,
+)
+from storied.info import Data, Info, WriteMode
+
+if TYPE_CHECKING:
+    from storied.core.manager import StorageManager
+
+__all__ = ["StorageNode"]
+
+_WRITE_MODES = frozenset("wax+")
+
+
+class StorageNode:
+    """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
+
+    Nodes are cheap values: equal when they name the same mount, path and version (no I/O), and
+    hashable. Use :meth:`same_content` to compare contents.
+    """
+
+    def __init__(
+        self,
+        manager: StorageManager,
+        mount_name: str | None,
+        path: str,
+        version: int | str | None = None,
+        *,
+        info: Info | None = None,
+    ) -> None:
+        self._manager = manager
+        self._mount_name = mount_name
+        self._path = path
+        self._version = version
+        self._listed = info  # what a listing said about this node, used only by md5hash()
+        self._backend: Backend | None = manager.get_backend(mount_name) if mount_name else None
+
+    # ------------------------------------------------------------------ factory hook
+    def _create_node(
+        self, manager: StorageManager, mount_name: str | None, path: str
+    ) -> StorageNode:
+        """Make a related node (parent, child); subclasses override this to keep their class."""
+        return type(self)(manager, mount_name, path)
+
+    def _related(self, path: str, info: Info | None = None) -> StorageNode:
+        node = self._create_node(self._manager, self._mount_name, path)
+        node._listed = info
+        return node
+
+    # ------------------------------------------------------------------ pure path properties
+    @property
+    def mount_name(self) -> str | None:
+        """The mount this node lives on (None for virtual nodes)."""
+        return self._mount_name
+
+    @property
+    def path(self) -> str:
+        """The path relative to the mount root (``''`` at the root)."""
+        return self._path
+
+    @property
+    def fullpath(self) -> str:
+        """``'mount:path'`` (``'mount:'`` at the root)."""
+        return f"{self._mount_name}:{self._path}"
+
+    @property
+    def version(self) -> int | str | None:
+        """The version this node is pinned to (None: the current content)."""
+        return self._version
+
+    @property
+    def basename(self) -> str:
+        """The last path segment."""
+        return PurePosixPath(self._path).name
+
+    @property
+    def stem(self) -> str:
+        """The basename without its last suffix."""
+        return PurePosixPath(self._path).stem
+
+    @property
+    def suffix(self) -> str:
+        """The last suffix, with its dot (``'.gz'`` for ``a.tar.gz``)."""
+        return PurePosixPath(self._path).suffix
+
+    @property
+    def ext(self) -> str:
+        """The last suffix without its dot."""
+        return self.suffix[1:]
+
+    def splitext(self) -> tuple[str, str]:
+        """``(path_without_suffix, suffix)``."""
+        suffix = self.suffix
+        return (self._path[: -len(suffix)] if suffix else self._path), suffix
+
+    @property
+    def parent(self) -> StorageNode:
+        """The containing directory's node (the root is its own parent)."""
+        return self._related(self._path.rpartition("/")[0])
+
+    @property
+    def dirname(self) -> str:
+        """The parent's full path."""
+        return self.parent.fullpath
+
+    @property
+    def mimetype(self) -> str:
+        """The media type guessed from the name (``application/octet-stream`` if unknown)."""
+        return mimetypes.guess_type(self.basename)[0] or "application/octet-stream"
+
+    @property
+    def resolved_path(self) -> str | None:
+        """The absolute filesystem path on local mounts (also relative ones), else None."""
+        return self._be.local_path(self._path) if self._backend else None
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this node's mount can do (version flags off on a pinned-version node)."""
+        caps = self._be.capabilities
+        if self._version is not None:
+            caps = caps.replace(versioning=False, version_listing=False, version_access=False)
+        return caps
+
+    def child(self, *parts: str) -> StorageNode:
+        """A node below this one. Parts may hold ``/``; ``..`` and absolute parts are refused.
+
+        Raises:
+            PathEscapeError: A part would leave the mount (also ``PermissionError``/``ValueError``).
+        """
+        if self.capabilities.opaque_paths:
+            raise UnsupportedOperation(f"{self.fullpath}: this mount has no directories")
+        return self._related(paths.join(self._path, *parts))
+
+    # ------------------------------------------------------------------ status
+    @property
+    def _be(self) -> Backend:
+        if self._backend is None:
+            raise ValueError("Cannot do I/O on virtual node (no path)")
+        return self._backend
+
+    def info(self) -> Info:
+        """Everything the backend says about this path, from one request.
+
+        Raises:
+            StorageNotFoundError: Nothing is there.
+        """
+        return self._be.info(self._path)
+
+    def _info_or_none(self) -> Info | None:
+        try:
+            return self.info()
+        except StorageNotFoundError:
+            return None
+
+    def exists(self) -> bool:
+        """True if a file or directory is at this path (one request)."""
+        return self._backend is not None and self._be.exists(self._path)
+
+    def is_file(self) -> bool:
+        """True if a file is at this path."""
+        info = self._info_or_none() if self._backend else None
+        return info is not None and not info.is_dir
+
+    def is_dir(self) -> bool:
+        """True if a directory is at this path."""
+        info = self._info_or_none() if self._backend else None
+        return info is not None and info.is_dir
+
+    def _file_info(self) -> Info:
+        info = self.info()
+        if info.is_dir:
+            raise IsADirectoryStorageError(f"{self.fullpath} is a directory")
+        return info
+
+    def size(self) -> int:
+        """Size in bytes. Raises ``StorageNotFoundError``, or ``IsADirectoryStorageError``
+        (also a ``ValueError``) for a directory."""
+        return self._file_info().size
+
+    def mtime(self) -> float:
+        """Last modification time as a Unix timestamp."""
+        info = self.info()
+        if info.mtime is None:
+            raise UnsupportedOperation(f"{self.fullpath}: the backend reports no mtime")
+        return info.mtime
+
+    def md5hash(self) -> str:
+        """The lowercase hex MD5 of the content.
+
+        Costs no request when this node came from a listing that knew it, one HEAD when the
+        backend keeps a true MD5 (single-part S3 ETag), else one streamed read.
+        """
+        info = self._listed if self._listed is not None and self._listed.md5 else None
+        info = info or self._file_info()
+        if info.md5:
+            return info.md5
+        return md5_of_stream(self._be.open_read(self._path))
+
+    def same_content(self, other: StorageNode) -> bool:
+        """True when both are files with the same MD5 (compares sizes first)."""
+        try:
+            if self.size() != other.size():
+                return False
+            return self.md5hash() == other.md5hash()
+        except (StorageNotFoundError, IsADirectoryStorageError):
+            return False
+
+    @property
+    def ext_attributes(self) -> tuple[float | None, int | None, bool]:
+        """``(mtime, size or None for a directory, is_dir)`` from one request;
+        ``(None, None, False)`` if nothing is there."""
+        info = self._info_or_none()
+        if info is None:
+            return (None, None, False)
+        return (info.mtime, None if info.is_dir else info.size, info.is_dir)
+
+    def get_metadata(self) -> dict[str, str]:
+        """The user metadata stored with the file (``{}`` where the backend keeps none)."""
+        try:
+            return self._be.get_metadata(self._path)
+        except UnsupportedOperation:
+            return {}
+
+    def set_metadata(self, metadata: dict[str, str]) -> None:
+        """Replace the file's user metadata in one request (str keys and values only)."""
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+            raise TypeError("metadata keys and values must be str")
+        self._be.set_metadata(self._path, metadata)
+
+    def url(self, expires_in: int = 3600, **kwargs: Any) -> str | None:
+        """A URL for the file: presigned on S3, ``base_url``-based on local, else None."""
+        return self._be.url(self._path, expires_in)
+
+    def internal_url(self, nocache: bool = False) -> str | None:
+        """Reserved for application routing (genro-storage compatibility); always None."""
+        return None
+
+    # ------------------------------------------------------------------ reading
+    def open(
+        self,
+        mode: str = "r",
+        version: int | str | None = None,
+        as_of: datetime | None = None,
+        encoding: str | None = "utf-8",
+    ) -> IO[Any]:
+        """Open the file. Read modes stream; write modes return an atomic writer.
+
+        Writing modes (``w``, ``a``, ``x``, ``r+`` and their binary forms) buffer the content
+        and replace the file only when the file object closes without an error; ``x`` fails if
+        the file exists (checked at open and again, atomically, at close).
+        """
+        self._check_version_args(mode, version, as_of)
+        binary = "b" in mode
+        if _WRITE_MODES.intersection(mode):
+            raw: IO[bytes] = self._open_writer(mode)
+        else:
+            raw = self._be.open_read(self._path)
+        if binary:
+            return raw
+        return io.TextIOWrapper(raw, encoding=encoding or "utf-8")  # type: ignore[arg-type]
+
+    def _check_version_args(self, mode: str, version: object, as_of: object) -> None:
+        if self._version is not None and (version is not None or as_of is not None):
+            raise ValueError("This node is a versioned snapshot; it cannot take version/as_of")
+        if self._version is not None and _WRITE_MODES.intersection(mode):
+            raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
+        if version is not None and as_of is not None:
+            raise ValueError("Cannot specify both version and as_of")
+        if version is not None or as_of is not None or self._version is not None:
+            self._no_versioning()
+
+    def _no_versioning(self) -> None:
+        raise UnsupportedOperation(
+            f"{self._mount_name} backend does not support versioning. "
+            f"Supported features: {self._be.capabilities}"
+        )
+
+    def _open_writer(self, mode: str) -> AtomicWriter:
+        backend, path = self._be, self._path
+        self.require_writable()
+        write_mode = WriteMode.OVERWRITE
+        if "x" in mode:
+            if backend.exists(path):
+                raise StorageAlreadyExistsError(f"{self.fullpath} already exists")
+            if backend.capabilities.conditional_write:
+                write_mode = WriteMode.CREATE
+        initial: BinaryIO | None = None
+        if "a" in mode or "r" in mode:
+            try:
+                initial = backend.open_read(path)
+            except StorageNotFoundError:
+                if "r" in mode:
+                    raise
+
+        def commit(stream: BinaryIO) -> None:
+            backend.write(path, stream, mode=write_mode)
+
+        return AtomicWriter(commit, initial, position_at_end="a" in mode)
+
+    def require_writable(self) -> None:
+        """Raise ``StoragePermissionError`` now if this node's mount refuses writes."""
+        if self._version is not None:
+            raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
+        if not self._be.capabilities.write:
+            raise StoragePermissionError(
+                f"{self.fullpath}: mount is read-only. Write operations are not permitted."
+            )
+
+    def read_bytes(self) -> bytes:
+        """The whole content as bytes (one request)."""
+        if self._version is not None:
+            self._no_versioning()
+        return self._be.read_bytes(self._path)
+
+    def read_text(self, encoding: str = "utf-8") -> str:
+        """The whole content decoded as text."""
+        return self.read_bytes().decode(encoding)
+
+    def read(self, mode: str = "r", encoding: str = "utf-8") -> str | bytes:
+        """``'r'``: the text; ``'rb'``: the bytes."""
+        if mode == "r":
+            return self.read_text(encoding)
+        if mode == "rb":
+            return self.read_bytes()
+        raise ValueError(f"read() mode must be 'r' or 'rb', not {mode!r}")
+
+    def iter_bytes(self, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+        """Stream the content in chunks (constant memory)."""
+        from storied.core.streams import iter_chunks
+
+        return iter_chunks(self._be.open_read(self._path), chunk_size)
+
+    # ------------------------------------------------------------------ writing
+    def write_bytes(
+        self,
+        data: Data,
+        skip_if_unchanged: bool = False,
+        metadata: dict[str, str] | None = None,
+    ) -> bool:
+        """Replace the content atomically. Returns False when skipped as unchanged.
+
+        With ``skip_if_unchanged`` the current file is compared first: sizes from one request,
+        then the MD5 (free where the backend knows it, else one streamed read).
+        """
+        if self._version is not None:
+            raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
+        if not isinstance(data, (bytes, bytearray, memoryview)) and not hasattr(data, "read"):
+            raise TypeError(f"write_bytes() requires bytes, not {type(data).__name__}")
+        if skip_if_unchanged and isinstance(data, (bytes, bytearray, memoryview)):
+            if self._unchanged(bytes(data)):
+                return False
+        self._be.write(self._path, data, metadata=metadata)
+        self._listed = None
+        return True
+
+    def _unchanged(self, data: bytes) -> bool:
+        info = self._info_or_none()
+        if info is None or info.is_dir or info.size != len(data):
+            return False
+        current = info.md5 or md5_of_stream(self._be.open_read(self._path))
+        return current == hashlib.md5(data).hexdigest()
+
+    def write_text(self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False) -> bool:
+        """Replace the content with ``text`` encoded. Returns False when skipped as unchanged."""
+        if not isinstance(text, str):
+            raise TypeError(f"write_text() requires str, not {type(text).__name__}")
+        return self.write_bytes(text.encode(encoding), skip_if_unchanged=skip_if_unchanged)
+
+    def write(
+        self,
+        data: str | bytes,
+        mode: str = "w",
+        encoding: str = "utf-8",
+        skip_if_unchanged: bool = False,
+    ) -> bool:
+        """``mode='w'`` writes a str, ``'wb'`` bytes (``TypeError`` otherwise)."""
+        if mode == "w":
+            if not isinstance(data, str):
+                raise TypeError("write() in mode 'w' requires str")
+            return self.write_text(data, encoding, skip_if_unchanged)
+        if mode == "wb":
+            if not isinstance(data, (bytes, bytearray)):
+                raise TypeError("write() in mode 'wb' requires bytes")
+            return self.write_bytes(data, skip_if_unchanged)
+        raise ValueError(f"write() mode must be 'w' or 'wb', not {mode!r}")
+
+    def delete(self, recursive: bool = False) -> bool:
+        """Delete the file or directory. A missing path is not an error (returns False).
+
+        Raises:
+            DirectoryNotEmptyError: A non-empty directory without ``recursive=True``.
+        """
+        try:
+            self._be.delete(self._path, recursive=recursive)
+        except StorageNotFoundError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ directories
+    def children(self) -> list[StorageNode]:
+        """The nodes directly inside this directory, sorted by name (one listing)."""
+        entries = sorted(self._be.list(self._path), key=lambda e: e.path)
+        return [self._related(e.path, e) for e in entries]
+
+    def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
+        """Create this directory (pathlib semantics)."""
+        self._be.mkdir(self._path, parents=parents, exist_ok=exist_ok)
+
+    # ------------------------------------------------------------------ versions (plain mounts)
+    @property
+    def versions(self) -> list[dict[str, Any]]:
+        """The file's versions, oldest first; ``[]`` on a mount without history."""
+        return []
+
+    @property
+    def version_count(self) -> int:
+        """``len(versions)``."""
+        return len(self.versions)
+
+    def compact_versions(self, dry_run: bool = False) -> int:
+        """Remove consecutive duplicate versions (needs a mount with history)."""
+        raise UnsupportedOperation(f"{self._mount_name} backend does not support versioning")
+
+    # ------------------------------------------------------------------ transfer & integration
+    def copy_to(self, dest: StorageNode | str, **options: Any) -> StorageNode:
+        """Copy this file or directory; see :func:`storied.core.transfer.copy_node`."""
+        from storied.core.transfer import copy_node
+
+        return copy_node(self, self._resolve_dest(dest), **options)
+
+    def move_to(self, dest: StorageNode | str) -> StorageNode:
+        """Move this file or directory: a rename when both are on the same mount, else copy +
+        delete. This node then points at the destination (genro-storage behaviour)."""
+        from storied.core.transfer import move_node
+
+        target = move_node(self, self._resolve_dest(dest))
+        self._mount_name, self._path = target._mount_name, target._path
+        self._backend, self._listed = target._backend, None
+        return self
+
+    def _resolve_dest(self, dest: StorageNode | str) -> StorageNode:
+        return self._manager.node(dest) if isinstance(dest, str) else dest
+
+    def local_path(self, mode: str = "r") -> AbstractContextManager[str]:
+        """A context manager yielding a local filesystem path for this file; see
+        :func:`storied.core.localfile.local_path`."""
+        from storied.core.localfile import local_path
+
+        return local_path(self, mode)
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """Run a subprocess with node arguments as local paths; see
+        :func:`storied.core.localfile.call`."""
+        from storied.core.localfile import call
+
+        return call(*args, **kwargs)
+
+    def serve(self, environ: dict[str, Any], start_response: Callable[..., Any], **kw: Any) -> Any:
+        """Answer a WSGI request with this file; see :func:`storied.core.web.serve`."""
+        from storied.core.web import serve
+
+        return serve(self, environ, start_response, **kw)
+
+    def fill_from_url(self, url: str, timeout: float = 30) -> None:
+        """Download ``url`` (http/https) into this file, streamed."""
+        from storied.core.web import fill_from_url
+
+        fill_from_url(self, url, timeout)
+
+    def to_base64(self, mime: str | None = None, include_uri: bool = True) -> str:
+        """The content as base64, as a ``data:`` URI unless ``include_uri`` is false."""
+        from storied.core.web import to_base64
+
+        return to_base64(self, mime, include_uri)
+
+    def zip(self) -> bytes:
+        """A ZIP archive of this file (one entry) or directory (recursive)."""
+        from storied.core.virtual import zip_nodes
+
+        return zip_nodes([self])
+
+    # ------------------------------------------------------------------ value semantics
+    def _key(self) -> tuple[str | None, str, int | str | None]:
+        return (self._mount_name, self._path, self._version)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, StorageNode):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"StorageNode({self.fullpath!r})"
+
+    def __str__(self) -> str:
+        return self.fullpath

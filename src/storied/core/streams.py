@@ -1,0 +1,108 @@
+"""File objects returned by ``StorageNode.open``: buffered atomic writers and hashing helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import IO, BinaryIO
+
+from storied.backends.base import CHUNK
+
+__all__ = ["AtomicWriter", "md5_of_stream", "iter_chunks", "SPOOL_LIMIT"]
+
+#: Writers keep up to this many bytes in memory before spilling to a temporary file.
+SPOOL_LIMIT = 8 * 1024 * 1024
+
+
+class AtomicWriter(io.BufferedIOBase):
+    """A writable binary file that reaches storage only when closed without an error.
+
+    The content is spooled (in memory up to :data:`SPOOL_LIMIT`, then in a temporary file) and
+    handed to ``commit`` on :meth:`close`. Leaving a ``with`` block by an exception discards
+    it, so a failed write never replaces the old content.
+
+    Args:
+        commit: Called with the spooled stream (positioned at 0) when the file closes cleanly.
+        initial: Existing content to start from (append and update modes).
+        position_at_end: Start writing after ``initial`` (append) rather than over it.
+    """
+
+    def __init__(
+        self,
+        commit: Callable[[BinaryIO], object],
+        initial: BinaryIO | None = None,
+        position_at_end: bool = False,
+    ) -> None:
+        super().__init__()
+        self._commit = commit
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)
+        self._discard = False
+        if initial is not None:
+            with initial:
+                while chunk := initial.read(CHUNK):
+                    self._spool.write(chunk)
+            if not position_at_end:
+                self._spool.seek(0)
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        return self._spool.write(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._spool.read(-1 if size is None else size)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._spool.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._spool.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._spool.truncate(size)
+
+    def discard(self) -> None:
+        """Close without writing anything to storage."""
+        self._discard = True
+        self.close()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.discard()
+        else:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if not self._discard:
+                self._spool.seek(0)
+                self._commit(self._spool)  # type: ignore[arg-type]
+        finally:
+            self._spool.close()
+            super().close()
+
+
+def iter_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
+    """Yield ``stream``'s content in chunks of at most ``size`` bytes, then close it."""
+    with stream:
+        while chunk := stream.read(size):
+            yield chunk
+
+
+def md5_of_stream(stream: BinaryIO) -> str:
+    """The lowercase hex MD5 of everything left in ``stream`` (read in chunks, then closed)."""
+    digest = hashlib.md5()
+    for chunk in iter_chunks(stream):
+        digest.update(chunk)
+    return digest.hexdigest()

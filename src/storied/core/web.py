@@ -1,0 +1,145 @@
+"""Web helpers for nodes: WSGI serving (streamed, Range-aware), URL download, base64."""
+
+from __future__ import annotations
+
+import base64
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
+
+from storied.core.streams import iter_chunks
+from storied.errors import StorageNotFoundError, TransientStorageError
+from storied.info import Info
+
+if TYPE_CHECKING:
+    from storied.core.node import StorageNode
+
+__all__ = ["serve", "fill_from_url", "to_base64", "CHUNK"]
+
+#: Size of the chunks ``serve`` yields.
+CHUNK = 64 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class _Body:
+    """A WSGI body: yields chunks from an open stream and closes it when the server is done."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter_chunks(self._stream, CHUNK)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def _etag(info: Info) -> str:
+    token = info.md5 or info.etag or f"{info.mtime}-{info.size}"
+    return '"' + token.replace('"', "") + '"'
+
+
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """``(start, end_exclusive)``, None for no/ignored range, False when unsatisfiable."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None  # multi-range or malformed: serve the whole file
+    first, last = match.groups()
+    if first:
+        start = int(first)
+        end = min(int(last) + 1, size) if last else size
+    else:
+        start, end = max(0, size - int(last)), size
+    if start >= size or start >= end:
+        return False
+    return start, end
+
+
+def serve(
+    node: StorageNode,
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    download: bool = False,
+    download_name: str | None = None,
+    cache_max_age: int | None = None,
+) -> Any:
+    """Answer a WSGI request with the node's content, streamed in 64 KiB chunks.
+
+    One metadata request, then one (ranged) read. Answers ``404`` when missing, ``304`` when
+    ``If-None-Match`` matches, ``206`` with ``Content-Range`` for a single ``Range: bytes=``
+    request, ``416`` when the range is unsatisfiable, and no body for ``HEAD``.
+    """
+    try:
+        info = node.info()
+    except StorageNotFoundError:
+        info = None
+    if info is None or info.is_dir:
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"Not Found"]
+    etag = _etag(info)
+    headers = [("ETag", etag), ("Content-Type", node.mimetype), ("Accept-Ranges", "bytes")]
+    if cache_max_age is not None:
+        headers.append(("Cache-Control", f"max-age={int(cache_max_age)}"))
+    if download or download_name:
+        name = download_name or node.basename
+        fallback = name.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
+        disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+        headers.append(("Content-Disposition", disposition))
+    if environ.get("HTTP_IF_NONE_MATCH") in (etag, "*"):
+        start_response("304 Not Modified", headers)
+        return [b""]
+    wanted = _parse_range(environ.get("HTTP_RANGE"), info.size)
+    if wanted is False:
+        start_response("416 Range Not Satisfiable", [("Content-Range", f"bytes */{info.size}")])
+        return [b""]
+    start, end = wanted if isinstance(wanted, tuple) else (0, info.size)
+    headers.append(("Content-Length", str(end - start)))
+    if isinstance(wanted, tuple):
+        headers.append(("Content-Range", f"bytes {start}-{end - 1}/{info.size}"))
+        start_response("206 Partial Content", headers)
+    else:
+        start_response("200 OK", headers)
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        return [b""]
+    stream = node._be.open_read(node.path, start, end if isinstance(wanted, tuple) else None)
+    return _Body(stream)
+
+
+def fill_from_url(node: StorageNode, url: str, timeout: float = 30) -> None:
+    """Download ``url`` into ``node``, streamed (nothing is held whole in memory).
+
+    Only ``http://`` and ``https://`` URLs are accepted. The file is replaced only when the whole
+    body arrived. Note: fetching user-supplied URLs from a server can reach internal hosts
+    (SSRF); validate URLs before passing them here.
+
+    Raises:
+        ValueError: Not an http(s) URL.
+        TransientStorageError: The download failed (also a ``ConnectionError``/``OSError``).
+    """
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"Invalid URL (only http/https are accepted): {url!r}")
+    node.require_writable()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            node._be.write(node.path, response)
+    except urllib.error.URLError as exc:
+        raise TransientStorageError(f"Failed to download from {url}: {exc}") from exc
+
+
+def to_base64(node: StorageNode, mime: str | None = None, include_uri: bool = True) -> str:
+    """The content base64-encoded, as ``data:<mime>;base64,...`` unless ``include_uri`` is false.
+
+    Raises:
+        StorageNotFoundError: The file does not exist.
+        IsADirectoryStorageError: The node is a directory (also a ``ValueError``).
+    """
+    node.size()  # raises the documented errors for missing paths and directories
+    encoded = base64.b64encode(node.read_bytes()).decode("ascii")
+    if not include_uri:
+        return encoded
+    return f"data:{mime or node.mimetype};base64,{encoded}"
