@@ -20,7 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, BinaryIO
 from storied import paths
 from storied.backends.base import Backend
 from storied.capabilities import Capabilities
-from storied.core.streams import AtomicWriter, md5_of_stream
+from storied.core.streams import AtomicTextWriter, AtomicWriter, md5_of_stream
 from storied.errors import (
     IsADirectoryStorageError,
     StorageAlreadyExistsError,
@@ -276,14 +276,14 @@ class StorageNode:
         the file exists (checked at open and again, atomically, at close).
         """
         self._check_version_args(mode, version, as_of)
-        binary = "b" in mode
+        text_encoding = encoding or "utf-8"
         if _WRITE_MODES.intersection(mode):
-            raw: IO[bytes] = self._open_writer(mode)
-        else:
-            raw = self._be.open_read(self._path)
-        if binary:
+            writer = self._open_writer(mode)
+            return writer if "b" in mode else AtomicTextWriter(writer, encoding=text_encoding)
+        raw = self._be.open_read(self._path)
+        if "b" in mode:
             return raw
-        return io.TextIOWrapper(raw, encoding=encoding or "utf-8")  # type: ignore[arg-type]
+        return io.TextIOWrapper(raw, encoding=text_encoding)  # type: ignore[arg-type]
 
     def _check_version_args(self, mode: str, version: object, as_of: object) -> None:
         if self._version is not None and (version is not None or as_of is not None):

@@ -10,7 +10,7 @@ from typing import IO, BinaryIO
 
 from storied.backends.base import CHUNK
 
-__all__ = ["AtomicWriter", "md5_of_stream", "iter_chunks", "SPOOL_LIMIT"]
+__all__ = ["AtomicWriter", "AtomicTextWriter", "md5_of_stream", "iter_chunks", "SPOOL_LIMIT"]
 
 #: Writers keep up to this many bytes in memory before spilling to a temporary file.
 SPOOL_LIMIT = 8 * 1024 * 1024
@@ -70,16 +70,14 @@ class AtomicWriter(io.BufferedIOBase):
     def truncate(self, size: int | None = None) -> int:
         return self._spool.truncate(size)
 
-    def discard(self) -> None:
-        """Close without writing anything to storage."""
+    def abort(self) -> None:
+        """Make the coming :meth:`close` write nothing to storage."""
         self._discard = True
-        self.close()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
-            self.discard()
-        else:
-            self.close()
+            self.abort()
+        self.close()
 
     def close(self) -> None:
         if self.closed:
@@ -91,6 +89,15 @@ class AtomicWriter(io.BufferedIOBase):
         finally:
             self._spool.close()
             super().close()
+
+
+class AtomicTextWriter(io.TextIOWrapper):
+    """Text layer over an :class:`AtomicWriter` that discards on an exception too."""
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.buffer.abort()  # type: ignore[attr-defined]
+        self.close()
 
 
 def iter_chunks(stream: BinaryIO, size: int = CHUNK) -> Iterator[bytes]:
