@@ -123,6 +123,8 @@ def build(type_name: str, mount: str, config: Mapping[str, Any]) -> Backend:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("storied"):
+            raise
         hint = f"pip install 'storied[{spec.extra}]'" if spec.extra else "reinstall storied"
         raise MissingDependencyError(
             f"Mount {mount!r} of type {type_name!r} needs {exc.name!r}: {hint}"

@@ -134,9 +134,7 @@ def make_bucket(endpoint_url: str, name: str, versioned: bool = False) -> str:
     try:
         client.create_bucket(Bucket=name)
         if versioned:
-            client.put_bucket_versioning(
-                Bucket=name, VersioningConfiguration={"Status": "Enabled"}
-            )
+            client.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
     finally:
         client.close()
     return name
@@ -176,7 +174,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _ProxyServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         """Stay silent (the counters are the record)."""
 
     def _body(self) -> bytes:
