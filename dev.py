@@ -21,7 +21,7 @@ PY = BIN / "python"
 
 
 def _ensure_env() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before any install
         sys.exit("storied needs Python 3.11 or newer")
     stamp = VENV / ".storied-stamp"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()

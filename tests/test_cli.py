@@ -15,8 +15,9 @@ STORIED = [sys.executable, "-c", "from storied.cli.main import main; main()"]
 
 def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "120", "NO_COLOR": "1"}
-    return subprocess.run([*STORIED, *args], cwd=cwd, capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [*STORIED, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 @pytest.fixture
@@ -25,8 +26,10 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "data" / "docs" / "a.txt").write_text("alpha\n")
     (tmp_path / "data" / "docs" / "b.txt").write_text("beta\n")
     (tmp_path / "mirror").mkdir()
-    mounts = [{"name": "home", "type": "local", "base_path": str(tmp_path / "data")},
-              {"name": "mirror", "type": "local", "base_path": str(tmp_path / "mirror")}]
+    mounts = [
+        {"name": "home", "type": "local", "base_path": str(tmp_path / "data")},
+        {"name": "mirror", "type": "local", "base_path": str(tmp_path / "mirror")},
+    ]
     (tmp_path / "storied.yaml").write_text(json.dumps(mounts))
     return tmp_path
 

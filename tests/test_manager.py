@@ -19,8 +19,12 @@ from storied import (
 
 def test_configure_from_list_and_replace(tmp_path: Path) -> None:
     sm = StorageManager()
-    sm.configure([{"name": "a", "type": "memory"}, {"name": "b", "protocol": "local",
-                                                     "base_path": str(tmp_path)}])
+    sm.configure(
+        [
+            {"name": "a", "type": "memory"},
+            {"name": "b", "protocol": "local", "base_path": str(tmp_path)},
+        ]
+    )
     assert sm.get_mount_names() == ["a", "b"]
     assert sm.has_mount("a") and not sm.has_mount("zzz")
     sm.configure([{"name": "a", "type": "local", "base_path": str(tmp_path)}])
@@ -39,8 +43,10 @@ def test_configure_from_files(tmp_path: Path, suffix: str) -> None:
             '[[mounts]]\nname = "pub"\npath = "home:public"\npermissions = "readonly"\n'
         )
     else:
-        mounts = [{"name": "home", "type": "local", "base_path": str(root)},
-                  {"name": "pub", "path": "home:public", "permissions": "readonly"}]
+        mounts = [
+            {"name": "home", "type": "local", "base_path": str(root)},
+            {"name": "pub", "path": "home:public", "permissions": "readonly"},
+        ]
         file.write_text(json.dumps(mounts))  # JSON is valid YAML too
     sm = StorageManager()
     sm.configure(str(file))
@@ -99,7 +105,8 @@ def test_config_errors_name_mount_and_key(config: dict, words: list[str]) -> Non
 def test_local_base_path_must_exist(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         StorageManager().add_mount(
-            {"name": "x", "type": "local", "base_path": str(tmp_path / "missing")})
+            {"name": "x", "type": "local", "base_path": str(tmp_path / "missing")}
+        )
 
 
 def test_readonly_backend_accepts_only_readonly(tmp_path: Path) -> None:
@@ -156,10 +163,12 @@ def test_callable_base_paths(tmp_path: Path) -> None:
         return str(packages[prefix])
 
     sm = StorageManager()
-    sm.configure([
-        {"name": "me", "type": "local", "base_path": lambda: str(users[current["user"]])},
-        {"name": "pkg", "type": "local", "base_path": resolver},
-    ])
+    sm.configure(
+        [
+            {"name": "me", "type": "local", "base_path": lambda: str(users[current["user"]])},
+            {"name": "pkg", "type": "local", "base_path": resolver},
+        ]
+    )
     sm.node("me:notes.txt").write_text("ana's")
     current["user"] = "bo"
     assert not sm.node("me:notes.txt").exists()
@@ -172,11 +181,13 @@ def test_callable_base_paths(tmp_path: Path) -> None:
 
 def test_relative_mount_permissions_and_nesting(tmp_path: Path) -> None:
     sm = StorageManager()
-    sm.configure([
-        {"name": "home", "type": "local", "base_path": str(tmp_path)},
-        {"name": "pub", "path": "home:public", "permissions": "readwrite"},
-        {"name": "deep", "path": "pub:a/b"},
-    ])
+    sm.configure(
+        [
+            {"name": "home", "type": "local", "base_path": str(tmp_path)},
+            {"name": "pub", "path": "home:public", "permissions": "readwrite"},
+            {"name": "deep", "path": "pub:a/b"},
+        ]
+    )
     sm.node("deep:f.txt").write_text("nested")
     assert (tmp_path / "public" / "a" / "b" / "f.txt").read_text() == "nested"
     assert sm.node("deep:f.txt").resolved_path == str(tmp_path.resolve() / "public/a/b/f.txt")

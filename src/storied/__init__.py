@@ -1,11 +1,11 @@
 """storied: one API and one history for every storage.
 
-    >>> from storied import StorageManager
-    >>> storage = StorageManager()
-    >>> storage.configure([{'name': 'scratch', 'type': 'memory'}])
-    >>> node = storage.node('scratch:hello.txt')
-    >>> node.write_text('hi')
-    True
+>>> from storied import StorageManager
+>>> storage = StorageManager()
+>>> storage.configure([{'name': 'scratch', 'type': 'memory'}])
+>>> node = storage.node('scratch:hello.txt')
+>>> node.write_text('hi')
+True
 """
 
 from storied.capabilities import Capabilities

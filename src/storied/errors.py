@@ -31,9 +31,9 @@ import errno
 __all__ = [
     "DirectoryNotEmptyError",
     "InvalidPathError",
-    "MountNotFoundError",
     "IsADirectoryStorageError",
     "MissingDependencyError",
+    "MountNotFoundError",
     "NotADirectoryStorageError",
     "PathEscapeError",
     "PreconditionFailedError",

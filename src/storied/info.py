@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import BinaryIO, Union
+from enum import StrEnum
+from typing import BinaryIO
 
-__all__ = ["Info", "WriteMode", "Data"]
+__all__ = ["Data", "Info", "WriteMode"]
 
 #: What a backend's ``write`` accepts: bytes, or a binary stream read to its end.
-Data = Union[bytes, bytearray, memoryview, BinaryIO]
+Data = bytes | bytearray | memoryview | BinaryIO
 
 
-class WriteMode(str, Enum):
+class WriteMode(StrEnum):
     """How a write treats an existing object.
 
     ``OVERWRITE`` replaces whatever is there. ``CREATE`` writes only if nothing is at the path

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from storied.errors import InvalidPathError, PathEscapeError
 
-__all__ = ["normalize", "join", "split_fullpath", "relative_to", "is_under", "RESERVED"]
+__all__ = ["RESERVED", "is_under", "join", "normalize", "relative_to", "split_fullpath"]
 
 #: Name of the area inside a mount that storied keeps for itself (history, tags, locks).
 RESERVED = ".storied"

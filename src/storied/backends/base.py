@@ -5,10 +5,11 @@ segments are ``/``-separated, there are no ``..``. Everything users call (copy s
 helpers, hashing, serving) lives in :class:`~storied.core.node.StorageNode`, not here.
 
 An adapter implements six methods: :meth:`Backend.info`, :meth:`Backend.list`,
-:meth:`Backend.open_read`, :meth:`Backend.write` (with the conditional modes), :meth:`Backend.delete`
-and :meth:`Backend.mkdir`. :meth:`Backend.copy`, :meth:`Backend.move` and :meth:`Backend.walk` have
-portable defaults that an adapter overrides when the storage does better (server-side copy, rename,
-flat listings). Errors must be the :mod:`storied.errors` types, mapped in one place per adapter.
+:meth:`Backend.open_read`, :meth:`Backend.write` (with the conditional modes),
+:meth:`Backend.delete` and :meth:`Backend.mkdir`. :meth:`Backend.copy`, :meth:`Backend.move`
+and :meth:`Backend.walk` have portable defaults that an adapter overrides when the storage does
+better (server-side copy, rename, flat listings). Errors must be the :mod:`storied.errors` types,
+mapped in one place per adapter.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from storied.capabilities import Capabilities
 from storied.errors import StorageNotFoundError, UnsupportedOperation
 from storied.info import Data, Info, WriteMode
 
-__all__ = ["Backend", "WrappedBackend", "as_stream", "CHUNK"]
+__all__ = ["CHUNK", "Backend", "WrappedBackend", "as_stream"]
 
 #: Chunk size for streamed copies and hashing.
 CHUNK = 1024 * 1024
@@ -178,7 +179,7 @@ class Backend(abc.ABC):
         """The innermost adapter (wrappers return what they wrap)."""
         return self
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections. The backend is unusable afterwards."""
 
 

@@ -17,13 +17,13 @@ import errno
 import fcntl
 import inspect
 import io
+import itertools
 import os
 import shutil
 import stat as statmod
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
@@ -41,12 +41,13 @@ from storied.errors import (
 )
 from storied.info import Data, Info, WriteMode
 
-__all__ = ["LocalBackend", "TMP_MARK"]
+__all__ = ["TMP_MARK", "LocalBackend"]
 
-BasePath = Union[str, os.PathLike, Callable[..., Union[str, os.PathLike]]]
+BasePath = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
 
 #: Marker in the names of in-flight temporary files; listings hide them.
 TMP_MARK = ".storied-tmp-"
+_COUNTER = itertools.count()
 
 
 def _etag(st: os.stat_result) -> str:
@@ -143,12 +144,27 @@ class LocalBackend(Backend):
         return os.path.realpath(os.fspath(self._base(head))), rest  # type: ignore[operator]
 
     def _abs(self, path: str) -> str:
-        """The absolute OS path of ``path``, refused if it resolves outside the base."""
+        """The absolute OS path of ``path``, refused if it resolves outside the base.
+
+        Each existing component below the base is ``lstat``-ed; only when one is a symlink is
+        the whole path resolved and checked (cheaper than ``realpath`` on every call).
+        """
         root, rest = self._root_and_rest(path)
-        full = os.path.join(root, rest) if rest else root
-        real = os.path.realpath(full)
-        if real != root and not real.startswith(root + os.sep):
-            raise PathEscapeError(f"Path escapes base directory: {path!r}")
+        if not rest:
+            return root
+        full = root + os.sep + rest
+        current = root
+        for segment in rest.split("/"):
+            current = current + os.sep + segment
+            try:
+                mode = os.lstat(current).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break  # nothing further exists, so nothing further can be followed
+            if statmod.S_ISLNK(mode):
+                real = os.path.realpath(full)
+                if real != root and not real.startswith(root + os.sep):
+                    raise PathEscapeError(f"Path escapes base directory: {path!r}")
+                break
         return full
 
     # ---------------------------------------------------------------- contract
@@ -199,36 +215,46 @@ class LocalBackend(Backend):
         if not path:
             raise IsADirectoryStorageError("Cannot write to the mount root")
         full = self._abs(path)
-        directory = os.path.dirname(full)
         with _mapped(path):
-            if os.path.isdir(full):
-                raise IsADirectoryStorageError(f"Is a directory: {path!r}")
-            os.makedirs(directory, exist_ok=True)
-            tmp = self._write_temp(directory, os.path.basename(full), data)
+            tmp, st = self._write_temp(full, data)
             try:
                 self._commit(tmp, full, path, mode, etag)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-            st = os.stat(full)
+            except BaseException:
+                _unlink_quietly(tmp)
+                raise
+            if mode is WriteMode.CREATE:
+                os.unlink(tmp)
         return Info(path, False, st.st_size, st.st_mtime, _etag(st))
 
-    def _write_temp(self, directory: str, name: str, data: Data) -> str:
-        tmp = os.path.join(directory, f".{name[:100]}{TMP_MARK}{uuid.uuid4().hex[:12]}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    def _write_temp(self, full: str, data: Data) -> tuple[str, os.stat_result]:
+        """Write ``data`` to a new temporary file beside ``full``; return its path and stat."""
+        directory, name = os.path.split(full)
+        tmp = f"{directory}{os.sep}.{name[:100]}{TMP_MARK}{os.getpid()}-{next(_COUNTER)}"
         try:
-            with os.fdopen(fd, "wb") as out:
+            fd = _create_exclusive(tmp)
+        except FileNotFoundError:
+            if os.path.lexists(directory) and not os.path.isdir(directory):
+                raise NotADirectoryStorageError(f"Not a directory: {directory!r}") from None
+            os.makedirs(directory, exist_ok=True)
+            fd = _create_exclusive(tmp)
+        except FileExistsError:  # a crashed process with a recycled pid left this name
+            tmp += "-" + os.urandom(6).hex()
+            fd = _create_exclusive(tmp)
+        try:
+            with open(fd, "wb", buffering=0, closefd=True) as out:
                 if isinstance(data, (bytes, bytearray, memoryview)):
-                    out.write(data)
+                    view = memoryview(data)
+                    while view:
+                        view = view[out.write(view) :]
                 else:
                     shutil.copyfileobj(data, out, CHUNK)
                 if self._fsync:
-                    out.flush()
                     os.fsync(out.fileno())
+                st = os.fstat(out.fileno())
         except BaseException:
-            os.unlink(tmp)
+            _unlink_quietly(tmp)
             raise
-        return tmp
+        return tmp, st
 
     def _commit(self, tmp: str, full: str, path: str, mode: WriteMode, etag: str | None) -> None:
         if mode is WriteMode.OVERWRITE:
@@ -247,6 +273,11 @@ class LocalBackend(Backend):
                 if current != etag:
                     raise PreconditionFailedError(f"Etag mismatch on {path!r}")
                 os.replace(tmp, full)
+
+    def read_bytes(self, path: str) -> bytes:
+        full = self._abs(path)
+        with _mapped(path), open(full, "rb", buffering=0) as f:
+            return f.readall()
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         full = self._abs(path)
@@ -293,6 +324,17 @@ class LocalBackend(Backend):
         return self._abs(path)
 
 
+def _create_exclusive(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def _arity(func: Callable[..., object]) -> int:
     try:
         params = inspect.signature(func).parameters.values()
@@ -319,7 +361,6 @@ def _dir_lock(directory: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
 
 
 def from_config(config: dict[str, Any]) -> Backend:

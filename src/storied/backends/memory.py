@@ -117,7 +117,9 @@ class MemoryBackend(Backend):
                     raise NotADirectoryStorageError(f"Not a directory: {path!r}")
                 raise StorageNotFoundError(f"No such directory: {path!r}")
             entries = [Info(d, is_dir=True) for d in self._store.dirs if d and _parent(d) == path]
-            entries += [self._info(p, o) for p, o in self._store.files.items() if _parent(p) == path]
+            entries += [
+                self._info(p, o) for p, o in self._store.files.items() if _parent(p) == path
+            ]
         return iter(entries)
 
     def walk(self, path: str) -> Iterator[Info]:

@@ -16,12 +16,10 @@ from typing import Any
 from storied.backends.base import Backend
 from storied.errors import MissingDependencyError, StorageConfigError
 
-__all__ = ["BackendType", "TYPES", "build", "COMMON_KEYS"]
+__all__ = ["COMMON_KEYS", "TYPES", "BackendType", "build"]
 
 #: Keys every mount accepts, whatever its type (handled by the manager, not the adapter).
-COMMON_KEYS = frozenset(
-    {"name", "type", "protocol", "permissions", "retries", "readonly"}
-)
+COMMON_KEYS = frozenset({"name", "type", "protocol", "permissions", "retries", "readonly"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,7 @@ class BackendType:
         optional: Keys that may be present.
         aliases: Legacy key -> standard key (genro-storage spellings).
         extra: The pip extra that installs the adapter's dependencies, if any.
+        retries: Default attempts for transient errors (1 for storages that never have them).
     """
 
     name: str
@@ -43,6 +42,7 @@ class BackendType:
     optional: tuple[str, ...] = ()
     aliases: Mapping[str, str] = field(default_factory=dict)
     extra: str | None = None
+    retries: int = 4
 
     def normalize(self, mount: str, config: Mapping[str, Any]) -> dict[str, Any]:
         """Fold aliases, then check required and unknown keys; return the adapter's config."""
@@ -74,31 +74,89 @@ _BUCKET = {"prefix": "base_path"}
 TYPES: dict[str, BackendType] = {
     t.name: t
     for t in (
-        _t("local", "local", required=("base_path",), optional=("base_url", "fsync"),
-           aliases={"path": "base_path"}),
-        _t("memory", "memory", optional=("base_path", "store")),
-        _t("s3", "s3", "s3", required=("bucket",),
-           optional=("base_path", "region", "key", "secret", "token", "endpoint_url", "anon",
-                     "client_kwargs", "multipart_threshold"),
-           aliases={**_BUCKET, "access_key": "key", "secret_key": "secret",
-                    "region_name": "region"}),
-        _t("gcs", "fsspec_adapters", "gcs", required=("bucket",),
-           optional=("base_path", "token", "project", "endpoint_url"), aliases=_BUCKET),
-        _t("azure", "fsspec_adapters", "azure", required=("container",),
-           optional=("base_path", "account_name", "account_key", "sas_token",
-                     "connection_string")),
-        _t("sftp", "fsspec_adapters", "sftp", required=("host",),
-           optional=("username", "base_path", "password", "port", "key_filename", "passphrase",
-                     "timeout", "known_hosts"),
-           aliases={"path": "base_path"}),
-        _t("webdav", "fsspec_adapters", "webdav", required=("url",),
-           optional=("base_path", "username", "password", "token", "cert", "verify_ssl"),
-           aliases={"base_url": "url"}),
-        _t("http", "fsspec_adapters", "http", required=("base_path",), optional=("headers",),
-           aliases={"base_url": "base_path", "url": "base_path"}),
-        _t("zip", "archive", required=("file",), optional=("base_path",)),
-        _t("tar", "archive", required=("file",), optional=("base_path", "compression")),
-        _t("base64", "base64"),
+        _t(
+            "local",
+            "local",
+            required=("base_path",),
+            optional=("base_url", "fsync"),
+            aliases={"path": "base_path"},
+            retries=1,
+        ),
+        _t("memory", "memory", optional=("base_path", "store"), retries=1),
+        _t(
+            "s3",
+            "s3",
+            "s3",
+            required=("bucket",),
+            optional=(
+                "base_path",
+                "region",
+                "key",
+                "secret",
+                "token",
+                "endpoint_url",
+                "anon",
+                "client_kwargs",
+                "multipart_threshold",
+            ),
+            aliases={
+                **_BUCKET,
+                "access_key": "key",
+                "secret_key": "secret",
+                "region_name": "region",
+            },
+        ),
+        _t(
+            "gcs",
+            "fsspec_adapters",
+            "gcs",
+            required=("bucket",),
+            optional=("base_path", "token", "project", "endpoint_url"),
+            aliases=_BUCKET,
+        ),
+        _t(
+            "azure",
+            "fsspec_adapters",
+            "azure",
+            required=("container",),
+            optional=("base_path", "account_name", "account_key", "sas_token", "connection_string"),
+        ),
+        _t(
+            "sftp",
+            "fsspec_adapters",
+            "sftp",
+            required=("host",),
+            optional=(
+                "username",
+                "base_path",
+                "password",
+                "port",
+                "key_filename",
+                "passphrase",
+                "timeout",
+                "known_hosts",
+            ),
+            aliases={"path": "base_path"},
+        ),
+        _t(
+            "webdav",
+            "fsspec_adapters",
+            "webdav",
+            required=("url",),
+            optional=("base_path", "username", "password", "token", "cert", "verify_ssl"),
+            aliases={"base_url": "url"},
+        ),
+        _t(
+            "http",
+            "fsspec_adapters",
+            "http",
+            required=("base_path",),
+            optional=("headers",),
+            aliases={"base_url": "base_path", "url": "base_path"},
+        ),
+        _t("zip", "archive", required=("file",), optional=("base_path",), retries=1),
+        _t("tar", "archive", required=("file",), optional=("base_path", "compression"), retries=1),
+        _t("base64", "base64", retries=1),
     )
 }
 TYPES["az"] = TYPES["azure"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
-from enum import Enum
+from enum import StrEnum
 from typing import BinaryIO, TypeVar
 
 from storied import paths
@@ -102,7 +102,7 @@ class Prefixed(WrappedBackend):
         return self.inner.local_path(self._in(path))
 
 
-class Permission(str, Enum):
+class Permission(StrEnum):
     """Mount permission levels, each including the one before."""
 
     READONLY = "readonly"

@@ -28,14 +28,19 @@ def run_demo(console: Console, keep: str | None = None) -> None:
     finally:
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
-    console.print(Panel.fit("Tour done. Next: write a storied.yaml and try "
-                            "`storied ls home:` / `storied cp a: b: --skip hash`.",
-                            border_style="green"))
+    console.print(
+        Panel.fit(
+            "Tour done. Next: write a storied.yaml and try "
+            "`storied ls home:` / `storied cp a: b: --skip hash`.",
+            border_style="green",
+        )
+    )
 
 
 def _tour(console: Console, root: Path) -> None:
-    console.print(Panel.fit(f"storied demo: mounts and nodes on a local folder\n{root}",
-                            border_style="cyan"))
+    console.print(
+        Panel.fit(f"storied demo: mounts and nodes on a local folder\n{root}", border_style="cyan")
+    )
     storage = StorageManager()
     mounts = [
         {"name": "home", "type": "local", "base_path": str(root / "home")},
@@ -46,44 +51,68 @@ def _tour(console: Console, root: Path) -> None:
     storage.configure(mounts)
     console.print(f"mounts: {storage.get_mount_names()}")
 
-    _step(console, "2. Write files through nodes (atomic: temp file + rename)",
-          "storage.node('home:public/report.txt').write_text(...)")
-    for name, text in [("report.txt", "Q3 revenue: 42\n"), ("notes/todo.md", "- ship storied\n"),
-                       ("data.csv", "id,value\n1,10\n2,20\n")]:
+    _step(
+        console,
+        "2. Write files through nodes (atomic: temp file + rename)",
+        "storage.node('home:public/report.txt').write_text(...)",
+    )
+    for name, text in [
+        ("report.txt", "Q3 revenue: 42\n"),
+        ("notes/todo.md", "- ship storied\n"),
+        ("data.csv", "id,value\n1,10\n2,20\n"),
+    ]:
         storage.node("home:public", name).write_text(text)
     node = storage.node("home:public/report.txt")
     console.print(f"{node.fullpath}: {node.size()} bytes, md5 {node.md5hash()}")
-    console.print(f"children of home:public: {[c.basename for c in storage.node('home:public').children()]}")
+    console.print(
+        f"children of home:public: {[c.basename for c in storage.node('home:public').children()]}"
+    )
 
-    _step(console, "3. Copy a folder to another mount, with progress",
-          "storage.node('home:public').copy_to('scratch:backup', progress=cb)")
+    _step(
+        console,
+        "3. Copy a folder to another mount, with progress",
+        "storage.node('home:public').copy_to('scratch:backup', progress=cb)",
+    )
     storage.node("home:public").copy_to(
-        "scratch:backup", progress=lambda i, n: console.print(f"  copied {i}/{n}"))
+        "scratch:backup", progress=lambda i, n: console.print(f"  copied {i}/{n}")
+    )
     skipped: list[str] = []
-    _step(console, "4. Copy again with skip='hash': nothing changed, nothing is copied",
-          "storage.node('home:public').copy_to('scratch:backup', skip='hash')")
+    _step(
+        console,
+        "4. Copy again with skip='hash': nothing changed, nothing is copied",
+        "storage.node('home:public').copy_to('scratch:backup', skip='hash')",
+    )
     storage.node("home:public").copy_to(
-        "scratch:backup", skip="hash", on_skip=lambda n, reason: skipped.append(
-            f"  skipped {n.basename}: {reason}"))
+        "scratch:backup",
+        skip="hash",
+        on_skip=lambda n, reason: skipped.append(f"  skipped {n.basename}: {reason}"),
+    )
     console.print("\n".join(skipped))
 
-    _step(console, "5. A read-only mount refuses every write",
-          "storage.node('public:report.txt').write_text('tampered')")
+    _step(
+        console,
+        "5. A read-only mount refuses every write",
+        "storage.node('public:report.txt').write_text('tampered')",
+    )
     try:
         storage.node("public:report.txt").write_text("tampered")
     except StorageError as exc:
         console.print(f"  refused: [yellow]{type(exc).__name__}[/yellow]: {exc}")
     console.print(f"  still: {storage.node('public:report.txt').read_text().strip()!r}")
 
-    _step(console, "6. Paths cannot leave their mount",
-          "storage.node('public:../secrets.txt')")
+    _step(console, "6. Paths cannot leave their mount", "storage.node('public:../secrets.txt')")
     try:
         storage.node("public:../secrets.txt")
     except StorageError as exc:
         console.print(f"  refused: [yellow]{type(exc).__name__}[/yellow]: {exc}")
 
-    _step(console, "7. Move inside a mount is a rename",
-          "storage.node('home:public/data.csv').move_to('home:archive/data.csv')")
+    _step(
+        console,
+        "7. Move inside a mount is a rename",
+        "storage.node('home:public/data.csv').move_to('home:archive/data.csv')",
+    )
     moved = storage.node("home:public/data.csv").move_to("home:archive/data.csv")
-    console.print(f"  now at {moved.fullpath}; old path exists: "
-                  f"{storage.node('home:public/data.csv').exists()}")
+    console.print(
+        f"  now at {moved.fullpath}; old path exists: "
+        f"{storage.node('home:public/data.csv').exists()}"
+    )

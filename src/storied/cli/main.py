@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+
 import click
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
@@ -11,7 +12,7 @@ from rich.table import Table
 
 from storied import StorageError, StorageManager
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 console = Console()
 err = Console(stderr=True)
@@ -43,8 +44,13 @@ def _size(n: int | None) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-c", type=click.Path(dir_okay=False), default=None,
-              help="Mount configuration file (default: ./storied.yaml).")
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Mount configuration file (default: ./storied.yaml).",
+)
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
     """storied: one API and one history for every storage."""
@@ -52,8 +58,12 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 @cli.command()
-@click.option("--keep", type=click.Path(file_okay=False), default=None,
-              help="Run the tour in this folder and keep it (default: a temporary folder).")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run the tour in this folder and keep it (default: a temporary folder).",
+)
 def demo(keep: str | None) -> None:
     """A short tour of mounts, nodes, copies and permissions on a local folder."""
     from storied.cli.demo import run_demo
@@ -68,10 +78,7 @@ def demo(keep: str | None) -> None:
 def ls_command(ctx: click.Context, path: str, long_: bool) -> None:
     """List a directory (PATH is mount:path)."""
     node = _manager(ctx.obj["config"]).node(path)
-    if node.is_file():
-        entries = [node]
-    else:
-        entries = node.children()
+    entries = [node] if node.is_file() else node.children()
     table = Table(show_header=long_, box=None)
     table.add_column("name")
     if long_:
@@ -83,7 +90,9 @@ def ls_command(ctx: click.Context, path: str, long_: bool) -> None:
         if long_:
             from datetime import datetime
 
-            when = datetime.fromtimestamp(info.mtime).isoformat(" ", "seconds") if info.mtime else "-"
+            when = (
+                datetime.fromtimestamp(info.mtime).isoformat(" ", "seconds") if info.mtime else "-"
+            )
             table.add_row(name, "-" if info.is_dir else _size(info.size), when)
         else:
             table.add_row(name)
@@ -105,18 +114,33 @@ def cat(ctx: click.Context, path: str) -> None:
 @cli.command()
 @click.argument("source")
 @click.argument("dest")
-@click.option("--skip", type=click.Choice(["never", "exists", "size", "hash"]), default="never",
-              show_default=True, help="When to leave an existing destination file alone.")
+@click.option(
+    "--skip",
+    type=click.Choice(["never", "exists", "size", "hash"]),
+    default="never",
+    show_default=True,
+    help="When to leave an existing destination file alone.",
+)
 @click.option("--include", multiple=True, help="Only copy files matching this glob.")
 @click.option("--exclude", multiple=True, help="Do not copy files matching this glob.")
 @click.pass_context
-def cp(ctx: click.Context, source: str, dest: str, skip: str, include: tuple[str, ...],
-       exclude: tuple[str, ...]) -> None:
+def cp(
+    ctx: click.Context,
+    source: str,
+    dest: str,
+    skip: str,
+    include: tuple[str, ...],
+    exclude: tuple[str, ...],
+) -> None:
     """Copy SOURCE to DEST (mount:path each), with a progress bar."""
     storage = _manager(ctx.obj["config"])
     counts = {"copied": 0, "skipped": 0}
-    columns = (TextColumn("[bold]copying"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.completed}/{task.total} files"))
+    columns = (
+        TextColumn("[bold]copying"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.completed}/{task.total} files"),
+    )
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task("copy", total=None)
 
@@ -124,8 +148,11 @@ def cp(ctx: click.Context, source: str, dest: str, skip: str, include: tuple[str
             bar.update(task, completed=done, total=total)
 
         storage.node(source).copy_to(
-            storage.node(dest), skip=skip, include=list(include) or None,
-            exclude=list(exclude) or None, progress=progress,
+            storage.node(dest),
+            skip=skip,
+            include=list(include) or None,
+            exclude=list(exclude) or None,
+            progress=progress,
             on_file=lambda n: counts.__setitem__("copied", counts["copied"] + 1),
             on_skip=lambda n, r: counts.__setitem__("skipped", counts["skipped"] + 1),
         )

@@ -39,7 +39,9 @@ def _parse_file(path: Path) -> Any:
     )
 
 
-def load_mounts(source: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def load_mounts(
+    source: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
     """Return the list of mount dicts in ``source``.
 
     Args:

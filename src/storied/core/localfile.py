@@ -18,7 +18,7 @@ from storied.errors import StorageNotFoundError
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
 
-__all__ = ["local_path", "call"]
+__all__ = ["call", "local_path"]
 
 _EXECUTOR: ThreadPoolExecutor | None = None
 

@@ -58,7 +58,8 @@ class StorageManager:
 
         Common keys: ``name`` (required), ``type`` or ``protocol`` (required unless ``path`` names
         a parent mount as ``'parent:sub/dir'``), ``permissions`` (``readonly`` | ``readwrite`` |
-        ``delete``), ``retries`` (attempts for transient errors, default 4; 1 disables).
+        ``delete``), ``retries`` (attempts for transient errors; default 4 for network storages,
+        1 for local ones; 1 disables).
         The other keys depend on the type (see :mod:`storied.backends.registry`).
         """
         name = config.get("name")
@@ -83,7 +84,7 @@ class StorageManager:
                     f"Mount configuration for {name!r} missing required field: 'type'"
                 )
             backend = registry.build(str(kind), name, config)
-            attempts = config.get("retries", 4)
+            attempts = config.get("retries", registry.TYPES[str(kind)].retries)
             if not isinstance(attempts, int) or attempts < 1:
                 raise StorageConfigError(f"Mount {name!r}: 'retries' must be an integer >= 1")
             if attempts > 1:

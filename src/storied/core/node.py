@@ -372,9 +372,12 @@ class StorageNode:
             raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
         if not isinstance(data, (bytes, bytearray, memoryview)) and not hasattr(data, "read"):
             raise TypeError(f"write_bytes() requires bytes, not {type(data).__name__}")
-        if skip_if_unchanged and isinstance(data, (bytes, bytearray, memoryview)):
-            if self._unchanged(bytes(data)):
-                return False
+        if (
+            skip_if_unchanged
+            and isinstance(data, (bytes, bytearray, memoryview))
+            and self._unchanged(bytes(data))
+        ):
+            return False
         self._be.write(self._path, data, metadata=metadata)
         self._listed = None
         return True
@@ -386,7 +389,9 @@ class StorageNode:
         current = info.md5 or md5_of_stream(self._be.open_read(self._path))
         return current == hashlib.md5(data).hexdigest()
 
-    def write_text(self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False) -> bool:
+    def write_text(
+        self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False
+    ) -> bool:
         """Replace the content with ``text`` encoded. Returns False when skipped as unchanged."""
         if not isinstance(text, str):
             raise TypeError(f"write_text() requires str, not {type(text).__name__}")

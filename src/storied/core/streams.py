@@ -10,7 +10,7 @@ from typing import IO, BinaryIO
 
 from storied.backends.base import CHUNK
 
-__all__ = ["AtomicWriter", "AtomicTextWriter", "md5_of_stream", "iter_chunks", "SPOOL_LIMIT"]
+__all__ = ["SPOOL_LIMIT", "AtomicTextWriter", "AtomicWriter", "iter_chunks", "md5_of_stream"]
 
 #: Writers keep up to this many bytes in memory before spilling to a temporary file.
 SPOOL_LIMIT = 8 * 1024 * 1024
@@ -37,7 +37,7 @@ class AtomicWriter(io.BufferedIOBase):
     ) -> None:
         super().__init__()
         self._commit = commit
-        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)
+        self._spool: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
         self._discard = False
         if initial is not None:
             with initial:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from storied import paths
@@ -30,7 +30,7 @@ FilterFn = Callable[["StorageNode", str], bool]
 SkipFn = Callable[["StorageNode", "StorageNode"], bool]
 
 
-class SkipStrategy(str, Enum):
+class SkipStrategy(StrEnum):
     """When ``copy_to`` leaves an existing destination file alone.
 
     ``NEVER`` always copies; ``EXISTS`` skips when the destination exists; ``SIZE`` when sizes
@@ -68,7 +68,7 @@ def copy_node(
     dest: StorageNode,
     include: str | list[str] | None = None,
     exclude: str | list[str] | None = None,
-    filter: FilterFn | None = None,  # noqa: A002 - genro-storage's public name
+    filter: FilterFn | None = None,
     skip: SkipStrategy | str = SkipStrategy.NEVER,
     skip_fn: SkipFn | None = None,
     progress: Progress | None = None,
@@ -97,7 +97,13 @@ def copy_node(
     except StorageNotFoundError:
         raise StorageNotFoundError(f"Source not found: {src.fullpath}") from None
     plan = _Plan(
-        _patterns(include), _patterns(exclude), filter, strategy, skip_fn, progress, on_file,
+        _patterns(include),
+        _patterns(exclude),
+        filter,
+        strategy,
+        skip_fn,
+        progress,
+        on_file,
         on_skip,
     )
     if info.is_dir:
@@ -123,9 +129,7 @@ def _copy_dir(src: StorageNode, dest: StorageNode, plan: _Plan) -> None:
     existing: dict[str, Info] = {}
     if plan.skip is not SkipStrategy.NEVER:
         try:
-            existing = {
-                paths.relative_to(e.path, dest.path): e for e in dest._be.walk(dest.path)
-            }
+            existing = {paths.relative_to(e.path, dest.path): e for e in dest._be.walk(dest.path)}
         except StorageNotFoundError:
             existing = {}
     if not files:
@@ -160,7 +164,9 @@ def _filtered(node: StorageNode, rel: str, plan: _Plan) -> str | None:
     return None
 
 
-def _skip_reason(src: StorageNode, info: Info, dest: StorageNode, dinfo: Info, plan: _Plan) -> str | None:
+def _skip_reason(
+    src: StorageNode, info: Info, dest: StorageNode, dinfo: Info, plan: _Plan
+) -> str | None:
     try:
         if plan.skip is SkipStrategy.EXISTS:
             return "destination exists"
@@ -173,14 +179,20 @@ def _skip_reason(src: StorageNode, info: Info, dest: StorageNode, dinfo: Info, p
             if digest == (dinfo.md5 or dest.md5hash()):
                 return f"same content (MD5: {digest[:8]}...)"
             return None
-        if plan.skip is SkipStrategy.CUSTOM and plan.skip_fn is not None and plan.skip_fn(src, dest):
+        if (
+            plan.skip is SkipStrategy.CUSTOM
+            and plan.skip_fn is not None
+            and plan.skip_fn(src, dest)
+        ):
             return "custom function returned True"
     except Exception:
         return None  # any doubt means "copy"
     return None
 
 
-def _copy_one(src: StorageNode, info: Info, dest: StorageNode, dinfo: Info | None, plan: _Plan) -> None:
+def _copy_one(
+    src: StorageNode, info: Info, dest: StorageNode, dinfo: Info | None, plan: _Plan
+) -> None:
     if dinfo is not None and plan.skip is not SkipStrategy.NEVER:
         reason = _skip_reason(src, info, dest, dinfo, plan)
         if reason is not None:

@@ -12,7 +12,7 @@ from storied.core.node import StorageNode
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
 
-__all__ = ["IterNode", "DiffNode", "zip_nodes"]
+__all__ = ["DiffNode", "IterNode", "zip_nodes"]
 
 
 class _VirtualNode(StorageNode):

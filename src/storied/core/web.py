@@ -17,7 +17,7 @@ from storied.info import Info
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
 
-__all__ = ["serve", "fill_from_url", "to_base64", "CHUNK"]
+__all__ = ["CHUNK", "fill_from_url", "serve", "to_base64"]
 
 #: Size of the chunks ``serve`` yields.
 CHUNK = 64 * 1024
@@ -42,7 +42,7 @@ def _etag(info: Info) -> str:
     return '"' + token.replace('"', "") + '"'
 
 
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
     """``(start, end_exclusive)``, None for no/ignored range, False when unsatisfiable."""
     if not header:
         return None
@@ -125,7 +125,7 @@ def fill_from_url(node: StorageNode, url: str, timeout: float = 30) -> None:
         raise ValueError(f"Invalid URL (only http/https are accepted): {url!r}")
     node.require_writable()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             node._be.write(node.path, response)
     except urllib.error.URLError as exc:
         raise TransientStorageError(f"Failed to download from {url}: {exc}") from exc

@@ -6,7 +6,7 @@ normalised to a path that stays inside the mount.
 
 from __future__ import annotations
 
-__all__ = ["HOSTILE_PATHS", "ESCAPES"]
+__all__ = ["ESCAPES", "HOSTILE_PATHS"]
 
 #: Paths that must be refused outright: they can only mean "outside the mount".
 ESCAPES: tuple[str, ...] = (

@@ -72,7 +72,7 @@ class NodeConformance:
         assert node.write_text("héllo") is True
         assert node.read_text() == "héllo"
         assert node.read("rb") == "héllo".encode()
-        assert node.write("bytes!".encode(), mode="wb")
+        assert node.write(b"bytes!", mode="wb")
         assert node.read_bytes() == b"bytes!"
         with pytest.raises(TypeError):
             node.write_text(b"not text")  # type: ignore[arg-type]
@@ -137,7 +137,11 @@ class NodeConformance:
         node = sm.node("m", "a", "b/archive.tar.gz")
         assert node.fullpath == "m:a/b/archive.tar.gz"
         assert (node.basename, node.stem, node.suffix, node.ext) == (
-            "archive.tar.gz", "archive.tar", ".gz", "gz")
+            "archive.tar.gz",
+            "archive.tar",
+            ".gz",
+            "gz",
+        )
         assert node.parent.fullpath == "m:a/b" and node.dirname == "m:a/b"
         assert node.splitext() == ("a/b/archive.tar", ".gz")
         assert node.mimetype in ("application/gzip", "application/x-tar")
@@ -174,8 +178,11 @@ class NodeConformance:
         copied: list[str] = []
         skipped: list[tuple[str, str]] = []
         sm.node("m:src").copy_to(
-            "m:dst", include="*.py", progress=lambda i, t: seen.append((i, t)),
-            on_file=lambda n: copied.append(n.path), on_skip=lambda n, r: skipped.append((n.path, r)),
+            "m:dst",
+            include="*.py",
+            progress=lambda i, t: seen.append((i, t)),
+            on_file=lambda n: copied.append(n.path),
+            on_skip=lambda n, r: skipped.append((n.path, r)),
         )
         assert sorted(copied) == ["src/a.py", "src/pkg/c.py"]
         assert seen[-1] == (4, 4)
@@ -193,7 +200,9 @@ class NodeConformance:
         sm.node("m:s/two.txt").write_text("TWO")  # same size, new content
         skipped: list[str] = []
         sm.node("m:s").copy_to(
-            "m:t", skip=strategy, skip_fn=lambda s, d: True,
+            "m:t",
+            skip=strategy,
+            skip_fn=lambda s, d: True,
             on_skip=lambda n, r: skipped.append(n.basename),
         )
         expected = {"exists": 2, "size": 2, "hash": 1, SkipStrategy.CUSTOM: 2}[strategy]
@@ -411,7 +420,7 @@ class _http_server:
         payload = body
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
