@@ -2,7 +2,8 @@
 """Bootstrap and run: ``python3 dev.py demo`` | ``test [pytest args]`` | ``bench`` | ``lint``.
 
 Creates ``.venv`` beside this file on first use (Python 3.11+, standard library only), installs
-storied with every extra plus the test tools, and re-installs when ``pyproject.toml`` changes.
+storied with every extra plus the test and benchmark tools, and re-installs when
+``pyproject.toml`` changes.
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def _ensure_env() -> None:
     if not PY.exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("installing storied[all,test] into .venv ...", flush=True)
+    print("installing storied[all,test,bench] into .venv ...", flush=True)
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "-e", f"{ROOT}[all,test]"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[all,test,bench]"], check=True)
     stamp.write_text(want)
 
 

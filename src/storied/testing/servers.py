@@ -259,7 +259,7 @@ def start_gcs() -> ServerHandle:
     os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     port = free_port()
     url = f"http://{HOST}:{port}"
-    process = subprocess.Popen(  # noqa: S603 - a fixed binary from an installed package
+    process = subprocess.Popen(
         [
             os.fspath(_gcs_binary()), "-scheme", "http", "-backend", "memory",
             "-host", HOST, "-port", str(port), "-external-url", url,
