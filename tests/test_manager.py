@@ -212,6 +212,7 @@ def test_error_tree_leaves_are_builtins() -> None:
         "DirectoryNotEmptyError": OSError,
         "PreconditionFailedError": OSError,
         "TransientStorageError": ConnectionError,
+        "StorageIOError": OSError,
         "MissingDependencyError": ModuleNotFoundError,
     }
     for name, builtin in pairs.items():

@@ -18,6 +18,7 @@ for plain files (``except FileNotFoundError``) keeps working::
     ├── DirectoryNotEmptyError (OSError, errno ENOTEMPTY)
     ├── PreconditionFailedError (OSError)               conditional write lost the race
     ├── TransientStorageError (ConnectionError)         worth retrying (timeouts, throttling, 5xx)
+    ├── StorageIOError (OSError)                        any other failure the storage reported
     └── MissingDependencyError (ModuleNotFoundError)    an optional extra is not installed
 
 Lower-layer exceptions (``OSError`` from the OS, botocore ``ClientError``, fsspec errors) are
@@ -40,6 +41,7 @@ __all__ = [
     "StorageAlreadyExistsError",
     "StorageConfigError",
     "StorageError",
+    "StorageIOError",
     "StorageNotFoundError",
     "StoragePermissionError",
     "TransientStorageError",
@@ -114,6 +116,10 @@ class PreconditionFailedError(StorageError, OSError):
 
 class TransientStorageError(StorageError, ConnectionError):
     """A failure worth retrying: timeout, throttling, connection reset, server error."""
+
+
+class StorageIOError(StorageError, OSError):
+    """Any other failure the storage reported (disk full, I/O error, unexpected server answer)."""
 
 
 class MissingDependencyError(StorageError, ModuleNotFoundError):

@@ -36,6 +36,7 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageError,
+    StorageIOError,
     StorageNotFoundError,
     StoragePermissionError,
 )
@@ -74,7 +75,7 @@ def _mapped(path: str) -> Iterator[None]:
     except OSError as exc:
         if exc.errno == errno.ENOTEMPTY:
             raise DirectoryNotEmptyError(f"Directory not empty: {path!r}") from exc
-        raise
+        raise StorageIOError(exc.errno, f"{exc.strerror}: {path!r}") from exc
 
 
 class _RangeReader(io.RawIOBase):
