@@ -194,8 +194,8 @@ class WrappedBackend(Backend):
         self.inner = inner
         self.protocol = inner.protocol
 
-    @property  # type: ignore[override]
-    def capabilities(self) -> Capabilities:
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
         return self.inner.capabilities
 
     def info(self, path: str) -> Info:

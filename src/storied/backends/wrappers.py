@@ -132,8 +132,8 @@ class Permissions(WrappedBackend):
         super().__init__(inner)
         self.level = level
 
-    @property  # type: ignore[override]
-    def capabilities(self) -> Capabilities:
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
         caps = self.inner.capabilities
         if self.level is Permission.READONLY:
             return caps.as_readonly()
@@ -255,7 +255,11 @@ class Retrying(WrappedBackend):
             return self._run(call, rewind=lambda: None)
         if getattr(data, "seekable", lambda: False)():
             start = data.tell()
-            return self._run(call, rewind=lambda: data.seek(start) and None)
+
+            def rewind() -> None:
+                data.seek(start)
+
+            return self._run(call, rewind=rewind)
         return call()
 
     def delete(self, path: str, *, recursive: bool = False) -> None:

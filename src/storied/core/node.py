@@ -279,7 +279,9 @@ class StorageNode:
         text_encoding = encoding or "utf-8"
         if _WRITE_MODES.intersection(mode):
             writer = self._open_writer(mode)
-            return writer if "b" in mode else AtomicTextWriter(writer, encoding=text_encoding)
+            if "b" in mode:
+                return writer  # type: ignore[return-value]
+            return AtomicTextWriter(writer, encoding=text_encoding)  # type: ignore[arg-type]
         raw = self._be.open_read(self._path)
         if "b" in mode:
             return raw
