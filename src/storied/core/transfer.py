@@ -92,27 +92,27 @@ def copy_node(
     if strategy is SkipStrategy.CUSTOM and skip_fn is None:
         raise ValueError("skip='custom' requires skip_fn parameter")
     dest.require_writable()
+    plan = _Plan(
+        _patterns(include), _patterns(exclude), filter, strategy, skip_fn, progress, on_file,
+        on_skip,
+    )
+    files = _walk_if_dir(src)
+    if files is not None:
+        _copy_dir(src, dest, files, plan)
+        return dest
     try:
         info = src.info()
     except StorageNotFoundError:
         raise StorageNotFoundError(f"Source not found: {src.fullpath}") from None
-    plan = _Plan(
-        _patterns(include),
-        _patterns(exclude),
-        filter,
-        strategy,
-        skip_fn,
-        progress,
-        on_file,
-        on_skip,
-    )
-    if info.is_dir:
-        _copy_dir(src, dest, plan)
-    else:
-        dest_info = _dest_info(dest) if strategy is not SkipStrategy.NEVER else None
-        _copy_one(src, info, dest, dest_info, plan)
+    if info.is_dir:  # an empty directory
+        dest.mkdir(parents=True, exist_ok=True)
         if progress:
-            progress(1, 1)
+            progress(0, 0)
+        return dest
+    dest_info = _dest_info(dest) if strategy is not SkipStrategy.NEVER else None
+    _copy_one(src, info, dest, dest_info, plan)
+    if progress:
+        progress(1, 1)
     return dest
 
 
@@ -124,16 +124,28 @@ def _dest_info(dest: StorageNode) -> Info | None:
     return None if info.is_dir else info
 
 
-def _copy_dir(src: StorageNode, dest: StorageNode, plan: _Plan) -> None:
-    files = list(src._be.walk(src.path))
+def _walk_if_dir(src: StorageNode) -> list[Info] | None:
+    """The files below ``src`` when it is a non-empty directory, else None.
+
+    Listing first makes a directory copy cost one listing (no HEAD of an object-store prefix);
+    a file costs one empty listing more than a HEAD alone would.
+    """
+    if src._listed is not None and not src._listed.is_dir:
+        return None
+    try:
+        files = list(src._be.walk(src.path))
+    except (StorageNotFoundError, NotADirectoryError):
+        return None
+    return files or None
+
+
+def _copy_dir(src: StorageNode, dest: StorageNode, files: list[Info], plan: _Plan) -> None:
     existing: dict[str, Info] = {}
     if plan.skip is not SkipStrategy.NEVER:
         try:
             existing = {paths.relative_to(e.path, dest.path): e for e in dest._be.walk(dest.path)}
         except StorageNotFoundError:
             existing = {}
-    if not files:
-        dest.mkdir(parents=True, exist_ok=True)
     total = len(files)
     for done, info in enumerate(sorted(files, key=lambda i: i.path), start=1):
         rel = paths.relative_to(info.path, src.path)
