@@ -30,7 +30,6 @@ from storied.testing.s3server import (
     make_bucket,
     request_label,
     s3_client,
-    start_moto,
 )
 
 _SEQ = itertools.count()
@@ -43,19 +42,6 @@ def _bucket_name() -> str:
 
 def _backend(endpoint_url: str, bucket: str, **options: object) -> S3Backend:
     return S3Backend(bucket, key="testing", secret="testing", endpoint_url=endpoint_url, **options)
-
-
-@pytest.fixture(scope="session")
-def moto() -> Iterator[MotoHandle]:
-    handle = start_moto()
-    yield handle
-    handle.stop()
-
-
-@pytest.fixture(scope="session")
-def proxy(moto: MotoHandle) -> Iterator[CountingProxy]:
-    with CountingProxy(moto.endpoint_url) as counting:
-        yield counting
 
 
 @pytest.fixture
@@ -213,6 +199,33 @@ def test_recursive_delete_batches(counted: S3Backend, proxy: CountingProxy) -> N
     assert not counted.exists("bulk")
 
 
+def test_move_costs(counted: S3Backend, proxy: CountingProxy) -> None:
+    counted.write("mv/a.txt", b"a")
+    counted.write("mv/sub/b.txt", b"b")
+    proxy.reset()
+    counted.move("mv/a.txt", "mv2/a.txt")
+    assert proxy.counts == {"HEAD": 1, "PUT": 1, "DELETE": 1}
+    proxy.reset()
+    counted.move("mv", "mv3")
+    assert proxy.counts == {"HEAD": 1, "LIST": 2, "PUT": 1, "POST": 1}
+    assert {e.path for e in counted.walk("")} == {"mv2/a.txt", "mv3/sub/b.txt"}
+
+
+class _Trickle(io.RawIOBase):
+    """A raw stream returning at most 1000 bytes per read (like a socket)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        chunk = self._data.read(min(len(buffer), 1000))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
 # ------------------------------------------------------------------------- multipart
 def test_multipart_write(moto: MotoHandle, bucket: str) -> None:
     backend = _backend(moto.endpoint_url, bucket, multipart_threshold=MiB)
@@ -224,6 +237,18 @@ def test_multipart_write(moto: MotoHandle, bucket: str) -> None:
     head = backend.info("big.bin")
     assert head.md5 is None and head.metadata == {"m": "1"}
     assert [e.md5 for e in backend.list("")] == [None]
+
+
+def test_threshold_boundary_with_short_reads(counted: S3Backend, proxy: CountingProxy) -> None:
+    counted.multipart_threshold = 5 * MiB
+    payload = bytes(range(256)) * (5 * 4096)
+    below = counted.write("below.bin", _Trickle(payload[:-1]))
+    assert proxy.counts == {"PUT": 1} and below.md5 == hashlib.md5(payload[:-1]).hexdigest()
+    proxy.reset()
+    at = counted.write("at.bin", _Trickle(payload + payload + b"x"))
+    assert proxy.counts == {"POST": 2, "PUT": 3}  # create, 3 parts, complete
+    assert at.size == 2 * len(payload) + 1 and at.md5 is None
+    assert counted.read_bytes("at.bin") == payload + payload + b"x"
 
 
 def test_multipart_create_is_conditional(moto: MotoHandle, bucket: str) -> None:

@@ -120,6 +120,15 @@ class Backend(abc.ABC):
             StorageNotFoundError: The parent is missing and ``parents`` is false.
         """
 
+    @property
+    def static_capabilities(self) -> Capabilities:
+        """The flags known without asking the storage: reading them sends no probe request.
+
+        Backends that probe (S3 conditional writes) return their unprobed record here; a
+        read-only view uses it so that looking at it never writes a probe object.
+        """
+        return self.capabilities
+
     # ----------------------------------------------------------------- derived, overridable
     def walk(self, path: str) -> Iterator[Info]:
         """Yield every file (not directory) below directory ``path``, recursively.
@@ -197,6 +206,10 @@ class WrappedBackend(Backend):
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         return self.inner.capabilities
+
+    @property
+    def static_capabilities(self) -> Capabilities:
+        return self.inner.static_capabilities
 
     def info(self, path: str) -> Info:
         return self.inner.info(path)

@@ -14,50 +14,51 @@ Request economy, the reason this adapter talks to boto3 directly:
 Directories are implied by key prefixes: ``mkdir`` writes nothing, and keys ending in ``/``
 (directory markers written by other tools) are never shown as files. Conditional writes use
 ``If-None-Match: *`` and ``If-Match``; whether the server honours them is probed once per backend
-(lazily, on first use), as is bucket versioning. Every botocore error is translated in
-:func:`_error_for`, the one mapping site of this adapter.
+(lazily, on first use), as is bucket versioning. Every botocore error is translated by
+:func:`storied.backends._s3_support.error_for`, the one mapping site of this adapter.
+
+Not done (yet): UploadPartCopy, so objects above 5 GiB are copied by streaming them through this
+process, and ``set_metadata`` on them is refused by S3.
 """
 
 from __future__ import annotations
 
-import email.utils
 import io
 import itertools
-import mimetypes
-import re
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from typing import Any, BinaryIO
 
-import boto3
-from botocore import UNSIGNED
-from botocore.config import Config
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    HTTPClientError,
-    IncompleteReadError,
-    NoCredentialsError,
-    PartialCredentialsError,
-)
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from storied import paths
+from storied.backends._s3_support import (
+    MIN_PART,
+    RangeNotSatisfiable,
+    S3Body,
+    content_type,
+    error_for,
+    listed_info,
+    make_client,
+    mapped,
+    md5_of,
+    parts,
+    read_full,
+    timestamp,
+    unquote,
+    usable,
+)
 from storied.backends.base import Backend, as_stream
 from storied.capabilities import Capabilities
 from storied.errors import (
     DirectoryNotEmptyError,
-    InvalidPathError,
     IsADirectoryStorageError,
     NotADirectoryStorageError,
     PreconditionFailedError,
     StorageAlreadyExistsError,
-    StorageConfigError,
     StorageError,
     StorageNotFoundError,
-    StoragePermissionError,
     TransientStorageError,
     UnsupportedOperation,
 )
@@ -67,200 +68,14 @@ __all__ = ["DEFAULT_MULTIPART_THRESHOLD", "S3Backend", "from_config"]
 
 #: Objects at least this large are sent as multipart uploads.
 DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
-_MIN_PART = 5 * 1024 * 1024
-_MAX_PART = 5 * 1024 * 1024 * 1024
 _MAX_COPY = 5 * 1024 * 1024 * 1024  # CopyObject limit; larger objects are copied by streaming
 _DELETE_BATCH = 1000
-_MD5 = re.compile(r"[0-9a-f]{32}")
-
 _CAPS = Capabilities(
-    metadata=True,
-    presigned_urls=True,
-    public_urls=True,
-    copy_optimization=True,
-    hash_on_metadata=True,
-    range_reads=True,
-    atomic_operations=True,
-    empty_dirs=False,
-    atomic_rename=False,
-    append_mode=False,
-)
-
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion", "NoSuchUpload"}
-_DENIED = {
-    "AccessDenied", "403", "Forbidden", "InvalidAccessKeyId", "SignatureDoesNotMatch",
-    "AllAccessDisabled", "AccountProblem", "InvalidToken", "ExpiredToken",
-}  # fmt: skip
-_TRANSIENT = {
-    "SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeoutException",
-    "InternalError", "ServiceUnavailable", "RequestLimitExceeded", "TooManyRequests",
-    "ConditionalRequestConflict", "OperationAborted",
-}  # fmt: skip
-
-
-class _RangeNotSatisfiable(StorageError):
-    """HTTP 416: the range starts at or after the end of the object."""
-
-
-# --------------------------------------------------------------------------- error mapping
-def _error_for(code: str, status: int, path: str, bucket: str, create: bool) -> StorageError:
-    """The storied error for an S3 error ``code`` / HTTP ``status`` (the one mapping site)."""
-    where = f"{path!r} in bucket {bucket!r}"
-    if code == "NoSuchBucket":
-        return StorageNotFoundError(f"No such bucket: {bucket!r}")
-    if code in _NOT_FOUND:
-        return StorageNotFoundError(f"No such file: {where}")
-    if code == "PreconditionFailed" or status == 412:
-        if create:
-            return StorageAlreadyExistsError(f"Already exists: {where}")
-        return PreconditionFailedError(f"Etag mismatch on {where}")
-    if code in _DENIED:
-        return StoragePermissionError(f"Access denied ({code}) to {where}")
-    if code == "InvalidRange" or status == 416:
-        return _RangeNotSatisfiable(f"Range not satisfiable on {where}")
-    if code in _TRANSIENT or status == 429 or status >= 500:
-        return TransientStorageError(f"S3 error {code} (HTTP {status}) on {where}")
-    if code in ("KeyTooLongError", "InvalidObjectName"):
-        return InvalidPathError(f"S3 refuses the key {path!r}: {code}")
-    if code == "NotImplemented" or status == 501:
-        return UnsupportedOperation(f"The S3 server does not implement this request on {where}")
-    return StorageError(f"S3 error {code} (HTTP {status}) on {where}")
-
-
-def _translate(exc: Exception, path: str, bucket: str, create: bool) -> StorageError:
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-        return _error_for(str(error.get("Code", status)), status, path, bucket, create)
-    if isinstance(exc, (HTTPClientError, BotoConnectionError, IncompleteReadError)):
-        return TransientStorageError(f"S3 connection problem on {path!r}: {exc}")
-    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
-        return StorageConfigError(f"S3 credentials missing for bucket {bucket!r}: {exc}")
-    return StorageError(f"S3 client error on {path!r}: {exc}")
-
-
-@contextmanager
-def _mapped(path: str, bucket: str, create: bool = False) -> Iterator[None]:
-    """Translate botocore exceptions raised inside into the storied tree, chained."""
-    try:
-        yield
-    except (ClientError, BotoCoreError) as exc:
-        raise _translate(exc, path, bucket, create) from exc
-
-
-# --------------------------------------------------------------------------- small helpers
-def _unquote(etag: str | None) -> str | None:
-    return etag.strip('"') if etag else None
-
-
-def _md5_of(etag: str | None) -> str | None:
-    """The ETag when it is a plain MD5 (never a multipart ``md5-N`` ETag)."""
-    return etag.lower() if etag and _MD5.fullmatch(etag.lower()) else None
-
-
-def _content_type(path: str) -> str:
-    return mimetypes.guess_type(path)[0] or "application/octet-stream"
-
-
-def _timestamp(value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = email.utils.parsedate_to_datetime(value)
-    return float(value.timestamp())
-
-
-def _usable(key: str) -> bool:
-    """False for keys no normalised path can name (directory markers, empty segments...)."""
-    return bool(key) and all(seg not in ("", ".", "..") for seg in key.split("/"))
-
-
-def _listed(obj: dict[str, Any]) -> Info:
-    etag = _unquote(obj.get("ETag"))
-    mtime = _timestamp(obj.get("LastModified"))
-    return Info(obj["Key"], False, int(obj.get("Size", 0)), mtime, etag, _md5_of(etag))
-
-
-def _read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read ``size`` bytes, or fewer only at end of stream (raw streams may return short)."""
-    chunks: list[bytes] = []
-    left = size
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _parts(head: bytes, stream: BinaryIO, part_size: int) -> Iterator[bytes]:
-    """Cut ``head`` + the rest of ``stream`` into parts; sizes double every 1000 parts."""
-    buffer, number = head, 0
-    while True:
-        size = min(part_size << (number // 1000), _MAX_PART)
-        if len(buffer) < size:
-            buffer += _read_full(stream, size - len(buffer))
-        if not buffer:
-            return
-        yield buffer[:size]
-        if len(buffer) < size:
-            return  # a short part: the stream is exhausted
-        buffer, number = buffer[size:], number + 1
-
-
-class _Body(io.RawIOBase):
-    """A GET response body as a raw binary file; read errors go through the mapping."""
-
-    def __init__(self, body: Any, path: str, bucket: str) -> None:
-        self._body, self._path, self._bucket = body, path, bucket
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        with _mapped(self._path, self._bucket):
-            data = self._body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        with _mapped(self._path, self._bucket):
-            return bytes(self._body.read())
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
-
-
-def _make_client(
-    region: str | None,
-    key: str | None,
-    secret: str | None,
-    token: str | None,
-    endpoint_url: str | None,
-    anon: bool,
-    client_kwargs: dict[str, Any] | None,
-) -> Any:
-    """One boto3 client (thread-safe) with few retries: storied's Retrying wrapper retries."""
-    kwargs = dict(client_kwargs or {})
-    config = Config(
-        retries={"max_attempts": 2, "mode": "standard"},
-        signature_version=UNSIGNED if anon else "s3v4",
-    )
-    user_config = kwargs.pop("config", None)
-    if isinstance(user_config, dict):
-        user_config = Config(**user_config)
-    if user_config is not None:
-        config = config.merge(user_config)
-    kwargs.setdefault("region_name", region or "us-east-1")
-    kwargs.setdefault("endpoint_url", endpoint_url)
-    if not anon:
-        kwargs.setdefault("aws_access_key_id", key)
-        kwargs.setdefault("aws_secret_access_key", secret)
-        kwargs.setdefault("aws_session_token", token)
-    return boto3.session.Session().client("s3", config=config, **kwargs)
+    metadata=True, presigned_urls=True, public_urls=True, copy_optimization=True,
+    hash_on_metadata=True, range_reads=True, atomic_operations=True,
+    empty_dirs=False, atomic_rename=False, append_mode=False,
+    seek_support=False,  # open_read returns a forward-only stream (use ranges instead)
+)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the adapter
@@ -306,7 +121,8 @@ class S3Backend(Backend):
         self.bucket = bucket
         self.multipart_threshold = max(1, int(multipart_threshold))
         self.anon = anon
-        self._client = _make_client(region, key, secret, token, endpoint_url, anon, client_kwargs)
+        creds = dict(region=region, key=key, secret=secret, token=token, endpoint_url=endpoint_url)
+        self._client = make_client(creds, anon, client_kwargs)
         self._probe_prefix = paths.normalize(probe_prefix)
         self._probe_lock = threading.Lock()
         self._conditional: bool | None = None
@@ -320,6 +136,11 @@ class S3Backend(Backend):
             conditional_write=self.conditional_write_supported(),
             native_versions=self.versioning_enabled(),
         )
+
+    @property
+    def static_capabilities(self) -> Capabilities:
+        """The flags that need no probe (conditional writes and versioning read as False)."""
+        return _CAPS
 
     def conditional_write_supported(self) -> bool:
         """Whether the server refuses a second ``If-None-Match: *`` PUT (probed once)."""
@@ -360,7 +181,8 @@ class S3Backend(Backend):
                 return True
             return False
         finally:
-            self._discard(key, [w.get("VersionId") for w in written])
+            if written:  # (a DELETE of nothing would leave a delete marker when versioned)
+                self._discard(key, [w.get("VersionId") for w in written])
 
     def _discard(self, key: str, versions: list[str | None]) -> None:
         """Best-effort removal of the probe object (each version, on a versioned bucket)."""
@@ -373,7 +195,7 @@ class S3Backend(Backend):
 
     # ---------------------------------------------------------------- helpers
     def _mapped(self, path: str, create: bool = False) -> Any:
-        return _mapped(path, self.bucket, create)
+        return mapped(path, self.bucket, create)
 
     def _put(self, key: str, body: bytes, **extra: Any) -> dict[str, Any]:
         result: dict[str, Any] = self._client.put_object(
@@ -420,17 +242,11 @@ class S3Backend(Backend):
             if self._is_prefix(path):
                 return Info(path, is_dir=True)
             raise
-        etag = _unquote(head.get("ETag"))
-        md5 = None if head.get("ServerSideEncryption") == "aws:kms" else _md5_of(etag)
-        return Info(
-            path,
-            size=int(head.get("ContentLength", 0)),
-            mtime=_timestamp(head.get("LastModified")),
-            etag=etag,
-            md5=md5,
-            metadata=dict(head.get("Metadata") or {}),
-            version_id=head.get("VersionId"),
-        )
+        etag = unquote(head.get("ETag"))
+        md5 = None if head.get("ServerSideEncryption") == "aws:kms" else md5_of(etag)
+        size, mtime = int(head.get("ContentLength", 0)), timestamp(head.get("LastModified"))
+        metadata = dict(head.get("Metadata") or {})
+        return Info(path, False, size, mtime, etag, md5, metadata, head.get("VersionId"))
 
     def list(self, path: str) -> Iterator[Info]:
         """ListObjectsV2 with ``Delimiter='/'``: one request per 1000 children."""
@@ -440,12 +256,12 @@ class S3Backend(Backend):
             for common in page.get("CommonPrefixes") or ():
                 found = True
                 name = common["Prefix"][:-1]
-                if _usable(name):
+                if usable(name):
                     yield Info(name, is_dir=True)
             for obj in page.get("Contents") or ():
                 found = True
-                if _usable(obj["Key"]):
-                    yield _listed(obj)
+                if usable(obj["Key"]):
+                    yield listed_info(obj)
         if not found and path:
             self._missing_dir(path)
 
@@ -456,8 +272,8 @@ class S3Backend(Backend):
         for page in self._pages(path, Prefix=prefix):
             for obj in page.get("Contents") or ():
                 found = True
-                if _usable(obj["Key"]):
-                    yield _listed(obj)
+                if usable(obj["Key"]):
+                    yield listed_info(obj)
         if not found and path:
             self._missing_dir(path)
 
@@ -475,13 +291,13 @@ class S3Backend(Backend):
         try:
             with self._mapped(path):
                 response = self._client.get_object(Bucket=self.bucket, Key=path, **extra)
-        except _RangeNotSatisfiable:
+        except RangeNotSatisfiable:
             return io.BytesIO(b"")
         except StorageNotFoundError:
             if self._is_prefix(path):
                 raise IsADirectoryStorageError(f"Is a directory: {path!r}") from None
             raise
-        raw = _Body(response["Body"], path, self.bucket)
+        raw = S3Body(response["Body"], path, self.bucket)
         return io.BufferedReader(raw, 1024 * 1024)  # type: ignore[return-value]
 
     def write(
@@ -500,19 +316,17 @@ class S3Backend(Backend):
         if not path:
             raise IsADirectoryStorageError(f"Cannot write to the root of bucket {self.bucket!r}")
         conditions = self._conditions(path, mode, etag)
-        extra: dict[str, Any] = {"ContentType": _content_type(path), **conditions}
+        extra: dict[str, Any] = {"ContentType": content_type(path), **conditions}
         if metadata:
             extra["Metadata"] = dict(metadata)
         create = mode is WriteMode.CREATE
-        if (
-            isinstance(data, (bytes, bytearray, memoryview))
-            and len(data) < self.multipart_threshold
-        ):
+        limit = self.multipart_threshold
+        if isinstance(data, (bytes, bytearray, memoryview)) and len(data) < limit:
             head = bytes(data)
         else:
             stream = as_stream(data)
-            head = _read_full(stream, self.multipart_threshold)
-            if len(head) >= self.multipart_threshold:
+            head = read_full(stream, limit)
+            if len(head) >= limit:
                 return self._multipart(path, head, stream, extra, create)
         with self._mapped(path, create):
             response = self._put(path, head, **extra)
@@ -532,16 +346,10 @@ class S3Backend(Backend):
         return {"IfMatch": f'"{etag.strip(chr(34))}"'}
 
     def _written(self, path: str, size: int, response: dict[str, Any]) -> Info:
-        etag = _unquote(response.get("ETag"))
+        etag = unquote(response.get("ETag"))
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-        return Info(
-            path,
-            size=size,
-            mtime=_timestamp(headers.get("last-modified")),
-            etag=etag,
-            md5=_md5_of(etag),
-            version_id=response.get("VersionId"),
-        )
+        mtime = timestamp(headers.get("last-modified"))  # moto sends it; AWS may not
+        return Info(path, False, size, mtime, etag, md5_of(etag), None, response.get("VersionId"))
 
     def _multipart(
         self, path: str, head: bytes, stream: BinaryIO, extra: dict[str, Any], create: bool
@@ -553,16 +361,13 @@ class S3Backend(Backend):
         upload_id = upload["UploadId"]
         try:
             done, size = [], 0
-            part_size = max(self.multipart_threshold, _MIN_PART)
-            for number, body in enumerate(_parts(head, stream, part_size), 1):
+            part_size = max(self.multipart_threshold, MIN_PART)
+            for number, body in enumerate(parts(head, stream, part_size), 1):
                 with self._mapped(path):
                     part = self._client.upload_part(
-                        Bucket=self.bucket,
-                        Key=path,
-                        UploadId=upload_id,
-                        PartNumber=number,
+                        Bucket=self.bucket, Key=path, UploadId=upload_id, PartNumber=number,
                         Body=body,
-                    )
+                    )  # fmt: skip
                 done.append({"ETag": part["ETag"], "PartNumber": number})
                 size += len(body)
             with self._mapped(path, create):
@@ -591,6 +396,10 @@ class S3Backend(Backend):
                 with self._mapped(path):
                     self._client.delete_object(Bucket=self.bucket, Key=path)
                 return
+        self._delete_prefix(path, recursive)
+
+    def _delete_prefix(self, path: str, recursive: bool) -> None:
+        """One LIST per 1000 keys under ``path/``, then DeleteObjects per 1000 keys."""
         prefix = path + "/" if path else ""
         pages = self._pages(path, Prefix=prefix, **({} if recursive else {"MaxKeys": 2}))
         first = [obj["Key"] for obj in next(pages).get("Contents") or ()]
@@ -612,9 +421,8 @@ class S3Backend(Backend):
                     Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
                 )
             for error in response.get("Errors") or ():
-                raise _error_for(
-                    str(error.get("Code")), 0, error.get("Key", path), self.bucket, False
-                )
+                key = error.get("Key", path)
+                raise error_for(str(error.get("Code")), 0, key, self.bucket, False)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: directories are implied by the keys below them (no request)."""
@@ -635,21 +443,27 @@ class S3Backend(Backend):
         with self._mapped(src):
             response = self._client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source)
         result = response.get("CopyObjectResult", {})
-        etag = _unquote(result.get("ETag"))
-        mtime = _timestamp(result.get("LastModified"))
-        return Info(dst, False, size, mtime, etag, _md5_of(etag), None, response.get("VersionId"))
+        etag = unquote(result.get("ETag"))
+        mtime = timestamp(result.get("LastModified"))
+        return Info(dst, False, size, mtime, etag, md5_of(etag), None, response.get("VersionId"))
 
     def move(self, src: str, dst: str) -> None:
-        """Copy + delete (S3 has no rename): a file costs HEAD + COPY + DELETE."""
+        """Copy + delete (S3 has no rename).
+
+        A file costs HEAD + COPY + DELETE; a directory HEAD + LIST (info), one LIST per 1000
+        keys, one COPY per file and one DeleteObjects per 1000 keys.
+        """
         info = self.info(src)
         if not info.is_dir:
             self._copy_key(src, dst, info.size)
             with self._mapped(src):
                 self._client.delete_object(Bucket=self.bucket, Key=src)
             return
-        for entry in list(self.walk(src)):
+        entries = list(self.walk(src))
+        for entry in entries:
             self._copy_key(entry.path, dst + entry.path[len(src) :], entry.size)
-        self.delete(src, recursive=True)
+        # Only what was copied (and a directory marker): keys added meanwhile are not lost.
+        self._delete_keys(src, [*(e.path for e in entries), src + "/"])
 
     def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
         """One CopyObject onto itself with ``MetadataDirective='REPLACE'``.
@@ -664,7 +478,7 @@ class S3Backend(Backend):
                 CopySource={"Bucket": self.bucket, "Key": path},
                 Metadata=dict(metadata),
                 MetadataDirective="REPLACE",
-                ContentType=_content_type(path),
+                ContentType=content_type(path),
             )
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
@@ -684,15 +498,11 @@ def from_config(config: dict[str, Any]) -> Backend:
     from storied.backends.wrappers import Prefixed
 
     prefix = paths.normalize(config.get("base_path") or "")
+    keys = ("region", "key", "secret", "token", "endpoint_url", "client_kwargs")
     backend: Backend = S3Backend(
         config["bucket"],
-        region=config.get("region"),
-        key=config.get("key"),
-        secret=config.get("secret"),
-        token=config.get("token"),
-        endpoint_url=config.get("endpoint_url"),
+        **{k: config.get(k) for k in keys},
         anon=bool(config.get("anon")),
-        client_kwargs=config.get("client_kwargs"),
         multipart_threshold=int(config.get("multipart_threshold") or DEFAULT_MULTIPART_THRESHOLD),
         probe_prefix=prefix,
     )

@@ -134,9 +134,9 @@ class Permissions(WrappedBackend):
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
-        caps = self.inner.capabilities
         if self.level is Permission.READONLY:
-            return caps.as_readonly()
+            return self.inner.static_capabilities.as_readonly()
+        caps = self.inner.capabilities
         if self.level is Permission.READWRITE:
             return caps.replace(delete=False)
         return caps

@@ -118,7 +118,7 @@ class StorageManager:
         if value is None:
             return backend
         level = Permission.parse(str(value), name)
-        caps = backend.capabilities
+        caps = backend.static_capabilities
         if caps.readonly and level is not Permission.READONLY:
             raise StorageConfigError(
                 f"Invalid permissions {level.value!r} for mount {name!r}: Backend type is "
