@@ -67,7 +67,8 @@ class BackendType:
 
 
 def _t(name: str, module: str, extra: str | None = None, **kw: Any) -> BackendType:
-    return BackendType(name, f"storied.backends.{module}:from_config", extra=extra, **kw)
+    func = "from_config" if module in ("local", "memory", "s3", "base64") else f"{name}_from_config"
+    return BackendType(name, f"storied.backends.{module}:{func}", extra=extra, **kw)
 
 
 _BUCKET = {"prefix": "base_path"}

@@ -15,7 +15,12 @@ from typing import BinaryIO, TypeVar
 from storied import paths
 from storied.backends.base import Backend, WrappedBackend
 from storied.capabilities import Capabilities
-from storied.errors import StorageConfigError, StoragePermissionError, TransientStorageError
+from storied.errors import (
+    StorageConfigError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    TransientStorageError,
+)
 from storied.info import Data, Info, WriteMode
 
 __all__ = ["Permission", "Permissions", "Prefixed", "Retrying"]
@@ -41,17 +46,29 @@ class Prefixed(WrappedBackend):
         return info.moved(paths.relative_to(info.path, self.prefix))
 
     def info(self, path: str) -> Info:
-        return self._out(self.inner.info(self._in(path)))
+        try:
+            return self._out(self.inner.info(self._in(path)))
+        except StorageNotFoundError:
+            if path:
+                raise
+            return Info("", is_dir=True)  # a mount root exists even before anything is in it
+
+    def _entries(self, method: Callable[[str], Iterator[Info]], path: str) -> Iterator[Info]:
+        try:
+            yield from method(self._in(path))
+        except StorageNotFoundError:
+            if path:
+                raise
 
     def list(self, path: str) -> Iterator[Info]:
-        for entry in self.inner.list(self._in(path)):
+        for entry in self._entries(self.inner.list, path):
             if not path and entry.name == paths.RESERVED:
                 continue
             yield self._out(entry)
 
     def walk(self, path: str) -> Iterator[Info]:
         hidden = paths.RESERVED + "/"
-        for entry in self.inner.walk(self._in(path)):
+        for entry in self._entries(self.inner.walk, path):
             out = self._out(entry)
             if not out.path.startswith(hidden):
                 yield out

@@ -80,9 +80,9 @@ class FaultyBackend(WrappedBackend):
         etag: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> Info:
-        if "write" in self.operations and self.calls["write"] < self.fail_times:
-            if self.consume and hasattr(data, "read"):
-                data.read()
+        failing = "write" in self.operations and self.calls["write"] < self.fail_times
+        if failing and self.consume and hasattr(data, "read"):
+            data.read()
         self._maybe_fail("write")
         return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
 

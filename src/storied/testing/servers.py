@@ -136,11 +136,13 @@ def start_sftp(root_dir: str | os.PathLike[str], username: str = "tester") -> Se
             super().__init__(chan, chroot=root.encode())
 
     runner = _LoopThread()
+    connections: list[Any] = []
     try:
         acceptor = runner.run(
             asyncssh.listen(
                 HOST,
                 0,
+                acceptor=connections.append,
                 server_host_keys=[host_key],
                 authorized_client_keys=asyncssh.import_authorized_keys(
                     client_key.export_public_key("openssh").decode()
@@ -156,10 +158,17 @@ def start_sftp(root_dir: str | os.PathLike[str], username: str = "tester") -> Se
     port = int(acceptor.sockets[0].getsockname()[1])
     Path(known_hosts).write_text(f"[{HOST}]:{port} {public}\n")
 
-    def stop() -> None:
+    async def close_all() -> None:
         acceptor.close()
+        for conn in connections:
+            conn.close()
+        await acceptor.wait_closed()
+        for conn in connections:
+            await conn.wait_closed()
+
+    def stop() -> None:
         try:
-            runner.run(acceptor.wait_closed(), timeout=10)
+            runner.run(close_all(), timeout=10)
         finally:
             runner.close()
             shutil.rmtree(keys, ignore_errors=True)
@@ -256,6 +265,7 @@ def start_gcs() -> ServerHandle:
         A handle whose config has ``endpoint_url``, ``token`` (``"anon"``) and ``project``; add
         ``bucket``.
     """
+    previous = os.environ.get("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT")
     os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = "false"
     port = free_port()
     url = f"http://{HOST}:{port}"
@@ -282,9 +292,12 @@ def start_gcs() -> ServerHandle:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        if previous is None:
+            os.environ.pop("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", None)
+        else:
+            os.environ["GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"] = previous
 
-    handle = ServerHandle({"endpoint_url": url, "token": "anon", "project": "test"}, url, stop)
-    return handle
+    return ServerHandle({"endpoint_url": url, "token": "anon", "project": "test"}, url, stop)
 
 
 def create_gcs_bucket(handle: ServerHandle, bucket: str) -> None:

@@ -1,0 +1,571 @@
+"""One adapter over fsspec filesystems: SFTP, WebDAV, GCS, Azure Blob and (read-only) HTTP.
+
+:class:`FsspecBackend` drives any fsspec ``AbstractFileSystem``; what differs per storage (how a
+write is made atomic, how paths are encoded, which operations the server does natively) is data in
+a :class:`Profile`. Filesystems are built with ``skip_instance_cache=True`` (no instance shared
+with other code) and, where fsspec keeps listings, ``use_listings_cache=False``: a listing always
+asks the server. ``_fsspec_support.translated`` is the single place where fsspec, paramiko,
+webdav4, httpx, aiohttp, gcsfs and azure errors become :mod:`storied.errors` types (connection
+failures and timeouts are :class:`~storied.errors.TransientStorageError`), chained with
+``raise ... from``. An SFTP connection broken by a transient failure is re-opened on the next call.
+
+Per type (build them with the ``*_from_config`` functions):
+
+* **sftp** (paramiko, ``fsspec.implementations.sftp.SFTPFileSystem`` imported explicitly, so an
+  installed ``sshfs`` re-registering the protocol does not matter): writes stream to a temporary
+  name in the destination directory, then ``posix_rename`` replaces the target atomically; moves
+  are renames. Empty directories exist. No etag (SFTP has none).
+* **webdav** (webdav4): a streamed PUT (atomic only if the server writes to a temporary file, so
+  ``atomic_operations`` is false: wsgidav writes in place); server-side COPY and MOVE.
+* **gcs** (gcsfs) and **azure** (adlfs): the object is committed when the upload completes;
+  directories are implied by names (``empty_dirs`` false, ``mkdir`` is a no-op); ``walk`` is one
+  flat listing; copies are server-side. GCS reports the MD5 of every object.
+* **http** (``HTTPFileSystem``, aiohttp): read-only. ``list`` reads the links of an HTML index
+  (best effort, hence ``list_dir`` false; sizes of listed files are 0, as index pages do not give
+  them); a byte range is served by streaming and skipping (``range_reads`` false).
+
+Conditional writes (``CREATE``/``IF_MATCH``) are not offered by any of these yet
+(``conditional_write`` false): they raise :class:`~storied.errors.UnsupportedOperation`.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+from urllib.parse import quote, unquote
+
+from storied.backends._fsspec_support import (
+    Reader,
+    basename,
+    copy_stream,
+    http_entry,
+    known_hosts_policy,
+    quoting_webdav_client,
+    skip,
+    to_info,
+    translated,
+    write_sftp,
+)
+from storied.backends.base import CHUNK, Backend, as_stream
+from storied.backends.local import TMP_MARK
+from storied.capabilities import Capabilities
+from storied.errors import (
+    DirectoryNotEmptyError,
+    IsADirectoryStorageError,
+    NotADirectoryStorageError,
+    StorageAlreadyExistsError,
+    StorageError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    TransientStorageError,
+    UnsupportedOperation,
+)
+from storied.info import Data, Info, WriteMode
+
+__all__ = [
+    "FsspecBackend",
+    "Profile",
+    "azure_from_config",
+    "from_config",
+    "gcs_from_config",
+    "http_from_config",
+    "sftp_from_config",
+    "webdav_from_config",
+]
+
+# ------------------------------------------------------------------------------- the adapter
+Writer = Callable[["FsspecBackend", str, BinaryIO], None]
+Mover = Callable[["FsspecBackend", str, str], None]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What differs between the fsspec filesystems this adapter drives.
+
+    Attributes:
+        protocol: The storied type name.
+        capabilities: The backend's capabilities.
+        writer: Streams one file to ``path`` (atomically where the storage allows); None for
+            read-only storages.
+        mover: Native move of a file or directory, given fs paths (None: copy + delete).
+        copier: Server-side copy of a file, given fs paths (None: read + write).
+        encode: Turns a relative path into what the filesystem expects (URL quoting).
+        flat_walk: ``fs.find`` is one flat listing (object stores) rather than a tree walk.
+        web: Plain HTTP: paths are URLs, listings are the links of an index page (``ls`` of a
+            file answers ``[]``), directories are known by the redirect to ``.../``, reads are
+            one streamed GET.
+        closer: Releases the filesystem's connection.
+        reconnect: Re-opens the connection after a transient failure (None: the library does).
+    """
+
+    protocol: str
+    capabilities: Capabilities
+    writer: Writer | None
+    mover: Mover | None = None
+    copier: Mover | None = None
+    encode: Callable[[str], str] = field(default=lambda p: p)
+    flat_walk: bool = False
+    web: bool = False
+    closer: Callable[[Any], None] = field(default=lambda fs: None)
+    reconnect: Callable[[Any], None] | None = None
+
+
+class FsspecBackend(Backend):
+    """A storage reached through an fsspec filesystem.
+
+    Args:
+        fs: The filesystem (built with ``skip_instance_cache=True``).
+        root: The fs path of this backend's ``""``: a bucket or container, ``/`` or ``.`` for
+            SFTP (absolute, or the login directory), ``""`` for WebDAV, the base URL for HTTP.
+        profile: The per-storage behaviour (see :class:`Profile`).
+    """
+
+    def __init__(self, fs: Any, root: str, profile: Profile) -> None:
+        self.fs = fs
+        self.root = root
+        self.profile = profile
+        self.protocol = profile.protocol
+        self.capabilities = profile.capabilities
+        self._broken = False
+
+    # ---------------------------------------------------------------- helpers
+    def _full(self, path: str) -> str:
+        """The fs path of ``path``, unencoded (as listings answer)."""
+        if not path:
+            return self.root
+        return f"{self.root.rstrip('/')}/{path}" if self.root else path
+
+    def _fs(self, path: str) -> str:
+        """The fs path of ``path`` as the filesystem expects it (encoded)."""
+        return self._full(self.profile.encode(path) if path else "")
+
+    @contextmanager
+    def _mapped(self, path: str) -> Iterator[None]:
+        """Run one storage call: reconnect first if the last one broke the connection."""
+        if self._broken and self.profile.reconnect is not None:
+            with translated(path, self.protocol):
+                self.profile.reconnect(self.fs)
+            self._broken = False
+        try:
+            with translated(path, self.protocol):
+                yield
+        except TransientStorageError:
+            self._broken = True
+            raise
+
+    def _entry(self, path: str) -> dict[str, Any] | None:
+        try:
+            with self._mapped(path):
+                return dict(self.fs.info(self._fs(path)))
+        except StorageNotFoundError:
+            return None
+
+    def _explain(self, path: str, exc: StorageError) -> StorageError:
+        """A sharper error for a failed open/write/list, from one extra request."""
+        if isinstance(exc, TransientStorageError):
+            return exc
+        entry = self._entry(path)
+        if entry is not None and entry.get("type") == "directory":
+            return IsADirectoryStorageError(f"Is a directory: {path!r}")
+        return exc
+
+    def _refuse_readonly(self, action: str) -> None:
+        if self.capabilities.readonly:
+            raise StoragePermissionError(f"{self.protocol} backend is read-only: cannot {action}")
+
+    # ---------------------------------------------------------------- contract
+    def info(self, path: str) -> Info:
+        with self._mapped(path):
+            entry = self.fs.info(self._fs(path))
+        if self.profile.web:
+            entry = http_entry(path, entry)
+        return to_info(path, entry, self.capabilities.hash_on_metadata)
+
+    def list(self, path: str) -> Iterator[Info]:
+        full = self._full(path).rstrip("/")
+        try:
+            with self._mapped(path):
+                listing = self.fs.ls(self._fs(path), detail=True)
+        except StorageNotFoundError as exc:
+            entry = self._entry(path)
+            if entry is not None and entry.get("type") != "directory":
+                raise NotADirectoryStorageError(f"Not a directory: {path!r}") from exc
+            raise
+        entries = [e for e in listing if e["name"].rstrip("/") != full or e["type"] == "file"]
+        if any(e["name"].rstrip("/") == full for e in entries) or (
+            not entries and self.profile.web and self._is_file(path)
+        ):
+            raise NotADirectoryStorageError(f"Not a directory: {path!r}")
+        return iter(self._children(path, entries))
+
+    def _is_file(self, path: str) -> bool:
+        return path != "" and not self.info(path).is_dir
+
+    def _children(self, path: str, entries: list[dict[str, Any]]) -> list[Info]:
+        out = []
+        base = self._fs(path).rstrip("/") + "/"
+        for entry in entries:
+            name = basename(entry["name"])
+            if self.profile.web:  # only links to direct children, as written in a URL
+                rest = entry["name"][len(base) :].rstrip("/")
+                if not entry["name"].startswith(base) or not rest or "/" in rest or "?" in rest:
+                    continue
+                name = unquote(rest)
+            if name in ("", ".", "..") or TMP_MARK in name:
+                continue
+            child = f"{path}/{name}" if path else name
+            out.append(to_info(child, entry, self.capabilities.hash_on_metadata))
+        return out
+
+    def walk(self, path: str) -> Iterator[Info]:
+        if not self.profile.flat_walk:
+            return super().walk(path)
+        full = self._full(path).rstrip("/")
+        with self._mapped(path):
+            found = self.fs.find(self._fs(path), detail=True, withdirs=False)
+        if not found:
+            list(self.list(path))  # raises the right error for a missing path or a file
+        if full in found:
+            raise NotADirectoryStorageError(f"Not a directory: {path!r}")
+        base = len(self._full("").rstrip("/")) + 1 if self.root else 0
+        with_md5 = self.capabilities.hash_on_metadata
+        return iter([to_info(name[base:], entry, with_md5) for name, entry in found.items()])
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        try:
+            with self._mapped(path):
+                raw = self._open(path, start)
+        except StorageNotFoundError:
+            raise
+        except StorageError as exc:
+            raise self._explain(path, exc) from exc
+        if getattr(raw, "details", {}).get("type") == "directory":
+            raw.close()
+            raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+        length = None if end is None else max(0, end - start)
+        reader = Reader(raw, lambda: self._mapped(path), length)
+        return io.BufferedReader(reader, CHUNK)  # type: ignore[return-value]
+
+    def _open(self, path: str, start: int) -> Any:
+        if self.profile.web:
+            raw = self.fs.open(self._fs(path), "rb", block_size=0)
+            skip(raw, start)
+            return raw
+        raw = self.fs.open(self._fs(path), "rb")
+        if start:
+            raw.seek(start)
+        return raw
+
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        self._refuse_readonly(f"write {path!r}")
+        writer = self.profile.writer
+        if writer is None:
+            raise StoragePermissionError(f"{self.protocol} backend cannot write")
+        if mode is not WriteMode.OVERWRITE and not self.capabilities.conditional_write:
+            raise UnsupportedOperation(f"{self.protocol} backend has no conditional writes")
+        if not path:
+            raise IsADirectoryStorageError("Cannot write to the backend root")
+        try:
+            with self._mapped(path):
+                writer(self, path, as_stream(data))
+        except StorageError as exc:
+            raise self._explain(path, exc) from exc
+        return self.info(path)
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        self._refuse_readonly(f"delete {path!r}")
+        if not self.info(path).is_dir:
+            with self._mapped(path):
+                self.fs.rm_file(self._fs(path))
+            return
+        children = list(self.list(path))
+        if children and not recursive:
+            raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
+        if not path:  # never remove the root itself (a bucket, a container, the share)
+            for child in children:
+                self.delete(child.path, recursive=True)
+            return
+        with self._mapped(path):
+            if self.capabilities.empty_dirs and not children:
+                self.fs.rmdir(self._fs(path))
+            else:
+                self.fs.rm(self._fs(path), recursive=True)
+        self._forget()
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        self._refuse_readonly(f"create directory {path!r}")
+        entry = self._entry(path)
+        if entry is not None:
+            if entry.get("type") != "directory":
+                raise StorageAlreadyExistsError(f"A file exists at {path!r}")
+            if exist_ok:
+                return
+            raise StorageAlreadyExistsError(f"Directory exists: {path!r}")
+        if not self.capabilities.empty_dirs:
+            return  # directories are implied by the names of the files in them
+        with self._mapped(path):
+            if parents:
+                self.fs.makedirs(self._fs(path), exist_ok=True)
+            else:
+                self.fs.mkdir(self._fs(path), create_parents=False)
+
+    # ---------------------------------------------------------------- faster derived ops
+    def copy(self, src: str, dst: str) -> Info:
+        self._refuse_readonly(f"copy to {dst!r}")
+        if self.profile.copier is None:
+            return super().copy(src, dst)
+        with self._mapped(src):
+            self._make_parent(dst)
+            self.profile.copier(self, self._fs(src), self._fs(dst))
+        self._forget()
+        return self.info(dst)
+
+    def move(self, src: str, dst: str) -> None:
+        self._refuse_readonly(f"move {src!r}")
+        if self.profile.mover is None:
+            super().move(src, dst)
+            return
+        self.info(src)  # a missing source is StorageNotFoundError, whatever the server says
+        with self._mapped(src):
+            self._make_parent(dst)
+            self.profile.mover(self, self._fs(src), self._fs(dst))
+        self._forget()
+
+    def _make_parent(self, path: str) -> None:
+        parent = path.rpartition("/")[0]
+        if self.capabilities.empty_dirs and parent:
+            self.fs.makedirs(self._fs(parent), exist_ok=True)
+
+    def _forget(self) -> None:
+        self.fs.invalidate_cache()
+
+    def url(self, path: str, expires_in: int = 3600) -> str | None:
+        return self._fs(path) if self.profile.web else None
+
+    def close(self) -> None:
+        self.profile.closer(self.fs)
+
+
+# ------------------------------------------------------------------------------- write strategies
+def _write_via_open(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
+    """Object stores: the object appears when the (chunked) upload completes."""
+    with backend.fs.open(backend._fs(path), "wb", block_size=8 * CHUNK) as out:
+        copy_stream(data, out)
+
+
+def _write_webdav(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
+    """One streamed PUT (chunked when the length is unknown); parents are created first.
+
+    A stream that cannot seek is wrapped so the client cannot mistake a socket's ``fileno()``
+    (an HTTP response being relayed) for a file of length 0.
+    """
+    seekable = getattr(data, "seekable", lambda: False)()
+    upload = data if seekable else io.BufferedReader(_Forward(data))
+    backend.fs.upload_fileobj(upload, backend._fs(path), overwrite=True)
+
+
+class _Forward(io.RawIOBase):
+    """A forward-only view of a stream that hides its ``fileno`` and length."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._stream.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def _move_sftp(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.ftp.posix_rename(src, dst)
+
+
+def _move_webdav(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.client.move(src, dst, overwrite=True)
+
+
+def _copy_webdav(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.client.copy(src, dst, overwrite=True)
+
+
+def _copy_fs(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.cp_file(src, dst)
+
+
+def _quote(path: str) -> str:
+    return quote(path, safe="/")
+
+
+def _reconnect_sftp(fs: Any) -> None:
+    fs.client.close()
+    fs._connect()  # fsspec's own (re)connection routine
+    _sftp_timeout(fs)
+
+
+def _sftp_timeout(fs: Any) -> None:
+    """paramiko's ``timeout`` covers the connection only; apply it to every SFTP request too."""
+    if fs.ssh_kwargs.get("timeout"):
+        fs.ftp.get_channel().settimeout(fs.ssh_kwargs["timeout"])
+
+
+# ------------------------------------------------------------------------------- profiles
+_OBJECT_STORE = Capabilities(
+    empty_dirs=False, copy_optimization=True, append_mode=False, symbolic_links=False
+)
+SFTP = Profile(
+    "sftp",
+    Capabilities(atomic_rename=True),
+    write_sftp,
+    mover=_move_sftp,
+    closer=lambda fs: fs.client.close(),
+    reconnect=_reconnect_sftp,
+)
+WEBDAV = Profile(
+    "webdav",
+    Capabilities(copy_optimization=True, atomic_operations=False, append_mode=False),
+    _write_webdav,
+    mover=_move_webdav,
+    copier=_copy_webdav,
+    closer=lambda fs: fs.client.http.close(),
+)
+GCS = Profile(
+    "gcs",
+    _OBJECT_STORE.replace(hash_on_metadata=True),
+    _write_via_open,
+    copier=_copy_fs,
+    flat_walk=True,
+)
+AZURE = Profile("azure", _OBJECT_STORE, _write_via_open, copier=_copy_fs, flat_walk=True)
+HTTP = Profile(
+    "http",
+    Capabilities(
+        readonly=True, write=False, delete=False, mkdir=False, list_dir=False,
+        append_mode=False, range_reads=False, public_urls=True,
+    ),
+    None,
+    encode=_quote,
+    web=True,
+)
+
+
+# ------------------------------------------------------------------------------- builders
+def _prefixed(backend: Backend, config: dict[str, Any]) -> Backend:
+    from storied.backends.wrappers import Prefixed
+
+    prefix = str(config.get("base_path") or "").strip("/")
+    return Prefixed(backend, prefix) if prefix else backend
+
+
+def sftp_from_config(config: dict[str, Any]) -> Backend:
+    """Build an SFTP mount.
+
+    Keys: ``host``, ``port`` (22), ``username``, ``password``, ``key_filename``, ``passphrase``,
+    ``timeout``, ``known_hosts`` (a file: the server key must be in it; without it any key is
+    accepted on first sight, as fsspec does), ``base_path``: the remote directory, absolute or
+    (without a leading ``/``) relative to the login directory; default ``/``. It is applied with
+    :class:`~storied.backends.wrappers.Prefixed` over the server root (``/`` or the login
+    directory), so it goes through storied's path rules like every other prefix.
+    """
+    from fsspec.implementations.sftp import SFTPFileSystem
+
+    options: dict[str, Any] = {
+        key: config[key]
+        for key in ("port", "username", "password", "key_filename", "passphrase", "timeout")
+        if config.get(key) is not None
+    }
+    if "timeout" in options:
+        options["banner_timeout"] = options["auth_timeout"] = options["timeout"]
+    explicit = bool(options.get("password") or options.get("key_filename"))
+    options.update(look_for_keys=not explicit, allow_agent=not explicit)
+    if config.get("known_hosts"):
+        options["host_key_policy"] = known_hosts_policy(str(config["known_hosts"]))
+    base = str(config.get("base_path") or "/")
+    with translated(config["host"], "sftp"):
+        fs = SFTPFileSystem(config["host"], skip_instance_cache=True, **options)
+    _sftp_timeout(fs)
+    return _prefixed(FsspecBackend(fs, "/" if base.startswith("/") else ".", SFTP), config)
+
+
+def webdav_from_config(config: dict[str, Any]) -> Backend:
+    """Build a WebDAV mount: ``url``; ``username``/``password`` (basic auth) or ``token``
+    (bearer); ``cert``, ``verify_ssl``; ``base_path`` (a prefix on the server, via Prefixed)."""
+    from webdav4.fsspec import WebdavFileSystem
+
+    options: dict[str, Any] = {}
+    if config.get("username") is not None:
+        options["auth"] = (config["username"], config.get("password") or "")
+    if config.get("token"):
+        options["headers"] = {"Authorization": f"Bearer {config['token']}"}
+    if config.get("cert"):
+        options["cert"] = config["cert"]
+    if config.get("verify_ssl") is not None:
+        options["verify"] = bool(config["verify_ssl"])
+    client = quoting_webdav_client(config["url"], options)
+    fs = WebdavFileSystem(config["url"], client=client, skip_instance_cache=True)
+    return _prefixed(FsspecBackend(fs, "", WEBDAV), config)
+
+
+def gcs_from_config(config: dict[str, Any]) -> Backend:
+    """Build a GCS mount: ``bucket``, ``token``, ``project``, ``endpoint_url`` (an emulator),
+    ``base_path`` (key prefix, via Prefixed). With an ``endpoint_url`` the classic gcsfs class is
+    used, never the experimental one that probes bucket types over gRPC."""
+    import gcsfs
+
+    cls = gcsfs.core.GCSFileSystem if config.get("endpoint_url") else gcsfs.GCSFileSystem
+    options = {k: config[k] for k in ("token", "project", "endpoint_url") if config.get(k)}
+    fs = cls(skip_instance_cache=True, use_listings_cache=False, **options)
+    return _prefixed(FsspecBackend(fs, str(config["bucket"]), GCS), config)
+
+
+def azure_from_config(config: dict[str, Any]) -> Backend:
+    """Build an Azure Blob mount: ``container``, ``account_name``, ``account_key``,
+    ``sas_token``, ``connection_string``, ``base_path`` (blob prefix, via Prefixed)."""
+    import adlfs
+
+    keys = ("account_name", "account_key", "sas_token", "connection_string")
+    options = {k: config[k] for k in keys if config.get(k)}
+    fs = adlfs.AzureBlobFileSystem(
+        skip_instance_cache=True, use_listings_cache=False, blocksize=8 * CHUNK, **options
+    )
+    return _prefixed(FsspecBackend(fs, str(config["container"]), AZURE), config)
+
+
+def http_from_config(config: dict[str, Any]) -> Backend:
+    """Build a read-only HTTP mount: ``base_path`` is the base URL; ``headers`` are sent with
+    every request."""
+    from fsspec.implementations.http import HTTPFileSystem
+
+    client_kwargs = {"headers": dict(config["headers"])} if config.get("headers") else {}
+    fs = HTTPFileSystem(
+        skip_instance_cache=True, use_listings_cache=False, encoded=True,
+        client_kwargs=client_kwargs,
+    )
+    return FsspecBackend(fs, str(config["base_path"]).rstrip("/") + "/", HTTP)
+
+
+def from_config(config: dict[str, Any]) -> Backend:
+    """Build any of the types above, recognised by their required key (``host`` sftp, ``url``
+    webdav, ``bucket`` gcs, ``container`` azure, otherwise http). Prefer the per-type functions."""
+    for key, build in (
+        ("container", azure_from_config),
+        ("bucket", gcs_from_config),
+        ("host", sftp_from_config),
+        ("url", webdav_from_config),
+    ):
+        if config.get(key):
+            return build(config)
+    return http_from_config(config)
