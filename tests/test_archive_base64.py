@@ -178,8 +178,8 @@ def test_from_config_and_base_path(tmp_path: Path) -> None:
     assert zipped.read_bytes("other.txt") == b"other"
     tarred = archive.tar_from_config({"name": "t", "file": str(tpath), "compression": "gz"})
     assert tarred.read_bytes("top.txt") == b"top level"
-    assert isinstance(archive.from_config({"name": "a", "file": str(zpath)}), ZipBackend)
-    assert isinstance(archive.from_config({"name": "a", "file": str(tpath)}), TarBackend)
+    assert isinstance(archive.zip_from_config({"name": "a", "file": str(zpath)}), ZipBackend)
+    assert isinstance(archive.tar_from_config({"name": "a", "file": str(tpath)}), TarBackend)
     with pytest.raises(StorageNotFoundError):
         archive.zip_from_config({"name": "z", "file": str(tmp_path / "missing.zip")})
     with pytest.raises(StorageConfigError):

@@ -23,6 +23,7 @@ from storied.backends.fsspec_adapters import (
     webdav_from_config,
 )
 from storied.backends.wrappers import Prefixed
+from storied.core.manager import StorageManager
 from storied.errors import (
     IsADirectoryStorageError,
     NotADirectoryStorageError,
@@ -31,7 +32,6 @@ from storied.errors import (
     TransientStorageError,
     UnsupportedOperation,
 )
-from storied.core.manager import StorageManager
 from storied.info import WriteMode
 from storied.testing import servers
 from storied.testing.conformance import BackendConformance

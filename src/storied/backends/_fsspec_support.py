@@ -341,3 +341,68 @@ def quoting_webdav_client(url: str, options: dict[str, Any]) -> Any:
             return join_url(self.base_url, encoded, add_trailing_slash=add_trailing_slash)
 
     return QuotingClient(url, **options)
+
+
+# ------------------------------------------------------------------------------- write strategies
+def write_via_open(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
+    """Object stores: the object appears when the (chunked) upload completes."""
+    with backend.fs.open(backend._fs(path), "wb", block_size=8 * CHUNK) as out:
+        copy_stream(data, out)
+
+
+def write_webdav(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
+    """One streamed PUT (chunked when the length is unknown); parents are created first.
+
+    A stream that cannot seek is wrapped so the client cannot mistake a socket's ``fileno()``
+    (an HTTP response being relayed) for a file of length 0.
+    """
+    seekable = getattr(data, "seekable", lambda: False)()
+    upload = data if seekable else io.BufferedReader(_Forward(data))
+    backend.fs.upload_fileobj(upload, backend._fs(path), overwrite=True)
+
+
+class _Forward(io.RawIOBase):
+    """A forward-only view of a stream that hides its ``fileno`` and length."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        chunk = self._stream.read(len(buffer))
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def move_sftp(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.ftp.posix_rename(src, dst)
+
+
+def move_webdav(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.client.move(src, dst, overwrite=True)
+
+
+def copy_webdav(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.client.copy(src, dst, overwrite=True)
+
+
+def copy_fs(backend: FsspecBackend, src: str, dst: str) -> None:
+    backend.fs.cp_file(src, dst)
+
+
+def quote_path(path: str) -> str:
+    return quote(path, safe="/")
+
+
+def reconnect_sftp(fs: Any) -> None:
+    fs.client.close()
+    fs._connect()  # fsspec's own (re)connection routine
+    sftp_timeout(fs)
+
+
+def sftp_timeout(fs: Any) -> None:
+    """paramiko's ``timeout`` covers the connection only; apply it to every SFTP request too."""
+    if fs.ssh_kwargs.get("timeout"):
+        fs.ftp.get_channel().settimeout(fs.ssh_kwargs["timeout"])

@@ -42,7 +42,7 @@ from storied.errors import (
 )
 from storied.info import Data, Info, WriteMode
 
-__all__ = ["TarBackend", "ZipBackend", "from_config", "tar_from_config", "zip_from_config"]
+__all__ = ["TarBackend", "ZipBackend", "tar_from_config", "zip_from_config"]
 
 _READONLY = Capabilities(
     readonly=True, write=False, delete=False, mkdir=False, append_mode=False
@@ -316,10 +316,3 @@ def zip_from_config(config: dict[str, Any]) -> Backend:
 def tar_from_config(config: dict[str, Any]) -> Backend:
     """Build a tar mount: ``file``, ``compression`` (auto-detected when absent), ``base_path``."""
     return _prefixed(TarBackend(config["file"], config.get("compression")), config)
-
-
-def from_config(config: dict[str, Any]) -> Backend:
-    """Build a zip or tar mount, told apart by the file's content. Prefer the typed functions."""
-    if not config.get("compression") and zipfile.is_zipfile(config["file"]):
-        return zip_from_config(config)
-    return tar_from_config(config)

@@ -35,19 +35,27 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from storied.backends._fsspec_support import (
     Reader,
     basename,
-    copy_stream,
+    copy_fs,
+    copy_webdav,
     http_entry,
     known_hosts_policy,
+    move_sftp,
+    move_webdav,
+    quote_path,
     quoting_webdav_client,
+    reconnect_sftp,
+    sftp_timeout,
     skip,
     to_info,
     translated,
     write_sftp,
+    write_via_open,
+    write_webdav,
 )
 from storied.backends.base import CHUNK, Backend, as_stream
 from storied.backends.local import TMP_MARK
@@ -69,7 +77,6 @@ __all__ = [
     "FsspecBackend",
     "Profile",
     "azure_from_config",
-    "from_config",
     "gcs_from_config",
     "http_from_config",
     "sftp_from_config",
@@ -357,71 +364,6 @@ class FsspecBackend(Backend):
         self.profile.closer(self.fs)
 
 
-# ------------------------------------------------------------------------------- write strategies
-def _write_via_open(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
-    """Object stores: the object appears when the (chunked) upload completes."""
-    with backend.fs.open(backend._fs(path), "wb", block_size=8 * CHUNK) as out:
-        copy_stream(data, out)
-
-
-def _write_webdav(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
-    """One streamed PUT (chunked when the length is unknown); parents are created first.
-
-    A stream that cannot seek is wrapped so the client cannot mistake a socket's ``fileno()``
-    (an HTTP response being relayed) for a file of length 0.
-    """
-    seekable = getattr(data, "seekable", lambda: False)()
-    upload = data if seekable else io.BufferedReader(_Forward(data))
-    backend.fs.upload_fileobj(upload, backend._fs(path), overwrite=True)
-
-
-class _Forward(io.RawIOBase):
-    """A forward-only view of a stream that hides its ``fileno`` and length."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        chunk = self._stream.read(len(buffer))
-        buffer[: len(chunk)] = chunk
-        return len(chunk)
-
-
-def _move_sftp(backend: FsspecBackend, src: str, dst: str) -> None:
-    backend.fs.ftp.posix_rename(src, dst)
-
-
-def _move_webdav(backend: FsspecBackend, src: str, dst: str) -> None:
-    backend.fs.client.move(src, dst, overwrite=True)
-
-
-def _copy_webdav(backend: FsspecBackend, src: str, dst: str) -> None:
-    backend.fs.client.copy(src, dst, overwrite=True)
-
-
-def _copy_fs(backend: FsspecBackend, src: str, dst: str) -> None:
-    backend.fs.cp_file(src, dst)
-
-
-def _quote(path: str) -> str:
-    return quote(path, safe="/")
-
-
-def _reconnect_sftp(fs: Any) -> None:
-    fs.client.close()
-    fs._connect()  # fsspec's own (re)connection routine
-    _sftp_timeout(fs)
-
-
-def _sftp_timeout(fs: Any) -> None:
-    """paramiko's ``timeout`` covers the connection only; apply it to every SFTP request too."""
-    if fs.ssh_kwargs.get("timeout"):
-        fs.ftp.get_channel().settimeout(fs.ssh_kwargs["timeout"])
-
-
 # ------------------------------------------------------------------------------- profiles
 _OBJECT_STORE = Capabilities(
     empty_dirs=False, copy_optimization=True, append_mode=False, symbolic_links=False
@@ -430,26 +372,26 @@ SFTP = Profile(
     "sftp",
     Capabilities(atomic_rename=True),
     write_sftp,
-    mover=_move_sftp,
+    mover=move_sftp,
     closer=lambda fs: fs.client.close(),
-    reconnect=_reconnect_sftp,
+    reconnect=reconnect_sftp,
 )
 WEBDAV = Profile(
     "webdav",
     Capabilities(copy_optimization=True, atomic_operations=False, append_mode=False),
-    _write_webdav,
-    mover=_move_webdav,
-    copier=_copy_webdav,
+    write_webdav,
+    mover=move_webdav,
+    copier=copy_webdav,
     closer=lambda fs: fs.client.http.close(),
 )
 GCS = Profile(
     "gcs",
     _OBJECT_STORE.replace(hash_on_metadata=True),
-    _write_via_open,
-    copier=_copy_fs,
+    write_via_open,
+    copier=copy_fs,
     flat_walk=True,
 )
-AZURE = Profile("azure", _OBJECT_STORE, _write_via_open, copier=_copy_fs, flat_walk=True)
+AZURE = Profile("azure", _OBJECT_STORE, write_via_open, copier=copy_fs, flat_walk=True)
 HTTP = Profile(
     "http",
     Capabilities(
@@ -457,7 +399,7 @@ HTTP = Profile(
         append_mode=False, range_reads=False, public_urls=True,
     ),
     None,
-    encode=_quote,
+    encode=quote_path,
     web=True,
 )
 
@@ -496,7 +438,7 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
     base = str(config.get("base_path") or "/")
     with translated(config["host"], "sftp"):
         fs = SFTPFileSystem(config["host"], skip_instance_cache=True, **options)
-    _sftp_timeout(fs)
+    sftp_timeout(fs)
     return _prefixed(FsspecBackend(fs, "/" if base.startswith("/") else ".", SFTP), config)
 
 
@@ -555,17 +497,3 @@ def http_from_config(config: dict[str, Any]) -> Backend:
         client_kwargs=client_kwargs,
     )
     return FsspecBackend(fs, str(config["base_path"]).rstrip("/") + "/", HTTP)
-
-
-def from_config(config: dict[str, Any]) -> Backend:
-    """Build any of the types above, recognised by their required key (``host`` sftp, ``url``
-    webdav, ``bucket`` gcs, ``container`` azure, otherwise http). Prefer the per-type functions."""
-    for key, build in (
-        ("container", azure_from_config),
-        ("bucket", gcs_from_config),
-        ("host", sftp_from_config),
-        ("url", webdav_from_config),
-    ):
-        if config.get(key):
-            return build(config)
-    return http_from_config(config)
