@@ -66,3 +66,25 @@ def test_cross_backend_copy_s3_to_local_keeps_content(moto: MotoHandle, tmp_path
     sm.node("s3:reports").copy_to("home:cache", skip="hash",
                                   on_skip=lambda n, r: skipped.append(r))
     assert skipped and skipped[0].startswith("same content")
+
+
+def test_node_request_economy(moto: MotoHandle, proxy: CountingProxy, tmp_path) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"econ-{uuid.uuid4().hex[:12]}")
+    sm = StorageManager()
+    sm.configure([_s3_mount("s3", proxy.endpoint_url, bucket),
+                  {"name": "home", "type": "local", "base_path": str(tmp_path)}])
+    for i in range(12):
+        sm.node(f"s3:tree/sub/f{i:02d}.txt").write_bytes(b"x" * (i + 1))
+    node = sm.node("s3:tree/sub/f03.txt")
+
+    def count(action) -> dict[str, int]:
+        proxy.reset()
+        action()
+        return dict(proxy.counts)
+
+    assert count(node.read_bytes) == {"GET": 1}
+    assert count(node.md5hash) == {"HEAD": 1}
+    assert count(node.exists) == {"HEAD": 1}
+    assert count(lambda: [c.md5hash() for c in sm.node("s3:tree/sub").children()]) == {"LIST": 1}
+    assert count(lambda: sm.node("s3:tree").copy_to("home:copy")) == {"LIST": 1, "GET": 12}
+    assert count(lambda: sm.node("s3:tree").copy_to("home:copy", skip="hash")) == {"LIST": 1}
