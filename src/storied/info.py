@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import BinaryIO
 
-__all__ = ["Data", "Info", "WriteMode"]
+__all__ = ["Data", "Info", "ObjectVersion", "WriteMode"]
 
 #: What a backend's ``write`` accepts: bytes, or a binary stream read to its end.
 Data = bytes | bytearray | memoryview | BinaryIO
@@ -70,3 +70,28 @@ class Info:
             metadata=self.metadata,
             version_id=self.version_id,
         )
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One entry of a storage's own version list (S3 bucket versioning), delete markers included.
+
+    Attributes:
+        path: The object's path (relative, like :class:`Info`).
+        version_id: The storage's version id.
+        mtime: Unix timestamp of the version.
+        size: Content size (0 for a delete marker).
+        etag: The storage's etag ('' for a delete marker).
+        md5: The true MD5 when the etag is one, else None.
+        is_latest: The storage's own "current" flag.
+        is_delete_marker: True for a delete marker (no content).
+    """
+
+    path: str
+    version_id: str
+    mtime: float
+    size: int = 0
+    etag: str = ""
+    md5: str | None = None
+    is_latest: bool = False
+    is_delete_marker: bool = False

@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from storied.capabilities import Capabilities
 from storied.errors import StorageNotFoundError, UnsupportedOperation
-from storied.info import Data, Info, WriteMode
+from storied.info import Data, Info, ObjectVersion, WriteMode
 
 __all__ = ["CHUNK", "Backend", "WrappedBackend", "as_stream"]
 
@@ -180,6 +180,22 @@ class Backend(abc.ABC):
         """A URL for ``path`` (presigned where the backend signs), or None."""
         return None
 
+    # ----------------------------------------------------------------- native versions
+    def list_versions(self, path: str) -> list[ObjectVersion]:
+        """The storage's own versions of exactly ``path``, oldest first, delete markers
+        included. Only for backends whose capabilities say ``native_versions``."""
+        raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
+
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        """Stream one native version of ``path`` (one request)."""
+        raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
+
+    def delete_version(self, path: str, version_id: str) -> None:
+        """Remove one native version (or delete marker) of ``path`` for good."""
+        raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
+
     def local_path(self, path: str) -> str | None:
         """The real filesystem path of ``path``, for backends that are a local filesystem."""
         return None
@@ -260,6 +276,17 @@ class WrappedBackend(Backend):
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return self.inner.url(path, expires_in)
+
+    def list_versions(self, path: str) -> list[ObjectVersion]:
+        return self.inner.list_versions(path)
+
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        return self.inner.open_version(path, version_id, start, end)
+
+    def delete_version(self, path: str, version_id: str) -> None:
+        self.inner.delete_version(path, version_id)
 
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(path)

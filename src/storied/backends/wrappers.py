@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from enum import StrEnum
 from typing import BinaryIO, TypeVar
 
@@ -21,7 +22,7 @@ from storied.errors import (
     StoragePermissionError,
     TransientStorageError,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Data, Info, ObjectVersion, WriteMode
 
 __all__ = ["Permission", "Permissions", "Prefixed", "Retrying"]
 
@@ -115,6 +116,20 @@ class Prefixed(WrappedBackend):
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return self.inner.url(self._in(path), expires_in)
 
+    def list_versions(self, path: str) -> list[ObjectVersion]:
+        return [
+            replace(v, path=paths.relative_to(v.path, self.prefix))
+            for v in self.inner.list_versions(self._in(path))
+        ]
+
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        return self.inner.open_version(self._in(path), version_id, start, end)
+
+    def delete_version(self, path: str, version_id: str) -> None:
+        self.inner.delete_version(self._in(path), version_id)
+
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(self._in(path))
 
@@ -196,6 +211,10 @@ class Permissions(WrappedBackend):
     def delete(self, path: str, *, recursive: bool = False) -> None:
         self._need_delete()
         self.inner.delete(path, recursive=recursive)
+
+    def delete_version(self, path: str, version_id: str) -> None:
+        self._need_delete()
+        self.inner.delete_version(path, version_id)
 
     def move(self, src: str, dst: str) -> None:
         self._need_delete()

@@ -1,0 +1,1 @@
+"""Version history on every writable backend: the native (S3) and portable engines."""

@@ -1,0 +1,116 @@
+"""The version-engine interface shared by the native (S3) and portable engines.
+
+An engine keeps the history of the files of one storage. Paths are relative to the engine's
+root (a mount root; relative mounts add their prefix before calling). Versions are returned
+oldest first; delete markers are not versions but end a file's ``is_latest`` run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, BinaryIO, Protocol
+
+from storied.info import Data
+
+__all__ = ["VerifyReport", "Version", "VersionEngine", "to_datetime"]
+
+
+def to_datetime(ts: float) -> datetime:
+    """A tz-aware UTC datetime from a Unix timestamp."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True)
+class Version:
+    """One stored version of a file.
+
+    Attributes:
+        version_id: The engine's id (S3's VersionId on the native engine).
+        last_modified: When it was written (tz-aware, UTC).
+        size: Content size in bytes.
+        etag: Lowercase hex MD5 of the content when known ('' when not, e.g. multipart).
+        is_latest: True for the current content (False for every version of a deleted file).
+        sha256: Hex SHA-256 of the content (portable engine), else None.
+        metadata: Metadata recorded with the version (annotations arrive with tags).
+    """
+
+    version_id: str
+    last_modified: datetime
+    size: int
+    etag: str
+    is_latest: bool = False
+    sha256: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The genro-storage-compatible version dict (plus ``sha256``, ``tags``, ``metadata``)."""
+        return {
+            "version_id": self.version_id,
+            "is_latest": self.is_latest,
+            "last_modified": self.last_modified,
+            "size": self.size,
+            "etag": self.etag,
+            "sha256": self.sha256,
+            "tags": [],
+            "metadata": dict(self.metadata),
+        }
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify`` found.
+
+    Attributes:
+        ok: True when no invariant is broken (orphans and stale working copies do not count).
+        checked: How many version records were checked.
+        problems: Broken invariants, one sentence each (a record whose blob is missing or does
+            not hash right, an unreadable record).
+        orphans: Stored objects nothing refers to (allowed; collectable).
+        stale: Files whose working copy differs from their latest version (a writer was
+            interrupted between the two; the next write or ``repair`` fixes it).
+    """
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class VersionEngine(Protocol):
+    """What the node API needs from an engine."""
+
+    name: str
+
+    def versions(self, path: str) -> list[Version]:
+        """Every content version of ``path``, oldest first (exact path only)."""
+        ...
+
+    def open_version(self, path: str, version: Version) -> BinaryIO:
+        """Stream the content of one version."""
+        ...
+
+    def write(self, path: str, data: Data, metadata: dict[str, str] | None = None) -> Version:
+        """Write new content to ``path`` as a new version (the working copy included)."""
+        ...
+
+    def delete(self, path: str) -> None:
+        """Delete the working copy, keeping the history (a delete marker / tombstone)."""
+        ...
+
+    def delete_version(self, path: str, version: Version) -> None:
+        """Remove one version for good."""
+        ...
+
+    def verify(self, prefix: str = "") -> VerifyReport:
+        """Check the invariants of the history below ``prefix``."""
+        ...
+
+    def history_paths(self, prefix: str = "") -> Iterator[str]:
+        """Paths below ``prefix`` that have any history (deleted files included)."""
+        ...
