@@ -16,9 +16,17 @@ import re
 import unicodedata
 from urllib.parse import unquote
 
-from storied.errors import InvalidPathError, PathEscapeError
+from storied.errors import InvalidPathError, PathEscapeError, StoragePermissionError
 
-__all__ = ["RESERVED", "is_under", "join", "normalize", "relative_to", "split_fullpath"]
+__all__ = [
+    "RESERVED",
+    "check_public",
+    "is_under",
+    "join",
+    "normalize",
+    "relative_to",
+    "split_fullpath",
+]
 
 #: Name of the area inside a mount that storied keeps for itself (history, tags, locks).
 RESERVED = ".storied"
@@ -85,6 +93,17 @@ def split_fullpath(fullpath: str) -> tuple[str, str]:
     """Split ``'mount:path'`` into ``('mount', 'path')``; ``'mount'`` gives ``('mount', '')``."""
     mount, sep, rest = fullpath.partition(":")
     return mount, rest if sep else ""
+
+
+def check_public(path: str) -> str:
+    """Return ``path`` unless it reaches into the reserved history area of a mount.
+
+    Raises:
+        StoragePermissionError: The first segment is :data:`RESERVED`.
+    """
+    if path == RESERVED or path.startswith(RESERVED + "/"):
+        raise StoragePermissionError(f"{path!r} is reserved for storied's own records")
+    return path
 
 
 def is_under(path: str, prefix: str) -> bool:

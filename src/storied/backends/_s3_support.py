@@ -7,10 +7,12 @@ Private to the S3 adapter. :func:`error_for` is the adapter's one error-mapping 
 from __future__ import annotations
 
 import email.utils
+import heapq
 import io
 import mimetypes
 import re
 from collections.abc import Iterator
+from xml.etree import ElementTree
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -38,23 +40,29 @@ from storied.errors import (
     TransientStorageError,
     UnsupportedOperation,
 )
-from storied.info import Info
+from storied.info import Info, ObjectVersion
 
 __all__ = [
     "MAX_PART",
     "MIN_PART",
     "RangeNotSatisfiable",
     "S3Body",
+    "byte_range",
     "content_type",
+    "discard",
     "error_for",
     "listed_info",
     "make_client",
     "mapped",
     "md5_of",
+    "oldest_first",
+    "page_versions",
     "parts",
     "read_full",
+    "record_entry_order",
     "timestamp",
     "unquote",
+    "upload_multipart",
     "usable",
 ]
 
@@ -114,7 +122,11 @@ def error_for(code: str, status: int, path: str, bucket: str, create: bool) -> S
 def _translate(exc: Exception, path: str, bucket: str, create: bool) -> StorageError:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        meta = exc.response.get("ResponseMetadata", {})
+        if (meta.get("HTTPHeaders") or {}).get("x-amz-delete-marker") == "true":
+            # GET/HEAD of a delete marker's id: AWS answers 405 MethodNotAllowed
+            return StorageNotFoundError(f"Deleted (a delete marker): {path!r} in bucket {bucket!r}")
+        status = int(meta.get("HTTPStatusCode") or 0)
         return error_for(str(error.get("Code", status)), status, path, bucket, create)
     if isinstance(exc, (HTTPClientError, BotoConnectionError, IncompleteReadError)):
         return TransientStorageError(f"S3 connection problem on {path!r}: {exc}")

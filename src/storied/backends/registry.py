@@ -19,7 +19,9 @@ from storied.errors import MissingDependencyError, StorageConfigError
 __all__ = ["COMMON_KEYS", "TYPES", "BackendType", "build"]
 
 #: Keys every mount accepts, whatever its type (handled by the manager, not the adapter).
-COMMON_KEYS = frozenset({"name", "type", "protocol", "permissions", "retries", "readonly"})
+COMMON_KEYS = frozenset(
+    {"name", "type", "protocol", "permissions", "retries", "readonly", "versioning", "history"}
+)
 
 
 @dataclass(frozen=True)

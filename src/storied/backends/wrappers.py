@@ -24,7 +24,7 @@ from storied.errors import (
 )
 from storied.info import Data, Info, ObjectVersion, WriteMode
 
-__all__ = ["Permission", "Permissions", "Prefixed", "Retrying"]
+__all__ = ["HideReserved", "Permission", "Permissions", "Prefixed", "Retrying"]
 
 T = TypeVar("T")
 
@@ -132,6 +132,24 @@ class Prefixed(WrappedBackend):
 
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(self._in(path))
+
+
+class HideReserved(WrappedBackend):
+    """Hide the reserved history area (:data:`storied.paths.RESERVED`) from listings of a
+    mount root. Version engines write below this wrapper, so they still see it."""
+
+    def list(self, path: str) -> Iterator[Info]:
+        entries = self.inner.list(path)
+        if path:
+            return entries
+        return (e for e in entries if e.name != paths.RESERVED)
+
+    def walk(self, path: str) -> Iterator[Info]:
+        entries = self.inner.walk(path)
+        if path:
+            return entries
+        hidden = paths.RESERVED + "/"
+        return (e for e in entries if not e.path.startswith(hidden))
 
 
 class Permission(StrEnum):

@@ -70,7 +70,7 @@ def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
         yield tmp
         if "w" in mode and os.path.exists(tmp) and (mode == "w" or _digest(tmp) != before):
             with open(tmp, "rb") as stream:
-                node._be.write(node.path, stream)
+                node._store(stream)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

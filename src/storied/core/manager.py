@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING, Any
 from storied import paths
 from storied.backends import registry
 from storied.backends.base import Backend
-from storied.backends.wrappers import Permission, Permissions, Prefixed, Retrying
+from storied.backends.wrappers import HideReserved, Permission, Permissions, Prefixed, Retrying
 from storied.core.config import load_mounts
 from storied.errors import MountNotFoundError, StorageConfigError
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
     from storied.core.virtual import DiffNode, IterNode
+    from storied.versioning.engine import VerifyReport
+    from storied.versioning.history import MountHistory
 
 __all__ = ["StorageManager"]
 
@@ -38,6 +40,9 @@ class StorageManager:
     def __init__(self) -> None:
         self._mounts: dict[str, Backend] = {}
         self._configs: dict[str, dict[str, Any]] = {}
+        self._raw: dict[str, Backend] = {}  # below permissions: what an engine writes through
+        self._parents: dict[str, tuple[str, str]] = {}  # relative mount -> (parent, sub-path)
+        self._histories: dict[str, MountHistory | None] = {}
 
     # ------------------------------------------------------------------ configuration
     def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
@@ -69,9 +74,12 @@ class StorageManager:
             raise StorageConfigError(
                 f"Invalid mount name {name!r}: use letters, digits, '_', '-', '.'"
             )
+        self._parents.pop(name, None)
         backend = self._build(name, config)
         self._mounts[name] = backend
         self._configs[name] = dict(config)
+        self._histories.pop(name, None)
+        _check_history_keys(name, config, self)
 
     def _build(self, name: str, config: Mapping[str, Any]) -> Backend:
         parent_path = config.get("path")
@@ -89,10 +97,12 @@ class StorageManager:
                 raise StorageConfigError(f"Mount {name!r}: 'retries' must be an integer >= 1")
             if attempts > 1:
                 backend = Retrying(backend, attempts=attempts)
+            self._raw[name] = backend
+            backend = HideReserved(backend)
         return self._apply_permissions(name, config, backend)
 
     def _build_relative(self, name: str, config: Mapping[str, Any], spec: str) -> Backend:
-        extra = set(config) - {"name", "path", "permissions", "type", "protocol"}
+        extra = set(config) - {"name", "path", "permissions", "type", "protocol", "readonly"}
         if extra:
             raise StorageConfigError(
                 f"Unknown key {sorted(extra)[0]!r} for relative mount {name!r}. "
@@ -106,9 +116,10 @@ class StorageManager:
                 f"Available mounts: {', '.join(self._mounts) or '(none)'}"
             )
         try:
-            sub = paths.normalize(sub, allow_absolute=False)
+            sub = paths.check_public(paths.normalize(sub, allow_absolute=False))
         except ValueError as exc:
             raise StorageConfigError(f"Mount {name!r}: invalid 'path' {spec!r}: {exc}") from exc
+        self._parents[name] = (parent_name, sub)
         return Prefixed(parent, sub) if sub else parent
 
     def _apply_permissions(self, name: str, config: Mapping[str, Any], backend: Backend) -> Backend:
@@ -138,6 +149,9 @@ class StorageManager:
             raise MountNotFoundError(self._missing(name))
         del self._mounts[name]
         del self._configs[name]
+        self._raw.pop(name, None)
+        self._parents.pop(name, None)
+        self._histories.pop(name, None)
 
     def get_mount_names(self) -> list[str]:
         """Mount names in the order they were added."""
@@ -186,7 +200,88 @@ class StorageManager:
         path = paths.normalize(first)
         if path_parts:
             path = paths.join(path, *path_parts)
-        return StorageNode(self, mount, path, version)
+        return StorageNode(self, mount, paths.check_public(path), version)
+
+    # ------------------------------------------------------------------ history
+    def history(self, name: str) -> MountHistory | None:
+        """The version history of mount ``name``, or None when it keeps none.
+
+        A mount keeps history when it says ``versioning: true`` (the portable engine, or the
+        native one where the storage has versions) or, without saying, when the storage has
+        native versions (an S3 bucket with versioning enabled: probed once). Relative mounts
+        share their parent's history.
+        """
+        if name not in self._histories:
+            self.get_backend(name)
+            self._histories[name] = self._make_history(name)
+        return self._histories[name]
+
+    def _make_history(self, name: str) -> MountHistory | None:
+        from storied.versioning.history import MountHistory
+
+        if name in self._parents:
+            parent, sub = self._parents[name]
+            found = self.history(parent)
+            if found is None:
+                return None
+            prefix = paths.join(found.prefix, sub) if sub else found.prefix
+            return MountHistory(found.engine, prefix)
+        wanted = self._configs[name].get("versioning")
+        raw = self._raw[name]
+        if wanted is False:
+            return None
+        if raw.capabilities.native_versions:
+            from storied.versioning.native import NativeEngine
+
+            return MountHistory(NativeEngine(raw))
+        if not wanted:
+            return None
+        from storied.versioning.portable import PortableEngine
+
+        meta, root = raw, paths.RESERVED
+        spec = self._configs[name].get("history")
+        if spec:
+            other, root = paths.split_fullpath(spec)
+            meta, root = self._raw_of(other), paths.join(self._prefix_of(other), root)
+        return MountHistory(PortableEngine(raw, meta, root or paths.RESERVED))
+
+    def _raw_of(self, name: str) -> Backend:
+        while name in self._parents:
+            name = self._parents[name][0]
+        return self._raw[name]
+
+    def _prefix_of(self, name: str) -> str:
+        prefix = ""
+        while name in self._parents:
+            name, sub = self._parents[name]
+            prefix = paths.join(sub, prefix) if prefix else sub
+        return prefix
+
+    def verify(self, prefix: str | None = None) -> VerifyReport:
+        """Check the history of one ``'mount:path'`` prefix, or of every versioned mount.
+
+        Returns:
+            A report whose ``ok`` is True when no invariant is broken; ``problems``,
+            ``orphans`` (allowed, collectable) and ``stale`` working copies are listed apart.
+        """
+        from storied.versioning.engine import VerifyReport
+
+        targets: list[tuple[str, str]]
+        if prefix is None:
+            targets = [(m, "") for m in self._mounts if m not in self._parents]
+        else:
+            mount, sub = paths.split_fullpath(prefix)
+            targets = [(mount, paths.normalize(sub))]
+        total = VerifyReport()
+        for mount, sub in targets:
+            found = self.history(mount)
+            if found is None:
+                continue
+            part = found.verify(sub)
+            total.checked += part.checked
+            for attr in ("problems", "orphans", "stale"):
+                getattr(total, attr).extend(f"{mount}: {item}" for item in getattr(part, attr))
+        return total
 
     def iternode(self, *nodes: StorageNode) -> IterNode:
         """A virtual node whose content is its sources' contents, concatenated at read time."""
@@ -211,3 +306,18 @@ class StorageManager:
 
 def _is_windows(path: str) -> bool:
     return len(path) > 2 and path[1] == ":" and path[2] in "\\/"
+
+
+def _check_history_keys(name: str, config: Mapping[str, Any], manager: StorageManager) -> None:
+    versioning, spec = config.get("versioning"), config.get("history")
+    if versioning is not None and not isinstance(versioning, bool):
+        raise StorageConfigError(f"Mount {name!r}: 'versioning' must be true or false")
+    if spec is None:
+        return
+    if not versioning:
+        raise StorageConfigError(f"Mount {name!r}: 'history' needs 'versioning: true'")
+    other, _ = paths.split_fullpath(str(spec))
+    if ":" not in str(spec) or not manager.has_mount(other):
+        raise StorageConfigError(
+            f"Mount {name!r}: 'history' must be 'mount:prefix' of an existing mount, not {spec!r}"
+        )

@@ -21,6 +21,7 @@ from storied import paths
 from storied.backends.base import Backend
 from storied.capabilities import Capabilities
 from storied.core.streams import AtomicTextWriter, AtomicWriter, md5_of_stream
+from storied.core.versioned import VersionMethods
 from storied.errors import (
     IsADirectoryStorageError,
     StorageAlreadyExistsError,
@@ -38,7 +39,7 @@ __all__ = ["StorageNode"]
 _WRITE_MODES = frozenset("wax+")
 
 
-class StorageNode:
+class StorageNode(VersionMethods):
     """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
 
     Nodes are cheap values: equal when they name the same mount, path and version (no I/O), and
@@ -143,6 +144,8 @@ class StorageNode:
     def capabilities(self) -> Capabilities:
         """What this node's mount can do (version flags off on a pinned-version node)."""
         caps = self._be.capabilities
+        if self._version is None and self._history is not None:
+            caps = caps.replace(versioning=True, version_listing=True, version_access=True)
         if self._version is not None:
             caps = caps.replace(versioning=False, version_listing=False, version_access=False)
         return caps
@@ -155,7 +158,7 @@ class StorageNode:
         """
         if self.capabilities.opaque_paths:
             raise UnsupportedOperation(f"{self.fullpath}: this mount has no directories")
-        return self._related(paths.join(self._path, *parts))
+        return self._related(paths.check_public(paths.join(self._path, *parts)))
 
     # ------------------------------------------------------------------ status
     @property
@@ -282,7 +285,10 @@ class StorageNode:
             if "b" in mode:
                 return writer  # type: ignore[return-value]
             return AtomicTextWriter(writer, encoding=text_encoding)  # type: ignore[arg-type]
-        raw = self._be.open_read(self._path)
+        if version is not None or as_of is not None or self._version is not None:
+            raw = self._open_version(self._version if version is None else version, as_of)
+        else:
+            raw = self._be.open_read(self._path)
         if "b" in mode:
             return raw
         return io.TextIOWrapper(raw, encoding=text_encoding)  # type: ignore[arg-type]
@@ -294,14 +300,8 @@ class StorageNode:
             raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
         if version is not None and as_of is not None:
             raise ValueError("Cannot specify both version and as_of")
-        if version is not None or as_of is not None or self._version is not None:
-            self._no_versioning()
-
-    def _no_versioning(self) -> None:
-        raise UnsupportedOperation(
-            f"{self._mount_name} backend does not support versioning. "
-            f"Supported features: {self._be.capabilities}"
-        )
+        if (version is not None or as_of is not None) and _WRITE_MODES.intersection(mode):
+            raise ValueError("Cannot write to historical versions (read-only)")
 
     def _open_writer(self, mode: str) -> AtomicWriter:
         backend, path = self._be, self._path
@@ -321,7 +321,10 @@ class StorageNode:
                     raise
 
         def commit(stream: BinaryIO) -> None:
-            backend.write(path, stream, mode=write_mode)
+            if write_mode is WriteMode.CREATE and self._history is None:
+                backend.write(path, stream, mode=write_mode)
+            else:
+                self._store(stream)
 
         return AtomicWriter(commit, initial, position_at_end="a" in mode)
 
@@ -335,9 +338,10 @@ class StorageNode:
             )
 
     def read_bytes(self) -> bytes:
-        """The whole content as bytes (one request)."""
+        """The whole content as bytes (one request; two for a pinned version)."""
         if self._version is not None:
-            self._no_versioning()
+            with self._open_version(self._version, None) as stream:
+                return stream.read()
         return self._be.read_bytes(self._path)
 
     def read_text(self, encoding: str = "utf-8") -> str:
@@ -380,11 +384,17 @@ class StorageNode:
             and self._unchanged(bytes(data))
         ):
             return False
-        self._be.write(self._path, data, metadata=metadata)
+        self._store(data, metadata)
         self._listed = None
         return True
 
     def _unchanged(self, data: bytes) -> bool:
+        md5 = hashlib.md5(data).hexdigest()
+        history = self._history
+        if history is not None:
+            found = history.versions(self._path)
+            latest = found[-1] if found and found[-1].is_latest else None
+            return latest is not None and latest.size == len(data) and latest.etag == md5
         info = self._info_or_none()
         if info is None or info.is_dir or info.size != len(data):
             return False
@@ -424,7 +434,7 @@ class StorageNode:
             DirectoryNotEmptyError: A non-empty directory without ``recursive=True``.
         """
         try:
-            self._be.delete(self._path, recursive=recursive)
+            self._remove(recursive)
         except StorageNotFoundError:
             return False
         return True
@@ -438,21 +448,6 @@ class StorageNode:
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Create this directory (pathlib semantics)."""
         self._be.mkdir(self._path, parents=parents, exist_ok=exist_ok)
-
-    # ------------------------------------------------------------------ versions (plain mounts)
-    @property
-    def versions(self) -> list[dict[str, Any]]:
-        """The file's versions, oldest first; ``[]`` on a mount without history."""
-        return []
-
-    @property
-    def version_count(self) -> int:
-        """``len(versions)``."""
-        return len(self.versions)
-
-    def compact_versions(self, dry_run: bool = False) -> int:
-        """Remove consecutive duplicate versions (needs a mount with history)."""
-        raise UnsupportedOperation(f"{self._mount_name} backend does not support versioning")
 
     # ------------------------------------------------------------------ transfer & integration
     def copy_to(self, dest: StorageNode | str, **options: Any) -> StorageNode:

@@ -211,11 +211,11 @@ def _copy_one(
             if plan.on_skip:
                 plan.on_skip(src, reason)
             return
-    if src._be is dest._be:
+    if src._be is dest._be and not dest._portable:
         src._be.copy(src.path, dest.path)
     else:
         with src._be.open_read(src.path) as stream:
-            dest._be.write(dest.path, stream, metadata=info.metadata or None)
+            dest._store(stream, info.metadata or None)
     if plan.on_file:
         plan.on_file(src)
 
@@ -228,7 +228,7 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
         StoragePermissionError: Either mount refuses (the source needs delete permission).
     """
     dest.require_writable()
-    if src._be is dest._be:
+    if src._be is dest._be and not src._portable:
         src._be.move(src.path, dest.path)
         return dest
     if not src._be.capabilities.delete:
@@ -236,5 +236,5 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
 
         raise StoragePermissionError(f"{src.mount_name}: cannot delete the source of a move")
     copy_node(src, dest)
-    src._be.delete(src.path, recursive=True)
+    src._remove(recursive=True)
     return dest

@@ -126,7 +126,7 @@ def fill_from_url(node: StorageNode, url: str, timeout: float = 30) -> None:
     node.require_writable()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            node._be.write(node.path, response)
+            node._store(response)
     except urllib.error.URLError as exc:
         raise TransientStorageError(f"Failed to download from {url}: {exc}") from exc
 

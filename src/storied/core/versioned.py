@@ -1,0 +1,189 @@
+"""The version methods of :class:`~storied.core.node.StorageNode`.
+
+They work on any mount with history (native S3 versions or storied's portable engine) and keep
+genro-storage's behaviour on mounts without: ``versions == []`` and a ``PermissionError`` for
+anything that needs a version. The engines are imported only when a mount has history.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from storied.errors import StorageNotFoundError, UnsupportedOperation
+from storied.info import Data
+
+if TYPE_CHECKING:
+    from storied.backends.base import Backend
+    from storied.core.manager import StorageManager
+    from storied.versioning.engine import Version
+    from storied.versioning.history import MountHistory
+
+__all__ = ["VersionMethods"]
+
+
+class VersionMethods:
+    """Mixed into ``StorageNode``; relies on its ``_manager``, ``_mount_name``, ``_path``,
+    ``_version``, ``_be`` and ``fullpath``."""
+
+    _manager: StorageManager
+    _mount_name: str | None
+    _path: str
+    _version: int | str | None
+    _history_cache: MountHistory | bool | None = False
+    fullpath: str
+
+    if TYPE_CHECKING:
+
+        @property
+        def _be(self) -> Backend: ...
+
+        def require_writable(self) -> None: ...
+
+    # ---------------------------------------------------------------- plumbing
+    @property
+    def _history(self) -> MountHistory | None:
+        """The mount's history (None without one); looked up once per node."""
+        if self._history_cache is False:
+            found = None
+            if self._mount_name is not None and self._manager.has_mount(self._mount_name):
+                found = self._manager.history(self._mount_name)
+            self._history_cache = found
+        return self._history_cache  # type: ignore[return-value]
+
+    @property
+    def _portable(self) -> bool:
+        """True when writes must go through storied's portable engine."""
+        history = self._history
+        return history is not None and history.name == "portable"
+
+    def _need_history(self, what: str = "versioning") -> MountHistory:
+        history = self._history
+        if history is None:
+            raise UnsupportedOperation(
+                f"{self._mount_name} backend does not support {what}. "
+                f"Supported features: {self._be.capabilities}"
+            )
+        return history
+
+    def _store(self, data: Data, metadata: dict[str, str] | None = None) -> None:
+        """Write through the history when the mount keeps a portable one, else directly."""
+        self.require_writable()
+        if self._portable:
+            self._need_history().write(self._path, data, metadata)
+        else:
+            self._be.write(self._path, data, metadata=metadata)
+
+    def _remove(self, recursive: bool) -> None:
+        """Delete, leaving a tombstone in a portable history for every file removed."""
+        if not self._be.capabilities.delete:
+            from storied.errors import StoragePermissionError
+
+            raise StoragePermissionError(
+                f"{self.fullpath}: mount does not have delete permission"
+                if self._be.capabilities.write
+                else "Mount is read-only. Write operations are not permitted."
+            )
+        if not self._portable:
+            self._be.delete(self._path, recursive=recursive)
+            return
+        history = self._need_history()
+        info = self._be.info(self._path)
+        if not info.is_dir:
+            history.delete(self._path)
+            return
+        if recursive:
+            for entry in list(self._be.walk(self._path)):
+                history.delete(entry.path)
+        self._be.delete(self._path, recursive=recursive)
+
+    def _resolve(self, version: int | str | None = None, as_of: datetime | None = None) -> Version:
+        return self._need_history().resolve(self._path, version, as_of)
+
+    def _open_version(self, version: int | str | None, as_of: datetime | None) -> BinaryIO:
+        history = self._need_history()
+        return history.open_version(self._path, history.resolve(self._path, version, as_of))
+
+    # genro-storage internals some callers use
+    def _resolve_version_index(self, index: int) -> Version:
+        return self._resolve(index)
+
+    def _resolve_version_at_date(self, as_of: datetime) -> Version:
+        return self._resolve(None, as_of)
+
+    # ---------------------------------------------------------------- public
+    @property
+    def versions(self) -> list[dict[str, Any]]:
+        """The file's versions as dicts, oldest first (``-1`` is the latest); ``[]`` on a
+        mount without history. Keys: ``version_id``, ``is_latest``, ``last_modified``
+        (tz-aware UTC), ``size``, ``etag`` (MD5 hex), ``sha256``, ``tags``, ``metadata``."""
+        history = self._history
+        if history is None or self._version is not None:
+            return []
+        return [v.as_dict() for v in history.versions(self._path)]
+
+    @property
+    def version_count(self) -> int:
+        """``len(versions)``."""
+        return len(self.versions)
+
+    def delete_version(self, version: int | str) -> None:
+        """Remove one version for good (the current content moves to the previous version
+        when the latest is removed).
+
+        Raises:
+            StoragePermissionError: The mount has no delete permission.
+        """
+        if not self._be.capabilities.delete:
+            from storied.errors import StoragePermissionError
+
+            raise StoragePermissionError(f"{self.fullpath}: mount has no delete permission")
+        history = self._need_history()
+        history.delete_version(self._path, history.resolve(self._path, version))
+
+    def compact_versions(self, dry_run: bool = False) -> int:
+        """Remove consecutive duplicate versions, never the current one; return how many
+        (with ``dry_run``, how many would go)."""
+        from storied.versioning.history import compact_plan
+
+        history = self._need_history()
+        doomed = compact_plan(history.versions(self._path))
+        if not dry_run:
+            if doomed and not self._be.capabilities.delete:
+                from storied.errors import StoragePermissionError
+
+                raise StoragePermissionError(f"{self.fullpath}: mount has no delete permission")
+            for version in doomed:
+                history.delete_version(self._path, version)
+        return len(doomed)
+
+    def diff_versions(self, v1: int | str = -1, v2: int | str = -2) -> tuple[bytes, bytes]:
+        """The contents of two versions, as ``(bytes_of_v1, bytes_of_v2)``."""
+        history = self._need_history()
+        found = history.versions(self._path)
+        result = []
+        for wanted in (v1, v2):
+            version = _pick(found, wanted, history, self._path)
+            with history.open_version(self._path, version) as stream:
+                result.append(stream.read())
+        return result[0], result[1]
+
+    def rollback(self, to_version: int | str = -2) -> bool:
+        """Write the content of an older version as a new version (nothing is deleted)."""
+        self.require_writable()
+        history = self._need_history()
+        version = history.resolve(self._path, to_version)
+        with history.open_version(self._path, version) as stream:
+            self._store(stream)
+        return True
+
+
+def _pick(found: list[Version], wanted: int | str, history: MountHistory, path: str) -> Version:
+    if isinstance(wanted, int) and not isinstance(wanted, bool):
+        from storied.versioning.history import _at_index
+
+        return _at_index(found, wanted, path)
+    for version in found:
+        if version.version_id == wanted:
+            return version
+    raise StorageNotFoundError(f"No version {wanted!r} of {path!r}")

@@ -1,0 +1,259 @@
+"""The portable engine: content-addressed history on any writable backend.
+
+History lives under a root (default ``.storied/`` in the mount itself)::
+
+    <root>/format.json                 {"format": "storied-history", "schema_version": 1}
+    <root>/blobs/<sha[:2]>/<sha256>    the bytes of one content, immutable
+    <root>/versions/<path>/<record>    one empty object per write or delete (see records.py)
+
+Write order: blob, then record, then the working copy at ``<path>``; read in reverse. Records
+never change; each write creates a new uniquely named one, so concurrent writers cannot lose a
+version. The working copy converges to the newest record: a writer that finds a newer record
+after writing re-materialises the newest one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import uuid
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from storied import paths
+from storied.backends.base import CHUNK, Backend
+from storied.errors import (
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+    UnsupportedOperation,
+)
+from storied.info import Data, WriteMode
+from storied.versioning.engine import VerifyReport, Version, to_datetime
+from storied.versioning.records import (
+    SCHEMA_VERSION,
+    Record,
+    blob_path,
+    new_writer_id,
+    next_timestamp,
+    parse_record,
+)
+
+__all__ = ["PortableEngine"]
+
+_CONVERGE_ROUNDS = 8
+
+
+class _Content:
+    """Data to store, spooled once, with its hashes."""
+
+    def __init__(self, data: Data) -> None:
+        sha, md5, size = hashlib.sha256(), hashlib.md5(), 0
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            raw = bytes(data)
+            sha.update(raw)
+            md5.update(raw)
+            self._bytes: bytes | None = raw
+            self._spool: BinaryIO | None = None
+            size = len(raw)
+        else:
+            self._bytes = None
+            self._spool = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # type: ignore[assignment]  # noqa: SIM115
+            while chunk := data.read(CHUNK):
+                sha.update(chunk)
+                md5.update(chunk)
+                self._spool.write(chunk)
+                size += len(chunk)
+        self.sha256, self.md5, self.size = sha.hexdigest(), md5.hexdigest(), size
+
+    def stream(self) -> Data:
+        if self._bytes is not None:
+            return self._bytes
+        assert self._spool is not None
+        self._spool.seek(0)
+        return self._spool
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+
+class PortableEngine:
+    """Version history kept by storied itself, in the storage.
+
+    Args:
+        data: The mount's backend (below permissions): where working copies live.
+        meta: The backend that holds the history (often the same as ``data``).
+        root: The history root inside ``meta`` (default ``.storied``).
+    """
+
+    name = "portable"
+
+    def __init__(self, data: Backend, meta: Backend, root: str = paths.RESERVED) -> None:
+        self.data, self.meta, self.root = data, meta, paths.normalize(root)
+        self.writer = new_writer_id()
+        self._format_checked = False
+
+    # ---------------------------------------------------------------- layout
+    def _meta(self, *parts: str) -> str:
+        return "/".join(p for p in (self.root, *parts) if p)
+
+    def _history_dir(self, path: str) -> str:
+        return self._meta("versions", path)
+
+    def _ensure_format(self) -> None:
+        if self._format_checked:
+            return
+        marker = self._meta("format.json")
+        body = json.dumps({"format": "storied-history", "schema_version": SCHEMA_VERSION})
+        try:
+            self._create(marker, body.encode())
+        except StorageAlreadyExistsError:
+            found = json.loads(self.meta.read_bytes(marker))
+            if found.get("schema_version", 0) > SCHEMA_VERSION:
+                raise UnsupportedOperation(
+                    f"History at {marker!r} has schema {found['schema_version']}; "
+                    f"this storied reads up to {SCHEMA_VERSION}"
+                ) from None
+        self._format_checked = True
+
+    def _create(self, path: str, data: Data) -> None:
+        """Create-only where the backend can; else check then write (same-content objects)."""
+        if self.meta.capabilities.conditional_write:
+            self.meta.write(path, data, mode=WriteMode.CREATE)
+            return
+        if self.meta.exists(path):
+            raise StorageAlreadyExistsError(f"Already exists: {path!r}")
+        self._put(path, data)
+
+    def _put(self, path: str, data: Data) -> None:
+        """Write so that no reader sees a partial object, even on non-atomic backends."""
+        if self.meta.capabilities.atomic_operations:
+            self.meta.write(path, data)
+            return
+        tmp = self._meta("tmp", uuid.uuid4().hex)
+        self.meta.write(tmp, data)
+        self.meta.move(tmp, path)
+
+    # ---------------------------------------------------------------- records
+    def records(self, path: str) -> list[Record]:
+        """Every record of exactly ``path``, in history order (one listing)."""
+        try:
+            entries = list(self.meta.list(self._history_dir(path)))
+        except (StorageNotFoundError, NotADirectoryError):
+            return []
+        found = [parse_record(e.name) for e in entries if not e.is_dir]
+        return sorted(r for r in found if r is not None)
+
+    def _as_versions(self, records: list[Record]) -> list[Version]:
+        writes = [r for r in records if not r.deleted]
+        live = bool(records) and not records[-1].deleted
+        return [
+            Version(
+                version_id=r.version_id,
+                last_modified=to_datetime(r.ts_ns / 1e9),
+                size=r.size,
+                etag=r.md5,
+                is_latest=live and r is writes[-1],
+                sha256=r.sha256,
+            )
+            for r in writes
+        ]
+
+    def versions(self, path: str) -> list[Version]:
+        return self._as_versions(self.records(path))
+
+    def open_version(self, path: str, version: Version) -> BinaryIO:
+        if not version.sha256:
+            raise StorageNotFoundError(f"Version {version.version_id} of {path!r} has no content")
+        return self.meta.open_read(self._meta(blob_path(version.sha256)))
+
+    # ---------------------------------------------------------------- writing
+    def write(self, path: str, data: Data, metadata: dict[str, str] | None = None) -> Version:
+        self._ensure_format()
+        content = _Content(data)
+        try:
+            self._store_blob(content)
+            record = Record(next_timestamp(), self.writer, False, content.size, content.md5,
+                            content.sha256)
+            self._put(self._meta("versions", path, record.name), b"")
+            self.data.write(path, content.stream(), metadata=metadata)
+        finally:
+            content.close()
+        self._converge(path, record)
+        return self._as_versions([record])[0]
+
+    def _store_blob(self, content: _Content) -> None:
+        try:
+            self._create(self._meta(blob_path(content.sha256)), content.stream())
+        except StorageAlreadyExistsError:
+            pass  # identical content is stored once
+
+    def delete(self, path: str) -> None:
+        self._ensure_format()
+        record = Record(next_timestamp(), self.writer, deleted=True)
+        self._put(self._meta("versions", path, record.name), b"")
+        try:
+            self.data.delete(path)
+        except StorageNotFoundError:
+            pass
+        self._converge(path, record)
+
+    def _converge(self, path: str, mine: Record) -> None:
+        """Make the working copy show the newest record, if a concurrent writer overtook us."""
+        shown = mine
+        for _ in range(_CONVERGE_ROUNDS):
+            records = self.records(path)
+            if not records or records[-1] == shown:
+                return
+            shown = records[-1]
+            self._materialize(path, shown)
+
+    def _materialize(self, path: str, record: Record | None) -> None:
+        if record is None or record.deleted:
+            try:
+                self.data.delete(path)
+            except StorageNotFoundError:
+                pass
+            return
+        with self.meta.open_read(self._meta(blob_path(record.sha256))) as stream:
+            self.data.write(path, stream)
+
+    def delete_version(self, path: str, version: Version) -> None:
+        records = self.records(path)
+        target = next((r for r in records if r.version_id == version.version_id), None)
+        if target is None:
+            raise StorageNotFoundError(f"No version {version.version_id} of {path!r}")
+        self.meta.delete(self._meta("versions", path, target.name))
+        if target == records[-1]:
+            remaining = [r for r in records if r != target]
+            self._materialize(path, remaining[-1] if remaining else None)
+
+    # ---------------------------------------------------------------- listing & checking
+    def history_paths(self, prefix: str = "") -> Iterator[str]:
+        seen: set[str] = set()
+        base = self._history_dir("")
+        try:
+            entries = list(self.meta.walk(self._history_dir(prefix)))
+        except StorageNotFoundError:
+            return
+        for entry in entries:
+            parent, _, name = entry.path.rpartition("/")
+            if parse_record(name) is not None and parent not in seen:
+                seen.add(parent)
+                yield paths.relative_to(parent, base)
+
+    def verify(self, prefix: str = "") -> VerifyReport:
+        """Check records and blobs below ``prefix``; see :class:`VerifyReport`."""
+        from storied.versioning.verify import verify_portable
+
+        return verify_portable(self, prefix)
+
+    def blob_sha256(self, sha256: str) -> str:
+        """Hash the stored blob ``sha256`` (for verify)."""
+        digest = hashlib.sha256()
+        with self.meta.open_read(self._meta(blob_path(sha256))) as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
