@@ -35,6 +35,7 @@ from storied.errors import (
 from storied.info import WriteMode
 from storied.testing import servers
 from storied.testing.conformance import BackendConformance
+from storied.testing.engine_suite import EngineConformance
 from storied.testing.node_suite import NodeConformance
 
 
@@ -379,5 +380,28 @@ class TestGcsNodes(NodeConformance):
         servers.create_gcs_bucket(gcs_server, bucket)
         sm = StorageManager()
         sm.configure([{"name": "base", "type": "gcs", **gcs_server.config, "bucket": bucket}])
+        yield sm
+        sm.close()
+
+
+# ------------------------------------------------------------- history on the portable engine
+class TestPortableOnSftp(EngineConformance):
+    @pytest.fixture
+    def storage(self, sftp_server: tuple[Path, dict[str, Any]]) -> Iterator[StorageManager]:
+        root, config = sftp_server
+        sm = StorageManager()
+        sm.configure([{"name": "v", "type": "sftp", **config, "base_path": _fresh(root),
+                       "versioning": True}])
+        yield sm
+        sm.close()
+
+
+class TestPortableOnWebdav(EngineConformance):
+    @pytest.fixture
+    def storage(self, webdav_server: tuple[Path, dict[str, Any]]) -> Iterator[StorageManager]:
+        root, config = webdav_server
+        sm = StorageManager()
+        sm.configure([{"name": "v", "type": "webdav", **config, "base_path": _fresh(root),
+                       "versioning": True}])
         yield sm
         sm.close()

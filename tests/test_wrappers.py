@@ -8,7 +8,7 @@ import pytest
 
 from storied import StoragePermissionError, TransientStorageError
 from storied.backends.memory import MemoryBackend
-from storied.backends.wrappers import Permission, Permissions, Prefixed, Retrying
+from storied.backends.wrappers import HideReserved, Permission, Permissions, Prefixed, Retrying
 from storied.testing.doubles import FaultyBackend
 
 
@@ -74,11 +74,11 @@ def test_permission_levels() -> None:
     assert rw.capabilities.write and not rw.capabilities.delete
 
 
-def test_prefix_confines_and_hides_reserved_area() -> None:
+def test_prefix_confines_and_reserved_area_is_hidden() -> None:
     inner = MemoryBackend("pre")
     inner.write(".storied/history/x", b"internal")
     inner.write("outside.txt", b"o")
-    root = Prefixed(inner, "")
+    root = HideReserved(inner)
     assert {e.path for e in root.list("")} == {"outside.txt"}
     assert {e.path for e in root.walk("")} == {"outside.txt"}
     sub = Prefixed(inner, "inside")

@@ -33,7 +33,7 @@ class Prefixed(WrappedBackend):
     """Confine a backend to a sub-path: the only place a mount path is joined.
 
     Paths given to this wrapper are relative to ``prefix``; the :class:`Info` records it returns
-    are too. Entries named :data:`storied.paths.RESERVED` at the mount root are hidden.
+    are too. A mount root exists even before anything is stored under the prefix.
     """
 
     def __init__(self, inner: Backend, prefix: str) -> None:
@@ -63,16 +63,11 @@ class Prefixed(WrappedBackend):
 
     def list(self, path: str) -> Iterator[Info]:
         for entry in self._entries(self.inner.list, path):
-            if not path and entry.name == paths.RESERVED:
-                continue
             yield self._out(entry)
 
     def walk(self, path: str) -> Iterator[Info]:
-        hidden = paths.RESERVED + "/"
         for entry in self._entries(self.inner.walk, path):
-            out = self._out(entry)
-            if not out.path.startswith(hidden):
-                yield out
+            yield self._out(entry)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         return self.inner.open_read(self._in(path), start, end)

@@ -37,9 +37,9 @@ def _digest(path: str) -> str | None:
 def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
     """Yield a filesystem path holding the node's content.
 
-    On local mounts this is the real file. Elsewhere the file is downloaded to a temporary file
-    (same suffix) for ``'r'`` and ``'rw'``, and uploaded on exit for ``'w'`` and ``'rw'`` only if
-    its content changed; the temporary file is removed on exit. Leaving the block by an
+    On local mounts this is the real file (for writing modes, only on mounts without history).
+    Elsewhere the file is downloaded to a temporary file (same suffix) for ``'r'`` and ``'rw'``,
+    and uploaded on exit for ``'w'`` and ``'rw'`` only if its content changed; the temporary file is removed on exit. Leaving the block by an
     exception uploads nothing.
 
     Raises:
@@ -51,6 +51,8 @@ def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
     if "w" in mode:
         node.require_writable()
     real = node._be.local_path(node.path)
+    if real is not None and "w" in mode and node._portable:
+        real = None  # writes must reach the history, so they go through a temporary copy
     if real is not None:
         if "w" in mode:
             os.makedirs(os.path.dirname(real), exist_ok=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from storied.errors import StorageNotFoundError, UnsupportedOperation
+from storied.errors import StorageNotFoundError, StoragePermissionError, UnsupportedOperation
 from storied.info import Data
 
 if TYPE_CHECKING:
@@ -76,14 +76,7 @@ class VersionMethods:
 
     def _remove(self, recursive: bool) -> None:
         """Delete, leaving a tombstone in a portable history for every file removed."""
-        if not self._be.capabilities.delete:
-            from storied.errors import StoragePermissionError
-
-            raise StoragePermissionError(
-                f"{self.fullpath}: mount does not have delete permission"
-                if self._be.capabilities.write
-                else "Mount is read-only. Write operations are not permitted."
-            )
+        self._need_delete()
         if not self._portable:
             self._be.delete(self._path, recursive=recursive)
             return
@@ -96,6 +89,15 @@ class VersionMethods:
             for entry in list(self._be.walk(self._path)):
                 history.delete(entry.path)
         self._be.delete(self._path, recursive=recursive)
+
+    def _need_delete(self) -> None:
+        caps = self._be.capabilities
+        if not caps.delete:
+            raise StoragePermissionError(
+                f"{self.fullpath}: mount does not have delete permission"
+                if caps.write
+                else "Mount is read-only. Write operations are not permitted."
+            )
 
     def _resolve(self, version: int | str | None = None, as_of: datetime | None = None) -> Version:
         return self._need_history().resolve(self._path, version, as_of)
@@ -134,10 +136,7 @@ class VersionMethods:
         Raises:
             StoragePermissionError: The mount has no delete permission.
         """
-        if not self._be.capabilities.delete:
-            from storied.errors import StoragePermissionError
-
-            raise StoragePermissionError(f"{self.fullpath}: mount has no delete permission")
+        self._need_delete()
         history = self._need_history()
         history.delete_version(self._path, history.resolve(self._path, version))
 
@@ -147,12 +146,10 @@ class VersionMethods:
         from storied.versioning.history import compact_plan
 
         history = self._need_history()
+        if not dry_run:
+            self._need_delete()
         doomed = compact_plan(history.versions(self._path))
         if not dry_run:
-            if doomed and not self._be.capabilities.delete:
-                from storied.errors import StoragePermissionError
-
-                raise StoragePermissionError(f"{self.fullpath}: mount has no delete permission")
             for version in doomed:
                 history.delete_version(self._path, version)
         return len(doomed)
