@@ -9,12 +9,13 @@ from __future__ import annotations
 import email.utils
 import heapq
 import io
+import itertools
 import mimetypes
 import re
-from collections.abc import Iterator
-from xml.etree import ElementTree
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
+from xml.etree import ElementTree
 
 import boto3
 from botocore import UNSIGNED
@@ -47,10 +48,12 @@ __all__ = [
     "MIN_PART",
     "RangeNotSatisfiable",
     "S3Body",
+    "by_key",
     "byte_range",
     "content_type",
-    "discard",
+    "delete_keys",
     "error_for",
+    "exact_key",
     "listed_info",
     "make_client",
     "mapped",
@@ -58,16 +61,19 @@ __all__ = [
     "oldest_first",
     "page_versions",
     "parts",
+    "probe_conditional",
     "read_full",
     "record_entry_order",
     "timestamp",
     "unquote",
     "upload_multipart",
     "usable",
+    "version_pages",
 ]
 
 MIN_PART = 5 * 1024 * 1024
 MAX_PART = 5 * 1024 * 1024 * 1024
+_BATCH = 1000  # keys per DeleteObjects request, entries per version listing request
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound", "NoSuchVersion", "NoSuchUpload"}
@@ -181,6 +187,138 @@ def listed_info(obj: dict[str, Any]) -> Info:
     return Info(obj["Key"], False, int(obj.get("Size", 0)), mtime, etag, md5_of(etag))
 
 
+def byte_range(start: int, end: int | None) -> dict[str, str]:
+    """The ``Range`` argument of a GET of bytes ``[start, end)`` ({} for the whole object)."""
+    if not start and end is None:
+        return {}
+    return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+
+
+# --------------------------------------------------------------------------- version listings
+#: Key added to parsed ListObjectVersions responses: per entry, in XML order, True for a marker.
+_ORDER = "StoriedMarkerOrder"
+_ENTRY_TAGS = {"Version": False, "DeleteMarker": True}
+
+
+def record_entry_order(client: Any) -> None:
+    """Make ``client``'s ListObjectVersions responses keep the order of their entries.
+
+    S3 lists a key's versions and delete markers newest first in one interleaved XML list;
+    botocore parses them into two lists (``Versions``, ``DeleteMarkers``) and loses how they
+    interleave. This hook reads the raw body once more and stores the sequence under
+    :data:`_ORDER` (see :func:`page_versions`).
+    """
+    client.meta.events.register("after-call.s3.ListObjectVersions", _note_order)
+
+
+def _note_order(http_response: Any, parsed: dict[str, Any], **_: Any) -> None:
+    if getattr(http_response, "status_code", 0) != 200:
+        return
+    try:
+        root = ElementTree.fromstring(http_response.content)
+    except (ElementTree.ParseError, TypeError, ValueError):
+        return  # page_versions falls back to versions-then-markers
+    tags = (child.tag.rsplit("}", 1)[-1] for child in root)
+    parsed[_ORDER] = [_ENTRY_TAGS[tag] for tag in tags if tag in _ENTRY_TAGS]
+
+
+def _object_version(entry: dict[str, Any], marker: bool) -> ObjectVersion:
+    etag = "" if marker else unquote(entry.get("ETag")) or ""
+    return ObjectVersion(
+        path=entry["Key"],
+        version_id=entry.get("VersionId") or "null",
+        mtime=timestamp(entry.get("LastModified")) or 0.0,
+        size=0 if marker else int(entry.get("Size") or 0),
+        etag=etag,
+        md5=md5_of(etag),
+        is_latest=bool(entry.get("IsLatest")),
+        is_delete_marker=marker,
+    )
+
+
+def page_versions(page: dict[str, Any]) -> list[ObjectVersion]:
+    """The entries of one ListObjectVersions page, markers included, in the server's XML order.
+
+    Without the order recorded by :func:`record_entry_order` (or if it does not match the
+    parsed lists) the order is all versions, then all markers, as moto itself sends them.
+    """
+    versions = iter(page.get("Versions") or ())
+    markers = iter(page.get("DeleteMarkers") or ())
+    counts = (len(page.get("Versions") or ()), len(page.get("DeleteMarkers") or ()))
+    order = page.get(_ORDER)
+    if order is None or (order.count(False), order.count(True)) != counts:
+        order = [False] * counts[0] + [True] * counts[1]
+    return [_object_version(next(markers if m else versions), m) for m in order]
+
+
+def oldest_first(entries: list[ObjectVersion]) -> list[ObjectVersion]:
+    """One key's entries (in listing order, over all its pages) from oldest to newest.
+
+    The versions keep their listed order among themselves, and so do the markers: the server
+    orders each exactly. Only how the two interleave is decided here, newest first, by: S3's
+    ``IsLatest`` flag, then the timestamp, then the position in the XML. On servers that send
+    one interleaved list (AWS) that is exactly their order; moto sends versions before markers
+    with second-resolution timestamps, so there a marker written in the same second as a
+    version that is not the latest entry may be placed before it instead of after.
+    """
+    position = {id(entry): n for n, entry in enumerate(entries)}
+
+    def rank(entry: ObjectVersion) -> tuple[bool, float, int]:
+        return (not entry.is_latest, -entry.mtime, position[id(entry)])
+
+    versions = [e for e in entries if not e.is_delete_marker]
+    markers = [e for e in entries if e.is_delete_marker]
+    newest_first = list(heapq.merge(versions, markers, key=rank))
+    return newest_first[::-1]
+
+
+def version_pages(client: Any, bucket: str, path: str, prefix: str) -> Iterator[dict[str, Any]]:
+    """ListObjectVersions pages below ``prefix`` (one request each, 1000 entries), mapped.
+
+    ``path`` names the request in errors; a missing bucket raises StorageNotFoundError naming it.
+    """
+    params: dict[str, Any] = {"Prefix": prefix, "MaxKeys": _BATCH}  # moto's default is 100
+    while True:
+        with mapped(path, bucket):
+            page: dict[str, Any] = client.list_object_versions(Bucket=bucket, **params)
+        yield page
+        if not page.get("IsTruncated"):
+            return
+        params["KeyMarker"] = page["NextKeyMarker"]
+        params["VersionIdMarker"] = page.get("NextVersionIdMarker") or ""
+
+
+def exact_key(pages: Iterator[dict[str, Any]], key: str) -> list[ObjectVersion]:
+    """The entries of exactly ``key``, oldest first, from pages listed with ``Prefix=key``.
+
+    ``key`` sorts before every other key it prefixes, so the first page that shows another key
+    is the last one needed (no further request).
+    """
+    entries: list[ObjectVersion] = []
+    for page in pages:
+        listed = page_versions(page)
+        entries.extend(e for e in listed if e.path == key)
+        if any(e.path != key for e in listed):
+            break
+    return oldest_first(entries)
+
+
+def by_key(pages: Iterator[dict[str, Any]]) -> Iterator[ObjectVersion]:
+    """Every entry of usable keys, key after key in key order, each key's oldest first.
+
+    A key is yielded once the listing has passed it (keys before a page's ``NextKeyMarker`` are
+    complete), so memory holds about one page.
+    """
+    pending: dict[str, list[ObjectVersion]] = {}
+    for page in pages:
+        for entry in page_versions(page):
+            if usable(entry.path):
+                pending.setdefault(entry.path, []).append(entry)
+        last = page.get("NextKeyMarker") if page.get("IsTruncated") else None
+        for key in sorted(k for k in pending if last is None or k < last):
+            yield from oldest_first(pending.pop(key))
+
+
 # --------------------------------------------------------------------------- streams
 def read_full(stream: BinaryIO, size: int) -> bytes:
     """Read ``size`` bytes, fewer only at end of stream (raw streams may return short reads)."""
@@ -270,3 +408,82 @@ def make_client(
         kwargs.setdefault("aws_secret_access_key", credentials.get("secret"))
         kwargs.setdefault("aws_session_token", credentials.get("token"))
     return boto3.session.Session().client("s3", config=config, **kwargs)
+
+
+# --------------------------------------------------------------------------- writes
+def upload_multipart(
+    client: Any, bucket: str, path: str, head: bytes, stream: BinaryIO, extra: dict[str, Any],
+    *, create: bool, part_size: int,
+) -> dict[str, Any]:  # fmt: skip
+    """Create, upload ``head`` + ``stream`` in parts, complete; abort on any failure.
+
+    The conditions (``IfNoneMatch`` / ``IfMatch``) in ``extra`` go on the complete request.
+
+    Returns:
+        ``{"response": <CompleteMultipartUpload response>, "size": <bytes sent>}``.
+    """
+    conditions = {k: extra.pop(k) for k in ("IfNoneMatch", "IfMatch") if k in extra}
+    with mapped(path, bucket):
+        upload = client.create_multipart_upload(Bucket=bucket, Key=path, **extra)
+    target = {"Bucket": bucket, "Key": path, "UploadId": upload["UploadId"]}
+    try:
+        done, size = [], 0
+        for number, body in enumerate(parts(head, stream, part_size), 1):
+            with mapped(path, bucket):
+                part = client.upload_part(**target, PartNumber=number, Body=body)
+            done.append({"ETag": part["ETag"], "PartNumber": number})
+            size += len(body)
+        with mapped(path, bucket, create):
+            response = client.complete_multipart_upload(
+                **target, MultipartUpload={"Parts": done}, **conditions
+            )
+    except BaseException:
+        try:
+            client.abort_multipart_upload(**target)
+        except (ClientError, BotoCoreError):
+            pass
+        raise
+    return {"response": response, "size": size}
+
+
+def probe_conditional(client: Any, bucket: str, key: str) -> bool:
+    """Whether the server refuses a second ``If-None-Match: *`` PUT of ``key``.
+
+    Two PUTs at most, then the probe object is removed (each version, on a versioned bucket).
+    """
+    written: list[dict[str, Any]] = []
+    try:
+        with mapped(key, bucket):
+            written.append(client.put_object(Bucket=bucket, Key=key, Body=b"", IfNoneMatch="*"))
+        try:
+            with mapped(key, bucket, create=True):
+                written.append(client.put_object(Bucket=bucket, Key=key, Body=b"", IfNoneMatch="*"))
+        except StorageAlreadyExistsError:
+            return True
+        return False
+    finally:
+        if written:  # (a DELETE of nothing would leave a delete marker when versioned)
+            discard(client, bucket, key, [w.get("VersionId") for w in written])
+
+
+def delete_keys(client: Any, bucket: str, path: str, keys: Iterable[str]) -> None:
+    """DeleteObjects per 1000 ``keys``; the first per-key error is raised, mapped."""
+    iterator = iter(keys)
+    while batch := list(itertools.islice(iterator, _BATCH)):
+        with mapped(path, bucket):
+            response = client.delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+            )
+        for error in response.get("Errors") or ():
+            key = error.get("Key", path)
+            raise error_for(str(error.get("Code")), 0, key, bucket, False)
+
+
+def discard(client: Any, bucket: str, key: str, versions: list[str | None]) -> None:
+    """Best-effort removal of ``key`` (each version given, on a versioned bucket)."""
+    for version in [v for v in versions if v and v != "null"] or [None]:
+        extra = {"VersionId": version} if version else {}
+        try:
+            client.delete_object(Bucket=bucket, Key=key, **extra)
+        except (ClientError, BotoCoreError):
+            pass

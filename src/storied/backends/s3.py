@@ -10,6 +10,9 @@ Request economy, the reason this adapter talks to boto3 directly:
   request per 1000 entries). Listed entries carry size, mtime, etag and, for single-part ETags,
   the MD5.
 - ``set_metadata``: one CopyObject of the object onto itself.
+- Native versions (bucket versioning): ``list_versions`` one ListObjectVersions per 1000
+  entries (exact key only, delete markers included, S3's own order kept); ``open_version`` one
+  GET; ``delete_version`` one DELETE; ``walk_versions`` one ListObjectVersions per 1000 entries.
 
 Directories are implied by key prefixes: ``mkdir`` writes nothing, and keys ending in ``/``
 (directory markers written by other tools) are never shown as files. Conditional writes use
@@ -27,27 +30,31 @@ import io
 import itertools
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any, BinaryIO
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from storied import paths
 from storied.backends._s3_support import (
     MIN_PART,
     RangeNotSatisfiable,
     S3Body,
+    by_key,
+    byte_range,
     content_type,
-    error_for,
+    delete_keys,
+    exact_key,
     listed_info,
     make_client,
     mapped,
     md5_of,
-    parts,
+    probe_conditional,
     read_full,
+    record_entry_order,
     timestamp,
     unquote,
+    upload_multipart,
     usable,
+    version_pages,
 )
 from storied.backends.base import Backend, as_stream
 from storied.capabilities import Capabilities
@@ -56,20 +63,18 @@ from storied.errors import (
     IsADirectoryStorageError,
     NotADirectoryStorageError,
     PreconditionFailedError,
-    StorageAlreadyExistsError,
     StorageError,
     StorageNotFoundError,
     TransientStorageError,
     UnsupportedOperation,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Data, Info, ObjectVersion, WriteMode
 
 __all__ = ["DEFAULT_MULTIPART_THRESHOLD", "S3Backend", "from_config"]
 
 #: Objects at least this large are sent as multipart uploads.
 DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
 _MAX_COPY = 5 * 1024 * 1024 * 1024  # CopyObject limit; larger objects are copied by streaming
-_DELETE_BATCH = 1000
 _CAPS = Capabilities(
     metadata=True, presigned_urls=True, public_urls=True, copy_optimization=True,
     hash_on_metadata=True, range_reads=True, atomic_operations=True,
@@ -123,6 +128,7 @@ class S3Backend(Backend):
         self.anon = anon
         creds = dict(region=region, key=key, secret=secret, token=token, endpoint_url=endpoint_url)
         self._client = make_client(creds, anon, client_kwargs)
+        record_entry_order(self._client)
         self._probe_prefix = paths.normalize(probe_prefix)
         self._probe_lock = threading.Lock()
         self._conditional: bool | None = None
@@ -170,28 +176,7 @@ class S3Backend(Backend):
 
     def _probe_conditional(self) -> bool:
         key = paths.join(self._probe_prefix, paths.RESERVED, "probe", uuid.uuid4().hex)
-        written: list[dict[str, Any]] = []
-        try:
-            with self._mapped(key):
-                written.append(self._put(key, b"", IfNoneMatch="*"))
-            try:
-                with self._mapped(key, create=True):
-                    written.append(self._put(key, b"", IfNoneMatch="*"))
-            except StorageAlreadyExistsError:
-                return True
-            return False
-        finally:
-            if written:  # (a DELETE of nothing would leave a delete marker when versioned)
-                self._discard(key, [w.get("VersionId") for w in written])
-
-    def _discard(self, key: str, versions: list[str | None]) -> None:
-        """Best-effort removal of the probe object (each version, on a versioned bucket)."""
-        for version in [v for v in versions if v and v != "null"] or [None]:
-            extra = {"VersionId": version} if version else {}
-            try:
-                self._client.delete_object(Bucket=self.bucket, Key=key, **extra)
-            except (ClientError, BotoCoreError):
-                pass
+        return probe_conditional(self._client, self.bucket, key)
 
     # ---------------------------------------------------------------- helpers
     def _mapped(self, path: str, create: bool = False) -> Any:
@@ -285,18 +270,22 @@ class S3Backend(Backend):
             if self.info(path).is_dir:
                 raise IsADirectoryStorageError(f"Is a directory: {path!r}")
             return io.BytesIO(b"")
-        extra = {}
-        if start or end is not None:
-            extra["Range"] = f"bytes={start}-{'' if end is None else end - 1}"
         try:
-            with self._mapped(path):
-                response = self._client.get_object(Bucket=self.bucket, Key=path, **extra)
-        except RangeNotSatisfiable:
-            return io.BytesIO(b"")
+            return self._get(path, start, end)
         except StorageNotFoundError:
             if self._is_prefix(path):
                 raise IsADirectoryStorageError(f"Is a directory: {path!r}") from None
             raise
+
+    def _get(self, path: str, start: int, end: int | None, **extra: Any) -> BinaryIO:
+        """One GET of bytes ``[start, end)`` as a buffered stream (b"" past the end)."""
+        try:
+            with self._mapped(path):
+                response = self._client.get_object(
+                    Bucket=self.bucket, Key=path, **byte_range(start, end), **extra
+                )
+        except RangeNotSatisfiable:
+            return io.BytesIO(b"")
         raw = S3Body(response["Body"], path, self.bucket)
         return io.BufferedReader(raw, 1024 * 1024)  # type: ignore[return-value]
 
@@ -354,36 +343,13 @@ class S3Backend(Backend):
     def _multipart(
         self, path: str, head: bytes, stream: BinaryIO, extra: dict[str, Any], create: bool
     ) -> Info:
-        """Create, upload parts, complete (conditions on the complete); abort on any failure."""
-        conditions = {k: extra.pop(k) for k in ("IfNoneMatch", "IfMatch") if k in extra}
-        with self._mapped(path):
-            upload = self._client.create_multipart_upload(Bucket=self.bucket, Key=path, **extra)
-        upload_id = upload["UploadId"]
-        try:
-            done, size = [], 0
-            part_size = max(self.multipart_threshold, MIN_PART)
-            for number, body in enumerate(parts(head, stream, part_size), 1):
-                with self._mapped(path):
-                    part = self._client.upload_part(
-                        Bucket=self.bucket, Key=path, UploadId=upload_id, PartNumber=number,
-                        Body=body,
-                    )  # fmt: skip
-                done.append({"ETag": part["ETag"], "PartNumber": number})
-                size += len(body)
-            with self._mapped(path, create):
-                response = self._client.complete_multipart_upload(
-                    Bucket=self.bucket, Key=path, UploadId=upload_id,
-                    MultipartUpload={"Parts": done}, **conditions,
-                )  # fmt: skip
-        except BaseException:
-            try:
-                self._client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=path, UploadId=upload_id
-                )
-            except (ClientError, BotoCoreError):
-                pass
-            raise
-        return self._written(path, size, response)
+        """A multipart upload (conditions on the complete request); aborted on any failure."""
+        part_size = max(self.multipart_threshold, MIN_PART)
+        done = upload_multipart(
+            self._client, self.bucket, path, head, stream, extra, create=create,
+            part_size=part_size,
+        )  # fmt: skip
+        return self._written(path, done["size"], done["response"])
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         """A file: HEAD + DELETE. A prefix: LIST, then DeleteObjects per 1000 keys."""
@@ -410,19 +376,7 @@ class S3Backend(Backend):
         if not recursive and first != [prefix]:
             raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
         rest = (obj["Key"] for page in pages for obj in page.get("Contents") or ())
-        self._delete_keys(path, itertools.chain(first, rest))
-
-    def _delete_keys(self, path: str, keys: Iterable[str]) -> None:
-        iterator = iter(keys)
-        while batch := list(itertools.islice(iterator, _DELETE_BATCH)):
-            with self._mapped(path):
-                response = self._client.delete_objects(
-                    Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
-                )
-            for error in response.get("Errors") or ():
-                key = error.get("Key", path)
-                raise error_for(str(error.get("Code")), 0, key, self.bucket, False)
+        delete_keys(self._client, self.bucket, path, itertools.chain(first, rest))
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: directories are implied by the keys below them (no request)."""
@@ -463,7 +417,8 @@ class S3Backend(Backend):
         for entry in entries:
             self._copy_key(entry.path, dst + entry.path[len(src) :], entry.size)
         # Only what was copied (and a directory marker): keys added meanwhile are not lost.
-        self._delete_keys(src, [*(e.path for e in entries), src + "/"])
+        keys = [*(e.path for e in entries), src + "/"]
+        delete_keys(self._client, self.bucket, src, keys)
 
     def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
         """One CopyObject onto itself with ``MetadataDirective='REPLACE'``.
@@ -488,6 +443,52 @@ class S3Backend(Backend):
                 "get_object", Params={"Bucket": self.bucket, "Key": path}, ExpiresIn=expires_in
             )
         return url
+
+    # ---------------------------------------------------------------- native versions
+    def list_versions(self, path: str) -> list[ObjectVersion]:
+        """Every version and delete marker of exactly key ``path``, oldest first.
+
+        ListObjectVersions with ``Prefix=path``, one request per 1000 entries; entries of other
+        keys (``path.bak``, ``path/x``) are dropped, and the listing stops at the first page
+        that reaches them (the key's own entries sort first). The interleaving of versions and
+        markers follows the server's XML (see :func:`~._s3_support.oldest_first`). On a bucket
+        that never had versioning, the one object is version ``'null'``.
+        """
+        if not path:
+            return []
+        return exact_key(version_pages(self._client, self.bucket, path, path), path)
+
+    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
+        """Every version and delete marker of every key below directory ``path``.
+
+        One flat ListObjectVersions per 1000 entries. Keys come in S3's key order, each key's
+        entries oldest first. Nothing below ``path`` yields nothing (no error).
+        """
+        prefix = path + "/" if path else ""
+        return by_key(version_pages(self._client, self.bucket, path, prefix))
+
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        """One GET with ``VersionId`` (and ``Range`` for a slice), streamed.
+
+        Raises:
+            StorageNotFoundError: No such version, or ``version_id`` is a delete marker.
+        """
+        if end is not None and end <= start:
+            with self._mapped(path):
+                self._client.head_object(Bucket=self.bucket, Key=path, VersionId=version_id)
+            return io.BytesIO(b"")
+        return self._get(path, start, end, VersionId=version_id)
+
+    def delete_version(self, path: str, version_id: str) -> None:
+        """One DELETE with ``VersionId``: the version (or delete marker) is gone for good.
+
+        Deleting a delete marker that is the latest entry makes the previous version current
+        again. S3 answers success for an id that does not exist.
+        """
+        with self._mapped(path):
+            self._client.delete_object(Bucket=self.bucket, Key=path, VersionId=version_id)
 
     def close(self) -> None:
         self._client.close()

@@ -39,8 +39,8 @@ def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
 
     On local mounts this is the real file (for writing modes, only on mounts without history).
     Elsewhere the file is downloaded to a temporary file (same suffix) for ``'r'`` and ``'rw'``,
-    and uploaded on exit for ``'w'`` and ``'rw'`` only if its content changed; the temporary file is removed on exit. Leaving the block by an
-    exception uploads nothing.
+    and uploaded on exit for ``'w'`` and ``'rw'`` only if its content changed; the temporary
+    file is removed on exit. Leaving the block by an exception uploads nothing.
 
     Raises:
         ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'rw'``.

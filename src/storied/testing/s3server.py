@@ -142,10 +142,11 @@ def make_bucket(endpoint_url: str, name: str, versioned: bool = False) -> str:
 
 # --------------------------------------------------------------------- counting proxy
 def request_label(method: str, path: str, query: str) -> str:
-    """The counter label of one S3 request: its method, or ``LIST`` for a listing GET.
+    """The counter label of one S3 request: its method, ``LIST`` or ``LISTVERSIONS``.
 
     A GET is a listing when its query has ``list-type`` or when it targets a bucket root
-    (path-style ``/bucket``) with only listing parameters (so ``?versioning`` stays ``GET``).
+    (path-style ``/bucket``) with only listing parameters (so ``?versioning`` stays ``GET``);
+    a listing with ``versions`` in its query (ListObjectVersions) is ``LISTVERSIONS``.
     """
     if method != "GET":
         return method
@@ -153,7 +154,9 @@ def request_label(method: str, path: str, query: str) -> str:
     if "list-type" in keys:
         return "LIST"
     bucket_root = path.strip("/").count("/") == 0 and path.strip("/") != ""
-    return "LIST" if bucket_root and keys <= _LIST_KEYS else "GET"
+    if not (bucket_root and keys <= _LIST_KEYS):
+        return "GET"
+    return "LISTVERSIONS" if "versions" in keys else "LIST"
 
 
 def _read_chunked(rfile: Any) -> bytes:
@@ -245,7 +248,7 @@ class CountingProxy:
 
     Attributes:
         counts: Requests seen per label (``GET``, ``HEAD``, ``PUT``, ``POST``, ``DELETE``,
-            ``LIST``; see :func:`request_label`).
+            ``LIST``, ``LISTVERSIONS``; see :func:`request_label`).
         requests: Every request as ``(method, path, query)``, in arrival order.
         endpoint_url: Where clients should connect.
     """
