@@ -40,6 +40,7 @@ def test_demo_runs_without_config(tmp_path: Path) -> None:
     assert "skipped report.txt: same content" in result.stdout
     assert "StoragePermissionError" in result.stdout
     assert "PathEscapeError" in result.stdout
+    assert "verify ok: True" in result.stdout and "versions kept: 4" in result.stdout
 
 
 def test_ls_cat_cp(project: Path) -> None:
@@ -65,3 +66,24 @@ def test_errors_are_one_line_and_nonzero(project: Path, tmp_path: Path) -> None:
     empty.mkdir()
     noconf = run(["ls", "home:"], empty)
     assert noconf.returncode != 0 and "storied.yaml" in noconf.stderr
+
+
+def test_log_and_verify(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    mounts = [{"name": "docs", "type": "local", "base_path": str(tmp_path / "data"),
+               "versioning": True}]
+    (tmp_path / "storied.yaml").write_text(json.dumps(mounts))
+    code = ("from storied import StorageManager; s = StorageManager(); s.configure('storied.yaml');"
+            "n = s.node('docs:a.txt'); n.write_text('1'); n.write_text('22')")
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True)
+    log = run(["log", "docs:a.txt"], tmp_path)
+    assert log.returncode == 0, log.stderr
+    lines = log.stdout.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("*") and lines[1].startswith(" ")
+    ok = run(["verify"], tmp_path)
+    assert ok.returncode == 0 and "ok: 2 records checked" in ok.stdout
+    blob = next(p for p in (tmp_path / "data" / ".storied" / "blobs").rglob("*") if p.is_file())
+    blob.write_bytes(b"corrupted")
+    broken = run(["verify", "docs:"], tmp_path)
+    assert broken.returncode == 1 and "corrupt" in broken.stdout
+    assert run(["log", "docs:none.txt"], tmp_path).returncode == 1

@@ -31,7 +31,7 @@ def run_demo(console: Console, keep: str | None = None) -> None:
     console.print(
         Panel.fit(
             "Tour done. Next: write a storied.yaml and try "
-            "`storied ls home:` / `storied cp a: b: --skip hash`.",
+            "`storied ls home:`, `storied log home:x.txt`, `storied verify`.",
             border_style="green",
         )
     )
@@ -43,7 +43,7 @@ def _tour(console: Console, root: Path) -> None:
     )
     storage = StorageManager()
     mounts = [
-        {"name": "home", "type": "local", "base_path": str(root / "home")},
+        {"name": "home", "type": "local", "base_path": str(root / "home"), "versioning": True},
         {"name": "scratch", "type": "memory"},
         {"name": "public", "path": "home:public", "permissions": "readonly"},
     ]
@@ -106,13 +106,29 @@ def _tour(console: Console, root: Path) -> None:
     except StorageError as exc:
         console.print(f"  refused: [yellow]{type(exc).__name__}[/yellow]: {exc}")
 
-    _step(
-        console,
-        "7. Move inside a mount is a rename",
-        "storage.node('home:public/data.csv').move_to('home:archive/data.csv')",
-    )
-    moved = storage.node("home:public/data.csv").move_to("home:archive/data.csv")
-    console.print(
-        f"  now at {moved.fullpath}; old path exists: "
-        f"{storage.node('home:public/data.csv').exists()}"
-    )
+    _history(console, storage)
+
+
+def _history(console: Console, storage: StorageManager) -> None:
+    cfg = storage.node("home:config/app.json")
+    _step(console, "7. 'home' keeps history (versioning: true): every write is a version",
+          "cfg.write_text(...) three times; cfg.versions")
+    for text in ('{"debug": false}', '{"debug": true}', '{"debug": true, "workers": 4}'):
+        cfg.write_text(text)
+    for v in cfg.versions:
+        mark = "*" if v["is_latest"] else " "
+        console.print(f"  {mark} {v['version_id']}  {v['size']:>3} bytes  md5 {v['etag'][:8]}")
+    _step(console, "8. Read an old version, or pin a node to one",
+          "cfg.open(version=-3).read(); storage.node('home:config/app.json', version=0)")
+    console.print(f"  version -3: {cfg.open(version=-3).read()}")
+    console.print(f"  snapshot node: {storage.node('home:config/app.json', version=0).read_text()}")
+    _step(console, "9. Roll back: the old content comes back as a new version",
+          "cfg.rollback(to_version=-3)")
+    cfg.rollback(to_version=-3)
+    console.print(f"  now: {cfg.read_text()}  ({cfg.version_count} versions)")
+    _step(console, "10. Delete keeps the history; verify checks every record and blob",
+          "cfg.delete(); storage.verify('home:')")
+    cfg.delete()
+    report = storage.verify("home:")
+    console.print(f"  exists: {cfg.exists()}; versions kept: {cfg.version_count}; "
+                  f"verify ok: {report.ok} ({report.checked} records)")

@@ -159,6 +159,45 @@ def cp(
     console.print(f"{counts['copied']} copied, {counts['skipped']} skipped")
 
 
+@cli.command()
+@click.argument("path")
+@click.pass_context
+def log(ctx: click.Context, path: str) -> None:
+    """Print a file's history, one version per line, newest first."""
+    node = _manager(ctx.obj["config"]).node(path)
+    found = node.versions
+    if not found:
+        err.print(f"{node.fullpath}: no history (mount without versioning, or never written)")
+        sys.exit(1)
+    for version in reversed(found):
+        mark = "*" if version["is_latest"] else " "
+        when = version["last_modified"].isoformat(" ", "seconds")
+        etag = (version["etag"] or "-")[:12]
+        console.print(f"{mark} {version['version_id']}  {when}  {version['size']:>10}  {etag}",
+                      highlight=False)
+
+
+@cli.command()
+@click.argument("prefix", required=False)
+@click.pass_context
+def verify(ctx: click.Context, prefix: str | None) -> None:
+    """Check the history of PREFIX (mount:path), or of every versioned mount.
+
+    Exits 1 when an invariant is broken; orphans and stale working copies are listed but allowed.
+    """
+    report = _manager(ctx.obj["config"]).verify(prefix)
+    for title, items, style in (("problem", report.problems, "red"),
+                                ("orphan", report.orphans, "yellow"),
+                                ("stale", report.stale, "yellow")):
+        for item in items:
+            console.print(f"[{style}]{title}[/{style}] {item}")
+    status = "[green]ok[/green]" if report.ok else "[red]BROKEN[/red]"
+    console.print(f"{status}: {report.checked} records checked, {len(report.problems)} problems, "
+                  f"{len(report.orphans)} orphans, {len(report.stale)} stale")
+    if not report.ok:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning storied errors into a one-line message and exit 1."""
     try:
