@@ -141,6 +141,11 @@ class Backend(abc.ABC):
             else:
                 yield entry
 
+    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
+        """``(name, is_dir)`` of each child of directory ``path``: a listing without sizes or
+        times, which local disks answer without a ``stat`` per entry."""
+        return ((entry.name, entry.is_dir) for entry in self.list(path))
+
     def copy(self, src: str, dst: str) -> Info:
         """Copy file ``src`` to ``dst`` inside this backend (server-side where possible)."""
         with self.open_read(src) as stream:
@@ -255,6 +260,9 @@ class WrappedBackend(Backend):
 
     def walk(self, path: str) -> Iterator[Info]:
         return self.inner.walk(path)
+
+    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
+        return self.inner.list_names(path)
 
     def copy(self, src: str, dst: str) -> Info:
         return self.inner.copy(src, dst)

@@ -194,6 +194,12 @@ class LocalBackend(Backend):
             else:
                 yield Info(prefix + entry.name, False, st.st_size, st.st_mtime, _etag(st))
 
+    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
+        full = self._abs(path)
+        with _mapped(path):
+            entries = list(os.scandir(full))
+        return ((e.name, e.is_dir()) for e in entries if TMP_MARK not in e.name)
+
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         full = self._abs(path)
         with _mapped(path):
@@ -216,6 +222,10 @@ class LocalBackend(Backend):
         if not path:
             raise IsADirectoryStorageError("Cannot write to the mount root")
         full = self._abs(path)
+        if isinstance(data, (bytes, bytearray, memoryview)) and not len(data) and mode is not (
+            WriteMode.IF_MATCH
+        ):
+            return self._write_empty(path, full, mode)
         with _mapped(path):
             tmp, st = self._write_temp(full, data)
             try:
@@ -226,6 +236,22 @@ class LocalBackend(Backend):
             if mode is WriteMode.CREATE:
                 os.unlink(tmp)
         return Info(path, False, st.st_size, st.st_mtime, _etag(st))
+
+    def _write_empty(self, path: str, full: str, mode: WriteMode) -> Info:
+        """An empty file appears atomically: no temporary file is needed."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+        flags |= os.O_EXCL if mode is WriteMode.CREATE else os.O_TRUNC
+        with _mapped(path):
+            try:
+                fd = os.open(full, flags, 0o666)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(full), exist_ok=True)
+                fd = os.open(full, flags, 0o666)
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
+        return Info(path, False, 0, st.st_mtime, _etag(st))
 
     def _write_temp(self, full: str, data: Data) -> tuple[str, os.stat_result]:
         """Write ``data`` to a new temporary file beside ``full``; return its path and stat."""

@@ -69,6 +69,9 @@ class Prefixed(WrappedBackend):
         for entry in self._entries(self.inner.walk, path):
             yield self._out(entry)
 
+    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
+        return self._entries(self.inner.list_names, path)  # type: ignore[arg-type]
+
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         return self.inner.open_read(self._in(path), start, end)
 
@@ -278,6 +281,9 @@ class Retrying(WrappedBackend):
 
     def list(self, path: str) -> Iterator[Info]:
         return iter(self._run(lambda: list(self.inner.list(path))))
+
+    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
+        return iter(self._run(lambda: list(self.inner.list_names(path))))
 
     def walk(self, path: str) -> Iterator[Info]:
         return iter(self._run(lambda: list(self.inner.walk(path))))

@@ -139,10 +139,10 @@ class PortableEngine:
     def records(self, path: str) -> list[Record]:
         """Every record of exactly ``path``, in history order (one listing)."""
         try:
-            entries = list(self.meta.list(self._history_dir(path)))
+            entries = list(self.meta.list_names(self._history_dir(path)))
         except (StorageNotFoundError, NotADirectoryError):
             return []
-        found = [parse_record(e.name) for e in entries if not e.is_dir]
+        found = [parse_record(name) for name, is_dir in entries if not is_dir]
         return sorted(r for r in found if r is not None)
 
     def _as_versions(self, records: list[Record]) -> list[Version]:
@@ -176,12 +176,16 @@ class PortableEngine:
             self._store_blob(content)
             record = Record(next_timestamp(), self.writer, False, content.size, content.md5,
                             content.sha256)
-            self._put(self._meta("versions", path, record.name), b"")
+            self._add_record(path, record)
             self.data.write(path, content.stream(), metadata=metadata)
         finally:
             content.close()
         self._converge(path, record)
         return self._as_versions([record])[0]
+
+    def _add_record(self, path: str, record: Record) -> None:
+        """Create the (empty, uniquely named) record object: one request."""
+        self.meta.write(self._meta("versions", path, record.name), b"")
 
     def _store_blob(self, content: _Content) -> None:
         try:
@@ -192,7 +196,7 @@ class PortableEngine:
     def delete(self, path: str) -> None:
         self._ensure_format()
         record = Record(next_timestamp(), self.writer, deleted=True)
-        self._put(self._meta("versions", path, record.name), b"")
+        self._add_record(path, record)
         try:
             self.data.delete(path)
         except StorageNotFoundError:
