@@ -201,6 +201,15 @@ class Backend(abc.ABC):
         """Remove one native version (or delete marker) of ``path`` for good."""
         raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
 
+    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
+        """Every native version and delete marker below ``path`` (one request per 1,000)."""
+        raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
+
+    def has_native_versions(self) -> bool:
+        """Whether the storage keeps versions itself, asking it at most once and writing
+        nothing (unlike reading every probed capability)."""
+        return self.static_capabilities.native_versions
+
     def local_path(self, path: str) -> str | None:
         """The real filesystem path of ``path``, for backends that are a local filesystem."""
         return None
@@ -295,6 +304,12 @@ class WrappedBackend(Backend):
 
     def delete_version(self, path: str, version_id: str) -> None:
         self.inner.delete_version(path, version_id)
+
+    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
+        return self.inner.walk_versions(path)
+
+    def has_native_versions(self) -> bool:
+        return self.inner.has_native_versions()
 
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(path)

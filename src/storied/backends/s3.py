@@ -160,6 +160,9 @@ class S3Backend(Backend):
                     self._conditional = False
             return bool(self._conditional)
 
+    def has_native_versions(self) -> bool:
+        return self.versioning_enabled()
+
     def versioning_enabled(self) -> bool:
         """Whether GetBucketVersioning says ``Enabled`` (asked once)."""
         with self._probe_lock:
@@ -181,12 +184,6 @@ class S3Backend(Backend):
     # ---------------------------------------------------------------- helpers
     def _mapped(self, path: str, create: bool = False) -> Any:
         return mapped(path, self.bucket, create)
-
-    def _put(self, key: str, body: bytes, **extra: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._client.put_object(
-            Bucket=self.bucket, Key=key, Body=body, **extra
-        )
-        return result
 
     def _pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
         """ListObjectsV2 pages (one request each), mapped, following continuation tokens."""
@@ -318,7 +315,7 @@ class S3Backend(Backend):
             if len(head) >= limit:
                 return self._multipart(path, head, stream, extra, create)
         with self._mapped(path, create):
-            response = self._put(path, head, **extra)
+            response = self._client.put_object(Bucket=self.bucket, Key=path, Body=head, **extra)
         return self._written(path, len(head), response)
 
     def _conditions(self, path: str, mode: WriteMode, etag: str | None) -> dict[str, str]:

@@ -128,6 +128,10 @@ class Prefixed(WrappedBackend):
     def delete_version(self, path: str, version_id: str) -> None:
         self.inner.delete_version(self._in(path), version_id)
 
+    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
+        for version in self._entries(self.inner.walk_versions, path):  # type: ignore[arg-type]
+            yield replace(version, path=paths.relative_to(version.path, self.prefix))
+
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(self._in(path))
 
@@ -284,6 +288,12 @@ class Retrying(WrappedBackend):
 
     def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
         return iter(self._run(lambda: list(self.inner.list_names(path))))
+
+    def list_versions(self, path: str) -> list[ObjectVersion]:
+        return self._run(lambda: self.inner.list_versions(path))
+
+    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
+        return iter(self._run(lambda: list(self.inner.walk_versions(path))))
 
     def walk(self, path: str) -> Iterator[Info]:
         return iter(self._run(lambda: list(self.inner.walk(path))))

@@ -230,7 +230,7 @@ class StorageManager:
         raw = self._raw[name]
         if wanted is False:
             return None
-        if raw.capabilities.native_versions:
+        if raw.has_native_versions():
             from storied.versioning.native import NativeEngine
 
             return MountHistory(NativeEngine(raw))

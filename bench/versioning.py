@@ -1,0 +1,244 @@
+"""The cost of version history (the portable engine): local writes, listings, S3 requests.
+
+Prints figures and ratios, no assertions:
+
+(a) local 4 KiB versioned writes vs raw temp+rename writes (``os.replace``), ops/s;
+(b) ``versions`` on a local file with 1,000 versions (time per call), and a write to that file
+    vs a write to a file with no history;
+(c) versioned writes on a mount holding the history of many OTHER files vs an empty mount
+    (the cost must not grow with other files' history);
+(d) S3 requests (moto behind a counting proxy, unversioned bucket, portable engine) for
+    ``versions`` of a file with 1,200 versions, ``open(version=-2).read()`` and one write.
+
+Run: ``python3 dev.py bench`` (or ``.venv/bin/python bench/versioning.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from storied import StorageManager
+from storied.testing.s3server import CountingProxy, make_bucket, s3_client, start_moto
+from storied.versioning.records import Record, blob_path, new_writer_id, next_timestamp
+
+N = 1000
+ROUNDS = 5
+DATA = os.urandom(4096)
+_SERIAL = itertools.count()
+OTHER_FILES, RECORDS_PER_FILE = 2000, 10  # 20,000 records of other files in (c)
+S3_VERSIONS = 1200
+
+
+def payload() -> bytes:
+    """4 KiB that differ on every call (so no write is deduplicated into an existing blob)."""
+    return next(_SERIAL).to_bytes(8, "big") + DATA[8:]
+
+
+def best_rate(op: Callable[[int], object], n: int = N, rounds: int = ROUNDS) -> float:
+    """Best operations/second over ``rounds`` rounds of ``n`` calls."""
+    best = 0.0
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for i in range(n):
+            op(i)
+        best = max(best, n / (time.perf_counter() - start))
+    return best
+
+
+def paired_rates(ops: dict[str, Callable[[int], object]], rounds: int = ROUNDS) -> dict[str, float]:
+    """Best operations/second of each op, measured in alternation (one round of each in turn,
+    order flipped every round) so that drifting machine load hits all of them alike."""
+    best = dict.fromkeys(ops, 0.0)
+    names = list(ops)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            best[name] = max(best[name], best_rate(ops[name], rounds=1))
+    return best
+
+
+def best_time(op: Callable[[], object], repeat: int) -> float:
+    """Best seconds per call over ``repeat`` calls."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        op()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def versioned(root: str) -> StorageManager:
+    sm = StorageManager()
+    sm.configure([{"name": "m", "type": "local", "base_path": root, "versioning": True}])
+    return sm
+
+
+def raw_atomic_write(root: str) -> Callable[[int], object]:
+    def op(i: int) -> None:
+        target = os.path.join(root, f"f{i % 100}.bin")
+        tmp = os.path.join(root, f".f{i % 100}.{uuid.uuid4().hex[:12]}")
+        with open(tmp, "wb") as f:
+            f.write(payload())
+        os.replace(tmp, target)
+
+    return op
+
+
+def node_write(sm: StorageManager, prefix: str = "") -> Callable[[int], object]:
+    nodes = [sm.node(f"m:{prefix}f{i}.bin") for i in range(100)]
+    return lambda i: nodes[i % 100].write_bytes(payload())
+
+
+def seed_other_history(root: str) -> float:
+    """Create OTHER_FILES x RECORDS_PER_FILE empty record objects directly; return seconds."""
+    start = time.perf_counter()
+    writer, body = new_writer_id(), b"seeded"
+    sha, md5 = hashlib.sha256(body).hexdigest(), hashlib.md5(body).hexdigest()
+    blob = os.path.join(root, ".storied", blob_path(sha))
+    os.makedirs(os.path.dirname(blob))
+    with open(blob, "wb") as f:
+        f.write(body)
+    ts = time.time_ns() - 10**12
+    for k in range(OTHER_FILES):
+        folder = os.path.join(root, ".storied", "versions", "other", f"d{k % 20}", f"f{k}.txt")
+        os.makedirs(folder)
+        for _ in range(RECORDS_PER_FILE):
+            ts += 1
+            name = Record(ts, writer, False, len(body), md5, sha).name
+            os.close(os.open(os.path.join(folder, name), os.O_CREAT | os.O_WRONLY, 0o644))
+    return time.perf_counter() - start
+
+
+def local_figures(base: str) -> None:
+    dirs = {k: os.path.join(base, k) for k in ("atomic", "versioned", "big", "empty", "other")}
+    for d in dirs.values():
+        os.makedirs(d)
+
+    # (a) versioned write vs raw temp+rename
+    sm = versioned(dirs["versioned"])
+    node_write(sm)(0)  # first write creates format.json
+    rates = paired_rates({"raw": raw_atomic_write(dirs["atomic"]), "storied": node_write(sm)})
+    atomic, storied = rates["raw"], rates["storied"]
+    print(f"(a) Local 4 KiB writes, best of {ROUNDS} x {N} (ops/s; 100 files, distinct contents)")
+    print(f"  raw temp+rename write        {atomic:>10,.0f}")
+    print(f"  storied versioned write      {storied:>10,.0f}")
+    print(f"  ratio versioned / raw        {storied / atomic:>10.2f}x  (target >= 0.3)")
+
+    # (b) versions on a file with 1,000 versions
+    big = versioned(dirs["big"])
+    node = big.node("m:big.txt")
+    for i in range(1000):
+        node.write_bytes(f"version {i}".encode())
+    per_call = best_time(lambda: node.versions, 20)
+    per_open = best_time(lambda: node.open(version=-2, mode="rb").read(), 20)
+    deep = best_rate(lambda i: node.write_bytes(payload()), n=100, rounds=3)
+    fresh_nodes = [big.node(f"m:fresh{i}.bin") for i in range(300)]
+    fresh = best_rate(lambda i: fresh_nodes[i % 300].write_bytes(payload()), n=100, rounds=3)
+    print("(b) A local file with 1,000 versions")
+    print(f"  versions (1,000 dicts)       {per_call * 1e3:>10.2f} ms per call")
+    print(f"  open(version=-2).read()      {per_open * 1e3:>10.2f} ms per call")
+    print(f"  write to it                  {deep:>10,.0f} ops/s")
+    print(f"  write to a file w/o history  {fresh:>10,.0f} ops/s")
+    print(f"  ratio                        {deep / fresh:>10.2f}x  (cost of the file's own history)")
+
+    # (c) many versions of other files
+    seconds = seed_other_history(dirs["other"])
+    records = OTHER_FILES * RECORDS_PER_FILE
+    loaded, empty = versioned(dirs["other"]), versioned(dirs["empty"])
+    node_write(loaded, "mine/")(0)
+    node_write(empty, "mine/")(0)
+    os.sync()  # let the seeding's metadata reach the disk before measuring
+    rates = paired_rates({"empty": node_write(empty, "mine/"), "loaded": node_write(loaded, "mine/")},
+                         rounds=6)
+    print(f"(c) Writes next to {records:,} records of {OTHER_FILES:,} other files "
+          f"(seeded in {seconds:.1f} s)")
+    print(f"  write, empty mount           {rates['empty']:>10,.0f} ops/s")
+    print(f"  write, loaded mount          {rates['loaded']:>10,.0f} ops/s")
+    print(f"  ratio loaded / empty         {rates['loaded'] / rates['empty']:>10.2f}x  "
+          "(target ~1.0)")
+
+
+# --------------------------------------------------------------------------- (d) S3
+def _fmt(counts: Counter[str] | str) -> str:
+    if isinstance(counts, str):
+        return counts
+    total = sum(counts.values())
+    detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    return f"{total:>3}  ({detail})" if total else "  0"
+
+
+def measure(proxy: CountingProxy, action: Callable[[], Any]) -> Counter[str] | str:
+    """The requests ``action`` sent, or the error it raised (reported, not hidden)."""
+    proxy.reset()
+    try:
+        action()
+    except Exception as exc:
+        return f"fails: {type(exc).__name__}: {exc}"
+    return Counter(proxy.counts)
+
+
+def s3_figures() -> None:
+    moto = start_moto()
+    proxy = CountingProxy(moto.endpoint_url)
+    try:
+        bucket = make_bucket(moto.endpoint_url, "bench-versioning")
+        sm = StorageManager()
+        sm.configure([{"name": "s3", "type": "s3", "bucket": bucket,
+                       "endpoint_url": proxy.endpoint_url, "key": "testing",
+                       "secret": "testing", "versioning": True}])
+        node = sm.node("s3:docs/history.txt")
+        node.write_bytes(b"seed")  # creates format.json and the blob the seeded records use
+        seed = node.versions[0]
+        writer, first = new_writer_id(), next_timestamp() - 10**12
+        keys = [
+            f".storied/versions/docs/history.txt/"
+            f"{Record(first + k, writer, False, 4, seed['etag'], seed['sha256']).name}"
+            for k in range(S3_VERSIONS - 2)
+        ]
+        client = s3_client(moto.endpoint_url)
+        try:
+            with ThreadPoolExecutor(8) as pool:
+                list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b""),
+                              keys))
+        finally:
+            client.close()
+        node.write_bytes(b"latest")
+        count = len(node.versions)
+        other = sm.node("s3:docs/new.txt")
+        other.write_bytes(b"warm-up")  # connection set-up is not counted
+        ops: dict[str, Callable[[], Any]] = {
+            f"versions ({count} versions)": lambda: node.versions,
+            "open(version=-2).read()": lambda: node.open(version=-2, mode="rb").read(),
+            f"write_bytes, file with {count} versions": lambda: node.write_bytes(b"one more"),
+            "write_bytes, file with 1 version": lambda: other.write_bytes(b"again"),
+            "read_bytes (working copy)": node.read_bytes,
+        }
+        print("(d) S3 requests, portable engine on an unversioned bucket (moto, counting proxy)")
+        for label, op in ops.items():
+            print(f"  {label:<42} {_fmt(measure(proxy, op))}")
+        sm.close()
+    finally:
+        proxy.stop()
+        moto.stop()
+
+
+def main() -> None:
+    base = tempfile.mkdtemp(prefix="storied-vbench-")
+    try:
+        local_figures(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    s3_figures()
+
+
+if __name__ == "__main__":
+    main()
