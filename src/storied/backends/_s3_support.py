@@ -466,17 +466,28 @@ def probe_conditional(client: Any, bucket: str, key: str) -> bool:
             discard(client, bucket, key, [w.get("VersionId") for w in written])
 
 
-def delete_keys(client: Any, bucket: str, path: str, keys: Iterable[str]) -> None:
-    """DeleteObjects per 1000 ``keys``; the first per-key error is raised, mapped."""
+def delete_keys(
+    client: Any, bucket: str, path: str, keys: Iterable[str | tuple[str, str | None]]
+) -> None:
+    """DeleteObjects per 1000 keys (or ``(key, version_id)`` pairs); the first per-key error
+    is raised, mapped."""
     iterator = iter(keys)
     while batch := list(itertools.islice(iterator, _BATCH)):
+        objects = [_object_ref(item) for item in batch]
         with mapped(path, bucket):
             response = client.delete_objects(
-                Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
             )
         for error in response.get("Errors") or ():
             key = error.get("Key", path)
             raise error_for(str(error.get("Code")), 0, key, bucket, False)
+
+
+def _object_ref(item: str | tuple[str, str | None]) -> dict[str, str]:
+    if isinstance(item, str):
+        return {"Key": item}
+    key, version = item
+    return {"Key": key, "VersionId": version} if version else {"Key": key}
 
 
 def discard(client: Any, bucket: str, key: str, versions: list[str | None]) -> None:

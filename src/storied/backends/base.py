@@ -205,6 +205,18 @@ class Backend(abc.ABC):
         """Every native version and delete marker below ``path`` (one request per 1,000)."""
         raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
 
+    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+        """Delete many files (``(path, None)``) or native versions (``(path, version_id)``)
+        in as few requests as the storage allows (S3: one per 1,000). Missing ones are fine."""
+        for path, version_id in items:
+            try:
+                if version_id is None:
+                    self.delete(path)
+                else:
+                    self.delete_version(path, version_id)
+            except StorageNotFoundError:
+                pass
+
     def has_native_versions(self) -> bool:
         """Whether the storage keeps versions itself, asking it at most once and writing
         nothing (unlike reading every probed capability)."""
@@ -310,6 +322,9 @@ class WrappedBackend(Backend):
 
     def has_native_versions(self) -> bool:
         return self.inner.has_native_versions()
+
+    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+        self.inner.delete_many(items)
 
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(path)

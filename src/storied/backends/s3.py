@@ -487,6 +487,10 @@ class S3Backend(Backend):
         with self._mapped(path):
             self._client.delete_object(Bucket=self.bucket, Key=path, VersionId=version_id)
 
+    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+        """DeleteObjects: one request per 1,000 files or versions."""
+        delete_keys(self._client, self.bucket, "", items)
+
     def close(self) -> None:
         self._client.close()
 

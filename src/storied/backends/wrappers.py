@@ -128,6 +128,9 @@ class Prefixed(WrappedBackend):
     def delete_version(self, path: str, version_id: str) -> None:
         self.inner.delete_version(self._in(path), version_id)
 
+    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+        self.inner.delete_many([(self._in(p), v) for p, v in items])
+
     def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
         for version in self._entries(self.inner.walk_versions, path):  # type: ignore[arg-type]
             yield replace(version, path=paths.relative_to(version.path, self.prefix))
@@ -235,6 +238,10 @@ class Permissions(WrappedBackend):
     def delete_version(self, path: str, version_id: str) -> None:
         self._need_delete()
         self.inner.delete_version(path, version_id)
+
+    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+        self._need_delete()
+        self.inner.delete_many(items)
 
     def move(self, src: str, dst: str) -> None:
         self._need_delete()

@@ -69,10 +69,16 @@ class VersionMethods:
     def _store(self, data: Data, metadata: dict[str, str] | None = None) -> None:
         """Write through the history when the mount keeps a portable one, else directly."""
         self.require_writable()
-        if self._portable:
-            self._need_history().write(self._path, data, metadata)
-        else:
+        history = self._history
+        if history is None or (history.name != "portable" and not metadata):
             self._be.write(self._path, data, metadata=metadata)
+            return
+        version = history.write(self._path, data, metadata)
+        if metadata:
+            history.update_refs(
+                self._path,
+                lambda refs: refs.annotations.setdefault(version.version_id, {}).update(metadata),
+            )
 
     def _remove(self, recursive: bool) -> None:
         """Delete, leaving a tombstone in a portable history for every file removed."""
@@ -122,7 +128,7 @@ class VersionMethods:
         history = self._history
         if history is None or self._version is not None:
             return []
-        return [v.as_dict() for v in history.versions(self._path)]
+        return history.described(self._path)
 
     @property
     def version_count(self) -> int:
@@ -138,7 +144,14 @@ class VersionMethods:
         """
         self._need_delete()
         history = self._need_history()
-        history.delete_version(self._path, history.resolve(self._path, version))
+        target = history.resolve(self._path, version)
+        why = history.protected(self._path).get(target.version_id)
+        if why is not None:
+            raise StoragePermissionError(
+                f"Version {target.version_id} of {self.fullpath} is protected ({why}); "
+                "untag it or delete the snapshot first"
+            )
+        history.delete_version(self._path, target)
 
     def compact_versions(self, dry_run: bool = False) -> int:
         """Remove consecutive duplicate versions, never the current one; return how many
@@ -148,7 +161,8 @@ class VersionMethods:
         history = self._need_history()
         if not dry_run:
             self._need_delete()
-        doomed = compact_plan(history.versions(self._path))
+        protected = history.protected(self._path) if not dry_run else {}
+        doomed = compact_plan(history.versions(self._path), protected)
         if not dry_run:
             for version in doomed:
                 history.delete_version(self._path, version)
@@ -165,11 +179,12 @@ class VersionMethods:
                 result.append(stream.read())
         return result[0], result[1]
 
-    def rollback(self, to_version: int | str = -2) -> bool:
-        """Write the content of an older version as a new version (nothing is deleted)."""
+    def rollback(self, to_version: int | str = -2, tag: str | None = None) -> bool:
+        """Write the content of an older version (or of the version ``tag`` names) as a new
+        version; nothing is deleted."""
         self.require_writable()
         history = self._need_history()
-        version = history.resolve(self._path, to_version)
+        version = history.resolve(self._path, tag if tag is not None else to_version)
         with history.open_version(self._path, version) as stream:
             self._store(stream)
         return True

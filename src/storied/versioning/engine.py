@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from storied.info import Data
+
+if TYPE_CHECKING:
+    from storied.versioning.catalog import Catalog
 
 __all__ = ["VerifyReport", "Version", "VersionEngine", "to_datetime"]
 
@@ -44,7 +47,7 @@ class Version:
     sha256: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, tags: list[str] | None = None) -> dict[str, Any]:
         """The genro-storage-compatible version dict (plus ``sha256``, ``tags``, ``metadata``)."""
         return {
             "version_id": self.version_id,
@@ -53,7 +56,7 @@ class Version:
             "size": self.size,
             "etag": self.etag,
             "sha256": self.sha256,
-            "tags": [],
+            "tags": list(tags or []),
             "metadata": dict(self.metadata),
         }
 
@@ -86,6 +89,7 @@ class VersionEngine(Protocol):
     """What the node API needs from an engine."""
 
     name: str
+    catalog: Catalog
 
     def versions(self, path: str) -> list[Version]:
         """Every content version of ``path``, oldest first (exact path only)."""
@@ -109,6 +113,14 @@ class VersionEngine(Protocol):
 
     def verify(self, prefix: str = "") -> VerifyReport:
         """Check the invariants of the history below ``prefix``."""
+        ...
+
+    def removal_items(self, path: str, versions: list[Version]) -> list[tuple[str, str | None]]:
+        """Storage items whose deletion drops ``versions`` (not the current one) of ``path``."""
+        ...
+
+    def remove_items(self, items: list[tuple[str, str | None]]) -> None:
+        """Delete items from :meth:`removal_items`, batched where the storage can."""
         ...
 
     def history_paths(self, prefix: str = "") -> Iterator[str]:

@@ -6,7 +6,7 @@ either mount land in the same history.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
@@ -14,6 +14,7 @@ from typing import Any, BinaryIO
 from storied import paths
 from storied.errors import StorageNotFoundError
 from storied.info import Data
+from storied.versioning.catalog import Refs
 from storied.versioning.engine import VerifyReport, Version, VersionEngine
 
 __all__ = ["MountHistory", "compact_plan"]
@@ -36,6 +37,38 @@ class MountHistory:
 
     def versions(self, path: str) -> list[Version]:
         return self.engine.versions(self._p(path))
+
+    # ---------------------------------------------------------------- catalog
+    def refs(self, path: str) -> Refs:
+        """Tags and annotations of ``path`` (one read)."""
+        return self.engine.catalog.refs(self._p(path))
+
+    def update_refs(self, path: str, change: Callable[[Refs], None]) -> Refs:
+        """Compare-and-swap the refs of ``path``; see :meth:`Catalog.update_refs`."""
+        return self.engine.catalog.update_refs(self._p(path), change)
+
+    def described(self, path: str) -> list[dict[str, Any]]:
+        """Version dicts with ``tags`` and ``metadata`` filled in: the listing plus one read."""
+        found = self.versions(path)
+        if not found:
+            return []
+        refs = self.refs(path)
+        dicts = []
+        for version in found:
+            item = version.as_dict(refs.tags_of(version.version_id))
+            item["metadata"] = {**version.metadata, **refs.annotations.get(version.version_id, {})}
+            dicts.append(item)
+        return dicts
+
+    def protected(self, path: str) -> dict[str, str]:
+        """``{version_id: why}`` for versions that may not be removed (tags, snapshots)."""
+        why: dict[str, str] = {}
+        for name, vid in self.refs(path).tags.items():
+            why.setdefault(vid, f"tagged:{name}")
+        full = self._p(path)
+        for vid, tags in self.engine.catalog.snapshot_refs().get(full, {}).items():
+            why.setdefault(vid, f"snapshot:{tags[0]}")
+        return why
 
     def open_version(self, path: str, version: Version) -> BinaryIO:
         return self.engine.open_version(self._p(path), version)
@@ -60,7 +93,7 @@ class MountHistory:
     def resolve(
         self, path: str, version: int | str | None, as_of: datetime | None = None
     ) -> Version:
-        """The version named by an index (``-1`` latest, ``0`` oldest), an id, or a date.
+        """The version named by an index (``-1`` latest, ``0`` oldest), an id, a tag, or a date.
 
         Raises:
             IndexError: No versions, or the index is out of range (genro-storage messages).
@@ -74,7 +107,11 @@ class MountHistory:
         for item in found:
             if item.version_id == version:
                 return item
-        raise StorageNotFoundError(f"No version {version!r} of {path!r}")
+        tagged = self.refs(path).tags.get(str(version)) if found else None
+        for item in found:
+            if item.version_id == tagged:
+                return item
+        raise StorageNotFoundError(f"No version or tag {version!r} of {path!r}")
 
 
 def _at_index(found: list[Version], index: int, path: str) -> Version:
@@ -97,12 +134,12 @@ def _at_date(found: list[Version], as_of: datetime, path: str) -> Version:
     return before[-1]
 
 
-def compact_plan(found: list[Version]) -> list[Version]:
+def compact_plan(found: list[Version], protected: Collection[str] = ()) -> list[Version]:
     """The versions ``compact_versions`` removes.
 
     Each run of consecutive versions with the same (known) etag keeps one member: the current
     version when the run holds it, else the oldest. So ``A, A, B, B, A`` loses two and the
-    current version is never removed.
+    current version is never removed. Protected versions (tagged, in a snapshot) stay too.
     """
     doomed: list[Version] = []
     run: list[Version] = []
@@ -113,7 +150,7 @@ def compact_plan(found: list[Version]) -> list[Version]:
             continue
         if len(run) > 1:
             keep = next((v for v in run if v.is_latest), run[0])
-            doomed.extend(v for v in run if v is not keep)
+            doomed.extend(v for v in run if v is not keep and v.version_id not in protected)
         run = [version] if version is not None else []
     return doomed
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from storied import paths
 from storied.info import Data, ObjectVersion
+from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version, to_datetime
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class NativeEngine:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
+        self.catalog = Catalog(backend, paths.RESERVED)
 
     def versions(self, path: str) -> list[Version]:
         """Every content version of exactly ``path``, oldest first (one listing per 1000).
@@ -106,6 +108,14 @@ class NativeEngine:
     def delete_version(self, path: str, version: Version) -> None:
         """Remove one version for good (one DELETE of that version id)."""
         self.backend.delete_version(path, version.version_id)
+
+    def removal_items(self, path: str, versions: list[Version]) -> list[tuple[str, str | None]]:
+        """``(path, version_id)`` pairs for :meth:`remove_items`."""
+        return [(path, v.version_id) for v in versions]
+
+    def remove_items(self, items: list[tuple[str, str | None]]) -> None:
+        """Delete versions in batches (S3: one DeleteObjects per 1,000)."""
+        self.backend.delete_many(items)
 
     def verify(self, prefix: str = "") -> VerifyReport:
         """Count the versions below directory ``prefix``; the storage keeps the invariants.

@@ -29,6 +29,7 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.info import Data, WriteMode
+from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version, to_datetime
 from storied.versioning.records import (
     SCHEMA_VERSION,
@@ -93,6 +94,7 @@ class PortableEngine:
         self.data, self.meta, self.root = data, meta, paths.normalize(root)
         self.writer = new_writer_id()
         self._format_checked = False
+        self.catalog = Catalog(meta, self.root)
 
     # ---------------------------------------------------------------- layout
     def _meta(self, *parts: str) -> str:
@@ -232,6 +234,20 @@ class PortableEngine:
         if target == records[-1]:
             remaining = [r for r in records if r != target]
             self._materialize(path, remaining[-1] if remaining else None)
+
+    def removal_items(self, path: str, versions: list[Version]) -> list[tuple[str, str | None]]:
+        """What ``remove_items`` deletes to drop ``versions`` (never the current one) of
+        ``path``: their record objects, named from the versions alone (no listing)."""
+        items: list[tuple[str, str | None]] = []
+        for v in versions:
+            ts, writer = v.version_id.split(".")
+            record = Record(int(ts), writer, False, v.size, v.etag, v.sha256 or "")
+            items.append((self._meta("versions", path, record.name), None))
+        return items
+
+    def remove_items(self, items: list[tuple[str, str | None]]) -> None:
+        """Delete what :meth:`removal_items` named, batched by the storage."""
+        self.meta.delete_many(items)
 
     # ---------------------------------------------------------------- listing & checking
     def history_paths(self, prefix: str = "") -> Iterator[str]:

@@ -1,0 +1,168 @@
+"""Tags, annotations, queries and retention on a node's versions (both engines).
+
+Tags and annotations live in the storage next to the history (see
+:mod:`storied.versioning.catalog`), so every process that mounts it sees them.
+
+Tag lifecycle: a name points at one version of one file; names are unique per file (re-using one
+needs ``move=True``). A tagged version is protected: ``delete_version``, ``compact_versions`` and
+``cleanup_versions`` leave it alone until it is untagged. Deleting the file keeps its tags and
+history; writing it again continues both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from storied.errors import StorageAlreadyExistsError, StorageNotFoundError
+
+if TYPE_CHECKING:
+    from storied.versioning.catalog import Refs
+    from storied.versioning.history import MountHistory
+
+__all__ = ["TagMethods"]
+
+
+class TagMethods:
+    """Mixed into ``StorageNode``; uses the history plumbing of ``VersionMethods``."""
+
+    _path: str
+
+    if TYPE_CHECKING:
+
+        def _need_history(self, what: str = "versioning") -> MountHistory: ...
+
+        def require_writable(self) -> None: ...
+
+        def _need_delete(self) -> None: ...
+
+    # ---------------------------------------------------------------- tags
+    def tag_version(self, version: int | str, tag: str, move: bool = False) -> str:
+        """Point tag ``tag`` at a version (index, id or another tag); return its version id.
+
+        Raises:
+            StorageAlreadyExistsError: The tag exists on another version and ``move`` is false.
+            ValueError: An empty tag name, or one that is also a version id.
+        """
+        self.require_writable()
+        history = self._need_history()
+        target = history.resolve(self._path, version)
+        if not isinstance(tag, str) or not tag.strip() or any(ord(c) < 32 for c in tag):
+            raise ValueError(f"Invalid tag name {tag!r}")
+
+        def change(refs: Refs) -> None:
+            current = refs.tags.get(tag)
+            if current not in (None, target.version_id) and not move:
+                raise StorageAlreadyExistsError(
+                    f"Tag {tag!r} already points at version {current} of {self._path!r}; "
+                    "pass move=True to move it"
+                )
+            refs.tags[tag] = target.version_id
+
+        history.update_refs(self._path, change)
+        return target.version_id
+
+    def untag_version(self, tag: str) -> None:
+        """Remove tag ``tag`` (its version loses that protection).
+
+        Raises:
+            StorageNotFoundError: No such tag on this file.
+        """
+        self.require_writable()
+
+        def change(refs: Refs) -> None:
+            if refs.tags.pop(tag, None) is None:
+                raise StorageNotFoundError(f"No tag {tag!r} on {self._path!r}")
+
+        self._need_history().update_refs(self._path, change)
+
+    def get_version_tags(self) -> dict[str, str]:
+        """``{tag: version_id}`` for this file (one read)."""
+        return dict(self._need_history().refs(self._path).tags)
+
+    # ---------------------------------------------------------------- annotations
+    def annotate_version(self, version: int | str = -1, metadata: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
+        """Merge JSON-serialisable ``metadata`` into a version's metadata; return the result.
+
+        Raises:
+            TypeError: A value that cannot be stored as JSON.
+        """
+        self.require_writable()
+        extra = dict(metadata or {})
+        json.dumps(extra)  # fail early on values that cannot be stored
+        history = self._need_history()
+        target = history.resolve(self._path, version)
+        refs = history.update_refs(
+            self._path,
+            lambda r: r.annotations.setdefault(target.version_id, {}).update(extra),
+        )
+        return dict(refs.annotations[target.version_id])
+
+    def find_versions(self, **criteria: Any) -> list[dict[str, Any]]:
+        """Version dicts whose metadata matches every criterion, oldest first.
+
+        A criterion matches when the metadata value equals it; a callable criterion is called
+        with the value (``None`` when the key is missing) and matches when it returns true.
+        """
+        found = self._need_history().described(self._path)
+        return [v for v in found if all(_match(v["metadata"], k, c) for k, c in criteria.items())]
+
+    # ---------------------------------------------------------------- retention
+    def cleanup_versions(
+        self,
+        keep_last: int | None = None,
+        keep_days: float | None = None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Remove the versions no rule keeps (see :mod:`storied.policies.retention`).
+
+        With both rules a version stays if either keeps it. The current version, tagged
+        versions and versions in a snapshot always stay.
+
+        Returns:
+            With ``dry_run``: the plan, one dict per version with ``version_id``,
+            ``last_modified``, ``size``, ``keep`` and ``reasons``; nothing is deleted.
+            Otherwise: the version dicts that were removed.
+        """
+        from storied.policies.retention import plan_retention
+
+        history = self._need_history()
+        if not dry_run:
+            self._need_delete()
+        found = history.versions(self._path)
+        refs = history.refs(self._path)
+        tags: dict[str, list[str]] = {}
+        for name, vid in refs.tags.items():
+            tags.setdefault(vid, []).append(name)
+        snaps = history.engine.catalog.snapshot_refs().get(history._p(self._path), {})
+        plan = plan_retention(found, now or datetime.now(UTC), keep_last, keep_days, tags, snaps)
+        by_id = {v.version_id: v for v in found}
+        if dry_run:
+            return [_plan_row(by_id[d.version_id], d.keep, d.reasons) for d in plan]
+        removed = []
+        for decision in plan:
+            if not decision.keep:
+                history.delete_version(self._path, by_id[decision.version_id])
+                removed.append(by_id[decision.version_id].as_dict())
+        return removed
+
+
+def _match(metadata: dict[str, Any], key: str, criterion: Any) -> bool:
+    value = metadata.get(key)
+    if isinstance(criterion, Callable):  # type: ignore[arg-type]
+        return bool(criterion(value))
+    return key in metadata and value == criterion
+
+
+def _plan_row(version: Any, keep: bool, reasons: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "version_id": version.version_id,
+        "last_modified": version.last_modified,
+        "size": version.size,
+        "keep": keep,
+        "reasons": list(reasons) or ["remove"],
+    }

@@ -1,0 +1,245 @@
+"""Operations over every file under a prefix: bulk compaction and cleanup, snapshots.
+
+Each works on both engines. Deletions are collected first and sent in batches (S3: one
+DeleteObjects per 1,000 versions), after one listing per file.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from storied import paths
+from storied.errors import (
+    StorageAlreadyExistsError,
+    StorageConfigError,
+    StorageNotFoundError,
+    UnsupportedOperation,
+)
+from storied.policies.retention import plan_retention
+from storied.versioning.catalog import Snapshot
+from storied.versioning.history import MountHistory, compact_plan
+
+if TYPE_CHECKING:
+    from storied.core.manager import StorageManager
+
+__all__ = [
+    "bulk_cleanup",
+    "bulk_compact",
+    "create_snapshot",
+    "delete_snapshot",
+    "get_snapshot",
+    "list_snapshots",
+    "restore_snapshot",
+]
+
+Progress = Callable[[int, int], object]
+_TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+def _split(manager: StorageManager, prefix: str) -> tuple[str, str, MountHistory]:
+    mount, sub = paths.split_fullpath(prefix)
+    history = manager.history(mount)
+    if history is None:
+        raise UnsupportedOperation(f"Mount {mount!r} keeps no history")
+    return mount, paths.check_public(paths.normalize(sub)), history
+
+
+def _files(history: MountHistory, sub: str) -> list[str]:
+    return sorted(history.history_paths(sub))
+
+
+def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
+                 progress: Progress | None = None) -> dict[str, int]:
+    """Compact every file with history under ``prefix``; ``{fullpath: versions removed}``."""
+    mount, sub, history = _split(manager, prefix)
+    _need_delete(manager, mount, dry_run)
+    files = _files(history, sub)
+    result: dict[str, int] = {}
+    items: list[tuple[str, str | None]] = []
+    for done, path in enumerate(files, start=1):
+        doomed = compact_plan(history.versions(path), history.protected(path))
+        if doomed:
+            result[f"{mount}:{path}"] = len(doomed)
+            items += history.engine.removal_items(history._p(path), doomed)
+        if progress:
+            progress(done, len(files))
+    if items and not dry_run:
+        history.engine.remove_items(items)
+    return result
+
+
+def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = None,
+                 keep_days: float | None = None, dry_run: bool = False,
+                 progress: Progress | None = None) -> dict[str, list[str]]:
+    """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``."""
+    mount, sub, history = _split(manager, prefix)
+    _need_delete(manager, mount, dry_run)
+    files = _files(history, sub)
+    snapshots = history.engine.catalog.snapshot_refs()
+    now = datetime.now(UTC)
+    result: dict[str, list[str]] = {}
+    items: list[tuple[str, str | None]] = []
+    for done, path in enumerate(files, start=1):
+        found = history.versions(path)
+        tags: dict[str, list[str]] = {}
+        for name, vid in history.refs(path).tags.items():
+            tags.setdefault(vid, []).append(name)
+        snaps = snapshots.get(history._p(path), {})
+        plan = plan_retention(found, now, keep_last, keep_days, tags, snaps)
+        doomed = [v for v, d in zip(found, plan, strict=True) if not d.keep]
+        if doomed:
+            result[f"{mount}:{path}"] = [v.version_id for v in doomed]
+            items += history.engine.removal_items(history._p(path), doomed)
+        if progress:
+            progress(done, len(files))
+    if items and not dry_run:
+        history.engine.remove_items(items)
+    return result
+
+
+def _need_delete(manager: StorageManager, mount: str, dry_run: bool) -> None:
+    if not dry_run and not manager.get_backend(mount).capabilities.delete:
+        from storied.errors import StoragePermissionError
+
+        raise StoragePermissionError(f"Mount {mount!r} does not have delete permission")
+
+
+# ---------------------------------------------------------------------------------- snapshots
+def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str, Any]:
+    """Record which version of every file under ``prefix`` is current (no content copied).
+
+    Each file's current version comes from its own listing, so a file written meanwhile is
+    recorded at a version that really existed. Files without a current version (deleted)
+    are left out.
+
+    Raises:
+        StorageAlreadyExistsError: A snapshot with that tag exists on any versioned mount.
+        StorageConfigError: The tag is not a plain name.
+    """
+    if not _TAG.match(tag):
+        raise StorageConfigError(f"Invalid snapshot tag {tag!r}: use letters, digits, _ . -")
+    mount, sub, history = _split(manager, prefix)
+    if not manager.get_backend(mount).capabilities.write:
+        from storied.errors import StoragePermissionError
+
+        raise StoragePermissionError(f"Mount {mount!r} is read-only")
+    if _find(manager, tag) is not None:
+        raise StorageAlreadyExistsError(f"Snapshot {tag!r} already exists")
+    files: dict[str, str] = {}
+    for path in _files(history, sub):
+        current = [v for v in history.versions(path) if v.is_latest]
+        if current:
+            files[history._p(path)] = current[0].version_id
+    snapshot = Snapshot(tag, f"{mount}:{sub}", time.time(), files)
+    history.engine.catalog.create_snapshot(snapshot)
+    return _describe(snapshot)
+
+
+def _histories(manager: StorageManager) -> list[tuple[str, MountHistory]]:
+    found = []
+    for mount in manager.get_mount_names():
+        if mount in manager._parents:
+            continue
+        history = manager.history(mount)
+        if history is not None:
+            found.append((mount, history))
+    return found
+
+
+def _find(manager: StorageManager, tag: str) -> tuple[str, MountHistory, Snapshot] | None:
+    for mount, history in _histories(manager):
+        if tag in set(history.engine.catalog.snapshot_tags()):
+            return mount, history, history.engine.catalog.snapshot(tag)
+    return None
+
+
+def _describe(snapshot: Snapshot) -> dict[str, Any]:
+    return {
+        "tag": snapshot.tag,
+        "prefix": snapshot.prefix,
+        "created": datetime.fromtimestamp(snapshot.created, UTC),
+        "files": dict(snapshot.files),
+    }
+
+
+def list_snapshots(manager: StorageManager, prefix: str | None = None) -> list[dict[str, Any]]:
+    """Snapshots (tag, prefix, created, file count), optionally only those within ``prefix``."""
+    rows = []
+    for _mount, history in _histories(manager):
+        for tag in history.engine.catalog.snapshot_tags():
+            snap = history.engine.catalog.snapshot(tag)
+            if prefix is None or snap.prefix.startswith(prefix.rstrip("/")):
+                row = _describe(snap)
+                row["file_count"] = len(row.pop("files"))
+                rows.append(row)
+    return sorted(rows, key=lambda r: r["created"])
+
+
+def get_snapshot(manager: StorageManager, tag: str) -> dict[str, Any]:
+    """The snapshot's tag, prefix, creation time and ``files`` (``{path: version_id}``)."""
+    found = _find(manager, tag)
+    if found is None:
+        raise StorageNotFoundError(f"No snapshot {tag!r}")
+    return _describe(found[2])
+
+
+def delete_snapshot(manager: StorageManager, tag: str) -> None:
+    """Remove a snapshot (its versions lose that protection; nothing else changes)."""
+    found = _find(manager, tag)
+    if found is None:
+        raise StorageNotFoundError(f"No snapshot {tag!r}")
+    mount, history, _ = found
+    _need_delete(manager, mount, False)
+    history.engine.catalog.delete_snapshot(tag)
+
+
+def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
+                     delete_new: bool = False, progress: Progress | None = None
+                     ) -> dict[str, list[str]]:
+    """Bring every file of a snapshot back to its recorded version, as new versions.
+
+    Files already at the recorded content are left alone. Files created under the prefix after
+    the snapshot are reported in ``new`` and deleted only with ``delete_new=True``.
+
+    Returns:
+        ``{'restored': [...], 'unchanged': [...], 'new': [...], 'deleted': [...]}`` (paths).
+    """
+    found = _find(manager, tag)
+    if found is None:
+        raise StorageNotFoundError(f"No snapshot {tag!r}")
+    mount, history, snap = found
+    _, sub = paths.split_fullpath(snap.prefix)
+    report: dict[str, list[str]] = {"restored": [], "unchanged": [], "new": [], "deleted": []}
+    recorded = {paths.relative_to(p, history.prefix): vid for p, vid in snap.files.items()}
+    for done, (path, vid) in enumerate(sorted(recorded.items()), start=1):
+        _restore_one(manager, mount, history, path, vid, dry_run, report)
+        if progress:
+            progress(done, len(recorded))
+    for path in _files(history, sub):
+        node = manager.node(mount, path) if path else None
+        if path not in recorded and node is not None and node.exists():
+            report["new"].append(path)
+            if delete_new and not dry_run:
+                node.delete()
+                report["deleted"].append(path)
+    return report
+
+
+def _restore_one(manager: StorageManager, mount: str, history: MountHistory, path: str,
+                 vid: str, dry_run: bool, report: dict[str, list[str]]) -> None:
+    versions = history.versions(path)
+    target = next((v for v in versions if v.version_id == vid), None)
+    if target is None:
+        raise StorageNotFoundError(f"Snapshot version {vid} of {path!r} no longer exists")
+    current = next((v for v in versions if v.is_latest), None)
+    if current is not None and current.etag and current.etag == target.etag:
+        report["unchanged"].append(path)
+        return
+    report["restored"].append(path)
+    if not dry_run:
+        with history.open_version(path, target) as stream:
+            manager.node(mount, path)._store(stream)

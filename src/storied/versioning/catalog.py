@@ -1,0 +1,177 @@
+"""The catalog: storied's own records next to a history (tags, annotations, snapshots).
+
+Layout under the history root (``.storied/`` by default)::
+
+    refs/<path>/refs.json     {"schema_version": 1, "tags": {name: version_id},
+                               "annotations": {version_id: {key: value}}}
+    snapshots/<tag>.json      {"schema_version": 1, "tag", "prefix", "created", "files": {path: id}}
+
+A file's ``refs.json`` changes only by compare-and-swap (the backend's conditional write:
+replace-if-etag-matches, create-only when absent), retried on conflict, so two processes
+tagging or annotating the same file at once lose nothing. Snapshot manifests are written once,
+create-only, and never change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from storied import paths
+from storied.backends.base import Backend
+from storied.errors import (
+    PreconditionFailedError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+    UnsupportedOperation,
+)
+from storied.info import WriteMode
+
+__all__ = ["Catalog", "Refs", "Snapshot"]
+
+SCHEMA_VERSION = 1
+_MAX_ATTEMPTS = 50
+
+
+@dataclass
+class Refs:
+    """The mutable records of one file: tag names and per-version annotations."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def tags_of(self, version_id: str) -> list[str]:
+        """Tag names pointing at ``version_id``, sorted."""
+        return sorted(name for name, vid in self.tags.items() if vid == version_id)
+
+    def to_json(self) -> bytes:
+        body = {"schema_version": SCHEMA_VERSION, "tags": self.tags,
+                "annotations": self.annotations}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Refs:
+        data = json.loads(raw)
+        return cls(dict(data.get("tags", {})), dict(data.get("annotations", {})))
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Which version of every file under a prefix was current at one moment (no content)."""
+
+    tag: str
+    prefix: str
+    created: float
+    files: dict[str, str]
+
+    def to_json(self) -> bytes:
+        body = {"schema_version": SCHEMA_VERSION, "tag": self.tag, "prefix": self.prefix,
+                "created": self.created, "files": self.files}
+        return json.dumps(body, sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Snapshot:
+        data = json.loads(raw)
+        return cls(data["tag"], data["prefix"], float(data["created"]), dict(data["files"]))
+
+
+class Catalog:
+    """Reads and compare-and-swaps the catalog objects under ``root`` of ``backend``."""
+
+    def __init__(self, backend: Backend, root: str = paths.RESERVED) -> None:
+        self.backend, self.root = backend, root
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.root, *parts) if p)
+
+    # ---------------------------------------------------------------- refs
+    def refs(self, path: str) -> Refs:
+        """The refs of ``path`` (empty when none were ever written): one read."""
+        try:
+            return Refs.from_json(self.backend.read_bytes(self._key("refs", path, "refs.json")))
+        except StorageNotFoundError:
+            return Refs()
+
+    def update_refs(self, path: str, change: Callable[[Refs], None]) -> Refs:
+        """Apply ``change`` to the refs of ``path`` atomically (compare-and-swap, retried).
+
+        ``change`` mutates the :class:`Refs` it is given and may raise to abort; it can run
+        more than once when another writer got there first.
+
+        Raises:
+            UnsupportedOperation: The storage has no conditional writes, so updates could be lost.
+        """
+        if not self.backend.capabilities.conditional_write:
+            raise UnsupportedOperation(
+                f"{self.backend.protocol}: tags and annotations need conditional writes, "
+                "which this storage does not offer"
+            )
+        key = self._key("refs", path, "refs.json")
+        for attempt in range(_MAX_ATTEMPTS):
+            refs, etag = self._read_with_etag(key)
+            change(refs)
+            try:
+                if etag is None:
+                    self.backend.write(key, refs.to_json(), mode=WriteMode.CREATE)
+                else:
+                    self.backend.write(key, refs.to_json(), mode=WriteMode.IF_MATCH, etag=etag)
+                return refs
+            except (PreconditionFailedError, StorageAlreadyExistsError, StorageNotFoundError):
+                time.sleep(min(0.2, 0.002 * 2**attempt))
+        raise PreconditionFailedError(f"Too much contention updating the refs of {path!r}")
+
+    def _read_with_etag(self, key: str) -> tuple[Refs, str | None]:
+        try:
+            info = self.backend.info(key)
+            raw = self.backend.read_bytes(key)
+        except StorageNotFoundError:
+            return Refs(), None
+        return Refs.from_json(raw), info.etag
+
+    # ---------------------------------------------------------------- snapshots
+    def create_snapshot(self, snapshot: Snapshot) -> None:
+        """Store a manifest; its tag must be new (create-only)."""
+        key = self._key("snapshots", f"{snapshot.tag}.json")
+        mode = WriteMode.CREATE if self.backend.capabilities.conditional_write else None
+        if mode is None and self.backend.exists(key):
+            raise StorageAlreadyExistsError(f"Snapshot {snapshot.tag!r} already exists")
+        try:
+            self.backend.write(key, snapshot.to_json(), mode=mode or WriteMode.OVERWRITE)
+        except StorageAlreadyExistsError:
+            raise StorageAlreadyExistsError(f"Snapshot {snapshot.tag!r} already exists") from None
+
+    def snapshot(self, tag: str) -> Snapshot:
+        """The manifest of snapshot ``tag``."""
+        try:
+            raw = self.backend.read_bytes(self._key("snapshots", f"{tag}.json"))
+            return Snapshot.from_json(raw)
+        except StorageNotFoundError:
+            raise StorageNotFoundError(f"No snapshot {tag!r}") from None
+
+    def snapshot_tags(self) -> Iterator[str]:
+        """Every snapshot tag stored here."""
+        try:
+            names = list(self.backend.list_names(self._key("snapshots")))
+        except StorageNotFoundError:
+            return
+        for name, is_dir in sorted(names):
+            if not is_dir and name.endswith(".json"):
+                yield name[: -len(".json")]
+
+    def delete_snapshot(self, tag: str) -> None:
+        """Remove a snapshot manifest (its versions lose that protection)."""
+        try:
+            self.backend.delete(self._key("snapshots", f"{tag}.json"))
+        except StorageNotFoundError:
+            raise StorageNotFoundError(f"No snapshot {tag!r}") from None
+
+    def snapshot_refs(self) -> dict[str, dict[str, list[str]]]:
+        """``{path: {version_id: [snapshot tags]}}`` over every snapshot (for retention)."""
+        refs: dict[str, dict[str, list[str]]] = {}
+        for tag in self.snapshot_tags():
+            for path, vid in self.snapshot(tag).files.items():
+                refs.setdefault(path, {}).setdefault(vid, []).append(tag)
+        return refs
