@@ -198,6 +198,21 @@ def verify(ctx: click.Context, prefix: str | None) -> None:
         sys.exit(1)
 
 
+def _register_extras() -> None:
+    """Add the command groups that live in their own modules."""
+    import importlib
+
+    for module in ("storied.cli.manage", "storied.cli.diff_command"):
+        try:
+            importlib.import_module(module).register(cli)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+_register_extras()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning storied errors into a one-line message and exit 1."""
     try:
