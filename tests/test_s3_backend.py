@@ -16,7 +16,6 @@ from storied.backends.base import Backend
 from storied.backends.s3 import S3Backend, from_config
 from storied.backends.wrappers import Prefixed
 from storied.errors import (
-    IsADirectoryStorageError,
     PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageNotFoundError,
@@ -325,11 +324,16 @@ def test_server_down_is_transient() -> None:
     assert caught.value.__cause__ is not None
 
 
-def test_read_of_directory_is_refused(moto: MotoHandle, bucket: str) -> None:
-    backend = _backend(moto.endpoint_url, bucket)
+def test_read_of_missing_key_is_one_request(proxy: CountingProxy, bucket: str) -> None:
+    backend = _backend(proxy.endpoint_url, bucket)
     backend.write("d/x", b"1")
-    with pytest.raises(IsADirectoryStorageError):
-        backend.read_bytes("d")
+    proxy.reset()
+    with pytest.raises(StorageNotFoundError):
+        backend.read_bytes("d")  # a prefix is no readable object; no LIST to tell why
+    with pytest.raises(StorageNotFoundError):
+        backend.read_bytes("absent.json")
+    assert proxy.counts == {"GET": 2}
+    assert backend.info("d").is_dir
 
 
 def test_presigned_url_reads(moto: MotoHandle, bucket: str) -> None:

@@ -141,10 +141,12 @@ class Backend(abc.ABC):
             else:
                 yield entry
 
-    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         """``(name, is_dir)`` of each child of directory ``path``: a listing without sizes or
-        times, which local disks answer without a ``stat`` per entry."""
-        return ((entry.name, entry.is_dir) for entry in self.list(path))
+        times, which local disks answer without a ``stat`` per entry. With ``start_after``
+        only names sorting after it (object stores ask the server for just those)."""
+        entries = ((entry.name, entry.is_dir) for entry in self.list(path))
+        return (e for e in entries if start_after is None or e[0] > start_after)
 
     def copy(self, src: str, dst: str) -> Info:
         """Copy file ``src`` to ``dst`` inside this backend (server-side where possible)."""
@@ -282,8 +284,8 @@ class WrappedBackend(Backend):
     def walk(self, path: str) -> Iterator[Info]:
         return self.inner.walk(path)
 
-    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
-        return self.inner.list_names(path)
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
+        return self.inner.list_names(path, start_after)
 
     def copy(self, src: str, dst: str) -> Info:
         return self.inner.copy(src, dst)

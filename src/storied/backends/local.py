@@ -194,11 +194,15 @@ class LocalBackend(Backend):
             else:
                 yield Info(prefix + entry.name, False, st.st_size, st.st_mtime, _etag(st))
 
-    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         full = self._abs(path)
         with _mapped(path):
             entries = list(os.scandir(full))
-        return ((e.name, e.is_dir()) for e in entries if TMP_MARK not in e.name)
+        return (
+            (e.name, e.is_dir())
+            for e in entries
+            if TMP_MARK not in e.name and (start_after is None or e.name > start_after)
+        )
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         full = self._abs(path)

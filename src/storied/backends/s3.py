@@ -260,19 +260,33 @@ class S3Backend(Backend):
             self._missing_dir(path)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        """One GET (with ``Range`` for a slice); on 404 one LIST to tell a directory."""
+        """One GET (with ``Range`` for a slice). A missing key is StorageNotFoundError with no
+        further request (a "directory" prefix is not a readable object either)."""
         if not path:
             raise IsADirectoryStorageError(f"Is a directory: the root of bucket {self.bucket!r}")
         if end is not None and end <= start:
             if self.info(path).is_dir:
                 raise IsADirectoryStorageError(f"Is a directory: {path!r}")
             return io.BytesIO(b"")
-        try:
-            return self._get(path, start, end)
-        except StorageNotFoundError:
-            if self._is_prefix(path):
-                raise IsADirectoryStorageError(f"Is a directory: {path!r}") from None
-            raise
+        return self._get(path, start, end)
+
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
+        """ListObjectsV2 with ``Delimiter='/'`` (and ``StartAfter``): names only."""
+        prefix = path + "/" if path else ""
+        params: dict[str, Any] = {"Prefix": prefix, "Delimiter": "/"}
+        if start_after:
+            params["StartAfter"] = prefix + start_after
+        found = False
+        for page in self._pages(path, **params):
+            for common in page.get("CommonPrefixes") or ():
+                found = True
+                yield common["Prefix"][len(prefix) : -1], True
+            for obj in page.get("Contents") or ():
+                found = True
+                if obj["Key"] != prefix:
+                    yield obj["Key"][len(prefix) :], False
+        if not found and path and not start_after:
+            self._missing_dir(path)
 
     def _get(self, path: str, start: int, end: int | None, **extra: Any) -> BinaryIO:
         """One GET of bytes ``[start, end)`` as a buffered stream (b"" past the end)."""

@@ -69,8 +69,12 @@ class Prefixed(WrappedBackend):
         for entry in self._entries(self.inner.walk, path):
             yield self._out(entry)
 
-    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
-        return self._entries(self.inner.list_names, path)  # type: ignore[arg-type]
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
+        try:
+            yield from self.inner.list_names(self._in(path), start_after)
+        except StorageNotFoundError:
+            if path:
+                raise
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         return self.inner.open_read(self._in(path), start, end)
@@ -293,8 +297,8 @@ class Retrying(WrappedBackend):
     def list(self, path: str) -> Iterator[Info]:
         return iter(self._run(lambda: list(self.inner.list(path))))
 
-    def list_names(self, path: str) -> Iterator[tuple[str, bool]]:
-        return iter(self._run(lambda: list(self.inner.list_names(path))))
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
+        return iter(self._run(lambda: list(self.inner.list_names(path, start_after))))
 
     def list_versions(self, path: str) -> list[ObjectVersion]:
         return self._run(lambda: self.inner.list_versions(path))

@@ -136,8 +136,11 @@ class VersionMethods:
         return len(self.versions)
 
     def delete_version(self, version: int | str) -> None:
-        """Remove one version for good (the current content moves to the previous version
-        when the latest is removed).
+        """Remove one version for good.
+
+        Removing the newest version makes the previous history entry current, as S3 does:
+        the version before it, or a delete, when the file was deleted before that write (the
+        file then stays deleted).
 
         Raises:
             StoragePermissionError: The mount has no delete permission.

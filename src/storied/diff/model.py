@@ -78,6 +78,16 @@ class Change:
             out["new"] = self.new
         return out
 
+    def as_record(self) -> dict[str, Any]:
+        """Every field: ``{'kind', 'action', 'path', 'old', 'new'}`` (an edit-list entry)."""
+        return {
+            "kind": self.kind,
+            "action": self.action,
+            "path": self.path,
+            "old": self.old,
+            "new": self.new,
+        }
+
 
 def changes_as_dict(changes: list[Change]) -> dict[str, list[dict[str, Any]]]:
     """Group changes as ``{'added': [...], 'removed': [...], 'changed': [...]}`` (each list in

@@ -206,14 +206,26 @@ class PortableEngine:
         self._converge(path, record)
 
     def _converge(self, path: str, mine: Record) -> None:
-        """Make the working copy show the newest record, if a concurrent writer overtook us."""
+        """Make the working copy show the newest record, if a concurrent writer overtook us.
+
+        Asks only for record names after ours (object stores: one small listing), so the cost
+        does not grow with the file's history.
+        """
         shown = mine
         for _ in range(_CONVERGE_ROUNDS):
-            records = self.records(path)
-            if not records or records[-1] == shown:
+            newer = self._records_after(path, shown)
+            if not newer:
                 return
-            shown = records[-1]
+            shown = newer[-1]
             self._materialize(path, shown)
+
+    def _records_after(self, path: str, record: Record) -> list[Record]:
+        try:
+            names = list(self.meta.list_names(self._history_dir(path), record.name))
+        except (StorageNotFoundError, NotADirectoryError):
+            return []
+        found = [parse_record(name) for name, is_dir in names if not is_dir]
+        return sorted(r for r in found if r is not None and r > record)
 
     def _materialize(self, path: str, record: Record | None) -> None:
         if record is None or record.deleted:
