@@ -117,8 +117,8 @@ def names_listed_per_write(sm: StorageManager, path: str, writes: int = 20) -> f
     meta: Any = history.engine.meta  # type: ignore[attr-defined]
     original, seen = meta.list_names, [0]
 
-    def counting(folder: str) -> Any:
-        found = list(original(folder))
+    def counting(folder: str, start_after: str | None = None) -> Any:
+        found = list(original(folder, start_after))
         seen[0] += len(found)
         return iter(found)
 

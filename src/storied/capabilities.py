@@ -56,6 +56,7 @@ class Capabilities:
         atomic_rename: A move inside the backend is a rename, not copy + delete.
         range_reads: Byte ranges can be read without reading the whole file.
         opaque_paths: Paths are data, not names (base64): never split or normalised.
+        hard_links: ``link()`` gives an immutable object a second name without copying it.
     """
 
     read: bool = True
@@ -83,6 +84,7 @@ class Capabilities:
     atomic_rename: bool = False
     range_reads: bool = True
     opaque_paths: bool = False
+    hard_links: bool = False
 
     def replace(self, **changes: bool) -> Capabilities:
         """Return a copy with some flags changed."""

@@ -219,6 +219,17 @@ class Backend(abc.ABC):
             except StorageNotFoundError:
                 pass
 
+    def link(self, src: str, dst: str) -> None:
+        """Give the immutable file ``src`` the second name ``dst`` (create-only, no copy).
+
+        Only where ``capabilities.hard_links``; both names then share one content, so use it
+        only for objects that never change (storied's history blobs and records).
+
+        Raises:
+            StorageAlreadyExistsError: ``dst`` exists.
+        """
+        raise UnsupportedOperation(f"{self.protocol} backend has no hard links")
+
     def has_native_versions(self) -> bool:
         """Whether the storage keeps versions itself, asking it at most once and writing
         nothing (unlike reading every probed capability)."""
@@ -327,6 +338,9 @@ class WrappedBackend(Backend):
 
     def delete_many(self, items: list[tuple[str, str | None]]) -> None:
         self.inner.delete_many(items)
+
+    def link(self, src: str, dst: str) -> None:
+        self.inner.link(src, dst)
 
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(path)

@@ -115,6 +115,7 @@ class LocalBackend(Backend):
         copy_optimization=True,
         symbolic_links=True,
         atomic_rename=True,
+        hard_links=True,
     )
 
     def __init__(self, base_path: BasePath, base_url: str | None = None, fsync: bool = False):
@@ -347,6 +348,17 @@ class LocalBackend(Backend):
             os.stat(full_src)
             os.makedirs(os.path.dirname(full_dst), exist_ok=True)
             os.replace(full_src, full_dst)
+
+    def link(self, src: str, dst: str) -> None:
+        full_src, full_dst = self._abs(src), self._abs(dst)
+        with _mapped(dst):
+            try:
+                os.link(full_src, full_dst)
+            except FileNotFoundError:
+                if not os.path.exists(full_src):
+                    raise
+                os.makedirs(os.path.dirname(full_dst), exist_ok=True)
+                os.link(full_src, full_dst)
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return f"{self.base_url}/{path}" if self.base_url else None

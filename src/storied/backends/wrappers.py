@@ -135,6 +135,9 @@ class Prefixed(WrappedBackend):
     def delete_many(self, items: list[tuple[str, str | None]]) -> None:
         self.inner.delete_many([(self._in(p), v) for p, v in items])
 
+    def link(self, src: str, dst: str) -> None:
+        self.inner.link(self._in(src), self._in(dst))
+
     def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
         for version in self._entries(self.inner.walk_versions, path):  # type: ignore[arg-type]
             yield replace(version, path=paths.relative_to(version.path, self.prefix))
@@ -246,6 +249,10 @@ class Permissions(WrappedBackend):
     def delete_many(self, items: list[tuple[str, str | None]]) -> None:
         self._need_delete()
         self.inner.delete_many(items)
+
+    def link(self, src: str, dst: str) -> None:
+        self._need_write()
+        self.inner.link(src, dst)
 
     def move(self, src: str, dst: str) -> None:
         self._need_delete()

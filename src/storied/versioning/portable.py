@@ -186,8 +186,17 @@ class PortableEngine:
         return self._as_versions([record])[0]
 
     def _add_record(self, path: str, record: Record) -> None:
-        """Create the (empty, uniquely named) record object: one request."""
-        self.meta.write(self._meta("versions", path, record.name), b"")
+        """Create the uniquely named record object: one request.
+
+        Where the storage has hard links the record is another name of its (immutable) blob,
+        which costs a link instead of a file creation; elsewhere it is an empty object.
+        Readers use only the name.
+        """
+        key = self._meta("versions", path, record.name)
+        if record.deleted or not self.meta.capabilities.hard_links:
+            self.meta.write(key, b"")
+            return
+        self.meta.link(self._meta(blob_path(record.sha256)), key)
 
     def _store_blob(self, content: _Content) -> None:
         try:
