@@ -21,6 +21,7 @@ from storied.errors import (
 )
 from storied.policies.retention import plan_retention
 from storied.versioning.catalog import Snapshot
+from storied.versioning.engine import Version
 from storied.versioning.history import MountHistory, compact_plan
 
 if TYPE_CHECKING:
@@ -52,53 +53,60 @@ def _files(history: MountHistory, sub: str) -> list[str]:
     return sorted(history.history_paths(sub))
 
 
-def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
-                 progress: Progress | None = None) -> dict[str, int]:
-    """Compact every file with history under ``prefix``; ``{fullpath: versions removed}``."""
+Choose = Callable[[MountHistory, str, list[Version]], list[Version]]
+
+
+def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progress | None,
+          choose: Choose) -> dict[str, list[Version]]:
+    """List each file under ``prefix`` once, let ``choose`` pick its doomed versions, then
+    delete them all in batches."""
     mount, sub, history = _split(manager, prefix)
     _need_delete(manager, mount, dry_run)
     files = _files(history, sub)
-    result: dict[str, int] = {}
+    result: dict[str, list[Version]] = {}
     items: list[tuple[str, str | None]] = []
     for done, path in enumerate(files, start=1):
-        doomed = compact_plan(history.versions(path), history.protected(path))
+        doomed = choose(history, path, history.versions(path))
         if doomed:
-            result[f"{mount}:{path}"] = len(doomed)
+            result[f"{mount}:{path}"] = doomed
             items += history.engine.removal_items(history._p(path), doomed)
         if progress:
             progress(done, len(files))
     if items and not dry_run:
         history.engine.remove_items(items)
     return result
+
+
+def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
+                 progress: Progress | None = None) -> dict[str, int]:
+    """Compact every file with history under ``prefix``; ``{fullpath: versions removed}``."""
+
+    def choose(history: MountHistory, path: str, found: list[Version]) -> list[Version]:
+        return compact_plan(found, history.protected(path))
+
+    return {p: len(v) for p, v in _bulk(manager, prefix, dry_run, progress, choose).items()}
 
 
 def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = None,
                  keep_days: float | None = None, dry_run: bool = False,
                  progress: Progress | None = None) -> dict[str, list[str]]:
     """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``."""
-    mount, sub, history = _split(manager, prefix)
-    _need_delete(manager, mount, dry_run)
-    files = _files(history, sub)
-    snapshots = history.engine.catalog.snapshot_refs()
     now = datetime.now(UTC)
-    result: dict[str, list[str]] = {}
-    items: list[tuple[str, str | None]] = []
-    for done, path in enumerate(files, start=1):
-        found = history.versions(path)
+    snapshots: dict[str, dict[str, list[str]]] | None = None
+
+    def choose(history: MountHistory, path: str, found: list[Version]) -> list[Version]:
+        nonlocal snapshots
+        if snapshots is None:
+            snapshots = history.engine.catalog.snapshot_refs()
         tags: dict[str, list[str]] = {}
         for name, vid in history.refs(path).tags.items():
             tags.setdefault(vid, []).append(name)
         snaps = snapshots.get(history._p(path), {})
         plan = plan_retention(found, now, keep_last, keep_days, tags, snaps)
-        doomed = [v for v, d in zip(found, plan, strict=True) if not d.keep]
-        if doomed:
-            result[f"{mount}:{path}"] = [v.version_id for v in doomed]
-            items += history.engine.removal_items(history._p(path), doomed)
-        if progress:
-            progress(done, len(files))
-    if items and not dry_run:
-        history.engine.remove_items(items)
-    return result
+        return [v for v, d in zip(found, plan, strict=True) if not d.keep]
+
+    result = _bulk(manager, prefix, dry_run, progress, choose)
+    return {p: [v.version_id for v in found] for p, found in result.items()}
 
 
 def _need_delete(manager: StorageManager, mount: str, dry_run: bool) -> None:
