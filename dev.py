@@ -37,12 +37,26 @@ def _ensure_env() -> None:
     stamp.write_text(want)
 
 
+def _ensure_browser() -> None:
+    """Install Debian's chromium for the HTML-diff browser test, when we can (root + apt)."""
+    import shutil
+
+    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    print("installing chromium (Debian package) for the browser test ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["install", "-y", "-qq", "--no-install-recommends", "chromium"]
+    for step in (["update", "-qq"], install):
+        subprocess.run(["apt-get", *step], check=False, stdout=subprocess.DEVNULL, env=env)
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("demo", [])
     _ensure_env()
     if command == "demo":
         return subprocess.call([str(BIN / "storied"), "demo", *rest])
     if command == "test":
+        _ensure_browser()
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
     if command == "lint":
         return subprocess.call([str(PY), "-m", "ruff", "check", "src", "tests", "bench"], cwd=ROOT)
