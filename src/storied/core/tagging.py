@@ -47,10 +47,13 @@ class TagMethods:
             ValueError: An empty tag name, or one that is also a version id.
         """
         self.require_writable()
-        history = self._need_history()
-        target = history.resolve(self._path, version)
         if not isinstance(tag, str) or not tag.strip() or any(ord(c) < 32 for c in tag):
             raise ValueError(f"Invalid tag name {tag!r}")
+        history = self._need_history()
+        found = history.versions(self._path)
+        if any(v.version_id == tag for v in found):
+            raise ValueError(f"Tag name {tag!r} is a version id of {self._path!r}")
+        target = history.resolve(self._path, version)
 
         def change(refs: Refs) -> None:
             current = refs.tags.get(tag)

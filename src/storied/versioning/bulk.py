@@ -20,7 +20,7 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.policies.retention import plan_retention
-from storied.versioning.catalog import Snapshot
+from storied.versioning.catalog import Refs, Snapshot
 from storied.versioning.engine import Version
 from storied.versioning.history import MountHistory, compact_plan
 
@@ -53,23 +53,31 @@ def _files(history: MountHistory, sub: str) -> list[str]:
     return sorted(history.history_paths(sub))
 
 
-Choose = Callable[[MountHistory, str, list[Version]], list[Version]]
+Choose = Callable[[list[Version], Refs, dict[str, list[str]]], list[Version]]
 
 
 def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progress | None,
           choose: Choose) -> dict[str, list[Version]]:
-    """List each file under ``prefix`` once, let ``choose`` pick its doomed versions, then
-    delete them all in batches."""
+    """One flat listing of every version under ``prefix``, one listing of the refs (plus a read
+    per file that has tags or annotations), the snapshot manifests once; then ``choose`` picks
+    each file's doomed versions and they are deleted in batches."""
     mount, sub, history = _split(manager, prefix)
     _need_delete(manager, mount, dry_run)
-    files = _files(history, sub)
+    root = history._p(sub)
+    everything = history.engine.all_versions(root)
+    if not everything and root:  # the prefix may name a single file
+        found = history.engine.versions(root)
+        everything = {root: found} if found else {}
+    refs = history.engine.catalog.refs_below(root)
+    snapshots = history.engine.catalog.snapshot_refs()
     result: dict[str, list[Version]] = {}
     items: list[tuple[str, str | None]] = []
+    files = sorted(everything)
     for done, path in enumerate(files, start=1):
-        doomed = choose(history, path, history.versions(path))
+        doomed = choose(everything[path], refs.get(path, Refs()), snapshots.get(path, {}))
         if doomed:
-            result[f"{mount}:{path}"] = doomed
-            items += history.engine.removal_items(history._p(path), doomed)
+            result[f"{mount}:{paths.relative_to(path, history.prefix)}"] = doomed
+            items += history.engine.removal_items(path, doomed)
         if progress:
             progress(done, len(files))
     if items and not dry_run:
@@ -77,12 +85,19 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
     return result
 
 
+def _tag_map(refs: Refs) -> dict[str, list[str]]:
+    tags: dict[str, list[str]] = {}
+    for name, vid in refs.tags.items():
+        tags.setdefault(vid, []).append(name)
+    return tags
+
+
 def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
                  progress: Progress | None = None) -> dict[str, int]:
     """Compact every file with history under ``prefix``; ``{fullpath: versions removed}``."""
 
-    def choose(history: MountHistory, path: str, found: list[Version]) -> list[Version]:
-        return compact_plan(found, history.protected(path))
+    def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]]) -> list[Version]:
+        return compact_plan(found, set(refs.tags.values()) | set(snaps))
 
     return {p: len(v) for p, v in _bulk(manager, prefix, dry_run, progress, choose).items()}
 
@@ -92,17 +107,9 @@ def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = N
                  progress: Progress | None = None) -> dict[str, list[str]]:
     """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``."""
     now = datetime.now(UTC)
-    snapshots: dict[str, dict[str, list[str]]] | None = None
 
-    def choose(history: MountHistory, path: str, found: list[Version]) -> list[Version]:
-        nonlocal snapshots
-        if snapshots is None:
-            snapshots = history.engine.catalog.snapshot_refs()
-        tags: dict[str, list[str]] = {}
-        for name, vid in history.refs(path).tags.items():
-            tags.setdefault(vid, []).append(name)
-        snaps = snapshots.get(history._p(path), {})
-        plan = plan_retention(found, now, keep_last, keep_days, tags, snaps)
+    def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]]) -> list[Version]:
+        plan = plan_retention(found, now, keep_last, keep_days, _tag_map(refs), snaps)
         return [v for v, d in zip(found, plan, strict=True) if not d.keep]
 
     result = _bulk(manager, prefix, dry_run, progress, choose)
@@ -142,7 +149,7 @@ def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str,
         current = [v for v in history.versions(path) if v.is_latest]
         if current:
             files[history._p(path)] = current[0].version_id
-    snapshot = Snapshot(tag, f"{mount}:{sub}", time.time(), files)
+    snapshot = Snapshot(tag, f"{mount}:{sub}", time.time(), files, history._p(sub))
     history.engine.catalog.create_snapshot(snapshot)
     return _describe(snapshot)
 
@@ -180,11 +187,17 @@ def list_snapshots(manager: StorageManager, prefix: str | None = None) -> list[d
     for _mount, history in _histories(manager):
         for tag in history.engine.catalog.snapshot_tags():
             snap = history.engine.catalog.snapshot(tag)
-            if prefix is None or snap.prefix.startswith(prefix.rstrip("/")):
+            if prefix is None or _within(snap.prefix, prefix):
                 row = _describe(snap)
                 row["file_count"] = len(row.pop("files"))
                 rows.append(row)
     return sorted(rows, key=lambda r: r["created"])
+
+
+def _within(snapshot_prefix: str, prefix: str) -> bool:
+    mount, sub = paths.split_fullpath(snapshot_prefix)
+    want_mount, want_sub = paths.split_fullpath(prefix)
+    return mount == want_mount and paths.is_under(sub, paths.normalize(want_sub))
 
 
 def get_snapshot(manager: StorageManager, tag: str) -> dict[str, Any]:
@@ -220,7 +233,7 @@ def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
     if found is None:
         raise StorageNotFoundError(f"No snapshot {tag!r}")
     mount, history, snap = found
-    _, sub = paths.split_fullpath(snap.prefix)
+    sub = paths.relative_to(snap.root, history.prefix)
     report: dict[str, list[str]] = {"restored": [], "unchanged": [], "new": [], "deleted": []}
     recorded = {paths.relative_to(p, history.prefix): vid for p, vid in snap.files.items()}
     for done, (path, vid) in enumerate(sorted(recorded.items()), start=1):

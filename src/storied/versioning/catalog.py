@@ -60,22 +60,28 @@ class Refs:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Which version of every file under a prefix was current at one moment (no content)."""
+    """Which version of every file under a prefix was current at one moment (no content).
+
+    ``prefix`` is what the user named (``'mount:path'``); ``root`` is the same place as a path
+    of the engine (a relative mount's prefix included); ``files`` are engine paths.
+    """
 
     tag: str
     prefix: str
     created: float
     files: dict[str, str]
+    root: str = ""
 
     def to_json(self) -> bytes:
         body = {"schema_version": SCHEMA_VERSION, "tag": self.tag, "prefix": self.prefix,
-                "created": self.created, "files": self.files}
+                "root": self.root, "created": self.created, "files": self.files}
         return json.dumps(body, sort_keys=True, indent=1).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Snapshot:
         data = json.loads(raw)
-        return cls(data["tag"], data["prefix"], float(data["created"]), dict(data["files"]))
+        return cls(data["tag"], data["prefix"], float(data["created"]), dict(data["files"]),
+                   str(data.get("root", "")))
 
 
 class Catalog:
@@ -130,6 +136,22 @@ class Catalog:
         except StorageNotFoundError:
             return Refs(), None
         return Refs.from_json(raw), info.etag
+
+    def refs_below(self, prefix: str) -> dict[str, Refs]:
+        """Refs of every file below ``prefix`` (or of the file ``prefix``): one listing, then one
+        read per file that has any (files without refs cost nothing)."""
+        base = self._key("refs")
+        try:
+            entries = list(self.backend.walk(self._key("refs", prefix)))
+        except (StorageNotFoundError, NotADirectoryError):
+            return {}
+        found: dict[str, Refs] = {}
+        for entry in entries:
+            parent, _, name = entry.path.rpartition("/")
+            if name == "refs.json":
+                path = paths.relative_to(parent, base)
+                found[path] = Refs.from_json(self.backend.read_bytes(entry.path))
+        return found
 
     # ---------------------------------------------------------------- snapshots
     def create_snapshot(self, snapshot: Snapshot) -> None:

@@ -115,6 +115,10 @@ class VersionEngine(Protocol):
         """Check the invariants of the history below ``prefix``."""
         ...
 
+    def all_versions(self, prefix: str = "") -> dict[str, list[Version]]:
+        """``{path: versions}`` for every file below ``prefix`` from one flat listing."""
+        ...
+
     def removal_items(self, path: str, versions: list[Version]) -> list[tuple[str, str | None]]:
         """Storage items whose deletion drops ``versions`` (not the current one) of ``path``."""
         ...

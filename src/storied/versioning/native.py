@@ -109,6 +109,21 @@ class NativeEngine:
         """Remove one version for good (one DELETE of that version id)."""
         self.backend.delete_version(path, version.version_id)
 
+    def all_versions(self, prefix: str = "") -> dict[str, list[Version]]:
+        """``{path: versions}`` for every file below directory ``prefix``, from one flat
+        version listing (one request per 1,000 entries), not one listing per file."""
+        groups: dict[str, list[ObjectVersion]] = {}
+        for entry in self.backend.walk_versions(prefix):
+            if entry.path.split("/", 1)[0] != paths.RESERVED:
+                groups.setdefault(entry.path, []).append(entry)
+        result = {}
+        for path, entries in groups.items():
+            newest = entries[-1]
+            found = [_version(e, e is newest) for e in entries if not e.is_delete_marker]
+            if found:
+                result[path] = found
+        return result
+
     def removal_items(self, path: str, versions: list[Version]) -> list[tuple[str, str | None]]:
         """``(path, version_id)`` pairs for :meth:`remove_items`."""
         return [(path, v.version_id) for v in versions]

@@ -256,6 +256,23 @@ class PortableEngine:
             remaining = [r for r in records if r != target]
             self._materialize(path, remaining[-1] if remaining else None)
 
+    def all_versions(self, prefix: str = "") -> dict[str, list[Version]]:
+        """``{path: versions}`` for every file below ``prefix`` (or the file ``prefix``), from
+        one flat listing of the history area, not one listing per file."""
+        base = self._history_dir("")
+        groups: dict[str, list[Record]] = {}
+        try:
+            entries = list(self.meta.walk(self._history_dir(prefix)))
+        except (StorageNotFoundError, NotADirectoryError):
+            return {}
+        for entry in entries:
+            parent, _, name = entry.path.rpartition("/")
+            record = parse_record(name)
+            if record is not None:
+                groups.setdefault(paths.relative_to(parent, base), []).append(record)
+        result = {p: self._as_versions(sorted(r)) for p, r in groups.items()}
+        return {p: v for p, v in result.items() if v}
+
     def removal_items(self, path: str, versions: list[Version]) -> list[tuple[str, str | None]]:
         """What ``remove_items`` deletes to drop ``versions`` (never the current one) of
         ``path``: their record objects, named from the versions alone (no listing)."""
