@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["local_throughput.py", "s3_requests.py", "versioning.py", "management.py"]
+SCRIPTS = [
+    "local_throughput.py",
+    "s3_requests.py",
+    "versioning.py",
+    "management.py",
+    "diffs.py",
+]
 
 if __name__ == "__main__":
     chosen = sys.argv[1:] or SCRIPTS

@@ -213,6 +213,8 @@ def test_error_tree_leaves_are_builtins() -> None:
         "PreconditionFailedError": OSError,
         "TransientStorageError": ConnectionError,
         "StorageIOError": OSError,
+        "BinaryContentError": ValueError,
+        "InvalidContentError": ValueError,
         "MissingDependencyError": ModuleNotFoundError,
     }
     for name, builtin in pairs.items():

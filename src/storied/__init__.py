@@ -13,7 +13,9 @@ from storied.core.manager import StorageManager
 from storied.core.node import StorageNode
 from storied.core.transfer import SkipStrategy
 from storied.errors import (
+    BinaryContentError,
     DirectoryNotEmptyError,
+    InvalidContentError,
     InvalidPathError,
     IsADirectoryStorageError,
     MissingDependencyError,
@@ -35,9 +37,11 @@ from storied.info import Info, WriteMode
 __version__ = "0.1.0"
 
 __all__ = [
+    "BinaryContentError",
     "Capabilities",
     "DirectoryNotEmptyError",
     "Info",
+    "InvalidContentError",
     "InvalidPathError",
     "IsADirectoryStorageError",
     "MissingDependencyError",

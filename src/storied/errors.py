@@ -12,6 +12,8 @@ for plain files (``except FileNotFoundError``) keeps working::
     │   ├── PathEscapeError (ValueError)                 a path that would leave its mount
     │   └── UnsupportedOperation                         the backend cannot do this at all
     ├── StorageConfigError (ValueError)                 a bad mount configuration
+    ├── BinaryContentError (ValueError)                 a text diff of binary content
+    ├── InvalidContentError (ValueError)                a structured diff of unparsable content
     ├── InvalidPathError (ValueError)                   a path that is malformed (no escape)
     ├── IsADirectoryStorageError (IsADirectoryError, ValueError)
     ├── NotADirectoryStorageError (NotADirectoryError, ValueError)
@@ -30,7 +32,9 @@ from __future__ import annotations
 import errno
 
 __all__ = [
+    "BinaryContentError",
     "DirectoryNotEmptyError",
+    "InvalidContentError",
     "InvalidPathError",
     "IsADirectoryStorageError",
     "MissingDependencyError",
@@ -86,6 +90,20 @@ class UnsupportedOperation(StoragePermissionError):
 
 class StorageConfigError(StorageError, ValueError):
     """A mount configuration is invalid; the message names the mount and the key."""
+
+
+class BinaryContentError(StorageError, ValueError):
+    """A text diff was asked of content that is not text (a NUL byte, or undecodable).
+
+    The message names the version that is binary.
+    """
+
+
+class InvalidContentError(StorageError, ValueError):
+    """A structured diff met content that does not parse (JSON, XML, CSV, image).
+
+    The message names the version and what the parser reported.
+    """
 
 
 class InvalidPathError(StorageError, ValueError):

@@ -2,13 +2,13 @@
 
 Each method reads two versions of the node's file from the mount's history and hands them to
 :mod:`storied.diff`. ``v1`` and ``v2`` name versions as everywhere else: an index (``-1`` the
-latest, ``0`` the oldest) or a version id, resolved by the history (so whatever it resolves, tags
-included, works here). Whatever the argument order, the diff goes **from the older of the two
-versions to the newer**: with the defaults (``-1``, ``-2``) it shows what the latest write
-changed, ``added`` meaning "in the newer version only".
+latest, ``0`` the oldest), a version id or a tag, resolved by the history. Whatever the
+argument order, the diff goes **from the older of the two versions to the newer**: with the
+defaults (``-1``, ``-2``) it shows what the latest write changed, ``added`` meaning "in the
+newer version only".
 
 Headers, labels and error messages name the file and the version: ``v:app/config.yaml@<id>``,
-its date (ISO 8601, UTC) and its tags when it has any.
+its tags in brackets when it has any, and its date (ISO 8601, UTC).
 """
 
 from __future__ import annotations
@@ -27,9 +27,8 @@ __all__ = ["DiffMethods"]
 class _Side:
     """One resolved version of the file, with its label and date."""
 
-    def __init__(self, version: Version, fullpath: str) -> None:
+    def __init__(self, version: Version, fullpath: str, tags: list[str]) -> None:
         self.version = version
-        tags = [str(t) for t in getattr(version, "tags", None) or ()]
         self.label = f"{fullpath}@{version.version_id}" + (f" [{', '.join(tags)}]" if tags else "")
         self.date = version.last_modified.isoformat(timespec="seconds")
 
@@ -51,14 +50,20 @@ class DiffMethods:
 
     # ---------------------------------------------------------------- plumbing
     def _diff_sides(self, v1: int | str, v2: int | str) -> tuple[_Side, _Side]:
-        """Resolve both versions; return them oldest first."""
+        """Resolve both versions (index, id or tag); return them oldest first."""
         history = self._need_history()
         first = history.resolve(self._path, v1)
         second = history.resolve(self._path, v2)
         order = {v.version_id: n for n, v in enumerate(history.versions(self._path))}
         if order.get(first.version_id, 0) > order.get(second.version_id, 0):
             first, second = second, first
-        return _Side(first, self.fullpath), _Side(second, self.fullpath)
+        tags: dict[str, list[str]] = {}
+        for tag, version_id in sorted(history.refs(self._path).tags.items()):
+            tags.setdefault(version_id, []).append(tag)
+        return (
+            _Side(first, self.fullpath, tags.get(first.version_id, [])),
+            _Side(second, self.fullpath, tags.get(second.version_id, [])),
+        )
 
     def _diff_bytes(self, side: _Side) -> bytes:
         history = self._need_history()
@@ -77,7 +82,7 @@ class DiffMethods:
         """A line diff between two versions of a text file.
 
         Args:
-            v1: One version (index or id).
+            v1: One version (index, id or tag).
             v2: The other; the diff goes from the older of the two to the newer.
             format: ``'unified'`` or ``'context'`` (the :mod:`difflib` formats, headers naming
                 file, version id and date), or ``'html'``: a complete, self-contained page
@@ -131,12 +136,11 @@ class DiffMethods:
                 ``ValueError``.
         """
         from storied.diff.model import changes_as_dict
-        from storied.diff.structured import diff_json, load_json
+        from storied.diff.structured import diff_json_bytes
 
         old, new = self._diff_sides(v1, v2)
-        before = load_json(self._diff_bytes(old), old.described)
-        after = load_json(self._diff_bytes(new), new.described)
-        return changes_as_dict(diff_json(before, after))
+        before, after = self._diff_bytes(old), self._diff_bytes(new)
+        return changes_as_dict(diff_json_bytes(before, after, old.described, new.described))
 
     def diff_xml_versions(self, v1: int | str = -1, v2: int | str = -2) -> list[dict[str, Any]]:
         """The semantic edit list between two versions of an XML document (xmldiff).
@@ -166,7 +170,7 @@ class DiffMethods:
         the header; the older version's rows are held in memory, the newer one is streamed).
 
         Args:
-            v1: One version (index or id).
+            v1: One version (index, id or tag).
             v2: The other.
             key: Column name(s) identifying a row. Without it rows are matched by content, so
                 an edited row is one removed and one added row.

@@ -10,6 +10,7 @@ these; the functions here work on any two contents.
 
 from __future__ import annotations
 
+from storied.diff.image import ImageDiff, diff_images, load_image
 from storied.diff.model import (
     BinaryContentError,
     Change,
@@ -19,7 +20,7 @@ from storied.diff.model import (
     RowChange,
     changes_as_dict,
 )
-from storied.diff.structured import diff_csv, diff_json, diff_xml
+from storied.diff.structured import diff_csv, diff_json, diff_json_bytes, diff_xml
 from storied.diff.text import TextDiff, compute_text_diff, decode_text, diff_text
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Change",
     "CsvDiff",
     "Hunk",
+    "ImageDiff",
     "InvalidContentError",
     "RowChange",
     "TextDiff",
@@ -34,7 +36,10 @@ __all__ = [
     "compute_text_diff",
     "decode_text",
     "diff_csv",
+    "diff_images",
     "diff_json",
+    "diff_json_bytes",
     "diff_text",
     "diff_xml",
+    "load_image",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from storied.errors import StorageError
+from storied.errors import BinaryContentError, InvalidContentError
 
 __all__ = [
     "BinaryContentError",
@@ -26,20 +26,6 @@ __all__ = [
 ChangeKind = Literal["added", "removed", "changed"]
 Opcode = tuple[str, int, int, int, int]
 """A :class:`difflib.SequenceMatcher` opcode: ``(tag, i1, i2, j1, j2)``."""
-
-
-class BinaryContentError(StorageError, ValueError):
-    """A text diff was asked of content that is not text (a NUL byte, or undecodable).
-
-    The message names the version that is binary.
-    """
-
-
-class InvalidContentError(StorageError, ValueError):
-    """A structured diff met content that does not parse (JSON, XML, CSV, image).
-
-    The message names the version and what the parser reported.
-    """
 
 
 @dataclass(frozen=True)
