@@ -173,8 +173,7 @@ def log(ctx: click.Context, path: str) -> None:
         mark = "*" if version["is_latest"] else " "
         when = version["last_modified"].isoformat(" ", "seconds")
         etag = (version["etag"] or "-")[:12]
-        console.print(f"{mark} {version['version_id']}  {when}  {version['size']:>10}  {etag}",
-                      highlight=False)
+        click.echo(f"{mark} {version['version_id']}  {when}  {version['size']:>10}  {etag}")
 
 
 @cli.command()
