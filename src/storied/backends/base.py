@@ -133,7 +133,9 @@ class Backend(abc.ABC):
     def walk(self, path: str) -> Iterator[Info]:
         """Yield every file (not directory) below directory ``path``, recursively.
 
-        Object stores override this with one flat listing instead of one request per directory.
+        Object stores override this with one flat listing instead of one request per directory;
+        having no directories, they may yield nothing for a missing path or a file instead of
+        raising ``StorageNotFoundError`` / ``NotADirectoryStorageError``.
         """
         for entry in self.list(path):
             if entry.is_dir:

@@ -248,16 +248,13 @@ class S3Backend(Backend):
             self._missing_dir(path)
 
     def walk(self, path: str) -> Iterator[Info]:
-        """One flat ListObjectsV2 (no delimiter) per 1000 keys below ``path``."""
+        """One flat ListObjectsV2 (no delimiter) per 1000 keys below ``path``; nothing below
+        ``path`` (missing, or a file) yields nothing, with no further request."""
         prefix = path + "/" if path else ""
-        found = False
         for page in self._pages(path, Prefix=prefix):
             for obj in page.get("Contents") or ():
-                found = True
                 if usable(obj["Key"]):
                     yield listed_info(obj)
-        if not found and path:
-            self._missing_dir(path)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """One GET (with ``Range`` for a slice). A missing key is StorageNotFoundError with no
