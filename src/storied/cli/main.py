@@ -198,15 +198,11 @@ def verify(ctx: click.Context, prefix: str | None) -> None:
 
 
 def _register_extras() -> None:
-    """Add the command groups that live in their own modules."""
-    import importlib
+    """Add the commands that live in their own modules (version management, diffs)."""
+    from storied.cli import diff_command, manage
 
-    for module in ("storied.cli.manage", "storied.cli.diff_command"):
-        try:
-            importlib.import_module(module).register(cli)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    manage.register(cli)
+    diff_command.register(cli)
 
 
 _register_extras()
