@@ -16,27 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from storied import StorageManager
-from storied.testing.s3server import CountingProxy, make_bucket, start_moto
+from storied.testing.s3server import (
+    CountingProxy,
+    format_counts,
+    make_bucket,
+    measure_requests,
+    start_moto,
+)
 
 N_FILES = 20
 
 
-def _fmt(counts: Counter[str] | str) -> str:
-    if isinstance(counts, str):
-        return counts
-    total = sum(counts.values())
-    detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    return f"{total:>3}  ({detail})" if total else "  0"
-
-
-def measure(proxy: CountingProxy, action: Callable[[], Any]) -> Counter[str] | str:
-    """The requests ``action`` sent, or the error it raised (reported, not hidden)."""
-    proxy.reset()
-    try:
-        action()
-    except Exception as exc:
-        return f"fails: {type(exc).__name__}"
-    return Counter(proxy.counts)
 
 
 def storied_ops(endpoint: str, bucket: str, local: str) -> dict[str, Callable[[], Any]]:
@@ -104,12 +94,13 @@ def main() -> None:
             if ops is None:
                 continue
             ops["write_bytes (small)"]()  # warm-up: connection setup and one-time probes
-            results[name] = {label: measure(proxy, op) for label, op in ops.items()}
+            results[name] = {label: measure_requests(proxy, op) for label, op in ops.items()}
         print("S3 requests per operation (moto server behind a counting proxy)")
         header = f"{'operation':<38} " + " ".join(f"{n:<34}" for n in results)
         print(header)
         for label in next(iter(results.values())):
-            print(f"{label:<38} " + " ".join(f"{_fmt(r[label]):<34}" for r in results.values()))
+            cells = " ".join(f"{format_counts(r[label]):<34}" for r in results.values())
+            print(f"{label:<38} {cells}")
     finally:
         proxy.stop()
         moto.stop()

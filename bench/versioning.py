@@ -23,13 +23,19 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from storied import StorageManager
-from storied.testing.s3server import CountingProxy, make_bucket, s3_client, start_moto
+from storied.testing.s3server import (
+    CountingProxy,
+    format_counts,
+    make_bucket,
+    measure_requests,
+    s3_client,
+    start_moto,
+)
 from storied.versioning.records import Record, blob_path, new_writer_id, next_timestamp
 
 N = 1000
@@ -207,22 +213,6 @@ def local_figures(base: str) -> None:
 
 
 # --------------------------------------------------------------------------- (d) S3
-def _fmt(counts: Counter[str] | str) -> str:
-    if isinstance(counts, str):
-        return counts
-    total = sum(counts.values())
-    detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-    return f"{total:>3}  ({detail})" if total else "  0"
-
-
-def measure(proxy: CountingProxy, action: Callable[[], Any]) -> Counter[str] | str:
-    """The requests ``action`` sent, or the error it raised (reported, not hidden)."""
-    proxy.reset()
-    try:
-        action()
-    except Exception as exc:
-        return f"fails: {type(exc).__name__}: {exc}"
-    return Counter(proxy.counts)
 
 
 def s3_figures() -> None:
@@ -263,7 +253,7 @@ def s3_figures() -> None:
         }
         print("(d) S3 requests, portable engine on an unversioned bucket (moto, counting proxy)")
         for label, op in ops.items():
-            print(f"  {label:<42} {_fmt(measure(proxy, op))}")
+            print(f"  {label:<42} {format_counts(measure_requests(proxy, op))}")
         sm.close()
     finally:
         proxy.stop()

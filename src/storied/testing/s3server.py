@@ -23,6 +23,7 @@ import http.client
 import logging
 import threading
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -297,3 +298,24 @@ class CountingProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def format_counts(counts: collections.Counter[str] | str) -> str:
+    """``'  3  (GET=1 LIST=2)'`` for request counts; an error text is returned as it is."""
+    if isinstance(counts, str):
+        return counts
+    total = sum(counts.values())
+    detail = " ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    return f"{total:>3}  ({detail})" if total else "  0"
+
+
+def measure_requests(
+    proxy: CountingProxy, action: Callable[[], Any]
+) -> collections.Counter[str] | str:
+    """The requests ``action`` sent through ``proxy``, or the error it raised (reported)."""
+    proxy.reset()
+    try:
+        action()
+    except Exception as exc:
+        return f"fails: {type(exc).__name__}: {str(exc)[:40]}"
+    return collections.Counter(proxy.counts)
