@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 __all__ = ["call", "local_path"]
 
-_EXECUTOR: ThreadPoolExecutor | None = None
+_LOG = logging.getLogger("storied")
 
 
 def _digest(path: str) -> str | None:
@@ -84,41 +85,55 @@ def call(
     async_mode: bool = False,
     return_output: bool = False,
     **subprocess_kwargs: Any,
-) -> Any:
-    """Run a command whose node arguments are replaced by local paths.
+) -> str | None:
+    """Run a command whose node arguments are replaced by local paths (genro-storage semantics).
 
     Node arguments are made local with ``local_path(mode='rw')``: downloaded first, uploaded
-    afterwards only when the command changed them. ``callback()`` runs after a successful run.
-    With ``async_mode=True`` the command runs in a background thread and a
-    :class:`concurrent.futures.Future` is returned (its ``result()`` re-raises any failure).
+    afterwards only when the command changed them. ``subprocess_kwargs`` go to
+    :func:`subprocess.check_output` / :func:`subprocess.check_call` (``cwd``, ``env``,
+    ``timeout``, ``shell``...). ``callback()`` runs after a successful run, once every changed
+    node has been uploaded (genro-storage calls it before the upload; storied waits, so a callback
+    always sees the new content).
+
+    With ``async_mode=True`` the command runs in a background thread and ``None`` is returned at
+    once; the thread is not a daemon, so an exiting interpreter waits for the upload instead of
+    cutting it off. A failure in the background is logged on the ``storied`` logger and the
+    callback is not called.
 
     Returns:
-        The command's output (bytes) with ``return_output``, else None.
+        The command's standard output as ``str`` (UTF-8, undecodable bytes replaced) with
+        ``return_output=True``; ``None`` otherwise, and always ``None`` with ``async_mode``.
 
     Raises:
-        subprocess.CalledProcessError: The command failed.
+        subprocess.CalledProcessError: The command exited non-zero (synchronous mode).
+        FileNotFoundError: The executable does not exist (synchronous mode).
     """
     from storied.core.node import StorageNode
 
-    def run() -> Any:
+    def run() -> str | None:
+        output: str | None = None
         with ExitStack() as stack:
             argv = [
                 stack.enter_context(local_path(a, "rw")) if isinstance(a, StorageNode) else str(a)
                 for a in args
             ]
             if return_output:
-                output = subprocess.check_output(argv, **subprocess_kwargs)
+                raw = subprocess.check_output(argv, **subprocess_kwargs)
+                output = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             else:
                 subprocess.check_call(argv, **subprocess_kwargs)
-                output = None
         if callback is not None:
             callback()
         return output
 
     if not async_mode:
         return run()
-    global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="storied-call")
-    future: Future[Any] = _EXECUTOR.submit(run)
-    return future
+
+    def background() -> None:
+        try:
+            run()
+        except BaseException:
+            _LOG.exception("storied call %r failed in the background", [str(a) for a in args])
+
+    threading.Thread(target=background, name="storied-call", daemon=False).start()
+    return None
