@@ -6,7 +6,8 @@ for plain files (``except FileNotFoundError``) keeps working::
 
     StorageError (Exception)
     ├── StorageNotFoundError (FileNotFoundError)        a path or mount that does not exist
-    │   └── MountNotFoundError (KeyError)                no mount of that name
+    │   ├── MountNotFoundError (KeyError)                no mount of that name
+    │   └── VersionNotFoundError (IndexError)            no such version index, id or tag
     ├── StorageAlreadyExistsError (FileExistsError)     create-only write on an existing path
     ├── StoragePermissionError (PermissionError)        refused by mount permissions
     │   ├── PathEscapeError (ValueError)                 a path that would leave its mount
@@ -15,6 +16,7 @@ for plain files (``except FileNotFoundError``) keeps working::
     ├── BinaryContentError (ValueError)                 a text diff of binary content
     ├── InvalidContentError (ValueError)                a structured diff of unparsable content
     ├── InvalidPathError (ValueError)                   a path that is malformed (no escape)
+    ├── InvalidEncodingError (LookupError, ValueError)  an unknown text encoding
     ├── IsADirectoryStorageError (IsADirectoryError, ValueError)
     ├── NotADirectoryStorageError (NotADirectoryError, ValueError)
     ├── DirectoryNotEmptyError (OSError, errno ENOTEMPTY)
@@ -35,6 +37,7 @@ __all__ = [
     "BinaryContentError",
     "DirectoryNotEmptyError",
     "InvalidContentError",
+    "InvalidEncodingError",
     "InvalidPathError",
     "IsADirectoryStorageError",
     "MissingDependencyError",
@@ -50,6 +53,7 @@ __all__ = [
     "StoragePermissionError",
     "TransientStorageError",
     "UnsupportedOperation",
+    "VersionNotFoundError",
 ]
 
 
@@ -63,6 +67,14 @@ class StorageNotFoundError(StorageError, FileNotFoundError):
 
 class MountNotFoundError(StorageNotFoundError, KeyError):
     """No mount has that name (also a ``KeyError``, as genro-storage's ``delete_mount`` raised)."""
+
+    def __str__(self) -> str:
+        return Exception.__str__(self)
+
+
+class VersionNotFoundError(StorageNotFoundError, IndexError):
+    """No version matches the index, id or tag (also an ``IndexError``, as an out-of-range index
+    raised before)."""
 
     def __str__(self) -> str:
         return Exception.__str__(self)
@@ -108,6 +120,11 @@ class InvalidContentError(StorageError, ValueError):
 
 class InvalidPathError(StorageError, ValueError):
     """A path is malformed: control characters, backslashes, empty where a name is needed."""
+
+
+class InvalidEncodingError(StorageError, LookupError, ValueError):
+    """A text operation named an unknown encoding (also a ``LookupError``, as :mod:`codecs`
+    raises, and a ``ValueError``)."""
 
 
 class IsADirectoryStorageError(StorageError, IsADirectoryError, ValueError):
