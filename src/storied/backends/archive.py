@@ -11,7 +11,15 @@ from the start up to the member, so ``range_reads`` is false for ``.tar.gz``/``.
 Every stream has its own file handle, so concurrent reads are safe.
 
 Everything that would change the archive (write, delete, mkdir, copy, move, metadata) raises
-:class:`~storied.errors.StoragePermissionError` (a ``PermissionError``).
+:class:`~storied.errors.StoragePermissionError` (a ``PermissionError``); a zip mount with
+``mode: 'w'`` or ``'a'`` is writable instead (:mod:`storied.backends.zip_writable`).
+
+Damaged archives: a file that is not an archive at all, or whose index cannot be read (a truncated
+zip without its central directory, a truncated ``.tar.gz``), is refused when the mount is built with
+:class:`~storied.errors.StorageConfigError` (the mount's configuration points at something that is
+not an archive). Damage found while a member is read (bad CRC, corrupt deflate data, a member cut
+short, the archive changed on disk) raises :class:`~storied.errors.InvalidContentError` naming the
+archive and the member; nothing else (``zipfile.BadZipFile``, ``zlib.error``, ``EOFError``) escapes.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import posixpath
 import tarfile
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -33,6 +42,7 @@ from storied import paths
 from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
 from storied.errors import (
+    InvalidContentError,
     IsADirectoryStorageError,
     NotADirectoryStorageError,
     StorageConfigError,
@@ -42,7 +52,37 @@ from storied.errors import (
 )
 from storied.info import Data, Info, WriteMode
 
-__all__ = ["TarBackend", "ZipBackend", "tar_from_config", "zip_from_config"]
+__all__ = [
+    "TarBackend",
+    "ZipBackend",
+    "corrupt_member_error",
+    "open_zip",
+    "tar_from_config",
+    "zip_from_config",
+]
+
+#: What the standard library raises on a damaged archive member.
+_CORRUPT = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, EOFError,
+            gzip.BadGzipFile)
+
+
+def corrupt_member_error(file: str, path: str, exc: BaseException) -> InvalidContentError:
+    """The storied error for damage found while reading member ``path`` of archive ``file``."""
+    return InvalidContentError(
+        f"Corrupt archive {os.path.basename(file)!r}: cannot read member {path!r} ({exc})"
+    )
+
+
+def open_zip(file: str) -> zipfile.ZipFile:
+    """Open ``file`` as a zip archive for reading.
+
+    Raises:
+        StorageConfigError: ``file`` is not a readable zip archive.
+    """
+    try:
+        return zipfile.ZipFile(file)
+    except (zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        raise StorageConfigError(f"Not a zip archive: {file!r} ({exc})") from exc
 
 _READONLY = Capabilities(
     readonly=True, write=False, delete=False, mkdir=False, append_mode=False
@@ -132,14 +172,21 @@ class _ArchiveBackend(Backend):
         member = self._member(path)
         size = member.info.size
         stop = size if end is None else min(end, size)
-        stream = self._open_member(member)
+        try:
+            stream = self._open_member(member)
+        except _CORRUPT as exc:
+            raise corrupt_member_error(self.file, path, exc) from exc
         try:
             if start:
                 stream.seek(min(start, size), io.SEEK_CUR)
+        except _CORRUPT as exc:
+            stream.close()
+            raise corrupt_member_error(self.file, path, exc) from exc
         except BaseException:
             stream.close()
             raise
-        return io.BufferedReader(_Limited(stream, max(0, stop - start)), CHUNK)  # type: ignore[return-value]
+        limited = _Limited(stream, max(0, stop - start), self.file, path)
+        return io.BufferedReader(limited, CHUNK)  # type: ignore[return-value]
 
     def _open_member(self, member: _Member) -> BinaryIO:
         """A new stream positioned at the member's first byte (the caller closes it)."""
@@ -188,10 +235,7 @@ class ZipBackend(_ArchiveBackend):
 
     def __init__(self, file: str | os.PathLike[str]) -> None:
         super().__init__(file)
-        try:
-            self._zip = zipfile.ZipFile(self.file)
-        except zipfile.BadZipFile as exc:
-            raise StorageConfigError(f"Not a zip archive: {self.file!r}") from exc
+        self._zip = open_zip(self.file)
         for item in self._zip.infolist():
             mtime = time.mktime((*item.date_time, 0, 0, -1))
             etag = f"{item.CRC:08x}-{item.file_size:x}"
@@ -279,10 +323,14 @@ class TarBackend(_ArchiveBackend):
 
 
 class _Limited(io.RawIOBase):
-    """At most ``length`` bytes of a stream, which it closes."""
+    """At most ``length`` bytes of member ``path``'s stream, which it closes.
 
-    def __init__(self, raw: BinaryIO, length: int) -> None:
-        self._raw, self._left = raw, length
+    Damage met while reading (and a member shorter than its index says) is
+    :class:`~storied.errors.InvalidContentError`.
+    """
+
+    def __init__(self, raw: BinaryIO, length: int, file: str = "", path: str = "") -> None:
+        self._raw, self._left, self._file, self._path = raw, length, file, path
 
     def readable(self) -> bool:
         return True
@@ -290,7 +338,12 @@ class _Limited(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self._left <= 0:
             return 0
-        chunk = self._raw.read(min(len(buffer), self._left))
+        try:
+            chunk = self._raw.read(min(len(buffer), self._left))
+        except _CORRUPT as exc:
+            raise corrupt_member_error(self._file, self._path, exc) from exc
+        if not chunk:
+            raise corrupt_member_error(self._file, self._path, EOFError("member is truncated"))
         buffer[: len(chunk)] = chunk
         self._left -= len(chunk)
         return len(chunk)
@@ -309,8 +362,29 @@ def _prefixed(backend: Backend, config: dict[str, Any]) -> Backend:
 
 
 def zip_from_config(config: dict[str, Any]) -> Backend:
-    """Build a zip mount: ``file`` (the archive), ``base_path`` (a folder inside it)."""
-    return _prefixed(ZipBackend(config["file"]), config)
+    """Build a zip mount: ``file`` (the archive), ``base_path`` (a folder inside it), ``mode``
+    (``'r'``, the default: read-only; ``'w'``: a new archive; ``'a'``: add to the archive) and
+    ``autoflush`` (writable modes: rewrite the archive after every change).
+
+    Raises:
+        StorageConfigError: Bad ``mode`` or ``autoflush``; the file is not a zip archive.
+        StorageNotFoundError: ``mode`` is ``'r'`` and the file does not exist.
+    """
+    mode = config.get("mode") or "r"
+    autoflush = config.get("autoflush", False)
+    if mode not in ("r", "w", "a"):
+        raise StorageConfigError(
+            f"Zip storage {config.get('name')!r}: 'mode' must be 'r', 'w' or 'a', not {mode!r}"
+        )
+    if not isinstance(autoflush, bool):
+        raise StorageConfigError(
+            f"Zip storage {config.get('name')!r}: 'autoflush' must be a bool, not {autoflush!r}"
+        )
+    if mode == "r":
+        return _prefixed(ZipBackend(config["file"]), config)
+    from storied.backends.zip_writable import WritableZipBackend
+
+    return _prefixed(WritableZipBackend(config["file"], mode, autoflush), config)
 
 
 def tar_from_config(config: dict[str, Any]) -> Backend:
