@@ -34,12 +34,10 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from storied import paths
+from storied.backends._s3_stream import open_stream
 from storied.backends._s3_support import (
     MIN_PART,
-    RangeNotSatisfiable,
-    S3Body,
     by_key,
-    byte_range,
     content_type,
     delete_keys,
     exact_key,
@@ -79,7 +77,7 @@ _CAPS = Capabilities(
     metadata=True, presigned_urls=True, public_urls=True, copy_optimization=True,
     hash_on_metadata=True, range_reads=True, atomic_operations=True,
     empty_dirs=False, atomic_rename=False, append_mode=False,
-    seek_support=False,  # open_read returns a forward-only stream (use ranges instead)
+    seek_support=True,  # seeks turn into bounded ranged GETs pinned to the version read
 )  # fmt: skip
 
 
@@ -285,17 +283,12 @@ class S3Backend(Backend):
         if not found and path and not start_after:
             self._missing_dir(path)
 
-    def _get(self, path: str, start: int, end: int | None, **extra: Any) -> BinaryIO:
-        """One GET of bytes ``[start, end)`` as a buffered stream (b"" past the end)."""
-        try:
-            with self._mapped(path):
-                response = self._client.get_object(
-                    Bucket=self.bucket, Key=path, **byte_range(start, end), **extra
-                )
-        except RangeNotSatisfiable:
-            return io.BytesIO(b"")
-        raw = S3Body(response["Body"], path, self.bucket)
-        return io.BufferedReader(raw, 1024 * 1024)  # type: ignore[return-value]
+    def _get(
+        self, path: str, start: int, end: int | None, version_id: str | None = None
+    ) -> BinaryIO:
+        """One GET of bytes ``[start, end)`` as a seekable stream (b"" past the end); later
+        reads after a seek are bounded ranged GETs pinned to that version (see ``_s3_stream``)."""
+        return open_stream(self._client, self.bucket, path, start, end, version_id)
 
     def write(
         self,
@@ -487,7 +480,7 @@ class S3Backend(Backend):
             with self._mapped(path):
                 self._client.head_object(Bucket=self.bucket, Key=path, VersionId=version_id)
             return io.BytesIO(b"")
-        return self._get(path, start, end, VersionId=version_id)
+        return self._get(path, start, end, version_id)
 
     def delete_version(self, path: str, version_id: str) -> None:
         """One DELETE with ``VersionId``: the version (or delete marker) is gone for good.

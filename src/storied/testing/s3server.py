@@ -191,7 +191,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _forward(self) -> None:
         body = self._body()
         split = urllib.parse.urlsplit(self.path)
-        self.server.record(self.command, split.path, split.query)
+        self.server.record(self.command, split.path, split.query, self.headers.get("Range"))
+        fault = self.server.take_fault(self.command, split.path, split.query)
+        if fault is not None:
+            self._refuse(fault)
+            return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
@@ -202,6 +206,20 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._relay(upstream.getresponse())
         finally:
             upstream.close()
+
+    def _refuse(self, status: int) -> None:
+        """Answer an injected fault: ``status`` with an S3-style XML error body."""
+        code = _FAULT_CODES.get(status, "InternalError")
+        body = (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+            f"<Message>injected by CountingProxy</Message></Error>"
+        ).encode()
+        self.send_response_only(status)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _relay(self, response: http.client.HTTPResponse) -> None:
         self.send_response_only(response.status, response.reason)
@@ -216,12 +234,34 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if no_body:
             return
-        while block := response.read(_COPY):
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
-        if chunked:
-            self.wfile.write(b"0\r\n\r\n")
+        try:
+            while block := response.read(_COPY):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+                self.server.add_sent(len(block))
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client dropped the body: fine
+            self.close_connection = True
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _forward
+
+
+_FAULT_CODES = {500: "InternalError", 503: "ServiceUnavailable", 429: "SlowDown"}
+
+
+@dataclass
+class _Fault:
+    """Answer ``status`` to the next ``left`` requests of ``label`` whose query has ``query``."""
+
+    left: int
+    status: int
+    label: str | None
+    query: str | None
+
+    def matches(self, label: str, keys: set[str]) -> bool:
+        return (self.label is None or self.label == label) and (
+            self.query is None or self.query in keys
+        )
 
 
 class _ProxyServer(ThreadingHTTPServer):
@@ -232,12 +272,31 @@ class _ProxyServer(ThreadingHTTPServer):
         self.target = target
         self.counts: collections.Counter[str] = collections.Counter()
         self.requests: list[tuple[str, str, str]] = []
+        self.ranges: list[str | None] = []
+        self.sent = 0
+        self.faults: list[_Fault] = []
         self.lock = threading.Lock()
 
-    def record(self, method: str, path: str, query: str) -> None:
+    def record(self, method: str, path: str, query: str, range_header: str | None) -> None:
         with self.lock:
             self.counts[request_label(method, path, query)] += 1
             self.requests.append((method, path, query))
+            self.ranges.append(range_header)
+
+    def add_sent(self, count: int) -> None:
+        with self.lock:
+            self.sent += count
+
+    def take_fault(self, method: str, path: str, query: str) -> int | None:
+        """The status to answer instead of forwarding, consuming one use of the first match."""
+        label = request_label(method, path, query)
+        keys = set(urllib.parse.parse_qs(query, keep_blank_values=True))
+        with self.lock:
+            for fault in self.faults:
+                if fault.left > 0 and fault.matches(label, keys):
+                    fault.left -= 1
+                    return fault.status
+        return None
 
 
 class CountingProxy:
@@ -251,6 +310,8 @@ class CountingProxy:
         counts: Requests seen per label (``GET``, ``HEAD``, ``PUT``, ``POST``, ``DELETE``,
             ``LIST``, ``LISTVERSIONS``; see :func:`request_label`).
         requests: Every request as ``(method, path, query)``, in arrival order.
+        ranges: The ``Range`` header of each of those requests (None when absent).
+        bytes_sent: Response body bytes relayed back to clients.
         endpoint_url: Where clients should connect.
     """
 
@@ -277,6 +338,29 @@ class CountingProxy:
             return list(self._server.requests)
 
     @property
+    def ranges(self) -> list[str | None]:
+        """The ``Range`` header of each request of :attr:`requests` (None when absent)."""
+        with self._server.lock:
+            return list(self._server.ranges)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Response body bytes relayed to clients since the last reset."""
+        with self._server.lock:
+            return self._server.sent
+
+    def fail(
+        self, times: int, *, status: int = 503, label: str | None = None, query: str | None = None
+    ) -> None:
+        """Answer ``status`` (an S3 XML error, nothing forwarded) to the next ``times`` requests
+        whose label (see :func:`request_label`) is ``label`` and whose query has the key
+        ``query`` (None: any). ``proxy.fail(3, query="versioning")`` fails three
+        GetBucketVersioning calls. Faults are cleared by :meth:`reset`; the failed requests are
+        counted like the others."""
+        with self._server.lock:
+            self._server.faults.append(_Fault(times, status, label, query))
+
+    @property
     def total(self) -> int:
         """How many requests were forwarded since the last reset."""
         return sum(self.counts.values())
@@ -286,6 +370,9 @@ class CountingProxy:
         with self._server.lock:
             self._server.counts.clear()
             self._server.requests.clear()
+            self._server.ranges.clear()
+            self._server.sent = 0
+            self._server.faults.clear()
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""

@@ -1,0 +1,280 @@
+"""Seekable read streams over S3 GETs (private to :mod:`storied.backends.s3`).
+
+A stream starts from the GET that ``open_read`` / ``open_version`` sends (so a missing key fails
+at open, and a sequential read of the whole object stays one request). From that first response
+it learns the size (``Content-Length``, or the total of ``Content-Range``) and pins the object:
+its ``VersionId`` when the bucket has one, else its ``ETag`` (``If-Match``). After that:
+
+- ``seek`` / ``tell`` / ``seek(0, 2)`` send nothing; a seek drops the current body when the
+  next read is not close ahead of it (forward gaps up to :data:`SKIP` are read and dropped).
+- A read at a new position sends one bounded ranged GET of :data:`READ_AHEAD` bytes (more if the
+  read asks for more), kept in memory as one block; near the end the block is aligned to the end
+  of the object, so the tail reads of ``zipfile`` (end record, zip64 locator, central directory)
+  cost one GET together. Reading on past a block streams bounded GETs of doubling size (up to
+  :data:`MAX_WINDOW`), never the whole object.
+- ``read()`` to the end streams the rest in one GET.
+- Every GET after the first is pinned; when the object was overwritten meanwhile the read
+  raises :class:`~storied.errors.PreconditionFailedError` instead of splicing two versions.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any, BinaryIO
+
+from storied.backends._s3_support import RangeNotSatisfiable, byte_range, mapped, unquote
+from storied.errors import PreconditionFailedError, StorageIOError
+
+__all__ = ["MAX_WINDOW", "READ_AHEAD", "SKIP", "S3ReadStream", "open_stream"]
+
+#: Bytes fetched by the bounded GET after a seek (and the block kept in memory).
+READ_AHEAD = 1024 * 1024
+#: Upper bound of one streamed GET when reading on sequentially past a block.
+MAX_WINDOW = 32 * 1024 * 1024
+#: A forward seek of at most this many bytes reads and drops them instead of a new GET.
+SKIP = 256 * 1024
+#: The buffer of the :class:`io.BufferedReader` returned to callers.
+BUFFER = 256 * 1024
+
+_TOTAL = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+
+
+class S3ReadStream(io.RawIOBase):
+    """Bytes ``[base, base + size)`` of one S3 object version, seekable (positions from 0).
+
+    Built by :func:`open_stream` from the first GET's response; see the module docstring for
+    the requests each operation costs.
+    """
+
+    def __init__(
+        self, client: Any, bucket: str, key: str, base: int, size: int, response: dict[str, Any],
+        version_id: str | None,
+    ) -> None:  # fmt: skip
+        self._client, self._bucket, self._key = client, bucket, key
+        self._base, self._size = base, size
+        self._etag = unquote(response.get("ETag"))
+        version = version_id or response.get("VersionId")
+        self._version = version if version and version != "null" else None
+        self._pos = 0
+        self._body: Any = response["Body"]
+        self._body_pos, self._body_end = 0, size
+        self._last_end = size  # the end of the last GET's range
+        self._block, self._block_start = b"", 0
+        self._window = 2 * READ_AHEAD
+
+    # ------------------------------------------------------------------ io protocol
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._check_open()
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move the position (no request). Beyond the end is allowed; reads there give b""."""
+        self._check_open()
+        if whence == io.SEEK_SET:
+            target = offset
+        elif whence == io.SEEK_CUR:
+            target = self._pos + offset
+        elif whence == io.SEEK_END:
+            target = self._size + offset
+        else:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if target < 0:
+            raise ValueError(f"negative seek position {target}")
+        self._pos = target
+        return target
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` from the block, the current body, or one new bounded GET."""
+        self._check_open()
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._size - self._pos)
+        if want <= 0:
+            return 0
+        if self._block_start <= self._pos < self._block_start + len(self._block):
+            offset = self._pos - self._block_start
+            chunk = self._block[offset : offset + want]
+            return self._deliver(view, chunk)
+        if not self._body_ready():
+            self._fetch(want)
+            if self._block_start <= self._pos < self._block_start + len(self._block):
+                return self.readinto(view)
+        chunk = self._read_body(min(want, self._body_end - self._body_pos))
+        if not chunk:
+            raise StorageIOError(f"S3 object {self._key!r} ended early at byte {self._pos}")
+        return self._deliver(view, chunk)
+
+    def readall(self) -> bytes:
+        """The rest of the stream: what is buffered, then at most one GET for the remainder."""
+        self._check_open()
+        parts: list[bytes] = []
+        while self._pos < self._size:
+            in_block = self._block_start <= self._pos < self._block_start + len(self._block)
+            if not in_block and not self._body_ready():
+                if self._size - self._pos <= READ_AHEAD:
+                    self._fetch_block()  # a short tail: keep it (zipfile reads it again)
+                else:
+                    self._request(self._pos, self._size)
+            parts.append(self.read(self._size - self._pos) or b"")
+            if not parts[-1]:
+                break
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._drop_body()
+            self._block = b""
+        super().close()
+
+    # ------------------------------------------------------------------ internals
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed S3 stream")
+
+    def _deliver(self, view: memoryview, chunk: bytes) -> int:
+        view[: len(chunk)] = chunk
+        self._pos += len(chunk)
+        return len(chunk)
+
+    def _body_ready(self) -> bool:
+        """Whether the current body can serve ``self._pos`` (dropping a few bytes if needed)."""
+        if self._body is None:
+            return False
+        gap = self._pos - self._body_pos
+        if gap < 0 or gap > SKIP or self._pos >= self._body_end:
+            self._drop_body()
+            return False
+        while gap > 0:
+            skipped = len(self._read_body(gap))
+            if not skipped:
+                return False
+            gap -= skipped
+        return True
+
+    def _read_body(self, size: int) -> bytes:
+        with mapped(self._key, self._bucket):
+            chunk = bytes(self._body.read(size))
+        self._body_pos += len(chunk)
+        if self._body_pos >= self._body_end:
+            self._drop_body()
+        return chunk
+
+    def _drop_body(self) -> None:
+        if self._body is not None:
+            body, self._body = self._body, None
+            try:
+                body.close()
+            except Exception:  # closing a dropped connection may fail: nothing to do
+                pass
+
+    def _fetch(self, want: int) -> None:
+        """One GET serving ``self._pos``: a block after a seek, a doubling window after that."""
+        if self._pos == self._last_end and self._pos > 0:  # reading on: stream a larger window
+            end = min(self._size, self._pos + max(want, self._window))
+            self._window = min(MAX_WINDOW, self._window * 2)
+            self._block = b""
+            self._request(self._pos, end)
+            return
+        self._window = 2 * READ_AHEAD
+        if want > READ_AHEAD:
+            self._block = b""
+            self._request(self._pos, min(self._size, self._pos + want))
+            return
+        self._fetch_block()
+
+    def _fetch_block(self) -> None:
+        """One GET of the :data:`READ_AHEAD` bytes around ``self._pos``, kept as the block.
+
+        The block starts at the position, or ends at the end of the object when that is
+        closer (so the tail structures of archives are fetched together).
+        """
+        start = max(0, min(self._pos, self._size - READ_AHEAD))
+        end = min(self._size, start + READ_AHEAD)
+        self._block = b""
+        self._request(start, end)
+        self._block, self._block_start = self._read_body_fully(end - start), start
+
+    def _read_body_fully(self, size: int) -> bytes:
+        parts, left = [], size
+        while left > 0:
+            chunk = self._read_body(left)
+            if not chunk:
+                raise StorageIOError(f"S3 object {self._key!r} ended early")
+            parts.append(chunk)
+            left -= len(chunk)
+        return b"".join(parts)
+
+    def _request(self, start: int, end: int) -> None:
+        """A pinned GET of stream bytes ``[start, end)`` becomes the current body."""
+        self._drop_body()
+        pin = {"VersionId": self._version} if self._version else {}
+        if not self._version and self._etag:
+            pin = {"IfMatch": f'"{self._etag}"'}
+        try:
+            with mapped(self._key, self._bucket):
+                response = self._client.get_object(
+                    Bucket=self._bucket, Key=self._key,
+                    **byte_range(self._base + start, self._base + end), **pin,
+                )  # fmt: skip
+        except (PreconditionFailedError, RangeNotSatisfiable) as exc:
+            raise self._changed() from exc
+        etag = unquote(response.get("ETag"))
+        if (self._etag and etag and etag != self._etag) or _range_start(response) is None:
+            response["Body"].close()
+            if _range_start(response) is None:
+                raise StorageIOError(f"The S3 server ignored a Range request for {self._key!r}")
+            raise self._changed()
+        self._body, self._body_pos, self._body_end = response["Body"], start, end
+        self._last_end = end
+
+    def _changed(self) -> PreconditionFailedError:
+        return PreconditionFailedError(
+            f"S3 object {self._key!r} in bucket {self._bucket!r} changed while it was being "
+            f"read (etag {self._etag!r}); reopen it to read the new content"
+        )
+
+
+def _range_start(response: dict[str, Any]) -> int | None:
+    """The first byte of a ranged response (None when the server answered the whole object)."""
+    match = _TOTAL.match(response.get("ContentRange") or "")
+    return int(match.group(1)) if match else None
+
+
+def _total_size(response: dict[str, Any], start: int, end: int | None) -> tuple[int, int]:
+    """``(base, size)`` of the stream: where the body starts in the object and its length."""
+    match = _TOTAL.match(response.get("ContentRange") or "")
+    if match and match.group(3) != "*":
+        total = int(match.group(3))
+        first = int(match.group(1))
+        stop = total if end is None else min(end, total)
+        return first, max(0, stop - first)
+    return start, int(response.get("ContentLength") or 0)
+
+
+def open_stream(
+    client: Any, bucket: str, key: str, start: int = 0, end: int | None = None,
+    version_id: str | None = None,
+) -> BinaryIO:  # fmt: skip
+    """One GET of bytes ``[start, end)`` of ``key`` (a version if given), as a seekable stream.
+
+    Raises:
+        StorageNotFoundError: No such key or version (mapped from the GET).
+    """
+    extra = {"VersionId": version_id} if version_id else {}
+    try:
+        with mapped(key, bucket):
+            response = client.get_object(Bucket=bucket, Key=key, **byte_range(start, end), **extra)
+    except RangeNotSatisfiable:
+        return io.BytesIO(b"")
+    if (start or end is not None) and _range_start(response) is None:
+        response["Body"].close()
+        raise StorageIOError(f"The S3 server ignored a Range request for {key!r}")
+    base, size = _total_size(response, start, end)
+    raw = S3ReadStream(client, bucket, key, base, size, response, version_id)
+    return io.BufferedReader(raw, BUFFER)  # type: ignore[return-value]
