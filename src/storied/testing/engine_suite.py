@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from storied import StorageManager, StoragePermissionError
-from storied.errors import StorageNotFoundError
+from storied.errors import StorageAlreadyExistsError, StorageError, StorageNotFoundError
 
 __all__ = ["EngineConformance"]
 
@@ -201,3 +201,37 @@ class EngineConformance:
     def test_missing_version_content_is_not_found(self, sm: StorageManager) -> None:
         with pytest.raises(StorageNotFoundError):
             sm.node("v:never.txt", version="0000000000000000001.000000000000").read_bytes()
+
+    # ------------------------------------------------------------------ exclusive and failed writes
+    def test_exclusive_write_refuses_an_existing_file(self, sm: StorageManager) -> None:
+        history = sm.history("v")
+        assert history is not None
+        first = history.write("x/new.txt", b"first", exclusive=True)
+        assert first.is_latest and sm.node("v:x/new.txt").read_bytes() == b"first"
+        with pytest.raises(StorageAlreadyExistsError):
+            history.write("x/new.txt", b"second", exclusive=True)
+        assert sm.node("v:x/new.txt").read_bytes() == b"first"
+        assert [v.version_id for v in history.versions("x/new.txt")] == [first.version_id]
+        sm.node("v:x/new.txt").delete()
+        again = history.write("x/new.txt", b"after delete", exclusive=True)
+        assert history.versions("x/new.txt")[-1] == again and again.is_latest
+        assert sm.node("v:x/new.txt").read_bytes() == b"after delete"
+        assert sm.verify("v:").ok
+
+    def test_failed_write_onto_a_directory_leaves_no_version(self, sm: StorageManager) -> None:
+        history = sm.history("v")
+        assert history is not None
+        sm.node("v:dir/inner.txt").write_text("inside")
+        sm.node("v:plain.txt").write_text("a file")
+        if not sm.node("v:").capabilities.empty_dirs:
+            pytest.skip("on object stores a key and a prefix coexist: nothing to refuse")
+        for target in ("dir", "plain.txt/below.txt"):
+            with pytest.raises(StorageError):  # the storage's own error, whichever it is
+                history.write(target, b"refused")
+            assert history.versions(target) == []
+        with pytest.raises(StorageError):
+            history.write("dir", b"refused", exclusive=True)
+        assert history.versions("dir") == []
+        assert sm.node("v:plain.txt").read_text() == "a file"
+        report = sm.verify("v:")
+        assert report.ok and report.stale == [], (report.problems, report.stale)

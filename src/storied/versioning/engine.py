@@ -99,8 +99,21 @@ class VersionEngine(Protocol):
         """Stream the content of one version."""
         ...
 
-    def write(self, path: str, data: Data, metadata: dict[str, str] | None = None) -> Version:
-        """Write new content to ``path`` as a new version (the working copy included)."""
+    def write(
+        self,
+        path: str,
+        data: Data,
+        metadata: dict[str, str] | None = None,
+        *,
+        exclusive: bool = False,
+    ) -> Version:
+        """Write new content to ``path`` as a new version (the working copy included).
+
+        With ``exclusive`` the write happens only if no file is at ``path`` now (atomically
+        where the storage has conditional writes), else
+        :class:`~storied.errors.StorageAlreadyExistsError` and nothing is recorded.
+        A write that raises leaves no version that looks acknowledged.
+        """
         ...
 
     def delete(self, path: str) -> None:

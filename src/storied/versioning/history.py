@@ -73,8 +73,21 @@ class MountHistory:
     def open_version(self, path: str, version: Version) -> BinaryIO:
         return self.engine.open_version(self._p(path), version)
 
-    def write(self, path: str, data: Data, metadata: dict[str, str] | None = None) -> Version:
-        return self.engine.write(self._p(path), data, metadata)
+    def write(
+        self,
+        path: str,
+        data: Data,
+        metadata: dict[str, str] | None = None,
+        *,
+        exclusive: bool = False,
+    ) -> Version:
+        """Write ``data`` as a new version of ``path``.
+
+        Raises:
+            StorageAlreadyExistsError: ``exclusive`` and a file is at ``path`` (nothing is
+                written or recorded).
+        """
+        return self.engine.write(self._p(path), data, metadata, exclusive=exclusive)
 
     def delete(self, path: str) -> None:
         self.engine.delete(self._p(path))

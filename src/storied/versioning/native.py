@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, BinaryIO
 
 from storied import paths
-from storied.info import Data, ObjectVersion
+from storied.errors import StorageAlreadyExistsError
+from storied.info import Data, ObjectVersion, WriteMode
 from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version, to_datetime
 
@@ -77,14 +78,34 @@ class NativeEngine:
         """
         return self.backend.open_version(path, version.version_id, start, end)
 
-    def write(self, path: str, data: Data, metadata: dict[str, str] | None = None) -> Version:
+    def write(
+        self,
+        path: str,
+        data: Data,
+        metadata: dict[str, str] | None = None,
+        *,
+        exclusive: bool = False,
+    ) -> Version:
         """Write ``data`` as the new current version (one PUT below the multipart threshold).
 
         ``last_modified`` is the PUT response's ``Last-Modified`` when the server sends one
         (moto does), else the local clock in UTC (AWS sends none). The version id is the
         response's ``VersionId`` (``'null'`` if the storage gave none).
+
+        With ``exclusive`` the PUT is create-only (``If-None-Match: *``: a key whose latest
+        entry is a delete marker counts as absent) where the server honours it, else a HEAD
+        first (not atomic).
+
+        Raises:
+            StorageAlreadyExistsError: ``exclusive`` and the file exists.
         """
-        info = self.backend.write(path, data, metadata=metadata)
+        mode = WriteMode.OVERWRITE
+        if exclusive:
+            if self.backend.capabilities.conditional_write:
+                mode = WriteMode.CREATE
+            elif self.backend.exists(path):
+                raise StorageAlreadyExistsError(f"Already exists: {path!r}")
+        info = self.backend.write(path, data, mode=mode, metadata=metadata)
         when = to_datetime(info.mtime) if info.mtime is not None else datetime.now(UTC)
         return Version(
             version_id=info.version_id or "null",

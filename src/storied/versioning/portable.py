@@ -24,7 +24,9 @@ from typing import BinaryIO
 from storied import paths
 from storied.backends.base import CHUNK, Backend
 from storied.errors import (
+    IsADirectoryStorageError,
     StorageAlreadyExistsError,
+    StorageError,
     StorageNotFoundError,
     UnsupportedOperation,
 )
@@ -171,19 +173,92 @@ class PortableEngine:
         return self.meta.open_read(self._meta(blob_path(version.sha256)))
 
     # ---------------------------------------------------------------- writing
-    def write(self, path: str, data: Data, metadata: dict[str, str] | None = None) -> Version:
+    def write(
+        self,
+        path: str,
+        data: Data,
+        metadata: dict[str, str] | None = None,
+        *,
+        exclusive: bool = False,
+    ) -> Version:
+        """Write ``data`` as a new version of ``path``: blob, record, working copy, converge.
+
+        A write that raises leaves no version that looks acknowledged: a target that is a
+        directory (or whose parent is a file) is refused before the record is created, and when
+        the working-copy write fails after it, the record is removed (best effort) and the
+        storage's error re-raised.
+
+        With ``exclusive`` the write happens only if no file is at ``path``: where the storage
+        has conditional writes the working copy is created create-only *before* the record (the
+        claim is atomic; a crash right after it leaves a working copy without its version,
+        which ``verify`` reports as stale), elsewhere it is an existence check (not atomic).
+
+        Raises:
+            StorageAlreadyExistsError: ``exclusive`` and a file is at ``path``.
+            IsADirectoryStorageError: ``path`` is a directory.
+            NotADirectoryStorageError: a parent of ``path`` is a file.
+        """
         self._ensure_format()
         content = _Content(data)
+        claimed = False
         try:
-            self._store_blob(content)
-            record = Record(next_timestamp(), self.writer, False, content.size, content.md5,
-                            content.sha256)
-            self._add_record(path, record)
-            self.data.write(path, content.stream(), metadata=metadata)
+            if exclusive:
+                claimed = self._claim(path, content, metadata)
+            else:
+                self._check_target(path)
+            try:
+                self._store_blob(content)
+                record = Record(next_timestamp(), self.writer, False, content.size,
+                                content.md5, content.sha256)
+                self._add_record(path, record)
+            except BaseException:
+                if claimed:
+                    self._quiet_delete(self.data, path)
+                raise
+            try:
+                self.data.write(path, content.stream(), metadata=metadata)
+            except BaseException:
+                self._quiet_delete(self.meta, self._record_key(path, record))
+                raise
         finally:
             content.close()
         self._converge(path, record)
         return self._as_versions([record])[0]
+
+    def _claim(self, path: str, content: _Content, metadata: dict[str, str] | None) -> bool:
+        """Make sure nothing is at ``path`` for an exclusive write; True when this created the
+        working copy (create-only), False after a mere existence check."""
+        if not self.data.capabilities.conditional_write:
+            if self.data.exists(path):
+                raise StorageAlreadyExistsError(f"Already exists: {path!r}")
+            self._check_target(path)
+            return False
+        self.data.write(path, content.stream(), mode=WriteMode.CREATE, metadata=metadata)
+        return True
+
+    def _check_target(self, path: str) -> None:
+        """Refuse, before any record exists, a target the working-copy write would refuse:
+        a directory, or a path below a file. Only storages with real directories can refuse
+        (one stat); on object stores a key and a prefix coexist."""
+        if not self.data.capabilities.empty_dirs:
+            return
+        try:
+            info = self.data.info(path)
+        except StorageNotFoundError:
+            return
+        if info.is_dir:
+            raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+
+    @staticmethod
+    def _quiet_delete(backend: Backend, path: str) -> None:
+        """Best-effort removal while undoing a failed write (the original error wins)."""
+        try:
+            backend.delete(path)
+        except StorageError:
+            pass
+
+    def _record_key(self, path: str, record: Record) -> str:
+        return self._meta("versions", path, record.name)
 
     def _add_record(self, path: str, record: Record) -> None:
         """Create the uniquely named record object: one request.
