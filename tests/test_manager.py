@@ -70,7 +70,7 @@ def test_configure_file_errors(tmp_path: Path) -> None:
     other.write_text("x")
     with pytest.raises(StorageConfigError, match="Unsupported"):
         sm.configure(str(other))
-    with pytest.raises(TypeError):
+    with pytest.raises(StorageConfigError, match="list of mount dicts"):
         sm.configure(42)  # type: ignore[arg-type]
 
 

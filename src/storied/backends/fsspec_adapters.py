@@ -8,6 +8,9 @@ asks the server. ``_fsspec_support.translated`` is the single place where fsspec
 webdav4, httpx, aiohttp, gcsfs and azure errors become :mod:`storied.errors` types (connection
 failures and timeouts are :class:`~storied.errors.TransientStorageError`), chained with
 ``raise ... from``. An SFTP connection broken by a transient failure is re-opened on the next call.
+Building a backend does no network I/O: the filesystem is made (and the SFTP connection opened)
+by the first call that needs it, so an unreachable host or a refused credential is reported
+there, as a storied error, and the next call tries again.
 
 Per type (build them with the ``*_from_config`` functions):
 
@@ -31,6 +34,7 @@ Conditional writes (``CREATE``/``IF_MATCH``) are not offered by any of these yet
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -124,19 +128,53 @@ class FsspecBackend(Backend):
     """A storage reached through an fsspec filesystem.
 
     Args:
-        fs: The filesystem (built with ``skip_instance_cache=True``).
+        fs: The filesystem (built with ``skip_instance_cache=True``), or None with ``connect``.
         root: The fs path of this backend's ``""``: a bucket or container, ``/`` or ``.`` for
             SFTP (absolute, or the login directory), ``""`` for WebDAV, the base URL for HTTP.
         profile: The per-storage behaviour (see :class:`Profile`).
+        connect: Builds the filesystem on first use (the ``*_from_config`` builders pass one,
+            so configuring a mount does no network I/O: an unreachable host or refused
+            credentials are reported by the first call, as storied errors).
+        location_key: What identifies the storage (same key: same files at the same paths).
     """
 
-    def __init__(self, fs: Any, root: str, profile: Profile) -> None:
-        self.fs = fs
+    def __init__(
+        self,
+        fs: Any,
+        root: str,
+        profile: Profile,
+        *,
+        connect: Callable[[], Any] | None = None,
+        location_key: tuple[Any, ...] | None = None,
+    ) -> None:
+        if fs is None and connect is None:
+            raise TypeError("FsspecBackend needs a filesystem or a connect function")
+        self._filesystem = fs
+        self._connect = connect
+        self._connect_lock = threading.Lock()
         self.root = root
         self.profile = profile
         self.protocol = profile.protocol
         self.capabilities = profile.capabilities
+        self.location_key = location_key or (profile.protocol, id(self))
         self._broken = False
+
+    @property
+    def fs(self) -> Any:
+        """The filesystem, built on first use.
+
+        Raises:
+            StorageError: It cannot be built (``TransientStorageError`` for an unreachable
+                host, ``StoragePermissionError`` for refused credentials or host key); the
+                next access tries again.
+        """
+        if self._filesystem is None:
+            with self._connect_lock:
+                if self._filesystem is None:
+                    assert self._connect is not None
+                    with translated(self.root, self.protocol):
+                        self._filesystem = self._connect()
+        return self._filesystem
 
     # ---------------------------------------------------------------- helpers
     def _full(self, path: str) -> str:
@@ -152,9 +190,10 @@ class FsspecBackend(Backend):
     @contextmanager
     def _mapped(self, path: str) -> Iterator[None]:
         """Run one storage call: reconnect first if the last one broke the connection."""
-        if self._broken and self.profile.reconnect is not None:
-            with translated(path, self.protocol):
-                self.profile.reconnect(self.fs)
+        if self._broken:
+            if self._filesystem is not None and self.profile.reconnect is not None:
+                with translated(path, self.protocol):
+                    self.profile.reconnect(self._filesystem)
             self._broken = False
         try:
             with translated(path, self.protocol):
@@ -361,7 +400,8 @@ class FsspecBackend(Backend):
         return self._fs(path) if self.profile.web else None
 
     def close(self) -> None:
-        self.profile.closer(self.fs)
+        if self._filesystem is not None:
+            self.profile.closer(self._filesystem)
 
 
 # ------------------------------------------------------------------------------- profiles
@@ -436,10 +476,16 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
     if config.get("known_hosts"):
         options["host_key_policy"] = known_hosts_policy(str(config["known_hosts"]))
     base = str(config.get("base_path") or "/")
-    with translated(config["host"], "sftp"):
-        fs = SFTPFileSystem(config["host"], skip_instance_cache=True, **options)
-    sftp_timeout(fs)
-    return _prefixed(FsspecBackend(fs, "/" if base.startswith("/") else ".", SFTP), config)
+    host = config["host"]
+
+    def connect() -> Any:
+        fs = SFTPFileSystem(host, skip_instance_cache=True, **options)
+        sftp_timeout(fs)
+        return fs
+
+    root = "/" if base.startswith("/") else "."
+    key = ("sftp", host, int(options.get("port", 22)), options.get("username"), root)
+    return _prefixed(FsspecBackend(None, root, SFTP, connect=connect, location_key=key), config)
 
 
 def webdav_from_config(config: dict[str, Any]) -> Backend:
@@ -456,9 +502,14 @@ def webdav_from_config(config: dict[str, Any]) -> Backend:
         options["cert"] = config["cert"]
     if config.get("verify_ssl") is not None:
         options["verify"] = bool(config["verify_ssl"])
-    client = quoting_webdav_client(config["url"], options)
-    fs = WebdavFileSystem(config["url"], client=client, skip_instance_cache=True)
-    return _prefixed(FsspecBackend(fs, "", WEBDAV), config)
+    url = config["url"]
+
+    def connect() -> Any:
+        client = quoting_webdav_client(url, options)
+        return WebdavFileSystem(url, client=client, skip_instance_cache=True)
+
+    key = ("webdav", url.rstrip("/"))
+    return _prefixed(FsspecBackend(None, "", WEBDAV, connect=connect, location_key=key), config)
 
 
 def gcs_from_config(config: dict[str, Any]) -> Backend:
@@ -469,8 +520,13 @@ def gcs_from_config(config: dict[str, Any]) -> Backend:
 
     cls = gcsfs.core.GCSFileSystem if config.get("endpoint_url") else gcsfs.GCSFileSystem
     options = {k: config[k] for k in ("token", "project", "endpoint_url") if config.get(k)}
-    fs = cls(skip_instance_cache=True, use_listings_cache=False, **options)
-    return _prefixed(FsspecBackend(fs, str(config["bucket"]), GCS), config)
+    bucket = str(config["bucket"])
+
+    def connect() -> Any:  # finding default credentials may ask a metadata server
+        return cls(skip_instance_cache=True, use_listings_cache=False, **options)
+
+    key = ("gcs", config.get("endpoint_url"), bucket)
+    return _prefixed(FsspecBackend(None, bucket, GCS, connect=connect, location_key=key), config)
 
 
 def azure_from_config(config: dict[str, Any]) -> Backend:
@@ -480,10 +536,17 @@ def azure_from_config(config: dict[str, Any]) -> Backend:
 
     keys = ("account_name", "account_key", "sas_token", "connection_string")
     options = {k: config[k] for k in keys if config.get(k)}
-    fs = adlfs.AzureBlobFileSystem(
-        skip_instance_cache=True, use_listings_cache=False, blocksize=8 * CHUNK, **options
-    )
-    return _prefixed(FsspecBackend(fs, str(config["container"]), AZURE), config)
+    container = str(config["container"])
+
+    def connect() -> Any:
+        return adlfs.AzureBlobFileSystem(
+            skip_instance_cache=True, use_listings_cache=False, blocksize=8 * CHUNK, **options
+        )
+
+    account = options.get("account_name") or options.get("connection_string")
+    key = ("azure", account, container)
+    backend = FsspecBackend(None, container, AZURE, connect=connect, location_key=key)
+    return _prefixed(backend, config)
 
 
 def http_from_config(config: dict[str, Any]) -> Backend:
@@ -492,8 +555,12 @@ def http_from_config(config: dict[str, Any]) -> Backend:
     from fsspec.implementations.http import HTTPFileSystem
 
     client_kwargs = {"headers": dict(config["headers"])} if config.get("headers") else {}
-    fs = HTTPFileSystem(
-        skip_instance_cache=True, use_listings_cache=False, encoded=True,
-        client_kwargs=client_kwargs,
-    )
-    return FsspecBackend(fs, str(config["base_path"]).rstrip("/") + "/", HTTP)
+    base = str(config["base_path"]).rstrip("/") + "/"
+
+    def connect() -> Any:
+        return HTTPFileSystem(
+            skip_instance_cache=True, use_listings_cache=False, encoded=True,
+            client_kwargs=client_kwargs,
+        )
+
+    return FsspecBackend(None, base, HTTP, connect=connect, location_key=("http", base))

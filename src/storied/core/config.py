@@ -1,47 +1,75 @@
-"""Reading mount configurations from lists or files (.yaml, .yml, .json, .toml)."""
+"""Reading mount configurations from lists or files (.yaml, .yml, .json, .toml), and where a
+mount's data and history live (for the manager's cross-mount checks)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from storied.errors import StorageConfigError, StorageNotFoundError
+from storied.backends.base import Backend, WrappedBackend
+from storied.backends.wrappers import Permission, Permissions, Prefixed
+from storied.errors import StorageConfigError, StorageNotFoundError, StoragePermissionError
 
-__all__ = ["load_mounts"]
+__all__ = ["Location", "load_mounts", "location", "nested", "writable_level"]
+
+#: Where something lives: (identity of the storage, full path in it).
+Location = tuple[Hashable, str]
+
+
+def _parser_error(path: Path, exc: Exception) -> StorageConfigError:
+    """A StorageConfigError naming the file and the line the parser reported."""
+    mark = getattr(exc, "problem_mark", None)  # yaml.MarkedYAMLError
+    problem = getattr(exc, "problem", None)
+    if mark is not None:
+        detail = f"line {mark.line + 1}, column {mark.column + 1}: {problem or exc}"
+    elif isinstance(exc, json.JSONDecodeError):
+        detail = f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    else:  # tomllib says "(at line N, column M)" in its message
+        detail = str(exc)
+    return StorageConfigError(f"Cannot parse {path}: {detail}")
 
 
 def _parse_file(path: Path) -> Any:
     suffix = path.suffix.lower()
+    if suffix not in (".yaml", ".yml", ".json", ".toml"):
+        raise StorageConfigError(
+            f"Unsupported configuration file type {suffix!r} ({path}); "
+            "use .yaml, .yml, .json or .toml"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise StorageNotFoundError(f"Configuration file not found: {path}") from None
+    except UnicodeDecodeError as exc:
+        raise StorageConfigError(
+            f"Cannot read {path}: not UTF-8 text (byte {exc.start}: {exc.reason})"
+        ) from exc
+    except PermissionError as exc:
+        raise StoragePermissionError(f"Cannot read configuration file {path}: {exc}") from exc
+    except OSError as exc:  # a directory, an unreadable device...
+        raise StorageConfigError(f"Cannot read configuration file {path}: {exc}") from exc
     try:
-        if suffix in (".yaml", ".yml"):
-            import yaml
-
-            return yaml.safe_load(text)
         if suffix == ".json":
             return json.loads(text)
         if suffix == ".toml":
             data = tomllib.loads(text)
             return data.get("mounts", data)
-    except (ValueError, ImportError) as exc:  # json/toml errors are ValueErrors
-        raise StorageConfigError(f"Cannot parse {path}: {exc}") from exc
-    except Exception as exc:  # yaml.YAMLError
-        raise StorageConfigError(f"Cannot parse {path}: {exc}") from exc
-    raise StorageConfigError(
-        f"Unsupported configuration file type {suffix!r} ({path}); use .yaml, .yml, .json or .toml"
-    )
+        import yaml
+
+        return yaml.safe_load(text)
+    except ImportError as exc:
+        raise StorageConfigError(f"Cannot parse {path}: {exc} (pip install pyyaml)") from exc
+    except RecursionError as exc:
+        raise StorageConfigError(f"Cannot parse {path}: nested too deeply") from exc
+    except Exception as exc:  # JSONDecodeError, TOMLDecodeError, yaml.YAMLError
+        raise _parser_error(path, exc) from exc
 
 
-def load_mounts(
-    source: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
-) -> list[dict[str, Any]]:
+def load_mounts(source: Any) -> list[dict[str, Any]]:
     """Return the list of mount dicts in ``source``.
 
     Args:
@@ -49,20 +77,98 @@ def load_mounts(
             TOML file with a ``[[mounts]]`` array of tables.
 
     Raises:
-        TypeError: ``source`` is neither a path nor a list.
         StorageNotFoundError: The file does not exist (also a ``FileNotFoundError``).
-        StorageConfigError: The file cannot be parsed or its top level is not a list of mappings.
+        StoragePermissionError: The file cannot be read for lack of permission.
+        StorageConfigError: ``source`` is neither a path nor a list (also a ``ValueError``); the
+            file is not UTF-8, cannot be parsed (the message gives the parser's line), or its top
+            level is not a list of mappings.
     """
     if isinstance(source, (str, os.PathLike)):
-        data = _parse_file(Path(source))
-        where = str(source)
+        try:
+            path = Path(source)
+        except TypeError as exc:  # a PathLike whose fspath is bytes
+            raise StorageConfigError(f"Invalid configuration path {source!r}: {exc}") from exc
+        data, where = _parse_file(path), str(path)
+        if not isinstance(data, list):
+            raise StorageConfigError(f"{where}: the top level must be a list of mounts")
+    elif isinstance(source, Mapping):
+        raise StorageConfigError(
+            "configure() takes a list of mount dicts or a file path, not one mapping: "
+            "wrap it in a list ([{...}]) or call add_mount()"
+        )
     elif isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray)):
         data, where = source, "configuration list"
     else:
-        raise TypeError(f"configure() takes a list of mount dicts or a file path, not {source!r}")
-    if not isinstance(data, list):
-        raise StorageConfigError(f"{where}: the top level must be a list of mounts")
+        raise StorageConfigError(
+            "configure() takes a list of mount dicts or a file path, "
+            f"not {type(source).__name__}: {source!r:.60}"
+        )
     for index, item in enumerate(data):
         if not isinstance(item, Mapping):
-            raise StorageConfigError(f"{where}: mount #{index} is not a mapping: {item!r}")
+            raise StorageConfigError(f"{where}: mount #{index} is not a mapping: {item!r:.60}")
     return [dict(item) for item in data]
+
+
+# ------------------------------------------------------------------------------- locations
+def _identity(backend: Backend) -> tuple[Hashable, str]:
+    """(storage identity, root path in it) of an innermost adapter, read from its attributes.
+
+    Local disks share one identity (paths are absolute); memory stores are identified by their
+    store; buckets by endpoint and bucket; fsspec storages by the ``location_key`` their builder
+    sets; archives by their file. Anything else is only the same as itself.
+    """
+    root = getattr(backend, "_static_root", None)
+    if isinstance(root, str):
+        return ("file",), root.strip("/")
+    key = getattr(backend, "location_key", None)
+    if isinstance(key, tuple):
+        return key, ""
+    store = getattr(backend, "_store", None)
+    if store is not None:
+        return ("memory", id(store)), ""
+    bucket = getattr(backend, "bucket", None)
+    if isinstance(bucket, str):
+        client = getattr(backend, "_client", None)
+        endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
+        return (backend.protocol, str(endpoint), bucket), ""
+    file = getattr(backend, "file", None)
+    if isinstance(file, (str, os.PathLike)):
+        return (backend.protocol, os.path.realpath(os.fspath(file))), ""
+    return ("object", id(backend)), ""
+
+
+def location(backend: Backend, path: str = "") -> Location:
+    """Where ``path`` of ``backend`` lives, through every wrapper: the storage's identity and the
+    full path in it (mount prefixes and base directories included)."""
+    current, parts = backend, [path] if path else []
+    while isinstance(current, WrappedBackend):
+        if isinstance(current, Prefixed) and current.prefix:
+            parts.insert(0, current.prefix)
+        current = current.inner
+    identity, root = _identity(current)
+    parts.insert(0, root)
+    return identity, "/".join(p.strip("/") for p in parts if p.strip("/"))
+
+
+def nested(a: Location, b: Location) -> bool:
+    """True when ``a`` and ``b`` are the same place or one contains the other."""
+    if a[0] != b[0]:
+        return False
+    x, y = a[1], b[1]
+    return x == y or not x or not y or x.startswith(y + "/") or y.startswith(x + "/")
+
+
+def writable_level(backend: Backend) -> str | None:
+    """Why writes or deletes through ``backend`` are refused (None: both are allowed), read from
+    its permission layers and static capabilities (no I/O)."""
+    current: Backend = backend
+    while True:
+        if isinstance(current, Permissions) and current.level is not Permission.DELETE:
+            return f"its permissions are {current.level.value!r}"
+        if not isinstance(current, WrappedBackend):
+            break
+        current = current.inner
+    caps = current.static_capabilities
+    if caps.readonly or not caps.write or not caps.delete:
+        return f"the {current.protocol} storage is read-only"
+    return None

@@ -11,7 +11,7 @@ from storied import paths
 from storied.backends import registry
 from storied.backends.base import Backend
 from storied.backends.wrappers import HideReserved, Permission, Permissions, Prefixed, Retrying
-from storied.core.config import load_mounts
+from storied.core.config import Location, load_mounts, location, nested, writable_level
 from storied.errors import MountNotFoundError, StorageConfigError
 
 if TYPE_CHECKING:
@@ -46,55 +46,101 @@ class StorageManager:
 
     # ------------------------------------------------------------------ configuration
     def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
-        """Add (or replace, by name) the mounts described by ``source``.
+        """Add (or replace, by name) the mounts described by ``source``, all or none.
+
+        No network I/O happens here: a remote storage connects at first use, and its errors
+        (unreachable host, refused credentials) come then, as storied errors.
 
         Args:
             source: A list of mount dicts or a ``.yaml``/``.yml``/``.json``/``.toml`` file path.
 
         Raises:
-            TypeError: ``source`` is neither a list nor a path.
-            StorageConfigError: A mount is invalid; the message names the mount and the key.
+            StorageConfigError: ``source`` is neither a list nor a path, the file is not UTF-8
+                or does not parse, or a mount is invalid (the message names the mount and the
+                key). When any mount is refused, no mount of ``source`` is added.
+            StorageNotFoundError: The file does not exist.
         """
-        for config in load_mounts(source):
-            self.add_mount(config)
+        mounts = load_mounts(source)
+        saved = self._save()
+        try:
+            for config in mounts:
+                self._add(config)
+        except BaseException:
+            self._restore(saved)
+            raise
 
     def add_mount(self, config: Mapping[str, Any]) -> None:
-        """Add one mount (replacing a mount of the same name).
+        """Add one mount (replacing a mount of the same name); a refused mount changes nothing.
 
         Common keys: ``name`` (required), ``type`` or ``protocol`` (required unless ``path`` names
         a parent mount as ``'parent:sub/dir'``), ``permissions`` (``readonly`` | ``readwrite`` |
-        ``delete``), ``retries`` (attempts for transient errors; default 4 for network storages,
-        1 for local ones; 1 disables).
-        The other keys depend on the type (see :mod:`storied.backends.registry`).
+        ``delete``), ``readonly`` (a bool: ``true`` is ``permissions: readonly``), ``retries``
+        (attempts for transient errors, an int >= 1; default 4 for network storages, 1 for local
+        ones; 1 disables), ``versioning`` (a bool), ``history`` (``'mount:prefix'``).
+        The other keys depend on the type (see :mod:`storied.backends.registry`); every value
+        is type-checked.
+
+        Raises:
+            StorageConfigError: The message names the mount, the key and the expected type.
         """
+        saved = self._save()
+        try:
+            self._add(config)
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    def _save(self) -> tuple[dict[str, Any], ...]:
+        return tuple(dict(d) for d in (self._mounts, self._configs, self._raw, self._parents))
+
+    def _restore(self, saved: tuple[dict[str, Any], ...]) -> None:
+        for current, old in zip(
+            (self._mounts, self._configs, self._raw, self._parents), saved, strict=True
+        ):
+            current.clear()
+            current.update(old)
+        self._histories.clear()
+
+    def _add(self, config: Mapping[str, Any]) -> None:
+        if not isinstance(config, Mapping):
+            raise StorageConfigError(f"A mount configuration is a mapping, not {config!r:.60}")
         name = config.get("name")
-        if not name:
+        if name is None or name == "":
             raise StorageConfigError("Mount configuration missing required field: 'name'")
         if not isinstance(name, str) or not _MOUNT_NAME.match(name):
             raise StorageConfigError(
                 f"Invalid mount name {name!r}: use letters, digits, '_', '-', '.'"
             )
+        bad = [k for k in config if not isinstance(k, str)]
+        if bad:
+            raise StorageConfigError(f"Mount {name!r}: config keys are strings, not {bad[0]!r}")
+        relative = _relative_spec(config)
+        registry.check_common(
+            name, config, registry.RELATIVE_SCHEMA if relative else registry.COMMON_SCHEMA
+        )
         self._parents.pop(name, None)
-        backend = self._build(name, config)
+        self._raw.pop(name, None)
+        backend = self._build(name, config, relative)
         self._mounts[name] = backend
         self._configs[name] = dict(config)
-        self._histories.pop(name, None)
+        self._histories.clear()  # relative mounts cache their parent's history too
         _check_history_keys(name, config, self)
+        self._check_history_targets()
 
-    def _build(self, name: str, config: Mapping[str, Any]) -> Backend:
-        parent_path = config.get("path")
-        if isinstance(parent_path, str) and ":" in parent_path and not _is_windows(parent_path):
-            backend = self._build_relative(name, config, parent_path)
+    def _build(self, name: str, config: Mapping[str, Any], relative: str | None) -> Backend:
+        if relative is not None:
+            backend = self._build_relative(name, config, relative)
         else:
-            kind = config.get("type") or config.get("protocol")
+            kind = config.get("protocol") or config.get("type")
             if not kind:
                 raise StorageConfigError(
-                    f"Mount configuration for {name!r} missing required field: 'type'"
+                    f"Mount configuration for {name!r} missing required field: 'protocol' "
+                    "(or 'type')"
                 )
-            backend = registry.build(str(kind), name, config)
-            attempts = config.get("retries", registry.TYPES[str(kind)].retries)
-            if not isinstance(attempts, int) or attempts < 1:
-                raise StorageConfigError(f"Mount {name!r}: 'retries' must be an integer >= 1")
+            backend = registry.build(kind, name, config)
+            attempts = config.get("retries")
+            if attempts is None:
+                attempts = registry.TYPES[kind].retries
             if attempts > 1:
                 backend = Retrying(backend, attempts=attempts)
             self._raw[name] = backend
@@ -102,13 +148,21 @@ class StorageManager:
         return self._apply_permissions(name, config, backend)
 
     def _build_relative(self, name: str, config: Mapping[str, Any], spec: str) -> Backend:
-        extra = set(config) - {"name", "path", "permissions", "type", "protocol", "readonly"}
+        extra = set(config) - set(registry.RELATIVE_SCHEMA)
         if extra:
             raise StorageConfigError(
                 f"Unknown key {sorted(extra)[0]!r} for relative mount {name!r}. "
-                "Accepted keys: name, path, permissions"
+                "Accepted keys: name, path, permissions, readonly"
             )
         parent_name, sub = paths.split_fullpath(spec)
+        ancestor = parent_name
+        while ancestor in self._parents and ancestor != name:
+            ancestor = self._parents[ancestor][0]
+        if ancestor == name:
+            raise StorageConfigError(
+                f"Relative mount {name!r} cannot be inside itself: 'path' {spec!r} "
+                f"leads back to {name!r}"
+            )
         parent = self._mounts.get(parent_name)
         if parent is None:
             raise StorageConfigError(
@@ -125,10 +179,14 @@ class StorageManager:
     def _apply_permissions(self, name: str, config: Mapping[str, Any], backend: Backend) -> Backend:
         value = config.get("permissions")
         if config.get("readonly") is True:
-            value = value or "readonly"
+            if value not in (None, "readonly"):
+                raise StorageConfigError(
+                    f"Mount {name!r}: 'readonly: true' contradicts 'permissions: {value}'"
+                )
+            value = "readonly"
         if value is None:
             return backend
-        level = Permission.parse(str(value), name)
+        level = Permission.parse(value, name)
         caps = backend.static_capabilities
         if caps.readonly and level is not Permission.READONLY:
             raise StorageConfigError(
@@ -138,6 +196,43 @@ class StorageManager:
         if level is Permission.DELETE and not caps.delete:
             raise StorageConfigError(f"Mount {name!r}: backend cannot delete")
         return Permissions(backend, level)
+
+    def _check_history_targets(self) -> None:
+        """Refuse portable histories that are read-only, shared, or inside their own data."""
+        places: list[tuple[str, Location]] = []
+        for name, config in self._configs.items():
+            if config.get("versioning") is not True or name in self._parents:
+                continue
+            spec = config.get("history")
+            data = location(self._raw[name])
+            if spec:
+                other, root = paths.split_fullpath(spec)
+                why = writable_level(self._mounts[other])
+                if why is not None:
+                    raise StorageConfigError(
+                        f"Mount {name!r}: 'history' {spec!r} names a mount the history cannot "
+                        f"be written to ({other!r}: {why})"
+                    )
+                place = location(self._raw_of(other), paths.join(self._prefix_of(other), root))
+                if not root and not self._prefix_of(other):
+                    place = location(self._raw_of(other), paths.RESERVED)
+                reserved = (data[0], paths.join(data[1], paths.RESERVED) if data[1] else
+                            paths.RESERVED)
+                if nested(place, data) and not nested(place, reserved):
+                    raise StorageConfigError(
+                        f"Mount {name!r}: 'history' {spec!r} lies inside the mount's own data; "
+                        "name a place outside it (or omit 'history' to use .storied/)"
+                    )
+            else:
+                place = location(self._raw[name], paths.RESERVED)
+            for other_name, other_place in places:
+                if nested(place, other_place):
+                    raise StorageConfigError(
+                        f"Mounts {other_name!r} and {name!r} would share one history location "
+                        f"({other_place[1] or '/'} and {place[1] or '/'}): give each versioned "
+                        "mount its own 'history' (or make one relative to the other)"
+                    )
+            places.append((name, place))
 
     def delete_mount(self, name: str) -> None:
         """Remove a mount. Nodes already made keep working on the backend they hold.
@@ -367,16 +462,27 @@ def _is_windows(path: str) -> bool:
     return len(path) > 2 and path[1] == ":" and path[2] in "\\/"
 
 
+def _relative_spec(config: Mapping[str, Any]) -> str | None:
+    """The ``'parent:sub'`` of a relative mount, or None for an ordinary one."""
+    spec = config.get("path")
+    if isinstance(spec, str) and ":" in spec and not _is_windows(spec):
+        return spec
+    return None
+
+
 def _check_history_keys(name: str, config: Mapping[str, Any], manager: StorageManager) -> None:
-    versioning, spec = config.get("versioning"), config.get("history")
-    if versioning is not None and not isinstance(versioning, bool):
-        raise StorageConfigError(f"Mount {name!r}: 'versioning' must be true or false")
+    spec = config.get("history")  # types already checked by registry.check_common
     if spec is None:
         return
-    if not versioning:
+    if config.get("versioning") is not True:
         raise StorageConfigError(f"Mount {name!r}: 'history' needs 'versioning: true'")
-    other, _ = paths.split_fullpath(str(spec))
-    if ":" not in str(spec) or not manager.has_mount(other):
+    other, _ = paths.split_fullpath(spec)
+    if not manager.has_mount(other):
         raise StorageConfigError(
             f"Mount {name!r}: 'history' must be 'mount:prefix' of an existing mount, not {spec!r}"
+        )
+    if other == name:
+        raise StorageConfigError(
+            f"Mount {name!r}: 'history' {spec!r} names the mount itself; omit 'history' to keep "
+            "the history in its .storied/ area"
         )
