@@ -37,15 +37,32 @@ def _ensure_env() -> None:
     stamp.write_text(want)
 
 
-def _ensure_browser() -> None:
-    """Install Debian's chromium for the HTML-diff browser test, when we can (root + apt)."""
+#: Debian packages the tests use: a command on PATH (or a path pattern) -> its package.
+_DEBIAN_TOOLS = {
+    "chromium": "chromium",  # the HTML-diff browser test
+    "/usr/sbin/smbd": "samba",  # the smb mount tests (a private smbd on 127.0.0.1)
+    "/usr/lib/*/libarchive.so.13": "libarchive13",  # the libarchive mount type
+}
+
+
+def _ensure_debian_tools() -> None:
+    """Install the missing Debian packages of :data:`_DEBIAN_TOOLS`, when we can (root + apt):
+    one ``apt-get update``, one ``apt-get install`` for all of them. Installing ``samba`` starts
+    no daemon here (no init system); the tests start their own smbd on loopback."""
+    import glob
     import shutil
 
-    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+    if not shutil.which("apt-get") or os.geteuid() != 0:
         return
-    print("installing chromium (Debian package) for the browser test ...", flush=True)
+    missing = [
+        pkg for tool, pkg in _DEBIAN_TOOLS.items()
+        if not (glob.glob(tool) if tool.startswith("/") else shutil.which(tool))
+    ]
+    if not missing:
+        return
+    print(f"installing Debian packages for the tests: {' '.join(missing)} ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["install", "-y", "-qq", "--no-install-recommends", "chromium"]
+    install = ["install", "-y", "-qq", "--no-install-recommends", *missing]
     for step in (["update", "-qq"], install):
         subprocess.run(["apt-get", *step], check=False, stdout=subprocess.DEVNULL, env=env)
 
@@ -56,7 +73,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return subprocess.call([str(BIN / "storied"), "demo", *rest])
     if command == "test":
-        _ensure_browser()
+        _ensure_debian_tools()
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
     if command == "lint":
         return subprocess.call([str(PY), "-m", "ruff", "check", "src", "tests", "bench"], cwd=ROOT)

@@ -33,8 +33,12 @@ from storied.testing.node_suite import NodeConformance
 def zip_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry entry requested from H4 (idempotent once it is applied)."""
     spec = registry.TYPES["zip"]
-    optional = tuple(dict.fromkeys((*spec.optional, "mode", "autoflush")))
-    monkeypatch.setitem(registry.TYPES, "zip", dataclasses.replace(spec, optional=optional))
+    if "mode" in spec.optional:
+        return
+    optional = (*spec.optional, "mode", "autoflush")
+    kinds = {**spec.kinds, "mode": registry.choice("r", "w", "a"), "autoflush": registry.BOOL}
+    monkeypatch.setitem(registry.TYPES, "zip",
+                        dataclasses.replace(spec, optional=optional, kinds=kinds))
 
 
 def _members(path: Path) -> dict[str, bytes]:
