@@ -20,7 +20,9 @@ from storied.errors import InvalidPathError, PathEscapeError, StoragePermissionE
 
 __all__ = [
     "RESERVED",
+    "TMP_MARK",
     "check_public",
+    "is_hidden",
     "is_under",
     "join",
     "normalize",
@@ -28,8 +30,14 @@ __all__ = [
     "split_fullpath",
 ]
 
-#: Name of the area inside a mount that storied keeps for itself (history, tags, locks).
+#: Name of the area inside a mount that storied keeps for itself (history, tags, locks). The
+#: segment is reserved at any depth: user paths may not contain it, listings never show it.
 RESERVED = ".storied"
+
+#: Marker in the names of the temporary files adapters write before an atomic rename. Listings
+#: hide such names, so user paths may not contain it either (what a listing hides, a copy cannot
+#: see and a delete must not touch).
+TMP_MARK = ".storied-tmp-"
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -96,14 +104,26 @@ def split_fullpath(fullpath: str) -> tuple[str, str]:
 
 
 def check_public(path: str) -> str:
-    """Return ``path`` unless it reaches into the reserved history area of a mount.
+    """Return the normalised ``path`` unless a user may not name it.
 
     Raises:
-        StoragePermissionError: The first segment is :data:`RESERVED`.
+        StoragePermissionError: A segment (at any depth) is :data:`RESERVED`.
+        InvalidPathError: A segment contains :data:`TMP_MARK` (names listings hide).
     """
-    if path == RESERVED or path.startswith(RESERVED + "/"):
-        raise StoragePermissionError(f"{path!r} is reserved for storied's own records")
+    for segment in path.split("/"):
+        if segment == RESERVED:
+            raise StoragePermissionError(f"{path!r} is reserved for storied's own records")
+        if TMP_MARK in segment:
+            raise InvalidPathError(
+                f"{path!r}: names containing {TMP_MARK!r} are reserved for temporary files"
+            )
     return path
+
+
+def is_hidden(path: str) -> bool:
+    """True when a listing must not show ``path``: a :data:`RESERVED` segment or a
+    :data:`TMP_MARK` name at any depth (exactly the paths :func:`check_public` refuses)."""
+    return any(seg == RESERVED or TMP_MARK in seg for seg in path.split("/"))
 
 
 def is_under(path: str, prefix: str) -> bool:

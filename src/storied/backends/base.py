@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import abc
 import io
-from collections.abc import Iterator
+import os
+from collections.abc import Hashable, Iterator
 from typing import BinaryIO
 
 from storied.capabilities import Capabilities
-from storied.errors import StorageNotFoundError, UnsupportedOperation
+from storied.errors import (
+    DirectoryNotEmptyError,
+    NotADirectoryStorageError,
+    StorageNotFoundError,
+    UnsupportedOperation,
+)
 from storied.info import Data, Info, ObjectVersion, WriteMode
 
-__all__ = ["CHUNK", "Backend", "WrappedBackend", "as_stream"]
+__all__ = ["CHUNK", "Backend", "WrappedBackend", "as_stream", "delete_tree", "prune_empty_dirs"]
 
 #: Chunk size for streamed copies and hashing.
 CHUNK = 1024 * 1024
@@ -156,13 +162,20 @@ class Backend(abc.ABC):
             return self.write(dst, stream)
 
     def move(self, src: str, dst: str) -> None:
-        """Move file or directory ``src`` to ``dst`` inside this backend."""
+        """Move file or directory ``src`` to ``dst`` inside this backend.
+
+        The portable form copies what :meth:`walk` yields, then deletes exactly those files and
+        the directories that leaves empty: a file the walk does not show is never deleted.
+        """
         if self.info(src).is_dir:
-            for entry in list(self.walk(src)):
+            entries = list(self.walk(src))
+            for entry in entries:
                 self.copy(entry.path, dst + entry.path[len(src) :])
+            self.delete_many([(e.path, None) for e in entries])
+            prune_empty_dirs(self, src)
         else:
             self.copy(src, dst)
-        self.delete(src, recursive=True)
+            self.delete(src)
 
     def exists(self, path: str) -> bool:
         """True when something is at ``path``."""
@@ -244,6 +257,22 @@ class Backend(abc.ABC):
     def unwrap(self) -> Backend:
         """The innermost adapter (wrappers return what they wrap)."""
         return self
+
+    def storage_key(self) -> Hashable:
+        """What identifies the storage this adapter reaches: two adapters with equal keys see
+        the same files at the same paths. Default: the adapter object itself; adapters that
+        can be built twice over one storage (a memory store, a bucket) override it."""
+        return self
+
+    def location(self, path: str) -> tuple[Hashable, str]:
+        """``(storage key, path in that storage)``: where ``path`` really is, seen through
+        every wrapper (mount prefixes joined). Two nodes name the same data exactly when their
+        locations are equal, whatever their mounts are called. Local paths are resolved to
+        their real absolute path (symbolic links followed)."""
+        real = self.local_path(path)
+        if real is not None:
+            return "file", os.path.realpath(real).strip(os.sep).replace(os.sep, "/")
+        return self.storage_key(), path
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections. The backend is unusable afterwards."""
@@ -350,5 +379,63 @@ class WrappedBackend(Backend):
     def unwrap(self) -> Backend:
         return self.inner.unwrap()
 
+    def storage_key(self) -> Hashable:
+        return self.inner.storage_key()
+
+    def location(self, path: str) -> tuple[Hashable, str]:
+        return self.inner.location(path)
+
     def close(self) -> None:
         self.inner.close()
+
+
+# --------------------------------------------------------------------- safe recursive deletion
+def delete_tree(backend: Backend, path: str) -> None:
+    """Delete directory ``path`` the safe way: exactly the files ``backend.walk`` yields (in
+    batches, via :meth:`Backend.delete_many`), then the directories that this left empty.
+
+    Whatever the walk hides (storied's reserved area, temporary files, keys no path can name)
+    is never deleted, and a directory still holding such a name stays. The root (``""``) is
+    never removed itself. See docs/adr/0006-node-safety.md.
+    """
+    files = list(backend.walk(path))
+    backend.delete_many([(f.path, None) for f in files])
+    prune_empty_dirs(backend, path)
+
+
+def prune_empty_dirs(backend: Backend, path: str) -> None:
+    """Remove the directories below ``path`` (and ``path`` unless it is the root) that are
+    empty, deepest first, each with a non-recursive delete: a directory that is not empty
+    (anything in it, hidden or not) is left alone.
+
+    On storages without real directories (``capabilities.empty_dirs`` false) directories
+    vanish with their last file; only ``path`` itself is deleted non-recursively, which removes
+    a directory marker object left by another tool.
+    """
+    dirs: list[str] = []
+    if backend.capabilities.empty_dirs:
+        pending = [path]
+        while pending:
+            current = pending.pop()
+            try:
+                entries = list(backend.list(current))
+            except (StorageNotFoundError, NotADirectoryStorageError):
+                continue
+            for entry in entries:
+                if entry.is_dir:
+                    dirs.append(entry.path)
+                    pending.append(entry.path)
+    if path and (backend.capabilities.empty_dirs or _is_dir(backend, path)):
+        dirs.insert(0, path)
+    for directory in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
+        try:
+            backend.delete(directory)
+        except (DirectoryNotEmptyError, StorageNotFoundError, NotADirectoryStorageError):
+            pass
+
+
+def _is_dir(backend: Backend, path: str) -> bool:
+    try:
+        return backend.info(path).is_dir
+    except StorageNotFoundError:
+        return False

@@ -12,7 +12,7 @@ import io
 import itertools
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -81,6 +81,10 @@ class MemoryBackend(Backend):
     def __init__(self, store: str = "default") -> None:
         with _STORES_LOCK:
             self._store = _STORES.setdefault(store, _Store())
+
+    def storage_key(self) -> Hashable:
+        """Backends built over one store name share their files: the store is the key."""
+        return ("memory", id(self._store))
 
     # ---------------------------------------------------------------- helpers
     def _obj(self, path: str) -> _Object:

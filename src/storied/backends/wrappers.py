@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import replace
 from enum import StrEnum
 from typing import BinaryIO, TypeVar
 
 from storied import paths
-from storied.backends.base import Backend, WrappedBackend
+from storied.backends.base import Backend, WrappedBackend, delete_tree
 from storied.capabilities import Capabilities
 from storied.errors import (
     StorageConfigError,
@@ -145,23 +145,36 @@ class Prefixed(WrappedBackend):
     def local_path(self, path: str) -> str | None:
         return self.inner.local_path(self._in(path))
 
+    def location(self, path: str) -> tuple[Hashable, str]:
+        return self.inner.location(self._in(path))
+
 
 class HideReserved(WrappedBackend):
-    """Hide the reserved history area (:data:`storied.paths.RESERVED`) from listings of a
-    mount root. Version engines write below this wrapper, so they still see it."""
+    """What users see of a mount: the reserved area (:data:`storied.paths.RESERVED`) and
+    temporary names (:data:`storied.paths.TMP_MARK`) hidden at any depth, and recursive
+    deletes that delete only what listings show.
+
+    Version engines write below this wrapper, so they still see everything. A recursive
+    delete is :func:`~storied.backends.base.delete_tree`: the walked files, then the
+    directories left empty; the history kept under ``.storied/`` (at the root or, from foreign
+    copies, deeper) survives ``delete('', recursive=True)``.
+    """
 
     def list(self, path: str) -> Iterator[Info]:
-        entries = self.inner.list(path)
-        if path:
-            return entries
-        return (e for e in entries if e.name != paths.RESERVED)
+        return (e for e in self.inner.list(path) if not paths.is_hidden(e.path))
 
     def walk(self, path: str) -> Iterator[Info]:
-        entries = self.inner.walk(path)
-        if path:
-            return entries
-        hidden = paths.RESERVED + "/"
-        return (e for e in entries if not e.path.startswith(hidden))
+        return (e for e in self.inner.walk(path) if not paths.is_hidden(e.path))
+
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
+        names = self.inner.list_names(path, start_after)
+        return (n for n in names if not paths.is_hidden(n[0]))
+
+    def delete(self, path: str, *, recursive: bool = False) -> None:
+        if not recursive or not self.inner.info(path).is_dir:
+            self.inner.delete(path, recursive=recursive)
+            return
+        delete_tree(self, path)
 
 
 class Permission(StrEnum):

@@ -21,6 +21,7 @@ from storied import paths
 from storied.backends.base import Backend
 from storied.capabilities import Capabilities
 from storied.core.diffs import DiffMethods
+from storied.core.removal import RemovalMethods
 from storied.core.streams import AtomicTextWriter, AtomicWriter, md5_of_stream
 from storied.core.tagging import TagMethods
 from storied.core.versioned import VersionMethods
@@ -41,7 +42,7 @@ __all__ = ["StorageNode"]
 _WRITE_MODES = frozenset("wax+")
 
 
-class StorageNode(VersionMethods, TagMethods, DiffMethods):
+class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
     """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
 
     Nodes are cheap values: equal when they name the same mount, path and version (no I/O), and

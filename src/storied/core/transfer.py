@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from storied import paths
-from storied.errors import StorageNotFoundError
+from storied.errors import InvalidPathError, StorageNotFoundError
 from storied.info import Info
 
 if TYPE_CHECKING:
@@ -81,11 +81,17 @@ def copy_node(
     then ``filter(node, relpath)``) apply to directory copies. Skip strategies compare with the
     destination file and never apply when it is missing. ``progress(done, total)`` is called
     after every file, copied or skipped; ``on_file(src_node)`` after each copy;
-    ``on_skip(src_node, reason)`` for each file left out.
+    ``on_skip(src_node, reason)`` for each file left out (``'reserved'`` for a name below
+    storied's reserved ``.storied`` area, which is never copied).
+
+    A copy onto the very same storage location (also through another mount naming it) is a
+    no-op; a version-pinned ``src`` writes that version's bytes (a restore). The files to copy
+    are listed once before anything is written.
 
     Raises:
         StorageNotFoundError: ``src`` does not exist.
         ValueError: ``skip='custom'`` without ``skip_fn``.
+        InvalidPathError: ``dest`` is inside ``src`` (also a ``ValueError``).
         StoragePermissionError: ``dest`` is on a mount that refuses writes (checked first).
     """
     strategy = SkipStrategy(skip)
@@ -96,24 +102,59 @@ def copy_node(
         _patterns(include), _patterns(exclude), filter, strategy, skip_fn, progress, on_file,
         on_skip,
     )
+    if src.version is None and _relation(src, dest) == "same":
+        return dest
+    _copy(src, dest, plan)
+    return dest
+
+
+def _relation(src: StorageNode, dest: StorageNode) -> str | None:
+    """``'same'`` when both nodes name one storage location, ``'inside'`` when ``dest`` is
+    below ``src`` there (decided on resolved backend locations, never on mount names).
+
+    Raises:
+        InvalidPathError: ``dest`` is inside ``src``.
+    """
+    skey, spath = src._be.location(src.path)
+    dkey, dpath = dest._be.location(dest.path)
+    if skey != dkey:
+        return None
+    if spath == dpath:
+        return "same"
+    if paths.is_under(dpath, spath):
+        raise InvalidPathError(
+            f"Cannot copy or move {src.fullpath} into itself ({dest.fullpath} is inside it)"
+        )
+    return None
+
+
+def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None:
+    """Copy; return the source files copied (None when ``src`` is a single file)."""
+    if src.version is not None:
+        _copy_one(src, src.info(), dest, _dest_if_skipping(dest, plan), plan)
+        if plan.progress:
+            plan.progress(1, 1)
+        return None
     files = _walk_if_dir(src)
     if files is not None:
-        _copy_dir(src, dest, files, plan)
-        return dest
+        return _copy_dir(src, dest, files, plan)
     try:
         info = src.info()
     except StorageNotFoundError:
         raise StorageNotFoundError(f"Source not found: {src.fullpath}") from None
     if info.is_dir:  # an empty directory
         dest.mkdir(parents=True, exist_ok=True)
-        if progress:
-            progress(0, 0)
-        return dest
-    dest_info = _dest_info(dest) if strategy is not SkipStrategy.NEVER else None
-    _copy_one(src, info, dest, dest_info, plan)
-    if progress:
-        progress(1, 1)
-    return dest
+        if plan.progress:
+            plan.progress(0, 0)
+        return []
+    _copy_one(src, info, dest, _dest_if_skipping(dest, plan), plan)
+    if plan.progress:
+        plan.progress(1, 1)
+    return None
+
+
+def _dest_if_skipping(dest: StorageNode, plan: _Plan) -> Info | None:
+    return _dest_info(dest) if plan.skip is not SkipStrategy.NEVER else None
 
 
 def _dest_info(dest: StorageNode) -> Info | None:
@@ -139,7 +180,10 @@ def _walk_if_dir(src: StorageNode) -> list[Info] | None:
     return files or None
 
 
-def _copy_dir(src: StorageNode, dest: StorageNode, files: list[Info], plan: _Plan) -> None:
+def _copy_dir(
+    src: StorageNode, dest: StorageNode, files: list[Info], plan: _Plan
+) -> list[Info]:
+    copied: list[Info] = []
     existing: dict[str, Info] = {}
     if plan.skip is not SkipStrategy.NEVER:
         try:
@@ -150,15 +194,17 @@ def _copy_dir(src: StorageNode, dest: StorageNode, files: list[Info], plan: _Pla
     for done, info in enumerate(sorted(files, key=lambda i: i.path), start=1):
         rel = paths.relative_to(info.path, src.path)
         node = src._related(info.path, info)
-        reason = _filtered(node, rel, plan)
+        reason = "reserved" if paths.is_hidden(rel) else _filtered(node, rel, plan)
         if reason is not None:
             if plan.on_skip:
                 plan.on_skip(node, reason)
         else:
             target = dest._related(paths.join(dest.path, rel), existing.get(rel))
             _copy_one(node, info, target, existing.get(rel), plan)
+            copied.append(info)
         if plan.progress:
             plan.progress(done, total)
+    return copied
 
 
 def _filtered(node: StorageNode, rel: str, plan: _Plan) -> str | None:
@@ -211,7 +257,10 @@ def _copy_one(
             if plan.on_skip:
                 plan.on_skip(src, reason)
             return
-    if src._be is dest._be and not dest._portable:
+    if src.version is not None:
+        with src.open("rb") as stream:
+            dest._store(stream)
+    elif src._be is dest._be and not dest._portable:
         src._be.copy(src.path, dest.path)
     else:
         with src._be.open_read(src.path) as stream:
@@ -223,18 +272,28 @@ def _copy_one(
 def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
     """Move ``src`` to ``dest``: one rename inside a mount, else copy then delete the source.
 
+    Onto the same storage location (also through another mount naming it) a move is a no-op.
+    Across mounts (and on versioned mounts) the files are listed once, copied, and then exactly
+    the copied files are deleted (with a tombstone each on a versioned mount), then the
+    directories that left empty: a file the listing did not show is never deleted.
+
     Raises:
         StorageNotFoundError: ``src`` does not exist.
-        StoragePermissionError: Either mount refuses (the source needs delete permission).
+        InvalidPathError: ``dest`` is inside ``src`` (also a ``ValueError``).
+        StoragePermissionError: Either mount refuses (the source needs delete permission), or
+            ``src`` is a version-pinned (read-only) node.
     """
+    src.require_writable()
     dest.require_writable()
+    if _relation(src, dest) == "same":
+        return dest
     if src._be is dest._be and not src._portable:
         src._be.move(src.path, dest.path)
         return dest
-    if not src._be.capabilities.delete:
-        from storied.errors import StoragePermissionError
-
-        raise StoragePermissionError(f"{src.mount_name}: cannot delete the source of a move")
-    copy_node(src, dest)
-    src._remove(recursive=True)
+    src._need_delete()
+    copied = _copy(src, dest, _Plan([], [], None, SkipStrategy.NEVER, None, None, None, None))
+    if copied is None:
+        src._remove(recursive=False)
+    else:
+        src._remove_files([info.path for info in copied])
     return dest

@@ -1,0 +1,82 @@
+"""Deleting through a node: exactly what a listing shows, never storied's reserved area.
+
+Mixed into :class:`~storied.core.node.StorageNode` ahead of the version methods. The rule (see
+docs/adr/0006-node-safety.md): a recursive delete, and the delete half of a move, remove the
+files a walk yields (with a tombstone each on a portable history), then the directories that
+left empty, each with a non-recursive delete. Names a walk hides (``.storied`` at any depth,
+temporary files, object keys no path can name) are never deleted, so the history under a
+mount's ``.storied/`` survives ``storage.node('docs:').delete(recursive=True)``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from storied.backends.base import prune_empty_dirs
+
+if TYPE_CHECKING:
+    from storied.backends.base import Backend
+    from storied.versioning.history import MountHistory
+
+__all__ = ["RemovalMethods"]
+
+
+class RemovalMethods:
+    """``_remove`` and ``_remove_files`` of a node; relies on the version methods' plumbing."""
+
+    _path: str
+
+    if TYPE_CHECKING:
+
+        @property
+        def _be(self) -> Backend: ...
+
+        @property
+        def _history(self) -> MountHistory | None: ...
+
+        @property
+        def _portable(self) -> bool: ...
+
+        def _need_delete(self) -> None: ...
+
+        def _need_history(self, what: str = "versioning") -> MountHistory: ...
+
+        def require_writable(self) -> None: ...
+
+    def _remove(self, recursive: bool) -> None:
+        """Delete, leaving a tombstone in a portable history for every file removed.
+
+        Raises:
+            StorageNotFoundError: Nothing is at this path.
+            DirectoryNotEmptyError: A non-empty directory without ``recursive``.
+            StoragePermissionError: The mount may not delete, or the node is version-pinned.
+        """
+        self.require_writable()
+        self._need_delete()
+        if not self._portable:
+            self._be.delete(self._path, recursive=recursive)
+            return
+        history = self._need_history()
+        info = self._be.info(self._path)
+        if not info.is_dir:
+            history.delete(self._path)
+            return
+        if not recursive:
+            self._be.delete(self._path)
+            return
+        self._remove_files([entry.path for entry in self._be.walk(self._path)])
+
+    def _remove_files(self, files: list[str]) -> None:
+        """Delete exactly ``files`` (paths below this directory node), then the directories
+        below it, and itself unless it is the mount root, that this left empty.
+
+        Used by recursive deletes and by moves, which delete only what they copied.
+        """
+        self._need_delete()
+        history = self._history if self._portable else None
+        if history is not None:
+            for path in files:
+                history.delete(path)
+        else:
+            self._be.delete_many([(path, None) for path in files])
+        prune_empty_dirs(self._be, self._path)
