@@ -1,34 +1,67 @@
-"""Local filesystem backend: plain OS calls, atomic writes, symlink confinement.
+"""Local filesystem backend: plain OS calls, atomic writes, race-free symlink confinement.
 
 Writes go to a temporary file in the destination's directory and are renamed into place, so a
 reader (or a crash) never sees a partial file. Create-only writes use ``link()`` (atomic, fails if
 the target exists); replace-if-etag-matches holds an exclusive ``flock`` on the parent directory
-while it compares and renames. Every resolved path is checked, after following symlinks, to be
-inside the base directory.
+while it compares and renames.
+
+Confinement (ADR 0003): every path is resolved from a descriptor of the base directory one name
+at a time with ``O_NOFOLLOW`` (``openat``-style ``dir_fd=`` calls, see
+:mod:`storied.backends._local_fs`), so there is no window between a check and a use for a
+swapped symlink to exploit. Links that stay inside the mount are followed; one leading outside is
+a :class:`~storied.errors.PathEscapeError`; more than 40 links in one resolution (a loop) is a
+:class:`~storied.errors.StorageIOError` with errno ELOOP; a name over 255 bytes is an
+:class:`~storied.errors.InvalidPathError`. Listings never enter a linked directory, and a link is
+listed only when it names a file inside the mount; deletes, renames and overwrites act on a link
+itself, never on its target. Names that are not UTF-8 on disk are listed surrogate-escaped
+(PEP 383) and reach the same file again on this mount.
 
 The base directory can be a callable: with no parameter it is called on every access (a per-user
 folder); with one parameter ("switched" mount) it receives the path's first segment and returns
-that segment's base directory, and the rest of the path is resolved under it.
+that segment's base directory, and the rest of the path is resolved under it. A static base's
+descriptor is opened once and re-checked against its path at most once a second (and at once
+when an operation finds it removed); a callable base is opened on each call.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import inspect
 import io
 import itertools
 import os
-import shutil
 import stat as statmod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
+from storied.backends._local_fs import (
+    NAME_MAX,
+    TMP_MARK,
+    Walk,
+    clear_dir,
+    entry_stat,
+    scan,
+    temp_name,
+    walk_files,
+)
+from storied.backends._local_io import (
+    ROOT_FLAGS,
+    RangeReader,
+    Root,
+    create_exclusive,
+    dir_lock,
+    file_object,
+    fresh_root,
+    rmtree_at,
+    unlink_quietly,
+    write_all,
+)
 from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
 from storied.errors import (
     DirectoryNotEmptyError,
+    InvalidPathError,
     IsADirectoryStorageError,
     NotADirectoryStorageError,
     PathEscapeError,
@@ -46,8 +79,6 @@ __all__ = ["TMP_MARK", "LocalBackend"]
 
 BasePath = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
 
-#: Marker in the names of in-flight temporary files; listings hide them.
-TMP_MARK = ".storied-tmp-"
 _COUNTER = itertools.count()
 
 
@@ -75,29 +106,14 @@ def _mapped(path: str) -> Iterator[None]:
     except OSError as exc:
         if exc.errno == errno.ENOTEMPTY:
             raise DirectoryNotEmptyError(f"Directory not empty: {path!r}") from exc
+        if exc.errno == errno.ENAMETOOLONG:
+            raise InvalidPathError(f"A name is too long for the filesystem: {path!r}") from exc
         raise StorageIOError(exc.errno, f"{exc.strerror}: {path!r}") from exc
 
 
-class _RangeReader(io.RawIOBase):
-    """A file object limited to ``length`` bytes from its current position."""
-
-    def __init__(self, raw: BinaryIO, length: int) -> None:
-        self._raw, self._left = raw, length
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if self._left <= 0:
-            return 0
-        view = memoryview(buffer)[: self._left]
-        n = self._raw.readinto(view)  # type: ignore[attr-defined]
-        self._left -= n or 0
-        return n or 0
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
+def _check_name(name: str, path: str) -> None:
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise InvalidPathError(f"A name is longer than {NAME_MAX} bytes: {path!r}")
 
 
 class LocalBackend(Backend):
@@ -124,8 +140,10 @@ class LocalBackend(Backend):
         self.base_url = base_url.rstrip("/") if base_url else None
         self._fsync = fsync
         self._static_root: str | None = None
+        self._root: Root | None = None
         if not callable(base_path):
             self._static_root = _check_root(os.fspath(base_path))
+            self._root = Root(self._static_root)
 
     # ---------------------------------------------------------------- path resolution
     @property
@@ -145,76 +163,108 @@ class LocalBackend(Backend):
             raise PathEscapeError("A switched mount needs a first path segment")
         return os.path.realpath(os.fspath(self._base(head))), rest  # type: ignore[operator]
 
-    def _abs(self, path: str) -> str:
-        """The absolute OS path of ``path``, refused if it resolves outside the base.
+    @contextmanager
+    def _walk(self, path: str, *, create: bool = False) -> Iterator[tuple[Walk, str]]:
+        """Stand in the directory holding ``path``'s last name; yield the walk and that name
+        (``'.'`` for the root). Every OS error inside the block is mapped for ``path``.
 
-        Each existing component below the base is ``lstat``-ed; only when one is a symlink is
-        the whole path resolved and checked (cheaper than ``realpath`` on every call).
+        Args:
+            create: Create missing parent directories.
         """
-        root, rest = self._root_and_rest(path)
-        if not rest:
-            return root
-        full = root + os.sep + rest
-        current = root
-        for segment in rest.split("/"):
-            current = current + os.sep + segment
+        with _mapped(path):
+            if self._root is not None:
+                root, rest, root_fd, owned = self._root.path, path, self._root.fd(), False
+            else:
+                root, rest = self._root_and_rest(path)
+                root_fd, owned = os.open(root, ROOT_FLAGS), True
+            walk = Walk(root_fd, root, path)
             try:
-                mode = os.lstat(current).st_mode
-            except (FileNotFoundError, NotADirectoryError):
-                break  # nothing further exists, so nothing further can be followed
-            if statmod.S_ISLNK(mode):
-                real = os.path.realpath(full)
-                if real != root and not real.startswith(root + os.sep):
-                    raise PathEscapeError(f"Path escapes base directory: {path!r}")
-                break
-        return full
+                head, _, name = rest.rpartition("/")
+                if head:
+                    walk.descend(head.split("/"), create)
+                yield walk, name or "."
+            finally:
+                walk.close()
+                if owned:
+                    os.close(root_fd)
 
     # ---------------------------------------------------------------- contract
+    @fresh_root
     def info(self, path: str) -> Info:
-        full = self._abs(path)
-        with _mapped(path):
-            st = os.stat(full)
+        with self._walk(path) as (walk, name):
+            st = walk.stat(name)
         if statmod.S_ISDIR(st.st_mode):
             return Info(path, True, 0, st.st_mtime)
         return Info(path, False, st.st_size, st.st_mtime, _etag(st))
 
+    @fresh_root
     def list(self, path: str) -> Iterator[Info]:
-        full = self._abs(path)
-        with _mapped(path):
-            entries = list(os.scandir(full))
         prefix = path + "/" if path else ""
-        for entry in entries:
-            if TMP_MARK in entry.name:
-                continue
-            try:
-                st = entry.stat()
-            except FileNotFoundError:
-                continue  # removed while listing, or a dangling symlink
-            if statmod.S_ISDIR(st.st_mode):
-                yield Info(prefix + entry.name, True, 0, st.st_mtime)
-            else:
-                yield Info(prefix + entry.name, False, st.st_size, st.st_mtime, _etag(st))
+        out: list[Info] = []
+        with self._walk(path) as (walk, name):
+            walk.push(walk.open(name, os.O_RDONLY | os.O_DIRECTORY))
+            for entry in scan(walk.fd):
+                st = entry_stat(walk, entry)
+                if st is None:
+                    continue
+                if statmod.S_ISDIR(st.st_mode):
+                    out.append(Info(prefix + entry.name, True, 0, st.st_mtime))
+                else:
+                    out.append(
+                        Info(prefix + entry.name, False, st.st_size, st.st_mtime, _etag(st))
+                    )
+        return iter(out)
 
+    @fresh_root
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
-        full = self._abs(path)
-        with _mapped(path):
-            entries = list(os.scandir(full))
-        return (
-            (e.name, e.is_dir())
-            for e in entries
-            if TMP_MARK not in e.name and (start_after is None or e.name > start_after)
-        )
+        out: list[tuple[str, bool]] = []
+        with self._walk(path) as (walk, name):
+            walk.push(walk.open(name, os.O_RDONLY | os.O_DIRECTORY))
+            for entry in scan(walk.fd):
+                if start_after is not None and entry.name <= start_after:
+                    continue
+                if entry.is_symlink():
+                    if entry_stat(walk, entry) is not None:  # a link listed is a file
+                        out.append((entry.name, False))
+                    continue
+                out.append((entry.name, entry.is_dir(follow_symlinks=False)))
+        return iter(out)
 
+    def walk(self, path: str) -> Iterator[Info]:
+        """Every file below ``path``; linked directories are never entered (module doc)."""
+        prefix = path + "/" if path else ""
+        with self._walk(path) as (walk, name):
+            walk.push(walk.open(name, os.O_RDONLY | os.O_DIRECTORY))
+            for rel, st in walk_files(walk, prefix):
+                yield Info(rel, False, st.st_size, st.st_mtime, _etag(st))
+
+    @fresh_root
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        full = self._abs(path)
-        with _mapped(path):
-            f = open(full, "rb")  # noqa: SIM115 - returned to the caller
+        with self._walk(path) as (walk, name):
+            f = file_object(walk.open(name, os.O_RDONLY), buffered=True)
         if start:
             f.seek(start)
         if end is None:
             return f
-        return io.BufferedReader(_RangeReader(f, max(0, end - start)))  # type: ignore[return-value]
+        return io.BufferedReader(RangeReader(f, max(0, end - start)))  # type: ignore[return-value]
 
+    @fresh_root
+    def read_bytes(self, path: str) -> bytes:
+        with self._walk(path) as (walk, name):
+            fd = walk.open(name, os.O_RDONLY)
+            try:
+                st = os.fstat(fd)
+                if statmod.S_ISDIR(st.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "Is a directory")
+                chunks = [os.read(fd, st.st_size + 1)]
+                if len(chunks[0]) > st.st_size:  # it grew since the fstat: read to the end
+                    while chunk := os.read(fd, CHUNK):
+                        chunks.append(chunk)
+            finally:
+                os.close(fd)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @fresh_root
     def write(
         self,
         path: str,
@@ -226,156 +276,162 @@ class LocalBackend(Backend):
     ) -> Info:
         if not path:
             raise IsADirectoryStorageError("Cannot write to the mount root")
-        full = self._abs(path)
-        if isinstance(data, (bytes, bytearray, memoryview)) and not len(data) and mode is not (
-            WriteMode.IF_MATCH
-        ):
-            return self._write_empty(path, full, mode)
-        with _mapped(path):
-            tmp, st = self._write_temp(full, data)
+        with self._walk(path, create=True) as (walk, name):
+            _check_name(name, path)
+            empty = isinstance(data, (bytes, bytearray, memoryview)) and not len(data)
+            if empty and mode is not WriteMode.IF_MATCH:
+                st = self._write_empty(walk.fd, name, mode)
+                if st is not None:
+                    return Info(path, False, 0, st.st_mtime, _etag(st))
+            tmp, st = self._write_temp(walk.fd, name, data)
             try:
-                self._commit(tmp, full, path, mode, etag)
+                self._commit(walk, tmp, name, path, mode, etag)
             except BaseException:
-                _unlink_quietly(tmp)
+                unlink_quietly(tmp, walk.fd)
                 raise
             if mode is WriteMode.CREATE:
-                os.unlink(tmp)
+                os.unlink(tmp, dir_fd=walk.fd)
         return Info(path, False, st.st_size, st.st_mtime, _etag(st))
 
-    def _write_empty(self, path: str, full: str, mode: WriteMode) -> Info:
-        """An empty file appears atomically: no temporary file is needed."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    def _write_empty(self, dir_fd: int, name: str, mode: WriteMode) -> os.stat_result | None:
+        """An empty file appears atomically: no temporary file is needed. None when ``name``
+        is a link (an overwrite replaces the link itself, through a temporary file)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
         flags |= os.O_EXCL if mode is WriteMode.CREATE else os.O_TRUNC
-        with _mapped(path):
+        try:
+            fd = os.open(name, flags, 0o666, dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK):
+                return None
+            raise
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def _write_temp(self, dir_fd: int, name: str, data: Data) -> tuple[str, os.stat_result]:
+        """Write ``data`` to a new temporary file beside ``name``; return its name and stat."""
+        suffix = f"{TMP_MARK}{os.getpid()}-{next(_COUNTER)}"
+        tmp = temp_name(name, suffix)
+        try:
+            fd = create_exclusive(tmp, dir_fd)
+        except FileExistsError:  # a crashed process with a recycled pid left this name
+            tmp = temp_name(name, suffix + "-" + os.urandom(6).hex())
+            fd = create_exclusive(tmp, dir_fd)
+        try:
             try:
-                fd = os.open(full, flags, 0o666)
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(full), exist_ok=True)
-                fd = os.open(full, flags, 0o666)
-            try:
+                if isinstance(data, (bytes, bytearray, memoryview)):
+                    write_all(fd, data)
+                else:
+                    while chunk := data.read(CHUNK):
+                        write_all(fd, chunk)
+                if self._fsync:
+                    os.fsync(fd)
                 st = os.fstat(fd)
             finally:
                 os.close(fd)
-        return Info(path, False, 0, st.st_mtime, _etag(st))
-
-    def _write_temp(self, full: str, data: Data) -> tuple[str, os.stat_result]:
-        """Write ``data`` to a new temporary file beside ``full``; return its path and stat."""
-        directory, name = os.path.split(full)
-        tmp = f"{directory}{os.sep}.{name[:100]}{TMP_MARK}{os.getpid()}-{next(_COUNTER)}"
-        try:
-            fd = _create_exclusive(tmp)
-        except FileNotFoundError:
-            if os.path.lexists(directory) and not os.path.isdir(directory):
-                raise NotADirectoryStorageError(f"Not a directory: {directory!r}") from None
-            os.makedirs(directory, exist_ok=True)
-            fd = _create_exclusive(tmp)
-        except FileExistsError:  # a crashed process with a recycled pid left this name
-            tmp += "-" + os.urandom(6).hex()
-            fd = _create_exclusive(tmp)
-        try:
-            with open(fd, "wb", buffering=0, closefd=True) as out:
-                if isinstance(data, (bytes, bytearray, memoryview)):
-                    view = memoryview(data)
-                    while view:
-                        view = view[out.write(view) :]
-                else:
-                    shutil.copyfileobj(data, out, CHUNK)
-                if self._fsync:
-                    os.fsync(out.fileno())
-                st = os.fstat(out.fileno())
         except BaseException:
-            _unlink_quietly(tmp)
+            unlink_quietly(tmp, dir_fd)
             raise
         return tmp, st
 
-    def _commit(self, tmp: str, full: str, path: str, mode: WriteMode, etag: str | None) -> None:
+    def _commit(
+        self, walk: Walk, tmp: str, name: str, path: str, mode: WriteMode, etag: str | None
+    ) -> None:
+        fd = walk.fd
         if mode is WriteMode.OVERWRITE:
-            os.replace(tmp, full)
+            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
         elif mode is WriteMode.CREATE:
             try:
-                os.link(tmp, full)
+                os.link(tmp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
             except FileExistsError:
                 raise StorageAlreadyExistsError(f"Already exists: {path!r}") from None
         else:
-            with _dir_lock(os.path.dirname(full)):
+            with dir_lock(fd):
+                mark = walk.mark()
                 try:
-                    current = _etag(os.stat(full))
+                    current = _etag(walk.stat(name))
                 except FileNotFoundError:
                     raise StorageNotFoundError(f"No such file: {path!r}") from None
+                finally:
+                    walk.restore(mark)
                 if current != etag:
                     raise PreconditionFailedError(f"Etag mismatch on {path!r}")
-                os.replace(tmp, full)
+                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
 
-    def read_bytes(self, path: str) -> bytes:
-        full = self._abs(path)
-        with _mapped(path), open(full, "rb", buffering=0) as f:
-            return f.readall()
-
+    @fresh_root
     def delete(self, path: str, *, recursive: bool = False) -> None:
-        full = self._abs(path)
-        with _mapped(path):
-            if os.path.isdir(full) and not os.path.islink(full):
-                if recursive:
-                    shutil.rmtree(full)
-                else:
-                    os.rmdir(full)
-            else:
-                os.unlink(full)
-
-    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        full = self._abs(path)
-        with _mapped(path):
-            if parents:
-                if os.path.isfile(full):
-                    raise StorageAlreadyExistsError(f"A file exists at {path!r}")
-                os.makedirs(full, exist_ok=exist_ok)
-            else:
+        """Delete ``path``; a link is removed itself, never its target. Deleting the root
+        empties the base directory, which stays (it is the mount's configuration)."""
+        with self._walk(path) as (walk, name):
+            if name == ".":
+                fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=walk.fd)
                 try:
-                    os.mkdir(full)
-                except FileExistsError:
-                    if not (exist_ok and os.path.isdir(full)):
-                        raise
+                    if recursive:
+                        clear_dir(fd)
+                    elif scan(fd):
+                        raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
+                finally:
+                    os.close(fd)
+                return
+            st = os.stat(name, dir_fd=walk.fd, follow_symlinks=False)
+            if not statmod.S_ISDIR(st.st_mode):
+                os.unlink(name, dir_fd=walk.fd)
+            elif recursive:
+                rmtree_at(name, walk.fd)
+            else:
+                os.rmdir(name, dir_fd=walk.fd)
+
+    @fresh_root
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        with self._walk(path, create=parents) as (walk, name):
+            _check_name(name, path)
+            try:
+                os.mkdir(name, 0o777, dir_fd=walk.fd)
+            except FileExistsError:
+                is_dir = statmod.S_ISDIR(walk.stat(name).st_mode)
+                if not is_dir and parents:
+                    raise StorageAlreadyExistsError(f"A file exists at {path!r}") from None
+                if not (exist_ok and is_dir):
+                    raise
 
     # ---------------------------------------------------------------- faster derived ops
     def copy(self, src: str, dst: str) -> Info:
-        full_src = self._abs(src)
-        with _mapped(src), open(full_src, "rb") as stream:
+        with self.open_read(src) as stream:
             return self.write(dst, stream)
 
+    @fresh_root
     def move(self, src: str, dst: str) -> None:
-        full_src, full_dst = self._abs(src), self._abs(dst)
-        with _mapped(src):
-            os.stat(full_src)
-            os.makedirs(os.path.dirname(full_dst), exist_ok=True)
-            os.replace(full_src, full_dst)
+        """Rename ``src`` (a link: the link itself) to ``dst``, creating ``dst``'s parents."""
+        with self._walk(src) as (sw, sname):
+            os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
+            with self._walk(dst, create=True) as (dw, dname):
+                _check_name(dname, dst)
+                os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
 
+    @fresh_root
     def link(self, src: str, dst: str) -> None:
-        full_src, full_dst = self._abs(src), self._abs(dst)
-        with _mapped(dst):
-            try:
-                os.link(full_src, full_dst)
-            except FileNotFoundError:
-                if not os.path.exists(full_src):
-                    raise
-                os.makedirs(os.path.dirname(full_dst), exist_ok=True)
-                os.link(full_src, full_dst)
+        with self._walk(src) as (sw, sname):
+            os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
+            with self._walk(dst, create=True) as (dw, dname):
+                _check_name(dname, dst)
+                os.link(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd, follow_symlinks=False)
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return f"{self.base_url}/{path}" if self.base_url else None
 
     def local_path(self, path: str) -> str | None:
-        return self._abs(path)
-
-
-def _create_exclusive(path: str) -> int:
-    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        """The OS path of ``path``, checked now to stay inside the base (links on the way
+        that lead outside are refused). The caller uses it with plain OS calls, so unlike
+        every other method it is only as safe as the directories it names: nobody else
+        should be able to swap links in them."""
+        root, rest = self._root_and_rest(path)
+        try:
+            with self._walk(path) as (walk, name):
+                walk.stat(name)
+        except (StorageNotFoundError, NotADirectoryStorageError):
+            pass  # what does not exist yet cannot lead anywhere
+        return root + os.sep + rest if rest else root
 
 
 def _arity(func: Callable[..., object]) -> int:
@@ -394,16 +450,6 @@ def _check_root(root: str) -> str:
     if not os.path.isdir(root):
         raise StorageConfigError(f"Base path is not a directory: {root!r}")
     return os.path.realpath(root)
-
-
-@contextmanager
-def _dir_lock(directory: str) -> Iterator[None]:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def from_config(config: dict[str, Any]) -> Backend:

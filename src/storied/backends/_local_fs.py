@@ -1,0 +1,287 @@
+"""Race-free resolution below a directory file descriptor: the local backend's confinement.
+
+A path is resolved one name at a time, each name opened with ``O_NOFOLLOW`` relative to the
+directory descriptor already held (``openat``), so the kernel never follows a symbolic link
+and nothing is checked first and used later. A symbolic link met on the way is read
+(``readlinkat``) and its target walked the same way: a target that stays inside the mount is
+followed, one that leaves it (``..`` above the root, or an absolute target outside the mount's
+real base path) is refused with :class:`~storied.errors.PathEscapeError`. Swapping a link while
+a walk is under way changes nothing: the walk holds descriptors, not names.
+
+Policy (ADR 0003): paths may pass through links that stay inside the mount; listings never
+descend into a linked directory (a link is listed only when it names a file inside the mount);
+deletes and renames act on a link itself, never on its target.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat as statmod
+from collections.abc import Iterator
+
+from storied.errors import PathEscapeError
+
+__all__ = [
+    "DIR_FLAGS",
+    "MAX_LINKS",
+    "NAME_MAX",
+    "TMP_MARK",
+    "Walk",
+    "clear_dir",
+    "entry_stat",
+    "is_link_error",
+    "scan",
+    "temp_name",
+    "walk_files",
+]
+
+#: Marker in the names of in-flight temporary files; listings hide them.
+TMP_MARK = ".storied-tmp-"
+
+#: Flags of a directory opened to walk through: never follows a link; ``O_PATH`` (Linux) needs
+#: only search permission and costs no read access.
+DIR_FLAGS = os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_PATH", os.O_RDONLY)
+#: Flags of a directory opened to be listed (readable, never through a link).
+_LIST_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Links followed in one resolution before it fails with ELOOP (Linux's own limit).
+MAX_LINKS = 40
+#: The longest file name, in bytes, most filesystems accept.
+NAME_MAX = 255
+#: Bytes of the original name kept in a temporary name (cosmetic: the name stays findable).
+_TMP_PREFIX_BYTES = 64
+
+
+def is_link_error(exc: OSError) -> bool:
+    """True when an ``O_NOFOLLOW`` open failed because the name is a symbolic link
+    (ELOOP on Linux, EMLINK on FreeBSD, ENOTDIR with ``O_DIRECTORY``): confirm by reading it."""
+    return exc.errno in (errno.ELOOP, errno.EMLINK, errno.ENOTDIR)
+
+
+def temp_name(name: str, suffix: str) -> str:
+    """A temporary name for ``name`` ending with ``suffix``, never longer than NAME_MAX bytes.
+
+    At most 64 bytes of ``name`` are kept, cut at a character boundary (a name is truncated by
+    bytes, not characters: 80 CJK characters are 240 bytes).
+    """
+    head = os.fsencode(name)[:_TMP_PREFIX_BYTES].decode("utf-8", "ignore")
+    return f".{head}{suffix}"
+
+
+class Walk:
+    """A chain of open directories from a mount root; :attr:`fd` is the current one.
+
+    ``root_fd`` is borrowed (never closed here); every descriptor the walk opens is closed by
+    :meth:`close`. Errors are raw ``OSError``\\ s (the caller maps them) except escapes, which
+    are :class:`PathEscapeError`.
+    """
+
+    def __init__(self, root_fd: int, root_path: str, path: str) -> None:
+        self.root_fd = root_fd
+        self._root_parts = [p for p in root_path.split("/") if p]
+        self._path = path
+        self._chain: list[int] = [root_fd]  # the directories from the root to the current one
+        self._owned: list[int] = []  # every descriptor opened, closed by close()/restore()
+        self._links = 0
+
+    @property
+    def fd(self) -> int:
+        """The directory the walk stands in."""
+        return self._chain[-1]
+
+    def close(self) -> None:
+        """Close every descriptor the walk opened."""
+        self.restore(((self.root_fd,), 0))
+
+    def mark(self) -> tuple[tuple[int, ...], int]:
+        """A point to :meth:`restore` to (after a probe that walked further)."""
+        return tuple(self._chain), len(self._owned)
+
+    def restore(self, mark: tuple[tuple[int, ...], int]) -> None:
+        """Go back to the directory of ``mark``, closing what was opened since."""
+        chain, owned = mark
+        self._chain = list(chain)
+        while len(self._owned) > owned:
+            os.close(self._owned.pop())
+
+    def push(self, fd: int) -> None:
+        """Stand in directory ``fd`` (opened by the caller inside the current one; the walk
+        closes it)."""
+        self._owned.append(fd)
+        self._chain.append(fd)
+
+    def descend(self, names: list[str], create: bool = False) -> None:
+        """Walk through directories ``names`` (``.``/``..``/links resolved, never by the kernel).
+
+        Args:
+            names: Path segments, relative to the current directory.
+            create: Create missing directories (``mkdir -p``); what appears meanwhile at a name
+                is opened without following, like anything else.
+
+        Raises:
+            PathEscapeError: A link or ``..`` leads outside the mount.
+            OSError: ENOENT, ENOTDIR (a file on the way), ELOOP (too many links), EACCES...
+        """
+        pending = list(reversed(names))
+        retries = 8  # a directory removed as fast as it is made: give up, do not spin
+        while pending:
+            name = pending.pop()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                self._up()
+                continue
+            try:
+                fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
+            except FileNotFoundError:
+                if not create or not retries:
+                    raise
+                retries -= 1
+                try:
+                    os.mkdir(name, 0o777, dir_fd=self.fd)
+                except FileExistsError:
+                    pass
+                pending.append(name)
+                continue
+            except NotADirectoryError as exc:
+                parts = self._link_parts(name, exc)
+                if parts is not None:
+                    pending.extend(reversed(parts))
+                continue
+            self.push(fd)
+
+    def follow(self, name: str, exc: OSError | None) -> str | None:
+        """``name`` (in :attr:`fd`) failed a no-follow open with ``exc``: when it is a link,
+        walk to its target's directory and return the target's name there (``'.'`` when the
+        target is a directory reached by ``..``/``.``); otherwise re-raise ``exc`` (with
+        ``exc=None``: return None, the caller looks again)."""
+        parts = self._link_parts(name, exc)
+        if parts is None:
+            return None
+        while len(parts) > 1 and parts[-1] in ("", "."):
+            parts.pop()
+        if not parts or parts[-1] in ("", ".", ".."):
+            self.descend(parts)
+            return "."
+        self.descend(parts[:-1])
+        return parts[-1]
+
+    def stat(self, name: str) -> os.stat_result:
+        """``stat`` of ``name`` in :attr:`fd`, following links that stay inside the mount
+        (the walk ends in the directory of the final target)."""
+        while True:
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            if not statmod.S_ISLNK(st.st_mode):
+                return st
+            name = self.follow(name, None) or name
+
+    def open(self, name: str, flags: int, mode: int = 0o666) -> int:
+        """``open`` ``name`` in :attr:`fd` with ``flags``, following links inside the mount."""
+        flags |= os.O_NOFOLLOW | os.O_CLOEXEC
+        while True:
+            try:
+                return os.open(name, flags, mode, dir_fd=self.fd)
+            except OSError as exc:
+                if not is_link_error(exc) or (
+                    exc.errno == errno.ENOTDIR and not flags & os.O_DIRECTORY
+                ):
+                    raise
+                name = self.follow(name, exc) or name
+
+    # ------------------------------------------------------------------ internals
+    def _up(self) -> None:
+        if len(self._chain) == 1:
+            raise PathEscapeError(f"Path escapes base directory: {self._path!r}")
+        self._chain.pop()  # still open: a mark taken below may come back to it
+
+    def _link_parts(self, name: str, exc: OSError | None) -> list[str] | None:
+        """The segments of link ``name``'s target, the walk moved to where they start.
+        When ``name`` is not a link: ``exc`` is raised (None: None is returned)."""
+        try:
+            target = os.readlink(name, dir_fd=self.fd)
+        except OSError as err:
+            if err.errno != errno.EINVAL:
+                raise
+            if exc is None:  # replaced by a plain entry meanwhile: look again
+                return None
+            raise exc from None  # not a link: the original failure stands
+        self._links += 1
+        if self._links > MAX_LINKS:
+            raise OSError(errno.ELOOP, "Too many levels of symbolic links")
+        parts = target.split("/")
+        if not target.startswith("/"):
+            return parts
+        parts = [p for p in parts if p not in ("", ".")]
+        depth = len(self._root_parts)
+        if parts[:depth] != self._root_parts:
+            raise PathEscapeError(f"Path escapes base directory: {self._path!r}")
+        self._chain = [self.root_fd]  # absolute: start again from the root
+        return parts[depth:]
+
+
+def scan(fd: int) -> list[os.DirEntry[str]]:
+    """The entries of open directory ``fd`` but temporary files (read at once; ``fd`` stays
+    open). Names are the OS's bytes decoded as Python does (UTF-8, undecodable bytes as
+    surrogate escapes, PEP 383), so a name that is not UTF-8 is listed and reaches the same
+    file again on this mount."""
+    with os.scandir(fd) as entries:
+        return [e for e in entries if TMP_MARK not in e.name]
+
+
+def entry_stat(walk: Walk, entry: os.DirEntry[str]) -> os.stat_result | None:
+    """The ``stat`` a listing shows for ``entry`` of the directory ``walk`` stands in, or None
+    when the entry is not listed: it vanished, or it is a link that does not name a file inside
+    the mount (a linked directory, a dangling link, a link leading outside or looping)."""
+    if not entry.is_symlink():
+        try:
+            return entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+    mark = walk.mark()
+    try:
+        st = walk.stat(entry.name)
+    except OSError:  # PathEscapeError is one too
+        return None
+    finally:
+        walk.restore(mark)
+    return None if statmod.S_ISDIR(st.st_mode) else st
+
+
+def walk_files(walk: Walk, prefix: str) -> Iterator[tuple[str, os.stat_result]]:
+    """``(path, stat)`` of every file below the directory ``walk`` stands in (``prefix`` is
+    that directory's path plus ``/``). Real subdirectories are entered by descriptor, never
+    through a link: a linked directory is not entered, a directory swapped for a link
+    meanwhile is skipped."""
+    for entry in scan(walk.fd):
+        path = prefix + entry.name
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                fd = os.open(entry.name, _LIST_FLAGS, dir_fd=walk.fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    continue  # removed or replaced while walking
+                raise
+            mark = walk.mark()
+            walk.push(fd)
+            try:
+                yield from walk_files(walk, path + "/")
+            finally:
+                walk.restore(mark)
+            continue
+        st = entry_stat(walk, entry)
+        if st is not None:
+            yield path, st
+
+
+def clear_dir(fd: int) -> None:
+    """Remove everything inside the open directory ``fd`` (kept itself), never following a
+    link: a link is removed, not its target (``shutil.rmtree`` with ``dir_fd`` opens each
+    directory without following and checks it is the one it listed)."""
+    with os.scandir(fd) as entries:
+        names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+    for name, is_dir in names:
+        if is_dir:
+            shutil.rmtree(name, dir_fd=fd)
+        else:
+            os.unlink(name, dir_fd=fd)

@@ -1,0 +1,163 @@
+"""The local backend's descriptors and file helpers: the base directory's descriptor (cached,
+re-checked), range readers, whole-buffer writes, link-safe removal and directory locks."""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import io
+import os
+import shutil
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, BinaryIO, TypeVar
+
+from storied.errors import StorageNotFoundError
+
+__all__ = [
+    "RECHECK_SECONDS",
+    "ROOT_FLAGS",
+    "RangeReader",
+    "Root",
+    "create_exclusive",
+    "dir_lock",
+    "file_object",
+    "fresh_root",
+    "rmtree_at",
+    "unlink_quietly",
+    "write_all",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Seconds between checks that a static base path still names the directory held open.
+RECHECK_SECONDS = 1.0
+#: Flags of a base directory's descriptor (``O_PATH``: search permission is enough).
+ROOT_FLAGS = os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_PATH", os.O_RDONLY)
+
+
+class Root:
+    """The descriptor of a static base directory, shared by threads.
+
+    A descriptor replaced by a newer one is never closed while the backend lives (another
+    thread may be using it; closing could hand its number to an unrelated file): retired ones
+    are closed when the backend is collected.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._ident: tuple[int, int] | None = None
+        self._checked = float("-inf")
+        self._lock = threading.Lock()
+        self._fds: list[int] = []
+        weakref.finalize(self, _close_all, self._fds)
+
+    def fd(self) -> int:
+        """The descriptor, reopened when the path now names another directory."""
+        if time.monotonic() - self._checked < RECHECK_SECONDS:
+            return self._fd
+        with self._lock:
+            st = os.stat(self.path)
+            if (st.st_dev, st.st_ino) != self._ident:
+                fd = os.open(self.path, ROOT_FLAGS)
+                self._fds.append(fd)
+                fst = os.fstat(fd)
+                self._fd, self._ident = fd, (fst.st_dev, fst.st_ino)
+            self._checked = time.monotonic()
+        return self._fd
+
+    def removed(self) -> bool:
+        """True (and the next :meth:`fd` looks again) when the held directory was removed."""
+        if self._fd < 0 or os.fstat(self._fd).st_nlink:
+            return False
+        self._checked = float("-inf")
+        return True
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def fresh_root(method: F) -> F:
+    """Run ``method`` again once when it failed because the static base was removed (and
+    perhaps made again) since its descriptor was opened."""
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except StorageNotFoundError:
+            if self._root is None or not self._root.removed():
+                raise
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RangeReader(io.RawIOBase):
+    """A file object limited to ``length`` bytes from its current position."""
+
+    def __init__(self, raw: BinaryIO, length: int) -> None:
+        self._raw, self._left = raw, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer)[: self._left]
+        n = self._raw.readinto(view)  # type: ignore[attr-defined]
+        self._left -= n or 0
+        return n or 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def file_object(fd: int, buffered: bool) -> BinaryIO:
+    """A file object owning ``fd`` (closed if it cannot be made: a directory)."""
+    try:
+        return open(fd, "rb", buffering=-1 if buffered else 0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def rmtree_at(name: str, dir_fd: int) -> None:
+    """Remove directory ``name`` of ``dir_fd`` and its content, never following a link."""
+    shutil.rmtree(name, dir_fd=dir_fd)
+
+
+def create_exclusive(name: str, dir_fd: int) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
+    return os.open(name, flags, 0o666, dir_fd=dir_fd)
+
+
+def unlink_quietly(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def dir_lock(dir_fd: int) -> Iterator[None]:
+    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
