@@ -29,9 +29,10 @@ from __future__ import annotations
 import io
 import itertools
 import threading
+import time
 import uuid
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, TypeVar
 
 from storied import paths
 from storied.backends._s3_stream import open_stream
@@ -63,10 +64,13 @@ from storied.errors import (
     PreconditionFailedError,
     StorageError,
     StorageNotFoundError,
+    StoragePermissionError,
     TransientStorageError,
     UnsupportedOperation,
 )
 from storied.info import Data, Info, ObjectVersion, WriteMode
+
+_T = TypeVar("_T")
 
 __all__ = ["DEFAULT_MULTIPART_THRESHOLD", "S3Backend", "from_config"]
 
@@ -87,7 +91,9 @@ class S3Backend(Backend):
 
     Constructing the backend sends no request. :attr:`capabilities` probes the server on first
     access (conditional writes: two PUTs and a DELETE under ``.storied/probe/``; versioning: one
-    GetBucketVersioning) and caches the answers.
+    GetBucketVersioning) and caches the answers; a probe that fails transiently is retried,
+    then raises :class:`~storied.errors.TransientStorageError` and is asked again next time
+    (a failure is never cached as "no").
 
     Args:
         bucket: The bucket name.
@@ -103,6 +109,9 @@ class S3Backend(Backend):
             parts of ``max(threshold, 5 MiB)``.
         probe_prefix: Key prefix under which the conditional-write probe writes (the mount's
             base path, so that credentials limited to that prefix can probe).
+        probe_attempts: Tries of each probe on transient failures (the mount's ``retries``);
+            a probe that still fails raises TransientStorageError and caches nothing.
+        probe_delay: Seconds before the first probe retry, doubled each time (at most 2 s).
     """
 
     protocol = "s3"
@@ -120,6 +129,8 @@ class S3Backend(Backend):
         client_kwargs: dict[str, Any] | None = None,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
         probe_prefix: str = "",
+        probe_attempts: int = 4,
+        probe_delay: float = 0.1,
     ) -> None:
         self.bucket = bucket
         self.multipart_threshold = max(1, int(multipart_threshold))
@@ -129,8 +140,10 @@ class S3Backend(Backend):
         record_entry_order(self._client)
         self._probe_prefix = paths.normalize(probe_prefix)
         self._probe_lock = threading.Lock()
+        self.probe_attempts = max(1, int(probe_attempts))
+        self.probe_delay = probe_delay
         self._conditional: bool | None = None
-        self._versioned: bool | None = None
+        self._versioning: str | None = None
 
     # ---------------------------------------------------------------- capabilities
     @property  # type: ignore[override]
@@ -147,13 +160,20 @@ class S3Backend(Backend):
         return _CAPS
 
     def conditional_write_supported(self) -> bool:
-        """Whether the server refuses a second ``If-None-Match: *`` PUT (probed once)."""
+        """Whether the server refuses a second ``If-None-Match: *`` PUT (probed once).
+
+        A transient failure is retried (:attr:`probe_attempts`), then raised and not cached:
+        the next call probes again. Another refusal (access denied...) is cached as False.
+
+        Raises:
+            TransientStorageError: Every attempt failed transiently.
+        """
         with self._probe_lock:
             if self._conditional is None and not self.anon:
                 try:
-                    self._conditional = self._probe_conditional()
+                    self._conditional = self._retried(self._probe_conditional)
                 except TransientStorageError:
-                    return False  # not cached: ask again next time
+                    raise
                 except StorageError:
                     self._conditional = False
             return bool(self._conditional)
@@ -162,18 +182,46 @@ class S3Backend(Backend):
         return self.versioning_enabled()
 
     def versioning_enabled(self) -> bool:
-        """Whether GetBucketVersioning says ``Enabled`` (asked once)."""
+        """Whether GetBucketVersioning says ``Enabled`` (see :meth:`versioning_status`)."""
+        return self.versioning_status() == "Enabled"
+
+    def versioning_status(self) -> str:
+        """The bucket's versioning ``Status``, asked once and cached: ``"Enabled"``,
+        ``"Suspended"`` (versioning was on once, so native versions may exist) or ``""``
+        (never enabled, or a server that does not implement versioning, or credentials that
+        may not ask: such a refusal is cached as ``""``).
+
+        A transient failure is retried (:attr:`probe_attempts` tries with backoff), then raised
+        and never cached: the next call probes again. A missing bucket raises (not cached).
+
+        Raises:
+            TransientStorageError: Every attempt failed transiently (503, throttling, timeout).
+            StorageNotFoundError: The bucket does not exist.
+        """
         with self._probe_lock:
-            if self._versioned is None:
+            if self._versioning is None:
                 try:
-                    with self._mapped(""):
-                        status = self._client.get_bucket_versioning(Bucket=self.bucket)
-                except TransientStorageError:
-                    return False
-                except StorageError:
-                    status = {}
-                self._versioned = status.get("Status") == "Enabled"
-            return self._versioned
+                    answer = self._retried(self._get_versioning)
+                except (StoragePermissionError, UnsupportedOperation):
+                    answer = {}
+                self._versioning = str(answer.get("Status") or "")
+            return self._versioning
+
+    def _get_versioning(self) -> dict[str, Any]:
+        with self._mapped(""):
+            answer: dict[str, Any] = self._client.get_bucket_versioning(Bucket=self.bucket)
+        return answer
+
+    def _retried(self, call: Callable[[], _T]) -> _T:
+        """``call()``, retried on TransientStorageError with exponential backoff."""
+        for attempt in range(self.probe_attempts):
+            try:
+                return call()
+            except TransientStorageError:
+                if attempt == self.probe_attempts - 1:
+                    raise
+                time.sleep(min(2.0, self.probe_delay * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _probe_conditional(self) -> bool:
         key = paths.join(self._probe_prefix, paths.RESERVED, "probe", uuid.uuid4().hex)
@@ -511,5 +559,6 @@ def from_config(config: dict[str, Any]) -> Backend:
         anon=bool(config.get("anon")),
         multipart_threshold=int(config.get("multipart_threshold") or DEFAULT_MULTIPART_THRESHOLD),
         probe_prefix=prefix,
+        probe_attempts=int(config.get("retries") or 4),
     )
     return Prefixed(backend, prefix) if prefix else backend
