@@ -16,7 +16,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from storied.errors import StorageAlreadyExistsError, StorageNotFoundError
+from storied.errors import (
+    PreconditionFailedError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+)
 
 if TYPE_CHECKING:
     from storied.versioning.catalog import Refs
@@ -49,11 +53,15 @@ class TagMethods:
         self.require_writable()
         if not isinstance(tag, str) or not tag.strip() or any(ord(c) < 32 for c in tag):
             raise ValueError(f"Invalid tag name {tag!r}")
+        from storied.versioning.maintenance import ProtectionGuard
+
         history = self._need_history()
+        guard = ProtectionGuard(history.engine.catalog)  # before resolving: see maintenance.py
         found = history.versions(self._path)
         if any(v.version_id == tag for v in found):
             raise ValueError(f"Tag name {tag!r} is a version id of {self._path!r}")
         target = history.resolve(self._path, version)
+        previous: list[str | None] = [None]
 
         def change(refs: Refs) -> None:
             current = refs.tags.get(tag)
@@ -62,10 +70,36 @@ class TagMethods:
                     f"Tag {tag!r} already points at version {current} of {self._path!r}; "
                     "pass move=True to move it"
                 )
+            previous[0] = current
             refs.tags[tag] = target.version_id
 
         history.update_refs(self._path, change)
+        try:
+            safe = guard.settle()
+        except PreconditionFailedError:
+            self._undo_tag(history, tag, target.version_id, previous[0])
+            raise
+        if not safe and all(v.version_id != target.version_id
+                            for v in history.versions(self._path)):
+            self._undo_tag(history, tag, target.version_id, previous[0])
+            raise StorageNotFoundError(
+                f"Version {target.version_id} of {self._path!r} was deleted while it was "
+                f"being tagged {tag!r}; the tag was not set"
+            )
         return target.version_id
+
+    def _undo_tag(self, history: MountHistory, tag: str, version_id: str,
+                  previous: str | None) -> None:
+        """Take back a tag this call set (compare-and-swap: only if it still points there)."""
+
+        def change(refs: Refs) -> None:
+            if refs.tags.get(tag) == version_id:
+                if previous in (None, version_id):
+                    del refs.tags[tag]
+                else:
+                    refs.tags[tag] = previous
+
+        history.update_refs(self._path, change)
 
     def untag_version(self, tag: str) -> None:
         """Remove tag ``tag`` (its version loses that protection).
@@ -124,33 +158,49 @@ class TagMethods:
         """Remove the versions no rule keeps (see :mod:`storied.policies.retention`).
 
         With both rules a version stays if either keeps it. The current version, tagged
-        versions and versions in a snapshot always stay.
+        versions and versions in a snapshot always stay; protection is read under the
+        history's maintenance lease (:mod:`storied.versioning.maintenance`), so a tag or
+        snapshot another process adds meanwhile is honoured too. ``keep_last`` is an int >= 0,
+        ``keep_days`` a number >= 0 (``float('inf')`` keeps every version by age).
+
+        Raises:
+            InvalidArgumentError: (a ``ValueError``) a rule of the wrong type or range.
+            StoragePermissionError: Not a dry run and the mount has no delete permission.
 
         Returns:
             With ``dry_run``: the plan, one dict per version with ``version_id``,
             ``last_modified``, ``size``, ``keep`` and ``reasons``; nothing is deleted.
             Otherwise: the version dicts that were removed.
         """
-        from storied.policies.retention import plan_retention
+        from storied.policies.retention import check_rules, plan_retention
+        from storied.versioning.maintenance import maintenance
 
+        check_rules(keep_last, keep_days)
         history = self._need_history()
-        if not dry_run:
-            self._need_delete()
-        found = history.versions(self._path)
-        refs = history.refs(self._path)
-        tags: dict[str, list[str]] = {}
-        for name, vid in refs.tags.items():
-            tags.setdefault(vid, []).append(name)
-        snaps = history.engine.catalog.snapshot_refs().get(history._p(self._path), {})
-        plan = plan_retention(found, now or datetime.now(UTC), keep_last, keep_days, tags, snaps)
-        by_id = {v.version_id: v for v in found}
+        moment = now or datetime.now(UTC)
+
+        def plan() -> tuple[list[Any], dict[str, Any]]:
+            found = history.versions(self._path)
+            tags: dict[str, list[str]] = {}
+            for name, vid in history.refs(self._path).tags.items():
+                tags.setdefault(vid, []).append(name)
+            snaps = history.engine.catalog.snapshot_refs().get(history._p(self._path), {})
+            decisions = plan_retention(found, moment, keep_last, keep_days, tags, snaps)
+            return decisions, {v.version_id: v for v in found}
+
         if dry_run:
-            return [_plan_row(by_id[d.version_id], d.keep, d.reasons) for d in plan]
+            decisions, by_id = plan()
+            return [_plan_row(by_id[d.version_id], d.keep, d.reasons) for d in decisions]
+        self._need_delete()
         removed = []
-        for decision in plan:
-            if not decision.keep:
-                history.delete_version(self._path, by_id[decision.version_id])
-                removed.append(by_id[decision.version_id].as_dict())
+        # under the lease, protection is read after every tagger that could miss us is done
+        with maintenance(history.engine.catalog) as lease:
+            decisions, by_id = plan()
+            for decision in decisions:
+                if not decision.keep:
+                    lease.keep()
+                    history.delete_version(self._path, by_id[decision.version_id])
+                    removed.append(by_id[decision.version_id].as_dict())
         return removed
 
 

@@ -138,36 +138,55 @@ class VersionMethods:
     def delete_version(self, version: int | str) -> None:
         """Remove one version for good.
 
-        Removing the newest version makes the previous history entry current, as S3 does:
-        the version before it, or a delete, when the file was deleted before that write (the
-        file then stays deleted).
+        Protected, never removed: the current version (to remove the file, ``delete()`` it,
+        which keeps its history; or write a new version first), a tagged version and a version
+        a snapshot names. Of a deleted file every version may go (none is current). The check
+        and the removal happen under the history's maintenance lease, so a tag or snapshot
+        set meanwhile by another process is honoured (see
+        :mod:`storied.versioning.maintenance`).
 
         Raises:
-            StoragePermissionError: The mount has no delete permission.
+            StoragePermissionError: The mount has no delete permission, or the version is
+                protected (the message says why and what to do).
         """
+        from storied.versioning.maintenance import maintenance
+
         self._need_delete()
         history = self._need_history()
-        target = history.resolve(self._path, version)
-        why = history.protected(self._path).get(target.version_id)
-        if why is not None:
-            raise StoragePermissionError(
-                f"Version {target.version_id} of {self.fullpath} is protected ({why}); "
-                "untag it or delete the snapshot first"
-            )
-        history.delete_version(self._path, target)
+        with maintenance(history.engine.catalog):
+            target = history.resolve(self._path, version)
+            if target.is_latest:
+                raise StoragePermissionError(
+                    f"Version {target.version_id} of {self.fullpath} is the current version, "
+                    "which is protected: delete the file (its history is kept) or write a new "
+                    "version first"
+                )
+            why = history.protected(self._path).get(target.version_id)
+            if why is not None:
+                raise StoragePermissionError(
+                    f"Version {target.version_id} of {self.fullpath} is protected ({why}); "
+                    "untag it or delete the snapshot first"
+                )
+            history.delete_version(self._path, target)
 
     def compact_versions(self, dry_run: bool = False) -> int:
-        """Remove consecutive duplicate versions, never the current one; return how many
-        (with ``dry_run``, how many would go)."""
+        """Remove consecutive duplicate versions; return how many (with ``dry_run``, how many
+        would go: the same plan, tags and snapshots included).
+
+        Never removed: the current version, tagged versions, versions a snapshot names (read
+        under the maintenance lease when not a dry run).
+        """
         from storied.versioning.history import compact_plan
+        from storied.versioning.maintenance import maintenance
 
         history = self._need_history()
-        if not dry_run:
-            self._need_delete()
-        protected = history.protected(self._path) if not dry_run else {}
-        doomed = compact_plan(history.versions(self._path), protected)
-        if not dry_run:
+        if dry_run:
+            return len(compact_plan(history.versions(self._path), history.protected(self._path)))
+        self._need_delete()
+        with maintenance(history.engine.catalog) as lease:
+            doomed = compact_plan(history.versions(self._path), history.protected(self._path))
             for version in doomed:
+                lease.keep()
                 history.delete_version(self._path, version)
         return len(doomed)
 

@@ -19,7 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-__all__ = ["Decision", "plan_retention"]
+try:
+    from storied.errors import InvalidArgumentError
+except ImportError:  # until errors.py has it
+    from storied.errors import StorageConfigError as InvalidArgumentError  # type: ignore[assignment]
+
+__all__ = ["Decision", "check_rules", "plan_retention"]
 
 
 class _Versionish(Protocol):
@@ -63,20 +68,45 @@ def plan_retention(
         holds: ``{version_id: why}`` for versions under legal hold or retention.
 
     Raises:
-        ValueError: A negative ``keep_last`` or ``keep_days``.
+        InvalidArgumentError: (a ``ValueError``) ``keep_last`` not an int >= 0 (a bool is
+            refused), ``keep_days`` not a number >= 0 (NaN refused; ``inf`` keeps every
+            version by age).
     """
-    if keep_last is not None and keep_last < 0:
-        raise ValueError("keep_last must be >= 0")
-    if keep_days is not None and keep_days < 0:
-        raise ValueError("keep_days must be >= 0")
+    check_rules(keep_last, keep_days)
     active = keep_last is not None or keep_days is not None
-    cutoff = now - timedelta(days=keep_days) if keep_days is not None else None
+    cutoff = None
+    if keep_days is not None:
+        try:
+            cutoff = now - timedelta(days=keep_days)
+        except OverflowError:  # inf, or further back than datetime reaches: all are young
+            cutoff = datetime.min.replace(tzinfo=now.tzinfo)
     newest = {v.version_id for v in list(versions)[-keep_last:]} if keep_last else set()
     decisions = []
     for version in versions:
         reasons = _reasons(version, newest, keep_last, cutoff, keep_days, tags, snapshots, holds)
         decisions.append(Decision(version.version_id, bool(reasons) or not active, reasons))
     return decisions
+
+
+def check_rules(keep_last: object, keep_days: object) -> None:
+    """Refuse retention rules that mean nothing (before anything is read or deleted).
+
+    Raises:
+        InvalidArgumentError: See :func:`plan_retention`.
+    """
+    if keep_last is not None and (
+        isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 0
+    ):
+        raise InvalidArgumentError(f"keep_last must be an int >= 0 or None, not {keep_last!r}")
+    if keep_days is not None and (
+        isinstance(keep_days, bool)
+        or not isinstance(keep_days, int | float)
+        or keep_days != keep_days  # NaN
+        or keep_days < 0
+    ):
+        raise InvalidArgumentError(
+            f"keep_days must be a number >= 0 (inf keeps everything) or None, not {keep_days!r}"
+        )
 
 
 def _reasons(

@@ -14,15 +14,22 @@ from typing import TYPE_CHECKING, Any
 
 from storied import paths
 from storied.errors import (
+    PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageNotFoundError,
     UnsupportedOperation,
 )
-from storied.policies.retention import plan_retention
+from storied.policies.retention import check_rules, plan_retention
 from storied.versioning.catalog import Refs, Snapshot
 from storied.versioning.engine import Version
 from storied.versioning.history import MountHistory, compact_plan
+from storied.versioning.maintenance import ProtectionGuard, maintenance
+
+try:
+    from storied.errors import AmbiguousSnapshotError
+except ImportError:  # until errors.py has it
+    from storied.errors import StorageConfigError as AmbiguousSnapshotError  # type: ignore
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
@@ -38,6 +45,7 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], object]
+_BATCH = 1000  # removal items per request (S3 DeleteObjects' limit); the lease is kept between
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -63,11 +71,22 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
     each file's doomed versions and they are deleted in batches."""
     mount, sub, history = _split(manager, prefix)
     _need_delete(manager, mount, dry_run)
+    if dry_run:
+        return _plan_bulk(mount, sub, history, progress, choose)[0]
+    # versions, refs and manifests are read under the lease: a tag or snapshot set meanwhile
+    # by another process is either read here or checked by its setter (maintenance.py)
+    with maintenance(history.engine.catalog) as lease:
+        result, items = _plan_bulk(mount, sub, history, progress, choose)
+        for start in range(0, len(items), _BATCH):
+            lease.keep()
+            history.engine.remove_items(items[start:start + _BATCH])
+    return result
+
+
+def _plan_bulk(mount: str, sub: str, history: MountHistory, progress: Progress | None,
+               choose: Choose) -> tuple[dict[str, list[Version]], list[tuple[str, str | None]]]:
     root = history._p(sub)
-    everything = history.engine.all_versions(root)
-    if not everything and root:  # the prefix may name a single file
-        found = history.engine.versions(root)
-        everything = {root: found} if found else {}
+    everything = _all_versions(history, root)
     refs = history.engine.catalog.refs_below(root)
     snapshots = history.engine.catalog.snapshot_refs()
     result: dict[str, list[Version]] = {}
@@ -80,9 +99,16 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
             items += history.engine.removal_items(path, doomed)
         if progress:
             progress(done, len(files))
-    if items and not dry_run:
-        history.engine.remove_items(items)
-    return result
+    return result, items
+
+
+def _all_versions(history: MountHistory, root: str) -> dict[str, list[Version]]:
+    """``{engine path: versions}`` below ``root`` from one flat listing (or the file ``root``)."""
+    everything = history.engine.all_versions(root)
+    if not everything and root:  # the prefix may name a single file
+        found = history.engine.versions(root)
+        everything = {root: found} if found else {}
+    return everything
 
 
 def _tag_map(refs: Refs) -> dict[str, list[str]]:
@@ -105,7 +131,12 @@ def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
 def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = None,
                  keep_days: float | None = None, dry_run: bool = False,
                  progress: Progress | None = None) -> dict[str, list[str]]:
-    """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``."""
+    """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``.
+
+    Raises:
+        InvalidArgumentError: (a ``ValueError``) a rule of the wrong type or range.
+    """
+    check_rules(keep_last, keep_days)
     now = datetime.now(UTC)
 
     def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]]) -> list[Version]:
@@ -129,11 +160,16 @@ def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str,
 
     Each file's current version comes from its own listing, so a file written meanwhile is
     recorded at a version that really existed. Files without a current version (deleted)
-    are left out.
+    are left out. When a version deletion ran while the snapshot was taken (another process's
+    cleanup, see :mod:`storied.versioning.maintenance`), the recorded versions are checked
+    again; a manifest naming a version that is gone is taken back.
 
     Raises:
         StorageAlreadyExistsError: A snapshot with that tag exists on any versioned mount.
         StorageConfigError: The tag is not a plain name.
+        StorageNotFoundError: A recorded version was deleted meanwhile (no snapshot is left).
+        UnsupportedOperation: The storage has no conditional writes (as for tags: a manifest
+            could not be created safely, nor protect its versions from a concurrent cleanup).
     """
     if not _TAG.match(tag):
         raise StorageConfigError(f"Invalid snapshot tag {tag!r}: use letters, digits, _ . -")
@@ -142,16 +178,44 @@ def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str,
         from storied.errors import StoragePermissionError
 
         raise StoragePermissionError(f"Mount {mount!r} is read-only")
-    if _find(manager, tag) is not None:
+    catalog = history.engine.catalog
+    if not catalog.backend.capabilities.conditional_write:
+        raise UnsupportedOperation(
+            f"Mount {mount!r}: snapshots need conditional writes, which this storage does not "
+            "offer"
+        )
+    if _candidates(manager, tag):
         raise StorageAlreadyExistsError(f"Snapshot {tag!r} already exists")
+    guard = ProtectionGuard(catalog)  # before the listings: see maintenance.py
     files: dict[str, str] = {}
     for path in _files(history, sub):
         current = [v for v in history.versions(path) if v.is_latest]
         if current:
             files[history._p(path)] = current[0].version_id
     snapshot = Snapshot(tag, f"{mount}:{sub}", time.time(), files, history._p(sub))
-    history.engine.catalog.create_snapshot(snapshot)
+    catalog.create_snapshot(snapshot)
+    try:
+        missing = [] if guard.settle() else _missing(history, snapshot)
+    except PreconditionFailedError:
+        catalog.delete_snapshot(tag)
+        raise
+    if missing:
+        catalog.delete_snapshot(tag)
+        raise StorageNotFoundError(
+            f"Snapshot {tag!r} not created: version(s) deleted while it was taken: "
+            + ", ".join(missing)
+        )
     return _describe(snapshot)
+
+
+def _missing(history: MountHistory, snapshot: Snapshot) -> list[str]:
+    """``'path@version_id'`` for each manifest entry whose version no longer exists."""
+    everything = _all_versions(history, snapshot.root)
+    missing = []
+    for path, vid in sorted(snapshot.files.items()):
+        if all(v.version_id != vid for v in everything.get(path, [])):
+            missing.append(f"{path}@{vid}")
+    return missing
 
 
 def _histories(manager: StorageManager) -> list[tuple[str, MountHistory]]:
@@ -165,11 +229,39 @@ def _histories(manager: StorageManager) -> list[tuple[str, MountHistory]]:
     return found
 
 
-def _find(manager: StorageManager, tag: str) -> tuple[str, MountHistory, Snapshot] | None:
-    for mount, history in _histories(manager):
-        if tag in set(history.engine.catalog.snapshot_tags()):
-            return mount, history, history.engine.catalog.snapshot(tag)
-    return None
+def _candidates(manager: StorageManager, name: str) -> list[tuple[str, MountHistory, str]]:
+    """``(mount, history, tag)`` of every stored snapshot ``name`` names: ``'tag'`` on any
+    versioned mount, ``'mount:tag'`` on that mount only (a relative mount means its parent's
+    history, where its snapshots are kept)."""
+    if ":" in name:
+        mount, tag = name.split(":", 1)
+        while mount in manager._parents:
+            mount = manager._parents[mount][0]
+        history = manager.history(mount)
+        places = [(mount, history)] if history is not None else []
+    else:
+        tag, places = name, _histories(manager)
+    return [(m, h, tag) for m, h in places if tag in set(h.engine.catalog.snapshot_tags())]
+
+
+def _find(manager: StorageManager, name: str) -> tuple[str, MountHistory, Snapshot]:
+    """The one snapshot ``name`` (``'tag'`` or ``'mount:tag'``) names.
+
+    Raises:
+        StorageNotFoundError: No such snapshot.
+        AmbiguousSnapshotError: (a ``LookupError`` and ``ValueError``) several mounts have a
+            snapshot of that name; the message names them as ``'mount:tag'``.
+    """
+    found = _candidates(manager, name)
+    if not found:
+        raise StorageNotFoundError(f"No snapshot {name!r}")
+    if len(found) > 1:
+        names = ", ".join(repr(f"{m}:{t}") for m, _, t in found)
+        raise AmbiguousSnapshotError(
+            f"Snapshot {name!r} exists on several mounts ({names}): name one as 'mount:tag'"
+        )
+    mount, history, tag = found[0]
+    return mount, history, history.engine.catalog.snapshot(tag)
 
 
 def _describe(snapshot: Snapshot) -> dict[str, Any]:
@@ -201,21 +293,20 @@ def _within(snapshot_prefix: str, prefix: str) -> bool:
 
 
 def get_snapshot(manager: StorageManager, tag: str) -> dict[str, Any]:
-    """The snapshot's tag, prefix, creation time and ``files`` (``{path: version_id}``)."""
-    found = _find(manager, tag)
-    if found is None:
-        raise StorageNotFoundError(f"No snapshot {tag!r}")
-    return _describe(found[2])
+    """The snapshot's tag, prefix, creation time and ``files`` (``{path: version_id}``).
+
+    ``tag`` is ``'name'`` (any mount) or ``'mount:name'``; a name several mounts have is an
+    ``AmbiguousSnapshotError`` (a ``LookupError``/``ValueError``) naming the candidates. The
+    same holds for :func:`delete_snapshot` and :func:`restore_snapshot`.
+    """
+    return _describe(_find(manager, tag)[2])
 
 
 def delete_snapshot(manager: StorageManager, tag: str) -> None:
     """Remove a snapshot (its versions lose that protection; nothing else changes)."""
-    found = _find(manager, tag)
-    if found is None:
-        raise StorageNotFoundError(f"No snapshot {tag!r}")
-    mount, history, _ = found
+    mount, history, snap = _find(manager, tag)
     _need_delete(manager, mount, False)
-    history.engine.catalog.delete_snapshot(tag)
+    history.engine.catalog.delete_snapshot(snap.tag)
 
 
 def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
@@ -229,10 +320,7 @@ def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
     Returns:
         ``{'restored': [...], 'unchanged': [...], 'new': [...], 'deleted': [...]}`` (paths).
     """
-    found = _find(manager, tag)
-    if found is None:
-        raise StorageNotFoundError(f"No snapshot {tag!r}")
-    mount, history, snap = found
+    mount, history, snap = _find(manager, tag)
     sub = paths.relative_to(snap.root, history.prefix)
     report: dict[str, list[str]] = {"restored": [], "unchanged": [], "new": [], "deleted": []}
     recorded = {paths.relative_to(p, history.prefix): vid for p, vid in snap.files.items()}

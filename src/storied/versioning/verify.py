@@ -1,4 +1,11 @@
-"""``verify`` for the portable engine: every record's blob exists and hashes right."""
+"""``verify``: the history's invariants, on both engines, as a report that is always returned.
+
+:func:`verify_history` is what ``MountHistory.verify`` (and so ``StorageManager.verify`` and
+``storied verify``) runs: the engine's own checks (:func:`verify_portable` for the portable
+engine: every record's blob exists and hashes right), then the catalog's (every tag and every
+snapshot entry names a version that exists). Any error met while checking one item becomes a
+problem of the report; verify never raises because of what it finds in the storage.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +14,97 @@ from typing import TYPE_CHECKING
 
 from storied import paths
 from storied.backends.base import CHUNK
-from storied.errors import StorageNotFoundError
-from storied.versioning.engine import VerifyReport
+from storied.errors import StorageError, StorageNotFoundError
+from storied.versioning.catalog import Refs
+from storied.versioning.engine import VerifyReport, Version
 from storied.versioning.records import blob_path, parse_record
 
 if TYPE_CHECKING:
+    from storied.versioning.engine import VersionEngine
     from storied.versioning.portable import PortableEngine
 
-__all__ = ["verify_portable"]
+__all__ = ["check_catalog", "verify_history", "verify_portable"]
+
+# what checking one item may raise: storage errors, OS errors, unparsable JSON (ValueError)
+_ITEM_ERRORS = (StorageError, OSError, ValueError, KeyError, TypeError)
+
+
+def verify_history(engine: VersionEngine, prefix: str = "") -> VerifyReport:
+    """The engine's checks below ``prefix``, then the catalog's (:func:`check_catalog`).
+
+    Never raises for what it finds: an error while checking becomes a problem.
+    """
+    try:
+        report = engine.verify(prefix)
+    except _ITEM_ERRORS as exc:
+        report = VerifyReport()
+        report.problems.append(f"cannot check the history below {prefix or '/'!r}: {exc}")
+    try:
+        check_catalog(engine, prefix, report)
+    except _ITEM_ERRORS as exc:
+        report.problems.append(f"cannot check tags and snapshots below {prefix or '/'!r}: {exc}")
+    return report
+
+
+def _versions_below(engine: VersionEngine, prefix: str) -> dict[str, set[str]]:
+    everything: dict[str, list[Version]] = engine.all_versions(prefix)
+    if not everything and prefix:  # the prefix may name a single file
+        found = engine.versions(prefix)
+        everything = {prefix: found} if found else {}
+    return {path: {v.version_id for v in found} for path, found in everything.items()}
+
+
+def check_catalog(engine: VersionEngine, prefix: str, report: VerifyReport) -> None:
+    """Add a problem for each dangling tag or snapshot entry below ``prefix``.
+
+    A tag whose version does not exist, a snapshot entry (within ``prefix``) naming a
+    version that does not exist, and an unreadable refs document or manifest are problems.
+    Cost: one flat version listing, one listing of the refs (plus a read per file with refs),
+    one read per snapshot manifest.
+    """
+    catalog = engine.catalog
+    existing = _versions_below(engine, prefix)
+    base = catalog._key("refs")
+    try:
+        entries = list(catalog.backend.walk(catalog._key("refs", prefix)))
+    except (StorageNotFoundError, NotADirectoryError):
+        entries = []
+    for entry in entries:
+        parent, _, name = entry.path.rpartition("/")
+        if name != "refs.json":
+            continue
+        path = paths.relative_to(parent, base)
+        try:
+            refs = Refs.from_json(catalog.backend.read_bytes(entry.path))
+        except _ITEM_ERRORS as exc:
+            report.problems.append(f"unreadable tags and annotations of {path}: {exc}")
+            continue
+        for tag, vid in sorted(refs.tags.items()):
+            if vid not in existing.get(path, set()):
+                report.problems.append(
+                    f"dangling tag {tag!r} of {path}: version {vid} does not exist"
+                )
+    for tag in list(catalog.snapshot_tags()):
+        try:
+            files = catalog.snapshot(tag).files
+        except _ITEM_ERRORS as exc:
+            report.problems.append(f"unreadable snapshot {tag!r}: {exc}")
+            continue
+        for path, vid in sorted(files.items()):
+            if paths.is_under(path, prefix) and vid not in existing.get(path, set()):
+                report.problems.append(
+                    f"dangling entry of snapshot {tag!r}: version {vid} of {path} does not exist"
+                )
 
 
 def verify_portable(engine: PortableEngine, prefix: str = "") -> VerifyReport:
     """Check the history below ``prefix``.
 
     Problems (``ok`` becomes False): an object in a history directory whose name is not a record,
-    a record whose blob is missing, a blob whose content does not hash to its name. Orphans
-    (allowed): blobs no record refers to (only looked for when ``prefix`` is the whole mount)
-    and temporary objects. Stale: working copies that differ from their newest record.
+    a record whose blob is missing, a blob whose content does not hash to its name, anything that
+    could not be checked. Orphans (allowed): blobs no record refers to (only looked for when
+    ``prefix`` is the whole mount) and temporary objects. Stale: working copies that differ from
+    their newest record.
     """
     report = VerifyReport()
     versions_root = engine._meta("versions")
@@ -31,6 +112,9 @@ def verify_portable(engine: PortableEngine, prefix: str = "") -> VerifyReport:
     try:
         entries = list(engine.meta.walk(engine._history_dir(prefix)))
     except StorageNotFoundError:
+        entries = []
+    except _ITEM_ERRORS as exc:
+        report.problems.append(f"cannot list the history below {prefix or '/'!r}: {exc}")
         entries = []
     for entry in entries:
         parent, _, name = entry.path.rpartition("/")
@@ -42,11 +126,20 @@ def verify_portable(engine: PortableEngine, prefix: str = "") -> VerifyReport:
         if not record.deleted:
             wanted.setdefault(record.sha256, []).append(paths.relative_to(parent, versions_root))
     for sha, users in sorted(wanted.items()):
-        _check_blob(engine, sha, users, report)
+        try:
+            _check_blob(engine, sha, users, report)
+        except _ITEM_ERRORS as exc:
+            report.problems.append(f"cannot check blob {sha}: {exc}")
     for path in sorted({p for users in wanted.values() for p in users}):
-        _check_working_copy(engine, path, report)
+        try:
+            _check_working_copy(engine, path, report)
+        except _ITEM_ERRORS as exc:
+            report.stale.append(f"{path}: working copy cannot be checked: {exc}")
     if not prefix:
-        _find_orphans(engine, set(wanted), report)
+        try:
+            _find_orphans(engine, set(wanted), report)
+        except _ITEM_ERRORS as exc:
+            report.problems.append(f"cannot look for orphans: {exc}")
     return report
 
 
@@ -73,6 +166,9 @@ def _check_working_copy(engine: PortableEngine, path: str, report: VerifyReport)
         return
     if newest.deleted:
         report.stale.append(f"{path}: deleted in history but present")
+        return
+    if info.is_dir:
+        report.stale.append(f"{path}: a directory where version {newest.version_id} belongs")
         return
     if info.size != newest.size or _md5(engine, path, info.md5) != newest.md5:
         report.stale.append(f"{path}: working copy differs from version {newest.version_id}")
