@@ -130,9 +130,12 @@ class EngineConformance:
         self._write(sm, "v:d.txt", "1", "2", "3")
         node.delete_version(1)
         assert [node.open(version=i).read() for i in range(2)] == ["1", "3"]
+        with pytest.raises(StoragePermissionError):
+            node.delete_version(-1)  # the current version is protected
+        assert node.version_count == 2 and node.read_text() == "3"
+        node.delete()  # a deleted file has no current version: its newest may go
         node.delete_version(-1)
-        assert node.version_count == 1 and node.read_text() == "1"
-        assert node.versions[-1]["is_latest"]
+        assert node.version_count == 1 and not node.exists()
 
     def test_skip_if_unchanged_compares_with_latest(self, sm: StorageManager) -> None:
         node = sm.node("v:s.txt")
