@@ -54,6 +54,7 @@ __all__ = [
     "delete_keys",
     "error_for",
     "exact_key",
+    "is_marker",
     "listed_info",
     "make_client",
     "mapped",
@@ -178,6 +179,14 @@ def timestamp(value: Any) -> float | None:
 def usable(key: str) -> bool:
     """False for keys no normalised path can name (directory markers, empty segments...)."""
     return bool(key) and all(seg not in ("", ".", "..") for seg in key.split("/"))
+
+
+def is_marker(key: str, prefix: str) -> bool:
+    """Whether ``key`` is the directory marker object (``dir/``) of ``prefix`` itself or of an
+    addressable directory below it (``a//`` or ``a/./`` are not: no path names them)."""
+    if not key.endswith("/") or not key.startswith(prefix):
+        return False
+    return key == prefix or usable(key[:-1])
 
 
 def listed_info(obj: dict[str, Any]) -> Info:

@@ -42,6 +42,7 @@ from storied.backends._s3_support import (
     content_type,
     delete_keys,
     exact_key,
+    is_marker,
     listed_info,
     make_client,
     mapped,
@@ -414,7 +415,12 @@ class S3Backend(Backend):
         self._delete_prefix(path, recursive)
 
     def _delete_prefix(self, path: str, recursive: bool) -> None:
-        """One LIST per 1000 keys under ``path/``, then DeleteObjects per 1000 keys."""
+        """One LIST per 1000 keys under ``path/``, then DeleteObjects per 1000 keys.
+
+        A recursive delete removes exactly the keys :meth:`walk` yields plus the directory
+        marker objects (``path/``, ``path/sub/``) of addressable directories; keys no path can
+        name (``a//b``, ``a/./b``, ``a/x/../y``) are never deleted, since nothing listed them.
+        """
         prefix = path + "/" if path else ""
         pages = self._pages(path, Prefix=prefix, **({} if recursive else {"MaxKeys": 2}))
         first = [obj["Key"] for obj in next(pages).get("Contents") or ()]
@@ -425,7 +431,8 @@ class S3Backend(Backend):
         if not recursive and first != [prefix]:
             raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
         rest = (obj["Key"] for page in pages for obj in page.get("Contents") or ())
-        delete_keys(self._client, self.bucket, path, itertools.chain(first, rest))
+        keys = (k for k in itertools.chain(first, rest) if usable(k) or is_marker(k, prefix))
+        delete_keys(self._client, self.bucket, path, keys)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         """Nothing to do: directories are implied by the keys below them (no request)."""
@@ -462,11 +469,19 @@ class S3Backend(Backend):
             with self._mapped(src):
                 self._client.delete_object(Bucket=self.bucket, Key=src)
             return
-        entries = list(self.walk(src))
+        prefix = src + "/" if src else ""
+        entries, markers = [], []
+        for page in self._pages(src, Prefix=prefix):
+            for obj in page.get("Contents") or ():
+                if usable(obj["Key"]):
+                    entries.append(listed_info(obj))
+                elif is_marker(obj["Key"], prefix):
+                    markers.append(obj["Key"])
         for entry in entries:
             self._copy_key(entry.path, dst + entry.path[len(src) :], entry.size)
-        # Only what was copied (and a directory marker): keys added meanwhile are not lost.
-        keys = [*(e.path for e in entries), src + "/"]
+        # Only what was copied (and directory markers): keys added meanwhile, and keys no path
+        # can name (``a//b``, never listed, never copied), are not lost.
+        keys = [*(e.path for e in entries), *markers]
         delete_keys(self._client, self.bucket, src, keys)
 
     def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
