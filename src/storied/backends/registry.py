@@ -4,7 +4,9 @@ Each adapter module exposes ``from_config(config: dict) -> Backend`` (imported l
 ``config`` has already been checked here: required keys present, aliases folded into their
 standard names, no unknown keys, every value of its declared :class:`Kind` (converted where a
 kind says so: a ``PathLike`` becomes a ``str``, a port given as ``"2222"`` an ``int``);
-``config["name"]`` is the mount's name. An adapter with a key prefix or remote base directory
+``config["name"]`` is the mount's name and ``config["retries"]`` its attempts for transient
+errors (already applied around the adapter by the manager; an adapter may use it for probes of
+its own). An adapter with a key prefix or remote base directory
 returns its backend wrapped in :class:`~storied.backends.wrappers.Prefixed`.
 
 The schema is declarative: :data:`COMMON_SCHEMA` for the keys every mount accepts,
@@ -437,6 +439,7 @@ def build(type_name: str, mount: str, config: Mapping[str, Any]) -> Backend:
         )
     options = spec.normalize(mount, config)
     options["name"] = mount
+    options["retries"] = config.get("retries") or spec.retries
     module_name, _, func = spec.target.partition(":")
     try:
         module = importlib.import_module(module_name)

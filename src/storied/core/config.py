@@ -6,15 +6,30 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from storied import paths
 from storied.backends.base import Backend, WrappedBackend
 from storied.backends.wrappers import Permission, Permissions, Prefixed
-from storied.errors import StorageConfigError, StorageNotFoundError, StoragePermissionError
+from storied.errors import (
+    NotADirectoryStorageError,
+    StorageConfigError,
+    StorageNotFoundError,
+    StoragePermissionError,
+)
 
-__all__ = ["Location", "load_mounts", "location", "nested", "writable_level"]
+__all__ = [
+    "Location",
+    "check_history_keys",
+    "has_portable_history",
+    "load_mounts",
+    "location",
+    "nested",
+    "refuse_engine_switch",
+    "writable_level",
+]
 
 #: Where something lives: (identity of the storage, full path in it).
 Location = tuple[Hashable, str]
@@ -172,3 +187,56 @@ def writable_level(backend: Backend) -> str | None:
     if caps.readonly or not caps.write or not caps.delete:
         return f"the {current.protocol} storage is read-only"
     return None
+
+
+# ------------------------------------------------------------------------------- history keys
+def has_portable_history(meta: Backend, root: str) -> bool:
+    """Whether a portable history has records under ``root`` (one listing, first name only)."""
+    try:
+        return next(iter(meta.list_names(paths.join(root, "versions"))), None) is not None
+    except (StorageNotFoundError, NotADirectoryStorageError):
+        return False
+
+
+def refuse_engine_switch(name: str, found: bool, other: str) -> None:
+    """Raise when ``found``: the storage holds an ``other`` engine's history (the rule: storied
+    never switches engines on a storage that has history; see docs/adr/0007)."""
+    if not found:
+        return
+    if other == "portable":
+        where = "the storage has native versioning now, but a portable history exists"
+        fix = ("suspend the bucket's versioning to keep using the portable history, or move "
+               ".storied/versions/ away to start a native history")
+    else:
+        where = "the bucket's versioning is suspended, but its native versions may exist"
+        fix = ("re-enable the bucket's versioning to keep the native history, or set "
+               "'versioning: false'")
+    raise StorageConfigError(
+        f"Mount {name!r}: {where}; storied never switches engines on a storage that has "
+        f"history: {fix}"
+    )
+
+
+def check_history_keys(
+    name: str, config: Mapping[str, Any], has_mount: Callable[[str], bool]
+) -> None:
+    """Check ``versioning``/``history`` of one mount against the mounts that exist."""
+    spec = config.get("history")  # types already checked by registry.check_common
+    if spec is None:
+        return
+    if config.get("versioning") is not True:
+        raise StorageConfigError(f"Mount {name!r}: 'history' needs 'versioning: true'")
+    other, prefix = paths.split_fullpath(spec)
+    if other == name:
+        raise StorageConfigError(
+            f"Mount {name!r}: 'history' {spec!r} names the mount itself; omit 'history' to keep "
+            "the history in its .storied/ area"
+        )
+    if not has_mount(other):
+        raise StorageConfigError(
+            f"Mount {name!r}: 'history' must be 'mount:prefix' of an existing mount, not {spec!r}"
+        )
+    try:
+        paths.check_public(paths.normalize(prefix, allow_absolute=False))
+    except ValueError as exc:
+        raise StorageConfigError(f"Mount {name!r}: invalid 'history' {spec!r}: {exc}") from exc

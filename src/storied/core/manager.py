@@ -11,7 +11,16 @@ from storied import paths
 from storied.backends import registry
 from storied.backends.base import Backend
 from storied.backends.wrappers import HideReserved, Permission, Permissions, Prefixed, Retrying
-from storied.core.config import Location, load_mounts, location, nested, writable_level
+from storied.core.config import (
+    Location,
+    check_history_keys,
+    has_portable_history,
+    load_mounts,
+    location,
+    nested,
+    refuse_engine_switch,
+    writable_level,
+)
 from storied.errors import MountNotFoundError, StorageConfigError
 
 if TYPE_CHECKING:
@@ -124,7 +133,7 @@ class StorageManager:
         self._mounts[name] = backend
         self._configs[name] = dict(config)
         self._histories.clear()  # relative mounts cache their parent's history too
-        _check_history_keys(name, config, self)
+        check_history_keys(name, config, self.has_mount)
         self._check_history_targets()
 
     def _build(self, name: str, config: Mapping[str, Any], relative: str | None) -> Backend:
@@ -239,9 +248,17 @@ class StorageManager:
 
         Raises:
             MountNotFoundError: No such mount (also a ``KeyError`` and a ``FileNotFoundError``).
+            StorageConfigError: The mount holds the history of another mount (``history:``).
         """
         if name not in self._mounts:
             raise MountNotFoundError(self._missing(name))
+        for other, config in self._configs.items():
+            spec = config.get("history")
+            if other != name and spec and paths.split_fullpath(spec)[0] == name:
+                raise StorageConfigError(
+                    f"Mount {name!r} holds the history of mount {other!r}: delete or "
+                    f"reconfigure {other!r} first"
+                )
         del self._mounts[name]
         del self._configs[name]
         self._raw.pop(name, None)
@@ -305,6 +322,17 @@ class StorageManager:
         native one where the storage has versions) or, without saying, when the storage has
         native versions (an S3 bucket with versioning enabled: probed once). Relative mounts
         share their parent's history.
+
+        The engine never switches on a storage that has history: a bucket with versioning
+        enabled but a portable history (``.storied/versions/``) is refused, and so is
+        ``versioning: true`` on a bucket whose versioning is suspended (native versions may
+        exist) unless a portable history is already there (the mount was portable before).
+        A probe that fails is not cached: the next call asks again.
+
+        Raises:
+            MountNotFoundError: No such mount.
+            TransientStorageError: The versioning probe failed (the next call probes again).
+            StorageConfigError: Choosing an engine would ignore the history the storage has.
         """
         if name not in self._histories:
             self.get_backend(name)
@@ -325,20 +353,25 @@ class StorageManager:
         raw = self._raw[name]
         if wanted is False:
             return None
-        if raw.has_native_versions():
-            from storied.versioning.native import NativeEngine
-
-            return MountHistory(NativeEngine(raw))
-        if not wanted:
-            return None
-        from storied.versioning.portable import PortableEngine
-
         meta, root = raw, paths.RESERVED
         spec = self._configs[name].get("history")
         if spec:
             other, root = paths.split_fullpath(spec)
             meta, root = self._raw_of(other), paths.join(self._prefix_of(other), root)
-        return MountHistory(PortableEngine(raw, meta, root or paths.RESERVED))
+        root = root or paths.RESERVED
+        if raw.has_native_versions():  # a failed probe raises: nothing is cached
+            refuse_engine_switch(name, has_portable_history(meta, root), "portable")
+            from storied.versioning.native import NativeEngine
+
+            return MountHistory(NativeEngine(raw))
+        if not wanted:
+            return None
+        status = getattr(raw.unwrap(), "versioning_status", None)  # S3: probed, cached
+        if callable(status) and status() == "Suspended":  # native versions may exist
+            refuse_engine_switch(name, not has_portable_history(meta, root), "native")
+        from storied.versioning.portable import PortableEngine
+
+        return MountHistory(PortableEngine(raw, meta, root))
 
     def _raw_of(self, name: str) -> Backend:
         while name in self._parents:
@@ -468,21 +501,3 @@ def _relative_spec(config: Mapping[str, Any]) -> str | None:
     if isinstance(spec, str) and ":" in spec and not _is_windows(spec):
         return spec
     return None
-
-
-def _check_history_keys(name: str, config: Mapping[str, Any], manager: StorageManager) -> None:
-    spec = config.get("history")  # types already checked by registry.check_common
-    if spec is None:
-        return
-    if config.get("versioning") is not True:
-        raise StorageConfigError(f"Mount {name!r}: 'history' needs 'versioning: true'")
-    other, _ = paths.split_fullpath(spec)
-    if not manager.has_mount(other):
-        raise StorageConfigError(
-            f"Mount {name!r}: 'history' must be 'mount:prefix' of an existing mount, not {spec!r}"
-        )
-    if other == name:
-        raise StorageConfigError(
-            f"Mount {name!r}: 'history' {spec!r} names the mount itself; omit 'history' to keep "
-            "the history in its .storied/ area"
-        )
