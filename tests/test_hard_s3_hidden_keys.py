@@ -91,3 +91,22 @@ def test_backend_move_removes_the_source_markers(moto: MotoHandle, bucket: str) 
     assert _keys(c, bucket) == {"e/sub/f.txt", "d//odd"}
     c.close()
     backend.close()
+
+
+def test_two_mounts_on_one_bucket_are_one_storage(moto: MotoHandle, bucket: str) -> None:
+    """A move between two mounts of one bucket onto the same key must not delete the data."""
+    sm = StorageManager()
+    base = {"type": "s3", "bucket": bucket, "key": "testing", "secret": "testing",
+            "endpoint_url": moto.endpoint_url}  # fmt: skip
+    sm.configure([{"name": "one", **base}, {"name": "two", **base},
+                  {"name": "sub", **base, "base_path": "docs"}])  # fmt: skip
+    sm.node("one:docs/f.txt").write_text("keep me")
+    sm.node("one:docs/f.txt").move_to("two:docs/f.txt")
+    assert sm.node("two:docs/f.txt").read_text() == "keep me"
+    sm.node("sub:f.txt").move_to("one:docs/f.txt")
+    assert sm.node("one:docs/f.txt").read_text() == "keep me"
+    other = make_bucket(moto.endpoint_url, f"other-{uuid.uuid4().hex[:12]}")
+    a = S3Backend(bucket, endpoint_url=moto.endpoint_url)
+    assert a.storage_key() == S3Backend(bucket, endpoint_url=moto.endpoint_url + "/").storage_key()
+    assert a.storage_key() != S3Backend(other, endpoint_url=moto.endpoint_url).storage_key()
+    sm.close()

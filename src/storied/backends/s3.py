@@ -31,7 +31,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any, BinaryIO, TypeVar
 
 from storied import paths
@@ -134,6 +134,7 @@ class S3Backend(Backend):
         probe_delay: float = 0.1,
     ) -> None:
         self.bucket = bucket
+        self.endpoint_url = endpoint_url or None
         self.multipart_threshold = max(1, int(multipart_threshold))
         self.anon = anon
         creds = dict(region=region, key=key, secret=secret, token=token, endpoint_url=endpoint_url)
@@ -227,6 +228,11 @@ class S3Backend(Backend):
     def _probe_conditional(self) -> bool:
         key = paths.join(self._probe_prefix, paths.RESERVED, "probe", uuid.uuid4().hex)
         return probe_conditional(self._client, self.bucket, key)
+
+    def storage_key(self) -> Hashable:
+        """``("s3", endpoint URL or None for AWS, bucket)``: two adapters on one bucket (two
+        mounts, other credentials) reach the same objects at the same keys."""
+        return ("s3", self.endpoint_url.rstrip("/") if self.endpoint_url else None, self.bucket)
 
     # ---------------------------------------------------------------- helpers
     def _mapped(self, path: str, create: bool = False) -> Any:
