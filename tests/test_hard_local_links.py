@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from storied import StorageManager
-from storied.backends import _local_io
+from storied.backends import _local_fs, _local_io
 from storied.backends.local import LocalBackend
 from storied.errors import (
     InvalidPathError,
@@ -23,6 +23,13 @@ from storied.errors import (
     StorageIOError,
     StorageNotFoundError,
 )
+
+
+@pytest.fixture(autouse=True, params=["openat2", "name-by-name"])
+def _resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with the openat2 shortcut (where the kernel has it) and without."""
+    if request.param != "openat2":
+        monkeypatch.setattr(_local_fs, "OPENAT2", None)
 
 
 @pytest.fixture

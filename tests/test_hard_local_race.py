@@ -13,10 +13,20 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from storied import StorageManager
+from storied.backends import _local_fs
 from storied.errors import StorageError
 
 SWAP_SECONDS = 2.0
+
+
+@pytest.fixture(autouse=True, params=["openat2", "name-by-name"])
+def _resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs with the openat2 shortcut (where the kernel has it) and without."""
+    if request.param != "openat2":
+        monkeypatch.setattr(_local_fs, "OPENAT2", None)
 
 
 def _swapper(root: Path, targets: list[str], stop: threading.Event) -> None:
@@ -32,8 +42,10 @@ def test_swapped_symlink_never_reads_or_writes_outside(tmp_path: Path) -> None:
     root, outside = tmp_path / "root", tmp_path / "outside"
     (root / "in").mkdir(parents=True)
     outside.mkdir()
-    (root / "in" / "secret.txt").write_text("inside")
-    (outside / "secret.txt").write_text("outside")
+    for base, text in ((root / "in", "inside"), (outside, "outside")):
+        (base / "sub").mkdir()
+        (base / "secret.txt").write_text(text)
+        (base / "sub" / "secret.txt").write_text(text)
     os.symlink("in", root / "sw")
     sm = StorageManager()
     sm.configure([{"name": "m", "type": "local", "base_path": str(root)}])
@@ -60,6 +72,13 @@ def test_swapped_symlink_never_reads_or_writes_outside(tmp_path: Path) -> None:
             except StorageError:
                 counts["refused"] += 1
             try:
+                text = sm.node("m:sw/sub/secret.txt").read_text()
+                sm.node(f"m:sw/sub/new-{n}.txt").write_text("x")
+            except StorageError:
+                counts["refused"] += 1
+            else:
+                counts["outside_reads"] += text == "outside"
+            try:
                 with sm.node("m:sw/secret.txt").open("rb") as f:
                     if f.read() == b"outside":
                         counts["outside_reads"] += 1
@@ -69,7 +88,8 @@ def test_swapped_symlink_never_reads_or_writes_outside(tmp_path: Path) -> None:
         stop.set()
         swapper.join()
     assert counts["outside_reads"] == 0, counts
-    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"], counts
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt", "sub"], counts
+    assert os.listdir(outside / "sub") == ["secret.txt"], counts
     # the race really ran both ways: some operations went through, some were refused
     assert counts["inside_reads"] > 0 and counts["refused"] > 0, counts
 
@@ -79,8 +99,10 @@ def test_swapped_dotdot_symlink_never_escapes(tmp_path: Path) -> None:
     root, outside = tmp_path / "root", tmp_path / "outside"
     (root / "in").mkdir(parents=True)
     outside.mkdir()
-    (root / "in" / "secret.txt").write_text("inside")
-    (outside / "secret.txt").write_text("outside")
+    for base, text in ((root / "in", "inside"), (outside, "outside")):
+        (base / "sub").mkdir()
+        (base / "sub" / "secret.txt").write_text(text)
+        (base / "secret.txt").write_text(text)
     os.symlink("in", root / "sw")
     from storied.backends.local import LocalBackend
 
@@ -100,6 +122,10 @@ def test_swapped_dotdot_symlink_never_escapes(tmp_path: Path) -> None:
                 else:
                     inside += 1
                 backend.write(f"sw/w-{n}.txt", b"x")
+                if backend.read_bytes("sw/sub/secret.txt") == b"outside":
+                    outside_reads += 1
+                backend.write(f"sw/sub/w-{n}.txt", b"x")
+                backend.link("sw/secret.txt", f"sw/sub/l-{n}.txt")
                 backend.mkdir(f"sw/d-{n}", parents=True)
                 list(backend.list("sw"))
             except StorageError:
@@ -108,5 +134,6 @@ def test_swapped_dotdot_symlink_never_escapes(tmp_path: Path) -> None:
         stop.set()
         swapper.join()
     assert outside_reads == 0
-    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt", "sub"]
+    assert os.listdir(outside / "sub") == ["secret.txt"]
     assert inside > 0

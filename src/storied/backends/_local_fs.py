@@ -15,11 +15,14 @@ deletes and renames act on a link itself, never on its target.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
+import platform
 import shutil
 import stat as statmod
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 
 from storied.errors import PathEscapeError
 
@@ -51,6 +54,47 @@ MAX_LINKS = 40
 NAME_MAX = 255
 #: Bytes of the original name kept in a temporary name (cosmetic: the name stays findable).
 _TMP_PREFIX_BYTES = 64
+#: openat2(2) errors that mean "not available here" (old kernel, seccomp, unknown flags).
+_NO_OPENAT2 = (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.E2BIG, errno.EOPNOTSUPP)
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def _load_openat2() -> Callable[[int, str, int], int] | None:
+    """Linux's ``openat2(RESOLVE_BENEATH)`` (syscall 437 on the architectures listed): opens
+    a path below ``dir_fd`` in one call, the kernel following only links that stay below it;
+    None where it cannot be used."""
+    if sys.platform != "linux" or platform.machine() not in (
+        "x86_64", "aarch64", "i686", "armv7l", "riscv64", "ppc64le", "s390x",
+    ):
+        return None
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p,
+                        ctypes.c_size_t]
+    resolve = 0x08 | 0x02  # RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+    size = ctypes.sizeof(_OpenHow)
+
+    def openat2(dir_fd: int, path: str, flags: int) -> int:
+        how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
+        fd = syscall(437, dir_fd, os.fsencode(path), ctypes.byref(how), size)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        return int(fd)
+
+    return openat2
+
+
+#: The fast path of :meth:`Walk.descend`; None: every name is opened one at a time. Set to
+#: None (tests do) to use only the portable walk.
+OPENAT2: Callable[[int, str, int], int] | None = _load_openat2()
+_OPATH_DIR = os.O_DIRECTORY | getattr(os, "O_PATH", os.O_RDONLY)
 
 
 def is_link_error(exc: OSError) -> bool:
@@ -84,6 +128,7 @@ class Walk:
         self._chain: list[int] = [root_fd]  # the directories from the root to the current one
         self._owned: list[int] = []  # every descriptor opened, closed by close()/restore()
         self._links = 0
+        self._shortcuts: dict[int, list[str]] = {}  # fd opened by openat2 -> the names it took
 
     @property
     def fd(self) -> int:
@@ -123,6 +168,8 @@ class Walk:
             PathEscapeError: A link or ``..`` leads outside the mount.
             OSError: ENOENT, ENOTDIR (a file on the way), ELOOP (too many links), EACCES...
         """
+        if len(names) > 1 and len(self._chain) == 1 and self._shortcut(names):
+            return
         pending = list(reversed(names))
         retries = 8  # a directory removed as fast as it is made: give up, do not spin
         while pending:
@@ -167,6 +214,18 @@ class Walk:
         self.descend(parts[:-1])
         return parts[-1]
 
+    def open_beneath(self, path: str, flags: int) -> int:
+        """``open`` ``path`` (several names) below the root, following links inside the mount:
+        one ``openat2`` where the kernel has it, else a walk to its directory and :meth:`open`.
+        The walk must stand at the root."""
+        fd = self._openat2(path, flags)
+        if fd is not None:
+            return fd
+        head, _, name = path.rpartition("/")
+        if head:
+            self.descend(head.split("/"))
+        return self.open(name or ".", flags)
+
     def stat(self, name: str) -> os.stat_result:
         """``stat`` of ``name`` in :attr:`fd`, following links that stay inside the mount
         (the walk ends in the directory of the final target)."""
@@ -190,7 +249,36 @@ class Walk:
                 name = self.follow(name, exc) or name
 
     # ------------------------------------------------------------------ internals
+    def _shortcut(self, names: list[str]) -> bool:
+        """Open ``names`` below the root in one ``openat2(RESOLVE_BENEATH)``: the kernel then
+        follows only links that stay below the root, atomically. Any failure (a link leaving,
+        an absolute link, a missing directory, a rename race) says nothing: the caller walks
+        name by name and decides."""
+        fd = self._openat2("/".join(names), _OPATH_DIR)
+        if fd is None:
+            return False
+        self.push(fd)
+        self._shortcuts[fd] = names
+        return True
+
+    def _openat2(self, path: str, flags: int) -> int | None:
+        global OPENAT2
+        openat2 = OPENAT2
+        if openat2 is None or any(n in ("", ".", "..") for n in path.split("/")):
+            return None
+        try:
+            return openat2(self.fd, path, flags)
+        except OSError as exc:
+            if exc.errno in _NO_OPENAT2:
+                OPENAT2 = None
+            return None
+
     def _up(self) -> None:
+        names = self._shortcuts.get(self.fd)
+        if names is not None:  # the chain of a shortcut is not known: walk it to go up
+            self._chain.pop()
+            for name in names:  # one at a time: never a shortcut again
+                self.descend([name])
         if len(self._chain) == 1:
             raise PathEscapeError(f"Path escapes base directory: {self._path!r}")
         self._chain.pop()  # still open: a mark taken below may come back to it

@@ -80,6 +80,8 @@ __all__ = ["TMP_MARK", "LocalBackend"]
 BasePath = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
 
 _COUNTER = itertools.count()
+_PID = [os.getpid()]  # getpid() is a system call: asked again only in a forked child
+os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 def _etag(st: os.stat_result) -> str:
@@ -164,12 +166,16 @@ class LocalBackend(Backend):
         return os.path.realpath(os.fspath(self._base(head))), rest  # type: ignore[operator]
 
     @contextmanager
-    def _walk(self, path: str, *, create: bool = False) -> Iterator[tuple[Walk, str]]:
+    def _walk(
+        self, path: str, *, create: bool = False, stay: bool = False
+    ) -> Iterator[tuple[Walk, str]]:
         """Stand in the directory holding ``path``'s last name; yield the walk and that name
         (``'.'`` for the root). Every OS error inside the block is mapped for ``path``.
 
         Args:
             create: Create missing parent directories.
+            stay: Stay at the root and yield the whole path below it (for
+                :meth:`Walk.open_beneath`).
         """
         with _mapped(path):
             if self._root is not None:
@@ -179,6 +185,9 @@ class LocalBackend(Backend):
                 root_fd, owned = os.open(root, ROOT_FLAGS), True
             walk = Walk(root_fd, root, path)
             try:
+                if stay:
+                    yield walk, rest or "."
+                    return
                 head, _, name = rest.rpartition("/")
                 if head:
                     walk.descend(head.split("/"), create)
@@ -240,8 +249,8 @@ class LocalBackend(Backend):
 
     @fresh_root
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        with self._walk(path) as (walk, name):
-            f = file_object(walk.open(name, os.O_RDONLY), buffered=True)
+        with self._walk(path, stay=True) as (walk, rest):
+            f = file_object(walk.open_beneath(rest, os.O_RDONLY), buffered=True)
         if start:
             f.seek(start)
         if end is None:
@@ -250,8 +259,8 @@ class LocalBackend(Backend):
 
     @fresh_root
     def read_bytes(self, path: str) -> bytes:
-        with self._walk(path) as (walk, name):
-            fd = walk.open(name, os.O_RDONLY)
+        with self._walk(path, stay=True) as (walk, rest):
+            fd = walk.open_beneath(rest, os.O_RDONLY)
             try:
                 st = os.fstat(fd)
                 if statmod.S_ISDIR(st.st_mode):
@@ -311,7 +320,7 @@ class LocalBackend(Backend):
 
     def _write_temp(self, dir_fd: int, name: str, data: Data) -> tuple[str, os.stat_result]:
         """Write ``data`` to a new temporary file beside ``name``; return its name and stat."""
-        suffix = f"{TMP_MARK}{os.getpid()}-{next(_COUNTER)}"
+        suffix = f"{TMP_MARK}{_PID[0]}-{next(_COUNTER)}"
         tmp = temp_name(name, suffix)
         try:
             fd = create_exclusive(tmp, dir_fd)
@@ -411,11 +420,9 @@ class LocalBackend(Backend):
 
     @fresh_root
     def link(self, src: str, dst: str) -> None:
-        with self._walk(src) as (sw, sname):
-            os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
-            with self._walk(dst, create=True) as (dw, dname):
-                _check_name(dname, dst)
-                os.link(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd, follow_symlinks=False)
+        with self._walk(src) as (sw, sname), self._walk(dst, create=True) as (dw, dname):
+            _check_name(dname, dst)
+            os.link(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd, follow_symlinks=False)
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return f"{self.base_url}/{path}" if self.base_url else None
