@@ -393,6 +393,7 @@ class StorageManager:
             ``orphans`` (allowed, collectable) and ``stale`` working copies are listed apart.
         """
         from storied.versioning.engine import VerifyReport
+        from storied.versioning.verify import verify_history
 
         targets: list[tuple[str, str]]
         if prefix is None:
@@ -405,7 +406,7 @@ class StorageManager:
             found = self.history(mount)
             if found is None:
                 continue
-            part = found.verify(sub)
+            part = verify_history(found.engine, found._p(sub))
             total.checked += part.checked
             for attr in ("problems", "orphans", "stale"):
                 getattr(total, attr).extend(f"{mount}: {item}" for item in getattr(part, attr))
