@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
+import pygit2
+
 from storied import paths
 from storied.backends.base import Backend
 from storied.capabilities import Capabilities
@@ -64,8 +66,6 @@ class GitBackend(Backend):
     capabilities = _CAPS
 
     def __init__(self, repository: str | os.PathLike[str], ref: str | None = None) -> None:
-        import pygit2
-
         self.repository = os.fspath(repository)
         self.ref = ref or "HEAD"
         self._lock = threading.Lock()
@@ -84,8 +84,6 @@ class GitBackend(Backend):
     @contextmanager
     def _mapped(self, path: str) -> Iterator[None]:
         """The one place where pygit2's errors become storied errors."""
-        import pygit2
-
         try:
             with self._lock:
                 yield
@@ -99,8 +97,6 @@ class GitBackend(Backend):
             raise StorageIOError(f"git {self.repository!r}: {path!r}: {exc}") from exc
 
     def _commit(self) -> Any:
-        import pygit2
-
         try:
             obj = self._repo.revparse_single(self.ref)
             commit = obj.peel(pygit2.Commit)

@@ -37,6 +37,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
+import smbclient
+from smbprotocol.exceptions import (
+    SMBAuthenticationError,
+    SMBConnectionClosed,
+    SMBException,
+    SMBOSError,
+    SMBResponseException,
+)
+
 from storied.backends.base import CHUNK, Backend, as_stream
 from storied.backends.local import TMP_MARK
 from storied.capabilities import Capabilities
@@ -120,14 +129,6 @@ class SmbBackend(Backend):
     @contextmanager
     def _mapped(self, path: str) -> Iterator[None]:
         """The one place where smbprotocol's errors become storied errors."""
-        from smbprotocol.exceptions import (
-            SMBAuthenticationError,
-            SMBConnectionClosed,
-            SMBException,
-            SMBOSError,
-            SMBResponseException,
-        )
-
         where = f"smb://{self.host}/{self.share}/{posixpath.join(self.base, path)}"
         try:
             yield
@@ -167,13 +168,9 @@ class SmbBackend(Backend):
             raise TransientStorageError(f"Cannot reach SMB server for {where!r}: {exc}") from exc
 
     def _forget(self) -> None:
-        import smbclient
-
         smbclient.reset_connection_cache(fail_on_error=False, connection_cache=self._cache)
 
     def _stat(self, path: str) -> Any:
-        import smbclient
-
         with self._mapped(path):
             return smbclient.stat(self._unc(path), **self._kwargs)
 
@@ -190,8 +187,6 @@ class SmbBackend(Backend):
             return self._info(path, self._stat(path))
 
     def list(self, path: str) -> Iterator[Info]:
-        import smbclient
-
         out: list[Info] = []
         with self._mapped(path):
             if not statmod.S_ISDIR(self._stat(path).st_mode):
@@ -212,8 +207,6 @@ class SmbBackend(Backend):
         return iter(out)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        import smbclient
-
         with self._mapped(path):
             raw = smbclient.open_file(self._unc(path), mode="rb", share_access="rwd",
                                       buffering=0, **self._kwargs)
@@ -239,8 +232,6 @@ class SmbBackend(Backend):
         return f"{parent}/{tmp}" if parent else tmp
 
     def _ensure_parent(self, path: str) -> None:
-        import smbclient
-
         parent = posixpath.dirname(path)
         target = posixpath.join(self.base, parent)
         if target:
@@ -261,8 +252,6 @@ class SmbBackend(Backend):
         etag: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> Info:
-        import smbclient
-
         self._refuse_conditional(mode)
         if not path:
             raise IsADirectoryStorageError("Cannot write to the mount root")
@@ -287,16 +276,12 @@ class SmbBackend(Backend):
             return self._info(path, self._stat(path))
 
     def _discard(self, path: str) -> None:
-        import smbclient
-
         try:
             smbclient.remove(self._unc(path), **self._kwargs)
         except Exception:
             pass  # best effort: the temporary name is hidden from listings anyway
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
-        import smbclient
-
         with self._mapped(path):
             st = self._stat(path)
             if not statmod.S_ISDIR(st.st_mode):
@@ -308,8 +293,6 @@ class SmbBackend(Backend):
             self._remove_tree(path)
 
     def _remove_tree(self, path: str) -> None:
-        import smbclient
-
         with smbclient.scandir(self._unc(path), **self._kwargs) as entries:
             children = [(e.name, bool(e.smb_info.file_attributes & _DIRECTORY)) for e in entries]
         for name, is_dir in children:
@@ -322,8 +305,6 @@ class SmbBackend(Backend):
             smbclient.rmdir(self._unc(path), **self._kwargs)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        import smbclient
-
         with self._mapped(path):
             try:
                 st = self._stat(path)
@@ -339,8 +320,6 @@ class SmbBackend(Backend):
                 smbclient.mkdir(self._unc(path), **self._kwargs)
 
     def copy(self, src: str, dst: str) -> Info:
-        import smbclient
-
         tmp = self._tmp(dst)
         with self._mapped(src):
             if self.info(src).is_dir:
@@ -355,8 +334,6 @@ class SmbBackend(Backend):
             return self._info(dst, self._stat(dst))
 
     def move(self, src: str, dst: str) -> None:
-        import smbclient
-
         with self._mapped(src):
             is_dir = self.info(src).is_dir
             self._ensure_parent(dst)
