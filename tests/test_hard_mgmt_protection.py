@@ -311,3 +311,30 @@ def test_bad_retention_rules_are_refused_before_anything(rules: dict[str, Any]) 
         assert isinstance(caught.value, StorageError)
         assert ("keep_days" in str(caught.value)) or ("keep_last" in str(caught.value))
     assert node.version_count == 3
+
+
+# ============================================================================ no conditional writes
+def test_sftp_history_refuses_protection_and_cleans_up_without_a_lease(tmp_path: Path) -> None:
+    """SFTP has no conditional writes: tags and snapshots are refused (nothing could protect a
+    version safely), so cleanup needs no lease there and writes none."""
+    from storied.errors import UnsupportedOperation
+    from storied.testing import servers
+
+    root = tmp_path / "sftp"
+    root.mkdir()
+    handle = servers.start_sftp(root)
+    try:
+        sm = StorageManager()
+        sm.configure([{"name": "v", "type": "sftp", **handle.config, "versioning": True}])
+        node = written(sm, "v:s.txt", "1", "2", "3")
+        with pytest.raises(UnsupportedOperation):
+            node.tag_version(0, "t")
+        with pytest.raises(UnsupportedOperation):
+            sm.create_snapshot("v:", "snap")
+        assert sm.list_snapshots() == []
+        assert len(node.cleanup_versions(keep_last=1)) == 2 and node.read_text() == "3"
+        assert node.compact_versions() == 0
+        assert not (root / ".storied" / "locks").exists()
+        sm.close()
+    finally:
+        handle.stop()

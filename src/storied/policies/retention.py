@@ -19,10 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-try:
-    from storied.errors import InvalidArgumentError
-except ImportError:  # until errors.py has it
-    from storied.errors import StorageConfigError as InvalidArgumentError  # type: ignore[assignment]
+from storied.errors import InvalidArgumentError
 
 __all__ = ["Decision", "check_rules", "plan_retention"]
 
