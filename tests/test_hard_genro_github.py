@@ -200,3 +200,17 @@ def test_truncated_tree_is_completed_one_directory_at_a_time(
     assert {i.path for i in be.walk("")} == set(FILES)
     assert be.read_bytes("src/pkg/mod.py") == FILES["src/pkg/mod.py"]
     assert "/repos/acme/widgets/git/trees/tsrc%2Fpkg" in fake.seen
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ({"type": "smb", "share": "s"}, "SMB storage 'x' missing required field: 'host'"),
+    ({"type": "smb", "host": "h"}, "SMB storage 'x' missing required field: 'share'"),
+    ({"type": "git"}, "Git storage 'x' missing required field: 'base_path'"),
+    ({"type": "github", "repo": "r"}, "GitHub storage 'x' missing required field: 'org'"),
+    ({"type": "libarchive"}, "LibArchive storage 'x' missing required field: 'file'"),
+    ({"type": "zip", "mode": "w"}, "ZIP storage 'x' missing required field: 'file'"),
+])
+def test_genro_wording_for_missing_keys(config: dict[str, str], message: str) -> None:
+    with pytest.raises(StorageConfigError) as caught:
+        StorageManager().configure([{"name": "x", **config}])
+    assert message in str(caught.value)
