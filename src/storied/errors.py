@@ -11,12 +11,15 @@ for plain files (``except FileNotFoundError``) keeps working::
     ├── StorageAlreadyExistsError (FileExistsError)     create-only write on an existing path
     ├── StoragePermissionError (PermissionError)        refused by mount permissions
     │   ├── PathEscapeError (ValueError)                 a path that would leave its mount
+    │   ├── ReadOnlyVersionError (ValueError)            a write on a version-pinned node
     │   └── UnsupportedOperation                         the backend cannot do this at all
     ├── StorageConfigError (ValueError)                 a bad mount configuration
     ├── BinaryContentError (ValueError)                 a text diff of binary content
     ├── InvalidContentError (ValueError)                a structured diff of unparsable content
     ├── InvalidPathError (ValueError)                   a path that is malformed (no escape)
     ├── InvalidEncodingError (LookupError, ValueError)  an unknown text encoding
+    ├── InvalidArgumentError (ValueError)               an argument out of its documented range
+    ├── AmbiguousSnapshotError (LookupError, ValueError) a snapshot name on several mounts
     ├── IsADirectoryStorageError (IsADirectoryError, ValueError)
     ├── NotADirectoryStorageError (NotADirectoryError, ValueError)
     ├── DirectoryNotEmptyError (OSError, errno ENOTEMPTY)
@@ -34,8 +37,10 @@ from __future__ import annotations
 import errno
 
 __all__ = [
+    "AmbiguousSnapshotError",
     "BinaryContentError",
     "DirectoryNotEmptyError",
+    "InvalidArgumentError",
     "InvalidContentError",
     "InvalidEncodingError",
     "InvalidPathError",
@@ -45,6 +50,7 @@ __all__ = [
     "NotADirectoryStorageError",
     "PathEscapeError",
     "PreconditionFailedError",
+    "ReadOnlyVersionError",
     "StorageAlreadyExistsError",
     "StorageConfigError",
     "StorageError",
@@ -92,6 +98,11 @@ class PathEscapeError(StoragePermissionError, ValueError):
     """A path tries to leave its mount: ``..``, an absolute part, a symlink pointing outside."""
 
 
+class ReadOnlyVersionError(StoragePermissionError, ValueError):
+    """A write was asked of a version-pinned node (``storage.node(path, version=...)``), which is
+    a read-only snapshot (also a ``ValueError``, as genro-storage raised)."""
+
+
 class UnsupportedOperation(StoragePermissionError):
     """The backend cannot perform the operation at all (a capability it does not have).
 
@@ -125,6 +136,16 @@ class InvalidPathError(StorageError, ValueError):
 class InvalidEncodingError(StorageError, LookupError, ValueError):
     """A text operation named an unknown encoding (also a ``LookupError``, as :mod:`codecs`
     raises, and a ``ValueError``)."""
+
+
+class InvalidArgumentError(StorageError, ValueError):
+    """An argument has a value the operation does not accept (an unknown format name, a
+    negative count, NaN); the message names the argument and what is allowed."""
+
+
+class AmbiguousSnapshotError(StorageError, LookupError, ValueError):
+    """A snapshot name exists on several mounts; the message names the candidates
+    (``'mount:name'`` picks one)."""
 
 
 class IsADirectoryStorageError(StorageError, IsADirectoryError, ValueError):
