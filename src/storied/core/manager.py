@@ -174,9 +174,10 @@ class StorageManager:
             )
         parent = self._mounts.get(parent_name)
         if parent is None:
+            available = ", ".join(f"'{m}'" for m in self._mounts) or "none"  # genro's wording
             raise StorageConfigError(
                 f"Parent mount {parent_name!r} not found for relative mount {name!r}. "
-                f"Available mounts: {', '.join(self._mounts) or '(none)'}"
+                f"Available mounts: {available}"
             )
         try:
             sub = paths.check_public(paths.normalize(sub, allow_absolute=False))
