@@ -127,3 +127,33 @@ def test_git_mount_through_the_manager(repo: Path) -> None:
     assert sm.node("mem:copy/a/b/c.py").read_text() == "x = 1\n"
     with pytest.raises(StorageConfigError, match="base_path"):
         sm.configure([{"name": "g2", "type": "git", "ref": "main"}])
+
+
+def test_versions_are_the_commits_that_changed_the_file(repo: Path) -> None:
+    first, second = _git(repo, "rev-parse", "v1"), _git(repo, "rev-parse", "HEAD")
+    _commit(repo, {"docs/guide.txt": "guide 2"}, "third")
+    third = _git(repo, "rev-parse", "HEAD")
+    _git(repo, "rm", "-q", "new.txt")
+    _git(repo, "commit", "-q", "-m", "drop new")
+    be = GitBackend(repo, "main")
+    readme = be.list_versions("README.md")
+    assert [v.version_id for v in readme] == [first, second]
+    assert [v.is_latest for v in readme] == [False, True]
+    assert readme[0].etag == _git(repo, "rev-parse", "v1:README.md")
+    assert [v.version_id for v in be.list_versions("docs/guide.txt")] == [first, third]
+    dropped = be.list_versions("new.txt")
+    assert [v.is_delete_marker for v in dropped] == [False, True]
+    assert be.open_version("README.md", first).read() == b"v1\n"
+    assert {v.path for v in be.walk_versions("docs")} == {"docs/guide.txt", "docs/link.md"}
+    with pytest.raises(StorageNotFoundError):
+        be.open_version("README.md", "0" * 40)
+    with pytest.raises(StoragePermissionError):
+        be.delete_version("README.md", first)
+
+    sm = StorageManager()
+    sm.configure([{"name": "g", "type": "git", "path": str(repo), "ref": "main"}])
+    node = sm.node("g:README.md")
+    assert len(node.versions) == 2
+    assert sm.node("g:README.md", version=-2).read_text() == "v1\n"
+    assert sm.node("g:docs/guide.txt", version=-1).read_text() == "guide 2"
+    assert not sm.node("g:new.txt").exists()

@@ -14,6 +14,10 @@ again at every operation: a branch mount follows new commits, a commit-id mount 
   whose content is the link's target (it is never followed); submodules are not listed.
 * ``etag`` is the blob id (content-addressed), ``mtime`` the commit time, ``size`` the blob size.
 * Reads load the blob (libgit2 inflates objects whole); ranges are slices of it.
+* History is the repository's: a file's versions are the commits of the ref's first-parent
+  chain that changed it (``node.versions``, ``node(..., version=-2)``; version id = commit id,
+  ``etag`` = blob id), and a commit that removed it is a delete marker. The list for one head
+  commit is computed once (one tree diff per commit) and kept until the ref moves.
 * Everything that would change the repository raises
   :class:`~storied.errors.StoragePermissionError`.
 
@@ -22,6 +26,7 @@ Errors are mapped in :meth:`GitBackend._mapped` only.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import posixpath
@@ -44,11 +49,14 @@ from storied.errors import (
     StorageNotFoundError,
     StoragePermissionError,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Data, Info, ObjectVersion, WriteMode
 
 __all__ = ["GitBackend", "git_from_config"]
 
-_CAPS = Capabilities(readonly=True, write=False, delete=False, mkdir=False, append_mode=False)
+_CAPS = Capabilities(readonly=True, write=False, delete=False, mkdir=False, append_mode=False,
+                     versioning=True, version_listing=True, version_access=True,
+                     native_versions=True)
+_SUBMODULE = 0o160000
 
 
 class GitBackend(Backend):
@@ -69,6 +77,7 @@ class GitBackend(Backend):
         self.repository = os.fspath(repository)
         self.ref = ref or "HEAD"
         self._lock = threading.Lock()
+        self._log: tuple[Any, list[ObjectVersion]] | None = None
         try:
             self._repo = pygit2.Repository(
                 self.repository, pygit2.enums.RepositoryOpenFlag.NO_SEARCH
@@ -173,6 +182,65 @@ class GitBackend(Backend):
             data = obj.data
         view = memoryview(data)[start:end]
         return io.BytesIO(view)
+
+    # ------------------------------------------------------------------ history
+    def _history(self) -> list[ObjectVersion]:
+        """Every change of the first-parent chain of the ref, oldest first (cached per head)."""
+        commit = self._commit()
+        if self._log is not None and self._log[0] == commit.id:
+            return self._log[1]
+        chain, step = [], commit
+        while step is not None:  # the first-parent chain, newest first
+            chain.append(step)
+            step = step.parents[0] if step.parents else None
+        out: list[ObjectVersion] = []
+        for item in reversed(chain):
+            when = float(item.commit_time)
+            if item.parents:
+                diff = item.parents[0].tree.diff_to_tree(item.tree)
+            else:
+                diff = item.tree.diff_to_tree(swap=True)
+            for delta in diff.deltas:
+                if delta.status == pygit2.enums.DeltaStatus.DELETED:
+                    if delta.old_file.mode != _SUBMODULE:
+                        out.append(ObjectVersion(delta.old_file.path, str(item.id), when,
+                                                 is_delete_marker=True))
+                elif delta.new_file.mode != _SUBMODULE:
+                    blob = self._repo[delta.new_file.id]
+                    out.append(ObjectVersion(delta.new_file.path, str(item.id), when, blob.size,
+                                             str(blob.id)))
+        latest: dict[str, int] = {}
+        for position, entry in enumerate(out):
+            latest[entry.path] = position
+        marked = [dataclasses.replace(e, is_latest=latest[e.path] == i) for i, e in enumerate(out)]
+        self._log = (commit.id, marked)
+        return marked
+
+    def list_versions(self, path: str) -> list[ObjectVersion]:
+        with self._mapped(path):
+            return [entry for entry in self._history() if entry.path == path]
+
+    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
+        with self._mapped(path):
+            found = [entry for entry in self._history() if paths.is_under(entry.path, path)]
+        return iter(found)
+
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        with self._mapped(path):
+            try:
+                commit = self._repo[version_id].peel(pygit2.Commit)
+            except (ValueError, TypeError) as exc:
+                raise KeyError(version_id) from exc
+            obj = commit.tree[path]
+            if obj.type_str != "blob":
+                raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+            data = obj.data
+        return io.BytesIO(memoryview(data)[start:end])
+
+    def delete_version(self, path: str, version_id: str) -> None:
+        raise self._refuse(f"delete version {version_id!r} of {path!r}")
 
     # ------------------------------------------------------------------ refused
     def _refuse(self, action: str) -> StoragePermissionError:
