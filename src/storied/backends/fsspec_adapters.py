@@ -159,6 +159,10 @@ class FsspecBackend(Backend):
         self.location_key = location_key or (profile.protocol, id(self))
         self._broken = False
 
+    def storage_key(self) -> Any:
+        """The ``location_key`` given by the builder (protocol, host or URL or bucket...)."""
+        return self.location_key
+
     @property
     def fs(self) -> Any:
         """The filesystem, built on first use.

@@ -125,44 +125,28 @@ def load_mounts(source: Any) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------- locations
-def _identity(backend: Backend) -> tuple[Hashable, str]:
-    """(storage identity, root path in it) of an innermost adapter, read from its attributes.
-
-    Local disks share one identity (paths are absolute); memory stores are identified by their
-    store; buckets by endpoint and bucket; fsspec storages by the ``location_key`` their builder
-    sets; archives by their file. Anything else is only the same as itself.
-    """
-    root = getattr(backend, "_static_root", None)
-    if isinstance(root, str):
-        return ("file",), root.strip("/")
-    key = getattr(backend, "location_key", None)
-    if isinstance(key, tuple):
-        return key, ""
-    store = getattr(backend, "_store", None)
-    if store is not None:
-        return ("memory", id(store)), ""
-    bucket = getattr(backend, "bucket", None)
-    if isinstance(bucket, str):
-        client = getattr(backend, "_client", None)
-        endpoint = getattr(getattr(client, "meta", None), "endpoint_url", None)
-        return (backend.protocol, str(endpoint), bucket), ""
-    file = getattr(backend, "file", None)
-    if isinstance(file, (str, os.PathLike)):
-        return (backend.protocol, os.path.realpath(os.fspath(file))), ""
-    return ("object", id(backend)), ""
-
-
 def location(backend: Backend, path: str = "") -> Location:
-    """Where ``path`` of ``backend`` lives, through every wrapper: the storage's identity and the
-    full path in it (mount prefixes and base directories included)."""
+    """Where ``path`` of ``backend`` lives, through every wrapper: the storage's
+    :meth:`~storied.backends.base.Backend.storage_key` and the full path in it (mount prefixes
+    and base directories included). Local disks share the key ``"file"`` with the absolute real
+    path, as :meth:`Backend.location` gives, so ``/x`` and ``/x/sub`` nest whatever the mounts
+    are called.
+
+    Unlike :meth:`Backend.location` this does no I/O and never calls a local callable
+    ``base_path`` (a mount with one is only the same as itself).
+    """
     current, parts = backend, [path] if path else []
     while isinstance(current, WrappedBackend):
         if isinstance(current, Prefixed) and current.prefix:
             parts.insert(0, current.prefix)
         current = current.inner
-    identity, root = _identity(current)
-    parts.insert(0, root)
-    return identity, "/".join(p.strip("/") for p in parts if p.strip("/"))
+    root = getattr(current, "_static_root", None)  # a local mount with a fixed base directory
+    if isinstance(root, str):
+        parts.insert(0, root)
+        key: Hashable = "file"
+    else:
+        key = current.storage_key()
+    return key, "/".join(p.strip("/") for p in parts if p.strip("/"))
 
 
 def nested(a: Location, b: Location) -> bool:
