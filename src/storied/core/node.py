@@ -8,31 +8,31 @@ through thin methods here.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import mimetypes
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from datetime import datetime
 from pathlib import PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any
 
 from storied import paths
 from storied.backends.base import Backend
 from storied.capabilities import Capabilities
+from storied.core import pinned
 from storied.core.diffs import DiffMethods
 from storied.core.removal import RemovalMethods
 from storied.core.streams import AtomicTextWriter, AtomicWriter, md5_of_stream
 from storied.core.tagging import TagMethods
 from storied.core.versioned import VersionMethods
+from storied.core.writing import check_encoding, open_writer, unchanged
 from storied.errors import (
     IsADirectoryStorageError,
-    StorageAlreadyExistsError,
     StorageNotFoundError,
     StoragePermissionError,
     UnsupportedOperation,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Data, Info
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
@@ -150,7 +150,9 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         if self._version is None and self._history is not None:
             caps = caps.replace(versioning=True, version_listing=True, version_access=True)
         if self._version is not None:
-            caps = caps.replace(versioning=False, version_listing=False, version_access=False)
+            caps = caps.as_readonly().replace(
+                versioning=False, version_listing=False, version_access=False
+            )
         return caps
 
     def child(self, *parts: str) -> StorageNode:
@@ -173,9 +175,13 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
     def info(self) -> Info:
         """Everything the backend says about this path, from one request.
 
+        On a version-pinned node: that version's size, time, MD5 and metadata.
+
         Raises:
-            StorageNotFoundError: Nothing is there.
+            StorageNotFoundError: Nothing is there (no such version, for a pinned node).
         """
+        if self._version is not None:
+            return pinned.pinned_info(self)
         return self._be.info(self._path)
 
     def _info_or_none(self) -> Info | None:
@@ -185,7 +191,10 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
             return None
 
     def exists(self) -> bool:
-        """True if a file or directory is at this path (one request)."""
+        """True if a file or directory is at this path (one request); on a version-pinned
+        node, True when that version exists."""
+        if self._backend is not None and self._version is not None:
+            return self._info_or_none() is not None
         return self._backend is not None and self._be.exists(self._path)
 
     def is_file(self) -> bool:
@@ -226,7 +235,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         info = info or self._file_info()
         if info.md5:
             return info.md5
-        return md5_of_stream(self._be.open_read(self._path))
+        return md5_of_stream(pinned.open_range(self))
 
     def same_content(self, other: StorageNode) -> bool:
         """True when both are files with the same MD5 (compares sizes first)."""
@@ -255,12 +264,16 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
 
     def set_metadata(self, metadata: dict[str, str]) -> None:
         """Replace the file's user metadata in one request (str keys and values only)."""
+        pinned.refuse_write(self)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise TypeError("metadata keys and values must be str")
         self._be.set_metadata(self._path, metadata)
 
     def url(self, expires_in: int = 3600, **kwargs: Any) -> str | None:
-        """A URL for the file: presigned on S3, ``base_url``-based on local, else None."""
+        """A URL for the file: presigned on S3, ``base_url``-based on local, else None (always
+        None on a version-pinned node: a URL would serve the current content)."""
+        if self._version is not None:
+            return None
         return self._be.url(self._path, expires_in)
 
     def internal_url(self, nocache: bool = False) -> str | None:
@@ -282,7 +295,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         the file exists (checked at open and again, atomically, at close).
         """
         self._check_version_args(mode, version, as_of)
-        text_encoding = encoding or "utf-8"
+        text_encoding = check_encoding(encoding or "utf-8")
         if _WRITE_MODES.intersection(mode):
             writer = self._open_writer(mode)
             if "b" in mode:
@@ -299,42 +312,20 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
     def _check_version_args(self, mode: str, version: object, as_of: object) -> None:
         if self._version is not None and (version is not None or as_of is not None):
             raise ValueError("This node is a versioned snapshot; it cannot take version/as_of")
-        if self._version is not None and _WRITE_MODES.intersection(mode):
-            raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
+        if _WRITE_MODES.intersection(mode):
+            pinned.refuse_write(self)
         if version is not None and as_of is not None:
             raise ValueError("Cannot specify both version and as_of")
         if (version is not None or as_of is not None) and _WRITE_MODES.intersection(mode):
             raise ValueError("Cannot write to historical versions (read-only)")
 
     def _open_writer(self, mode: str) -> AtomicWriter:
-        backend, path = self._be, self._path
-        self.require_writable()
-        write_mode = WriteMode.OVERWRITE
-        if "x" in mode:
-            if backend.exists(path):
-                raise StorageAlreadyExistsError(f"{self.fullpath} already exists")
-            if backend.capabilities.conditional_write:
-                write_mode = WriteMode.CREATE
-        initial: BinaryIO | None = None
-        if "a" in mode or "r" in mode:
-            try:
-                initial = backend.open_read(path)
-            except StorageNotFoundError:
-                if "r" in mode:
-                    raise
-
-        def commit(stream: BinaryIO) -> None:
-            if write_mode is WriteMode.CREATE and self._history is None:
-                backend.write(path, stream, mode=write_mode)
-            else:
-                self._store(stream)
-
-        return AtomicWriter(commit, initial, position_at_end="a" in mode)
+        return open_writer(self, mode)
 
     def require_writable(self) -> None:
-        """Raise ``StoragePermissionError`` now if this node's mount refuses writes."""
-        if self._version is not None:
-            raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
+        """Raise ``StoragePermissionError`` now if this node's mount refuses writes, or the node
+        is pinned to a version (a read-only snapshot; the error is also a ``ValueError``)."""
+        pinned.refuse_write(self)
         if not self._be.capabilities.write:
             raise StoragePermissionError(
                 f"{self.fullpath}: mount is read-only. Write operations are not permitted."
@@ -348,8 +339,12 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         return self._be.read_bytes(self._path)
 
     def read_text(self, encoding: str = "utf-8") -> str:
-        """The whole content decoded as text."""
-        return self.read_bytes().decode(encoding)
+        """The whole content decoded as text.
+
+        Raises:
+            InvalidEncodingError: Unknown ``encoding`` (also ``LookupError``/``ValueError``).
+        """
+        return self.read_bytes().decode(check_encoding(encoding))
 
     def read(self, mode: str = "r", encoding: str = "utf-8") -> str | bytes:
         """``'r'``: the text; ``'rb'``: the bytes."""
@@ -363,7 +358,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         """Stream the content in chunks (constant memory)."""
         from storied.core.streams import iter_chunks
 
-        return iter_chunks(self._be.open_read(self._path), chunk_size)
+        return iter_chunks(pinned.open_range(self), chunk_size)
 
     # ------------------------------------------------------------------ writing
     def write_bytes(
@@ -377,8 +372,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         With ``skip_if_unchanged`` the current file is compared first: sizes from one request,
         then the MD5 (free where the backend knows it, else one streamed read).
         """
-        if self._version is not None:
-            raise ValueError(f"Cannot write to versioned snapshot {self.fullpath}")
+        pinned.refuse_write(self)
         if not isinstance(data, (bytes, bytearray, memoryview)) and not hasattr(data, "read"):
             raise TypeError(f"write_bytes() requires bytes, not {type(data).__name__}")
         if (
@@ -392,17 +386,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         return True
 
     def _unchanged(self, data: bytes) -> bool:
-        md5 = hashlib.md5(data).hexdigest()
-        history = self._history
-        if history is not None:
-            found = history.versions(self._path)
-            latest = found[-1] if found and found[-1].is_latest else None
-            return latest is not None and latest.size == len(data) and latest.etag == md5
-        info = self._info_or_none()
-        if info is None or info.is_dir or info.size != len(data):
-            return False
-        current = info.md5 or md5_of_stream(self._be.open_read(self._path))
-        return current == hashlib.md5(data).hexdigest()
+        return unchanged(self, data)
 
     def write_text(
         self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False
@@ -410,7 +394,8 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         """Replace the content with ``text`` encoded. Returns False when skipped as unchanged."""
         if not isinstance(text, str):
             raise TypeError(f"write_text() requires str, not {type(text).__name__}")
-        return self.write_bytes(text.encode(encoding), skip_if_unchanged=skip_if_unchanged)
+        data = text.encode(check_encoding(encoding))
+        return self.write_bytes(data, skip_if_unchanged=skip_if_unchanged)
 
     def write(
         self,
@@ -450,6 +435,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
         """Create this directory (pathlib semantics)."""
+        pinned.refuse_write(self)
         self._be.mkdir(self._path, parents=parents, exist_ok=exist_ok)
 
     # ------------------------------------------------------------------ transfer & integration
@@ -477,6 +463,8 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
         :func:`storied.core.localfile.local_path`."""
         from storied.core.localfile import local_path
 
+        if self._version is not None:
+            return pinned.pinned_local_path(self, mode)
         return local_path(self, mode)
 
     def call(self, *args: Any, **kwargs: Any) -> Any:

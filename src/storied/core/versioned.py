@@ -80,21 +80,16 @@ class VersionMethods:
                 lambda refs: refs.annotations.setdefault(version.version_id, {}).update(metadata),
             )
 
-    def _remove(self, recursive: bool) -> None:
-        """Delete, leaving a tombstone in a portable history for every file removed."""
-        self._need_delete()
-        if not self._portable:
-            self._be.delete(self._path, recursive=recursive)
-            return
-        history = self._need_history()
-        info = self._be.info(self._path)
-        if not info.is_dir:
-            history.delete(self._path)
-            return
-        if recursive:
-            for entry in list(self._be.walk(self._path)):
-                history.delete(entry.path)
-        self._be.delete(self._path, recursive=recursive)
+    def _store_exclusive(self, data: Data) -> None:
+        """Create-only write through the portable history (``open('x')``).
+
+        Raises:
+            StorageAlreadyExistsError: A file is at this path (nothing is written).
+        """
+        self.require_writable()
+        self._need_history().write(self._path, data, exclusive=True)
+
+    # ``_remove`` (deletes that keep the reserved area) lives in storied.core.removal.
 
     def _need_delete(self) -> None:
         caps = self._be.capabilities

@@ -1,0 +1,93 @@
+"""Write-side helpers of :class:`~storied.core.node.StorageNode`: the atomic writer behind
+``open('w'|'a'|'x'|'r+')``, the ``skip_if_unchanged`` comparison and encoding checks.
+
+``open('x')`` is exclusive everywhere: a create-only backend write where the storage has
+conditional writes (also on native S3 versions), the portable engine's exclusive write on
+mounts with storied's history, else a check at open and another at close.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from typing import TYPE_CHECKING, BinaryIO
+
+from storied.core.streams import AtomicWriter, md5_of_stream
+from storied.errors import InvalidEncodingError, StorageAlreadyExistsError, StorageNotFoundError
+from storied.info import WriteMode
+
+if TYPE_CHECKING:
+    from storied.core.node import StorageNode
+
+__all__ = ["check_encoding", "open_writer", "unchanged"]
+
+
+def check_encoding(encoding: str) -> str:
+    """Return ``encoding`` if Python knows a codec of that name.
+
+    Raises:
+        InvalidEncodingError: Unknown encoding (also a ``LookupError`` and a ``ValueError``).
+    """
+    try:
+        codecs.lookup(encoding)
+    except (LookupError, TypeError):
+        raise InvalidEncodingError(f"Unknown text encoding: {encoding!r}") from None
+    return encoding
+
+
+def open_writer(node: StorageNode, mode: str) -> AtomicWriter:
+    """The buffered atomic writer of ``node.open(mode)`` for a writing ``mode``.
+
+    Raises:
+        StoragePermissionError: The mount refuses writes, or the node is version-pinned.
+        StorageAlreadyExistsError: ``'x'`` and the file exists (at open, or at close when
+            another writer created it meanwhile: nothing is overwritten).
+        StorageNotFoundError: ``'r+'`` of a missing file.
+    """
+    backend, path = node._be, node.path
+    node.require_writable()
+    exclusive = "x" in mode
+    if exclusive and backend.exists(path):
+        raise StorageAlreadyExistsError(f"{node.fullpath} already exists")
+    initial: BinaryIO | None = None
+    if "a" in mode or "r" in mode:
+        try:
+            initial = backend.open_read(path)
+        except StorageNotFoundError:
+            if "r" in mode:
+                raise
+
+    def commit(stream: BinaryIO) -> None:
+        if exclusive and node._portable:
+            node._store_exclusive(stream)
+        elif exclusive and backend.capabilities.conditional_write:
+            backend.write(path, stream, mode=WriteMode.CREATE)
+        elif exclusive and backend.exists(path):
+            raise StorageAlreadyExistsError(f"{node.fullpath} already exists")
+        else:
+            node._store(stream)
+
+    return AtomicWriter(commit, initial, position_at_end="a" in mode)
+
+
+def unchanged(node: StorageNode, data: bytes) -> bool:
+    """True when ``data`` is what the file holds, so a ``skip_if_unchanged`` write may skip.
+
+    On a mount with history the latest version must match (size, MD5) *and* so must the
+    working copy: after a crash between the history record and the working copy, the working
+    copy is older than the history, and the write then goes through (which repairs it).
+    """
+    md5 = hashlib.md5(data).hexdigest()
+    history = node._history
+    if history is not None:
+        found = history.versions(node.path)
+        latest = found[-1] if found and found[-1].is_latest else None
+        if latest is None or latest.size != len(data) or latest.etag != md5:
+            return False
+        if history.name != "portable":
+            return True  # native versions: the latest version is the object itself
+    info = node._info_or_none()
+    if info is None or info.is_dir or info.size != len(data):
+        return False
+    current = info.md5 or md5_of_stream(node._be.open_read(node.path))
+    return current == md5
