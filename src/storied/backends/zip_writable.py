@@ -34,7 +34,6 @@ import shutil
 import tempfile
 import threading
 import time
-import weakref
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -62,7 +61,9 @@ __all__ = ["WritableZipBackend", "flush_all"]
 
 _CAPS = Capabilities(conditional_write=True, append_mode=False, empty_dirs=True)
 _COUNTER = itertools.count()
-_OPEN: weakref.WeakSet[WritableZipBackend] = weakref.WeakSet()
+#: Writable archives not closed yet. Strong references: a backend dropped without ``close()``
+#: (a mount replaced, a forgotten variable) is still flushed at exit, never collected unflushed.
+_OPEN: set[WritableZipBackend] = set()
 
 
 @dataclass(frozen=True)
