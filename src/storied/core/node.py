@@ -27,7 +27,9 @@ from storied.core.tagging import TagMethods
 from storied.core.versioned import VersionMethods
 from storied.core.writing import check_encoding, open_writer, unchanged
 from storied.errors import (
+    InvalidArgumentError,
     IsADirectoryStorageError,
+    ReadOnlyVersionError,
     StorageNotFoundError,
     StoragePermissionError,
     UnsupportedOperation,
@@ -169,7 +171,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
     @property
     def _be(self) -> Backend:
         if self._backend is None:
-            raise ValueError("Cannot do I/O on virtual node (no path)")
+            raise InvalidArgumentError("Cannot do I/O on virtual node (no path)")
         return self._backend
 
     def info(self) -> Info:
@@ -311,13 +313,15 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
 
     def _check_version_args(self, mode: str, version: object, as_of: object) -> None:
         if self._version is not None and (version is not None or as_of is not None):
-            raise ValueError("This node is a versioned snapshot; it cannot take version/as_of")
+            raise InvalidArgumentError(
+                "This node is a versioned snapshot; it cannot take version/as_of"
+            )
         if _WRITE_MODES.intersection(mode):
             pinned.refuse_write(self)
         if version is not None and as_of is not None:
-            raise ValueError("Cannot specify both version and as_of")
+            raise InvalidArgumentError("Cannot specify both version and as_of")
         if (version is not None or as_of is not None) and _WRITE_MODES.intersection(mode):
-            raise ValueError("Cannot write to historical versions (read-only)")
+            raise ReadOnlyVersionError("Cannot write to historical versions (read-only)")
 
     def _open_writer(self, mode: str) -> AtomicWriter:
         return open_writer(self, mode)
@@ -352,7 +356,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
             return self.read_text(encoding)
         if mode == "rb":
             return self.read_bytes()
-        raise ValueError(f"read() mode must be 'r' or 'rb', not {mode!r}")
+        raise InvalidArgumentError(f"read() mode must be 'r' or 'rb', not {mode!r}")
 
     def iter_bytes(self, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
         """Stream the content in chunks (constant memory)."""
@@ -413,7 +417,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
             if not isinstance(data, (bytes, bytearray)):
                 raise TypeError("write() in mode 'wb' requires bytes")
             return self.write_bytes(data, skip_if_unchanged)
-        raise ValueError(f"write() mode must be 'w' or 'wb', not {mode!r}")
+        raise InvalidArgumentError(f"write() mode must be 'w' or 'wb', not {mode!r}")
 
     def delete(self, recursive: bool = False) -> bool:
         """Delete the file or directory. A missing path is not an error (returns False).

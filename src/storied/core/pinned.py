@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from storied.backends.base import CHUNK
 from storied.errors import (
+    InvalidArgumentError,
     ReadOnlyVersionError,
     StorageNotFoundError,
     UnsupportedOperation,
@@ -128,7 +129,7 @@ def pinned_local_path(node: StorageNode, mode: str) -> Iterator[str]:
         ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'rw'``.
     """
     if mode not in ("r", "w", "rw"):
-        raise ValueError(f"local_path mode must be 'r', 'w' or 'rw', not {mode!r}")
+        raise InvalidArgumentError(f"local_path mode must be 'r', 'w' or 'rw', not {mode!r}")
     if mode != "r":
         refuse_write(node)
     fd, tmp = tempfile.mkstemp(suffix=node.suffix, prefix="storied-")

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from storied import paths
-from storied.errors import InvalidPathError, StorageNotFoundError
+from storied.errors import InvalidArgumentError, InvalidPathError, StorageNotFoundError
 from storied.info import Info
 
 if TYPE_CHECKING:
@@ -94,9 +94,13 @@ def copy_node(
         InvalidPathError: ``dest`` is inside ``src`` (also a ``ValueError``).
         StoragePermissionError: ``dest`` is on a mount that refuses writes (checked first).
     """
-    strategy = SkipStrategy(skip)
+    try:
+        strategy = SkipStrategy(skip)
+    except ValueError:
+        valid = ", ".join(s.value for s in SkipStrategy)
+        raise InvalidArgumentError(f"Unknown skip strategy {skip!r}; use one of {valid}") from None
     if strategy is SkipStrategy.CUSTOM and skip_fn is None:
-        raise ValueError("skip='custom' requires skip_fn parameter")
+        raise InvalidArgumentError("skip='custom' requires skip_fn parameter")
     dest.require_writable()
     plan = _Plan(
         _patterns(include), _patterns(exclude), filter, strategy, skip_fn, progress, on_file,

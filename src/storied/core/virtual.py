@@ -8,6 +8,8 @@ import zipfile
 from typing import TYPE_CHECKING, Any
 
 from storied.core.node import StorageNode
+from storied.core.writing import check_encoding
+from storied.errors import BinaryContentError, InvalidArgumentError
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
@@ -29,12 +31,12 @@ class _VirtualNode(StorageNode):
         return False
 
     def _refuse(self, *args: Any, **kwargs: Any) -> bool:
-        raise ValueError("Cannot write to virtual node (no path)")
+        raise InvalidArgumentError("Cannot write to virtual node (no path)")
 
     write_bytes = write_text = write = _refuse  # type: ignore[assignment]
 
     def read_text(self, encoding: str = "utf-8") -> str:
-        return self.read_bytes().decode(encoding)
+        return self.read_bytes().decode(check_encoding(encoding))
 
     def copy_to(self, dest: StorageNode | str, **options: Any) -> StorageNode:
         target = self._resolve_dest(dest)
@@ -88,9 +90,9 @@ class DiffNode(_VirtualNode):
             try:
                 if b"\x00" in raw:
                     raise UnicodeDecodeError("utf-8", raw, 0, 1, "NUL byte")
-                texts.append(raw.decode(encoding))
+                texts.append(raw.decode(check_encoding(encoding)))
             except UnicodeDecodeError:
-                raise ValueError(f"Cannot diff binary files ({node.fullpath})") from None
+                raise BinaryContentError(f"Cannot diff binary files ({node.fullpath})") from None
         lines = difflib.unified_diff(
             texts[0].splitlines(keepends=True),
             texts[1].splitlines(keepends=True),

@@ -1,0 +1,44 @@
+"""Issue 8 section 2 (node part): every error a node, a copy or a virtual node raises is from
+storied.errors, and also the builtin older code catches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from storied import StorageError, StorageManager
+
+
+@pytest.fixture
+def sm() -> Iterator[StorageManager]:
+    storage = StorageManager()
+    storage.configure([{"name": "m", "type": "memory"}])
+    storage.node("m:a.txt").write_text("a\n")
+    storage.node("m:b.bin").write_bytes(b"\x00\x01")
+    yield storage
+
+
+@pytest.mark.parametrize(
+    ("builtin", "attempt"),
+    [
+        (LookupError, lambda sm: sm.iternode(sm.node("m:a.txt")).read_text(encoding="nope")),
+        (LookupError, lambda sm: sm.diffnode(sm.node("m:a.txt"), sm.node("m:a.txt"))
+         .read_text(encoding="nope")),
+        (ValueError, lambda sm: sm.diffnode(sm.node("m:a.txt"), sm.node("m:b.bin")).read_text()),
+        (ValueError, lambda sm: sm.iternode(sm.node("m:a.txt")).write_bytes(b"x")),
+        (ValueError, lambda sm: sm.node("m:a.txt").copy_to("m:c.txt", skip="sometimes")),
+        (ValueError, lambda sm: sm.node("m:a.txt").copy_to("m:c.txt", skip="custom")),
+        (ValueError, lambda sm: sm.node("m:a.txt").read(mode="rt")),
+        (ValueError, lambda sm: sm.node("m:a.txt").write("x", mode="a")),
+        (ValueError, lambda sm: sm.node("m:a.txt").open("r", version=0, as_of=object())),
+        (ValueError, lambda sm: sm.node().read_bytes()),
+        (LookupError, lambda sm: sm.node("m:a.txt").read_text(encoding="no-such-codec")),
+    ],
+)
+def test_node_errors_are_storied_errors(
+    sm: StorageManager, builtin: type[Exception], attempt: Callable[[StorageManager], object]
+) -> None:
+    with pytest.raises(builtin) as caught:
+        attempt(sm)
+    assert isinstance(caught.value, StorageError), type(caught.value)
