@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +57,22 @@ def _kind(node: StorageNode) -> str:
     return KINDS.get(Path(node.fullpath.partition(":")[2]).suffix.lower(), "text")
 
 
+@contextmanager
+def _writing(output: str) -> Iterator[None]:
+    """Report a failure to write the ``--output`` file as one line (a command error)."""
+    try:
+        yield
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from exc
+    except ValueError as exc:  # Pillow: no image format for that extension
+        raise click.ClickException(f"cannot write {output}: {exc}") from exc
+
+
 def _emit(text: str, output: str | None, colour: bool = False) -> None:
     """Write ``text`` to ``output``, or stdout (coloured in a terminal when ``colour``)."""
     if output:
-        Path(output).write_text(text, encoding="utf-8")
+        with _writing(output):
+            Path(output).write_text(text, encoding="utf-8")
         return
     console = Console(highlight=False, soft_wrap=True)
     if not (colour and console.is_terminal):
@@ -160,7 +174,8 @@ def _semantic(
     if kind == "image":
         found = node.diff_image_versions(v1, v2)
         if output:
-            found.image.save(output)
+            with _writing(output):
+                found.image.save(output)
         text = (
             json.dumps(found.summary(), indent=2) + "\n"
             if fmt == "json"

@@ -1,35 +1,105 @@
-"""The ``storied`` command: parse arguments, call the public API, render with rich."""
+"""The ``storied`` command: parse arguments, call the public API, render with rich.
+
+Errors: :class:`StoriedGroup` (the ``storied`` group) is the one handler of the whole CLI (see
+:mod:`storied.cli.errors`): a storied error prints ``error: <message>`` and exits 1, anything
+else ``error: internal error: <type>: <message>`` and exits 1 (``storied --debug ...`` adds the
+traceback), Ctrl-C exits 130, a closed output pipe ends quietly; no traceback otherwise.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from storied import StorageError, StorageManager
+from storied.cli.errors import Escaped, debug_requested, exit_code_for
+from storied.cli.progress import progress_bar
+from storied.errors import StorageConfigError
 
-__all__ = ["cli", "main"]
+__all__ = ["StoriedGroup", "cli", "main"]
 
-console = Console()
-err = Console(stderr=True)
+# markup=False: file names, tags and messages are printed as they are ("[red]" in a name is text,
+# "[/x]" no crash); styled output uses rich Text objects.
+console = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 
 def _manager(config: str | None) -> StorageManager:
+    """The manager configured from ``config`` (default ``./storied.yaml``).
+
+    Raises:
+        StorageConfigError: The file is missing, unreadable, not UTF-8, not valid YAML/JSON/TOML,
+            or describes invalid mounts.
+    """
     path = Path(config or "storied.yaml")
     if not path.exists():
         if config:
-            raise click.UsageError(f"configuration file not found: {path}")
-        raise click.UsageError(
+            raise StorageConfigError(f"configuration file not found: {path}")
+        raise StorageConfigError(
             "no storied.yaml in the current folder; pass --config FILE "
             "(a YAML/JSON/TOML list of mounts) or try `storied demo`"
         )
     storage = StorageManager()
-    storage.configure(str(path))
+    try:
+        storage.configure(str(path))
+    except StorageError:
+        raise
+    except (Exception, RecursionError) as exc:
+        detail = f"{type(exc).__name__}: {exc}"
+        raise StorageConfigError(f"{path}: invalid configuration ({detail})") from exc
     return storage
+
+
+class StoriedGroup(click.Group):
+    """The ``storied`` group; its :meth:`main` turns every failure into one line and an exit code.
+
+    ``main`` is also what click's ``CliRunner`` calls, so tests see exactly what users see.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; Ctrl-C and ``EOFError`` are wrapped so that click (which would turn
+        both into "Aborted!") hands them to :meth:`main` unchanged."""
+        try:
+            return super().invoke(ctx)
+        except (KeyboardInterrupt, EOFError) as exc:
+            raise Escaped(exc) from exc
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the CLI. In standalone mode (the default) always ends with ``sys.exit(code)``:
+        0 on success, 1 for an error (one line on standard error), 2 for a command-line usage
+        error (click's usage message), 130 for Ctrl-C."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if not standalone_mode:
+            return super().main(argv, prog_name, complete_var, False, **extra)
+        try:
+            result = super().main(argv, prog_name or "storied", complete_var, False, **extra)
+            code = result if isinstance(result, int) else 0
+            _flush_stdout()
+        except SystemExit:
+            raise
+        except BaseException as exc:
+            code = exit_code_for(exc, debug=debug_requested(argv))
+        sys.exit(code)
+
+
+def _flush_stdout() -> None:
+    """Flush standard output now, so that a reader that went away is noticed here (and handled
+    as a broken pipe) rather than at interpreter exit."""
+    sys.stdout.flush()
 
 
 def _size(n: int | None) -> str:
@@ -43,7 +113,7 @@ def _size(n: int | None) -> str:
     return str(n)  # pragma: no cover
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=StoriedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "-c",
@@ -51,10 +121,13 @@ def _size(n: int | None) -> str:
     default=None,
     help="Mount configuration file (default: ./storied.yaml).",
 )
+@click.option(
+    "--debug", is_flag=True, help="On an error, also print its traceback (STORIED_DEBUG=1 too)."
+)
 @click.pass_context
-def cli(ctx: click.Context, config: str | None) -> None:
+def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
     """storied: one API and one history for every storage."""
-    ctx.obj = {"config": config}
+    ctx.obj = {"config": config, "debug": debug}
 
 
 @cli.command()
@@ -68,7 +141,7 @@ def demo(keep: str | None) -> None:
     """A short tour of mounts, nodes, copies and permissions on a local folder."""
     from storied.cli.demo import run_demo
 
-    run_demo(console, keep)
+    run_demo(Console(), keep)
 
 
 @cli.command("ls")
@@ -135,18 +208,7 @@ def cp(
     """Copy SOURCE to DEST (mount:path each), with a progress bar."""
     storage = _manager(ctx.obj["config"])
     counts = {"copied": 0, "skipped": 0}
-    columns = (
-        TextColumn("[bold]copying"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed}/{task.total} files"),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task("copy", total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar("copying", err) as progress:
         storage.node(source).copy_to(
             storage.node(dest),
             skip=skip,
@@ -167,8 +229,9 @@ def log(ctx: click.Context, path: str) -> None:
     node = _manager(ctx.obj["config"]).node(path)
     found = node.versions
     if not found:
-        err.print(f"{node.fullpath}: no history (mount without versioning, or never written)")
-        sys.exit(1)
+        raise click.ClickException(
+            f"{node.fullpath}: no history (mount without versioning, or never written)"
+        )
     for version in reversed(found):
         mark = "*" if version["is_latest"] else " "
         when = version["last_modified"].isoformat(" ", "seconds")
@@ -184,17 +247,48 @@ def verify(ctx: click.Context, prefix: str | None) -> None:
 
     Exits 1 when an invariant is broken; orphans and stale working copies are listed but allowed.
     """
-    report = _manager(ctx.obj["config"]).verify(prefix)
+    storage = _manager(ctx.obj["config"])
+    try:
+        report = storage.verify(prefix)
+    except StorageError as exc:
+        if prefix is None or not _is_check_failure(exc):
+            raise
+        _verify_failed(exc)
+    except Exception as exc:
+        _verify_failed(exc)
     for title, items, style in (("problem", report.problems, "red"),
                                 ("orphan", report.orphans, "yellow"),
                                 ("stale", report.stale, "yellow")):
         for item in items:
-            console.print(f"[{style}]{title}[/{style}] {item}")
-    status = "[green]ok[/green]" if report.ok else "[red]BROKEN[/red]"
-    console.print(f"{status}: {report.checked} records checked, {len(report.problems)} problems, "
-                  f"{len(report.orphans)} orphans, {len(report.stale)} stale")
+            console.print(Text.assemble((title, style), " ", str(item)))
+    status = Text("ok", style="green") if report.ok else Text("BROKEN", style="red")
+    console.print(Text.assemble(
+        status, f": {report.checked} records checked, {len(report.problems)} problems, "
+                f"{len(report.orphans)} orphans, {len(report.stale)} stale"))
     if not report.ok:
         sys.exit(1)
+
+
+def _is_check_failure(exc: StorageError) -> bool:
+    """True when ``verify`` failed while checking (not because the prefix is wrong)."""
+    from storied.errors import (
+        InvalidPathError,
+        MountNotFoundError,
+        PathEscapeError,
+        UnsupportedOperation,
+    )
+
+    return not isinstance(
+        exc, MountNotFoundError | InvalidPathError | PathEscapeError | UnsupportedOperation
+    )
+
+
+def _verify_failed(exc: BaseException) -> NoReturn:
+    """Report a check that could not complete as a problem (a report, not a traceback)."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    console.print(Text.assemble(("problem", "red"), f" verify could not complete: {reason}"))
+    console.print(Text.assemble(("BROKEN", "red"), ": verification stopped, 1 problem"))
+    sys.exit(1)
 
 
 def _register_extras() -> None:
@@ -208,16 +302,10 @@ def _register_extras() -> None:
 _register_extras()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning storied errors into a one-line message and exit 1."""
-    try:
-        cli.main(args=argv, prog_name="storied", standalone_mode=False)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except StorageError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        sys.exit(1)
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point (the ``storied`` script): run the CLI and exit with its code.
+
+    Never raises but ``SystemExit``: see :class:`StoriedGroup` for the codes and messages.
+    """
+    cli.main(args=argv, prog_name="storied")
+    raise SystemExit(0)  # pragma: no cover - cli.main always exits

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["parse_version", "register"]
 
@@ -109,19 +109,10 @@ def _consoles() -> tuple[Any, Any]:
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
     """A rich progress bar on standard error; yields the ``progress(done, total)`` callback."""
+    from storied.cli.progress import progress_bar
+
     _, err = _consoles()
-    columns = (
-        TextColumn(f"[bold]{label}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        TextColumn("{task.completed}/{task.total} files"),
-    )
-    with Progress(*columns, console=err, transient=False) as bar:
-        task = bar.add_task(label, total=None)
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
+    with progress_bar(label, err) as progress:
         yield progress
 
 
@@ -312,9 +303,9 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
     table.add_column("reasons")
     for i, row in enumerate(plan):
         if row["version_id"] in gone:
-            decision = "[red]remove[/red]" if dry_run else "[red]removed[/red]"
+            decision = Text("remove" if dry_run else "removed", style="red")
         else:
-            decision = "[green]keep[/green]"
+            decision = Text("keep", style="green")
         reasons = ", ".join(r for r in row["reasons"] if r != "remove") or "-"
         table.add_row(str(i), _short(row["version_id"]), _when(row["last_modified"]),
                       str(row["size"]), decision, reasons)

@@ -38,6 +38,23 @@ class _Side:
         return f"{self.label} ({self.date})"
 
 
+def _resolve(history: MountHistory, path: str, version: int | str) -> Version:
+    """``history.resolve``, with an unknown index also a storied error.
+
+    Raises:
+        VersionNotFoundError: No such version (also an ``IndexError``, a
+            ``StorageNotFoundError``).
+    """
+    from storied.errors import StorageNotFoundError, VersionNotFoundError
+
+    try:
+        return history.resolve(path, version)
+    except VersionNotFoundError:
+        raise
+    except (IndexError, StorageNotFoundError) as exc:
+        raise VersionNotFoundError(str(exc)) from exc
+
+
 class DiffMethods:
     """Mixed into ``StorageNode``; relies on its ``_path``, ``fullpath`` and ``_need_history``."""
 
@@ -52,8 +69,8 @@ class DiffMethods:
     def _diff_sides(self, v1: int | str, v2: int | str) -> tuple[_Side, _Side]:
         """Resolve both versions (index, id or tag); return them oldest first."""
         history = self._need_history()
-        first = history.resolve(self._path, v1)
-        second = history.resolve(self._path, v2)
+        first = _resolve(history, self._path, v1)
+        second = _resolve(history, self._path, v2)
         order = {v.version_id: n for n, v in enumerate(history.versions(self._path))}
         if order.get(first.version_id, 0) > order.get(second.version_id, 0):
             first, second = second, first
@@ -96,14 +113,20 @@ class DiffMethods:
         Raises:
             BinaryContentError: A version is binary (a NUL byte, or undecodable); the message
                 names it. Also a ``ValueError``.
-            ValueError: Unknown ``format`` or negative ``context_lines``.
-            IndexError, StorageNotFoundError: A version does not exist.
+            InvalidEncodingError: ``encoding`` is not a text codec (also a ``LookupError``).
+            InvalidArgumentError: Unknown ``format`` or negative ``context_lines`` (also a
+                ``ValueError``).
+            VersionNotFoundError: A version does not exist (also an ``IndexError`` and a
+                ``StorageNotFoundError``).
             UnsupportedOperation: The mount keeps no history.
         """
         from storied.diff.text import FORMATS, decode_text, diff_text
+        from storied.errors import InvalidArgumentError
 
         if format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+            raise InvalidArgumentError(
+                f"format must be one of {', '.join(FORMATS)}, not {format!r}"
+            )
         old, new = self._diff_sides(v1, v2)
         old_text = decode_text(self._diff_bytes(old), old.described, encoding)
         new_text = decode_text(self._diff_bytes(new), new.described, encoding)

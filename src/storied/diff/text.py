@@ -20,6 +20,7 @@ from itertools import zip_longest
 from typing import Literal
 
 from storied.diff.model import BinaryContentError, Hunk
+from storied.errors import InvalidArgumentError, InvalidEncodingError
 
 __all__ = [
     "TextDiff",
@@ -72,18 +73,32 @@ def decode_text(data: bytes, label: str, encoding: str | None = None) -> str:
     Raises:
         BinaryContentError: ``data`` holds a NUL byte (unless the codec is UTF-16/32, where NUL
             bytes are normal) or does not decode with the codec.
-        LookupError: ``encoding`` is not a known codec.
+        InvalidEncodingError: ``encoding`` is not a known text codec (also a ``LookupError``).
     """
-    codec = codecs.lookup(encoding or "utf-8-sig").name
+    codec = _text_codec(encoding)
     if b"\x00" in data and not codec.startswith(("utf-16", "utf-32")):
         raise BinaryContentError(f"{label} is binary (it contains NUL bytes); no text diff")
     try:
         return data.decode(codec)
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:
+        where = f"undecodable byte at offset {exc.start}" if hasattr(exc, "start") else str(exc)
         raise BinaryContentError(
-            f"{label} is binary or not {codec} text (undecodable byte at offset {exc.start}); "
+            f"{label} is binary or not {codec} text ({where}); "
             "pass encoding= if it is text in another encoding"
         ) from exc
+
+
+def _text_codec(encoding: str | None) -> str:
+    """The normalised name of a text codec (``rot13``, ``base64``... are not text codecs)."""
+    if encoding is not None and not isinstance(encoding, str):
+        raise InvalidEncodingError(f"encoding must be a codec name, not {encoding!r}")
+    try:
+        info = codecs.lookup(encoding or "utf-8-sig")
+    except LookupError as exc:
+        raise InvalidEncodingError(f"unknown encoding: {encoding!r}") from exc
+    if not getattr(info, "_is_text_encoding", True):
+        raise InvalidEncodingError(f"{encoding!r} is not a text encoding")
+    return info.name
 
 
 def split_lines(text: str) -> list[str]:
@@ -107,8 +122,8 @@ def compute_text_diff(
     new_date: str = "",
 ) -> TextDiff:
     """Compute the hunks between two texts (``context_lines`` unchanged lines around each)."""
-    if context_lines < 0:
-        raise ValueError(f"context_lines must be >= 0, not {context_lines}")
+    if isinstance(context_lines, bool) or not isinstance(context_lines, int) or context_lines < 0:
+        raise InvalidArgumentError(f"context_lines must be an int >= 0, not {context_lines!r}")
     a, b = split_lines(old), split_lines(new)
     hunks: list[Hunk] = []
     if a != b:
@@ -135,10 +150,11 @@ def diff_text(
         page (saying "No differences" for equal texts).
 
     Raises:
-        ValueError: Unknown ``format`` or negative ``context_lines``.
+        InvalidArgumentError: Unknown ``format`` or negative ``context_lines`` (a
+            ``ValueError``).
     """
     if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
+        raise InvalidArgumentError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
     result = compute_text_diff(
         old,
         new,
