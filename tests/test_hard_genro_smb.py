@@ -122,3 +122,17 @@ def test_missing_share_is_not_found(share: tuple[ServerHandle, Path]) -> None:
     be = smb_from_config({**share[0].config, "name": "t", "share": "no-such-share"})
     with pytest.raises(StorageNotFoundError):
         be.info("a.txt")
+
+
+def test_mounts_of_one_share_have_one_location(share: tuple[ServerHandle, Path]) -> None:
+    from storied.core.config import location, nested
+
+    server, _ = share
+    sm = StorageManager()
+    sm.configure([{"name": "outer", "type": "smb", **server.config, "base_path": "p"},
+                  {"name": "inner", "type": "smb", **server.config, "base_path": "p/b"},
+                  {"name": "other", "type": "smb", **server.config, "share": "elsewhere"}])
+    outer, inner = sm.get_backend("outer"), sm.get_backend("inner")
+    assert location(outer, "b/x") == location(inner, "x")
+    assert nested(location(outer), location(inner))
+    assert not nested(location(outer), location(sm.get_backend("other")))

@@ -222,3 +222,16 @@ def test_truncated_tar_gz_is_a_storied_error(tmp_path: Path) -> None:
     (tmp_path / "t.tgz").write_bytes(whole[: len(whole) // 2])
     with pytest.raises(InvalidContentError, match=r"x\.bin"):
         be.read_bytes("x.bin")
+
+
+def test_two_mounts_of_one_archive_have_one_location(tmp_path: Path, zip_keys: None) -> None:
+    from storied.core.config import location
+
+    target = tmp_path / "one.zip"
+    with zipfile.ZipFile(target, "w") as zf:
+        zf.writestr("a.txt", b"a")
+    sm = StorageManager()
+    sm.configure([{"name": "w", "type": "zip", "file": str(target), "mode": "a"},
+                  {"name": "r", "type": "zip", "file": str(tmp_path / "." / "one.zip")}])
+    assert location(sm.get_backend("w"), "a.txt") == location(sm.get_backend("r"), "a.txt")
+    sm.close()

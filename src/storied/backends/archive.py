@@ -34,7 +34,7 @@ import tarfile
 import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -116,6 +116,10 @@ class _ArchiveBackend(Backend):
             raise StorageNotFoundError(f"Archive file not found: {self.file!r}")
         self._files: dict[str, _Member] = {}
         self._dirs: set[str] = {""}
+
+    def storage_key(self) -> Hashable:
+        """The archive file (by real path): two mounts of one archive see the same members."""
+        return (self.protocol, os.path.realpath(self.file))
 
     # ---------------------------------------------------------------- index
     def _add(self, name: str, is_dir: bool, size: int, mtime: float | None, etag: str,

@@ -31,7 +31,7 @@ import io
 import os
 import posixpath
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -88,6 +88,10 @@ class GitBackend(Backend):
             self._commit()
         except StorageNotFoundError as exc:
             raise StorageConfigError(str(exc)) from exc
+
+    def storage_key(self) -> Hashable:
+        """The repository (by real path) and the ref: another ref is other content."""
+        return ("git", os.path.realpath(self.repository), self.ref)
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager

@@ -34,7 +34,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -96,6 +96,10 @@ class GitHubBackend(Backend):
             self._headers["Authorization"] = f"Bearer {token}"
         self._index: _Index | None = None
         self._lock = threading.Lock()
+
+    def storage_key(self) -> Hashable:
+        """The API host, the repository and the ref."""
+        return ("github", self.api_url, self.org.lower(), self.repo.lower(), self.sha)
 
     # ------------------------------------------------------------------ HTTP
     def _url(self, tail: str) -> str:

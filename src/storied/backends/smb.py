@@ -33,7 +33,7 @@ import os
 import posixpath
 import stat as statmod
 import threading
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
 
@@ -119,6 +119,13 @@ class SmbBackend(Backend):
             "connection_timeout": timeout, "connection_cache": self._cache,
         }
         self._lock = threading.Lock()
+
+    def storage_key(self) -> Hashable:
+        """One key per share: mounts of one share (any ``base_path``) see the same files."""
+        return ("smb", self.host.lower(), self.port, self.share.lower())
+
+    def location(self, path: str) -> tuple[Hashable, str]:
+        return self.storage_key(), posixpath.join(self.base, path) if self.base else path
 
     # ------------------------------------------------------------------ plumbing
     def _unc(self, path: str) -> str:
@@ -394,8 +401,14 @@ def smb_from_config(config: dict[str, Any]) -> Backend:
     port = config.get("port") or 445
     if not isinstance(port, int):
         raise StorageConfigError(f"SMB storage {name!r}: 'port' must be an integer")
-    return SmbBackend(
-        config["host"], config["share"], config.get("base_path") or "",
-        username=config.get("username"), password=config.get("password"),
-        domain=config.get("domain"), port=port, timeout=config.get("timeout") or 60,
+    backend: Backend = SmbBackend(
+        config["host"], config["share"], username=config.get("username"),
+        password=config.get("password"), domain=config.get("domain"), port=port,
+        timeout=config.get("timeout") or 60,
     )
+    prefix = (config.get("base_path") or "").replace("\\", "/").strip("/")
+    if prefix:  # a mount prefix, so that locations (same storage, nesting) see it
+        from storied.backends.wrappers import Prefixed
+
+        backend = Prefixed(backend, prefix)
+    return backend

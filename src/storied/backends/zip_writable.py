@@ -36,7 +36,7 @@ import threading
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -119,6 +119,10 @@ class WritableZipBackend(Backend):
         if mode == "a" and self._seen is not None:
             self._load()
         _OPEN.add(self)
+
+    def storage_key(self) -> Hashable:
+        """The archive file (by real path), as the read-only zip mount says it."""
+        return ("zip", os.path.realpath(self.file))
 
     # ------------------------------------------------------------------ index
     def _load(self) -> None:
