@@ -24,12 +24,12 @@ def listener() -> Iterator[socket.socket]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(4)
-    sock.settimeout(0.5)
     yield sock
     sock.close()
 
 
-def _connected(sock: socket.socket) -> bool:
+def _connected(sock: socket.socket, wait: float) -> bool:
+    sock.settimeout(wait)
     try:
         conn, _ = sock.accept()
     except TimeoutError:
@@ -55,7 +55,7 @@ def test_configure_opens_no_connection(listener: socket.socket, mount: dict[str,
     }[mount["type"]]
     sm = StorageManager()
     sm.configure([{"name": "r", **mount, **address, "retries": 1}])
-    assert not _connected(listener)  # nothing reached the server while configuring
+    assert not _connected(listener, 0.5)  # nothing reached the server while configuring
     failure: list[BaseException] = []
 
     def first_use() -> None:
@@ -66,7 +66,7 @@ def test_configure_opens_no_connection(listener: socket.socket, mount: dict[str,
 
     worker = threading.Thread(target=first_use)
     worker.start()
-    assert _connected(listener)  # the first use connects...
+    assert _connected(listener, 20)  # the first use connects...
     listener.close()  # (a retrying client now meets a closed port)
     worker.join(60)
     assert failure and isinstance(failure[0], StorageError)  # ...and fails as a storied error
