@@ -23,6 +23,7 @@ import shutil
 import stat as statmod
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from storied.errors import PathEscapeError
 
@@ -79,10 +80,13 @@ def _load_openat2() -> Callable[[int, str, int], int] | None:
                         ctypes.c_size_t]
     resolve = 0x08 | 0x02  # RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
     size = ctypes.sizeof(_OpenHow)
+    hows: dict[int, Any] = {}  # flags -> a constant open_how (never written once made)
 
     def openat2(dir_fd: int, path: str, flags: int) -> int:
-        how = _OpenHow(flags | os.O_CLOEXEC, 0, resolve)
-        fd = syscall(437, dir_fd, os.fsencode(path), ctypes.byref(how), size)
+        how = hows.get(flags)
+        if how is None:
+            how = hows.setdefault(flags, ctypes.byref(_OpenHow(flags | os.O_CLOEXEC, 0, resolve)))
+        fd = syscall(437, dir_fd, os.fsencode(path), how, size)
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
@@ -123,7 +127,7 @@ class Walk:
 
     def __init__(self, root_fd: int, root_path: str, path: str) -> None:
         self.root_fd = root_fd
-        self._root_parts = [p for p in root_path.split("/") if p]
+        self._root_path = root_path
         self._path = path
         self._chain: list[int] = [root_fd]  # the directories from the root to the current one
         self._owned: list[int] = []  # every descriptor opened, closed by close()/restore()
@@ -263,8 +267,8 @@ class Walk:
 
     def _openat2(self, path: str, flags: int) -> int | None:
         global OPENAT2
-        openat2 = OPENAT2
-        if openat2 is None or any(n in ("", ".", "..") for n in path.split("/")):
+        openat2 = OPENAT2  # ".." and links in path are the kernel's to check (BENEATH)
+        if openat2 is None:
             return None
         try:
             return openat2(self.fd, path, flags)
@@ -301,8 +305,9 @@ class Walk:
         if not target.startswith("/"):
             return parts
         parts = [p for p in parts if p not in ("", ".")]
-        depth = len(self._root_parts)
-        if parts[:depth] != self._root_parts:
+        root_parts = [p for p in self._root_path.split("/") if p]
+        depth = len(root_parts)
+        if parts[:depth] != root_parts:
             raise PathEscapeError(f"Path escapes base directory: {self._path!r}")
         self._chain = [self.root_fd]  # absolute: start again from the root
         return parts[depth:]

@@ -32,7 +32,6 @@ import itertools
 import os
 import stat as statmod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from storied.backends._local_fs import (
@@ -88,29 +87,24 @@ def _etag(st: os.stat_result) -> str:
     return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
-@contextmanager
-def _mapped(path: str) -> Iterator[None]:
-    """Translate OSError into the storied tree (the one mapping site of this adapter)."""
-    try:
-        yield
-    except StorageError:
-        raise
-    except FileNotFoundError as exc:
-        raise StorageNotFoundError(f"No such file or directory: {path!r}") from exc
-    except FileExistsError as exc:
-        raise StorageAlreadyExistsError(f"Already exists: {path!r}") from exc
-    except IsADirectoryError as exc:
-        raise IsADirectoryStorageError(f"Is a directory: {path!r}") from exc
-    except NotADirectoryError as exc:
-        raise NotADirectoryStorageError(f"Not a directory: {path!r}") from exc
-    except PermissionError as exc:
-        raise StoragePermissionError(f"Permission denied: {path!r}") from exc
-    except OSError as exc:
-        if exc.errno == errno.ENOTEMPTY:
-            raise DirectoryNotEmptyError(f"Directory not empty: {path!r}") from exc
-        if exc.errno == errno.ENAMETOOLONG:
-            raise InvalidPathError(f"A name is too long for the filesystem: {path!r}") from exc
-        raise StorageIOError(exc.errno, f"{exc.strerror}: {path!r}") from exc
+def _translate(exc: OSError, path: str) -> StorageError:
+    """The storied error for an OSError met on ``path`` (the one mapping site of this
+    adapter)."""
+    if isinstance(exc, FileNotFoundError):
+        return StorageNotFoundError(f"No such file or directory: {path!r}")
+    if isinstance(exc, FileExistsError):
+        return StorageAlreadyExistsError(f"Already exists: {path!r}")
+    if isinstance(exc, IsADirectoryError):
+        return IsADirectoryStorageError(f"Is a directory: {path!r}")
+    if isinstance(exc, NotADirectoryError):
+        return NotADirectoryStorageError(f"Not a directory: {path!r}")
+    if isinstance(exc, PermissionError):
+        return StoragePermissionError(f"Permission denied: {path!r}")
+    if exc.errno == errno.ENOTEMPTY:
+        return DirectoryNotEmptyError(f"Directory not empty: {path!r}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidPathError(f"A name is too long for the filesystem: {path!r}")
+    return StorageIOError(exc.errno, f"{exc.strerror}: {path!r}")
 
 
 def _check_name(name: str, path: str) -> None:
@@ -165,37 +159,17 @@ class LocalBackend(Backend):
             raise PathEscapeError("A switched mount needs a first path segment")
         return os.path.realpath(os.fspath(self._base(head))), rest  # type: ignore[operator]
 
-    @contextmanager
-    def _walk(
-        self, path: str, *, create: bool = False, stay: bool = False
-    ) -> Iterator[tuple[Walk, str]]:
-        """Stand in the directory holding ``path``'s last name; yield the walk and that name
-        (``'.'`` for the root). Every OS error inside the block is mapped for ``path``.
+    def _walk(self, path: str, *, create: bool = False, stay: bool = False) -> _At:
+        """Stand in the directory holding ``path``'s last name: ``with`` it gives the walk and
+        that name (``'.'`` for the root); every OS error inside the block is mapped for
+        ``path``.
 
         Args:
             create: Create missing parent directories.
-            stay: Stay at the root and yield the whole path below it (for
+            stay: Stay at the root and give the whole path below it (for
                 :meth:`Walk.open_beneath`).
         """
-        with _mapped(path):
-            if self._root is not None:
-                root, rest, root_fd, owned = self._root.path, path, self._root.fd(), False
-            else:
-                root, rest = self._root_and_rest(path)
-                root_fd, owned = os.open(root, ROOT_FLAGS), True
-            walk = Walk(root_fd, root, path)
-            try:
-                if stay:
-                    yield walk, rest or "."
-                    return
-                head, _, name = rest.rpartition("/")
-                if head:
-                    walk.descend(head.split("/"), create)
-                yield walk, name or "."
-            finally:
-                walk.close()
-                if owned:
-                    os.close(root_fd)
+        return _At(self, path, create, stay)
 
     # ---------------------------------------------------------------- contract
     @fresh_root
@@ -439,6 +413,54 @@ class LocalBackend(Backend):
         except (StorageNotFoundError, NotADirectoryStorageError):
             pass  # what does not exist yet cannot lead anywhere
         return root + os.sep + rest if rest else root
+
+
+class _At:
+    """The context of one operation: a walk from the base's descriptor (see
+    :meth:`LocalBackend._walk`), closed and its OS errors mapped on leaving."""
+
+    __slots__ = ("_args", "_owned", "_walk", "path")
+
+    def __init__(self, backend: LocalBackend, path: str, create: bool, stay: bool) -> None:
+        self.path = path
+        self._args = (backend, create, stay)
+        self._walk: Walk | None = None
+        self._owned = -1
+
+    def __enter__(self) -> tuple[Walk, str]:
+        backend, create, stay = self._args
+        path = self.path
+        try:
+            if backend._root is not None:
+                root, rest, root_fd = backend._root.path, path, backend._root.fd()
+            else:
+                root, rest = backend._root_and_rest(path)
+                root_fd = self._owned = os.open(root, ROOT_FLAGS)
+            walk = self._walk = Walk(root_fd, root, path)
+            if stay:
+                return walk, rest or "."
+            head, _, name = rest.rpartition("/")
+            if head:
+                walk.descend(head.split("/"), create)
+            return walk, name or "."
+        except BaseException as exc:
+            self._close()
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise _translate(exc, path) from exc
+            raise
+
+    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        self._close()
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise _translate(exc, self.path) from exc
+
+    def _close(self) -> None:
+        if self._walk is not None:
+            self._walk.close()
+            self._walk = None
+        if self._owned >= 0:
+            os.close(self._owned)
+            self._owned = -1
 
 
 def _arity(func: Callable[..., object]) -> int:
