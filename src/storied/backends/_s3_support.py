@@ -18,6 +18,7 @@ from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
 import boto3
+import urllib3
 from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (
@@ -26,16 +27,19 @@ from botocore.exceptions import (
     HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
+    ParamValidationError,
     PartialCredentialsError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from storied.errors import (
+    InvalidContentError,
     InvalidPathError,
     PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageError,
+    StorageIOError,
     StorageNotFoundError,
     StoragePermissionError,
     TransientStorageError,
@@ -50,6 +54,7 @@ __all__ = [
     "S3Body",
     "by_key",
     "byte_range",
+    "check_key",
     "content_type",
     "delete_keys",
     "error_for",
@@ -123,10 +128,26 @@ def error_for(code: str, status: int, path: str, bucket: str, create: bool) -> S
         return InvalidPathError(f"S3 refuses the key {path!r}: {code}")
     if code == "NotImplemented" or status == 501:
         return UnsupportedOperation(f"The S3 server does not implement this request on {where}")
-    return StorageError(f"S3 error {code} (HTTP {status}) on {where}")
+    return StorageIOError(f"S3 error {code} (HTTP {status}) on {where}")
 
 
-def _translate(exc: Exception, path: str, bucket: str, create: bool) -> StorageError:
+def check_key(key: str) -> str:
+    """``key`` if S3 can carry it (UTF-8), else InvalidPathError, before any request is sent.
+
+    A local file name holding bytes that are not UTF-8 reaches Python as lone surrogates
+    (``'caf\\udce9.txt'``); S3 keys are UTF-8, so such a name has no S3 spelling.
+    """
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPathError(
+            f"S3 keys are UTF-8 text: {key!r} holds bytes that are not UTF-8 (a file name "
+            "in another encoding?); rename it to copy it to S3"
+        ) from exc
+    return key
+
+
+def _translate(exc: BaseException, path: str, bucket: str, create: bool) -> StorageError:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         meta = exc.response.get("ResponseMetadata", {})
@@ -139,15 +160,41 @@ def _translate(exc: Exception, path: str, bucket: str, create: bool) -> StorageE
         return TransientStorageError(f"S3 connection problem on {path!r}: {exc}")
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
         return StorageConfigError(f"S3 credentials missing for bucket {bucket!r}: {exc}")
-    return StorageError(f"S3 client error on {path!r}: {exc}")
+    if isinstance(exc, ParamValidationError):
+        text = " ".join(str(exc).split())
+        if "bucket name" in text.lower():
+            return StorageConfigError(f"S3 refuses the bucket name {bucket!r}: {text}")
+        if "metadata" in text.lower():
+            return InvalidContentError(f"S3 metadata of {path!r} must be ASCII text: {text}")
+        return InvalidPathError(f"S3 refuses a request on {path!r}: {text}")
+    if isinstance(exc, BotoCoreError):
+        return StorageIOError(f"S3 client error on {path!r}: {exc}")
+    if isinstance(exc, UnicodeEncodeError):
+        return InvalidPathError(f"S3 cannot send {path!r}: text that is not encodable ({exc})")
+    return TransientStorageError(f"S3 connection problem on {path!r}: {exc}")
+
+
+#: Low-level failures that can escape botocore while a response body is read.
+_CONNECTION = (ConnectionError, TimeoutError, urllib3.exceptions.HTTPError)
 
 
 @contextmanager
 def mapped(path: str, bucket: str, create: bool = False) -> Iterator[None]:
-    """Re-raise botocore exceptions from inside as storied errors (``raise ... from exc``)."""
+    """The adapter's one mapping site: every exception from inside becomes a storied error,
+    chained (``raise ... from exc``). ``path`` is checked first (:func:`check_key`), so a key
+    S3 cannot carry is refused before anything is sent.
+
+    botocore ``ClientError`` / ``BotoCoreError`` are translated by :func:`error_for` and
+    :func:`_translate`; ``UnicodeEncodeError`` becomes InvalidPathError; connection errors
+    raised while reading a body (urllib3, sockets) become TransientStorageError. storied's own
+    errors pass through unchanged.
+    """
+    check_key(path)
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
+    except StorageError:
+        raise
+    except (ClientError, BotoCoreError, UnicodeEncodeError, *_CONNECTION) as exc:
         raise _translate(exc, path, bucket, create) from exc
 
 
@@ -494,8 +541,8 @@ def delete_keys(
 
 def _object_ref(item: str | tuple[str, str | None]) -> dict[str, str]:
     if isinstance(item, str):
-        return {"Key": item}
-    key, version = item
+        return {"Key": check_key(item)}
+    key, version = check_key(item[0]), item[1]
     return {"Key": key, "VersionId": version} if version else {"Key": key}
 
 

@@ -39,6 +39,7 @@ from storied.backends._s3_stream import open_stream
 from storied.backends._s3_support import (
     MIN_PART,
     by_key,
+    check_key,
     content_type,
     delete_keys,
     exact_key,
@@ -360,6 +361,7 @@ class S3Backend(Backend):
         """
         if not path:
             raise IsADirectoryStorageError(f"Cannot write to the root of bucket {self.bucket!r}")
+        check_key(path)  # before any data is read or sent
         conditions = self._conditions(path, mode, etag)
         extra: dict[str, Any] = {"ContentType": content_type(path), **conditions}
         if metadata:
@@ -446,12 +448,14 @@ class S3Backend(Backend):
     # ---------------------------------------------------------------- faster derived ops
     def copy(self, src: str, dst: str) -> Info:
         """HEAD (for the size and the 5 GiB limit) + one server-side CopyObject."""
+        check_key(dst)
         info = self.info(src)
         if info.is_dir:
             raise IsADirectoryStorageError(f"Is a directory: {src!r}")
         return self._copy_key(src, dst, info.size)
 
     def _copy_key(self, src: str, dst: str, size: int) -> Info:
+        check_key(dst)
         if size > _MAX_COPY:  # multipart copy (UploadPartCopy) not implemented: stream instead
             with self.open_read(src) as stream:
                 return self.write(dst, stream, metadata=self.get_metadata(src))

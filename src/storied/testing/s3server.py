@@ -194,7 +194,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.server.record(self.command, split.path, split.query, self.headers.get("Range"))
         fault = self.server.take_fault(self.command, split.path, split.query)
         if fault is not None:
-            self._refuse(fault)
+            self._refuse(*fault)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         if body or self.command in ("PUT", "POST"):
@@ -207,9 +207,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         finally:
             upstream.close()
 
-    def _refuse(self, status: int) -> None:
+    def _refuse(self, status: int, code: str | None) -> None:
         """Answer an injected fault: ``status`` with an S3-style XML error body."""
-        code = _FAULT_CODES.get(status, "InternalError")
+        code = code or _FAULT_CODES.get(status, "InternalError")
         body = (
             f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
             f"<Message>injected by CountingProxy</Message></Error>"
@@ -257,6 +257,7 @@ class _Fault:
     status: int
     label: str | None
     query: str | None
+    code: str | None = None
 
     def matches(self, label: str, keys: set[str]) -> bool:
         return (self.label is None or self.label == label) and (
@@ -287,7 +288,7 @@ class _ProxyServer(ThreadingHTTPServer):
         with self.lock:
             self.sent += count
 
-    def take_fault(self, method: str, path: str, query: str) -> int | None:
+    def take_fault(self, method: str, path: str, query: str) -> tuple[int, str | None] | None:
         """The status to answer instead of forwarding, consuming one use of the first match."""
         label = request_label(method, path, query)
         keys = set(urllib.parse.parse_qs(query, keep_blank_values=True))
@@ -295,7 +296,7 @@ class _ProxyServer(ThreadingHTTPServer):
             for fault in self.faults:
                 if fault.left > 0 and fault.matches(label, keys):
                     fault.left -= 1
-                    return fault.status
+                    return fault.status, fault.code
         return None
 
 
@@ -350,15 +351,22 @@ class CountingProxy:
             return self._server.sent
 
     def fail(
-        self, times: int, *, status: int = 503, label: str | None = None, query: str | None = None
+        self,
+        times: int,
+        *,
+        status: int = 503,
+        label: str | None = None,
+        query: str | None = None,
+        code: str | None = None,
     ) -> None:
         """Answer ``status`` (an S3 XML error, nothing forwarded) to the next ``times`` requests
         whose label (see :func:`request_label`) is ``label`` and whose query has the key
         ``query`` (None: any). ``proxy.fail(3, query="versioning")`` fails three
-        GetBucketVersioning calls. Faults are cleared by :meth:`reset`; the failed requests are
-        counted like the others."""
+        GetBucketVersioning calls. ``code`` is the S3 error code sent (default: one that fits
+        the status). Faults are cleared by :meth:`reset`; the failed requests are counted like
+        the others."""
         with self._server.lock:
-            self._server.faults.append(_Fault(times, status, label, query))
+            self._server.faults.append(_Fault(times, status, label, query, code))
 
     @property
     def total(self) -> int:
