@@ -11,17 +11,22 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from storied.core.streams import iter_chunks
-from storied.errors import StorageNotFoundError, TransientStorageError
+from storied.errors import InvalidArgumentError, StorageNotFoundError, TransientStorageError
 from storied.info import Info
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
 
-__all__ = ["CHUNK", "fill_from_url", "serve", "to_base64"]
+__all__ = ["CHUNK", "content_disposition", "fill_from_url", "serve", "to_base64"]
 
 #: Size of the chunks ``serve`` yields.
 CHUNK = 64 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NOT_TOKEN = re.compile(r'[^\x21\x23-\x7e]')  # visible ASCII but '"' (an etag's inside)
+_NOT_FALLBACK = re.compile(r'[^\x20-\x7e]|["\\%]')  # plain ASCII filename, no quoting tricks
+# RFC 5987 attr-char, besides letters and digits (which quote() never escapes).
+_ATTR_CHARS = "!#$&+-.^_`|~"
 
 
 class _Body:
@@ -39,7 +44,33 @@ class _Body:
 
 def _etag(info: Info) -> str:
     token = info.md5 or info.etag or f"{info.mtime}-{info.size}"
-    return '"' + token.replace('"', "") + '"'
+    return '"' + _NOT_TOKEN.sub("", str(token)) + '"'
+
+
+def content_disposition(name: str) -> str:
+    """``attachment; filename="<ascii fallback>"; filename*=UTF-8''<percent-encoded name>``.
+
+    The header value of a download named ``name`` (RFC 6266, with the RFC 5987 ``filename*``
+    form for non-ASCII names). Control characters (CR, LF, NUL, DEL, C1, Unicode line
+    separators) are dropped from the name first, so the value can never end the header or
+    start another one; the fallback keeps printable ASCII only (``_`` for anything else, no
+    ``"``, ``\\`` or ``%``). A name with nothing left is ``download``.
+
+    Raises:
+        InvalidArgumentError: ``name`` is not a string (also a ``ValueError``).
+    """
+    if not isinstance(name, str):
+        raise InvalidArgumentError(f"download_name must be a str, not {type(name).__name__}")
+    clean = _CONTROL.sub("", name).strip() or "download"
+    fallback = _NOT_FALLBACK.sub("_", clean)
+    encoded = quote(clean, safe=_ATTR_CHARS, encoding="utf-8", errors="replace")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
+
+
+def _header_safe(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Every value as printable ASCII: control and non-ASCII characters are dropped (a last
+    guard; each header is built clean)."""
+    return [(key, re.sub(r"[^\x20-\x7e]", "", value)) for key, value in headers]
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
@@ -70,10 +101,26 @@ def serve(
 ) -> Any:
     """Answer a WSGI request with the node's content, streamed in 64 KiB chunks.
 
-    One metadata request, then one (ranged) read. Answers ``404`` when missing, ``304`` when
+    One metadata request (``node.info()``), then one (ranged) read through the node, so a
+    version-pinned node serves its version. Answers ``404`` when missing, ``304`` when
     ``If-None-Match`` matches, ``206`` with ``Content-Range`` for a single ``Range: bytes=``
     request, ``416`` when the range is unsatisfiable, and no body for ``HEAD``.
+
+    ``download`` / ``download_name`` add ``Content-Disposition: attachment`` (see
+    :func:`content_disposition`: the name, from the argument or the path, is encoded per RFC
+    6266/5987). No header value ever holds a control character.
+
+    Raises:
+        InvalidArgumentError: ``download_name`` is not a string, ``cache_max_age`` not an int
+            >= 0.
     """
+    disposition = None
+    if download or download_name:
+        disposition = content_disposition(download_name or node.basename)
+    if cache_max_age is not None and (
+        isinstance(cache_max_age, bool) or not isinstance(cache_max_age, int) or cache_max_age < 0
+    ):
+        raise InvalidArgumentError(f"cache_max_age must be an int >= 0, not {cache_max_age!r}")
     try:
         info = node.info()
     except StorageNotFoundError:
@@ -84,14 +131,11 @@ def serve(
     etag = _etag(info)
     headers = [("ETag", etag), ("Content-Type", node.mimetype), ("Accept-Ranges", "bytes")]
     if cache_max_age is not None:
-        headers.append(("Cache-Control", f"max-age={int(cache_max_age)}"))
-    if download or download_name:
-        name = download_name or node.basename
-        fallback = name.encode("ascii", "replace").decode().replace('"', "").replace("\\", "")
-        disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+        headers.append(("Cache-Control", f"max-age={cache_max_age}"))
+    if disposition is not None:
         headers.append(("Content-Disposition", disposition))
     if environ.get("HTTP_IF_NONE_MATCH") in (etag, "*"):
-        start_response("304 Not Modified", headers)
+        start_response("304 Not Modified", _header_safe(headers))
         return [b""]
     wanted = _parse_range(environ.get("HTTP_RANGE"), info.size)
     if wanted is False:
@@ -101,12 +145,14 @@ def serve(
     headers.append(("Content-Length", str(end - start)))
     if isinstance(wanted, tuple):
         headers.append(("Content-Range", f"bytes {start}-{end - 1}/{info.size}"))
-        start_response("206 Partial Content", headers)
+        start_response("206 Partial Content", _header_safe(headers))
     else:
-        start_response("200 OK", headers)
+        start_response("200 OK", _header_safe(headers))
     if environ.get("REQUEST_METHOD") == "HEAD":
         return [b""]
-    stream = node._be.open_read(node.path, start, end if isinstance(wanted, tuple) else None)
+    from storied.core import pinned
+
+    stream = pinned.open_range(node, start, end if isinstance(wanted, tuple) else None)
     return _Body(stream)
 
 
