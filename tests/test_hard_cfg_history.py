@@ -67,6 +67,24 @@ def test_target_made_readonly_later_is_refused_and_nothing_changes(tmp_path: Pat
         sm.delete_mount("archive")
 
 
+def test_mount_under_a_history_target_cannot_be_deleted(tmp_path: Path) -> None:
+    (data,) = _dirs(tmp_path, "data")
+    sm = StorageManager()
+    sm.configure([
+        {"name": "archive", "type": "memory"},
+        {"name": "rel", "path": "archive:h"},
+        {"name": "v", "type": "local", "base_path": data, "versioning": True,
+         "history": "rel:v"},
+    ])
+    with pytest.raises(StorageConfigError, match="'v'"):
+        sm.delete_mount("archive")  # the target 'rel' lives in it
+    sm.add_mount({"name": "other", "type": "memory"})  # the checks still resolve every target
+    sm.node("v:a.txt").write_text("1")
+    assert sm.node("archive:h/v").exists()
+    sm.delete_mount("v")
+    sm.delete_mount("archive")
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [

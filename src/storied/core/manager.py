@@ -255,7 +255,7 @@ class StorageManager:
             raise MountNotFoundError(self._missing(name))
         for other, config in self._configs.items():
             spec = config.get("history")
-            if other != name and spec and paths.split_fullpath(spec)[0] == name:
+            if other != name and spec and name in self._chain(paths.split_fullpath(spec)[0]):
                 raise StorageConfigError(
                     f"Mount {name!r} holds the history of mount {other!r}: delete or "
                     f"reconfigure {other!r} first"
@@ -373,6 +373,13 @@ class StorageManager:
         from storied.versioning.portable import PortableEngine
 
         return MountHistory(PortableEngine(raw, meta, root))
+
+    def _chain(self, name: str) -> list[str]:
+        """``name`` and the mounts it is relative to, nearest first."""
+        chain = [name]
+        while chain[-1] in self._parents:
+            chain.append(self._parents[chain[-1]][0])
+        return chain
 
     def _raw_of(self, name: str) -> Backend:
         while name in self._parents:
