@@ -42,3 +42,24 @@ def test_node_errors_are_storied_errors(
     with pytest.raises(builtin) as caught:
         attempt(sm)
     assert isinstance(caught.value, StorageError), type(caught.value)
+
+
+# ---------------------------------------------------------------------- genro: empty directories
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_copying_a_directory_creates_its_empty_directories(kind: str, tmp_path: object) -> None:
+    storage = StorageManager()
+    extra = {"base_path": str(tmp_path)} if kind == "local" else {}
+    storage.configure([{"name": "m", "type": kind, **extra}])
+    storage.node("m:src/empty").mkdir(parents=True)
+    storage.node("m:src/a/b").mkdir(parents=True)
+    storage.node("m:src/f/x.txt").write_text("x")
+    storage.node("m:src").copy_to("m:dst")
+    for path in ("dst", "dst/empty", "dst/a", "dst/a/b", "dst/f"):
+        assert storage.node("m:" + path).is_dir(), path
+    assert storage.node("m:dst/f/x.txt").read_text() == "x"
+    storage.node("m:src/empty").copy_to("m:dst2")
+    assert storage.node("m:dst2").is_dir()
+    storage.node("m:src").copy_to("m:dst3", include="*.txt")  # with filters: files only (genro)
+    assert not storage.node("m:dst3/empty").exists()
+    storage.node("m:src").move_to("m:moved")
+    assert storage.node("m:moved/a/b").is_dir() and not storage.node("m:src").exists()

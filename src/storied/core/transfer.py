@@ -133,28 +133,63 @@ def _relation(src: StorageNode, dest: StorageNode) -> str | None:
 
 
 def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None:
-    """Copy; return the source files copied (None when ``src`` is a single file)."""
+    """Copy; return the source files copied (None when ``src`` is a single file).
+
+    A directory copy creates the destination directory first, and (without filters, between
+    storages with real directories) every source sub-directory that holds no file, as
+    genro-storage does.
+    """
     if src.version is not None:
         _copy_one(src, src.info(), dest, _dest_if_skipping(dest, plan), plan)
         if plan.progress:
             plan.progress(1, 1)
         return None
     files = _walk_if_dir(src)
-    if files is not None:
-        return _copy_dir(src, dest, files, plan)
-    try:
-        info = src.info()
-    except StorageNotFoundError:
-        raise StorageNotFoundError(f"Source not found: {src.fullpath}") from None
-    if info.is_dir:  # an empty directory
-        dest.mkdir(parents=True, exist_ok=True)
-        if plan.progress:
-            plan.progress(0, 0)
-        return []
-    _copy_one(src, info, dest, _dest_if_skipping(dest, plan), plan)
-    if plan.progress:
-        plan.progress(1, 1)
-    return None
+    if files is None:
+        try:
+            info = src.info()
+        except StorageNotFoundError:
+            raise StorageNotFoundError(f"Source not found: {src.fullpath}") from None
+        if not info.is_dir:
+            _copy_one(src, info, dest, _dest_if_skipping(dest, plan), plan)
+            if plan.progress:
+                plan.progress(1, 1)
+            return None
+        files = []
+    dest.mkdir(parents=True, exist_ok=True)
+    copied = _copy_dir(src, dest, files, plan)
+    if not files and plan.progress:
+        plan.progress(0, 0)
+    if not (plan.include or plan.exclude or plan.filter):
+        _make_empty_dirs(src, dest, files)
+    return copied
+
+
+def _make_empty_dirs(src: StorageNode, dest: StorageNode, files: list[Info]) -> None:
+    """Create below ``dest`` the sub-directories of ``src`` that no copied file created."""
+    if not (src._be.capabilities.empty_dirs and dest._be.capabilities.empty_dirs):
+        return
+    filled: set[str] = set()  # directories (relative) that hold a copied file below them
+    for info in files:
+        parent = paths.relative_to(info.path, src.path).rpartition("/")[0]
+        while parent and parent not in filled:
+            filled.add(parent)
+            parent = parent.rpartition("/")[0]
+    pending, empty = [src.path], []
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(src._be.list(current))
+        except (StorageNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.is_dir:
+                pending.append(entry.path)
+                rel = paths.relative_to(entry.path, src.path)
+                if rel not in filled:
+                    empty.append(rel)
+    for rel in empty:
+        dest._related(paths.join(dest.path, rel)).mkdir(parents=True, exist_ok=True)
 
 
 def _dest_if_skipping(dest: StorageNode, plan: _Plan) -> Info | None:
