@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from storied.backends.base import Backend
-from storied.backends.fsspec_adapters import (
-    FsspecBackend,
+from storied.backends.fsspec_adapters import FsspecBackend
+from storied.backends.fsspec_builders import (
     gcs_from_config,
     http_from_config,
     sftp_from_config,

@@ -12,7 +12,8 @@ Building a backend does no network I/O: the filesystem is made (and the SFTP con
 by the first call that needs it, so an unreachable host or a refused credential is reported
 there, as a storied error, and the next call tries again.
 
-Per type (build them with the ``*_from_config`` functions):
+Per type (build them with the ``*_from_config`` functions of
+:mod:`storied.backends.fsspec_builders`):
 
 * **sftp** (paramiko, ``fsspec.implementations.sftp.SFTPFileSystem`` imported explicitly, so an
   installed ``sshfs`` re-registering the protocol does not matter): writes stream to a temporary
@@ -47,13 +48,10 @@ from storied.backends._fsspec_support import (
     copy_fs,
     copy_webdav,
     http_entry,
-    known_hosts_policy,
     move_sftp,
     move_webdav,
     quote_path,
-    quoting_webdav_client,
     reconnect_sftp,
-    sftp_timeout,
     skip,
     to_info,
     translated,
@@ -77,15 +75,7 @@ from storied.errors import (
 )
 from storied.info import Data, Info, WriteMode
 
-__all__ = [
-    "FsspecBackend",
-    "Profile",
-    "azure_from_config",
-    "gcs_from_config",
-    "http_from_config",
-    "sftp_from_config",
-    "webdav_from_config",
-]
+__all__ = ["AZURE", "GCS", "HTTP", "SFTP", "WEBDAV", "FsspecBackend", "Profile"]
 
 # ------------------------------------------------------------------------------- the adapter
 Writer = Callable[["FsspecBackend", str, BinaryIO], None]
@@ -446,125 +436,3 @@ HTTP = Profile(
     encode=quote_path,
     web=True,
 )
-
-
-# ------------------------------------------------------------------------------- builders
-def _prefixed(backend: Backend, config: dict[str, Any]) -> Backend:
-    from storied.backends.wrappers import Prefixed
-
-    prefix = str(config.get("base_path") or "").strip("/")
-    return Prefixed(backend, prefix) if prefix else backend
-
-
-def sftp_from_config(config: dict[str, Any]) -> Backend:
-    """Build an SFTP mount.
-
-    Keys: ``host``, ``port`` (22), ``username``, ``password``, ``key_filename``, ``passphrase``,
-    ``timeout``, ``known_hosts`` (a file: the server key must be in it; without it any key is
-    accepted on first sight, as fsspec does), ``base_path``: the remote directory, absolute or
-    (without a leading ``/``) relative to the login directory; default ``/``. It is applied with
-    :class:`~storied.backends.wrappers.Prefixed` over the server root (``/`` or the login
-    directory), so it goes through storied's path rules like every other prefix.
-    """
-    from fsspec.implementations.sftp import SFTPFileSystem
-
-    options: dict[str, Any] = {
-        key: config[key]
-        for key in ("port", "username", "password", "key_filename", "passphrase", "timeout")
-        if config.get(key) is not None
-    }
-    if "timeout" in options:
-        options["banner_timeout"] = options["auth_timeout"] = options["timeout"]
-    explicit = bool(options.get("password") or options.get("key_filename"))
-    options.update(look_for_keys=not explicit, allow_agent=not explicit)
-    if config.get("known_hosts"):
-        options["host_key_policy"] = known_hosts_policy(str(config["known_hosts"]))
-    base = str(config.get("base_path") or "/")
-    host = config["host"]
-
-    def connect() -> Any:
-        fs = SFTPFileSystem(host, skip_instance_cache=True, **options)
-        sftp_timeout(fs)
-        return fs
-
-    root = "/" if base.startswith("/") else "."
-    key = ("sftp", host, int(options.get("port", 22)), options.get("username"), root)
-    return _prefixed(FsspecBackend(None, root, SFTP, connect=connect, location_key=key), config)
-
-
-def webdav_from_config(config: dict[str, Any]) -> Backend:
-    """Build a WebDAV mount: ``url``; ``username``/``password`` (basic auth) or ``token``
-    (bearer); ``cert``, ``verify_ssl``; ``base_path`` (a prefix on the server, via Prefixed)."""
-    from webdav4.fsspec import WebdavFileSystem
-
-    options: dict[str, Any] = {}
-    if config.get("username") is not None:
-        options["auth"] = (config["username"], config.get("password") or "")
-    if config.get("token"):
-        options["headers"] = {"Authorization": f"Bearer {config['token']}"}
-    if config.get("cert"):
-        options["cert"] = config["cert"]
-    if config.get("verify_ssl") is not None:
-        options["verify"] = bool(config["verify_ssl"])
-    url = config["url"]
-
-    def connect() -> Any:
-        client = quoting_webdav_client(url, options)
-        return WebdavFileSystem(url, client=client, skip_instance_cache=True)
-
-    key = ("webdav", url.rstrip("/"))
-    return _prefixed(FsspecBackend(None, "", WEBDAV, connect=connect, location_key=key), config)
-
-
-def gcs_from_config(config: dict[str, Any]) -> Backend:
-    """Build a GCS mount: ``bucket``, ``token``, ``project``, ``endpoint_url`` (an emulator),
-    ``base_path`` (key prefix, via Prefixed). With an ``endpoint_url`` the classic gcsfs class is
-    used, never the experimental one that probes bucket types over gRPC."""
-    import gcsfs
-
-    cls = gcsfs.core.GCSFileSystem if config.get("endpoint_url") else gcsfs.GCSFileSystem
-    options = {k: config[k] for k in ("token", "project", "endpoint_url") if config.get(k)}
-    bucket = str(config["bucket"])
-
-    def connect() -> Any:  # finding default credentials may ask a metadata server
-        return cls(skip_instance_cache=True, use_listings_cache=False, **options)
-
-    key = ("gcs", config.get("endpoint_url"), bucket)
-    return _prefixed(FsspecBackend(None, bucket, GCS, connect=connect, location_key=key), config)
-
-
-def azure_from_config(config: dict[str, Any]) -> Backend:
-    """Build an Azure Blob mount: ``container``, ``account_name``, ``account_key``,
-    ``sas_token``, ``connection_string``, ``base_path`` (blob prefix, via Prefixed)."""
-    import adlfs
-
-    keys = ("account_name", "account_key", "sas_token", "connection_string")
-    options = {k: config[k] for k in keys if config.get(k)}
-    container = str(config["container"])
-
-    def connect() -> Any:
-        return adlfs.AzureBlobFileSystem(
-            skip_instance_cache=True, use_listings_cache=False, blocksize=8 * CHUNK, **options
-        )
-
-    account = options.get("account_name") or options.get("connection_string")
-    key = ("azure", account, container)
-    backend = FsspecBackend(None, container, AZURE, connect=connect, location_key=key)
-    return _prefixed(backend, config)
-
-
-def http_from_config(config: dict[str, Any]) -> Backend:
-    """Build a read-only HTTP mount: ``base_path`` is the base URL; ``headers`` are sent with
-    every request."""
-    from fsspec.implementations.http import HTTPFileSystem
-
-    client_kwargs = {"headers": dict(config["headers"])} if config.get("headers") else {}
-    base = str(config["base_path"]).rstrip("/") + "/"
-
-    def connect() -> Any:
-        return HTTPFileSystem(
-            skip_instance_cache=True, use_listings_cache=False, encoded=True,
-            client_kwargs=client_kwargs,
-        )
-
-    return FsspecBackend(None, base, HTTP, connect=connect, location_key=("http", base))

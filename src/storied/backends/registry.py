@@ -298,7 +298,7 @@ TYPES: dict[str, BackendType] = {
         ),
         _t(
             "gcs",
-            "fsspec_adapters",
+            "fsspec_builders",
             "gcs",
             required=("bucket",),
             optional=("base_path", "token", "project", "endpoint_url"),
@@ -308,7 +308,7 @@ TYPES: dict[str, BackendType] = {
         ),
         _t(
             "azure",
-            "fsspec_adapters",
+            "fsspec_builders",
             "azure",
             required=("container", "account_name"),
             optional=("base_path", "account_key", "sas_token", "connection_string"),
@@ -317,7 +317,7 @@ TYPES: dict[str, BackendType] = {
         ),
         _t(
             "sftp",
-            "fsspec_adapters",
+            "fsspec_builders",
             "sftp",
             required=("host", "username"),
             optional=(
@@ -340,7 +340,7 @@ TYPES: dict[str, BackendType] = {
         ),
         _t(
             "webdav",
-            "fsspec_adapters",
+            "fsspec_builders",
             "webdav",
             required=("url",),
             optional=("base_path", "username", "password", "token", "cert", "verify_ssl"),
@@ -350,7 +350,7 @@ TYPES: dict[str, BackendType] = {
         ),
         _t(
             "http",
-            "fsspec_adapters",
+            "fsspec_builders",
             "http",
             required=("base_path",),
             optional=("headers",),
