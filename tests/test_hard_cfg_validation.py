@@ -189,6 +189,7 @@ def test_mistyped_sources_are_config_errors(source: Any) -> None:
         ({"name": "x", "type": "memory", 3: "y"}, ["'x'", "3"]),
         ({"name": "x", "path": "parent:../up"}, ["'x'", "'path'"]),
         ({"name": "x", "type": "memory", "base_path": "../up"}, ["'x'"]),
+        ({"name": "x", "type": "memory", "protocol": "local"}, ["'x'", "disagree"]),
     ],
 )
 def test_mistyped_mounts_are_config_errors(config: Any, words: list[str]) -> None:

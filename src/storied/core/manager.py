@@ -141,6 +141,11 @@ class StorageManager:
             backend = self._build_relative(name, config, relative)
         else:
             kind = config.get("protocol") or config.get("type")
+            if config.get("type") and config.get("protocol") not in (None, config["type"]):
+                raise StorageConfigError(
+                    f"Mount {name!r}: 'type' {config['type']!r} and 'protocol' "
+                    f"{config['protocol']!r} disagree (give one of them)"
+                )
             if not kind:
                 raise StorageConfigError(
                     f"Mount configuration for {name!r} missing required field: 'protocol' "
