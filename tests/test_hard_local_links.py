@@ -17,6 +17,7 @@ from storied import StorageManager
 from storied.backends import _local_fs, _local_io
 from storied.backends.local import LocalBackend
 from storied.errors import (
+    DirectoryNotEmptyError,
     InvalidPathError,
     PathEscapeError,
     StorageError,
@@ -64,6 +65,36 @@ def test_versioned_recursive_delete_leaves_linked_folder_intact(root: Path) -> N
     assert sm.node("m:dir/own.txt").version_count == 1  # its deletion is in the history
 
 
+@pytest.mark.parametrize("versioning", [False, True])
+def test_recursive_delete_of_a_linked_directory_removes_the_link(
+    root: Path, versioning: bool
+) -> None:
+    sm = StorageManager()
+    sm.configure([{"name": "m", "type": "local", "base_path": str(root),
+                   "versioning": versioning}])
+    sm.node("m:real/a.txt").write_text("a")
+    (root / "real" / "empty").mkdir()
+    os.symlink("real", root / "dirlink")
+    assert sm.node("m:dirlink").delete(recursive=True) is True
+    assert not os.path.lexists(root / "dirlink")
+    assert (root / "real" / "a.txt").read_text() == "a" and (root / "real" / "empty").is_dir()
+
+
+def test_root_delete_empties_the_base_and_keeps_it(root: Path, tmp_path: Path) -> None:
+    (tmp_path / "far").mkdir()
+    (tmp_path / "far" / "x").write_text("x")
+    backend = LocalBackend(str(root))
+    backend.write("a/b.txt", b"b")
+    os.symlink(tmp_path / "far", root / "out")
+    with pytest.raises(DirectoryNotEmptyError):
+        backend.delete("")
+    backend.delete("", recursive=True)
+    assert root.is_dir() and os.listdir(root) == []
+    assert (tmp_path / "far" / "x").read_text() == "x"
+    backend.write("again.txt", b"ok")
+    assert backend.read_bytes("again.txt") == b"ok"
+
+
 def test_plain_recursive_delete_removes_links_not_targets(root: Path, tmp_path: Path) -> None:
     far = tmp_path / "far"
     far.mkdir()
@@ -98,9 +129,13 @@ def test_walk_and_list_never_enter_linked_directories(root: Path) -> None:
     assert sorted(backend.list_names("")) == [
         ("filelink", False), ("real", True), ("top.txt", False)
     ]
-    # an explicit path through an inside link still works, and its listing is the target's
-    assert [e.path for e in backend.list("dirlink")] == ["dirlink/a.txt"]
+    # a path through an inside link works; listing the link itself never enters it
     assert backend.read_bytes("dirlink/a.txt") == b"a"
+    assert backend.info("dirlink").is_dir
+    assert list(backend.list("dirlink")) == [] and list(backend.walk("dirlink")) == []
+    assert list(backend.list_names("dirlink")) == []
+    with pytest.raises(NotADirectoryError):
+        list(backend.list("filelink"))
     with pytest.raises(PathEscapeError):
         backend.info("outside/passwd")
 

@@ -172,8 +172,11 @@ class Walk:
             PathEscapeError: A link or ``..`` leads outside the mount.
             OSError: ENOENT, ENOTDIR (a file on the way), ELOOP (too many links), EACCES...
         """
-        if len(names) > 1 and len(self._chain) == 1 and self._shortcut(names):
-            return
+        if len(names) > 1 and len(self._chain) == 1:
+            if self._shortcut(names):
+                return
+            if create and len(names) > 2 and self._shortcut(names[:-1]):
+                names = names[-1:]  # a new directory in an existing one (blob fan-out)
         pending = list(reversed(names))
         retries = 8  # a directory removed as fast as it is made: give up, do not spin
         while pending:
@@ -229,6 +232,24 @@ class Walk:
         if head:
             self.descend(head.split("/"))
         return self.open(name or ".", flags)
+
+    def open_listing(self, name: str) -> bool:
+        """Stand in directory ``name`` to list it; False (and nothing to list) when ``name``
+        is a link to a directory: a listing never enters one, even when asked by its name.
+
+        Raises:
+            NotADirectoryError: ``name`` is a file, or a link to one.
+        """
+        try:
+            fd = os.open(name, _LIST_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            if not is_link_error(exc):
+                raise
+            if statmod.S_ISDIR(self.stat(name).st_mode):
+                return False
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory") from None
+        self.push(fd)
+        return True
 
     def stat(self, name: str) -> os.stat_result:
         """``stat`` of ``name`` in :attr:`fd`, following links that stay inside the mount

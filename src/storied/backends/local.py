@@ -12,9 +12,10 @@ swapped symlink to exploit. Links that stay inside the mount are followed; one l
 a :class:`~storied.errors.PathEscapeError`; more than 40 links in one resolution (a loop) is a
 :class:`~storied.errors.StorageIOError` with errno ELOOP; a name over 255 bytes is an
 :class:`~storied.errors.InvalidPathError`. Listings never enter a linked directory, and a link is
-listed only when it names a file inside the mount; deletes, renames and overwrites act on a link
-itself, never on its target. Names that are not UTF-8 on disk are listed surrogate-escaped
-(PEP 383) and reach the same file again on this mount.
+listed only when it names a file inside the mount (listing a link to a directory by its own name
+gives nothing); deletes, renames and overwrites act on a link itself, never on its target. Names
+that are not UTF-8 on disk are listed surrogate-escaped (PEP 383) and reach the same file again
+on this mount.
 
 The base directory can be a callable: with no parameter it is called on every access (a per-user
 folder); with one parameter ("switched" mount) it receives the path's first segment and returns
@@ -185,8 +186,7 @@ class LocalBackend(Backend):
         prefix = path + "/" if path else ""
         out: list[Info] = []
         with self._walk(path) as (walk, name):
-            walk.push(walk.open(name, os.O_RDONLY | os.O_DIRECTORY))
-            for entry in scan(walk.fd):
+            for entry in scan(walk.fd) if walk.open_listing(name) else ():
                 st = entry_stat(walk, entry)
                 if st is None:
                     continue
@@ -202,8 +202,7 @@ class LocalBackend(Backend):
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
         with self._walk(path) as (walk, name):
-            walk.push(walk.open(name, os.O_RDONLY | os.O_DIRECTORY))
-            for entry in scan(walk.fd):
+            for entry in scan(walk.fd) if walk.open_listing(name) else ():
                 if start_after is not None and entry.name <= start_after:
                     continue
                 if entry.is_symlink():
@@ -217,7 +216,8 @@ class LocalBackend(Backend):
         """Every file below ``path``; linked directories are never entered (module doc)."""
         prefix = path + "/" if path else ""
         with self._walk(path) as (walk, name):
-            walk.push(walk.open(name, os.O_RDONLY | os.O_DIRECTORY))
+            if not walk.open_listing(name):
+                return
             for rel, st in walk_files(walk, prefix):
                 yield Info(rel, False, st.st_size, st.st_mtime, _etag(st))
 
