@@ -82,6 +82,29 @@ class ManagementConformance:
         assert {v["version_id"] for v in removed}.isdisjoint(node.get_version_tags().values())
         assert node.open(version="keep-me").read() == "content 3"
 
+    def test_current_version_is_protected(self, sm: StorageManager) -> None:
+        node = self._history(sm, "v:cur.txt", 3)
+        node.write_text("content 2")  # a duplicate of the current version's predecessor
+        with pytest.raises(StoragePermissionError, match="current version"):
+            node.delete_version(-1)
+        assert node.compact_versions(dry_run=True) == 1 == node.compact_versions()
+        assert node.cleanup_versions(keep_last=0) != [] and node.version_count == 1
+        assert node.read_text() == "content 2" and node.versions[-1]["is_latest"]
+        node.delete()  # no current version any more: the last one may go too
+        node.delete_version(-1)
+        assert node.versions == [] and not node.exists()
+
+    def test_compact_dry_run_counts_protection(self, sm: StorageManager) -> None:
+        node = sm.node("v:dup.txt")
+        for _ in range(4):
+            node.write_text("same")
+        node.tag_version(1, "kept")
+        sm.create_snapshot("v:", "snap")
+        node.write_text("other")
+        assert node.compact_versions(dry_run=True) == 1 == node.compact_versions()
+        assert sm.bulk_compact_versions("v:", dry_run=True) == {}
+        assert sm.node("v:dup.txt", version="kept").read_text() == "same"
+
     def test_delete_keeps_tags(self, sm: StorageManager) -> None:
         node = self._history(sm, "v:d.txt", 2)
         node.tag_version(0, "first")
