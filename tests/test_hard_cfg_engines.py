@@ -66,6 +66,8 @@ def test_portable_history_then_bucket_versioning_is_refused(moto: MotoHandle, bu
             later.node("v:a.txt").write_text("3")
         with pytest.raises(StorageConfigError):  # not cached as "no history" either
             later.history("v")
+        report = later.verify()  # verify reports it instead of raising
+        assert not report.ok and "never switches engines" in report.problems[0]
         later.close()
     assert _object(endpoint, bucket, "a.txt") == b"2"
     _set_versioning(endpoint, bucket, "Suspended")  # the documented way back

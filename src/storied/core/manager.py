@@ -21,7 +21,7 @@ from storied.core.config import (
     refuse_engine_switch,
     writable_level,
 )
-from storied.errors import MountNotFoundError, StorageConfigError
+from storied.errors import MountNotFoundError, StorageConfigError, StorageError
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
@@ -404,6 +404,11 @@ class StorageManager:
         Returns:
             A report whose ``ok`` is True when no invariant is broken; ``problems``,
             ``orphans`` (allowed, collectable) and ``stale`` working copies are listed apart.
+            A mount whose history cannot be opened (its versioning probe fails, or its engine
+            would switch) is a problem of the report, not an exception.
+
+        Raises:
+            MountNotFoundError: ``prefix`` names no mount.
         """
         from storied.versioning.engine import VerifyReport
         from storied.versioning.verify import verify_history
@@ -416,7 +421,13 @@ class StorageManager:
             targets = [(mount, paths.normalize(sub))]
         total = VerifyReport()
         for mount, sub in targets:
-            found = self.history(mount)
+            try:
+                found = self.history(mount)
+            except MountNotFoundError:
+                raise
+            except StorageError as exc:  # a failed probe, an engine switch refused...
+                total.problems.append(f"{mount}: cannot open its history: {exc}")
+                continue
             if found is None:
                 continue
             part = verify_history(found.engine, found._p(sub))
