@@ -388,6 +388,43 @@ class NodeConformance:
         assert {n.basename for n in sm.node("m:shared").children()} == {"file.txt"}
         assert not sm.node("m:elsewhere.txt").exists()
 
+    def test_move_onto_itself_through_an_alias_keeps_data(self, sm: StorageManager) -> None:
+        sm.node("m:al/a.txt").write_text("precious")
+        for target in ("base:inner/al/a.txt", "m:al/a.txt", "m://al/./a.txt"):
+            assert sm.node("base:inner/al/a.txt").move_to(target).read_text() == "precious"
+            sm.node("base:inner/al/a.txt").copy_to(target)
+        assert sm.node("base:inner/al").move_to("m:al").is_dir()
+        assert sm.node("m:al/a.txt").read_text() == "precious"
+        for into in (lambda: sm.node("base:inner/al").move_to("m:al/sub"),
+                     lambda: sm.node("m:al").copy_to("base:inner/al/copy"),
+                     lambda: sm.node("base:inner").move_to("m:x")):
+            with pytest.raises(ValueError) as caught:
+                into()
+            assert isinstance(caught.value, StorageError)
+        assert sm.node("m:al/a.txt").read_text() == "precious"
+        assert not sm.node("m:al/sub").exists() and not sm.node("m:al/copy").exists()
+
+    @pytest.mark.parametrize("name", [".storied", "a/.storied/x", "a/b.storied-tmp-1"])
+    def test_reserved_names_are_refused_at_any_depth(self, sm: StorageManager, name: str) -> None:
+        for attempt in (lambda: sm.node("m:" + name), lambda: sm.node("m:ok").child(name),
+                        lambda: sm.node("m:ok.txt").copy_to("m:" + name)):
+            sm.node("m:ok.txt").write_text("ok")
+            with pytest.raises((ValueError, PermissionError)) as caught:
+                attempt()
+            assert isinstance(caught.value, StorageError)
+
+    def test_version_pinned_node_on_plain_mount(self, sm: StorageManager) -> None:
+        sm.node("m:pin.txt").write_text("live")
+        pinned = sm.node("m:pin.txt", version=-1)
+        if sm.node("m:pin.txt").capabilities.versioning:
+            pytest.skip("mount keeps history")
+        assert not pinned.exists() and pinned.url() is None
+        for refuse in (lambda: pinned.write_text("x"), pinned.delete, lambda: pinned.open("w"),
+                       lambda: pinned.move_to("m:elsewhere.txt")):
+            with pytest.raises(StoragePermissionError):
+                refuse()
+        assert sm.node("m:pin.txt").read_text() == "live"
+
     def test_missing_is_not_found_error(self, sm: StorageManager) -> None:
         with pytest.raises(StorageNotFoundError) as caught:
             sm.node("m:absent/file").read_text()
