@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from storied import paths
 from storied.errors import (
+    AmbiguousSnapshotError,
     PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageConfigError,
@@ -25,11 +26,6 @@ from storied.versioning.catalog import Refs, Snapshot
 from storied.versioning.engine import Version
 from storied.versioning.history import MountHistory, compact_plan
 from storied.versioning.maintenance import ProtectionGuard, maintenance
-
-try:
-    from storied.errors import AmbiguousSnapshotError
-except ImportError:  # until errors.py has it
-    from storied.errors import StorageConfigError as AmbiguousSnapshotError  # type: ignore
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
