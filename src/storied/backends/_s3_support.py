@@ -67,7 +67,6 @@ __all__ = [
     "oldest_first",
     "page_versions",
     "parts",
-    "probe_conditional",
     "read_full",
     "record_entry_order",
     "timestamp",
@@ -502,26 +501,6 @@ def upload_multipart(
     return {"response": response, "size": size}
 
 
-def probe_conditional(client: Any, bucket: str, key: str) -> bool:
-    """Whether the server refuses a second ``If-None-Match: *`` PUT of ``key``.
-
-    Two PUTs at most, then the probe object is removed (each version, on a versioned bucket).
-    """
-    written: list[dict[str, Any]] = []
-    try:
-        with mapped(key, bucket):
-            written.append(client.put_object(Bucket=bucket, Key=key, Body=b"", IfNoneMatch="*"))
-        try:
-            with mapped(key, bucket, create=True):
-                written.append(client.put_object(Bucket=bucket, Key=key, Body=b"", IfNoneMatch="*"))
-        except StorageAlreadyExistsError:
-            return True
-        return False
-    finally:
-        if written:  # (a DELETE of nothing would leave a delete marker when versioned)
-            discard(client, bucket, key, [w.get("VersionId") for w in written])
-
-
 def delete_keys(
     client: Any, bucket: str, path: str, keys: Iterable[str | tuple[str, str | None]]
 ) -> None:
@@ -544,13 +523,3 @@ def _object_ref(item: str | tuple[str, str | None]) -> dict[str, str]:
         return {"Key": check_key(item)}
     key, version = check_key(item[0]), item[1]
     return {"Key": key, "VersionId": version} if version else {"Key": key}
-
-
-def discard(client: Any, bucket: str, key: str, versions: list[str | None]) -> None:
-    """Best-effort removal of ``key`` (each version given, on a versioned bucket)."""
-    for version in [v for v in versions if v and v != "null"] or [None]:
-        extra = {"VersionId": version} if version else {}
-        try:
-            client.delete_object(Bucket=bucket, Key=key, **extra)
-        except (ClientError, BotoCoreError):
-            pass

@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import io
 import itertools
-import threading
-import time
-import uuid
-from collections.abc import Callable, Hashable, Iterator
-from typing import Any, BinaryIO, TypeVar
+from collections.abc import Hashable, Iterator
+from typing import Any, BinaryIO
 
 from storied import paths
+from storied.backends._s3_probe import Probes
 from storied.backends._s3_stream import open_stream
 from storied.backends._s3_support import (
     MIN_PART,
@@ -48,7 +46,6 @@ from storied.backends._s3_support import (
     make_client,
     mapped,
     md5_of,
-    probe_conditional,
     read_full,
     record_entry_order,
     timestamp,
@@ -64,15 +61,10 @@ from storied.errors import (
     IsADirectoryStorageError,
     NotADirectoryStorageError,
     PreconditionFailedError,
-    StorageError,
     StorageNotFoundError,
-    StoragePermissionError,
-    TransientStorageError,
     UnsupportedOperation,
 )
 from storied.info import Data, Info, ObjectVersion, WriteMode
-
-_T = TypeVar("_T")
 
 __all__ = ["DEFAULT_MULTIPART_THRESHOLD", "S3Backend", "from_config"]
 
@@ -141,12 +133,8 @@ class S3Backend(Backend):
         creds = dict(region=region, key=key, secret=secret, token=token, endpoint_url=endpoint_url)
         self._client = make_client(creds, anon, client_kwargs)
         record_entry_order(self._client)
-        self._probe_prefix = paths.normalize(probe_prefix)
-        self._probe_lock = threading.Lock()
-        self.probe_attempts = max(1, int(probe_attempts))
-        self.probe_delay = probe_delay
-        self._conditional: bool | None = None
-        self._versioning: str | None = None
+        probe_key = paths.join(paths.normalize(probe_prefix), paths.RESERVED, "probe")
+        self._probes = Probes(self._client, bucket, probe_key, probe_attempts, probe_delay)
 
     # ---------------------------------------------------------------- capabilities
     @property  # type: ignore[override]
@@ -163,23 +151,9 @@ class S3Backend(Backend):
         return _CAPS
 
     def conditional_write_supported(self) -> bool:
-        """Whether the server refuses a second ``If-None-Match: *`` PUT (probed once).
-
-        A transient failure is retried (:attr:`probe_attempts`), then raised and not cached:
-        the next call probes again. Another refusal (access denied...) is cached as False.
-
-        Raises:
-            TransientStorageError: Every attempt failed transiently.
-        """
-        with self._probe_lock:
-            if self._conditional is None and not self.anon:
-                try:
-                    self._conditional = self._retried(self._probe_conditional)
-                except TransientStorageError:
-                    raise
-                except StorageError:
-                    self._conditional = False
-            return bool(self._conditional)
+        """Whether the server refuses a second ``If-None-Match: *`` PUT (probed once; a
+        transient failure is retried, then raised and not cached: see :class:`Probes`)."""
+        return False if self.anon else self._probes.conditional_write()
 
     def has_native_versions(self) -> bool:
         return self.versioning_enabled()
@@ -189,46 +163,10 @@ class S3Backend(Backend):
         return self.versioning_status() == "Enabled"
 
     def versioning_status(self) -> str:
-        """The bucket's versioning ``Status``, asked once and cached: ``"Enabled"``,
-        ``"Suspended"`` (versioning was on once, so native versions may exist) or ``""``
-        (never enabled, or a server that does not implement versioning, or credentials that
-        may not ask: such a refusal is cached as ``""``).
-
-        A transient failure is retried (:attr:`probe_attempts` tries with backoff), then raised
-        and never cached: the next call probes again. A missing bucket raises (not cached).
-
-        Raises:
-            TransientStorageError: Every attempt failed transiently (503, throttling, timeout).
-            StorageNotFoundError: The bucket does not exist.
-        """
-        with self._probe_lock:
-            if self._versioning is None:
-                try:
-                    answer = self._retried(self._get_versioning)
-                except (StoragePermissionError, UnsupportedOperation):
-                    answer = {}
-                self._versioning = str(answer.get("Status") or "")
-            return self._versioning
-
-    def _get_versioning(self) -> dict[str, Any]:
-        with self._mapped(""):
-            answer: dict[str, Any] = self._client.get_bucket_versioning(Bucket=self.bucket)
-        return answer
-
-    def _retried(self, call: Callable[[], _T]) -> _T:
-        """``call()``, retried on TransientStorageError with exponential backoff."""
-        for attempt in range(self.probe_attempts):
-            try:
-                return call()
-            except TransientStorageError:
-                if attempt == self.probe_attempts - 1:
-                    raise
-                time.sleep(min(2.0, self.probe_delay * 2**attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _probe_conditional(self) -> bool:
-        key = paths.join(self._probe_prefix, paths.RESERVED, "probe", uuid.uuid4().hex)
-        return probe_conditional(self._client, self.bucket, key)
+        """The bucket's versioning ``Status``, asked once: ``"Enabled"``, ``"Suspended"``
+        (versioning was on once: native versions may exist) or ``""`` (see
+        :meth:`Probes.versioning_status`, which raises TransientStorageError, never cached)."""
+        return self._probes.versioning_status()
 
     def storage_key(self) -> Hashable:
         """``("s3", endpoint URL or None for AWS, bucket)``: two adapters on one bucket (two
