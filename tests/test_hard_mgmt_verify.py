@@ -135,3 +135,15 @@ def test_verify_returns_a_report_when_a_working_copy_became_a_directory(tmp_path
     (tmp_path / "a.txt" / "inner").write_text("in the way")
     report = sm.verify()
     assert any(line.startswith("v: a.txt:") for line in report.stale), report
+
+
+def test_verify_returns_a_report_when_a_parent_became_a_file(tmp_path: Path) -> None:
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "local", "base_path": str(tmp_path), "versioning": True}])
+    sm.node("v:x/below.txt").write_text("b")
+    (tmp_path / "x" / "below.txt").unlink()
+    (tmp_path / "x").rmdir()
+    (tmp_path / "x").write_text("a file where the folder was")
+    report = sm.verify("v:x")
+    assert report.ok and any(line.startswith("v: x/below.txt:") for line in report.stale)
+    assert len(sm.verify().stale) == 1
