@@ -7,10 +7,12 @@ to the proxy, run the same operations, and the proxy counts what each one sent. 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +27,17 @@ from storied.testing.s3server import (
 )
 
 N_FILES = 20
+ZIP_MEMBER = b"a small member in the middle of a big archive\n" * 20
+
+
+def _big_zip() -> bytes:
+    """A ~20 MB zip (two 10 MB incompressible members around one small text member)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("a.bin", os.urandom(10 * 1024 * 1024))
+        archive.writestr("small.txt", ZIP_MEMBER)
+        archive.writestr("z.bin", os.urandom(10 * 1024 * 1024))
+    return buffer.getvalue()
 
 
 
@@ -62,6 +75,10 @@ def _ops(sm: Any, node: Any, tree: Callable[[], Any], dest: Callable[[], Any]) -
         for child in node.parent.children():
             child.md5hash()
 
+    def zip_member() -> None:
+        with sm.node("s3:big.zip").open("rb") as stream, zipfile.ZipFile(stream) as archive:
+            assert archive.read("small.txt") == ZIP_MEMBER
+
     return {
         "write_bytes (small)": lambda: node.write_bytes(b"hello world"),
         "read_bytes": node.read_bytes,
@@ -72,6 +89,7 @@ def _ops(sm: Any, node: Any, tree: Callable[[], Any], dest: Callable[[], Any]) -
         "copy one file to local": lambda: node.copy_to(sm.node("home:one.txt")),
         f"copy dir of {N_FILES} files to local": lambda: tree().copy_to(dest()),
         "re-copy, skip='hash', unchanged": lambda: tree().copy_to(dest(), skip="hash"),
+        "zipfile: small member of a 20 MB zip": zip_member,
     }
 
 
@@ -81,6 +99,8 @@ def main() -> None:
     tmp = tempfile.mkdtemp(prefix="storied-s3bench-")
     try:
         results: dict[str, dict[str, Counter[str] | str]] = {}
+        relayed: dict[str, int] = {}
+        archive = _big_zip()
         for name, factory in (("storied", storied_ops), ("genro-storage 0.8.4", genro_ops)):
             bucket = make_bucket(moto.endpoint_url, f"bench-{name.split()[0]}")
             seed = StorageManager()
@@ -88,6 +108,7 @@ def main() -> None:
                              "endpoint_url": moto.endpoint_url, "key": "t", "secret": "t"}])
             for i in range(N_FILES):
                 seed.node(f"s:tree/f{i:02d}.txt").write_bytes(f"file {i}\n".encode() * 50)
+            seed.node("s:big.zip").write_bytes(archive)
             local = f"{tmp}/{name.split()[0]}"
             os.makedirs(local)
             ops = factory(proxy.endpoint_url, bucket, local)
@@ -95,12 +116,16 @@ def main() -> None:
                 continue
             ops["write_bytes (small)"]()  # warm-up: connection setup and one-time probes
             results[name] = {label: measure_requests(proxy, op) for label, op in ops.items()}
+            relayed[name] = proxy.bytes_sent  # of the last operation: the zip member read
         print("S3 requests per operation (moto server behind a counting proxy)")
         header = f"{'operation':<38} " + " ".join(f"{n:<34}" for n in results)
         print(header)
         for label in next(iter(results.values())):
             cells = " ".join(f"{format_counts(r[label]):<34}" for r in results.values())
             print(f"{label:<38} {cells}")
+        for name, sent in relayed.items():
+            print(f"zip member read, {name}: {sent / 1e6:.1f} MB of {len(archive) / 1e6:.1f} MB "
+                  "sent by the server (bounded GETs; a dropped body may add socket buffers)")
     finally:
         proxy.stop()
         moto.stop()
