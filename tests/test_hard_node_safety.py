@@ -248,3 +248,23 @@ def test_history_elsewhere_still_works(tmp_path: Path) -> None:
     assert not node.exists() and node.version_count == 2
     assert sm.node("docs:a.txt", version=None).exists() is False
     assert sm.verify("docs:").ok
+
+
+@pytest.mark.parametrize("versioning", [False, True])
+def test_recursive_delete_keeps_unaddressable_s3_keys(moto: MotoHandle, versioning: bool) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"hdel-{uuid.uuid4().hex[:12]}")
+    client = s3_client(moto.endpoint_url)
+    hidden = ["d//b", "d/./c", "d/x/../y", "d/e/z.storied-tmp-1", "d/.storied/refs.json"]
+    for key in ["d/a.txt", "d/e/f.txt", *hidden]:
+        client.put_object(Bucket=bucket, Key=key, Body=key.encode())
+    sm = StorageManager()
+    sm.configure([{"name": "s3", "type": "s3", "bucket": bucket,
+                   "endpoint_url": moto.endpoint_url, "key": "k", "secret": "s",
+                   "versioning": versioning}])
+    assert {c.basename for c in sm.node("s3:d/e").children()} == {"f.txt"}
+    assert sm.node("s3:d").delete(recursive=True) is True
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+    assert set(hidden) <= keys
+    assert not keys & {"d/a.txt", "d/e/f.txt"}
+    client.close()
+    sm.close()
