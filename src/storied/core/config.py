@@ -7,6 +7,7 @@ import json
 import os
 import tomllib
 from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from storied.errors import (
 )
 
 __all__ = [
+    "HistoryPlace",
     "Location",
     "check_history_keys",
+    "check_history_places",
     "has_portable_history",
     "load_mounts",
     "location",
@@ -174,6 +177,62 @@ def writable_level(backend: Backend) -> str | None:
 
 
 # ------------------------------------------------------------------------------- history keys
+@dataclass(frozen=True)
+class HistoryPlace:
+    """Where one versioned (non-relative) mount keeps its portable history.
+
+    Attributes:
+        mount: The versioned mount.
+        data: Its raw backend (its data area).
+        spec: Its ``history`` key, if any.
+        target: The mount ``spec`` names (with its permission layers), if any.
+        meta: The raw backend the history is written to.
+        root: The history root in ``meta``.
+    """
+
+    mount: str
+    data: Backend
+    spec: str | None
+    target: Backend | None
+    meta: Backend
+    root: str
+
+
+def check_history_places(places: list[HistoryPlace]) -> None:
+    """Refuse a history target that refuses writes or deletes, a history inside its mount's own
+    data (other than ``.storied/``), and two histories at the same or nested locations.
+
+    Raises:
+        StorageConfigError: Naming the mount(s) and the reason.
+    """
+    seen: list[tuple[str, Location]] = []
+    for item in places:
+        place = location(item.meta, item.root)
+        if item.spec and item.target is not None:
+            name, other = item.mount, paths.split_fullpath(item.spec)[0]
+            why = writable_level(item.target)
+            if why is not None:
+                raise StorageConfigError(
+                    f"Mount {name!r}: 'history' {item.spec!r} names a mount the history cannot "
+                    f"be written to ({other!r}: {why})"
+                )
+            data = location(item.data)
+            reserved = (data[0], f"{data[1]}/{paths.RESERVED}" if data[1] else paths.RESERVED)
+            if nested(place, data) and not nested(place, reserved):
+                raise StorageConfigError(
+                    f"Mount {name!r}: 'history' {item.spec!r} lies inside the mount's own data; "
+                    "name a place outside it (or omit 'history' to use .storied/)"
+                )
+        for other_name, other_place in seen:
+            if nested(place, other_place):
+                raise StorageConfigError(
+                    f"Mounts {other_name!r} and {item.mount!r} would share one history location "
+                    f"({other_place[1] or '/'} and {place[1] or '/'}): give each versioned "
+                    "mount its own 'history' (or make one relative to the other)"
+                )
+        seen.append((item.mount, place))
+
+
 def has_portable_history(meta: Backend, root: str) -> bool:
     """Whether a portable history has records under ``root`` (one listing, first name only)."""
     try:

@@ -12,14 +12,12 @@ from storied.backends import registry
 from storied.backends.base import Backend
 from storied.backends.wrappers import HideReserved, Permission, Permissions, Prefixed, Retrying
 from storied.core.config import (
-    Location,
+    HistoryPlace,
     check_history_keys,
+    check_history_places,
     has_portable_history,
     load_mounts,
-    location,
-    nested,
     refuse_engine_switch,
-    writable_level,
 )
 from storied.errors import MountNotFoundError, StorageConfigError, StorageError
 
@@ -214,40 +212,23 @@ class StorageManager:
 
     def _check_history_targets(self) -> None:
         """Refuse portable histories that are read-only, shared, or inside their own data."""
-        places: list[tuple[str, Location]] = []
-        for name, config in self._configs.items():
-            if config.get("versioning") is not True or name in self._parents:
-                continue
-            spec = config.get("history")
-            data = location(self._raw[name])
-            if spec:
-                other, root = paths.split_fullpath(spec)
-                why = writable_level(self._mounts[other])
-                if why is not None:
-                    raise StorageConfigError(
-                        f"Mount {name!r}: 'history' {spec!r} names a mount the history cannot "
-                        f"be written to ({other!r}: {why})"
-                    )
-                place = location(self._raw_of(other), paths.join(self._prefix_of(other), root))
-                if not root and not self._prefix_of(other):
-                    place = location(self._raw_of(other), paths.RESERVED)
-                reserved = (data[0], paths.join(data[1], paths.RESERVED) if data[1] else
-                            paths.RESERVED)
-                if nested(place, data) and not nested(place, reserved):
-                    raise StorageConfigError(
-                        f"Mount {name!r}: 'history' {spec!r} lies inside the mount's own data; "
-                        "name a place outside it (or omit 'history' to use .storied/)"
-                    )
-            else:
-                place = location(self._raw[name], paths.RESERVED)
-            for other_name, other_place in places:
-                if nested(place, other_place):
-                    raise StorageConfigError(
-                        f"Mounts {other_name!r} and {name!r} would share one history location "
-                        f"({other_place[1] or '/'} and {place[1] or '/'}): give each versioned "
-                        "mount its own 'history' (or make one relative to the other)"
-                    )
-            places.append((name, place))
+        check_history_places([
+            HistoryPlace(name, self._raw[name], config.get("history"),
+                         self._mounts[paths.split_fullpath(config["history"])[0]]
+                         if config.get("history") else None,
+                         *self._history_place(name))
+            for name, config in self._configs.items()
+            if config.get("versioning") is True and name not in self._parents
+        ])  # fmt: skip
+
+    def _history_place(self, name: str) -> tuple[Backend, str]:
+        """(backend, root) where the portable history of non-relative mount ``name`` lives."""
+        spec = self._configs[name].get("history")
+        if not spec:
+            return self._raw[name], paths.RESERVED
+        other, root = paths.split_fullpath(spec)
+        root = paths.join(self._prefix_of(other), root)
+        return self._raw_of(other), root or paths.RESERVED
 
     def delete_mount(self, name: str) -> None:
         """Remove a mount. Nodes already made keep working on the backend they hold.
@@ -359,12 +340,7 @@ class StorageManager:
         raw = self._raw[name]
         if wanted is False:
             return None
-        meta, root = raw, paths.RESERVED
-        spec = self._configs[name].get("history")
-        if spec:
-            other, root = paths.split_fullpath(spec)
-            meta, root = self._raw_of(other), paths.join(self._prefix_of(other), root)
-        root = root or paths.RESERVED
+        meta, root = self._history_place(name)
         if raw.has_native_versions():  # a failed probe raises: nothing is cached
             refuse_engine_switch(name, has_portable_history(meta, root), "portable")
             from storied.versioning.native import NativeEngine
