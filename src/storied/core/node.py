@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import io
 import mimetypes
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
@@ -21,6 +20,7 @@ from storied.backends.base import Backend
 from storied.capabilities import Capabilities
 from storied.core import pinned
 from storied.core.diffs import DiffMethods
+from storied.core.integration import IntegrationMethods
 from storied.core.removal import RemovalMethods
 from storied.core.streams import AtomicTextWriter, AtomicWriter, md5_of_stream
 from storied.core.tagging import TagMethods
@@ -44,7 +44,7 @@ __all__ = ["StorageNode"]
 _WRITE_MODES = frozenset("wax+")
 
 
-class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
+class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods, IntegrationMethods):
     """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
 
     Nodes are cheap values: equal when they name the same mount, path and version (no I/O), and
@@ -461,46 +461,6 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods):
 
     def _resolve_dest(self, dest: StorageNode | str) -> StorageNode:
         return self._manager.node(dest) if isinstance(dest, str) else dest
-
-    def local_path(self, mode: str = "r") -> AbstractContextManager[str]:
-        """A context manager yielding a local filesystem path for this file; see
-        :func:`storied.core.localfile.local_path`."""
-        from storied.core.localfile import local_path
-
-        if self._version is not None:
-            return pinned.pinned_local_path(self, mode)
-        return local_path(self, mode)
-
-    def call(self, *args: Any, **kwargs: Any) -> Any:
-        """Run a subprocess with node arguments as local paths; see
-        :func:`storied.core.localfile.call`."""
-        from storied.core.localfile import call
-
-        return call(*args, **kwargs)
-
-    def serve(self, environ: dict[str, Any], start_response: Callable[..., Any], **kw: Any) -> Any:
-        """Answer a WSGI request with this file; see :func:`storied.core.web.serve`."""
-        from storied.core.web import serve
-
-        return serve(self, environ, start_response, **kw)
-
-    def fill_from_url(self, url: str, timeout: float = 30) -> None:
-        """Download ``url`` (http/https) into this file, streamed."""
-        from storied.core.web import fill_from_url
-
-        fill_from_url(self, url, timeout)
-
-    def to_base64(self, mime: str | None = None, include_uri: bool = True) -> str:
-        """The content as base64, as a ``data:`` URI unless ``include_uri`` is false."""
-        from storied.core.web import to_base64
-
-        return to_base64(self, mime, include_uri)
-
-    def zip(self) -> bytes:
-        """A ZIP archive of this file (one entry) or directory (recursive)."""
-        from storied.core.virtual import zip_nodes
-
-        return zip_nodes([self])
 
     # ------------------------------------------------------------------ value semantics
     def _key(self) -> tuple[str | None, str, int | str | None]:
