@@ -8,7 +8,9 @@ Prints figures and ratios, no assertions:
 (c) versioned writes on a mount holding the history of many OTHER files vs an empty mount
     (the cost must not grow with other files' history);
 (d) S3 requests (moto behind a counting proxy, unversioned bucket, portable engine) for
-    ``versions`` of a file with 1,200 versions, ``open(version=-2).read()`` and one write.
+    ``versions`` of a file with 1,200 versions, ``open(version=-2).read()`` and one write;
+(e) a file with 10 versions vs one with 5,000: write, ``open(version=-2)``, ``as_of`` and
+    ``versions``, as ratios measured in one run (``VBENCH_ONLY=length`` runs only this).
 
 Run: ``python3 dev.py bench`` (or ``.venv/bin/python bench/versioning.py``).
 """
@@ -212,6 +214,79 @@ def local_figures(base: str) -> None:
     print(f"  history names listed/write   {listed[0]:>10,.0f} empty, {listed[1]:,.0f} loaded")
 
 
+# --------------------------------------------------------------------------- (e) history length
+SHORT, LONG = 10, 5000
+
+
+def seed_file_history(sm: StorageManager, root: str, name: str, count: int) -> None:
+    """Give ``m:<name>`` ``count`` versions: all but the last two as record links made
+    directly (fast, as the engine makes them on local disks), the last two through the API."""
+    node = sm.node(f"m:{name}")
+    node.write_bytes(payload())  # format.json, the blob the seeded records share
+    first = node.versions[0]
+    blob = os.path.join(root, ".storied", blob_path(first["sha256"]))
+    folder = os.path.join(root, ".storied", "versions", name)
+    writer, ts = new_writer_id(), time.time_ns() - 10**12
+    for k in range(count - 3):
+        record = Record(ts + k, writer, False, first["size"], first["etag"], first["sha256"])
+        os.link(blob, os.path.join(folder, record.name))
+    node.write_bytes(payload())
+    node.write_bytes(payload())
+
+
+def paired_times(
+    short: Callable[[], object], long: Callable[[], object], rounds: int, n: int
+) -> tuple[float, float, float]:
+    """Best seconds per call of ``short`` and ``long`` and the median per-round ratio
+    long/short (rounds alternate the order, see :func:`paired_rates`)."""
+    best_s = best_l = float("inf")
+    ratios = []
+    for r in range(rounds):
+        order = (short, long) if r % 2 == 0 else (long, short)
+        got = {}
+        for op in order:
+            start = time.perf_counter()
+            for _ in range(n):
+                op()
+            got[op] = (time.perf_counter() - start) / n
+        best_s, best_l = min(best_s, got[short]), min(best_l, got[long])
+        ratios.append(got[long] / got[short])
+    return best_s, best_l, statistics.median(ratios)
+
+
+def length_figures(base: str) -> None:
+    from datetime import UTC, datetime
+
+    roots = {k: os.path.join(base, f"len{k}") for k in (SHORT, LONG)}
+    nodes = {}
+    for count, root in roots.items():
+        os.makedirs(root)
+        sm = versioned(root)
+        seed_file_history(sm, root, "doc.bin", count)
+        nodes[count] = sm.node("m:doc.bin")
+    assert len(nodes[LONG].versions) == LONG and len(nodes[SHORT].versions) == SHORT
+    short, long = nodes[SHORT], nodes[LONG]
+    print(f"(e) A local file with {SHORT} versions vs one with {LONG:,} "
+          "(best ms per call; ratio = median of paired rounds)")
+    o_s, o_l, o_r = paired_times(lambda: short.open(version=-2, mode="rb").read(),
+                                 lambda: long.open(version=-2, mode="rb").read(), rounds=6, n=20)
+    print(f"  open(version=-2).read()      {o_s * 1e3:>7.3f} / {o_l * 1e3:>7.3f} ms   "
+          f"time at {LONG:,} / at {SHORT}: {o_r:.2f}x  (target <= 2)")
+    moment = datetime.now(UTC)
+    a_s, a_l, a_r = paired_times(lambda: short.open(as_of=moment, mode="rb").read(),
+                                 lambda: long.open(as_of=moment, mode="rb").read(),
+                                 rounds=6, n=20)
+    print(f"  open(as_of=now).read()       {a_s * 1e3:>7.3f} / {a_l * 1e3:>7.3f} ms   "
+          f"time at {LONG:,} / at {SHORT}: {a_r:.2f}x  (target <= 2)")
+    v_s, v_l, _ = paired_times(lambda: short.versions, lambda: long.versions, rounds=4, n=5)
+    print(f"  versions                     {v_s * 1e3:>7.3f} / {v_l * 1e3:>7.3f} ms   "
+          f"at {LONG:,}: {v_l * 1e3:.1f} ms  (target <= 25 ms)")
+    w_s, w_l, w_r = paired_times(lambda: short.write_bytes(payload()),
+                                 lambda: long.write_bytes(payload()), rounds=6, n=50)
+    print(f"  write 4 KiB                  {w_s * 1e3:>7.3f} / {w_l * 1e3:>7.3f} ms   "
+          f"speed at {LONG:,} / at {SHORT}: {1 / w_r:.2f}x  (target >= 0.8)")
+
+
 # --------------------------------------------------------------------------- (d) S3
 
 
@@ -263,10 +338,13 @@ def s3_figures() -> None:
 def main() -> None:
     base = tempfile.mkdtemp(prefix="storied-vbench-")
     try:
-        local_figures(base)
+        if os.environ.get("VBENCH_ONLY") != "length":
+            local_figures(base)
+        length_figures(base)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    s3_figures()
+    if os.environ.get("VBENCH_ONLY") != "length":
+        s3_figures()
 
 
 if __name__ == "__main__":

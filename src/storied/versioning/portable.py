@@ -2,14 +2,16 @@
 
 History lives under a root (default ``.storied/`` in the mount itself)::
 
-    <root>/format.json                 {"format": "storied-history", "schema_version": 1}
+    <root>/format.json                 {"format": "storied-history", "schema_version": 2, ...}
     <root>/blobs/<sha[:2]>/<sha256>    the bytes of one content, immutable
     <root>/versions/<path>/<record>    one empty object per write or delete (see records.py)
+    <root>/recent/<h[:2]>/<h>/<record> announcements of recent records (see _recent.py)
 
-Write order: blob, then record, then the working copy at ``<path>``; read in reverse. Records
-never change; each write creates a new uniquely named one, so concurrent writers cannot lose a
-version. The working copy converges to the newest record: a writer that finds a newer record
-after writing re-materialises the newest one.
+Write order: blob, then record (and its announcement), then the working copy at ``<path>``;
+read in reverse. Records never change; each write creates a new uniquely named one, so
+concurrent writers cannot lose a version. The working copy converges to the newest record: a
+writer that finds a newer record after writing re-materialises the newest one
+(``docs/FORMAT.md`` §4).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import BinaryIO
 from storied import paths
 from storied.backends.base import CHUNK, Backend
 from storied.errors import (
+    InvalidContentError,
     IsADirectoryStorageError,
     StorageAlreadyExistsError,
     StorageError,
@@ -31,6 +34,7 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.info import Data, WriteMode
+from storied.versioning._recent import Recent
 from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version, to_datetime
 from storied.versioning.records import (
@@ -96,6 +100,7 @@ class PortableEngine:
         self.data, self.meta, self.root = data, meta, paths.normalize(root)
         self.writer = new_writer_id()
         self._format_checked = False
+        self._recent: Recent | None = None
         self.catalog = Catalog(meta, self.root)
 
     # ---------------------------------------------------------------- layout
@@ -106,20 +111,47 @@ class PortableEngine:
         return self._meta("versions", path)
 
     def _ensure_format(self) -> None:
+        """Create ``format.json`` (schema 2) or check it; upgrade a schema-1 history in place.
+
+        Schema 2 names how writers converge (``converge``): ``recent`` (announcements, see
+        :mod:`storied.versioning._recent`) on storages with real directories, whose listings
+        read every entry; ``listing`` on object stores, whose listings start after a name. The
+        choice is made once per history and read by every writer, so all writers of one history
+        converge the same way. Records are unchanged from schema 1.
+        """
         if self._format_checked:
             return
         marker = self._meta("format.json")
-        body = json.dumps({"format": "storied-history", "schema_version": SCHEMA_VERSION})
+        way = "recent" if self.meta.capabilities.empty_dirs else "listing"
+        mine = {"format": "storied-history", "schema_version": SCHEMA_VERSION, "converge": way}
         try:
-            self._create(marker, body.encode())
+            self._create(marker, json.dumps(mine).encode())
+            found = mine
         except StorageAlreadyExistsError:
-            found = json.loads(self.meta.read_bytes(marker))
-            if found.get("schema_version", 0) > SCHEMA_VERSION:
+            found = self._read_format(marker)
+            schema = found.get("schema_version", 0)
+            if not isinstance(schema, int) or schema > SCHEMA_VERSION:
                 raise UnsupportedOperation(
-                    f"History at {marker!r} has schema {found['schema_version']}; "
+                    f"History at {marker!r} has schema {schema!r}; "
                     f"this storied reads up to {SCHEMA_VERSION}"
                 ) from None
+            if schema < SCHEMA_VERSION:  # records are unchanged: the upgrade names the way
+                self._put(marker, json.dumps(mine).encode())
+                found = self._read_format(marker)
+        way = found.get("converge", "listing")
+        if way not in ("recent", "listing"):
+            raise UnsupportedOperation(f"History at {marker!r} converges by {way!r}, unknown here")
+        self._recent = Recent(self.meta, self.root) if way == "recent" else None
         self._format_checked = True
+
+    def _read_format(self, marker: str) -> dict[str, object]:
+        try:
+            found = json.loads(self.meta.read_bytes(marker))
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidContentError(f"History marker {marker!r} is not valid JSON") from None
+        if not isinstance(found, dict):
+            raise InvalidContentError(f"History marker {marker!r} is not a JSON object")
+        return found
 
     def _create(self, path: str, data: Data) -> None:
         """Create-only where the backend can; else check then write (same-content objects)."""
@@ -216,9 +248,14 @@ class PortableEngine:
                     self._quiet_delete(self.data, path)
                 raise
             try:
+                self._announce(path, record)
                 self.data.write(path, content.stream(), metadata=metadata)
             except BaseException:
                 self._quiet_delete(self.meta, self._record_key(path, record))
+                if self._recent is not None:
+                    self._recent.withdraw(path, record)
+                if claimed:
+                    self._quiet_delete(self.data, path)
                 raise
         finally:
             content.close()
@@ -284,17 +321,52 @@ class PortableEngine:
         record = Record(next_timestamp(), self.writer, deleted=True)
         self._add_record(path, record)
         try:
+            self._announce(path, record)
+        except BaseException:
+            self._quiet_delete(self.meta, self._record_key(path, record))
+            raise
+        try:
             self.data.delete(path)
         except StorageNotFoundError:
             pass
         self._converge(path, record)
 
+    # ---------------------------------------------------------------- convergence
+    def _announce(self, path: str, record: Record) -> None:
+        """Before the working copy is written: announce ``record`` (``recent`` histories)."""
+        if self._recent is not None:
+            self._recent.announce(path, record)
+
     def _converge(self, path: str, mine: Record) -> None:
         """Make the working copy show the newest record, if a concurrent writer overtook us.
 
-        Asks only for record names after ours (object stores: one small listing), so the cost
-        does not grow with the file's history.
+        Every writer makes its record known (the record itself; on ``recent`` histories also
+        an announcement) *before* writing the working copy and looks for newer ones *after*,
+        so the last working-copy write of all is checked against the newest record
+        (FORMAT.md §4). ``listing`` histories (object stores) list only the record names after
+        ours: one small request. ``recent`` histories list the file's announcements, about one
+        per writer in flight, so the cost does not grow with the history; a writer that finds
+        an announcement whose record is gone lists the history.
         """
+        recent = self._recent
+        if recent is None:
+            self._converge_listing(path, mine)
+            return
+        shown = mine
+        for _ in range(_CONVERGE_ROUNDS):
+            newer = recent.newer(path, mine, shown)
+            if newer is None:
+                self._converge_listing(path, shown)
+                return
+            if not newer:
+                return
+            if not self.meta.exists(self._record_key(path, newer[-1])):
+                self._converge_listing(path, shown)
+                return
+            shown = newer[-1]
+            self._materialize(path, shown)
+
+    def _converge_listing(self, path: str, mine: Record) -> None:
         shown = mine
         for _ in range(_CONVERGE_ROUNDS):
             newer = self._records_after(path, shown)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 __all__ = ["Record", "blob_path", "new_writer_id", "next_timestamp", "parse_record"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _RECORD = re.compile(
     r"^(?P<ts>\d{19})\.(?P<writer>[0-9a-f]{12})\."
     r"(?:(?P<w>w)\.(?P<size>\d+)\.(?P<md5>[0-9a-f]{32})\.(?P<sha>[0-9a-f]{64})|(?P<d>d))$"

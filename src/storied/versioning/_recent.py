@@ -1,0 +1,85 @@
+"""Recent-write announcements: convergence without listing a file's whole history.
+
+On storages with real directories (local disks, SFTP, WebDAV, memory) listing
+``versions/<path>/`` reads every record of the file, so a write's convergence check would grow
+with the file's history. Schema-2 histories there (``"converge": "recent"`` in
+``format.json``) keep a small second directory per file::
+
+    <root>/recent/<h[:2]>/<h>/<record-name>      h = SHA-256 of the engine-relative path
+
+A writer creates its empty announcement after its record and before its working-copy write,
+and lists the announcements (not the history) after it: the last working-copy write of all is
+then checked against the newest record (``docs/FORMAT.md`` §4). Each writer prunes the
+announcements of records older than its own: the newest record's announcement is never pruned
+(nothing is newer), and it is the only one a late writer must find, so the directory holds
+about one entry per writer in flight whatever the history's length. Announcements are hints;
+the records stay the truth (an announcement whose record is gone sends the writer to the
+listing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from storied.backends.base import Backend
+from storied.errors import StorageError, StorageNotFoundError
+from storied.versioning.records import Record, parse_record
+
+__all__ = ["Recent"]
+
+_PRUNE_PER_WRITE = 64
+
+
+class Recent:
+    """The announcement directories of one history root.
+
+    Args:
+        meta: The backend holding the history.
+        root: The history root inside ``meta``.
+    """
+
+    def __init__(self, meta: Backend, root: str) -> None:
+        self.meta, self.root = meta, root
+
+    def folder(self, path: str) -> str:
+        """The announcement directory of ``path`` inside ``meta``."""
+        digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
+        return "/".join(p for p in (self.root, "recent", digest[:2], digest) if p)
+
+    def announce(self, path: str, record: Record) -> None:
+        """Create the empty announcement of ``record`` (one request; raises on failure, and
+        the caller then undoes its write: an unannounced version could hide from others)."""
+        self.meta.write(f"{self.folder(path)}/{record.name}", b"")
+
+    def withdraw(self, path: str, record: Record) -> None:
+        """Remove the announcement of ``record`` (best effort: undoing a failed write)."""
+        try:
+            self.meta.delete(f"{self.folder(path)}/{record.name}")
+        except StorageError:
+            pass
+
+    def newer(self, path: str, mine: Record, after: Record) -> list[Record] | None:
+        """Announced records newer than ``after``, oldest first; prunes (a bounded number of)
+        announcements older than ``mine``. None when the announcements cannot be listed and
+        the caller must list the history."""
+        folder = self.folder(path)
+        try:
+            names = [name for name, is_dir in self.meta.list_names(folder) if not is_dir]
+        except StorageNotFoundError:
+            names = []
+        except StorageError:
+            return None
+        found, stale = [], []
+        for name in names:
+            if name < mine.name and len(stale) < _PRUNE_PER_WRITE:
+                stale.append(name)  # record names sort in history order
+            elif name > after.name:
+                record = parse_record(name)
+                if record is not None:
+                    found.append(record)
+        for name in stale:
+            try:
+                self.meta.delete(f"{folder}/{name}")
+            except StorageError:
+                pass  # another writer pruned it first
+        return sorted(found)
