@@ -101,6 +101,9 @@ def test_manager_keeps_native_versions_through_probe_503s(
     sm = StorageManager()
     sm.configure([_mount(clean_proxy.endpoint_url, vbucket, versioning=True)])
     clean_proxy.fail(3, query="versioning")
+    history = sm.history("s3")  # the engine is chosen here: native, 503s notwithstanding
+    assert history is not None
+    assert _probes(clean_proxy) == 4
     node = sm.node("s3:doc.txt")
     node.write_text("one")
     node.write_text("two")
