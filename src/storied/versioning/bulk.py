@@ -42,6 +42,7 @@ __all__ = [
 
 Progress = Callable[[int, int], object]
 _BATCH = 1000  # removal items per request (S3 DeleteObjects' limit); the lease is kept between
+_BULK_TTL = 120.0  # seconds: one flat listing step of a large prefix must fit in 3/4 of it
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -71,8 +72,8 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
         return _plan_bulk(mount, sub, history, progress, choose)[0]
     # versions, refs and manifests are read under the lease: a tag or snapshot set meanwhile
     # by another process is either read here or checked by its setter (maintenance.py)
-    with maintenance(history.engine.catalog) as lease:
-        result, items = _plan_bulk(mount, sub, history, progress, choose)
+    with maintenance(history.engine.catalog, ttl=_BULK_TTL) as lease:
+        result, items = _plan_bulk(mount, sub, history, progress, choose, lease.keep)
         for start in range(0, len(items), _BATCH):
             lease.keep()
             history.engine.remove_items(items[start:start + _BATCH])
@@ -80,11 +81,17 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
 
 
 def _plan_bulk(mount: str, sub: str, history: MountHistory, progress: Progress | None,
-               choose: Choose) -> tuple[dict[str, list[Version]], list[tuple[str, str | None]]]:
+               choose: Choose, keep: Callable[[], None] = lambda: None,
+               ) -> tuple[dict[str, list[Version]], list[tuple[str, str | None]]]:
+    """The doomed versions and their removal items; ``keep`` renews the lease between steps
+    (it raises when a step took so long that the lease could have lapsed)."""
     root = history._p(sub)
     everything = _all_versions(history, root)
+    keep()
     refs = history.engine.catalog.refs_below(root)
+    keep()
     snapshots = history.engine.catalog.snapshot_refs()
+    keep()
     result: dict[str, list[Version]] = {}
     items: list[tuple[str, str | None]] = []
     files = sorted(everything)
@@ -95,6 +102,7 @@ def _plan_bulk(mount: str, sub: str, history: MountHistory, progress: Progress |
             items += history.engine.removal_items(path, doomed)
         if progress:
             progress(done, len(files))
+            keep()
     return result, items
 
 
