@@ -103,6 +103,28 @@ def test_sftp_refused_key_is_reported_at_first_use(tmp_path: Path) -> None:
         handle.stop()
 
 
+def test_sftp_key_files_are_checked_at_configure_and_bad_keys_are_not_transient(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "root").mkdir()
+    handle = servers.start_sftp(tmp_path / "root")
+    try:
+        config = {"name": "s", "type": "sftp", **handle.config, "retries": 1}
+        for key in ("key_filename", "known_hosts"):
+            with pytest.raises(StorageConfigError) as caught:
+                StorageManager().add_mount({**config, key: str(tmp_path / "missing")})
+            assert "'s'" in str(caught.value) and repr(key) in str(caught.value)
+        garbage = tmp_path / "garbage_key"
+        garbage.write_text("not a key")
+        sm = StorageManager()
+        sm.add_mount({**config, "key_filename": str(garbage)})
+        with pytest.raises(StoragePermissionError):  # before: TransientStorageError, retried
+            sm.node("s:a.txt").read_text()
+        sm.close()
+    finally:
+        handle.stop()
+
+
 def test_s3_configure_sends_no_request(moto: MotoHandle, proxy: CountingProxy) -> None:
     bucket = make_bucket(moto.endpoint_url, "cfg-no-io")
     proxy.reset()

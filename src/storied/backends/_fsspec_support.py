@@ -127,6 +127,8 @@ def _kind(exc: BaseException) -> type[StorageError] | None:
     for cls in type(exc).__mro__:
         if cls.__name__ in _BY_NAME:
             return _BY_NAME[cls.__name__]
+    if type(exc).__name__ == "SSHException" and "private key" in str(exc).lower():
+        return StoragePermissionError  # an unusable key file: retrying cannot help
     transient = _transient_types()
     for link in _chain(exc):
         status = _status(link)

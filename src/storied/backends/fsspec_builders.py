@@ -10,6 +10,7 @@ over one server, bucket or container are known to be the same storage.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from storied.backends._fsspec_support import (
@@ -19,6 +20,7 @@ from storied.backends._fsspec_support import (
 )
 from storied.backends.base import CHUNK, Backend
 from storied.backends.fsspec_adapters import AZURE, GCS, HTTP, SFTP, WEBDAV, FsspecBackend
+from storied.errors import StorageConfigError
 
 __all__ = [
     "azure_from_config",
@@ -45,6 +47,7 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
     (without a leading ``/``) relative to the login directory; default ``/``. It is applied with
     :class:`~storied.backends.wrappers.Prefixed` over the server root (``/`` or the login
     directory), so it goes through storied's path rules like every other prefix.
+    Key and known-hosts files must exist (checked now: local I/O only, no connection opened).
     """
     from fsspec.implementations.sftp import SFTPFileSystem
 
@@ -57,6 +60,13 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
         options["banner_timeout"] = options["auth_timeout"] = options["timeout"]
     explicit = bool(options.get("password") or options.get("key_filename"))
     options.update(look_for_keys=not explicit, allow_agent=not explicit)
+    for key in ("key_filename", "known_hosts"):
+        files = config.get(key) or []
+        for file in [files] if isinstance(files, str) else files:
+            if not os.path.isfile(file):
+                raise StorageConfigError(
+                    f"Mount {config['name']!r}: {key!r} {file!r} is not an existing file"
+                )
     if config.get("known_hosts"):
         options["host_key_policy"] = known_hosts_policy(str(config["known_hosts"]))
     base = str(config.get("base_path") or "/")
