@@ -46,8 +46,16 @@ class TagMethods:
     def tag_version(self, version: int | str, tag: str, move: bool = False) -> str:
         """Point tag ``tag`` at a version (index, id or another tag); return its version id.
 
+        The version is protected from the moment the tag is set; if another process's
+        cleanup deleted it meanwhile (see :mod:`storied.versioning.maintenance`), the tag is
+        taken back and the call fails instead of leaving a tag that names nothing.
+
         Raises:
             StorageAlreadyExistsError: The tag exists on another version and ``move`` is false.
+            StorageNotFoundError: The version does not exist, or was deleted while tagging.
+            PreconditionFailedError: A cleanup held the maintenance lease for too long (the
+                tag is taken back; try again).
+            UnsupportedOperation: The storage has no conditional writes.
             ValueError: An empty tag name, or one that is also a version id.
         """
         self.require_writable()

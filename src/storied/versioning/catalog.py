@@ -5,6 +5,7 @@ Layout under the history root (``.storied/`` by default)::
     refs/<path>/refs.json     {"schema_version": 1, "tags": {name: version_id},
                                "annotations": {version_id: {key: value}}}
     snapshots/<tag>.json      {"schema_version": 1, "tag", "prefix", "created", "files": {path: id}}
+    locks/maintenance         the maintenance lease (storied.versioning.maintenance)
 
 A file's ``refs.json`` changes only by compare-and-swap (the backend's conditional write:
 replace-if-etag-matches, create-only when absent), retried on conflict, so two processes
