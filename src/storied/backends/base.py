@@ -24,6 +24,7 @@ from storied.capabilities import Capabilities
 from storied.errors import (
     DirectoryNotEmptyError,
     NotADirectoryStorageError,
+    StorageIOError,
     StorageNotFoundError,
     UnsupportedOperation,
 )
@@ -430,8 +431,9 @@ def prune_empty_dirs(backend: Backend, path: str) -> None:
     for directory in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
         try:
             backend.delete(directory)
-        except (DirectoryNotEmptyError, StorageNotFoundError, NotADirectoryStorageError):
-            pass
+        except (DirectoryNotEmptyError, StorageNotFoundError, NotADirectoryStorageError,
+                StorageIOError):
+            pass  # not empty (some servers report it as a plain I/O error), or already gone
 
 
 def _is_dir(backend: Backend, path: str) -> bool:
