@@ -193,3 +193,16 @@ def test_azure_connection_string_replaces_account_name() -> None:
     sm.add_mount({"name": "az", "type": "azure", "container": "c",
                   "connection_string": "DefaultEndpointsProtocol=http;AccountName=dev"})
     assert sm.has_mount("az")
+
+
+def test_genro_s3_keys_are_accepted(moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, "cfg-genro-keys")
+    sm = StorageManager()
+    sm.add_mount({"name": "s", "protocol": "s3", "bucket": bucket, "prefix": "p",
+                  "endpoint_url": moto.endpoint_url, "access_key": "k", "secret_key": "s",
+                  "region": "us-east-1", "version_aware": False})  # fmt: skip
+    sm.node("s:a.txt").write_text("genro config")
+    assert sm.node("s:a.txt").read_text() == "genro config"
+    with pytest.raises(StorageConfigError, match="'version_aware'"):
+        sm.add_mount({"name": "t", "protocol": "s3", "bucket": bucket, "version_aware": "no"})
+    sm.close()

@@ -286,6 +286,7 @@ TYPES: dict[str, BackendType] = {
                 "anon",
                 "client_kwargs",
                 "multipart_threshold",
+                "version_aware",  # genro-storage's; storied probes the bucket's versioning
             ),
             aliases={
                 **_BUCKET,
@@ -293,7 +294,12 @@ TYPES: dict[str, BackendType] = {
                 "secret_key": "secret",
                 "region_name": "region",
             },
-            kinds={"anon": BOOL, "client_kwargs": MAPPING, "multipart_threshold": POSITIVE_INT},
+            kinds={
+                "anon": BOOL,
+                "client_kwargs": MAPPING,
+                "multipart_threshold": POSITIVE_INT,
+                "version_aware": BOOL,
+            },
             label="S3",
         ),
         _t(
