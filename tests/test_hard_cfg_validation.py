@@ -12,6 +12,7 @@ import pytest
 
 from storied import StorageConfigError, StorageManager, StoragePermissionError
 from storied.backends import registry
+from storied.errors import InvalidPathError
 
 NOT_BOOLS = ["true", "yes", "false", 1, 0, "1", [True]]
 
@@ -260,3 +261,11 @@ def test_mount_relative_to_itself_or_a_cycle() -> None:
     sm.node("c:f.txt").write_text("2")
     assert sm.history("c") is not None
     assert sm.node("a:sub/deeper/f.txt").version_count == 2
+
+
+@pytest.mark.parametrize("args", [(42,), (b"m:x",), ("m", 3), ("m:x", None)])
+def test_mistyped_node_paths_are_storied_errors(args: tuple[Any, ...]) -> None:
+    sm = StorageManager()
+    sm.add_mount({"name": "m", "type": "memory"})
+    with pytest.raises(InvalidPathError):
+        sm.node(*args)

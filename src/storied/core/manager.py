@@ -19,7 +19,12 @@ from storied.core.config import (
     load_mounts,
     refuse_engine_switch,
 )
-from storied.errors import MountNotFoundError, StorageConfigError, StorageError
+from storied.errors import (
+    InvalidPathError,
+    MountNotFoundError,
+    StorageConfigError,
+    StorageError,
+)
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
@@ -287,11 +292,16 @@ class StorageManager:
         Raises:
             MountNotFoundError: The mount does not exist.
             PathEscapeError: The path tries to leave the mount (also ``ValueError``).
+            InvalidPathError: A part is not a str, or the path is malformed.
         """
         from storied.core.node import StorageNode
 
         if mount_or_path is None:
             return StorageNode(self, None, "")
+        if not isinstance(mount_or_path, str):
+            raise InvalidPathError(
+                f"A node path is a 'mount:path' str, not {type(mount_or_path).__name__}"
+            )
         mount, first = paths.split_fullpath(mount_or_path)
         backend = self.get_backend(mount)
         if backend.capabilities.opaque_paths:
