@@ -9,13 +9,17 @@
     the pretty-printed documents is not run: it did not finish in 300 s on 15 MB);
 (c) CSV: 200,000 rows with a key column, 2,000 edited, 500 removed, 500 added; storied's
     streamed keyed diff vs a naive one (both files read whole, ``csv.DictReader`` lists, dicts
-    by key).
+    by key);
+(d) HTML work bound: 100 KB texts whose every line changes in many places (50 lines of 2,000
+    characters, then 1,000 lines of 100), HTML side by side vs storied's own unified diff of the
+    same texts; the ratio html/unified is the figure to watch (target <= 3; the long-line case
+    took 12-20 s before the intraline budget, against ~1 ms for the unified diff).
 
 Time is the best of a few runs without tracing; peak memory is ``tracemalloc``'s peak during a
 separate traced run (inputs are built beforehand and not counted). Prints figures and ratios, no
 assertions on speed; result sizes are checked to agree with the baseline.
 
-Run: ``.venv/bin/python bench/diffs.py`` (about a minute).
+Run: ``.venv/bin/python bench/diffs.py`` (about a minute); ``bench/diffs.py html`` runs (d) only.
 """
 
 from __future__ import annotations
@@ -205,9 +209,65 @@ def bench_csv() -> None:
     report("keyed row diff", ours, base)
 
 
+# ---------------------------------------------------------------- (d) HTML work bound
+def scattered_edits(lines: int, width: int, edits: int) -> tuple[str, str]:
+    """Two texts of ``lines`` random lines of ``width`` characters, each line edited in
+    ``edits`` random places (a small alphabet: the worst case for character matching)."""
+    old, new = [], []
+    for _ in range(lines):
+        chars = RND.choices("abcdefghij ", k=width)
+        old.append("".join(chars) + "\n")
+        for k in RND.sample(range(width), edits):
+            chars[k] = RND.choice("ABCDEFGHIJ")
+        new.append("".join(chars) + "\n")
+    return "".join(old), "".join(new)
+
+
+def best_of(fn: Callable[[], Any], runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_html_bound() -> None:
+    print("(d) HTML diff work bound (every line changed in many places)", flush=True)
+    cases = (("50 lines x 2,000 chars", 50, 1990, 200), ("1,000 lines x 100 chars", 1000, 99, 10))
+    for name, lines, width, edits in cases:
+        old, new = scattered_edits(lines, width, edits)
+        unified = best_of(lambda: diff_text(old, new, "unified"), 30)  # noqa: B023
+        page = best_of(lambda: diff_text(old, new, "html"), 30)  # noqa: B023
+        print(
+            f"  {name:<26} {len(old) / 1e3:.0f} KB: unified {unified * 1e3:7.2f} ms, "
+            f"html {page * 1e3:7.2f} ms, html/unified x{page / unified:.2f}",
+            flush=True,
+        )
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "memory", "versioning": True}])
+    node = sm.node("v:long-lines.txt")
+    old, new = scattered_edits(50, 1990, 200)
+    node.write_text(old)
+    node.write_text(new)
+    unified = best_of(lambda: node.diff_versions_text(format="unified"), 30)
+    page = best_of(lambda: node.diff_versions_text(format="html"), 30)
+    print(
+        f"  node.diff_versions_text (memory)  unified {unified * 1e3:7.2f} ms, "
+        f"html {page * 1e3:7.2f} ms, html/unified x{page / unified:.2f}",
+        flush=True,
+    )
+
+
 if __name__ == "__main__":
+    import sys
+
     started = time.perf_counter()
+    if sys.argv[1:] == ["html"]:
+        bench_html_bound()
+        raise SystemExit(0)
     bench_text()
     bench_json()
     bench_csv()
+    bench_html_bound()
     print(f"total {time.perf_counter() - started:.0f} s")

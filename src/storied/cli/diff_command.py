@@ -19,6 +19,8 @@ import click
 from rich.console import Console
 from rich.text import Text
 
+from storied.diff.image import MAX_PIXELS
+
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
 
@@ -170,9 +172,10 @@ def _semantic(
     fmt: str,
     output: str | None,
     key: tuple[str, ...],
+    max_pixels: int,
 ) -> None:
     if kind == "image":
-        found = node.diff_image_versions(v1, v2)
+        found = node.diff_image_versions(v1, v2, max_pixels=max_pixels)
         if output:
             with _writing(output):
                 found.image.save(output)
@@ -231,6 +234,13 @@ def _semantic(
 )
 @click.option("--key", "-k", multiple=True, help="CSV key column (repeat for several).")
 @click.option("--encoding", default=None, help="Text encoding (default UTF-8).")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=1),
+    default=MAX_PIXELS,
+    show_default=True,
+    help="Image diffs: refuse images (or a canvas) of more pixels than this.",
+)
 @click.pass_context
 def diff_command(
     ctx: click.Context,
@@ -243,6 +253,7 @@ def diff_command(
     context_lines: int,
     key: tuple[str, ...],
     encoding: str | None,
+    max_pixels: int,
 ) -> None:
     """Compare versions V1 and V2 (default -1 and -2) of PATH (mount:path).
 
@@ -257,7 +268,7 @@ def diff_command(
     if kind != "text":
         if fmt in ("context", "html"):
             raise click.UsageError(f"--format {fmt} is for text diffs; use unified or json")
-        _semantic(node, kind, a, b, fmt, output, key)
+        _semantic(node, kind, a, b, fmt, output, key, max_pixels)
         return
     if fmt == "json":
         found = _hunks_json(node, a, b, context_lines, encoding)

@@ -217,8 +217,18 @@ class DiffMethods:
             result = diff_csv(a, b, key, old_label=old.described, new_label=new.described)
         return result.as_dict()
 
-    def diff_image_versions(self, v1: int | str = -1, v2: int | str = -2) -> ImageDiff:
+    def diff_image_versions(
+        self, v1: int | str = -1, v2: int | str = -2, max_pixels: int | None = 50_000_000
+    ) -> ImageDiff:
         """A visual diff between two versions of an image.
+
+        Args:
+            v1: One version (index, id or tag).
+            v2: The other.
+            max_pixels: The largest image (and common canvas), width x height, that is
+                decoded: checked from each file's header before decoding (default 50 Mpx,
+                :data:`storied.diff.image.MAX_PIXELS`; a diff costs ~30 bytes per pixel).
+                None removes this limit (Pillow's own bomb guard stays).
 
         Returns:
             An :class:`~storied.diff.image.ImageDiff`: ``similarity`` in [0, 1] (1.0 when
@@ -227,13 +237,14 @@ class DiffMethods:
             Images of different sizes are compared on a common canvas.
 
         Raises:
-            InvalidContentError: A version is not a readable image (the message names it).
+            InvalidContentError: A version is not a readable image, or is over ``max_pixels``
+                (the message names it).
             MissingDependencyError: Pillow/imagehash are missing: ``pip install
                 'storied[image]'``.
         """
         from storied.diff.image import diff_images, load_image
 
         old, new = self._diff_sides(v1, v2)
-        before = load_image(self._diff_bytes(old), old.described)
-        after = load_image(self._diff_bytes(new), new.described)
-        return diff_images(before, after)
+        before = load_image(self._diff_bytes(old), old.described, max_pixels)
+        after = load_image(self._diff_bytes(new), new.described, max_pixels)
+        return diff_images(before, after, max_pixels)

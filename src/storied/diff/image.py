@@ -3,22 +3,34 @@ changed pixels.
 
 Needs the optional extra ``image`` (Pillow and imagehash); without it every function raises
 :class:`~storied.errors.MissingDependencyError` saying ``pip install 'storied[image]'``.
+
+Size limit: decoding an image takes memory in proportion to its pixels, not its file size (a
+140 KB PNG can hold 12000x12000 pixels and cost gigabytes to diff). Every function takes
+``max_pixels`` (default :data:`MAX_PIXELS`, 50 megapixels; None for no limit of ours) and
+checks it against the dimensions in the file's header **before** decoding anything, and
+against the common canvas of the two images; beyond it, or when Pillow's own
+decompression-bomb guard trips, the result is :class:`~storied.errors.InvalidContentError`.
+A diff within the limit holds roughly 30 bytes per canvas pixel at its peak.
 """
 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 from storied.diff.model import InvalidContentError
-from storied.errors import MissingDependencyError
+from storied.errors import InvalidArgumentError, MissingDependencyError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
-__all__ = ["ImageDiff", "diff_images", "load_image"]
+__all__ = ["MAX_PIXELS", "ImageDiff", "diff_images", "load_image"]
+
+MAX_PIXELS = 50_000_000
+"""Default bound on an image's (and the diff canvas's) width x height, in pixels."""
 
 HIGHLIGHT = (255, 0, 64)
 """The colour of changed pixels in :attr:`ImageDiff.image`."""
@@ -81,19 +93,49 @@ def _modules() -> tuple[Any, Any, Any]:
     return PILImage, ImageChops, imagehash
 
 
-def load_image(data: bytes, label: str) -> Image:
+def _check_pixels(size: tuple[int, int], max_pixels: int | None, what: str) -> None:
+    if max_pixels is not None and size[0] * size[1] > max_pixels:
+        raise InvalidContentError(
+            f"{what} is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, over the limit of "
+            f"{max_pixels:,} (pass a larger max_pixels= to diff it)"
+        )
+
+
+def _valid_limit(max_pixels: int | None) -> int | None:
+    if max_pixels is not None and (
+        isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1
+    ):
+        raise InvalidArgumentError(f"max_pixels must be an int >= 1 or None, not {max_pixels!r}")
+    return max_pixels
+
+
+def load_image(data: bytes, label: str, max_pixels: int | None = MAX_PIXELS) -> Image:
     """Decode an image (its first frame) fully into memory.
 
+    The dimensions are read from the header first: an image of more than ``max_pixels`` pixels
+    is refused before any pixel is decoded.
+
     Raises:
-        InvalidContentError: Not an image Pillow can read; the message names ``label``.
+        InvalidContentError: Not an image Pillow can read, or too large (over ``max_pixels``,
+            or a decompression bomb by Pillow's own measure); the message names ``label``.
+        InvalidArgumentError: ``max_pixels`` is not an int >= 1 or None.
         MissingDependencyError: Pillow is not installed.
     """
     pil, _, _ = _modules()
+    limit = _valid_limit(max_pixels)
     try:
-        with pil.open(io.BytesIO(data)) as img:
-            img.load()
-            return img.copy()
+        with warnings.catch_warnings():
+            # Pillow warns past ~89 Mpx; the size is checked here against max_pixels instead.
+            warnings.simplefilter("ignore", pil.DecompressionBombWarning)
+            with pil.open(io.BytesIO(data)) as img:
+                _check_pixels(img.size, limit, label)
+                img.load()
+                return img.copy()
+    except pil.DecompressionBombError as exc:
+        raise InvalidContentError(f"{label} is too large to decode: {exc}") from exc
     except (pil.UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, InvalidContentError):
+            raise
         raise InvalidContentError(f"{label} is not a readable image: {exc}") from exc
 
 
@@ -114,19 +156,26 @@ def _highlight(new: Image, mask: Image) -> Image:
     return faded
 
 
-def diff_images(old: Image, new: Image) -> ImageDiff:
-    """Compare two Pillow images of any modes and sizes (see :class:`ImageDiff`)."""
+def diff_images(old: Image, new: Image, max_pixels: int | None = MAX_PIXELS) -> ImageDiff:
+    """Compare two Pillow images of any modes and sizes (see :class:`ImageDiff`).
+
+    Raises:
+        InvalidContentError: The common canvas (the larger width by the larger height) is over
+            ``max_pixels``.
+    """
     _, chops, imagehash = _modules()
     size = (max(old.width, new.width), max(old.height, new.height))
-    a, b = _on_canvas(old, size), _on_canvas(new, size)
-    delta = chops.difference(a, b)
-    per_pixel = reduce(chops.lighter, delta.split())
-    mask = per_pixel.point(lambda v: 255 if v else 0)
+    _check_pixels(size, _valid_limit(max_pixels), "the canvas of the two images")
+    distance = int(imagehash.phash(old.convert("RGB")) - imagehash.phash(new.convert("RGB")))
+    b = _on_canvas(new, size)
+    delta = chops.difference(_on_canvas(old, size), b)  # the old canvas is freed at once
+    # delta.histogram() is 4 x 256 counts (R, G, B, A): the sum of all differences, no copy.
+    total = sum((i % 256) * n for i, n in enumerate(delta.histogram()))
+    mask = reduce(chops.lighter, delta.split()).point(lambda v: 255 if v else 0)
+    del delta
     changed = mask.histogram()[255]
-    total = sum(sum(i * n for i, n in enumerate(band.histogram())) for band in delta.split())
     pixels = size[0] * size[1]
     similarity = 1.0 - total / (255 * 4 * pixels) if pixels else 1.0
-    distance = int(imagehash.phash(old.convert("RGB")) - imagehash.phash(new.convert("RGB")))
     return ImageDiff(
         similarity=1.0 if not changed else min(similarity, 1.0 - 1e-12),
         hash_distance=distance,

@@ -7,6 +7,15 @@ context renderers produce exactly what :func:`difflib.unified_diff` and
 next line). The HTML renderer writes a complete, self-contained page (inline CSS, no script, no
 external resource; a Content-Security-Policy forbids loading any) showing the two versions side
 by side with changed characters highlighted.
+
+Work bound of the HTML renderer: a replaced line is first trimmed of its common prefix and
+suffix (slice comparisons, no per-character Python loop); only the differing middle may be
+matched character by character (:class:`difflib.SequenceMatcher`, quadratic), and only while
+it is at most :data:`INTRALINE_PAIR_CELLS` (length x length) and a budget of
+:data:`INTRALINE_CELLS_PER_CHAR` cells per character of the two texts lasts. Past that the
+middle is marked changed as a whole. So the HTML diff costs a small multiple of the unified diff
+whatever the lines (``bench/diffs.py`` prints the ratio); the highlighting is exact for one
+change per line and coarser when a long line changes in many places.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import difflib
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import zip_longest
+from itertools import chain, zip_longest
 from typing import Literal
 
 from storied.diff.model import BinaryContentError, Hunk
@@ -36,7 +45,10 @@ __all__ = [
 TextFormat = Literal["unified", "context", "html"]
 FORMATS: tuple[str, ...] = ("unified", "context", "html")
 NO_EOL = "\\ No newline at end of file\n"
-_INTRALINE_LIMIT = 2000  # characters; longer replaced lines are marked whole, not char by char
+INTRALINE_PAIR_CELLS = 40_000
+"""Largest differing middle (old length x new length) matched character by character."""
+INTRALINE_CELLS_PER_CHAR = 0.05
+"""Character-matching budget of one HTML diff, in cells per character of the two texts."""
 
 
 @dataclass(frozen=True)
@@ -263,26 +275,95 @@ def _wrap(tag: str, text: str) -> str:
     return f"<{tag}>{_esc(text)}</{tag}>" if text else ""
 
 
-def _intraline(old: str, new: str) -> tuple[str, str]:
+class _Budget:
+    """What is left of one diff's character-matching budget, in cells (length x length)."""
+
+    def __init__(self, cells: float) -> None:
+        self.cells = cells
+
+    def take(self, cells: int) -> bool:
+        if cells > INTRALINE_PAIR_CELLS or cells > self.cells:
+            return False
+        self.cells -= cells
+        return True
+
+
+# Both searches gallop (8, 32, 128... characters) then bisect: O(log k) slice comparisons at C
+# speed, so a short common part costs a few tiny slices and a long one a few large ones.
+def _prefix_length(a: str, b: str) -> int:
+    """Length of the common prefix of ``a`` and ``b``."""
+    limit = min(len(a), len(b))
+    if not limit or a[0] != b[0]:
+        return 0
+    lo, step = 1, 8
+    while step < limit and a[:step] == b[:step]:
+        lo, step = step, step * 4
+    if step >= limit and a[:limit] == b[:limit]:
+        return limit
+    hi = min(step, limit) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _suffix_length(a: str, b: str, limit: int) -> int:
+    """Length of the common suffix of ``a`` and ``b``, at most ``limit``."""
+    la, lb = len(a), len(b)
+    if limit <= 0 or a[-1] != b[-1]:
+        return 0
+    lo, step = 1, 8
+    while step < limit and a[la - step :] == b[lb - step :]:
+        lo, step = step, step * 4
+    if step >= limit and a[la - limit :] == b[lb - limit :]:
+        return limit
+    hi = min(step, limit) - 1
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[la - mid :] == b[lb - mid :]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _piece(tag: str, text: str) -> str:
+    return f"<{tag}>{html.escape(text, quote=False)}</{tag}>" if text else ""
+
+
+def _intraline(old: str, new: str, budget: _Budget) -> tuple[str, str]:
     """Both lines as HTML with the differing characters wrapped in ``<del>``/``<ins>``."""
     old, new = old.rstrip("\r\n"), new.rstrip("\r\n")
-    if len(old) > _INTRALINE_LIMIT or len(new) > _INTRALINE_LIMIT:
-        return _esc(old), _esc(new)
-    left: list[str] = []
-    right: list[str] = []
-    matcher = difflib.SequenceMatcher(None, old, new, autojunk=False)
-    if matcher.ratio() < 0.5:  # mostly rewritten: mark the whole line, not scattered letters
-        return _wrap("del", old), _wrap("ins", new)
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        a, b = _esc(old[i1:i2]), _esc(new[j1:j2])
-        if tag == "equal":
-            left.append(a)
-            right.append(b)
-            continue
-        if a:
-            left.append(f"<del>{a}</del>")
-        if b:
-            right.append(f"<ins>{b}</ins>")
+    head = _prefix_length(old, new)
+    tail = _suffix_length(old, new, min(len(old), len(new)) - head)
+    a_mid, b_mid = old[head : len(old) - tail], new[head : len(new) - tail]
+    common = head + tail
+    ops = None
+    if a_mid and b_mid and budget.take(len(a_mid) * len(b_mid)):
+        matcher = difflib.SequenceMatcher(None, a_mid, b_mid, autojunk=False)
+        common += sum(block.size for block in matcher.get_matching_blocks())
+        ops = matcher.get_opcodes()
+    if 4 * common < len(old) + len(new):  # mostly rewritten: mark the whole line
+        return _piece("del", old), _piece("ins", new)
+    esc = html.escape
+    left = [esc(old[:head], quote=False)]
+    right = [esc(new[:head], quote=False)]
+    if ops is None:
+        left.append(_piece("del", a_mid))
+        right.append(_piece("ins", b_mid))
+    else:
+        for tag, i1, i2, j1, j2 in ops:
+            if tag == "equal":
+                left.append(esc(a_mid[i1:i2], quote=False))
+                right.append(esc(b_mid[j1:j2], quote=False))
+                continue
+            left.append(_piece("del", a_mid[i1:i2]))
+            right.append(_piece("ins", b_mid[j1:j2]))
+    left.append(esc(old[len(old) - tail :], quote=False))
+    right.append(esc(new[len(new) - tail :], quote=False))
     return "".join(left), "".join(right)
 
 
@@ -295,7 +376,9 @@ def _row(ln: int | None, left: str, lcls: str, rn: int | None, right: str, rcls:
     )
 
 
-def _op_rows(d: TextDiff, op: tuple[str, int, int, int, int]) -> Iterator[str]:
+def _op_rows(
+    d: TextDiff, op: tuple[str, int, int, int, int], budget: _Budget
+) -> Iterator[str]:
     tag, i1, i2, j1, j2 = op
     if tag == "equal":
         for k in range(i2 - i1):
@@ -305,7 +388,7 @@ def _op_rows(d: TextDiff, op: tuple[str, int, int, int, int]) -> Iterator[str]:
     pairs = zip_longest(range(i1, i2), range(j1, j2))
     for i, j in pairs:
         if i is not None and j is not None:
-            left, right = _intraline(d.old[i], d.new[j])
+            left, right = _intraline(d.old[i], d.new[j], budget)
             yield _row(i + 1, left, "del", j + 1, right, "add")
         elif i is not None:
             yield _row(i + 1, _esc(d.old[i]), "del", None, "", "empty")
@@ -315,15 +398,18 @@ def _op_rows(d: TextDiff, op: tuple[str, int, int, int, int]) -> Iterator[str]:
 
 
 def _table_rows(d: TextDiff) -> Iterator[str]:
+    chars = sum(map(len, d.old)) + sum(map(len, d.new))
+    budget = _Budget(chars * INTRALINE_CELLS_PER_CHAR)
     for index, hunk in enumerate(d.hunks):
         (o1, o2), (n1, n2) = hunk.old_range, hunk.new_range
         if index or o1 or n1:
             yield (
                 '<tr class="sep"><td colspan="4">'
-                f"⋯ old lines {o1 + 1}&ndash;{o2}, new lines {n1 + 1}&ndash;{n2} ⋯</td></tr>"
+                f"&#8943; old lines {o1 + 1}&ndash;{o2}, new lines {n1 + 1}&ndash;{n2} &#8943;"
+                "</td></tr>"
             )
         for op in hunk.ops:
-            yield from _op_rows(d, op)
+            yield from _op_rows(d, op, budget)
 
 
 def _counts(d: TextDiff) -> tuple[int, int]:
@@ -345,7 +431,9 @@ def render_html(d: TextDiff) -> str:
 
     Equal texts give a page that says "No differences".
     """
-    title = _esc(f"Diff: {d.old_label} → {d.new_label}")
+    # Markup is ASCII (entities for arrows and dots): joining it with ASCII content costs no
+    # widening of the page to a wider string kind.
+    title = f"Diff: {_esc(d.old_label)} &rarr; {_esc(d.new_label)}"
     head = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta http-equiv="Content-Security-Policy" '
@@ -365,14 +453,14 @@ def render_html(d: TextDiff) -> str:
         f'<p class="stats"><span class="r">&minus;{removed} removed</span>, '
         f'<span class="a">+{added} added</span></p>\n'
     )
-    table = (
+    table_head = (
         '<table class="diff">\n<colgroup><col class="n"><col><col class="n"><col></colgroup>\n'
         f'<thead><tr><th colspan="2">{_side(d.old_label, d.old_date)}</th>'
-        f'<th colspan="2">{_side(d.new_label, d.new_date)}</th></tr></thead>\n<tbody>\n'
-        + "\n".join(_table_rows(d))
-        + "\n</tbody>\n</table>\n"
+        f'<th colspan="2">{_side(d.new_label, d.new_date)}</th></tr></thead>\n<tbody>'
     )
-    return head + meta + stats + table + "</body>\n</html>\n"
+    end = "</tbody>\n</table>\n</body>\n</html>\n"
+    # One join builds the page: no intermediate copy of the (possibly large) table.
+    return "\n".join(chain((head + meta + stats + table_head,), _table_rows(d), (end,)))
 
 
 RENDERERS = {"unified": render_unified, "context": render_context, "html": render_html}
