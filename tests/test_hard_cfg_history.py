@@ -166,3 +166,17 @@ def test_history_key_errors() -> None:
             sm.add_mount({"name": "v", "type": "memory", "versioning": True, "history": spec})
     with pytest.raises(StorageConfigError, match="needs 'versioning: true'"):
         sm.add_mount({"name": "v", "type": "memory", "history": "archive:h"})
+
+
+def test_replacing_a_mount_refreshes_the_histories_that_depend_on_it() -> None:
+    sm = StorageManager()
+    sm.configure([
+        {"name": "base", "type": "memory", "versioning": True},
+        {"name": "child", "path": "base:sub"},
+        {"name": "plain", "type": "memory", "versioning": True},
+    ])
+    kept = sm.history("plain")
+    assert sm.history("child") is not None
+    sm.add_mount({"name": "base", "type": "memory", "versioning": False})
+    assert sm.history("child") is None  # not a stale cached history of the old 'base'
+    assert sm.history("plain") is kept  # unrelated histories stay cached

@@ -135,7 +135,7 @@ class StorageManager:
         backend = self._build(name, config, relative)
         self._mounts[name] = backend
         self._configs[name] = dict(config)
-        self._histories.clear()  # relative mounts cache their parent's history too
+        self._forget_histories(name)
         check_history_keys(name, config, self.has_mount)
         self._check_history_targets()
 
@@ -226,6 +226,15 @@ class StorageManager:
             if config.get("versioning") is True and name not in self._parents
         ])  # fmt: skip
 
+    def _forget_histories(self, name: str) -> None:
+        """Drop the cached histories that depend on mount ``name``: its own, those of mounts
+        relative to it, and those kept in it (``history:``)."""
+        for mount in list(self._histories):
+            spec = self._configs.get(mount, {}).get("history")
+            target = paths.split_fullpath(spec)[0] if spec else None
+            if name in self._chain(mount) or (target and name in self._chain(target)):
+                del self._histories[mount]
+
     def _history_place(self, name: str) -> tuple[Backend, str]:
         """(backend, root) where the portable history of non-relative mount ``name`` lives."""
         spec = self._configs[name].get("history")
@@ -251,11 +260,11 @@ class StorageManager:
                     f"Mount {name!r} holds the history of mount {other!r}: delete or "
                     f"reconfigure {other!r} first"
                 )
+        self._forget_histories(name)
         del self._mounts[name]
         del self._configs[name]
         self._raw.pop(name, None)
         self._parents.pop(name, None)
-        self._histories.pop(name, None)
 
     def get_mount_names(self) -> list[str]:
         """Mount names in the order they were added."""
