@@ -14,7 +14,7 @@ import pytest
 from storied import StorageManager
 from storied.backends._s3_stream import MAX_WINDOW, READ_AHEAD
 from storied.backends.s3 import S3Backend
-from storied.errors import PreconditionFailedError, StorageError
+from storied.errors import PreconditionFailedError, StorageError, TransientStorageError
 from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket, s3_client
 
 MiB = 1024 * 1024
@@ -224,3 +224,20 @@ def test_deleted_object_mid_read_is_a_storied_error(moto: MotoHandle, bucket: st
 
 def test_capabilities_say_seekable(counted: S3Backend) -> None:
     assert counted.static_capabilities.seek_support
+
+
+def test_a_connection_lost_mid_body_resumes_where_it_broke(
+    counted: S3Backend, proxy: CountingProxy
+) -> None:
+    data = os.urandom(3 * MiB)
+    counted.write("r.bin", data)
+    proxy.reset()
+    proxy.fail(1, label="GET", cut=100_000)  # the first GET's body ends after 100 kB
+    assert counted.read_bytes("r.bin") == data
+    gets = _gets(proxy)
+    assert len(gets) == 2 and gets[1] == f"bytes={100_000}-{len(data) - 1}"
+    proxy.reset()
+    proxy.fail(10, label="GET", cut=0)  # no progress at all: a clear transient error
+    with pytest.raises(TransientStorageError):
+        counted.read_bytes("r.bin")
+    proxy.reset()

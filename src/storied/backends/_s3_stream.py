@@ -13,6 +13,8 @@ its ``VersionId`` when the bucket has one, else its ``ETag`` (``If-Match``). Aft
   cost one GET together. Reading on past a block streams bounded GETs of doubling size (up to
   :data:`MAX_WINDOW`), never the whole object.
 - ``read()`` to the end streams the rest in one GET.
+- A connection lost in the middle of a body is resumed from where it broke (pinned GET,
+  :data:`RESUMES` times per read) instead of failing the whole read.
 - Every GET after the first is pinned; when the object was overwritten meanwhile the read
   raises :class:`~storied.errors.PreconditionFailedError` instead of splicing two versions.
 """
@@ -24,9 +26,9 @@ import re
 from typing import Any, BinaryIO
 
 from storied.backends._s3_support import RangeNotSatisfiable, byte_range, mapped, unquote
-from storied.errors import PreconditionFailedError, StorageIOError
+from storied.errors import PreconditionFailedError, StorageIOError, TransientStorageError
 
-__all__ = ["MAX_WINDOW", "READ_AHEAD", "SKIP", "S3ReadStream", "open_stream"]
+__all__ = ["MAX_WINDOW", "READ_AHEAD", "RESUMES", "SKIP", "S3ReadStream", "open_stream"]
 
 #: Bytes fetched by the bounded GET after a seek (and the block kept in memory).
 READ_AHEAD = 1024 * 1024
@@ -34,6 +36,8 @@ READ_AHEAD = 1024 * 1024
 MAX_WINDOW = 32 * 1024 * 1024
 #: A forward seek of at most this many bytes reads and drops them instead of a new GET.
 SKIP = 256 * 1024
+#: How often one read resumes a body whose connection broke (each time one pinned GET).
+RESUMES = 2
 #: The buffer of the :class:`io.BufferedReader` returned to callers.
 BUFFER = 256 * 1024
 
@@ -158,8 +162,17 @@ class S3ReadStream(io.RawIOBase):
         return True
 
     def _read_body(self, size: int) -> bytes:
-        with mapped(self._key, self._bucket):
-            chunk = bytes(self._body.read(size))
+        """Up to ``size`` bytes of the current body. A connection lost mid-body is resumed
+        where it broke with a GET pinned to the same version (:data:`RESUMES` times)."""
+        for attempt in range(RESUMES + 1):
+            try:
+                with mapped(self._key, self._bucket):
+                    chunk = bytes(self._body.read(size))
+                break
+            except TransientStorageError:
+                if attempt == RESUMES:
+                    raise
+                self._request(self._body_pos, self._body_end)
         self._body_pos += len(chunk)
         if self._body_pos >= self._body_end:
             self._drop_body()

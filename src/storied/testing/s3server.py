@@ -193,8 +193,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         split = urllib.parse.urlsplit(self.path)
         self.server.record(self.command, split.path, split.query, self.headers.get("Range"))
         fault = self.server.take_fault(self.command, split.path, split.query)
-        if fault is not None:
-            self._refuse(*fault)
+        if fault is not None and fault.cut is None:
+            self._refuse(fault.status, fault.code)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         if body or self.command in ("PUT", "POST"):
@@ -203,7 +203,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
         try:
             upstream.request(self.command, self.path, body=body, headers=headers)
-            self._relay(upstream.getresponse())
+            self._relay(upstream.getresponse(), None if fault is None else fault.cut)
         finally:
             upstream.close()
 
@@ -221,7 +221,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def _relay(self, response: http.client.HTTPResponse) -> None:
+    def _relay(self, response: http.client.HTTPResponse, cut: int | None = None) -> None:
+        """Send ``response`` back; with ``cut``, only that many body bytes, then hang up."""
         self.send_response_only(response.status, response.reason)
         length = response.getheader("Content-Length")
         no_body = self.command == "HEAD" or response.status in (204, 304) or response.status < 200
@@ -236,8 +237,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             return
         try:
             while block := response.read(_COPY):
+                if cut is not None:
+                    block, cut = block[:cut], cut - len(block[:cut])
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
                 self.server.add_sent(len(block))
+                if cut == 0:
+                    self.close_connection = True  # the client sees the body end early
+                    return
             if chunked:
                 self.wfile.write(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError):  # the client dropped the body: fine
@@ -258,6 +264,7 @@ class _Fault:
     label: str | None
     query: str | None
     code: str | None = None
+    cut: int | None = None
 
     def matches(self, label: str, keys: set[str]) -> bool:
         return (self.label is None or self.label == label) and (
@@ -288,7 +295,7 @@ class _ProxyServer(ThreadingHTTPServer):
         with self.lock:
             self.sent += count
 
-    def take_fault(self, method: str, path: str, query: str) -> tuple[int, str | None] | None:
+    def take_fault(self, method: str, path: str, query: str) -> _Fault | None:
         """The status to answer instead of forwarding, consuming one use of the first match."""
         label = request_label(method, path, query)
         keys = set(urllib.parse.parse_qs(query, keep_blank_values=True))
@@ -296,7 +303,7 @@ class _ProxyServer(ThreadingHTTPServer):
             for fault in self.faults:
                 if fault.left > 0 and fault.matches(label, keys):
                     fault.left -= 1
-                    return fault.status, fault.code
+                    return fault
         return None
 
 
@@ -358,15 +365,17 @@ class CountingProxy:
         label: str | None = None,
         query: str | None = None,
         code: str | None = None,
+        cut: int | None = None,
     ) -> None:
         """Answer ``status`` (an S3 XML error, nothing forwarded) to the next ``times`` requests
         whose label (see :func:`request_label`) is ``label`` and whose query has the key
         ``query`` (None: any). ``proxy.fail(3, query="versioning")`` fails three
         GetBucketVersioning calls. ``code`` is the S3 error code sent (default: one that fits
-        the status). Faults are cleared by :meth:`reset`; the failed requests are counted like
-        the others."""
+        the status). With ``cut``, the request is forwarded instead and the connection closed
+        after ``cut`` bytes of the response body (a connection lost mid-download). Faults are
+        cleared by :meth:`reset`; the failed requests are counted like the others."""
         with self._server.lock:
-            self._server.faults.append(_Fault(times, status, label, query, code))
+            self._server.faults.append(_Fault(times, status, label, query, code, cut))
 
     @property
     def total(self) -> int:
