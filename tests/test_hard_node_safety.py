@@ -268,3 +268,27 @@ def test_recursive_delete_keeps_unaddressable_s3_keys(moto: MotoHandle, versioni
     assert not keys & {"d/a.txt", "d/e/f.txt"}
     client.close()
     sm.close()
+
+
+def test_hidden_prefix_protects_a_history_kept_in_another_mount() -> None:
+    from storied.backends.memory import MemoryBackend
+    from storied.backends.wrappers import HideReserved
+
+    sm = StorageManager()
+    sm.configure([{"name": "archive", "type": "memory"}])
+    raw = MemoryBackend("archive")
+    raw.write("histories/docs/blobs/ab/abc", b"blob")
+    raw.write("histories/other.txt", b"user file")
+    hider = sm.get_backend("archive")
+    assert isinstance(hider, HideReserved)  # the wrapper every plain mount has (no branching)
+    hider.hide("histories/docs")
+    assert {c.path for c in sm.node("archive:histories").children()} == {"histories/other.txt"}
+    for refuse in (lambda: sm.node("archive:histories/docs/x").write_text("forged"),
+                   lambda: sm.node("archive:histories/docs/blobs/ab/abc").delete(),
+                   lambda: sm.node("archive:histories/docs").mkdir(exist_ok=True)):
+        with pytest.raises(StoragePermissionError):
+            refuse()
+    sm.node("archive:histories").move_to("archive:moved")
+    sm.node("archive:").delete(recursive=True)
+    assert raw.read_bytes("histories/docs/blobs/ab/abc") == b"blob"
+    assert not raw.exists("histories/other.txt")

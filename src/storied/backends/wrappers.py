@@ -157,20 +157,77 @@ class HideReserved(WrappedBackend):
     Version engines write below this wrapper, so they still see everything. A recursive
     delete is :func:`~storied.backends.base.delete_tree`: the walked files, then the
     directories left empty; the history kept under ``.storied/`` (at the root or, from foreign
-    copies, deeper) survives ``delete('', recursive=True)``.
+    copies, deeper) survives ``delete('', recursive=True)``. :meth:`hide` adds more protected
+    prefixes (a history another mount keeps here with ``history: 'this:prefix'``).
     """
 
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self._extra: set[str] = set()
+
+    def hide(self, prefix: str) -> None:
+        """Hide ``prefix`` and everything below it from listings and walks, and refuse writes
+        and deletes there (``StoragePermissionError``); recursive deletes above it skip it."""
+        prefix = paths.normalize(prefix)
+        if not prefix:
+            raise StorageConfigError("The whole mount cannot be hidden")
+        self._extra.add(prefix)
+
+    def _hidden(self, path: str) -> bool:
+        return paths.is_hidden(path) or any(paths.is_under(path, p) for p in self._extra)
+
+    def _guard(self, *targets: str) -> None:
+        for path in targets:
+            if self._hidden(path):
+                raise StoragePermissionError(f"{path!r} is reserved for storied's own records")
+
     def list(self, path: str) -> Iterator[Info]:
-        return (e for e in self.inner.list(path) if not paths.is_hidden(e.path))
+        return (e for e in self.inner.list(path) if not self._hidden(e.path))
 
     def walk(self, path: str) -> Iterator[Info]:
-        return (e for e in self.inner.walk(path) if not paths.is_hidden(e.path))
+        return (e for e in self.inner.walk(path) if not self._hidden(e.path))
 
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         names = self.inner.list_names(path, start_after)
-        return (n for n in names if not paths.is_hidden(n[0]))
+        return (n for n in names if not self._hidden(f"{path}/{n[0]}" if path else n[0]))
+
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        self._guard(path)
+        return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        self._guard(path)
+        self.inner.mkdir(path, parents=parents, exist_ok=exist_ok)
+
+    def copy(self, src: str, dst: str) -> Info:
+        self._guard(dst)
+        return self.inner.copy(src, dst)
+
+    def move(self, src: str, dst: str) -> None:
+        self._guard(src, dst)
+        if any(paths.is_under(p, src) for p in self._extra) and self.inner.info(src).is_dir:
+            Backend.move(self, src, dst)  # a rename would carry the protected area along
+            return
+        self.inner.move(src, dst)
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        self._guard(path)
+        self.inner.set_metadata(path, metadata)
+
+    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+        self._guard(*(p for p, _ in items))
+        self.inner.delete_many(items)
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
+        self._guard(path)
         if not recursive or not self.inner.info(path).is_dir:
             self.inner.delete(path, recursive=recursive)
             return
