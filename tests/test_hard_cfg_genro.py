@@ -161,6 +161,8 @@ GENRO_CASES = [
     {"protocol": "memory"},
     {"name": "x", "protocol": "memory", "permissions": "all"},
     {"name": "x", "path": "nope:sub"},
+    {"name": "x", "protocol": "base64", "permissions": "readwrite"},
+    {"name": "x", "protocol": "base64", "permissions": "delete"},
 ]
 
 

@@ -206,13 +206,15 @@ class StorageManager:
             return backend
         level = Permission.parse(value, name)
         caps = backend.static_capabilities
+        refused = f"Cannot configure mount {name!r} with {level.value!r} permission. "  # genro's
         if caps.readonly and level is not Permission.READONLY:
             raise StorageConfigError(
-                f"Invalid permissions {level.value!r} for mount {name!r}: Backend type is "
-                "read-only (supports only 'readonly' permission)"
+                refused + "Backend type is read-only (supports only 'readonly' permission)"
             )
+        if not caps.write and level is not Permission.READONLY:
+            raise StorageConfigError(refused + "Backend does not support write operations")
         if level is Permission.DELETE and not caps.delete:
-            raise StorageConfigError(f"Mount {name!r}: backend cannot delete")
+            raise StorageConfigError(refused + "Backend does not support delete operations")
         return Permissions(backend, level)
 
     def _check_history_targets(self) -> None:
