@@ -155,3 +155,16 @@ def test_text_diff_errors_are_storied_errors(storage: StorageManager) -> None:
         decode_text(b"\xff\xfe\xfa", "label")
     with pytest.raises(BinaryContentError):
         decode_text(b"\xff", "label", "idna")  # idna raises UnicodeError, not ...DecodeError
+
+
+def test_structured_diff_errors_are_storied_errors() -> None:
+    from storied.diff.structured import diff_csv, diff_json_bytes
+
+    with pytest.raises(InvalidContentError, match="not valid JSON"):  # ValueError before
+        diff_json_bytes(b"[" + b"9" * 5000 + b"]", b"[1]", "v:a.json@1", "v:a.json@2")
+    with pytest.raises(InvalidContentError):
+        diff_json_bytes(b"[" * 100_000, b"[]", "old", "new")
+    with pytest.raises(InvalidArgumentError):  # TypeError before
+        diff_csv(io.BytesIO(b"a\n1\n"), io.BytesIO(b"a\n2\n"), 5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidEncodingError):  # LookupError before
+        diff_csv(io.BytesIO(b"a\n1\n"), io.BytesIO(b"a\n2\n"), "a", encoding="nope")

@@ -154,3 +154,46 @@ def test_no_injected_header_over_http(server: tuple[WSGIServer, StorageManager])
     assert response.status == 200 and body == b"hello"
     assert response.getheader("Set-Cookie") is None
     assert "stolen" in (response.getheader("Content-Disposition") or "")
+
+
+# ------------------------------------------------------------------ fill_from_url errors
+@pytest.fixture
+def http_status() -> Iterator[str]:
+    """A local HTTP server answering /<code> with that status (and /ok with a body)."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        code = environ["PATH_INFO"].strip("/")
+        if code == "ok":
+            start_response("200 OK", [("Content-Length", "4")])
+            return [b"body"]
+        start_response(f"{code} Status", [("Content-Length", "0")])
+        return [b""]
+
+    httpd = make_server("127.0.0.1", 0, app, handler_class=_Quiet)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+def test_fill_from_url_errors_are_storied_errors(
+    storage: StorageManager, http_status: str
+) -> None:
+    from storied.errors import StorageIOError, StorageNotFoundError, TransientStorageError
+
+    node = storage.node("v:dl.bin")
+    node.fill_from_url(f"{http_status}/ok")
+    assert node.read_bytes() == b"body"
+    for code, error in ((404, StorageNotFoundError), (403, StorageIOError),
+                        (503, TransientStorageError), (429, TransientStorageError)):
+        with pytest.raises(error, match=str(code)):
+            node.fill_from_url(f"{http_status}/{code}")
+    with pytest.raises(InvalidArgumentError):
+        node.fill_from_url("file:///etc/passwd")
+    with pytest.raises(InvalidArgumentError):
+        node.fill_from_url("http://127.0.0.1:notaport/x")
+    assert node.read_bytes() == b"body"  # nothing half-written by the failures

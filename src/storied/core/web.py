@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import re
 import urllib.error
 import urllib.request
@@ -11,7 +12,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from storied.core.streams import iter_chunks
-from storied.errors import InvalidArgumentError, StorageNotFoundError, TransientStorageError
+from storied.errors import (
+    InvalidArgumentError,
+    StorageError,
+    StorageIOError,
+    StorageNotFoundError,
+    TransientStorageError,
+)
 from storied.info import Info
 
 if TYPE_CHECKING:
@@ -164,16 +171,30 @@ def fill_from_url(node: StorageNode, url: str, timeout: float = 30) -> None:
     (SSRF); validate URLs before passing them here.
 
     Raises:
-        ValueError: Not an http(s) URL.
-        TransientStorageError: The download failed (also a ``ConnectionError``/``OSError``).
+        InvalidArgumentError: Not an http(s) URL (also a ``ValueError``).
+        StorageNotFoundError: The server answered 404 or 410.
+        StorageIOError: The server refused the request (another 4xx answer).
+        TransientStorageError: The download failed otherwise: no connection, timeout, reset,
+            5xx or 429 (also a ``ConnectionError``/``OSError``).
     """
-    if not url.startswith(("http://", "https://")):
-        raise ValueError(f"Invalid URL (only http/https are accepted): {url!r}")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidArgumentError(f"Invalid URL (only http/https are accepted): {url!r}")
     node.require_writable()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             node._store(response)
-    except urllib.error.URLError as exc:
+    except StorageError:
+        raise
+    except urllib.error.HTTPError as exc:
+        message = f"Failed to download from {url}: HTTP {exc.code} {exc.reason}"
+        if exc.code in (404, 410):
+            raise StorageNotFoundError(message) from exc
+        if 400 <= exc.code < 500 and exc.code != 429:
+            raise StorageIOError(message) from exc
+        raise TransientStorageError(message) from exc
+    except (http.client.InvalidURL, ValueError) as exc:  # a malformed URL (port, characters)
+        raise InvalidArgumentError(f"Invalid URL {url!r}: {exc}") from exc
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         raise TransientStorageError(f"Failed to download from {url}: {exc}") from exc
 
 

@@ -24,7 +24,8 @@ from itertools import chain
 from typing import Any, BinaryIO
 
 from storied.diff.model import Change, CsvDiff, InvalidContentError, RowChange
-from storied.errors import MissingDependencyError
+from storied.diff.text import _text_codec
+from storied.errors import InvalidArgumentError, MissingDependencyError
 
 __all__ = ["diff_csv", "diff_json", "diff_json_bytes", "diff_xml", "load_json", "parse_xml"]
 
@@ -45,7 +46,7 @@ def load_json(data: bytes | str, label: str) -> Any:
         return json.loads(data)
     except json.JSONDecodeError as exc:
         raise InvalidContentError(f"{label} is not valid JSON: {exc}") from exc
-    except (UnicodeDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # undecodable bytes, too deep, huge integers
         raise InvalidContentError(f"{label} is not valid JSON: {exc}") from exc
 
 
@@ -429,7 +430,14 @@ def diff_csv(
     Raises:
         InvalidContentError: A version is not decodable CSV, lacks a key column, repeats a
             column name or (with a key) a key value; the message names the version.
+        InvalidArgumentError: ``key`` is not a column name or a sequence of them.
+        InvalidEncodingError: ``encoding`` is not a text codec.
     """
+    if key is not None and not isinstance(key, str) and (
+        not isinstance(key, Sequence) or not all(isinstance(k, str) for k in key)
+    ):
+        raise InvalidArgumentError(f"key must be a column name or a list of them, not {key!r}")
+    encoding = _text_codec(encoding)
     keys = [key] if isinstance(key, str) else list(key or [])
     src_old = _CsvSource(old, old_label, encoding)
     src_new = _CsvSource(new, new_label, encoding)
