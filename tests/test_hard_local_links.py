@@ -7,6 +7,8 @@ the mount; deletes and renames act on the link itself, never on its target.
 
 from __future__ import annotations
 
+import errno
+import gc
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +26,7 @@ from storied.errors import (
     StorageIOError,
     StorageNotFoundError,
 )
+from storied.info import WriteMode
 
 
 @pytest.fixture(autouse=True, params=["openat2", "name-by-name"])
@@ -297,3 +300,49 @@ def test_errors_during_resolution_are_storied(root: Path) -> None:
         with pytest.raises(StorageError):
             call()
     assert backend.read_bytes("file.txt") == b"f"
+
+
+# ---------------------------------------------------------------------- descriptors
+def test_no_descriptor_leaks(root: Path) -> None:
+    backend = LocalBackend(str(root))
+    backend.write("a/b/c.txt", b"c")
+    os.symlink("a/b", root / "l")
+    os.symlink("../..", root / "a" / "b" / "up")  # the root
+    os.symlink("x", root / "loop")
+    os.symlink("loop", root / "x")
+
+    def round_trip() -> None:
+        backend.write("a/b/n.txt", b"n")
+        backend.read_bytes("l/c.txt")
+        with backend.open_read("l/c.txt") as f:
+            f.read()
+        backend.info("a/b/up/a/b/c.txt")
+        list(backend.list("l"))
+        list(backend.walk(""))
+        etag = backend.info("a/b/n.txt").etag
+        backend.write("a/b/n.txt", b"m", mode=WriteMode.IF_MATCH, etag=etag)
+        for bad in ("a/b/up/../x", "loop/x", "a/b/c.txt/x", "missing/x"):
+            with pytest.raises(StorageError):
+                backend.read_bytes(bad)
+        backend.delete("a/b/n.txt")
+
+    round_trip()
+    gc.collect()  # backends of earlier tests close their base descriptors when collected
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        round_trip()
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_openat2_unavailable_falls_back(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def refused(dir_fd: int, path: str, flags: int) -> int:
+        calls.append(path)
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(_local_fs, "OPENAT2", refused)
+    backend = LocalBackend(str(root))
+    backend.write("a/b/c.txt", b"c")
+    assert backend.read_bytes("a/b/c.txt") == b"c"
+    assert len(calls) == 1 and _local_fs.OPENAT2 is None  # asked once, then never again
