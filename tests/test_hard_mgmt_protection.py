@@ -149,6 +149,23 @@ def _holding_lease(sm: StorageManager) -> tuple[Any, MaintenanceLease]:
     return history, lease
 
 
+def _deleter_starts_after_guard(sm: StorageManager, monkeypatch: pytest.MonkeyPatch
+                                ) -> tuple[Any, MaintenanceLease]:
+    """The worst moment: a deleter takes the lease (and reads the refs) just after the
+    protector's first look at the lease, before its tag or manifest is written."""
+    history = sm.history("v")
+    assert history is not None
+    lease = MaintenanceLease(history.engine.catalog, ttl=30, wait=5)
+    original = ProtectionGuard.__init__
+
+    def init_then_deleter_starts(self: ProtectionGuard, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        lease.acquire()
+
+    monkeypatch.setattr(ProtectionGuard, "__init__", init_then_deleter_starts)
+    return history, lease
+
+
 def _in_thread(action: Any) -> tuple[threading.Thread, list[BaseException]]:
     errors: list[BaseException] = []
 
@@ -163,11 +180,11 @@ def _in_thread(action: Any) -> tuple[threading.Thread, list[BaseException]]:
     return thread, errors
 
 
-def test_tag_of_a_version_deleted_meanwhile_is_refused_and_rolled_back(sm: StorageManager
-                                                                       ) -> None:
+def test_tag_of_a_version_deleted_meanwhile_is_refused_and_rolled_back(
+        sm: StorageManager, monkeypatch: pytest.MonkeyPatch) -> None:
     node = written(sm, "v:r.txt", "old", "new")
     victim = node.versions[0]["version_id"]
-    history, lease = _holding_lease(sm)  # a deleter that has read the refs (no tag yet)
+    history, lease = _deleter_starts_after_guard(sm, monkeypatch)
     thread, errors = _in_thread(lambda: sm.node("v:r.txt").tag_version(victim, "keep"))
     wait_until(lambda: "keep" in history.refs("r.txt").tags)  # tagged; now waiting
     doomed = next(v for v in history.versions("r.txt") if v.version_id == victim)
@@ -180,10 +197,11 @@ def test_tag_of_a_version_deleted_meanwhile_is_refused_and_rolled_back(sm: Stora
     assert sm.verify("v:").ok
 
 
-def test_snapshot_naming_a_version_deleted_meanwhile_is_refused(sm: StorageManager) -> None:
+def test_snapshot_naming_a_version_deleted_meanwhile_is_refused(
+        sm: StorageManager, monkeypatch: pytest.MonkeyPatch) -> None:
     node = written(sm, "v:r.txt", "old", "new")
     recorded = node.versions[-1]["version_id"]
-    history, lease = _holding_lease(sm)
+    history, lease = _deleter_starts_after_guard(sm, monkeypatch)
     thread, errors = _in_thread(lambda: sm.create_snapshot("v:", "snap"))
     catalog = history.engine.catalog
     wait_until(lambda: "snap" in set(catalog.snapshot_tags()))  # written; now waiting
@@ -195,13 +213,15 @@ def test_snapshot_naming_a_version_deleted_meanwhile_is_refused(sm: StorageManag
     assert len(errors) == 1 and isinstance(errors[0], StorageNotFoundError), errors
     assert recorded in str(errors[0])
     assert sm.list_snapshots() == []  # the manifest was taken back
+    monkeypatch.undo()
     sm.create_snapshot("v:", "snap")  # and the name is free again
     assert sm.get_snapshot("snap")["files"] == {"r.txt": node.versions[-1]["version_id"]}
 
 
-def test_tag_during_a_harmless_cleanup_succeeds(sm: StorageManager) -> None:
+def test_tag_during_a_harmless_cleanup_succeeds(sm: StorageManager,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
     node = written(sm, "v:h.txt", "1", "2", "3")
-    history, lease = _holding_lease(sm)
+    history, lease = _deleter_starts_after_guard(sm, monkeypatch)
     result: list[str] = []
     thread, errors = _in_thread(lambda: result.append(node.tag_version(0, "ok")))
     wait_until(lambda: "ok" in history.refs("h.txt").tags)
@@ -210,6 +230,21 @@ def test_tag_during_a_harmless_cleanup_succeeds(sm: StorageManager) -> None:
     thread.join(30)
     assert errors == []
     assert result == [node.versions[0]["version_id"]] == [node.get_version_tags()["ok"]]
+
+
+def test_tagger_waits_for_a_running_cleanup_before_resolving(sm: StorageManager) -> None:
+    node = written(sm, "v:q.txt", "1", "2", "3")
+    victim = node.versions[0]["version_id"]
+    history, lease = _holding_lease(sm)  # a cleanup is running
+    thread, errors = _in_thread(lambda: node.tag_version(victim, "late"))
+    time.sleep(0.2)
+    assert history.refs("q.txt").tags == {}  # nothing written while the cleanup runs
+    doomed = next(v for v in history.versions("q.txt") if v.version_id == victim)
+    history.delete_version("q.txt", doomed)
+    lease.release()
+    thread.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], StorageNotFoundError), errors
+    assert node.get_version_tags() == {}  # never tagged: it resolved after the cleanup
 
 
 def test_deleters_read_protection_under_the_lease(sm: StorageManager) -> None:

@@ -17,7 +17,8 @@ refs and snapshot manifests fresh -> delete, calling :meth:`MaintenanceLease.kee
 deletion (renews when a third of the time to live is used; refuses to go on once the lease is
 too close to expiry, so a paused deleter never deletes on stale knowledge) -> release.
 
-Protector (:class:`ProtectionGuard`): read the lease (``before``) -> resolve the version(s) ->
+Protector (:class:`ProtectionGuard`): read the lease (``before``; while a deleter holds it, wait
+for the end first, so a running cleanup rarely costs a rollback) -> resolve the version(s) ->
 compare-and-swap the tag / create the manifest -> :meth:`ProtectionGuard.settle`: read the lease
 again. When it is unchanged and was not held, no deletion ran between the resolution and the
 catalog write, and every later deleter reads the new tag: done (two small reads in all). Else
@@ -228,7 +229,24 @@ class ProtectionGuard:
     def __init__(self, catalog: Catalog, wait: float = DEFAULT_WAIT) -> None:
         self.catalog, self.wait = catalog, wait
         self.needed = _needed(catalog)
-        self.before = _peek(catalog) if self.needed else None
+        self.before = self._quiet(_peek(catalog)) if self.needed else None
+
+    def _quiet(self, seen: bytes | None) -> bytes | None:
+        """Wait (bounded) until no deleter holds the lease; return the lease as last read.
+
+        Raises:
+            PreconditionFailedError: A deleter kept it for longer than ``wait``.
+        """
+        deadline = time.monotonic() + self.wait
+        while (state := _parse(seen)) is not None and state.active():
+            if time.monotonic() > deadline:
+                raise PreconditionFailedError(
+                    f"Version maintenance (lease {lease_key(self.catalog)!r}) kept running for "
+                    f"more than {self.wait:g} s; try again later"
+                )
+            time.sleep(_POLL)
+            seen = _peek(self.catalog)
+        return seen
 
     def settle(self) -> bool:
         """Call after the catalog write. True: safe, nothing to check. False: a deleter ran or
@@ -241,16 +259,7 @@ class ProtectionGuard:
         if not self.needed:
             return True
         after = _peek(self.catalog)
-        state = _parse(self.before)
-        if after == self.before and not (state is not None and state.active()):
-            return True
-        deadline = time.monotonic() + self.wait
-        while (state := _parse(after)) is not None and state.active():
-            if time.monotonic() > deadline:
-                raise PreconditionFailedError(
-                    f"Version maintenance (lease {lease_key(self.catalog)!r}) kept running for "
-                    f"more than {self.wait:g} s; try again later"
-                )
-            time.sleep(_POLL)
-            after = _peek(self.catalog)
+        if after == self.before:
+            return True  # not held when first read (see __init__), and nobody wrote since
+        self._quiet(after)
         return False
