@@ -57,6 +57,7 @@ def _operations(root: str) -> dict[str, Callable[[int], object]]:
         "backend.write a/b/f.bin": lambda i: backend.write("a/b/f.bin", DATA),
         "backend.read_bytes f.bin": lambda i: backend.read_bytes("f.bin"),
         "backend.info a/b/f.bin": lambda i: backend.info("a/b/f.bin"),
+        "backend.list_names a/b": lambda i: list(backend.list_names("a/b")),
         "node.write_bytes p:f.bin": lambda i: sm.node("p:f.bin").write_bytes(DATA),
         "node.read_bytes p:f.bin": lambda i: sm.node("p:f.bin").read_bytes(),
         "node.write_bytes v:d/f.bin (versioned)": lambda i: sm.node("v:d/f.bin").write_bytes(

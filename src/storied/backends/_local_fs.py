@@ -233,6 +233,18 @@ class Walk:
             self.descend(head.split("/"))
         return self.open(name or ".", flags)
 
+    def open_listing_beneath(self, path: str) -> bool:
+        """:meth:`open_listing` of ``path`` (several names) below the root: one ``openat2``
+        where the kernel has it (a link as the last name fails it, and the walk decides)."""
+        fd = self._openat2(path, _LIST_FLAGS) if path != "." else None
+        if fd is not None:
+            self.push(fd)
+            return True
+        head, _, name = path.rpartition("/")
+        if head:
+            self.descend(head.split("/"))
+        return self.open_listing(name)
+
     def open_listing(self, name: str) -> bool:
         """Stand in directory ``name`` to list it; False (and nothing to list) when ``name``
         is a link to a directory: a listing never enters one, even when asked by its name.

@@ -185,8 +185,8 @@ class LocalBackend(Backend):
     def list(self, path: str) -> Iterator[Info]:
         prefix = path + "/" if path else ""
         out: list[Info] = []
-        with self._walk(path) as (walk, name):
-            for entry in scan(walk.fd) if walk.open_listing(name) else ():
+        with self._walk(path, stay=True) as (walk, rest):
+            for entry in scan(walk.fd) if walk.open_listing_beneath(rest) else ():
                 st = entry_stat(walk, entry)
                 if st is None:
                     continue
@@ -201,8 +201,8 @@ class LocalBackend(Backend):
     @fresh_root
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
-        with self._walk(path) as (walk, name):
-            for entry in scan(walk.fd) if walk.open_listing(name) else ():
+        with self._walk(path, stay=True) as (walk, rest):
+            for entry in scan(walk.fd) if walk.open_listing_beneath(rest) else ():
                 if start_after is not None and entry.name <= start_after:
                     continue
                 if entry.is_symlink():
@@ -215,8 +215,8 @@ class LocalBackend(Backend):
     def walk(self, path: str) -> Iterator[Info]:
         """Every file below ``path``; linked directories are never entered (module doc)."""
         prefix = path + "/" if path else ""
-        with self._walk(path) as (walk, name):
-            if not walk.open_listing(name):
+        with self._walk(path, stay=True) as (walk, rest):
+            if not walk.open_listing_beneath(rest):
                 return
             for rel, st in walk_files(walk, prefix):
                 yield Info(rel, False, st.st_size, st.st_mtime, _etag(st))
