@@ -89,6 +89,7 @@ BAD_COMMANDS = [
     (["snapshot", "delete", "nosuch"], "nosuch"),
     (["snapshot", "create", "v:", ""], ""),
     (["verify", "nomount:"], "nomount"),
+    (["demo", "--keep", "/proc/no-such-dir/x"], "cannot run the demo"),  # OSError before
 ]
 
 

@@ -141,7 +141,14 @@ def demo(keep: str | None) -> None:
     """A short tour of mounts, nodes, copies and permissions on a local folder."""
     from storied.cli.demo import run_demo
 
-    run_demo(Console(), keep)
+    try:
+        run_demo(Console(), keep)
+    except StorageError:
+        raise
+    except OSError as exc:  # the --keep folder cannot be created or written
+        where = exc.filename or keep or "the temporary folder"
+        reason = exc.strerror or exc
+        raise click.ClickException(f"cannot run the demo in {where}: {reason}") from exc
 
 
 @cli.command("ls")
