@@ -219,7 +219,11 @@ def test_copy_of_folder_with_reserved_area_skips_it(sm: StorageManager, tmp_path
     sm.configure([{"name": "zip", "type": "zip", "file": str(_forged_zip(tmp_path))}])
     assert {c.basename for c in sm.node("zip:").children()} == {"a.txt", "sub"}
     assert {c.basename for c in sm.node("zip:sub").children()} == {"b.txt"}
-    sm.node("zip:").copy_to("docs:")
+    skipped: list[tuple[str, str]] = []
+    sm.node("zip:").copy_to("docs:", on_skip=lambda n, r: skipped.append((n.path, r)))
+    assert sorted(skipped) == [(p, "reserved") for p in (
+        ".storied/format.json", ".storied/refs/a.txt/refs.json", ".storied/snapshots/evil.json",
+        "sub/.storied/format.json")]
     sm.node("zip:").copy_to("pub:")
     sm.node("zip:").copy_to("alias:")
     a = sm.node("docs:a.txt")

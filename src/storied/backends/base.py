@@ -150,6 +150,12 @@ class Backend(abc.ABC):
             else:
                 yield entry
 
+    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+        """``(shown, hidden)``: the files :meth:`walk` yields below ``path``, and those a
+        hiding layer leaves out (storied's reserved names), from one listing. Copies use it
+        to report what they skip; plain adapters hide nothing here."""
+        return list(self.walk(path)), []
+
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         """``(name, is_dir)`` of each child of directory ``path``: a listing without sizes or
         times, which local disks answer without a ``stat`` per entry. With ``start_after``
@@ -326,6 +332,9 @@ class WrappedBackend(Backend):
 
     def walk(self, path: str) -> Iterator[Info]:
         return self.inner.walk(path)
+
+    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+        return self.inner.walk_split(path)
 
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         return self.inner.list_names(path, start_after)

@@ -69,6 +69,15 @@ class Prefixed(WrappedBackend):
         for entry in self._entries(self.inner.walk, path):
             yield self._out(entry)
 
+    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+        try:
+            shown, hidden = self.inner.walk_split(self._in(path))
+        except StorageNotFoundError:
+            if path:
+                raise
+            return [], []
+        return [self._out(e) for e in shown], [self._out(e) for e in hidden]
+
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         try:
             yield from self.inner.list_names(self._in(path), start_after)
@@ -186,6 +195,13 @@ class HideReserved(WrappedBackend):
 
     def walk(self, path: str) -> Iterator[Info]:
         return (e for e in self.inner.walk(path) if not self._hidden(e.path))
+
+    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+        shown: list[Info] = []
+        hidden: list[Info] = []
+        for entry in self.inner.walk(path):
+            (hidden if self._hidden(entry.path) else shown).append(entry)
+        return shown, hidden
 
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         names = self.inner.list_names(path, start_after)

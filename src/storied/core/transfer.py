@@ -144,7 +144,8 @@ def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None
         if plan.progress:
             plan.progress(1, 1)
         return None
-    files = _walk_if_dir(src)
+    walked = _walk_if_dir(src)
+    files, hidden = walked if walked is not None else (None, set())
     if files is None:
         try:
             info = src.info()
@@ -157,7 +158,7 @@ def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None
             return None
         files = []
     dest.mkdir(parents=True, exist_ok=True)
-    copied = _copy_dir(src, dest, files, plan)
+    copied = _copy_dir(src, dest, files, hidden, plan)
     if not files and plan.progress:
         plan.progress(0, 0)
     if not (plan.include or plan.exclude or plan.filter):
@@ -204,8 +205,9 @@ def _dest_info(dest: StorageNode) -> Info | None:
     return None if info.is_dir else info
 
 
-def _walk_if_dir(src: StorageNode) -> list[Info] | None:
-    """The files below ``src`` when it is a non-empty directory, else None.
+def _walk_if_dir(src: StorageNode) -> tuple[list[Info], set[str]] | None:
+    """The files below ``src`` when it is a non-empty directory (with the paths of those the
+    mount hides, which are never copied), else None.
 
     Listing first makes a directory copy cost one listing (no HEAD of an object-store prefix);
     a file costs one empty listing more than a HEAD alone would.
@@ -213,14 +215,16 @@ def _walk_if_dir(src: StorageNode) -> list[Info] | None:
     if src._listed is not None and not src._listed.is_dir:
         return None
     try:
-        files = list(src._be.walk(src.path))
+        shown, hidden = src._be.walk_split(src.path)
     except (StorageNotFoundError, NotADirectoryError):
         return None
-    return files or None
+    if not shown and not hidden:
+        return None
+    return shown + hidden, {e.path for e in hidden}  # hidden: reported as skipped ('reserved')
 
 
 def _copy_dir(
-    src: StorageNode, dest: StorageNode, files: list[Info], plan: _Plan
+    src: StorageNode, dest: StorageNode, files: list[Info], hidden: set[str], plan: _Plan
 ) -> list[Info]:
     copied: list[Info] = []
     existing: dict[str, Info] = {}
@@ -233,7 +237,8 @@ def _copy_dir(
     for done, info in enumerate(sorted(files, key=lambda i: i.path), start=1):
         rel = paths.relative_to(info.path, src.path)
         node = src._related(info.path, info)
-        reason = "reserved" if paths.is_hidden(rel) else _filtered(node, rel, plan)
+        hide = info.path in hidden or paths.is_hidden(rel)
+        reason = "reserved" if hide else _filtered(node, rel, plan)
         if reason is not None:
             if plan.on_skip:
                 plan.on_skip(node, reason)
