@@ -138,3 +138,16 @@ def test_serve_of_pinned_node_serves_its_version(sm: StorageManager) -> None:
         assert stream.read() == OLD[4:11]
     with open_range(old) as stream:
         assert io.BytesIO(stream.read()).getvalue() == OLD
+
+
+def test_wsgi_serve_of_pinned_node(sm: StorageManager) -> None:
+    old = sm.node("docs:dir/a.txt", version=-2)
+    seen: dict[str, object] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    body = b"".join(old.serve({"REQUEST_METHOD": "GET", "HTTP_RANGE": "bytes=4-10"},
+                              start_response))
+    assert str(seen["status"]).startswith("206") and body == OLD[4:11]
+    assert b"".join(old.serve({"REQUEST_METHOD": "GET"}, start_response)) == OLD
