@@ -113,8 +113,8 @@ def copy_node(
 
 
 def _relation(src: StorageNode, dest: StorageNode) -> str | None:
-    """``'same'`` when both nodes name one storage location, ``'inside'`` when ``dest`` is
-    below ``src`` there (decided on resolved backend locations, never on mount names).
+    """``'same'`` when both nodes name one storage location, else None (decided on resolved
+    backend locations, never on mount names).
 
     Raises:
         InvalidPathError: ``dest`` is inside ``src``.
@@ -162,12 +162,13 @@ def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None
     if not files and plan.progress:
         plan.progress(0, 0)
     if not (plan.include or plan.exclude or plan.filter):
-        _make_empty_dirs(src, dest, files)
+        _make_empty_dirs(src, dest, copied)
     return copied
 
 
 def _make_empty_dirs(src: StorageNode, dest: StorageNode, files: list[Info]) -> None:
-    """Create below ``dest`` the sub-directories of ``src`` that no copied file created."""
+    """Create below ``dest`` the sub-directories of ``src`` that no copied file (of
+    ``files``) created."""
     if not (src._be.capabilities.empty_dirs and dest._be.capabilities.empty_dirs):
         return
     filled: set[str] = set()  # directories (relative) that hold a copied file below them
