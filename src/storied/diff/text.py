@@ -267,8 +267,15 @@ tr.sep td{background:#ddf4ff;color:#57606a;text-align:center;padding:2px}
 """
 
 
+def _escape(text: str) -> str:
+    """``html.escape(text, quote=False)``, skipping the work for text with nothing to escape."""
+    if "&" in text or "<" in text or ">" in text:
+        return html.escape(text, quote=False)
+    return text
+
+
 def _esc(text: str) -> str:
-    return html.escape(text.rstrip("\r\n"), quote=False)
+    return _escape(text.rstrip("\r\n"))
 
 
 def _wrap(tag: str, text: str) -> str:
@@ -331,39 +338,43 @@ def _suffix_length(a: str, b: str, limit: int) -> int:
 
 
 def _piece(tag: str, text: str) -> str:
-    return f"<{tag}>{html.escape(text, quote=False)}</{tag}>" if text else ""
+    return f"<{tag}>{_escape(text)}</{tag}>" if text else ""
 
 
 def _intraline(old: str, new: str, budget: _Budget) -> tuple[str, str]:
     """Both lines as HTML with the differing characters wrapped in ``<del>``/``<ins>``."""
     old, new = old.rstrip("\r\n"), new.rstrip("\r\n")
+    la, lb = len(old), len(new)
+    total = la + lb
+    if 4 * min(la, lb) < total:  # under 0.5 however the lines match: mark them whole
+        return _piece("del", old), _piece("ins", new)
     head = _prefix_length(old, new)
-    tail = _suffix_length(old, new, min(len(old), len(new)) - head)
-    a_mid, b_mid = old[head : len(old) - tail], new[head : len(new) - tail]
+    tail = _suffix_length(old, new, min(la, lb) - head)
     common = head + tail
+    a_mid, b_mid = old[head : la - tail], new[head : lb - tail]
     ops = None
     if a_mid and b_mid and budget.take(len(a_mid) * len(b_mid)):
         matcher = difflib.SequenceMatcher(None, a_mid, b_mid, autojunk=False)
         common += sum(block.size for block in matcher.get_matching_blocks())
         ops = matcher.get_opcodes()
-    if 4 * common < len(old) + len(new):  # mostly rewritten: mark the whole line
+    if 4 * common < total:  # mostly rewritten: mark the whole line
         return _piece("del", old), _piece("ins", new)
-    esc = html.escape
-    left = [esc(old[:head], quote=False)]
-    right = [esc(new[:head], quote=False)]
+    esc = _escape
+    left = [esc(old[:head])]
+    right = [esc(new[:head])]
     if ops is None:
         left.append(_piece("del", a_mid))
         right.append(_piece("ins", b_mid))
     else:
         for tag, i1, i2, j1, j2 in ops:
             if tag == "equal":
-                left.append(esc(a_mid[i1:i2], quote=False))
-                right.append(esc(b_mid[j1:j2], quote=False))
+                left.append(esc(a_mid[i1:i2]))
+                right.append(esc(b_mid[j1:j2]))
                 continue
             left.append(_piece("del", a_mid[i1:i2]))
             right.append(_piece("ins", b_mid[j1:j2]))
-    left.append(esc(old[len(old) - tail :], quote=False))
-    right.append(esc(new[len(new) - tail :], quote=False))
+    left.append(esc(old[la - tail :]))
+    right.append(esc(new[lb - tail :]))
     return "".join(left), "".join(right)
 
 
