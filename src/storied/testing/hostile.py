@@ -6,7 +6,7 @@ normalised to a path that stays inside the mount.
 
 from __future__ import annotations
 
-__all__ = ["ESCAPES", "HOSTILE_PATHS"]
+__all__ = ["ESCAPES", "HOSTILE_PATHS", "RESERVED_NAMES"]
 
 #: Paths that must be refused outright: they can only mean "outside the mount".
 ESCAPES: tuple[str, ...] = (
@@ -51,6 +51,21 @@ CONTAINED: tuple[str, ...] = (
     "~/x.txt",
     "$HOME/x.txt",
     "%00x.txt",
+)
+
+#: Paths a user may not name: storied's reserved area at any depth (``StoragePermissionError``)
+#: and temporary-file names that listings hide (``InvalidPathError``).
+RESERVED_NAMES: tuple[str, ...] = (
+    ".storied",
+    ".storied/format.json",
+    "a/.storied",
+    "a/.storied/refs/x/refs.json",
+    "a/b/.storied/x",
+    "/.storied//x",
+    "./.storied/x",
+    "x.storied-tmp-1",
+    "a/.x.storied-tmp-123-4",
+    "a/.storied-tmp-/b",
 )
 
 #: The whole corpus.

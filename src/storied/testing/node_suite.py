@@ -24,7 +24,7 @@ from storied import (
     StorageNotFoundError,
     StoragePermissionError,
 )
-from storied.testing.hostile import CONTAINED, ESCAPES
+from storied.testing.hostile import CONTAINED, ESCAPES, RESERVED_NAMES
 
 __all__ = ["NodeConformance"]
 
@@ -404,7 +404,7 @@ class NodeConformance:
         assert sm.node("m:al/a.txt").read_text() == "precious"
         assert not sm.node("m:al/sub").exists() and not sm.node("m:al/copy").exists()
 
-    @pytest.mark.parametrize("name", [".storied", "a/.storied/x", "a/b.storied-tmp-1"])
+    @pytest.mark.parametrize("name", RESERVED_NAMES)
     def test_reserved_names_are_refused_at_any_depth(self, sm: StorageManager, name: str) -> None:
         for attempt in (lambda: sm.node("m:" + name), lambda: sm.node("m:ok").child(name),
                         lambda: sm.node("m:ok.txt").copy_to("m:" + name)):
