@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from storied import StorageConfigError, StorageManager
+from storied import StorageConfigError, StorageManager, StoragePermissionError
 
 
 def _dirs(tmp_path: Path, *names: str) -> list[str]:
@@ -180,3 +180,36 @@ def test_replacing_a_mount_refreshes_the_histories_that_depend_on_it() -> None:
     sm.add_mount({"name": "base", "type": "memory", "versioning": False})
     assert sm.history("child") is None  # not a stale cached history of the old 'base'
     assert sm.history("plain") is kept  # unrelated histories stay cached
+
+
+def test_a_history_kept_in_another_mount_is_protected_there(tmp_path: Path) -> None:
+    (data,) = _dirs(tmp_path, "data")
+    sm = StorageManager()
+    sm.configure([
+        {"name": "archive", "type": "memory"},
+        {"name": "docs", "type": "local", "base_path": data, "versioning": True,
+         "history": "archive:histories/docs"},
+    ])
+    sm.node("archive:other.txt").write_text("plain file")
+    sm.node("docs:a.txt").write_text("1")
+    sm.node("docs:a.txt").write_text("2")
+    assert sm.node("archive:histories").children() == []  # the history is not listed
+    sm.node("archive:").delete(recursive=True)
+    assert sm.node("docs:a.txt").version_count == 2
+    assert sm.verify("docs:").ok
+    with pytest.raises(StoragePermissionError):
+        sm.node("archive:histories/docs/x").write_text("forged")
+
+
+def test_a_refused_configure_hides_nothing(tmp_path: Path) -> None:
+    (data,) = _dirs(tmp_path, "data")
+    sm = StorageManager()
+    sm.add_mount({"name": "archive", "type": "memory"})
+    with pytest.raises(StorageConfigError):
+        sm.configure([
+            {"name": "docs", "type": "local", "base_path": data, "versioning": True,
+             "history": "archive:h"},
+            {"name": "bad", "type": "memory", "readonly": "no"},
+        ])
+    sm.node("archive:h/x.txt").write_text("still an ordinary folder")
+    assert sm.node("archive:h/x.txt").read_text() == "still an ordinary folder"

@@ -55,6 +55,7 @@ class StorageManager:
         self._raw: dict[str, Backend] = {}  # below permissions: what an engine writes through
         self._parents: dict[str, tuple[str, str]] = {}  # relative mount -> (parent, sub-path)
         self._histories: dict[str, MountHistory | None] = {}
+        self._hiders: dict[str, HideReserved] = {}  # root mount -> its reserved-area layer
 
     # ------------------------------------------------------------------ configuration
     def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
@@ -77,6 +78,7 @@ class StorageManager:
         try:
             for config in mounts:
                 self._add(config)
+            self._protect_histories()
         except BaseException:
             self._restore(saved)
             raise
@@ -98,17 +100,19 @@ class StorageManager:
         saved = self._save()
         try:
             self._add(config)
+            self._protect_histories()
         except BaseException:
             self._restore(saved)
             raise
 
+    def _tables(self) -> tuple[dict[str, Any], ...]:
+        return self._mounts, self._configs, self._raw, self._parents, self._hiders
+
     def _save(self) -> tuple[dict[str, Any], ...]:
-        return tuple(dict(d) for d in (self._mounts, self._configs, self._raw, self._parents))
+        return tuple(dict(d) for d in self._tables())
 
     def _restore(self, saved: tuple[dict[str, Any], ...]) -> None:
-        for current, old in zip(
-            (self._mounts, self._configs, self._raw, self._parents), saved, strict=True
-        ):
+        for current, old in zip(self._tables(), saved, strict=True):
             current.clear()
             current.update(old)
         self._histories.clear()
@@ -130,8 +134,8 @@ class StorageManager:
         registry.check_common(
             name, config, registry.RELATIVE_SCHEMA if relative else registry.COMMON_SCHEMA
         )
-        self._parents.pop(name, None)
-        self._raw.pop(name, None)
+        for table in (self._parents, self._raw, self._hiders):
+            table.pop(name, None)
         backend = self._build(name, config, relative)
         self._mounts[name] = backend
         self._configs[name] = dict(config)
@@ -161,7 +165,7 @@ class StorageManager:
             if attempts > 1:
                 backend = Retrying(backend, attempts=attempts)
             self._raw[name] = backend
-            backend = HideReserved(backend)
+            backend = self._hiders[name] = HideReserved(backend)
         return self._apply_permissions(name, config, backend)
 
     def _build_relative(self, name: str, config: Mapping[str, Any], spec: str) -> Backend:
@@ -228,6 +232,17 @@ class StorageManager:
             if config.get("versioning") is True and name not in self._parents
         ])  # fmt: skip
 
+    def _protect_histories(self) -> None:
+        """Hide every history kept in another mount (``history: 'other:prefix'``) from that
+        mount: not listed, not writable, not deleted by it (engines write below this layer)."""
+        for name, config in self._configs.items():
+            spec = config.get("history")
+            if not spec or config.get("versioning") is not True or name in self._parents:
+                continue
+            hider = self._hiders.get(self._chain(paths.split_fullpath(spec)[0])[-1])
+            if hider is not None:
+                hider.hide(self._history_place(name)[1])
+
     def _forget_histories(self, name: str) -> None:
         """Drop the cached histories that depend on mount ``name``: its own, those of mounts
         relative to it, and those kept in it (``history:``)."""
@@ -265,8 +280,8 @@ class StorageManager:
         self._forget_histories(name)
         del self._mounts[name]
         del self._configs[name]
-        self._raw.pop(name, None)
-        self._parents.pop(name, None)
+        for table in (self._raw, self._parents, self._hiders):
+            table.pop(name, None)
 
     def get_mount_names(self) -> list[str]:
         """Mount names in the order they were added."""
