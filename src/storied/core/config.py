@@ -31,6 +31,7 @@ __all__ = [
     "location",
     "nested",
     "refuse_engine_switch",
+    "relative_spec",
     "writable_level",
 ]
 
@@ -125,6 +126,18 @@ def load_mounts(source: Any) -> list[dict[str, Any]]:
         if not isinstance(item, Mapping):
             raise StorageConfigError(f"{where}: mount #{index} is not a mapping: {item!r:.60}")
     return [dict(item) for item in data]
+
+
+def _is_windows(path: str) -> bool:
+    return len(path) > 2 and path[1] == ":" and path[2] in "\\/"
+
+
+def relative_spec(config: Mapping[str, Any]) -> str | None:
+    """The ``'parent:sub'`` of a relative mount, or None for an ordinary one."""
+    spec = config.get("path")
+    if isinstance(spec, str) and ":" in spec and not _is_windows(spec):
+        return spec
+    return None
 
 
 # ------------------------------------------------------------------------------- locations

@@ -18,6 +18,7 @@ from storied.core.config import (
     has_portable_history,
     load_mounts,
     refuse_engine_switch,
+    relative_spec,
 )
 from storied.errors import (
     InvalidPathError,
@@ -130,7 +131,7 @@ class StorageManager:
         bad = [k for k in config if not isinstance(k, str)]
         if bad:
             raise StorageConfigError(f"Mount {name!r}: config keys are strings, not {bad[0]!r}")
-        relative = _relative_spec(config)
+        relative = relative_spec(config)
         registry.check_common(
             name, config, registry.RELATIVE_SCHEMA if relative else registry.COMMON_SCHEMA
         )
@@ -526,15 +527,3 @@ class StorageManager:
 
     def __repr__(self) -> str:
         return f"StorageManager(mounts=[{', '.join(self._mounts)}])"
-
-
-def _is_windows(path: str) -> bool:
-    return len(path) > 2 and path[1] == ":" and path[2] in "\\/"
-
-
-def _relative_spec(config: Mapping[str, Any]) -> str | None:
-    """The ``'parent:sub'`` of a relative mount, or None for an ordinary one."""
-    spec = config.get("path")
-    if isinstance(spec, str) and ":" in spec and not _is_windows(spec):
-        return spec
-    return None
