@@ -48,16 +48,18 @@ class Version:
     metadata: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def as_dict(self, tags: list[str] | None = None) -> dict[str, Any]:
-        """The genro-storage-compatible version dict (plus ``sha256``, ``tags``, ``metadata``)."""
+        """The genro-storage-compatible version dict (plus ``sha256``, ``tags``, ``metadata``);
+        a new dict with its own ``tags`` list and ``metadata`` dict on every call."""
+        fields = self.__dict__
         return {
-            "version_id": self.version_id,
-            "is_latest": self.is_latest,
-            "last_modified": self.last_modified,
-            "size": self.size,
-            "etag": self.etag,
-            "sha256": self.sha256,
-            "tags": list(tags or []),
-            "metadata": dict(self.metadata),
+            "version_id": fields["version_id"],
+            "is_latest": fields["is_latest"],
+            "last_modified": fields["last_modified"],
+            "size": fields["size"],
+            "etag": fields["etag"],
+            "sha256": fields["sha256"],
+            "tags": [*tags] if tags else [],
+            "metadata": {**fields["metadata"]} if fields["metadata"] else {},
         }
 
 

@@ -53,10 +53,16 @@ class MountHistory:
         if not found:
             return []
         refs = self.refs(path)
+        tagged: dict[str, list[str]] = {}
+        for name, vid in sorted(refs.tags.items()):
+            tagged.setdefault(vid, []).append(name)
+        notes = refs.annotations
         dicts = []
         for version in found:
-            item = version.as_dict(refs.tags_of(version.version_id))
-            item["metadata"] = {**version.metadata, **refs.annotations.get(version.version_id, {})}
+            vid = version.version_id
+            item = version.as_dict(tagged.get(vid))
+            if vid in notes:
+                item["metadata"] = {**version.metadata, **notes[vid]}
             dicts.append(item)
         return dicts
 
@@ -112,11 +118,24 @@ class MountHistory:
             IndexError: No versions, or the index is out of range (genro-storage messages).
             StorageNotFoundError: No version has that id, or none existed at ``as_of``.
         """
-        found = self.versions(path)
+        full = self._p(path)
         if as_of is not None:
-            return _at_date(found, as_of, path)
+            by_date = getattr(self.engine, "version_as_of", None)
+            if by_date is None:
+                return _at_date(self.versions(path), as_of, path)
+            hit = by_date(full, as_of)
+            if hit is None:
+                raise _date_error(as_of, path)
+            return hit
         if isinstance(version, int) and not isinstance(version, bool):
-            return _at_index(found, version, path)
+            by_index = getattr(self.engine, "version_at", None)
+            if by_index is None:
+                return _at_index(self.versions(path), version, path)
+            picked, count = by_index(full, version)
+            if picked is None:
+                raise _index_error(count, version, path)
+            return picked
+        found = self.versions(path)
         for item in found:
             if item.version_id == version:
                 return item
@@ -127,23 +146,31 @@ class MountHistory:
         raise StorageNotFoundError(f"No version or tag {version!r} of {path!r}")
 
 
+def _index_error(count: int, index: int, path: str) -> IndexError:
+    if not count:
+        return IndexError(f"No versions available for {path}")
+    return IndexError(
+        f"Version index {index} out of range. Available versions: 0 to {count - 1} "
+        f"or -1 to -{count}"
+    )
+
+
 def _at_index(found: list[Version], index: int, path: str) -> Version:
-    if not found:
-        raise IndexError(f"No versions available for {path}")
-    try:
-        return found[index]
-    except IndexError:
-        n = len(found)
-        raise IndexError(
-            f"Version index {index} out of range. Available versions: 0 to {n - 1} or -1 to -{n}"
-        ) from None
+    if not -len(found) <= index < len(found):
+        raise _index_error(len(found), index, path)
+    return found[index]
+
+
+def _date_error(as_of: datetime, path: str) -> StorageNotFoundError:
+    moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
+    return StorageNotFoundError(f"No version found before {moment.isoformat()} for {path}")
 
 
 def _at_date(found: list[Version], as_of: datetime, path: str) -> Version:
     moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
     before = [v for v in found if v.last_modified <= moment]
     if not before:
-        raise StorageNotFoundError(f"No version found before {moment.isoformat()} for {path}")
+        raise _date_error(as_of, path)
     return before[-1]
 
 

@@ -21,6 +21,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from typing import BinaryIO
 
 from storied import paths
@@ -34,9 +35,10 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.info import Data, WriteMode
+from storied.versioning._listing import Listings, as_version, versions_of
 from storied.versioning._recent import Recent
 from storied.versioning.catalog import Catalog
-from storied.versioning.engine import VerifyReport, Version, to_datetime
+from storied.versioning.engine import VerifyReport, Version
 from storied.versioning.records import (
     SCHEMA_VERSION,
     Record,
@@ -101,6 +103,7 @@ class PortableEngine:
         self.writer = new_writer_id()
         self._format_checked = False
         self._recent: Recent | None = None
+        self._listings = Listings(meta, self._history_dir)
         self.catalog = Catalog(meta, self.root)
 
     # ---------------------------------------------------------------- layout
@@ -173,31 +176,29 @@ class PortableEngine:
 
     # ---------------------------------------------------------------- records
     def records(self, path: str) -> list[Record]:
-        """Every record of exactly ``path``, in history order (one listing)."""
-        try:
-            entries = list(self.meta.list_names(self._history_dir(path)))
-        except (StorageNotFoundError, NotADirectoryError):
-            return []
-        found = [parse_record(name) for name, is_dir in entries if not is_dir]
-        return sorted(r for r in found if r is not None)
+        """Every record of exactly ``path``, in history order (one listing, or none when a
+        cached listing is still valid: see :class:`~storied.versioning._listing.Listings`)."""
+        return [r for r in map(parse_record, self._listings.get(path).names) if r is not None]
 
     def _as_versions(self, records: list[Record]) -> list[Version]:
         writes = [r for r in records if not r.deleted]
         live = bool(records) and not records[-1].deleted
-        return [
-            Version(
-                version_id=r.version_id,
-                last_modified=to_datetime(r.ts_ns / 1e9),
-                size=r.size,
-                etag=r.md5,
-                is_latest=live and r is writes[-1],
-                sha256=r.sha256,
-            )
-            for r in writes
-        ]
+        return [as_version(r, live and r is writes[-1]) for r in writes]
 
     def versions(self, path: str) -> list[Version]:
-        return self._as_versions(self.records(path))
+        listing = self._listings.get(path)
+        if listing.versions is None:
+            listing.versions = versions_of(listing.names)
+        return list(listing.versions)
+
+    def version_at(self, path: str, index: int) -> tuple[Version | None, int]:
+        """``(version at index, -1)``, or ``(None, number of versions)`` when out of range;
+        parses only the names it passes."""
+        return self._listings.get(path).at(index)
+
+    def version_as_of(self, path: str, moment: datetime) -> Version | None:
+        """The newest version written at or before ``moment`` (tz-aware), or None."""
+        return self._listings.get(path).as_of(moment)
 
     def open_version(self, path: str, version: Version) -> BinaryIO:
         if not version.sha256:

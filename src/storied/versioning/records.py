@@ -17,12 +17,21 @@ import threading
 import time
 from dataclasses import dataclass
 
-__all__ = ["Record", "blob_path", "new_writer_id", "next_timestamp", "parse_record"]
+__all__ = [
+    "Record",
+    "blob_path",
+    "is_record_name",
+    "match_record",
+    "new_writer_id",
+    "next_timestamp",
+    "parse_record",
+]
 
 SCHEMA_VERSION = 2
 _RECORD = re.compile(
     r"^(?P<ts>\d{19})\.(?P<writer>[0-9a-f]{12})\."
-    r"(?:(?P<w>w)\.(?P<size>\d+)\.(?P<md5>[0-9a-f]{32})\.(?P<sha>[0-9a-f]{64})|(?P<d>d))$"
+    r"(?:(?P<w>w)\.(?P<size>\d+)\.(?P<md5>[0-9a-f]{32})\.(?P<sha>[0-9a-f]{64})|(?P<d>d))\Z",
+    re.ASCII,
 )
 _clock_lock = threading.Lock()
 _last_ts = 0
@@ -71,6 +80,17 @@ def parse_record(name: str) -> Record | None:
     if match["d"]:
         return Record(ts, writer, deleted=True)
     return Record(ts, writer, False, int(match["size"]), match["md5"], match["sha"])
+
+
+def match_record(name: str) -> re.Match[str] | None:
+    """The regular-expression match of a record name (groups ``ts``, ``writer``, ``w``,
+    ``size``, ``md5``, ``sha``, ``d``), None when ``name`` is not a record."""
+    return _RECORD.match(name)
+
+
+def is_record_name(name: str) -> bool:
+    """True when ``name`` is a record name (no parsing)."""
+    return _RECORD.match(name) is not None
 
 
 def new_writer_id() -> str:
