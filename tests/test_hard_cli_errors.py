@@ -30,3 +30,12 @@ def test_new_classes_are_also_their_builtins(
     for base in bases:
         assert isinstance(exc, base), (name, base)
     assert str(exc) == "what went wrong"  # KeyError/IndexError-style quoting is not added
+
+
+def test_text_codec_errors_construct_like_their_builtins() -> None:
+    dec = errors.TextDecodeError("utf-8", b"a\xff", 1, 2, "invalid start byte in v:a.txt")
+    assert isinstance(dec, UnicodeDecodeError) and isinstance(dec, errors.StorageError)
+    assert dec.start == 1 and "v:a.txt" in str(dec)
+    enc = errors.TextEncodeError("ascii", "é", 0, 1, "not ascii in v:b.txt")
+    assert isinstance(enc, UnicodeEncodeError) and isinstance(enc, ValueError)
+    assert "v:b.txt" in str(enc)

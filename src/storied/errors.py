@@ -18,6 +18,8 @@ for plain files (``except FileNotFoundError``) keeps working::
     ├── InvalidContentError (ValueError)                a structured diff of unparsable content
     ├── InvalidPathError (ValueError)                   a path that is malformed (no escape)
     ├── InvalidEncodingError (LookupError, ValueError)  an unknown text encoding
+    ├── TextDecodeError (UnicodeDecodeError)            content that is not text in the encoding
+    ├── TextEncodeError (UnicodeEncodeError)            text the encoding cannot represent
     ├── InvalidArgumentError (ValueError)               an argument out of its documented range
     ├── AmbiguousSnapshotError (LookupError, ValueError) a snapshot name on several mounts
     ├── IsADirectoryStorageError (IsADirectoryError, ValueError)
@@ -57,6 +59,8 @@ __all__ = [
     "StorageIOError",
     "StorageNotFoundError",
     "StoragePermissionError",
+    "TextDecodeError",
+    "TextEncodeError",
     "TransientStorageError",
     "UnsupportedOperation",
     "VersionNotFoundError",
@@ -136,6 +140,20 @@ class InvalidPathError(StorageError, ValueError):
 class InvalidEncodingError(StorageError, LookupError, ValueError):
     """A text operation named an unknown encoding (also a ``LookupError``, as :mod:`codecs`
     raises, and a ``ValueError``)."""
+
+
+class TextDecodeError(StorageError, UnicodeDecodeError):
+    """Content is not valid text in the given encoding; the message names the node.
+
+    Constructed like ``UnicodeDecodeError(encoding, object, start, end, reason)``.
+    """
+
+
+class TextEncodeError(StorageError, UnicodeEncodeError):
+    """Text cannot be encoded in the given encoding; the message names the node.
+
+    Constructed like ``UnicodeEncodeError(encoding, object, start, end, reason)``.
+    """
 
 
 class InvalidArgumentError(StorageError, ValueError):
