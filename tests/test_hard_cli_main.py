@@ -237,3 +237,12 @@ def test_the_installed_entry_point_reports_in_one_line(project: Path) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and result.stderr.startswith("error: ")
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_a_non_utf8_file_name_is_listed_not_a_crash(project: Path) -> None:
+    (project / "plain").joinpath(os.fsdecode(b"\xffbad.txt")).write_text("x")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict", "COLUMNS": "120"}
+    result = subprocess.run([*STORIED, "ls", "-l", "plain:"], cwd=project, capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "\\udcffbad.txt" in result.stdout and "Traceback" not in result.stderr

@@ -83,6 +83,7 @@ class StoriedGroup(click.Group):
         0 on success, 1 for an error (one line on standard error), 2 for a command-line usage
         error (click's usage message), 130 for Ctrl-C."""
         argv = list(sys.argv[1:] if args is None else args)
+        _tolerant_output()
         if not standalone_mode:
             return super().main(argv, prog_name, complete_var, False, **extra)
         try:
@@ -94,6 +95,19 @@ class StoriedGroup(click.Group):
         except BaseException as exc:
             code = exit_code_for(exc, debug=debug_requested(argv))
         sys.exit(code)
+
+
+def _tolerant_output() -> None:
+    """Let standard output and error print any name: a character the encoding cannot show (a
+    non-UTF-8 file name decoded with surrogates, anything on an ASCII terminal) is written as
+    a backslash escape instead of failing the command."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that refuses
+                pass
 
 
 def _flush_stdout() -> None:
