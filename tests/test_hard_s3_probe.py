@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from storied import StorageManager
-from storied.backends.s3 import S3Backend
+from storied.backends.s3 import S3Backend, from_config
 from storied.errors import TransientStorageError
 from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket, s3_client
 
 #: botocore retries nothing itself here, so each probe attempt is one request (and fast).
-_ONE_TRY = {"config": {"retries": {"max_attempts": 1, "mode": "standard"}}}
+_ONE_TRY = {"config": {"retries": {"total_max_attempts": 1, "mode": "standard"}}}
 
 
 def _backend(endpoint: str, bucket: str, **options: object) -> S3Backend:
@@ -134,3 +134,16 @@ def test_manager_write_fails_cleanly_while_the_probe_keeps_failing(
     assert keys == ["doc.txt"]
     assert len(sm.node("s3:doc.txt").versions) == 1
     sm.close()
+
+
+def test_the_probe_takes_the_mounts_retries(clean_proxy: CountingProxy, vbucket: str) -> None:
+    config = {**_mount(clean_proxy.endpoint_url, vbucket), "retries": 2}
+    backend = from_config(config).unwrap()
+    assert isinstance(backend, S3Backend)
+    clean_proxy.fail(2, query="versioning")
+    with pytest.raises(TransientStorageError):
+        backend.versioning_status()  # two attempts, both 503
+    assert _probes(clean_proxy) == 2
+    assert backend.versioning_status() == "Enabled"  # asked again
+    assert _probes(clean_proxy) == 3
+    backend.close()

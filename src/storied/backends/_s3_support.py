@@ -443,12 +443,13 @@ def make_client(
             None: boto3's usual chain and AWS endpoints apply; the region defaults to us-east-1).
         anon: Send unsigned requests.
         client_kwargs: Extra ``client()`` arguments, winning over the above; a ``config``
-            (botocore ``Config`` or dict) is merged over storied's (SigV4, 2 attempts: storied's
-            ``Retrying`` wrapper does the retrying).
+            (botocore ``Config`` or dict) is merged over storied's (SigV4; 2 attempts in all,
+            as botocore's ``total_max_attempts``: storied's ``Retrying`` wrapper does the
+            retrying).
     """
     kwargs = dict(client_kwargs or {})
     config = Config(
-        retries={"max_attempts": 2, "mode": "standard"},
+        retries={"total_max_attempts": 2, "mode": "standard"},  # the request + 1 retry
         signature_version=UNSIGNED if anon else "s3v4",
     )
     user_config = kwargs.pop("config", None)
