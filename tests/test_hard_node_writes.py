@@ -105,3 +105,26 @@ def test_unknown_encoding_is_a_storied_error(sm: StorageManager) -> None:
             attempt()
         assert isinstance(caught.value, LookupError) and isinstance(caught.value, ValueError)
     assert node.read_text() == "héllo"
+
+
+def test_undecodable_and_unencodable_text_are_storied_errors(sm: StorageManager) -> None:
+    from storied.errors import TextDecodeError, TextEncodeError
+
+    node = sm.node("docs:latin1.txt")
+    node.write_bytes("café\n".encode("latin-1") * 3)
+    reads = [lambda: node.read_text(), lambda: node.open("r").read(),
+             lambda: node.open("r").readline(), lambda: list(node.open("r")),
+             lambda: node.open("r").readlines(), lambda: sm.iternode(node).read_text()]
+    for i, read in enumerate(reads):
+        with pytest.raises(UnicodeDecodeError) as caught:
+            read()
+        assert isinstance(caught.value, TextDecodeError)
+        assert "latin1.txt" in str(caught.value) or i == len(reads) - 1
+    assert node.read_text(encoding="latin-1") == "café\n" * 3
+    writes = [lambda: node.write_text("€", encoding="ascii"),
+              lambda: node.open("w", encoding="ascii").write("€")]
+    for write in writes:
+        with pytest.raises(UnicodeEncodeError) as caught_enc:
+            write()
+        assert isinstance(caught_enc.value, TextEncodeError)
+    assert node.read_text(encoding="latin-1") == "café\n" * 3

@@ -8,7 +8,6 @@ through thin methods here.
 
 from __future__ import annotations
 
-import io
 import mimetypes
 from collections.abc import Iterator
 from datetime import datetime
@@ -22,7 +21,14 @@ from storied.core import pinned
 from storied.core.diffs import DiffMethods
 from storied.core.integration import IntegrationMethods
 from storied.core.removal import RemovalMethods
-from storied.core.streams import AtomicTextWriter, AtomicWriter, md5_of_stream
+from storied.core.streams import (
+    AtomicTextWriter,
+    AtomicWriter,
+    TextReader,
+    decode_error,
+    encode_error,
+    md5_of_stream,
+)
 from storied.core.tagging import TagMethods
 from storied.core.versioned import VersionMethods
 from storied.core.writing import check_encoding, open_writer, unchanged
@@ -302,14 +308,14 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods, Integ
             writer = self._open_writer(mode)
             if "b" in mode:
                 return writer  # type: ignore[return-value]
-            return AtomicTextWriter(writer, encoding=text_encoding)  # type: ignore[arg-type]
+            return AtomicTextWriter(writer, text_encoding, self.fullpath)
         if version is not None or as_of is not None or self._version is not None:
             raw = self._open_version(self._version if version is None else version, as_of)
         else:
             raw = self._be.open_read(self._path)
         if "b" in mode:
             return raw
-        return io.TextIOWrapper(raw, encoding=text_encoding)  # type: ignore[arg-type]
+        return TextReader(raw, text_encoding, self.fullpath)
 
     def _check_version_args(self, mode: str, version: object, as_of: object) -> None:
         if self._version is not None and (version is not None or as_of is not None):
@@ -347,8 +353,14 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods, Integ
 
         Raises:
             InvalidEncodingError: Unknown ``encoding`` (also ``LookupError``/``ValueError``).
+            TextDecodeError: The content is not text in ``encoding`` (a ``UnicodeDecodeError``).
         """
-        return self.read_bytes().decode(check_encoding(encoding))
+        codec = check_encoding(encoding)
+        data = self.read_bytes()
+        try:
+            return data.decode(codec)
+        except UnicodeDecodeError as exc:
+            raise decode_error(exc, self.fullpath) from None
 
     def read(self, mode: str = "r", encoding: str = "utf-8") -> str | bytes:
         """``'r'``: the text; ``'rb'``: the bytes."""
@@ -398,7 +410,10 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods, Integ
         """Replace the content with ``text`` encoded. Returns False when skipped as unchanged."""
         if not isinstance(text, str):
             raise TypeError(f"write_text() requires str, not {type(text).__name__}")
-        data = text.encode(check_encoding(encoding))
+        try:
+            data = text.encode(check_encoding(encoding))
+        except UnicodeEncodeError as exc:
+            raise encode_error(exc, self.fullpath) from None
         return self.write_bytes(data, skip_if_unchanged=skip_if_unchanged)
 
     def write(

@@ -9,8 +9,18 @@ from collections.abc import Callable, Iterator
 from typing import IO, BinaryIO
 
 from storied.backends.base import CHUNK
+from storied.errors import TextDecodeError, TextEncodeError
 
-__all__ = ["SPOOL_LIMIT", "AtomicTextWriter", "AtomicWriter", "iter_chunks", "md5_of_stream"]
+__all__ = [
+    "SPOOL_LIMIT",
+    "AtomicTextWriter",
+    "AtomicWriter",
+    "TextReader",
+    "decode_error",
+    "encode_error",
+    "iter_chunks",
+    "md5_of_stream",
+]
 
 #: Writers keep up to this many bytes in memory before spilling to a temporary file.
 SPOOL_LIMIT = 8 * 1024 * 1024
@@ -91,8 +101,62 @@ class AtomicWriter(io.BufferedIOBase):
             super().close()
 
 
+def decode_error(exc: UnicodeDecodeError, where: str) -> TextDecodeError:
+    """The storied form of ``exc`` (still a ``UnicodeDecodeError``), naming ``where``."""
+    return TextDecodeError(exc.encoding, exc.object, exc.start, exc.end, f"{exc.reason} ({where})")
+
+
+def encode_error(exc: UnicodeEncodeError, where: str) -> TextEncodeError:
+    """The storied form of ``exc`` (still a ``UnicodeEncodeError``), naming ``where``."""
+    return TextEncodeError(exc.encoding, exc.object, exc.start, exc.end, f"{exc.reason} ({where})")
+
+
+class TextReader(io.TextIOWrapper):
+    """Text layer of ``open('r')``: undecodable content is a
+    :class:`~storied.errors.TextDecodeError` naming the file (also a ``UnicodeDecodeError``)."""
+
+    def __init__(self, buffer: BinaryIO, encoding: str, where: str) -> None:
+        super().__init__(buffer, encoding=encoding)  # type: ignore[arg-type]
+        self._where = where
+
+    def read(self, size: int | None = -1) -> str:
+        try:
+            return super().read(size)
+        except UnicodeDecodeError as exc:
+            raise decode_error(exc, self._where) from None
+
+    def readline(self, size: int = -1) -> str:  # type: ignore[override]
+        try:
+            return super().readline(size)
+        except UnicodeDecodeError as exc:
+            raise decode_error(exc, self._where) from None
+
+    def readlines(self, hint: int = -1) -> list[str]:  # type: ignore[override]
+        try:
+            return super().readlines(hint)
+        except UnicodeDecodeError as exc:
+            raise decode_error(exc, self._where) from None
+
+    def __next__(self) -> str:
+        try:
+            return super().__next__()
+        except UnicodeDecodeError as exc:
+            raise decode_error(exc, self._where) from None
+
+
 class AtomicTextWriter(io.TextIOWrapper):
-    """Text layer over an :class:`AtomicWriter` that discards on an exception too."""
+    """Text layer over an :class:`AtomicWriter` that discards on an exception too; text the
+    encoding cannot represent is a :class:`~storied.errors.TextEncodeError`."""
+
+    def __init__(self, buffer: AtomicWriter, encoding: str, where: str = "") -> None:
+        super().__init__(buffer, encoding=encoding)
+        self._where = where
+
+    def write(self, text: str) -> int:
+        try:
+            return super().write(text)
+        except UnicodeEncodeError as exc:
+            raise encode_error(exc, self._where) from None
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:

@@ -8,6 +8,7 @@ import zipfile
 from typing import TYPE_CHECKING, Any
 
 from storied.core.node import StorageNode
+from storied.core.streams import decode_error
 from storied.core.writing import check_encoding
 from storied.errors import BinaryContentError, InvalidArgumentError
 
@@ -36,7 +37,11 @@ class _VirtualNode(StorageNode):
     write_bytes = write_text = write = _refuse  # type: ignore[assignment]
 
     def read_text(self, encoding: str = "utf-8") -> str:
-        return self.read_bytes().decode(check_encoding(encoding))
+        codec = check_encoding(encoding)
+        try:
+            return self.read_bytes().decode(codec)
+        except UnicodeDecodeError as exc:
+            raise decode_error(exc, self.fullpath) from None
 
     def copy_to(self, dest: StorageNode | str, **options: Any) -> StorageNode:
         target = self._resolve_dest(dest)
