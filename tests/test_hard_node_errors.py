@@ -34,6 +34,10 @@ def sm() -> Iterator[StorageManager]:
         (ValueError, lambda sm: sm.node("m:a.txt").open("r", version=0, as_of=object())),
         (ValueError, lambda sm: sm.node().read_bytes()),
         (LookupError, lambda sm: sm.node("m:a.txt").read_text(encoding="no-such-codec")),
+        (ValueError, lambda sm: sm.node("m:a.txt").open("z")),
+        (ValueError, lambda sm: sm.node("m:a.txt").open("rw")),
+        (ValueError, lambda sm: sm.node("m:a.txt").open("rbb")),
+        (ValueError, lambda sm: sm.node("m:a.txt").open("")),
     ],
 )
 def test_node_errors_are_storied_errors(
