@@ -25,7 +25,7 @@ import difflib
 import html
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import chain, zip_longest
+from itertools import chain
 from typing import Literal
 
 from storied.diff.model import BinaryContentError, Hunk
@@ -295,14 +295,21 @@ class _Budget:
         return True
 
 
-# Both searches gallop (8, 32, 128... characters) then bisect: O(log k) slice comparisons at C
-# speed, so a short common part costs a few tiny slices and a long one a few large ones.
+# Both searches compare the first 16 characters one by one (a line changed in many places has
+# short common ends), then gallop (64, 256... characters) and bisect: O(log k) slice
+# comparisons at C speed, so a long common part costs a few large slices.
+_SCAN = 16
+
+
 def _prefix_length(a: str, b: str) -> int:
     """Length of the common prefix of ``a`` and ``b``."""
     limit = min(len(a), len(b))
-    if not limit or a[0] != b[0]:
-        return 0
-    lo, step = 1, 8
+    for i in range(min(limit, _SCAN)):
+        if a[i] != b[i]:
+            return i
+    if limit <= _SCAN:
+        return limit
+    lo, step = _SCAN, _SCAN * 4
     while step < limit and a[:step] == b[:step]:
         lo, step = step, step * 4
     if step >= limit and a[:limit] == b[:limit]:
@@ -319,10 +326,13 @@ def _prefix_length(a: str, b: str) -> int:
 
 def _suffix_length(a: str, b: str, limit: int) -> int:
     """Length of the common suffix of ``a`` and ``b``, at most ``limit``."""
+    for i in range(1, min(limit, _SCAN) + 1):
+        if a[-i] != b[-i]:
+            return i - 1
+    if limit <= _SCAN:
+        return max(limit, 0)
     la, lb = len(a), len(b)
-    if limit <= 0 or a[-1] != b[-1]:
-        return 0
-    lo, step = 1, 8
+    lo, step = _SCAN, _SCAN * 4
     while step < limit and a[la - step :] == b[lb - step :]:
         lo, step = step, step * 4
     if step >= limit and a[la - limit :] == b[lb - limit :]:
@@ -396,16 +406,18 @@ def _op_rows(
             text = _esc(d.old[i1 + k])
             yield _row(i1 + k + 1, text, "ctx", j1 + k + 1, text, "ctx")
         return
-    pairs = zip_longest(range(i1, i2), range(j1, j2))
-    for i, j in pairs:
-        if i is not None and j is not None:
-            left, right = _intraline(d.old[i], d.new[j], budget)
-            yield _row(i + 1, left, "del", j + 1, right, "add")
-        elif i is not None:
-            yield _row(i + 1, _esc(d.old[i]), "del", None, "", "empty")
-        else:
-            assert j is not None
-            yield _row(None, "", "empty", j + 1, _esc(d.new[j]), "add")
+    old, new = d.old, d.new
+    paired = min(i2 - i1, j2 - j1)
+    for k in range(paired):
+        left, right = _intraline(old[i1 + k], new[j1 + k], budget)
+        yield (
+            f'<tr><td class="n">{i1 + k + 1}</td><td class="del">{left}</td>'
+            f'<td class="n">{j1 + k + 1}</td><td class="add">{right}</td></tr>'
+        )
+    for i in range(i1 + paired, i2):
+        yield _row(i + 1, _esc(old[i]), "del", None, "", "empty")
+    for j in range(j1 + paired, j2):
+        yield _row(None, "", "empty", j + 1, _esc(new[j]), "add")
 
 
 def _table_rows(d: TextDiff) -> Iterator[str]:
