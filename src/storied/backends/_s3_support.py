@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email.utils
 import heapq
-import io
 import itertools
 import mimetypes
 import re
@@ -51,7 +50,6 @@ __all__ = [
     "MAX_PART",
     "MIN_PART",
     "RangeNotSatisfiable",
-    "S3Body",
     "by_key",
     "byte_range",
     "check_key",
@@ -405,31 +403,6 @@ def parts(head: bytes, stream: BinaryIO, part_size: int) -> Iterator[bytes]:
         if len(buffer) < size:
             return  # a short part: the stream is exhausted
         buffer, number = buffer[size:], number + 1
-
-
-class S3Body(io.RawIOBase):
-    """A GET response body as a raw binary file whose read errors go through :func:`mapped`."""
-
-    def __init__(self, body: Any, path: str, bucket: str) -> None:
-        self._body, self._path, self._bucket = body, path, bucket
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        with mapped(self._path, self._bucket):
-            data = self._body.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def readall(self) -> bytes:
-        with mapped(self._path, self._bucket):
-            return bytes(self._body.read())
-
-    def close(self) -> None:
-        if not self.closed:
-            self._body.close()
-        super().close()
 
 
 # --------------------------------------------------------------------------- client
