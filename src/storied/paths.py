@@ -103,17 +103,28 @@ def split_fullpath(fullpath: str) -> tuple[str, str]:
     return mount, rest if sep else ""
 
 
+def _is_reserved(segment: str) -> bool:
+    """``.storied`` in any case, with trailing dots or spaces (names that case-insensitive or
+    Windows/SMB file systems take for the reserved folder itself)."""
+    return segment.casefold().rstrip(". ") == RESERVED
+
+
+def _is_temp(segment: str) -> bool:
+    return TMP_MARK in segment.casefold()
+
+
 def check_public(path: str) -> str:
     """Return the normalised ``path`` unless a user may not name it.
 
     Raises:
-        StoragePermissionError: A segment (at any depth) is :data:`RESERVED`.
+        StoragePermissionError: A segment (at any depth) is :data:`RESERVED` (in any case, with
+            trailing dots or spaces: the same folder on case-insensitive storages).
         InvalidPathError: A segment contains :data:`TMP_MARK` (names listings hide).
     """
     for segment in path.split("/"):
-        if segment == RESERVED:
+        if _is_reserved(segment):
             raise StoragePermissionError(f"{path!r} is reserved for storied's own records")
-        if TMP_MARK in segment:
+        if _is_temp(segment):
             raise InvalidPathError(
                 f"{path!r}: names containing {TMP_MARK!r} are reserved for temporary files"
             )
@@ -123,7 +134,7 @@ def check_public(path: str) -> str:
 def is_hidden(path: str) -> bool:
     """True when a listing must not show ``path``: a :data:`RESERVED` segment or a
     :data:`TMP_MARK` name at any depth (exactly the paths :func:`check_public` refuses)."""
-    return any(seg == RESERVED or TMP_MARK in seg for seg in path.split("/"))
+    return any(_is_reserved(seg) or _is_temp(seg) for seg in path.split("/"))
 
 
 def is_under(path: str, prefix: str) -> bool:

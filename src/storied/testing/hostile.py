@@ -66,6 +66,11 @@ RESERVED_NAMES: tuple[str, ...] = (
     "x.storied-tmp-1",
     "a/.x.storied-tmp-123-4",
     "a/.storied-tmp-/b",
+    ".STORIED/format.json",
+    "a/.Storied/refs.json",
+    ".storied./x",
+    "a/.storied /x",
+    "x.STORIED-TMP-1",
 )
 
 #: The whole corpus.
