@@ -99,6 +99,9 @@ def _load_openat2() -> Callable[[int, str, int], int] | None:
 #: None (tests do) to use only the portable walk.
 OPENAT2: Callable[[int, str, int], int] | None = _load_openat2()
 _OPATH_DIR = os.O_DIRECTORY | getattr(os, "O_PATH", os.O_RDONLY)
+#: Linux: list a directory through ``/proc/self/fd/N``, which names exactly the directory held
+#: (``scandir(fd)`` costs four more system calls to duplicate and rewind the descriptor).
+_PROC_FD = sys.platform == "linux" and os.path.isdir("/proc/self/fd")
 
 
 def is_link_error(exc: OSError) -> bool:
@@ -350,7 +353,14 @@ def scan(fd: int) -> list[os.DirEntry[str]]:
     """The entries of open directory ``fd`` but temporary files (read at once; ``fd`` stays
     open). Names are the OS's bytes decoded as Python does (UTF-8, undecodable bytes as
     surrogate escapes, PEP 383), so a name that is not UTF-8 is listed and reaches the same
-    file again on this mount."""
+    file again on this mount. ``stat()`` the entries while ``fd`` is still open (on Linux they
+    are reached through ``/proc/self/fd/<fd>``)."""
+    if _PROC_FD:
+        try:  # the directory itself, by its descriptor's magic link: no dup/fcntl/lseek
+            with os.scandir(f"/proc/self/fd/{fd}") as entries:
+                return [e for e in entries if TMP_MARK not in e.name]
+        except OSError:
+            pass
     with os.scandir(fd) as entries:
         return [e for e in entries if TMP_MARK not in e.name]
 
