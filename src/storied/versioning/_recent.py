@@ -20,6 +20,8 @@ listing).
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 
 from storied.backends.base import Backend
 from storied.errors import StorageError, StorageNotFoundError
@@ -28,6 +30,7 @@ from storied.versioning.records import Record, parse_record
 __all__ = ["Recent"]
 
 _PRUNE_PER_WRITE = 64
+_REMEMBERED = 4096
 
 
 class Recent:
@@ -40,6 +43,9 @@ class Recent:
 
     def __init__(self, meta: Backend, root: str) -> None:
         self.meta, self.root = meta, root
+        self._renames = bool(meta.capabilities.atomic_rename)
+        self._mine: OrderedDict[str, str] = OrderedDict()  # path -> our last announcement
+        self._lock = threading.Lock()
 
     def folder(self, path: str) -> str:
         """The announcement directory of ``path`` inside ``meta``."""
@@ -47,12 +53,38 @@ class Recent:
         return "/".join(p for p in (self.root, "recent", digest[:2], digest) if p)
 
     def announce(self, path: str, record: Record) -> None:
-        """Create the empty announcement of ``record`` (one request; raises on failure, and
-        the caller then undoes its write: an unannounced version could hide from others)."""
-        self.meta.write(f"{self.folder(path)}/{record.name}", b"")
+        """Create the empty announcement of ``record``: where renames are atomic, by renaming
+        this engine's previous announcement of ``path`` (older than ``record``, so it may go;
+        one metadata operation instead of a creation and a deletion), else a new empty object.
+        Raises on failure; the caller then undoes its write (an unannounced version could hide
+        from other writers)."""
+        folder = self.folder(path)
+        target = f"{folder}/{record.name}"
+        with self._lock:
+            previous = self._mine.pop(path, None)
+        if previous is not None and self._renames and previous < record.name:
+            try:
+                self.meta.move(f"{folder}/{previous}", target)
+            except StorageNotFoundError:
+                pass  # pruned by a newer writer meanwhile: create it
+            else:
+                self._remember(path, record.name)
+                return
+        self.meta.write(target, b"")
+        self._remember(path, record.name)
+
+    def _remember(self, path: str, name: str) -> None:
+        with self._lock:
+            self._mine[path] = name
+            self._mine.move_to_end(path)
+            while len(self._mine) > _REMEMBERED:
+                self._mine.popitem(last=False)
 
     def withdraw(self, path: str, record: Record) -> None:
         """Remove the announcement of ``record`` (best effort: undoing a failed write)."""
+        with self._lock:
+            if self._mine.get(path) == record.name:
+                del self._mine[path]
         try:
             self.meta.delete(f"{self.folder(path)}/{record.name}")
         except StorageError:

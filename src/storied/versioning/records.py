@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 __all__ = [
     "Record",
@@ -57,9 +58,9 @@ class Record:
     md5: str = ""
     sha256: str = ""
 
-    @property
+    @cached_property
     def name(self) -> str:
-        """The record's object name."""
+        """The record's object name (computed once)."""
         head = f"{self.ts_ns:019d}.{self.writer}"
         if self.deleted:
             return f"{head}.d"
