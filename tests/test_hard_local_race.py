@@ -24,9 +24,11 @@ SWAP_SECONDS = 2.0
 
 @pytest.fixture(autouse=True, params=["openat2", "name-by-name"])
 def _resolution(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test runs with the openat2 shortcut (where the kernel has it) and without."""
+    """Every test runs with the Linux shortcuts (openat2, listings through /proc/self/fd)
+    where the kernel has them, and without."""
     if request.param != "openat2":
         monkeypatch.setattr(_local_fs, "OPENAT2", None)
+        monkeypatch.setattr(_local_fs, "_PROC_FD", False)
 
 
 def _swapper(root: Path, targets: list[str], stop: threading.Event) -> None:
