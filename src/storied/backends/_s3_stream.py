@@ -115,20 +115,25 @@ class S3ReadStream(io.RawIOBase):
         return self._deliver(view, chunk)
 
     def readall(self) -> bytes:
-        """The rest of the stream: what is buffered, then at most one GET for the remainder."""
+        """The rest of the stream: what is buffered, then at most one GET for the remainder
+        (its body read in one piece: no copy through an intermediate buffer)."""
         self._check_open()
         parts: list[bytes] = []
         while self._pos < self._size:
-            in_block = self._block_start <= self._pos < self._block_start + len(self._block)
-            if not in_block and not self._body_ready():
-                if self._size - self._pos <= READ_AHEAD:
-                    self._fetch_block()  # a short tail: keep it (zipfile reads it again)
-                else:
+            if self._block_start <= self._pos < self._block_start + len(self._block):
+                chunk = self._block[self._pos - self._block_start :]
+            else:
+                if not self._body_ready():
+                    if self._size - self._pos <= READ_AHEAD:
+                        self._fetch_block()  # a short tail: keep it (zipfile reads it again)
+                        continue
                     self._request(self._pos, self._size)
-            parts.append(self.read(self._size - self._pos) or b"")
-            if not parts[-1]:
-                break
-        return b"".join(parts)
+                chunk = self._read_body(self._body_end - self._body_pos)
+                if not chunk:
+                    raise StorageIOError(f"S3 object {self._key!r} ended early at {self._pos}")
+            self._pos += len(chunk)
+            parts.append(chunk)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         if not self.closed:
