@@ -401,42 +401,60 @@ class WrappedBackend(Backend):
 
 # --------------------------------------------------------------------- safe recursive deletion
 def delete_tree(backend: Backend, path: str) -> None:
-    """Delete directory ``path`` the safe way: exactly the files ``backend.walk`` yields (in
+    """Delete directory ``path`` the safe way: exactly the files the listings show (in
     batches, via :meth:`Backend.delete_many`), then the directories that this left empty.
 
-    Whatever the walk hides (storied's reserved area, temporary files, keys no path can name)
-    is never deleted, and a directory still holding such a name stays. The root (``""``) is
-    never removed itself. See docs/adr/0006-node-safety.md.
+    Whatever the listings hide (storied's reserved area, temporary files, keys no path can
+    name) is never deleted, and a directory still holding such a name stays. The root (``""``)
+    is never removed itself. Storages with real directories are listed once (files and
+    directories together); object stores use their flat :meth:`Backend.walk`. See
+    docs/adr/0006-node-safety.md.
     """
-    files = list(backend.walk(path))
-    backend.delete_many([(f.path, None) for f in files])
-    prune_empty_dirs(backend, path)
+    if not backend.capabilities.empty_dirs:
+        files = [f.path for f in backend.walk(path)]
+        backend.delete_many([(f, None) for f in files])
+        prune_empty_dirs(backend, path)
+        return
+    files, dirs = _tree(backend, path)
+    backend.delete_many([(f, None) for f in files])
+    prune_empty_dirs(backend, path, dirs)
 
 
-def prune_empty_dirs(backend: Backend, path: str) -> None:
+def _tree(backend: Backend, path: str) -> tuple[list[str], list[str]]:
+    """The files and the directories below ``path``, from one listing per directory."""
+    files: list[str] = []
+    dirs: list[str] = []
+    pending = [path]
+    while pending:
+        current = pending.pop()
+        try:
+            entries = list(backend.list(current))
+        except (StorageNotFoundError, NotADirectoryStorageError):
+            continue
+        for entry in entries:
+            if entry.is_dir:
+                dirs.append(entry.path)
+                pending.append(entry.path)
+            else:
+                files.append(entry.path)
+    return files, dirs
+
+
+def prune_empty_dirs(backend: Backend, path: str, dirs: list[str] | None = None) -> None:
     """Remove the directories below ``path`` (and ``path`` unless it is the root) that are
     empty, deepest first, each with a non-recursive delete: a directory that is not empty
-    (anything in it, hidden or not) is left alone.
+    (anything in it, hidden or not) is left alone. ``dirs``: the directories below ``path``
+    when the caller listed them already.
 
     On storages without real directories (``capabilities.empty_dirs`` false) directories
     vanish with their last file; only ``path`` itself is deleted non-recursively, which removes
     a directory marker object left by another tool.
     """
-    dirs: list[str] = []
-    if backend.capabilities.empty_dirs:
-        pending = [path]
-        while pending:
-            current = pending.pop()
-            try:
-                entries = list(backend.list(current))
-            except (StorageNotFoundError, NotADirectoryStorageError):
-                continue
-            for entry in entries:
-                if entry.is_dir:
-                    dirs.append(entry.path)
-                    pending.append(entry.path)
-    if path and (backend.capabilities.empty_dirs or _is_dir(backend, path)):
-        dirs.insert(0, path)
+    real_dirs = backend.capabilities.empty_dirs
+    if dirs is None:
+        dirs = _tree(backend, path)[1] if real_dirs else []
+    if path and (real_dirs or _is_dir(backend, path)):
+        dirs = [path, *dirs]
     for directory in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
         try:
             backend.delete(directory)
