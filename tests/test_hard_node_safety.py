@@ -296,3 +296,20 @@ def test_hidden_prefix_protects_a_history_kept_in_another_mount() -> None:
     sm.node("archive:").delete(recursive=True)
     assert raw.read_bytes("histories/docs/blobs/ab/abc") == b"blob"
     assert not raw.exists("histories/other.txt")
+
+
+@pytest.mark.parametrize("kind", ["memory", "local"])
+def test_renames_that_would_replace_other_things_are_refused(kind: str, tmp_path: Path) -> None:
+    sm = StorageManager()
+    sm.configure([_mount(kind, "m", tmp_path, None)])
+    for path, text in (("a.txt", "A"), ("d/x.txt", "X"), ("e/y.txt", "Y"), ("f.txt", "F")):
+        sm.node("m:" + path).write_text(text)
+    for src, dst in (("a.txt", "d"), ("d", "f.txt"), ("d", "e"), ("a.txt", "f.txt/q/z")):
+        with pytest.raises(StorageError):
+            sm.node("m:" + src).move_to("m:" + dst)
+    assert sorted(e.path for e in sm.node("m:")._be.walk("")) == [
+        "a.txt", "d/x.txt", "e/y.txt", "f.txt"]
+    with pytest.raises(StorageError):
+        sm.node("m:f.txt/q/z").write_text("under a file")
+    assert sm.node("m:f.txt").read_text() == "F"
+    assert {c.path for c in sm.node("m:").children()} == {"a.txt", "d", "e", "f.txt"}

@@ -99,12 +99,14 @@ class MemoryBackend(Backend):
         return Info(path, False, len(obj.data), obj.mtime, obj.etag, obj.md5, dict(obj.metadata))
 
     def _add_parents(self, path: str) -> None:
-        parent = _parent(path)
+        """Create the missing parent directories of ``path``, or none when one is a file."""
+        missing, parent = [], _parent(path)
         while parent not in self._store.dirs:
             if parent in self._store.files:
                 raise NotADirectoryStorageError(f"Not a directory: {parent!r}")
-            self._store.dirs.add(parent)
+            missing.append(parent)
             parent = _parent(parent)
+        self._store.dirs.update(missing)
 
     # ---------------------------------------------------------------- contract
     def info(self, path: str) -> Info:
@@ -203,23 +205,32 @@ class MemoryBackend(Backend):
             return self.write(dst, obj.data, metadata=obj.metadata)
 
     def move(self, src: str, dst: str) -> None:
+        """A rename with POSIX rules: a file replaces a file; a directory replaces only an
+        empty directory; a file never replaces a directory nor a directory a file (nothing is
+        moved then)."""
         with self._store.lock:
-            if src in self._store.files:
-                obj = self._store.files.pop(src)
-                self._add_parents(dst)
-                self._store.files[dst] = obj
-                return
-            if src not in self._store.dirs:
+            files, dirs = self._store.files, self._store.dirs
+            if src not in files and src not in dirs:
                 raise StorageNotFoundError(f"No such file or directory: {src!r}")
-            prefix = src + "/"
-            for p in [p for p in self._store.files if p.startswith(prefix)]:
-                new = dst + p[len(src) :]
-                self._add_parents(new)
-                self._store.files[new] = self._store.files.pop(p)
-            for d in [d for d in self._store.dirs if d == src or d.startswith(prefix)]:
-                self._store.dirs.discard(d)
-                self._store.dirs.add(dst + d[len(src) :])
+            if src == dst:
+                return
+            if src in files:
+                if dst in dirs:
+                    raise IsADirectoryStorageError(f"Is a directory: {dst!r}")
+                self._add_parents(dst)
+                files[dst] = files.pop(src)
+                return
+            if dst in files:
+                raise NotADirectoryStorageError(f"Not a directory: {dst!r}")
+            if dst in dirs and any(d.startswith(dst + "/") for d in (*dirs, *files)):
+                raise DirectoryNotEmptyError(f"Directory not empty: {dst!r}")
             self._add_parents(dst)
+            prefix = src + "/"
+            for p in [p for p in files if p.startswith(prefix)]:
+                files[dst + p[len(src) :]] = files.pop(p)
+            for d in [d for d in dirs if d == src or d.startswith(prefix)]:
+                dirs.discard(d)
+                dirs.add(dst + d[len(src) :])
 
     def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
         with self._store.lock:
