@@ -17,13 +17,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from storied.errors import (
-    PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageNotFoundError,
 )
 
 if TYPE_CHECKING:
     from storied.versioning.catalog import Refs
+    from storied.versioning.engine import Version
     from storied.versioning.history import MountHistory
 
 __all__ = ["TagMethods"]
@@ -68,7 +68,7 @@ class TagMethods:
         found = history.versions(self._path)
         if any(v.version_id == tag for v in found):
             raise ValueError(f"Tag name {tag!r} is a version id of {self._path!r}")
-        target = history.resolve(self._path, version)
+        target = _resolve_in(found, version, history, self._path)
         previous: list[str | None] = [None]
 
         def change(refs: Refs) -> None:
@@ -83,13 +83,15 @@ class TagMethods:
 
         history.update_refs(self._path, change)
         try:
-            safe = guard.settle()
-        except PreconditionFailedError:
+            alive = None if guard.settle() else {v.version_id
+                                                  for v in history.versions(self._path)}
+        except BaseException:
+            # not known to be safe (the lease or the listing could not be read, or a deleter
+            # ran too long): the tag must not stay, it may name a version being deleted
             self._undo_tag(history, tag, target.version_id, previous[0])
             raise
-        if not safe and all(v.version_id != target.version_id
-                            for v in history.versions(self._path)):
-            self._undo_tag(history, tag, target.version_id, previous[0])
+        if alive is not None and target.version_id not in alive:
+            self._undo_tag(history, tag, target.version_id, previous[0], alive)
             raise StorageNotFoundError(
                 f"Version {target.version_id} of {self._path!r} was deleted while it was "
                 f"being tagged {tag!r}; the tag was not set"
@@ -97,12 +99,21 @@ class TagMethods:
         return target.version_id
 
     def _undo_tag(self, history: MountHistory, tag: str, version_id: str,
-                  previous: str | None) -> None:
-        """Take back a tag this call set (compare-and-swap: only if it still points there)."""
+                  previous: str | None, alive: set[str] | None = None) -> None:
+        """Take back a tag this call set (compare-and-swap: only if it still points there).
+
+        A moved tag goes back to its previous version unless ``alive`` (the versions that
+        exist now) shows that version was deleted too (it lost its protection while the tag
+        pointed elsewhere): then the tag is removed rather than left naming nothing.
+        """
+        if previous == version_id:
+            return  # it pointed there before this call: it protected the version all along
+        if alive is not None and previous not in alive:
+            previous = None
 
         def change(refs: Refs) -> None:
             if refs.tags.get(tag) == version_id:
-                if previous in (None, version_id):
+                if previous is None:
                     del refs.tags[tag]
                 else:
                     refs.tags[tag] = previous
@@ -210,6 +221,24 @@ class TagMethods:
                     history.delete_version(self._path, by_id[decision.version_id])
                     removed.append(by_id[decision.version_id].as_dict())
         return removed
+
+
+def _resolve_in(found: list[Version], version: int | str, history: MountHistory,
+                path: str) -> Version:
+    """The version ``version`` names, from the listing ``found`` already made (an index or an
+    id costs no request; a tag name one refs read), as :meth:`MountHistory.resolve` does."""
+    from storied.versioning.history import _at_index
+
+    if isinstance(version, int) and not isinstance(version, bool):
+        return _at_index(found, version, path)
+    for item in found:
+        if item.version_id == version:
+            return item
+    tagged = history.refs(path).tags.get(str(version)) if found else None
+    for item in found:
+        if item.version_id == tagged:
+            return item
+    raise StorageNotFoundError(f"No version or tag {version!r} of {path!r}")
 
 
 def _match(metadata: dict[str, Any], key: str, criterion: Any) -> bool:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from storied import paths
 from storied.errors import (
     AmbiguousSnapshotError,
-    PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageNotFoundError,
@@ -200,7 +199,9 @@ def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str,
     catalog.create_snapshot(snapshot)
     try:
         missing = [] if guard.settle() else _missing(history, snapshot)
-    except PreconditionFailedError:
+    except BaseException:
+        # not known to be safe (the lease or a listing could not be read, or a deleter ran
+        # too long): the manifest must not stay, it may name a version being deleted
         catalog.delete_snapshot(tag)
         raise
     if missing:

@@ -1,0 +1,181 @@
+"""Review R1 of issue 8's protection work: tags and snapshots under failing storage and races.
+
+* A tag or snapshot whose safety check cannot complete (the lease read fails, a deleter runs
+  too long) is taken back, and taking it back never removes a tag that was there before.
+* A moved tag is not restored onto a version that was deleted meanwhile.
+* ``tag_version`` costs a small fixed number of requests on S3 when no cleanup runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storied import StorageManager
+from storied.errors import (
+    PreconditionFailedError,
+    StorageNotFoundError,
+    TransientStorageError,
+)
+from storied.testing.doubles import FaultyBackend
+from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket
+from storied.versioning.maintenance import DEFAULT_WAIT, MaintenanceLease, ProtectionGuard
+
+
+@pytest.fixture(params=["memory", "local"])
+def sm(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    storage = StorageManager()
+    if request.param == "memory":
+        storage.configure([{"name": "v", "type": "memory", "store": uuid.uuid4().hex,
+                            "versioning": True}])
+    else:
+        storage.configure([{"name": "v", "type": "local", "base_path": str(tmp_path),
+                            "versioning": True}])
+    yield storage
+    storage.close()
+
+
+def written(sm: StorageManager, path: str, *texts: str) -> Any:
+    node = sm.node(path)
+    for text in texts:
+        node.write_text(text)
+    return node
+
+
+def catalog_of(sm: StorageManager) -> Any:
+    history = sm.history("v")
+    assert history is not None
+    return history.engine.catalog
+
+
+def _failing_catalog(sm: StorageManager) -> FaultyBackend:
+    """Route the catalog (refs, manifests, lease) through a FaultyBackend failing nothing yet."""
+    catalog = catalog_of(sm)
+    faulty = FaultyBackend(catalog.backend, fail_times=0, operations=frozenset({"open_read"}))
+    catalog.backend = faulty
+    return faulty
+
+
+def _fail_next_read_after_guard(monkeypatch: pytest.MonkeyPatch, faulty: FaultyBackend,
+                                reads_before: int) -> None:
+    """After the protector's first look at the lease, let ``reads_before`` catalog reads pass
+    and fail the next one (the lease read of ``settle``)."""
+    original = ProtectionGuard.__init__
+
+    def init(self: ProtectionGuard, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        faulty.fail_times = faulty.calls["open_read"] + reads_before + 1
+        faulty.calls["open_read"] += reads_before  # those reads pass; the next one fails
+
+    monkeypatch.setattr(ProtectionGuard, "__init__", init)
+
+
+def test_tag_is_taken_back_when_the_lease_cannot_be_read_after_writing_it(
+        sm: StorageManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = written(sm, "v:f.txt", "old", "new")
+    victim = node.versions[0]["version_id"]
+    faulty = _failing_catalog(sm)
+    _fail_next_read_after_guard(monkeypatch, faulty, reads_before=0)
+    with pytest.raises(TransientStorageError):
+        node.tag_version(victim, "keep")
+    monkeypatch.undo()
+    assert node.get_version_tags() == {}  # not left naming a version nobody checked
+    assert node.tag_version(victim, "keep") == victim  # storage healthy again: it works
+
+
+def test_snapshot_is_taken_back_when_the_lease_cannot_be_read_after_writing_it(
+        sm: StorageManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    written(sm, "v:f.txt", "old", "new")
+    faulty = _failing_catalog(sm)
+    _fail_next_read_after_guard(monkeypatch, faulty, reads_before=0)
+    with pytest.raises(TransientStorageError):
+        sm.create_snapshot("v:", "snap")
+    monkeypatch.undo()
+    assert sm.list_snapshots() == []
+    sm.create_snapshot("v:", "snap")  # the name is free
+
+
+def _deleter_after_guard(sm: StorageManager, monkeypatch: pytest.MonkeyPatch,
+                         wait: float = DEFAULT_WAIT) -> MaintenanceLease:
+    """A deleter takes the lease just after the protector's first look at it; the protector
+    waits ``wait`` seconds for it."""
+    lease = MaintenanceLease(catalog_of(sm), ttl=30, wait=5)
+    original = ProtectionGuard.__init__
+
+    def init(self: ProtectionGuard, catalog: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, catalog, wait=wait)
+        lease.acquire()
+
+    monkeypatch.setattr(ProtectionGuard, "__init__", init)
+    return lease
+
+
+def test_retagging_during_a_long_cleanup_keeps_the_existing_tag(
+        sm: StorageManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = written(sm, "v:g.txt", "1", "2", "3")
+    kept = node.versions[0]["version_id"]
+    node.tag_version(kept, "release")
+    lease = _deleter_after_guard(sm, monkeypatch, wait=0.3)
+    with pytest.raises(PreconditionFailedError):
+        node.tag_version(kept, "release")  # idempotent re-tag; the cleanup outlasts the wait
+    lease.release()
+    monkeypatch.undo()
+    assert node.get_version_tags() == {"release": kept}  # the tag it already had stays
+    with pytest.raises(Exception, match="protected"):
+        node.delete_version(kept)
+
+
+def test_moved_tag_is_not_restored_onto_a_version_deleted_meanwhile(
+        sm: StorageManager, monkeypatch: pytest.MonkeyPatch) -> None:
+    node = written(sm, "v:m.txt", "1", "2", "3")
+    first, second = (v["version_id"] for v in node.versions[:2])
+    node.tag_version(first, "t")
+    history = sm.history("v")
+    assert history is not None
+    lease = _deleter_after_guard(sm, monkeypatch)
+    errors: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            node.tag_version(second, "t", move=True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=move)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while history.refs("m.txt").tags.get("t") != second:  # moved; the mover now waits
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    # one deleter read the refs before the move (second unprotected), another after it
+    # (first unprotected): both versions go
+    for doomed in [v for v in history.versions("m.txt") if v.version_id in (first, second)]:
+        history.delete_version("m.txt", doomed)
+    lease.release()
+    thread.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], StorageNotFoundError), errors
+    assert node.get_version_tags() == {}  # not put back onto the deleted first version
+    assert sm.verify("v:").ok
+
+
+def test_tag_version_costs_six_requests_on_s3(proxy: CountingProxy, moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"r1-{uuid.uuid4().hex[:12]}", versioned=True)
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "s3", "bucket": bucket, "key": "k", "secret": "s",
+                   "endpoint_url": proxy.endpoint_url}])
+    node = written(sm, "v:a/b.txt", "1", "2", "3")
+    node.tag_version(0, "first")  # refs now exist
+    proxy.reset()
+    node.tag_version(-2, "second")
+    # lease GET, one version listing, refs HEAD + GET + conditional PUT, lease GET
+    assert dict(proxy.counts) == {"GET": 3, "LISTVERSIONS": 1, "HEAD": 1, "PUT": 1}
+    proxy.reset()
+    node.tag_version("first", "third")  # a tag name: resolved from the refs (one GET more)
+    assert dict(proxy.counts) == {"GET": 4, "LISTVERSIONS": 1, "HEAD": 1, "PUT": 1}
+    assert node.get_version_tags()["third"] == node.versions[0]["version_id"]
+    sm.close()
