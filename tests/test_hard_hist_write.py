@@ -100,3 +100,19 @@ def test_s3_working_copy_put_failing_leaves_no_version(moto: MotoHandle) -> None
         assert sm.node("archive:h").exists()
     finally:
         sm.close()
+
+
+def test_path_that_became_a_directory_since_the_last_write(tmp_path: Path) -> None:
+    """The engine skips its pre-check for a path it just wrote; the undo still holds."""
+    engine = PortableEngine(LocalBackend(tmp_path), LocalBackend(tmp_path))
+    first = engine.write("x.txt", b"a file")
+    (tmp_path / "x.txt").unlink()
+    (tmp_path / "x.txt").mkdir()
+    (tmp_path / "x.txt" / "inner").write_bytes(b"inside")
+    with pytest.raises(StorageError):
+        engine.write("x.txt", b"refused")
+    assert engine.versions("x.txt") == [first]
+    assert (tmp_path / "x.txt" / "inner").read_bytes() == b"inside"
+    announced = [p for p in (tmp_path / ".storied" / "recent").rglob("*") if p.is_file()]
+    assert [p.name for p in announced] == [f"{first.version_id}.w.{first.size}.{first.etag}."
+                                           f"{first.sha256}"]

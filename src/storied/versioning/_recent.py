@@ -52,12 +52,13 @@ class Recent:
         digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
         return "/".join(p for p in (self.root, "recent", digest[:2], digest) if p)
 
-    def announce(self, path: str, record: Record) -> None:
+    def announce(self, path: str, record: Record) -> str | None:
         """Create the empty announcement of ``record``: where renames are atomic, by renaming
         this engine's previous announcement of ``path`` (older than ``record``, so it may go;
         one metadata operation instead of a creation and a deletion), else a new empty object.
         Raises on failure; the caller then undoes its write (an unannounced version could hide
-        from other writers)."""
+        from other writers). Returns the name of the announcement it renamed, if any, for
+        :meth:`withdraw`."""
         folder = self.folder(path)
         target = f"{folder}/{record.name}"
         with self._lock:
@@ -69,9 +70,15 @@ class Recent:
                 pass  # pruned by a newer writer meanwhile: create it
             else:
                 self._remember(path, record.name)
-                return
+                return previous
         self.meta.write(target, b"")
         self._remember(path, record.name)
+        return None
+
+    def knows(self, path: str) -> bool:
+        """True when this engine announced a write of ``path`` lately (and remembers it)."""
+        with self._lock:
+            return path in self._mine
 
     def _remember(self, path: str, name: str) -> None:
         with self._lock:
@@ -80,13 +87,20 @@ class Recent:
             while len(self._mine) > _REMEMBERED:
                 self._mine.popitem(last=False)
 
-    def withdraw(self, path: str, record: Record) -> None:
-        """Remove the announcement of ``record`` (best effort: undoing a failed write)."""
+    def withdraw(self, path: str, record: Record, renamed: str | None = None) -> None:
+        """Undo the announcement of ``record`` (best effort: undoing a failed write). When it
+        was made by renaming ``renamed``, that announcement is renamed back: it may announce
+        the newest record, which must stay announced."""
+        folder = self.folder(path)
         with self._lock:
             if self._mine.get(path) == record.name:
                 del self._mine[path]
         try:
-            self.meta.delete(f"{self.folder(path)}/{record.name}")
+            if renamed is not None:
+                self.meta.move(f"{folder}/{record.name}", f"{folder}/{renamed}")
+                self._remember(path, renamed)
+            else:
+                self.meta.delete(f"{folder}/{record.name}")
         except StorageError:
             pass
 

@@ -237,8 +237,8 @@ class PortableEngine:
         try:
             if exclusive:
                 claimed = self._claim(path, content, metadata)
-            else:
-                self._check_target(path)
+            elif self._recent is None or not self._recent.knows(path):
+                self._check_target(path)  # a path this engine just wrote was a file then
             try:
                 self._store_blob(content)
                 record = Record(next_timestamp(), self.writer, False, content.size,
@@ -248,13 +248,14 @@ class PortableEngine:
                 if claimed:
                     self._quiet_delete(self.data, path)
                 raise
+            renamed: str | None = None
             try:
-                self._announce(path, record)
+                renamed = self._announce(path, record)
                 self.data.write(path, content.stream(), metadata=metadata)
             except BaseException:
                 self._quiet_delete(self.meta, self._record_key(path, record))
                 if self._recent is not None:
-                    self._recent.withdraw(path, record)
+                    self._recent.withdraw(path, record, renamed)
                 if claimed:
                     self._quiet_delete(self.data, path)
                 raise
@@ -277,7 +278,9 @@ class PortableEngine:
     def _check_target(self, path: str) -> None:
         """Refuse, before any record exists, a target the working-copy write would refuse:
         a directory, or a path below a file. Only storages with real directories can refuse
-        (one stat); on object stores a key and a prefix coexist."""
+        (one stat); on object stores a key and a prefix coexist. Skipped for a path this
+        engine wrote last time (still a file then); if it became a directory since, the
+        working-copy write fails and the record is undone."""
         if not self.data.capabilities.empty_dirs:
             return
         try:
@@ -333,10 +336,10 @@ class PortableEngine:
         self._converge(path, record)
 
     # ---------------------------------------------------------------- convergence
-    def _announce(self, path: str, record: Record) -> None:
-        """Before the working copy is written: announce ``record`` (``recent`` histories)."""
-        if self._recent is not None:
-            self._recent.announce(path, record)
+    def _announce(self, path: str, record: Record) -> str | None:
+        """Before the working copy is written: announce ``record`` (``recent`` histories);
+        the announcement renamed for it, if any (see :meth:`Recent.withdraw`)."""
+        return self._recent.announce(path, record) if self._recent is not None else None
 
     def _converge(self, path: str, mine: Record) -> None:
         """Make the working copy show the newest record, if a concurrent writer overtook us.
