@@ -179,3 +179,31 @@ def test_tag_version_costs_six_requests_on_s3(proxy: CountingProxy, moto: MotoHa
     assert dict(proxy.counts) == {"GET": 4, "LISTVERSIONS": 1, "HEAD": 1, "PUT": 1}
     assert node.get_version_tags()["third"] == node.versions[0]["version_id"]
     sm.close()
+
+
+def test_waiting_for_a_held_lease_polls_gently() -> None:
+    """A deleter or tagger waiting for another's lease reads it a few times a second at most
+    (each read is a request on S3), and still notices the release quickly."""
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "memory", "store": uuid.uuid4().hex, "versioning": True}])
+    catalog = catalog_of(sm)
+    holder = MaintenanceLease(catalog, ttl=30, wait=1)
+    holder.acquire()
+    faulty = FaultyBackend(catalog.backend, fail_times=0)
+    catalog.backend = faulty
+    waiter = MaintenanceLease(catalog, ttl=30, wait=1.5)
+    started = time.monotonic()
+    with pytest.raises(PreconditionFailedError, match="busy"):
+        waiter.acquire()
+    assert 1.5 <= time.monotonic() - started < 3
+    assert faulty.calls["open_read"] <= 12, faulty.calls  # was one read every 20 ms (~75)
+    faulty.calls.clear()
+    with pytest.raises(PreconditionFailedError):
+        ProtectionGuard(catalog, wait=1.5)  # a tagger waiting for the cleanup to end
+    assert faulty.calls["open_read"] <= 12, faulty.calls
+    threading.Timer(1.0, holder.release).start()
+    started = time.monotonic()
+    waiter = MaintenanceLease(catalog, ttl=30, wait=10)
+    waiter.acquire()  # released after 1 s: taken within a pause of that
+    assert time.monotonic() - started < 1.0 + 0.5 + 0.5
+    waiter.release()

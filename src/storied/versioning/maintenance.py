@@ -54,7 +54,19 @@ __all__ = ["DEFAULT_TTL", "DEFAULT_WAIT", "MaintenanceLease", "ProtectionGuard",
 
 DEFAULT_TTL = 60.0
 DEFAULT_WAIT = 60.0
-_POLL = 0.02
+_POLL = 0.02  # first pause while another owner holds the lease; doubled up to _MAX_POLL
+_MAX_POLL = 0.5  # a wait costs at most ~2 lease reads a second (requests, on S3), not 50
+
+
+class _Pauses:
+    """Growing pauses between looks at a busy lease, never past ``deadline`` (monotonic)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline, self.pause = deadline, _POLL
+
+    def sleep(self) -> None:
+        time.sleep(max(0.0, min(self.pause, self.deadline - time.monotonic())))
+        self.pause = min(_MAX_POLL, self.pause * 2)
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,7 @@ class MaintenanceLease:
             PreconditionFailedError: Another owner kept it for longer than ``wait``.
         """
         backend, deadline = self.catalog.backend, time.monotonic() + self.wait
+        pauses = _Pauses(deadline)
         while True:
             try:
                 info = backend.info(self.key)
@@ -143,7 +156,7 @@ class MaintenanceLease:
                         f"Version maintenance is busy: lease {self.key!r} held by {state.owner} "
                         f"for more than {self.wait:g} s; try again later"
                     )
-                time.sleep(_POLL)
+                pauses.sleep()
                 continue
             body, expires = self._body(True)
             try:
@@ -153,7 +166,14 @@ class MaintenanceLease:
                     written = backend.write(self.key, body, mode=WriteMode.IF_MATCH,
                                             etag=info.etag)
             except (PreconditionFailedError, StorageAlreadyExistsError, StorageNotFoundError):
-                continue  # someone else wrote it first: look again
+                # someone else wrote it first: look again, within the same bounded wait
+                if time.monotonic() > deadline:
+                    raise PreconditionFailedError(
+                        f"Version maintenance is busy: lease {self.key!r} kept changing for "
+                        f"more than {self.wait:g} s; try again later"
+                    ) from None
+                pauses.sleep()
+                continue
             self._etag, self._expires = written.etag, expires
             return
 
@@ -238,13 +258,14 @@ class ProtectionGuard:
             PreconditionFailedError: A deleter kept it for longer than ``wait``.
         """
         deadline = time.monotonic() + self.wait
+        pauses = _Pauses(deadline)
         while (state := _parse(seen)) is not None and state.active():
             if time.monotonic() > deadline:
                 raise PreconditionFailedError(
                     f"Version maintenance (lease {lease_key(self.catalog)!r}) kept running for "
                     f"more than {self.wait:g} s; try again later"
                 )
-            time.sleep(_POLL)
+            pauses.sleep()
             seen = _peek(self.catalog)
         return seen
 
