@@ -31,6 +31,7 @@ import itertools
 import os
 import posixpath
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -388,17 +389,35 @@ class WritableZipBackend(Backend):
             for staged in flushed:  # (a write staging right now keeps its own file)
                 os.unlink(staged)
 
-    def _write_archive(self, tmp: str) -> None:
+    def _write_archive(self, tmp: str, lost: list[str] | None = None) -> None:
+        """Write the whole archive to ``tmp``. With ``lost`` (a rescue copy), a member of the
+        old archive that no longer reads back whole is left out and named there instead of
+        failing the copy."""
+        entries = [(item.filename, _Entry(Info(""), member=item)) for item in self._hidden]
+        entries += [(path, self._files[path]) for path in sorted(self._files)]
         with open(tmp, "wb") as raw:
             with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as out:
                 for d in sorted(self._explicit_dirs):
                     out.writestr(zipfile.ZipInfo(d + "/", time.localtime()[:6]), b"")
-                for item in self._hidden:
-                    self._copy_entry(out, item.filename, _Entry(Info(""), member=item))
-                for path in sorted(self._files):
-                    self._copy_entry(out, path, self._files[path])
+                for path, entry in entries:
+                    if lost is not None and not self._readable(path, entry):
+                        lost.append(path)
+                        continue
+                    self._copy_entry(out, path, entry)
             raw.flush()
             os.fsync(raw.fileno())
+
+    def _readable(self, path: str, entry: _Entry) -> bool:
+        """True when ``entry`` reads back whole (CRC checked), as a rescue copy needs."""
+        if entry.member is None or self._zip is None:
+            return entry.member is None
+        try:
+            with self._zip.open(entry.member) as source:
+                while source.read(CHUNK):
+                    pass
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError):
+            return False
+        return True
 
     def _copy_entry(self, out: zipfile.ZipFile, path: str, entry: _Entry) -> None:
         if entry.member is not None:
@@ -407,7 +426,10 @@ class WritableZipBackend(Backend):
             zinfo.compress_type, zinfo.external_attr = item.compress_type, item.external_attr
             zinfo.comment, zinfo.extra = item.comment, b""
             assert self._zip is not None
-            source: Any = self._zip.open(item)
+            try:
+                source: Any = self._zip.open(item)
+            except (zipfile.BadZipFile, zlib.error, EOFError, ValueError) as exc:
+                raise corrupt_member_error(self.file, path, exc) from exc
         else:
             assert entry.staged is not None
             stamp = time.localtime(entry.info.mtime or time.time())[:6]
@@ -449,9 +471,34 @@ def _fsync_dir(path: str) -> None:
 
 @atexit.register
 def flush_all() -> None:
-    """Flush every writable zip mount still open (run at interpreter exit)."""
+    """Flush every writable zip mount still open (run at interpreter exit).
+
+    A flush that fails (the archive was changed by someone else, the disk is full) leaves the
+    archive on disk as it was; the staged changes are not dropped silently: the complete new
+    archive is written beside it as ``<file>.unsaved-<pid>-<n>.zip`` and a line on stderr names
+    it (or says the changes are lost when even that fails).
+    """
     for backend in list(_OPEN):
         try:
             backend.flush()
-        except StorageError:
-            pass  # the archive on disk stays as it was; nothing better can be done at exit
+        except (StorageError, OSError) as exc:
+            _save_aside(backend, exc)
+
+
+def _save_aside(backend: WritableZipBackend, exc: BaseException) -> None:
+    aside = f"{backend.file}.unsaved-{os.getpid()}-{next(_COUNTER)}.zip"
+    lost: list[str] = []
+    try:
+        with backend._lock:
+            backend._write_archive(aside, lost)
+    except (StorageError, OSError) as second:
+        try:
+            os.unlink(aside)
+        except OSError:
+            pass
+        sys.stderr.write(f"storied: zip archive {backend.file!r} not flushed ({exc}); its "
+                         f"unsaved changes are LOST (saving a copy failed: {second})\n")
+        return
+    unreadable = f" (members no longer readable, left out: {', '.join(lost)})" if lost else ""
+    sys.stderr.write(f"storied: zip archive {backend.file!r} not flushed ({exc}); its "
+                     f"unsaved changes were saved to {aside!r}{unreadable}\n")
