@@ -8,6 +8,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -207,3 +212,41 @@ def test_waiting_for_a_held_lease_polls_gently() -> None:
     waiter.acquire()  # released after 1 s: taken within a pause of that
     assert time.monotonic() - started < 1.0 + 0.5 + 0.5
     waiter.release()
+
+
+def test_deleter_killed_while_holding_the_lease_blocks_nobody_after_expiry(
+        tmp_path: Path) -> None:
+    """SIGKILL a deleter between two deletions: taggers and deleters in other processes wait
+    for its lease to expire, then work; nothing it left is inconsistent."""
+    config = {"name": "v", "type": "local", "base_path": str(tmp_path), "versioning": True}
+    sm = StorageManager()
+    sm.configure([config])
+    node = written(sm, "v:k.txt", *[f"v{i}" for i in range(6)])
+    code = (
+        "import json, sys, time\n"
+        "from storied import StorageManager\n"
+        "from storied.versioning.maintenance import MaintenanceLease\n"
+        "sm = StorageManager(); sm.configure([json.loads(sys.argv[1])])\n"
+        "history = sm.history('v')\n"
+        "lease = MaintenanceLease(history.engine.catalog, ttl=1.5, wait=5)\n"
+        "lease.acquire()\n"
+        "for version in history.versions('k.txt')[:2]:\n"
+        "    lease.keep()\n"
+        "    history.delete_version('k.txt', version)\n"
+        "print('deleted', flush=True)\n"
+        "time.sleep(60)  # killed here, still holding the lease\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(config)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == "deleted\n"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    started = time.monotonic()
+    vid = node.tag_version(0, "after-crash")  # waits for the dead deleter's lease to expire
+    assert time.monotonic() - started < 1.5 + 1.0
+    assert node.versions[0]["version_id"] == vid and len(node.versions) == 4
+    assert len(node.cleanup_versions(keep_last=1)) == 2  # a new deleter takes the lease over
+    assert node.get_version_tags() == {"after-crash": vid} and sm.verify("v:").ok
+    sm.close()
