@@ -250,3 +250,25 @@ def test_deleter_killed_while_holding_the_lease_blocks_nobody_after_expiry(
     assert len(node.cleanup_versions(keep_last=1)) == 2  # a new deleter takes the lease over
     assert node.get_version_tags() == {"after-crash": vid} and sm.verify("v:").ok
     sm.close()
+
+
+def test_one_file_cleanup_costs_nine_requests_on_s3(proxy: CountingProxy,
+                                                    moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"r1-{uuid.uuid4().hex[:12]}", versioned=True)
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "s3", "bucket": bucket, "key": "k", "secret": "s",
+                   "endpoint_url": proxy.endpoint_url}])
+    node = written(sm, "v:a/b.txt", "1", "2", "3")
+    node.cleanup_versions(keep_last=3)  # a released lease exists from now on
+    proxy.reset()
+    assert len(node.cleanup_versions(keep_last=2)) == 1
+    # lease HEAD + GET + PUT, one version listing, refs GET, one listing of the (absent)
+    # snapshots, the DELETE, lease PUT (release)
+    assert dict(proxy.counts) == {"HEAD": 1, "GET": 2, "PUT": 2, "LISTVERSIONS": 1, "LIST": 1,
+                                  "DELETE": 1}
+    recorded = sm.create_snapshot("v:", "s1")["files"]["a/b.txt"]
+    assert [s["tag"] for s in sm.list_snapshots()] == ["s1"]  # found by the flat listing
+    node.write_text("4")
+    node.cleanup_versions(keep_last=0)
+    assert recorded in [v["version_id"] for v in node.versions]  # and it still protects
+    sm.close()

@@ -175,13 +175,16 @@ class Catalog:
             raise StorageNotFoundError(f"No snapshot {tag!r}") from None
 
     def snapshot_tags(self) -> Iterator[str]:
-        """Every snapshot tag stored here."""
+        """Every snapshot tag stored here, sorted: one flat listing (on S3, one request even
+        when there is no snapshot, where a directory listing costs three)."""
+        folder = self._key("snapshots")
         try:
-            names = list(self.backend.list_names(self._key("snapshots")))
-        except StorageNotFoundError:
+            entries = list(self.backend.walk(folder))
+        except (StorageNotFoundError, NotADirectoryError):
             return
-        for name, is_dir in sorted(names):
-            if not is_dir and name.endswith(".json"):
+        names = [paths.relative_to(e.path, folder) for e in entries if not e.is_dir]
+        for name in sorted(names):
+            if "/" not in name and name.endswith(".json"):
                 yield name[: -len(".json")]
 
     def delete_snapshot(self, tag: str) -> None:
