@@ -313,3 +313,29 @@ def test_renames_that_would_replace_other_things_are_refused(kind: str, tmp_path
         sm.node("m:f.txt/q/z").write_text("under a file")
     assert sm.node("m:f.txt").read_text() == "F"
     assert {c.path for c in sm.node("m:").children()} == {"a.txt", "d", "e", "f.txt"}
+
+
+@pytest.mark.parametrize("versioning", [False, True])
+def test_recursive_delete_unlinks_links_never_their_targets(tmp_path: Path, versioning: bool
+                                                             ) -> None:
+    import os
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "t").mkdir(parents=True)
+    outside.mkdir()
+    (root / "t" / "keep.txt").write_text("inside target")
+    (outside / "secret.txt").write_text("outside target")
+    sm = StorageManager()
+    sm.configure([{"name": "h", "type": "local", "base_path": str(root),
+                   "versioning": versioning}])
+    sm.node("h:d/a.txt").write_text("a")
+    sm.node("h:d/sub/b.txt").write_text("b")
+    os.symlink("../t", root / "d" / "inlink")
+    os.symlink(str(outside), root / "d" / "sub" / "outlink")
+    os.symlink("../../t/keep.txt", root / "d" / "sub" / "filelink")
+    assert sm.node("h:d").delete(recursive=True) is True
+    assert not (root / "d").exists() and not os.path.lexists(root / "d")
+    assert (root / "t" / "keep.txt").read_text() == "inside target"
+    assert (outside / "secret.txt").read_text() == "outside target"
+    if versioning:
+        assert sm.node("h:d/a.txt").version_count == 1

@@ -265,6 +265,26 @@ class Backend(abc.ABC):
         """The innermost adapter (wrappers return what they wrap)."""
         return self
 
+    def unlink_links(self, path: str) -> int:
+        """Remove the symbolic links directly inside directory ``path`` (the links
+        themselves, never what they point to); return how many. Recursive deletes call it on
+        a directory that is still not empty once everything listed in it is gone, since
+        listings do not show links to directories.
+
+        The default works on storages with a local path: every component of ``path`` is
+        opened with ``O_NOFOLLOW`` from the mount root, so a link swapped in meanwhile is
+        never followed. Elsewhere (no links) it does nothing.
+        """
+        real = self.local_path(path) if self.capabilities.symbolic_links else None
+        if real is None:
+            return 0
+        parts = [p for p in path.split("/") if p]
+        tail = os.sep.join(parts)
+        if parts and not real.endswith(os.sep + tail):
+            return 0  # a root chosen per path: no safe place to start from
+        root = real[: len(real) - len(tail) - 1] if parts else real
+        return _unlink_links_below(root, parts)
+
     def storage_key(self) -> Hashable:
         """What identifies the storage this adapter reaches: two adapters with equal keys see
         the same files at the same paths. Default: the adapter object itself; adapters that
@@ -389,6 +409,9 @@ class WrappedBackend(Backend):
     def unwrap(self) -> Backend:
         return self.inner.unwrap()
 
+    def unlink_links(self, path: str) -> int:
+        return self.inner.unlink_links(path)
+
     def storage_key(self) -> Hashable:
         return self.inner.storage_key()
 
@@ -455,12 +478,18 @@ def prune_empty_dirs(backend: Backend, path: str, dirs: list[str] | None = None)
         dirs = _tree(backend, path)[1] if real_dirs else []
     if path and (real_dirs or _is_dir(backend, path)):
         dirs = [path, *dirs]
+    links = backend.capabilities.symbolic_links
     for directory in sorted(dirs, key=lambda d: d.count("/"), reverse=True):
-        try:
-            backend.delete(directory)
-        except (DirectoryNotEmptyError, StorageNotFoundError, NotADirectoryStorageError,
-                StorageIOError):
-            pass  # not empty (some servers report it as a plain I/O error), or already gone
+        for attempt in range(2 if links else 1):
+            try:
+                backend.delete(directory)
+                break
+            except DirectoryNotEmptyError:
+                # listings do not show links to directories: drop the links themselves
+                if attempt or not backend.unlink_links(directory):
+                    break
+            except (StorageNotFoundError, NotADirectoryStorageError, StorageIOError):
+                break  # already gone, or not empty (some servers say so as an I/O error)
 
 
 def _is_dir(backend: Backend, path: str) -> bool:
@@ -468,3 +497,28 @@ def _is_dir(backend: Backend, path: str) -> bool:
         return backend.info(path).is_dir
     except StorageNotFoundError:
         return False
+
+
+def _unlink_links_below(root: str, parts: list[str]) -> int:
+    """Unlink the symbolic links in ``root/parts...``, walking with ``O_NOFOLLOW``."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return 0
+    try:
+        for part in parts:
+            child = os.open(part, flags, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        removed = 0
+        with os.scandir(fd) as entries:
+            links = [e.name for e in entries if e.is_symlink()]
+        for name in links:
+            os.unlink(name, dir_fd=fd)
+            removed += 1
+        return removed
+    except OSError:
+        return 0  # a component is a link or vanished: leave everything as it is
+    finally:
+        os.close(fd)

@@ -157,6 +157,9 @@ class Prefixed(WrappedBackend):
     def location(self, path: str) -> tuple[Hashable, str]:
         return self.inner.location(self._in(path))
 
+    def unlink_links(self, path: str) -> int:
+        return self.inner.unlink_links(self._in(path))
+
 
 class HideReserved(WrappedBackend):
     """What users see of a mount: the reserved area (:data:`storied.paths.RESERVED`) and
@@ -241,6 +244,10 @@ class HideReserved(WrappedBackend):
     def delete_many(self, items: list[tuple[str, str | None]]) -> None:
         self._guard(*(p for p, _ in items))
         self.inner.delete_many(items)
+
+    def unlink_links(self, path: str) -> int:
+        self._guard(path)
+        return self.inner.unlink_links(path)
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         self._guard(path)
@@ -339,6 +346,10 @@ class Permissions(WrappedBackend):
     def link(self, src: str, dst: str) -> None:
         self._need_write()
         self.inner.link(src, dst)
+
+    def unlink_links(self, path: str) -> int:
+        self._need_delete()
+        return self.inner.unlink_links(path)
 
     def move(self, src: str, dst: str) -> None:
         self._need_delete()
