@@ -339,3 +339,22 @@ def test_recursive_delete_unlinks_links_never_their_targets(tmp_path: Path, vers
     assert (outside / "secret.txt").read_text() == "outside target"
     if versioning:
         assert sm.node("h:d/a.txt").version_count == 1
+
+
+def test_two_mounts_of_one_storage_are_aliases(moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"alias-{uuid.uuid4().hex[:12]}")
+    s3 = {"type": "s3", "bucket": bucket, "endpoint_url": moto.endpoint_url, "key": "k",
+          "secret": "s"}
+    sm = StorageManager()
+    sm.configure([{"name": "a", **s3}, {"name": "b", **s3, "base_path": "sub"},
+                  {"name": "m1", "type": "memory", "store": "shared"},
+                  {"name": "m2", "type": "memory", "store": "shared", "base_path": "x"}])
+    sm.node("a:sub/f.txt").write_text("one copy")
+    assert sm.node("a:sub/f.txt").move_to("b:f.txt").read_text() == "one copy"
+    assert sm.node("a:sub/f.txt").read_text() == "one copy"
+    with pytest.raises(ValueError):
+        sm.node("a:sub").move_to("b:inner")
+    sm.node("m1:x/g.txt").write_text("shared")
+    sm.node("m2:g.txt").move_to("m1:x/g.txt")
+    assert sm.node("m1:x/g.txt").read_text() == "shared"
+    sm.close()
