@@ -272,3 +272,20 @@ def test_one_file_cleanup_costs_nine_requests_on_s3(proxy: CountingProxy,
     node.cleanup_versions(keep_last=0)
     assert recorded in [v["version_id"] for v in node.versions]  # and it still protects
     sm.close()
+
+
+def test_deleter_whose_wall_clock_steps_back_still_stops_at_expiry(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The others see the lease expire at the wall-clock time it names; the holder must stop
+    by then even if its own wall clock is stepped back (NTP) meanwhile."""
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "memory", "store": uuid.uuid4().hex, "versioning": True}])
+    lease = MaintenanceLease(catalog_of(sm), ttl=1.2, wait=1)
+    lease.acquire()
+    time.sleep(1.0)  # less than a quarter of the lease left
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)  # the clock steps back an hour
+    with pytest.raises(PreconditionFailedError, match="about to expire"):
+        lease.keep()
+    monkeypatch.undo()
+    lease.release()

@@ -124,17 +124,23 @@ class MaintenanceLease:
         self.catalog, self.ttl, self.wait = catalog, ttl, wait
         self.owner = uuid.uuid4().hex
         self._etag: str | None = None
-        self._expires = 0.0
+        self._expires = 0.0  # time.monotonic() at which the lease runs out for the holder
 
     @property
     def key(self) -> str:
         return lease_key(self.catalog)
 
     def _body(self, held: bool) -> tuple[bytes, float]:
+        """The lease document, and when it runs out on this process's monotonic clock.
+
+        Others judge expiry by the wall-clock ``expires`` written here; the holder judges it
+        by the monotonic clock from the moment it wrote that, so a step of its own wall clock
+        (NTP, a suspended VM) never makes it believe it has more time than the others see.
+        """
         expires = time.time() + self.ttl if held else 0.0
         body = {"owner": self.owner, "state": "held" if held else "released",
                 "expires": expires, "nonce": uuid.uuid4().hex}
-        return json.dumps(body, sort_keys=True).encode(), expires
+        return json.dumps(body, sort_keys=True).encode(), time.monotonic() + self.ttl
 
     def acquire(self) -> None:
         """Take the lease, waiting (at most ``wait`` seconds) while another owner holds it.
@@ -190,7 +196,7 @@ class MaintenanceLease:
             PreconditionFailedError: The lease is within a quarter of its time to live of
                 expiring (or expired, or taken over): the caller must stop deleting.
         """
-        left = self._expires - time.time()
+        left = self._expires - time.monotonic()
         if left > self.ttl * 2 / 3:
             return
         if left < self.ttl / 4:
