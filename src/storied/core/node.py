@@ -31,7 +31,7 @@ from storied.core.streams import (
 )
 from storied.core.tagging import TagMethods
 from storied.core.versioned import VersionMethods
-from storied.core.writing import check_encoding, open_writer, unchanged
+from storied.core.writing import check_encoding, check_mode, open_writer, unchanged
 from storied.errors import (
     InvalidArgumentError,
     IsADirectoryStorageError,
@@ -318,14 +318,7 @@ class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods, Integ
         return TextReader(raw, text_encoding, self.fullpath)
 
     def _check_version_args(self, mode: str, version: object, as_of: object) -> None:
-        if (
-            not isinstance(mode, str)
-            or set(mode) - set("rwaxbt+")
-            or sum(mode.count(c) for c in "rwax") != 1
-            or len(set(mode)) != len(mode)
-            or ("b" in mode and "t" in mode)
-        ):
-            raise InvalidArgumentError(f"Invalid mode {mode!r} (use r, w, a, x, r+; add b)")
+        check_mode(mode)
         if self._version is not None and (version is not None or as_of is not None):
             raise InvalidArgumentError(
                 "This node is a versioned snapshot; it cannot take version/as_of"

@@ -13,13 +13,18 @@ import hashlib
 from typing import TYPE_CHECKING, BinaryIO
 
 from storied.core.streams import AtomicWriter, md5_of_stream
-from storied.errors import InvalidEncodingError, StorageAlreadyExistsError, StorageNotFoundError
+from storied.errors import (
+    InvalidArgumentError,
+    InvalidEncodingError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+)
 from storied.info import WriteMode
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
 
-__all__ = ["check_encoding", "open_writer", "unchanged"]
+__all__ = ["check_encoding", "check_mode", "open_writer", "unchanged"]
 
 
 def check_encoding(encoding: str) -> str:
@@ -33,6 +38,22 @@ def check_encoding(encoding: str) -> str:
     except (LookupError, TypeError):
         raise InvalidEncodingError(f"Unknown text encoding: {encoding!r}") from None
     return encoding
+
+
+def check_mode(mode: object) -> None:
+    """Refuse an ``open`` mode that is not one of ``r w a x`` (plus ``+``, ``b`` or ``t``).
+
+    Raises:
+        InvalidArgumentError: A malformed mode (also a ``ValueError``, as ``open`` raises).
+    """
+    if (
+        not isinstance(mode, str)
+        or set(mode) - set("rwaxbt+")
+        or sum(mode.count(c) for c in "rwax") != 1
+        or len(set(mode)) != len(mode)
+        or ("b" in mode and "t" in mode)
+    ):
+        raise InvalidArgumentError(f"Invalid mode {mode!r} (use r, w, a, x, r+; add b)")
 
 
 def open_writer(node: StorageNode, mode: str) -> AtomicWriter:
