@@ -205,11 +205,21 @@ def test_ctrl_c_exits_130_with_one_line(project: Path) -> None:
         [*STORIED, "cat", "v:fifo"], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    writer = None
     try:
-        time.sleep(2.5)
+        deadline = time.monotonic() + 60
+        while writer is None:  # succeeds once storied has opened the FIFO (and waits to read)
+            try:
+                writer = os.open(project / "data" / "fifo", os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr
+                time.sleep(0.05)
+        time.sleep(0.3)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
+        if writer is not None:
+            os.close(writer)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
