@@ -289,3 +289,20 @@ def test_deleter_whose_wall_clock_steps_back_still_stops_at_expiry(
         lease.keep()
     monkeypatch.undo()
     lease.release()
+
+
+def test_restore_of_a_snapshot_missing_a_version_changes_nothing(sm: StorageManager) -> None:
+    written(sm, "v:a.txt", "a at snapshot")
+    b = written(sm, "v:b.txt", "b at snapshot")
+    sm.create_snapshot("v:", "snap")
+    written(sm, "v:a.txt", "a later")
+    written(sm, "v:b.txt", "b later")
+    history = sm.history("v")
+    assert history is not None
+    recorded = sm.get_snapshot("snap")["files"]["b.txt"]
+    gone = next(v for v in history.versions("b.txt") if v.version_id == recorded)
+    history.delete_version("b.txt", gone)  # removed by a tool that ignored the protection
+    with pytest.raises(StorageNotFoundError, match=recorded):
+        sm.restore_snapshot("snap")
+    assert sm.node("v:a.txt").read_text() == "a later"  # not half restored
+    assert b.read_text() == "b later"

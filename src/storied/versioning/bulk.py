@@ -329,8 +329,11 @@ def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
     sub = paths.relative_to(snap.root, history.prefix)
     report: dict[str, list[str]] = {"restored": [], "unchanged": [], "new": [], "deleted": []}
     recorded = {paths.relative_to(p, history.prefix): vid for p, vid in snap.files.items()}
-    for done, (path, vid) in enumerate(sorted(recorded.items()), start=1):
-        _restore_one(manager, mount, history, path, vid, dry_run, report)
+    # every recorded version is found before anything is written: a snapshot whose versions
+    # are not all there restores nothing (never half of it)
+    plan = [_restore_plan(history, path, vid) for path, vid in sorted(recorded.items())]
+    for done, (path, target, current) in enumerate(plan, start=1):
+        _restore_one(manager, mount, history, path, target, current, dry_run, report)
         if progress:
             progress(done, len(recorded))
     for path in _files(history, sub):
@@ -343,13 +346,23 @@ def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
     return report
 
 
-def _restore_one(manager: StorageManager, mount: str, history: MountHistory, path: str,
-                 vid: str, dry_run: bool, report: dict[str, list[str]]) -> None:
+def _restore_plan(history: MountHistory, path: str, vid: str
+                  ) -> tuple[str, Version, Version | None]:
+    """``(path, recorded version, current version)`` from one listing.
+
+    Raises:
+        StorageNotFoundError: The recorded version no longer exists.
+    """
     versions = history.versions(path)
     target = next((v for v in versions if v.version_id == vid), None)
     if target is None:
         raise StorageNotFoundError(f"Snapshot version {vid} of {path!r} no longer exists")
-    current = next((v for v in versions if v.is_latest), None)
+    return path, target, next((v for v in versions if v.is_latest), None)
+
+
+def _restore_one(manager: StorageManager, mount: str, history: MountHistory, path: str,
+                 target: Version, current: Version | None, dry_run: bool,
+                 report: dict[str, list[str]]) -> None:
     if current is not None and current.etag and current.etag == target.etag:
         report["unchanged"].append(path)
         return
