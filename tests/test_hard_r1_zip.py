@@ -105,3 +105,40 @@ def test_writer_killed_mid_flush_leaves_the_old_archive_readable(tmp_path: Path)
     be.write("next.txt", b"next")
     be.close()
     assert _members(target) == {"keep.txt": b"kept", "next.txt": b"next"}
+
+
+def _aliased_archive(path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings(), zipfile.ZipFile(path, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name
+        zf.writestr("d/a.txt", b"slash")
+        zf.writestr("d\\a.txt", b"backslash")  # the same path once normalised
+        zf.writestr("./e.txt", b"dot")
+        zf.writestr("e.txt", b"plain")
+        zf.writestr("f.txt", b"first")
+        zf.writestr("f.txt", b"second")  # an exact duplicate (zipfile 'a' mode makes these)
+
+
+def _raw(path: Path) -> list[tuple[str, bytes]]:
+    with zipfile.ZipFile(path) as zf:
+        return sorted((i.filename, zf.read(i)) for i in zf.infolist())
+
+
+def test_rewrite_keeps_members_shadowed_by_a_later_alias(tmp_path: Path) -> None:
+    target = tmp_path / "alias.zip"
+    _aliased_archive(target)
+    before = _raw(target)
+    be = WritableZipBackend(target, "a")
+    served = {p: be.read_bytes(p) for p in ("d/a.txt", "e.txt", "f.txt")}
+    assert served == {"d/a.txt": b"backslash", "e.txt": b"plain", "f.txt": b"second"}
+    be.write("new.txt", b"n")  # an unrelated change rewrites the archive...
+    be.close()
+    assert _raw(target) == sorted([*before, ("new.txt", b"n")])  # ...losing no member
+    be = WritableZipBackend(target, "a")
+    assert {p: be.read_bytes(p) for p in served} == served  # served as before
+    be.delete("d/a.txt")  # removing or replacing a path removes its shadowed copies too
+    be.write("e.txt", b"new e")
+    be.move("f.txt", "g.txt")
+    be.close()
+    assert _raw(target) == [("e.txt", b"new e"), ("g.txt", b"second"), ("new.txt", b"n")]

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 import zipfile
 import zlib
 from collections.abc import Hashable, Iterator
@@ -112,7 +113,9 @@ class WritableZipBackend(Backend):
         self._lock = threading.RLock()
         self._files: dict[str, _Entry] = {}
         self._explicit_dirs: set[str] = set()
-        self._hidden: list[zipfile.ZipInfo] = []  # unsafe names: never served, kept on rewrite
+        # members never served but kept on rewrite: (alias, member), alias "" for an unsafe
+        # name, else the path it shadows (an earlier duplicate, 'a\\b' beside 'a/b', './a')
+        self._hidden: list[tuple[str, zipfile.ZipInfo]] = []
         self._zip: zipfile.ZipFile | None = None
         self._staging: str | None = None
         self._dirty = mode == "w"
@@ -132,16 +135,16 @@ class WritableZipBackend(Backend):
         self._explicit_dirs.clear()
         self._hidden.clear()
         for item in self._zip.infolist():
-            try:
-                path = paths.normalize(item.filename.replace("\\", "/"))
-            except StorageError:
-                path = ""
+            path = _served_as(item.filename)
             if not path:
-                self._hidden.append(item)
+                self._hidden.append(("", item))
                 continue
             if item.is_dir():
                 self._explicit_dirs.add(path)
             else:
+                shadowed = self._files.get(path)
+                if shadowed is not None and shadowed.member is not None:
+                    self._hidden.append((path, shadowed.member))  # the last one is served
                 mtime = time.mktime((*item.date_time, 0, 0, -1))
                 etag = f"{item.CRC:08x}-{item.file_size:x}"
                 info = Info(path, False, item.file_size, mtime, etag)
@@ -251,6 +254,7 @@ class WritableZipBackend(Backend):
                 info = Info(path, False, size, time.time(), f"{crc:08x}-{size:x}")
                 old = self._files.get(path)
                 self._files[path] = _Entry(info, staged=staged)
+                self._unalias(path)
                 staged = ""
                 self._drop_staged(old)
                 self._changed()
@@ -277,6 +281,13 @@ class WritableZipBackend(Backend):
             if current.info.etag != etag:
                 raise PreconditionFailedError(f"{path!r} changed (etag {current.info.etag!r})")
 
+    def _unalias(self, path: str, below: bool = False) -> None:
+        """Forget the hidden members that shadow ``path`` (or anything below it): the file
+        they are copies of was replaced, moved or deleted, so they must not come back."""
+        self._hidden = [(alias, item) for alias, item in self._hidden
+                        if not alias or not (alias == path
+                                             or (below and paths.is_under(alias, path)))]
+
     def _drop_staged(self, entry: _Entry | None) -> None:
         if entry is not None and entry.staged is not None:
             still_used = any(e.staged == entry.staged for e in self._files.values())
@@ -287,6 +298,7 @@ class WritableZipBackend(Backend):
         with self._lock:
             if path in self._files:
                 self._drop_staged(self._files.pop(path))
+                self._unalias(path)
             elif path in self._dirs():
                 below = [p for p in self._files if paths.is_under(p, path) and p != path]
                 subdirs = [d for d in self._explicit_dirs if paths.is_under(d, path) and d != path]
@@ -294,6 +306,7 @@ class WritableZipBackend(Backend):
                     raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
                 for p in below:
                     self._drop_staged(self._files.pop(p))
+                self._unalias(path, below=True)
                 self._explicit_dirs -= {*subdirs, path}
                 if not path:
                     self._explicit_dirs.clear()
@@ -326,6 +339,7 @@ class WritableZipBackend(Backend):
             info = entry.info.moved(dst)
             old = self._files.get(dst)
             self._files[dst] = _Entry(info, member=entry.member, staged=entry.staged)
+            self._unalias(dst)
             if old is not None and old.staged != entry.staged:
                 self._drop_staged(old)
             self._changed()
@@ -348,6 +362,8 @@ class WritableZipBackend(Backend):
                 self._drop_staged(self._files.get(new_path))
                 self._files[new_path] = _Entry(entry.info.moved(new_path), entry.member,
                                                entry.staged)
+                self._unalias(old_path)
+                self._unalias(new_path)
             for d in dirs:
                 self._explicit_dirs.discard(d)
                 self._explicit_dirs.add(dst + d[len(src):])
@@ -393,9 +409,10 @@ class WritableZipBackend(Backend):
         """Write the whole archive to ``tmp``. With ``lost`` (a rescue copy), a member of the
         old archive that no longer reads back whole is left out and named there instead of
         failing the copy."""
-        entries = [(item.filename, _Entry(Info(""), member=item)) for item in self._hidden]
+        entries = [(item.filename, _Entry(Info(""), member=item)) for _, item in self._hidden]
         entries += [(path, self._files[path]) for path in sorted(self._files)]
-        with open(tmp, "wb") as raw:
+        with open(tmp, "wb") as raw, warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Duplicate name", UserWarning)  # kept on purpose
             with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as out:
                 for d in sorted(self._explicit_dirs):
                     out.writestr(zipfile.ZipInfo(d + "/", time.localtime()[:6]), b"")
@@ -422,6 +439,8 @@ class WritableZipBackend(Backend):
     def _copy_entry(self, out: zipfile.ZipFile, path: str, entry: _Entry) -> None:
         if entry.member is not None:
             item = entry.member
+            if _served_as(item.filename) == path:
+                path = item.filename  # unchanged: its own name, byte for byte ('a\\b', './a')
             zinfo = zipfile.ZipInfo(path, item.date_time)
             zinfo.compress_type, zinfo.external_attr = item.compress_type, item.external_attr
             zinfo.comment, zinfo.extra = item.comment, b""
@@ -456,6 +475,14 @@ class WritableZipBackend(Backend):
                 shutil.rmtree(self._staging, ignore_errors=True)
                 self._staging = None
             _OPEN.discard(self)
+
+
+def _served_as(name: str) -> str:
+    """The path a member name is served at ("" when storied cannot serve it)."""
+    try:
+        return paths.normalize(name.replace("\\", "/"))
+    except StorageError:
+        return ""
 
 
 def _fsync_dir(path: str) -> None:
