@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from storied.backends.base import CHUNK
-from storied.errors import StorageNotFoundError
+from storied.errors import InvalidArgumentError, PreconditionFailedError, StorageNotFoundError
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
@@ -41,14 +41,18 @@ def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
     On local mounts this is the real file (for writing modes, only on mounts without history).
     Elsewhere the file is downloaded to a temporary file (same suffix) for ``'r'`` and ``'rw'``,
     and uploaded on exit for ``'w'`` and ``'rw'`` only if its content changed; the temporary
-    file is removed on exit. Leaving the block by an exception uploads nothing.
+    file is removed on exit. Leaving the block by an exception uploads nothing. With ``'rw'``
+    the upload is refused when the file changed in the storage since it was downloaded
+    (another writer's update is never silently overwritten; two small reads of its etag).
 
     Raises:
-        ValueError: ``mode`` is not ``'r'``, ``'w'`` or ``'rw'``.
+        InvalidArgumentError: (a ``ValueError``) ``mode`` is not ``'r'``, ``'w'`` or ``'rw'``.
         StoragePermissionError: A writing mode on a mount that refuses writes.
+        PreconditionFailedError: ``'rw'``, and the file changed in the storage meanwhile; the
+            local result is kept in the temporary file the message names.
     """
     if mode not in ("r", "w", "rw"):
-        raise ValueError(f"local_path mode must be 'r', 'w' or 'rw', not {mode!r}")
+        raise InvalidArgumentError(f"local_path mode must be 'r', 'w' or 'rw', not {mode!r}")
     if "w" in mode:
         node.require_writable()
     real = node._be.local_path(node.path)
@@ -61,7 +65,9 @@ def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
         return
     fd, tmp = tempfile.mkstemp(suffix=node.suffix, prefix="storied-")
     os.close(fd)
+    keep = False
     try:
+        seen = _etag(node) if mode == "rw" else None
         if "r" in mode:
             try:
                 with node._be.open_read(node.path) as src, open(tmp, "wb") as out:
@@ -72,11 +78,25 @@ def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
         before = _digest(tmp) if mode == "rw" else None
         yield tmp
         if "w" in mode and os.path.exists(tmp) and (mode == "w" or _digest(tmp) != before):
+            if mode == "rw" and _etag(node) != seen:
+                keep = True
+                raise PreconditionFailedError(
+                    f"{node.fullpath} was changed by someone else while it was being edited "
+                    f"locally; not overwriting it. The local result is kept in {tmp!r}"
+                )
             with open(tmp, "rb") as stream:
                 node._store(stream)
     finally:
-        if os.path.exists(tmp):
+        if not keep and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _etag(node: StorageNode) -> str | None:
+    """The node's etag now (None when it does not exist or has no etag)."""
+    try:
+        return node._be.info(node.path).etag
+    except StorageNotFoundError:
+        return None
 
 
 def call(
