@@ -306,3 +306,19 @@ def test_restore_of_a_snapshot_missing_a_version_changes_nothing(sm: StorageMana
         sm.restore_snapshot("snap")
     assert sm.node("v:a.txt").read_text() == "a later"  # not half restored
     assert b.read_text() == "b later"
+
+
+def test_cleanup_with_a_naive_now_counts_it_as_utc() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from storied.errors import InvalidArgumentError
+
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "memory", "store": uuid.uuid4().hex, "versioning": True}])
+    node = written(sm, "v:n.txt", "1", "2", "3")
+    later = datetime.now(UTC).replace(tzinfo=None) + timedelta(days=2)  # naive, as UTC
+    plan = node.cleanup_versions(keep_days=1, now=later, dry_run=True)
+    assert [row["keep"] for row in plan] == [False, False, True]  # was a TypeError
+    with pytest.raises(InvalidArgumentError):
+        node.cleanup_versions(keep_days=1, now="yesterday", dry_run=True)  # type: ignore[arg-type]
+    assert len(node.versions) == 3

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from storied.errors import InvalidArgumentError
@@ -57,7 +57,8 @@ def plan_retention(
 
     Args:
         versions: The file's versions, oldest first.
-        now: The moment ``keep_days`` counts back from (tz-aware).
+        now: The moment ``keep_days`` counts back from (a naive datetime is taken as UTC,
+            as ``as_of`` is elsewhere).
         keep_last: Keep the newest N versions.
         keep_days: Keep versions younger than this many days.
         tags: ``{version_id: [tag names]}``.
@@ -67,9 +68,13 @@ def plan_retention(
     Raises:
         InvalidArgumentError: (a ``ValueError``) ``keep_last`` not an int >= 0 (a bool is
             refused), ``keep_days`` not a number >= 0 (NaN refused; ``inf`` keeps every
-            version by age).
+            version by age), ``now`` not a datetime.
     """
     check_rules(keep_last, keep_days)
+    if not isinstance(now, datetime):
+        raise InvalidArgumentError(f"now must be a datetime, not {now!r}")
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
     active = keep_last is not None or keep_days is not None
     cutoff = None
     if keep_days is not None:
