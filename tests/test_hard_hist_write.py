@@ -116,3 +116,16 @@ def test_path_that_became_a_directory_since_the_last_write(tmp_path: Path) -> No
     announced = [p for p in (tmp_path / ".storied" / "recent").rglob("*") if p.is_file()]
     assert [p.name for p in announced] == [f"{first.version_id}.w.{first.size}.{first.etag}."
                                            f"{first.sha256}"]
+
+
+def test_failing_delete_leaves_no_tombstone(tmp_path: Path) -> None:
+    store = LocalBackend(tmp_path)
+    engine = PortableEngine(store, store)
+    kept = engine.write("keep.txt", b"still here")
+    faulty = FaultyBackend(store, fail_times=10**6, operations=frozenset({"delete"}))
+    with pytest.raises(TransientStorageError):
+        PortableEngine(faulty, store).delete("keep.txt")
+    assert engine.versions("keep.txt") == [kept] and kept.is_latest
+    assert (tmp_path / "keep.txt").read_bytes() == b"still here"
+    report = engine.verify()
+    assert report.ok and report.stale == [], (report.problems, report.stale)

@@ -321,18 +321,24 @@ class PortableEngine:
             pass  # identical content is stored once
 
     def delete(self, path: str) -> None:
+        """Delete the working copy, keeping the history: a tombstone record, then the removal.
+        A removal that fails (other than the file being gone already) undoes the tombstone
+        and raises the storage's error, like a failed write."""
         self._ensure_format()
         record = Record(next_timestamp(), self.writer, deleted=True)
         self._add_record(path, record)
+        renamed: str | None = None
         try:
-            self._announce(path, record)
+            renamed = self._announce(path, record)
+            try:
+                self.data.delete(path)
+            except StorageNotFoundError:
+                pass
         except BaseException:
             self._quiet_delete(self.meta, self._record_key(path, record))
+            if self._recent is not None:
+                self._recent.withdraw(path, record, renamed)
             raise
-        try:
-            self.data.delete(path)
-        except StorageNotFoundError:
-            pass
         self._converge(path, record)
 
     # ---------------------------------------------------------------- convergence
