@@ -88,7 +88,12 @@ class VerifyReport:
 
 
 class VersionEngine(Protocol):
-    """What the node API needs from an engine."""
+    """What the node API needs from an engine.
+
+    An engine may also offer ``version_at(path, index) -> (Version | None, count)`` and
+    ``version_as_of(path, moment) -> Version | None``; :meth:`MountHistory.resolve` then uses
+    them instead of building every version (the portable engine parses only what it returns).
+    """
 
     name: str
     catalog: Catalog
