@@ -32,7 +32,7 @@ __all__ = ["QUIET_SECONDS", "Listing", "Listings", "as_version", "versions_of"]
 
 #: A history directory unchanged for this long may have its listing cached.
 QUIET_SECONDS = 1.0
-_CACHED_DIRS = 256
+_CACHED_NAMES = 200_000  # ~30 MB of names at most, over all cached directories
 
 
 def as_version(record: Record, is_latest: bool) -> Version:
@@ -154,6 +154,7 @@ class Listings:
         self._cache: OrderedDict[str, tuple[float, Listing]] = OrderedDict()
         self._lock = threading.Lock()
         self._stampable: bool | None = None
+        self._held = 0
 
     def _stamp(self, folder: str) -> float | None:
         if self._stampable is None:
@@ -185,10 +186,12 @@ class Listings:
             return Listing([])
         names = sorted(n for n, is_dir in entries if not is_dir and _shaped(n))
         listing = Listing(names)
-        if stamp is not None and stamp < started - QUIET_SECONDS:
+        if stamp is not None and stamp < started - QUIET_SECONDS and len(names) <= _CACHED_NAMES:
             with self._lock:
                 self._cache[folder] = (stamp, listing)
                 self._cache.move_to_end(folder)
-                while len(self._cache) > _CACHED_DIRS:
-                    self._cache.popitem(last=False)
+                self._held = sum(len(item.names) for _, item in self._cache.values())
+                while self._held > _CACHED_NAMES:
+                    _, (_, dropped) = self._cache.popitem(last=False)
+                    self._held -= len(dropped.names)
         return listing
