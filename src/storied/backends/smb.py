@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import errno
 import io
-import itertools
-import os
 import posixpath
 import stat as statmod
 import threading
+import uuid
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -74,7 +73,6 @@ _CAPS = Capabilities(
     conditional_write=False,
     atomic_rename=True,
 )
-_COUNTER = itertools.count()
 _ERRNO: dict[int, type[StorageError]] = {
     errno.ENOENT: StorageNotFoundError,
     errno.EEXIST: StorageAlreadyExistsError,
@@ -235,7 +233,9 @@ class SmbBackend(Backend):
 
     def _tmp(self, path: str) -> str:
         parent, _, name = path.rpartition("/")
-        tmp = f".{name[:40]}{TMP_MARK}{os.getpid()}-{next(_COUNTER)}"
+        # random, not pid-counter: writers on other hosts (containers: pid 1) share the folder,
+        # and two writers opening one temporary name would truncate each other's upload
+        tmp = f".{name[:40]}{TMP_MARK}{uuid.uuid4().hex[:20]}"
         return f"{parent}/{tmp}" if parent else tmp
 
     def _ensure_parent(self, path: str) -> None:
