@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from storied.backends.zip_writable import WritableZipBackend
 
@@ -142,3 +145,20 @@ def test_rewrite_keeps_members_shadowed_by_a_later_alias(tmp_path: Path) -> None
     be.move("f.txt", "g.txt")
     be.close()
     assert _raw(target) == [("e.txt", b"new e"), ("g.txt", b"second"), ("new.txt", b"n")]
+
+
+UNSHARE = shutil.which("unshare")
+
+
+@pytest.mark.skipif(UNSHARE is None or os.geteuid() != 0,
+                    reason="needs unshare(1) and root for a private pid namespace")
+def test_flushes_with_the_same_pid_use_different_temporary_files(tmp_path: Path) -> None:
+    """Two containers (both pid 1) flushing into one shared folder must not write one file."""
+    assert UNSHARE is not None
+    code = ("import sys; from storied.backends.zip_writable import WritableZipBackend as W\n"
+            "b = W(sys.argv[1], 'w'); print(b._temporary()); b._dirty = False\n")
+    names = [subprocess.run([UNSHARE, "--pid", "--fork", sys.executable, "-c", code,
+                             str(tmp_path / "s.zip")], capture_output=True, text=True,
+                            timeout=60, check=True).stdout.strip() for _ in range(2)]
+    assert names[0].startswith(str(tmp_path / "s.zip.storied-tmp-"))
+    assert names[0] != names[1]

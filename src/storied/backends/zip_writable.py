@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 import warnings
 import zipfile
 import zlib
@@ -386,7 +387,7 @@ class WritableZipBackend(Backend):
                     f"zip file {self.file!r} was changed by someone else since it was opened; "
                     "not overwriting it"
                 )
-            tmp = f"{self.file}.storied-tmp-{os.getpid()}-{next(_COUNTER)}"
+            tmp = self._temporary()
             try:
                 self._write_archive(tmp)
                 os.replace(tmp, self.file)
@@ -404,6 +405,11 @@ class WritableZipBackend(Backend):
             self._load()
             for staged in flushed:  # (a write staging right now keeps its own file)
                 os.unlink(staged)
+
+    def _temporary(self) -> str:
+        """A new archive's name beside the old one: random, so that writers in other
+        containers (the same pid) on a shared folder never write into one file."""
+        return f"{self.file}.storied-tmp-{uuid.uuid4().hex[:20]}"
 
     def _write_archive(self, tmp: str, lost: list[str] | None = None) -> None:
         """Write the whole archive to ``tmp``. With ``lost`` (a rescue copy), a member of the
@@ -502,7 +508,7 @@ def flush_all() -> None:
 
     A flush that fails (the archive was changed by someone else, the disk is full) leaves the
     archive on disk as it was; the staged changes are not dropped silently: the complete new
-    archive is written beside it as ``<file>.unsaved-<pid>-<n>.zip`` and a line on stderr names
+    archive is written beside it as ``<file>.unsaved-<random>.zip`` and a line on stderr names
     it (or says the changes are lost when even that fails).
     """
     for backend in list(_OPEN):
@@ -513,7 +519,7 @@ def flush_all() -> None:
 
 
 def _save_aside(backend: WritableZipBackend, exc: BaseException) -> None:
-    aside = f"{backend.file}.unsaved-{os.getpid()}-{next(_COUNTER)}.zip"
+    aside = f"{backend.file}.unsaved-{uuid.uuid4().hex[:12]}.zip"
     lost: list[str] = []
     try:
         with backend._lock:
