@@ -47,8 +47,12 @@ class TagMethods:
         """Point tag ``tag`` at a version (index, id or another tag); return its version id.
 
         The version is protected from the moment the tag is set; if another process's
-        cleanup deleted it meanwhile (see :mod:`storied.versioning.maintenance`), the tag is
-        taken back and the call fails instead of leaving a tag that names nothing.
+        cleanup deleted it meanwhile (see :mod:`storied.versioning.maintenance`), or that
+        cannot be ruled out (a storage error, a cleanup outlasting the wait), the tag is
+        taken back and the call fails instead of leaving a tag that may name nothing. Taking
+        it back never removes a tag that pointed at that version before the call; a moved
+        tag returns to its previous version if that still exists. Six requests on S3 (one
+        more when ``version`` is a tag name) when no cleanup runs.
 
         Raises:
             StorageAlreadyExistsError: The tag exists on another version and ``move`` is false.
