@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 from storied import paths
 from storied.backends._s3_probe import Probes
-from storied.backends._s3_stream import open_stream
+from storied.backends._s3_stream import check_range, open_stream
 from storied.backends._s3_support import (
     MIN_PART,
     by_key,
@@ -251,6 +251,7 @@ class S3Backend(Backend):
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """One GET (with ``Range`` for a slice). A missing key is StorageNotFoundError with no
         further request (a "directory" prefix is not a readable object either)."""
+        check_range(start, end)
         if not path:
             raise IsADirectoryStorageError(f"Is a directory: the root of bucket {self.bucket!r}")
         if end is not None and end <= start:
@@ -487,6 +488,7 @@ class S3Backend(Backend):
         Raises:
             StorageNotFoundError: No such version, or ``version_id`` is a delete marker.
         """
+        check_range(start, end)
         if end is not None and end <= start:
             with self._mapped(path):
                 self._client.head_object(Bucket=self.bucket, Key=path, VersionId=version_id)

@@ -1,0 +1,104 @@
+"""Review R3: S3 read streams under hostile input and unlucky networks (issue 8)."""
+
+from __future__ import annotations
+
+import io
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from storied.backends.s3 import S3Backend
+from storied.errors import InvalidArgumentError, PreconditionFailedError
+from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket
+
+MiB = 1024 * 1024
+
+
+def _backend(endpoint: str, bucket: str) -> S3Backend:
+    return S3Backend(bucket, key="testing", secret="testing", endpoint_url=endpoint)
+
+
+@pytest.fixture
+def plain(proxy: CountingProxy, moto: MotoHandle) -> Iterator[S3Backend]:
+    name = make_bucket(moto.endpoint_url, f"r3-{uuid.uuid4().hex[:12]}")
+    backend = _backend(proxy.endpoint_url, name)
+    proxy.reset()
+    yield backend
+    proxy.reset()
+    backend.close()
+
+
+@pytest.fixture
+def versioned(proxy: CountingProxy, moto: MotoHandle) -> Iterator[S3Backend]:
+    name = make_bucket(moto.endpoint_url, f"r3v-{uuid.uuid4().hex[:12]}", versioned=True)
+    backend = _backend(proxy.endpoint_url, name)
+    proxy.reset()
+    yield backend
+    proxy.reset()
+    backend.close()
+
+
+def test_negative_start_is_an_invalid_argument_not_an_io_error(
+    plain: S3Backend, versioned: S3Backend, proxy: CountingProxy
+) -> None:
+    plain.write("ten", b"0123456789")
+    first = versioned.write("ten", b"0123456789")
+    proxy.reset()
+    with pytest.raises(InvalidArgumentError, match="start"):
+        plain.open_read("ten", -3)
+    with pytest.raises(InvalidArgumentError, match="start"):
+        plain.open_read("ten", -3, 5)
+    with pytest.raises(InvalidArgumentError, match="start"):
+        versioned.open_version("ten", first.version_id or "", -1)
+    assert proxy.total == 0  # refused before anything is sent
+
+
+def test_ranged_reads_at_and_beyond_the_end_are_empty(
+    plain: S3Backend, versioned: S3Backend
+) -> None:
+    plain.write("ten", b"0123456789")
+    plain.write("empty", b"")
+    first = versioned.write("ten", b"0123456789")
+    assert plain.open_read("ten", 10).read() == b""
+    assert plain.open_read("ten", 20, 30).read() == b""
+    assert plain.open_read("ten", 8, 100).read() == b"89"
+    assert plain.open_read("empty", 0, 5).read() == b""
+    assert plain.open_read("empty", 3).read() == b""
+    assert versioned.open_version("ten", first.version_id or "", 10).read() == b""
+    with plain.open_read("ten", 5, 100) as stream:
+        assert stream.seek(0, io.SEEK_END) == 5
+        assert stream.seek(100) == 100
+        assert stream.read() == b""
+        with pytest.raises(ValueError):
+            stream.seek(-1)
+        assert stream.tell() == 100  # a refused seek does not move
+    with pytest.raises(ValueError):
+        stream.read()  # closed
+
+
+def test_resume_after_a_cut_never_splices_an_overwrite(
+    plain: S3Backend, proxy: CountingProxy
+) -> None:
+    old, new = os.urandom(3 * MiB), os.urandom(3 * MiB)
+    plain.write("k.bin", old)
+    proxy.reset()
+    proxy.fail(1, label="GET", cut=100_000)
+    with plain.open_read("k.bin") as stream:  # the open's body is the old object
+        plain.write("k.bin", new)  # replaced before the connection breaks
+        with pytest.raises(PreconditionFailedError, match="changed while it was being read"):
+            stream.read()
+
+
+def test_resume_after_a_cut_on_a_versioned_bucket_reads_the_version_opened(
+    versioned: S3Backend, proxy: CountingProxy
+) -> None:
+    old = os.urandom(3 * MiB)
+    versioned.write("k.bin", old)
+    proxy.reset()
+    proxy.fail(1, label="GET", cut=100_000)
+    with versioned.open_read("k.bin") as stream:
+        versioned.write("k.bin", b"something else")
+        assert stream.read() == old
+    assert proxy.counts["GET"] == 2  # the open and one resume pinned to the version
