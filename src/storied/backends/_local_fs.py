@@ -163,6 +163,22 @@ class Walk:
         self._owned.append(fd)
         self._chain.append(fd)
 
+    def stand(self, fd: int, names: list[str]) -> None:
+        """Stand in directory ``fd``, borrowed (never closed here), reached earlier from the
+        root through ``names`` by a walk of its own (``..`` below it walks ``names`` again,
+        as after a shortcut). The walk must stand at the root."""
+        self._chain.append(fd)
+        self._shortcuts[fd] = names
+
+    def detach(self) -> int | None:
+        """Hand the directory the walk stands in over to the caller, who closes it (the walk
+        stays in it until closed); None when the walk did not open it (the root)."""
+        fd = self.fd
+        if fd not in self._owned:
+            return None
+        self._owned.remove(fd)
+        return fd
+
     def descend(self, names: list[str], create: bool = False) -> None:
         """Walk through directories ``names`` (``.``/``..``/links resolved, never by the kernel).
 

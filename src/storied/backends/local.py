@@ -32,7 +32,9 @@ import io
 import itertools
 import os
 import stat as statmod
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from storied.backends._local_fs import (
@@ -141,6 +143,30 @@ class LocalBackend(Backend):
         if not callable(base_path):
             self._static_root = _check_root(os.fspath(base_path))
             self._root = Root(self._static_root)
+        self._held = threading.local()  # .fds: {(root fd, parent path): fd} inside holding()
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Within the block, this thread's operations walk to each parent directory once.
+
+        The first operation on a name in a directory walks to it as always (race-free, ADR
+        0003) and keeps that directory's descriptor; later operations in the same directory
+        use it instead of walking again, and every kept descriptor is closed when the block
+        ends. Meant for the few operations of one versioned write: names are never resolved
+        twice, so a directory renamed meanwhile is still the one the block works in (exactly
+        as inside one operation). Re-entrant; does nothing on switched mounts.
+        """
+        if self._root is None or getattr(self._held, "fds", None) is not None:
+            yield
+            return
+        fds: dict[tuple[int, str], int] = {}
+        self._held.fds = fds
+        try:
+            yield
+        finally:
+            self._held.fds = None
+            for fd in fds.values():
+                os.close(fd)
 
     # ---------------------------------------------------------------- path resolution
     @property
@@ -387,7 +413,13 @@ class LocalBackend(Backend):
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` (a link: the link itself) to ``dst``, creating ``dst``'s parents."""
         with self._walk(src) as (sw, sname):
-            os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
+            try:  # dst's parents exist (the common case): one rename, nothing created
+                with self._walk(dst) as (dw, dname):
+                    _check_name(dname, dst)
+                    os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
+                    return
+            except StorageNotFoundError:  # src is gone (raised here), or dst's parents are
+                os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
             with self._walk(dst, create=True) as (dw, dname):
                 _check_name(dname, dst)
                 os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
@@ -441,7 +473,15 @@ class _At:
                 return walk, rest or "."
             head, _, name = rest.rpartition("/")
             if head:
-                walk.descend(head.split("/"), create)
+                held = getattr(backend._held, "fds", None) if backend._root is not None else None
+                fd = held.get((root_fd, head)) if held is not None else None
+                if fd is not None:
+                    walk.stand(fd, head.split("/"))
+                else:
+                    walk.descend(head.split("/"), create)
+                    kept = walk.detach() if held is not None else None
+                    if kept is not None:
+                        held[(root_fd, head)] = kept  # type: ignore[index]
             return walk, name or "."
         except BaseException as exc:
             self._close()

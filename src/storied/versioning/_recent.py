@@ -45,12 +45,23 @@ class Recent:
         self.meta, self.root = meta, root
         self._renames = bool(meta.capabilities.atomic_rename)
         self._mine: OrderedDict[str, str] = OrderedDict()  # path -> our last announcement
+        self._folders: OrderedDict[str, str] = OrderedDict()  # path -> folder (a pure map)
         self._lock = threading.Lock()
 
     def folder(self, path: str) -> str:
-        """The announcement directory of ``path`` inside ``meta``."""
+        """The announcement directory of ``path`` inside ``meta`` (remembered for the paths
+        this engine announced lately: a write asks twice)."""
+        with self._lock:
+            known = self._folders.get(path)
+        if known is not None:
+            return known
         digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()
-        return "/".join(p for p in (self.root, "recent", digest[:2], digest) if p)
+        folder = "/".join(p for p in (self.root, "recent", digest[:2], digest) if p)
+        with self._lock:
+            self._folders[path] = folder
+            while len(self._folders) > _REMEMBERED:
+                self._folders.popitem(last=False)
+        return folder
 
     def announce(self, path: str, record: Record) -> str | None:
         """Create the empty announcement of ``record``: where renames are atomic, by renaming

@@ -21,6 +21,7 @@ import json
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import BinaryIO
 
@@ -85,6 +86,13 @@ class _Content:
     def close(self) -> None:
         if self._spool is not None:
             self._spool.close()
+
+
+def _holding(backend: Backend) -> AbstractContextManager[object]:
+    """The storage's ``holding()`` block where it has one (local: parent directories walked
+    once per write, see :meth:`LocalBackend.holding`), else nothing."""
+    hold = getattr(backend.unwrap(), "holding", None)
+    return hold() if callable(hold) else nullcontext()
 
 
 class PortableEngine:
@@ -231,6 +239,12 @@ class PortableEngine:
             IsADirectoryStorageError: ``path`` is a directory.
             NotADirectoryStorageError: a parent of ``path`` is a file.
         """
+        with _holding(self.meta), _holding(self.data):
+            return self._write(path, data, metadata, exclusive)
+
+    def _write(
+        self, path: str, data: Data, metadata: dict[str, str] | None, exclusive: bool
+    ) -> Version:
         self._ensure_format()
         content = _Content(data)
         claimed = False
@@ -262,7 +276,7 @@ class PortableEngine:
         finally:
             content.close()
         self._converge(path, record)
-        return self._as_versions([record])[0]
+        return as_version(record, True)
 
     def _claim(self, path: str, content: _Content, metadata: dict[str, str] | None) -> bool:
         """Make sure nothing is at ``path`` for an exclusive write; True when this created the
