@@ -102,3 +102,26 @@ def test_resume_after_a_cut_on_a_versioned_bucket_reads_the_version_opened(
         versioned.write("k.bin", b"something else")
         assert stream.read() == old
     assert proxy.counts["GET"] == 2  # the open and one resume pinned to the version
+
+
+def test_a_get_answered_without_content_length_is_not_read_as_empty(
+    plain: S3Backend, versioned: S3Backend, proxy: CountingProxy
+) -> None:
+    """Some S3-compatible servers and compressing front proxies send GET bodies chunked, with
+    no Content-Length: the stream's size then comes from one pinned HEAD (it was 0: a 3 MiB
+    object read as b"")."""
+    data = os.urandom(3 * MiB)
+    plain.write("k.bin", data)
+    first = versioned.write("k.bin", data)
+    versioned.write("k.bin", b"newer")
+    proxy.reset()
+    proxy.chunk_gets()
+    assert plain.read_bytes("k.bin") == data
+    assert proxy.counts["GET"] == 1 and proxy.counts["HEAD"] == 1
+    with plain.open_read("k.bin") as stream:
+        assert stream.seek(0, io.SEEK_END) == len(data)
+        stream.seek(MiB)
+        assert stream.read(10) == data[MiB : MiB + 10]
+    with versioned.open_version("k.bin", first.version_id or "") as stream:
+        assert stream.read() == data  # the HEAD asks for the version, not the newer one
+    assert plain.open_read("k.bin", 10, 1000).read() == data[10:1000]  # ranged: no HEAD needed

@@ -2,7 +2,8 @@
 
 A stream starts from the GET that ``open_read`` / ``open_version`` sends (so a missing key fails
 at open, and a sequential read of the whole object stays one request). From that first response
-it learns the size (``Content-Length``, or the total of ``Content-Range``) and pins the object:
+it learns the size (``Content-Length``, or the total of ``Content-Range``; one pinned HEAD when
+a server sends the body chunked with neither) and pins the object:
 its ``VersionId`` when the bucket has one, else its ``ETag`` (``If-Match``). After that:
 
 - ``seek`` / ``tell`` / ``seek(0, 2)`` send nothing; a seek drops the current body when the
@@ -271,15 +272,41 @@ def _range_start(response: dict[str, Any]) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _total_size(response: dict[str, Any], start: int, end: int | None) -> tuple[int, int]:
-    """``(base, size)`` of the stream: where the body starts in the object and its length."""
+def _total_size(response: dict[str, Any], start: int, end: int | None) -> tuple[int, int | None]:
+    """``(base, size)`` of the stream: where the body starts in the object and its length
+    (size None when the response says neither ``Content-Range`` total nor ``Content-Length``)."""
     match = _TOTAL.match(response.get("ContentRange") or "")
     if match and match.group(3) != "*":
         total = int(match.group(3))
         first = int(match.group(1))
         stop = total if end is None else min(end, total)
         return first, max(0, stop - first)
-    return start, int(response.get("ContentLength") or 0)
+    first = start if match is None else int(match.group(1))
+    if response.get("ContentLength") is None:
+        return first, None
+    return first, int(response["ContentLength"])
+
+
+def _size_by_head(
+    client: Any, bucket: str, key: str, response: dict[str, Any], version_id: str | None,
+    base: int, end: int | None,
+) -> int:  # fmt: skip
+    """The stream's size from a HEAD pinned to the object the GET answered: for servers (or
+    front proxies) that send a GET body chunked, without ``Content-Length``. Without it the
+    stream would read as empty."""
+    version = version_id or response.get("VersionId")
+    etag = unquote(response.get("ETag"))
+    pin = {"VersionId": version} if version and version != "null" else {}
+    if not pin and etag:
+        pin = {"IfMatch": f'"{etag}"'}
+    with mapped(key, bucket):
+        head = client.head_object(Bucket=bucket, Key=key, **pin)
+    if head.get("ContentLength") is None:
+        response["Body"].close()
+        raise StorageIOError(f"The S3 server gives no size for {key!r} (no Content-Length)")
+    total = int(head["ContentLength"])
+    stop = total if end is None else min(end, total)
+    return max(0, stop - base)
 
 
 def check_range(start: object, end: object) -> None:
@@ -316,5 +343,7 @@ def open_stream(
         response["Body"].close()
         raise StorageIOError(f"The S3 server ignored a Range request for {key!r}")
     base, size = _total_size(response, start, end)
+    if size is None:
+        size = _size_by_head(client, bucket, key, response, version_id, base, end)
     raw = S3ReadStream(client, bucket, key, base, size, response, version_id)
     return io.BufferedReader(raw, BUFFER)  # type: ignore[return-value]

@@ -225,9 +225,12 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         """Send ``response`` back; with ``cut``, only that many body bytes, then hang up."""
         self.send_response_only(response.status, response.reason)
         length = response.getheader("Content-Length")
+        strip = self.command == "GET" and self.server.chunk_gets
+        if strip:
+            length = None
         no_body = self.command == "HEAD" or response.status in (204, 304) or response.status < 200
         for key, value in response.getheaders():
-            if key.lower() not in _HOP_BY_HOP:
+            if key.lower() not in _HOP_BY_HOP and not (strip and key.lower() == "content-length"):
                 self.send_header(key, value)
         chunked = length is None and not no_body
         if chunked:
@@ -283,6 +286,7 @@ class _ProxyServer(ThreadingHTTPServer):
         self.ranges: list[str | None] = []
         self.sent = 0
         self.faults: list[_Fault] = []
+        self.chunk_gets = False
         self.lock = threading.Lock()
 
     def record(self, method: str, path: str, query: str, range_header: str | None) -> None:
@@ -377,6 +381,12 @@ class CountingProxy:
         with self._server.lock:
             self._server.faults.append(_Fault(times, status, label, query, code, cut))
 
+    def chunk_gets(self, on: bool = True) -> None:
+        """Relay GET responses chunked, without ``Content-Length`` (as some S3-compatible
+        servers and compressing front proxies do). Cleared by :meth:`reset`."""
+        with self._server.lock:
+            self._server.chunk_gets = on
+
     @property
     def total(self) -> int:
         """How many requests were forwarded since the last reset."""
@@ -390,6 +400,7 @@ class CountingProxy:
             self._server.ranges.clear()
             self._server.sent = 0
             self._server.faults.clear()
+            self._server.chunk_gets = False
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
