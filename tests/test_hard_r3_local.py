@@ -14,7 +14,7 @@ import pytest
 
 from storied import StorageManager
 from storied.backends.local import LocalBackend
-from storied.errors import InvalidArgumentError
+from storied.errors import InvalidArgumentError, StoragePermissionError
 from storied.versioning._listing import QUIET_SECONDS
 
 
@@ -102,4 +102,45 @@ def test_cached_listing_is_not_served_after_a_directory_mtime_is_restored(root: 
     os.utime(folder, ns=(before.st_atime_ns, before.st_mtime_ns))  # what rsync -a does
     assert node.read_bytes() == b"two, from a restored backup"
     assert len(node.versions) == 2
+    sm.close()
+
+
+# ---------------------------------------------------------------------- links into the history
+def _two_versions(root: Path) -> StorageManager:
+    sm = _manager(root)
+    sm.node("m:f.txt").write_bytes(b"one")
+    sm.node("m:f.txt").write_bytes(b"two")
+    return sm
+
+
+@pytest.mark.xfail(strict=True, reason="R2: a link inside the mount to .storied reaches history")
+def test_a_link_to_the_history_cannot_be_used_to_rewrite_it(root: Path) -> None:
+    """``.storied/`` is refused by name; a link inside the mount pointing at it (it stays
+    inside the mount, so it is followed) must not be a way around that."""
+    sm = _two_versions(root)
+    os.symlink(".storied", root / "h")
+    blob = next(p for p in (root / ".storied").rglob("*") if p.is_file() and "blobs" in p.parts)
+    alias = "h/" + blob.relative_to(root / ".storied").as_posix()
+    with pytest.raises(StoragePermissionError):
+        sm.node(f"m:{alias}").write_bytes(b"forged")
+    assert sm.verify().problems == []
+    assert sm.node("m:f.txt").open("rb", version=-1).read() == b"two"
+    sm.close()
+
+
+@pytest.mark.xfail(strict=True, reason="R2: a write through an inside link bypasses the history")
+def test_a_write_through_an_inside_link_keeps_the_file_history_in_line(root: Path) -> None:
+    """With ``cur -> .`` in a versioned mount, ``cur/f.txt`` is ``f.txt``: a write through it
+    must be refused or recorded in ``f.txt``'s history; it replaced the working copy while
+    recording the version under a second history (``cur/f.txt``), so ``f.txt`` went stale and
+    its next write dropped the content from its history."""
+    sm = _two_versions(root)
+    os.symlink(".", root / "cur")
+    try:
+        sm.node("m:cur/f.txt").write_bytes(b"three")
+    except StoragePermissionError:
+        pass  # refusing writes through links on a versioned mount is a fine answer too
+    node = sm.node("m:f.txt")
+    assert node.open("rb", version=-1).read() == node.read_bytes()
+    assert sm.verify().stale == []
     sm.close()
