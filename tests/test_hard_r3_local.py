@@ -56,7 +56,6 @@ def test_writes_replace_a_planted_hard_link_never_write_through_it(
 
 
 # ---------------------------------------------------------------------- ranges
-@pytest.mark.xfail(strict=True, reason="R2: LocalBackend.open_read(start<0) raises raw OSError")
 def test_local_negative_start_is_an_invalid_argument(root: Path) -> None:
     (root / "ten").write_bytes(b"0123456789")
     backend = LocalBackend(str(root))
@@ -84,7 +83,6 @@ def test_cached_listing_sees_another_engine_remove_a_version(root: Path) -> None
     b.close()
 
 
-@pytest.mark.xfail(strict=True, reason="R2: listing cache keyed on mtime only (utime restores)")
 def test_cached_listing_is_not_served_after_a_directory_mtime_is_restored(root: Path) -> None:
     """``rsync -a`` / ``cp -a`` / ``tar x`` merging records into a history directory set its
     mtime back to the copy's: a cache keyed on the mtime alone then hides the new records

@@ -35,6 +35,7 @@ __all__ = [
     "Walk",
     "clear_dir",
     "entry_stat",
+    "file_names",
     "is_link_error",
     "scan",
     "temp_name",
@@ -379,6 +380,33 @@ def scan(fd: int) -> list[os.DirEntry[str]]:
             pass
     with os.scandir(fd) as entries:
         return [e for e in entries if TMP_MARK not in e.name]
+
+
+def file_names(walk: Walk) -> list[str]:
+    """The names of the files in the directory ``walk`` stands in (opened to list), but
+    temporary files: entries that are not directories (by the listing's own type, no
+    ``stat``), and links only when :func:`entry_stat` lists them as files. One pass."""
+    names: list[str] = []
+    links: list[os.DirEntry[str]] = []
+    path: str | int = f"/proc/self/fd/{walk.fd}" if _PROC_FD else walk.fd
+    try:
+        entries = os.scandir(path)
+    except OSError:
+        if path == walk.fd:
+            raise
+        entries = os.scandir(walk.fd)
+    with entries:
+        for entry in entries:
+            if TMP_MARK in entry.name:
+                continue
+            if entry.is_symlink():
+                links.append(entry)
+            elif not entry.is_dir(follow_symlinks=False):
+                names.append(entry.name)
+        for entry in links:  # stat while the directory is still open
+            if entry_stat(walk, entry) is not None:  # a link listed is a file
+                names.append(entry.name)
+    return names
 
 
 def entry_stat(walk: Walk, entry: os.DirEntry[str]) -> os.stat_result | None:

@@ -43,6 +43,7 @@ from storied.backends._local_fs import (
     Walk,
     clear_dir,
     entry_stat,
+    file_names,
     scan,
     temp_name,
     walk_files,
@@ -63,6 +64,7 @@ from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
 from storied.errors import (
     DirectoryNotEmptyError,
+    InvalidArgumentError,
     InvalidPathError,
     IsADirectoryStorageError,
     NotADirectoryStorageError,
@@ -108,6 +110,14 @@ def _translate(exc: OSError, path: str) -> StorageError:
     if exc.errno == errno.ENAMETOOLONG:
         return InvalidPathError(f"A name is too long for the filesystem: {path!r}")
     return StorageIOError(exc.errno, f"{exc.strerror}: {path!r}")
+
+
+def _check_range(start: object, end: object) -> None:
+    """Refuse a byte range no file has (a negative ``seek`` would raise a raw OSError)."""
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise InvalidArgumentError(f"Byte range start must be an integer >= 0, not {start!r}")
+    if end is not None and (isinstance(end, bool) or not isinstance(end, int)):
+        raise InvalidArgumentError(f"Byte range end must be an integer or None, not {end!r}")
 
 
 def _check_name(name: str, path: str) -> None:
@@ -238,6 +248,37 @@ class LocalBackend(Backend):
                 out.append((entry.name, entry.is_dir(follow_symlinks=False)))
         return iter(out)
 
+    @fresh_root
+    def list_file_names(self, path: str) -> list[str]:
+        """The names of the files directly in directory ``path``, unsorted: what
+        :meth:`list_names` lists as files (links only when they name a file inside the
+        mount), without building a pair per entry (a history directory holds thousands).
+
+        Raises:
+            StorageNotFoundError: ``path`` does not exist.
+            NotADirectoryStorageError: ``path`` is a file.
+        """
+        with self._walk(path, stay=True) as (walk, rest):
+            if not walk.open_listing_beneath(rest):
+                return []
+            return file_names(walk)
+
+    @fresh_root
+    def dir_stamp(self, path: str) -> tuple[int, int, int, int] | None:
+        """``(st_mtime_ns, st_ctime_ns, st_ino, st_dev)`` of directory ``path``, or None when
+        ``path`` is not a directory. Adding, removing or renaming an entry changes the
+        directory's ctime, which ``utime`` cannot set back (``rsync -a`` restores an mtime,
+        never a ctime); the inode tells a directory replaced by another.
+
+        Raises:
+            StorageNotFoundError: ``path`` does not exist.
+        """
+        with self._walk(path) as (walk, name):
+            st = walk.stat(name)
+        if not statmod.S_ISDIR(st.st_mode):
+            return None
+        return st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
     def walk(self, path: str) -> Iterator[Info]:
         """Every file below ``path``; linked directories are never entered (module doc)."""
         prefix = path + "/" if path else ""
@@ -249,6 +290,9 @@ class LocalBackend(Backend):
 
     @fresh_root
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        """Raises InvalidArgumentError for a ``start`` that is not an integer >= 0 or an
+        ``end`` that is not an integer or None (checked before anything is opened)."""
+        _check_range(start, end)
         with self._walk(path, stay=True) as (walk, rest):
             f = file_object(walk.open_beneath(rest, os.O_RDONLY), buffered=True)
         if start:
@@ -429,6 +473,44 @@ class LocalBackend(Backend):
         with self._walk(src) as (sw, sname), self._walk(dst, create=True) as (dw, dname):
             _check_name(dname, dst)
             os.link(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd, follow_symlinks=False)
+
+    @fresh_root
+    def create_linked(self, path: str, data: bytes, link: str) -> bool:
+        """Create ``path`` holding ``data`` create-only, then give it the second name ``link``
+        (creating ``link``'s parents); when ``path`` exists already, only the link is made.
+        True when ``path`` was created. Like ``write(path, data, mode=CREATE)`` followed by
+        ``link(path, link)``, in the same order (``path`` exists before ``link``), with the
+        same system calls, in one call that walks to ``path``'s directory once (the link is
+        made from the temporary file, still open by name, before it is removed). Nobody sees
+        either name partly written; a failure leaves no temporary file (a ``path`` already
+        created stays: it is complete).
+
+        Raises:
+            StorageAlreadyExistsError: something is at ``link`` already.
+        """
+        with self._walk(path, create=True) as (walk, name):
+            _check_name(name, path)
+            tmp, _ = self._write_temp(walk.fd, name, data)
+            try:
+                try:
+                    os.link(tmp, name, src_dir_fd=walk.fd, dst_dir_fd=walk.fd,
+                            follow_symlinks=False)
+                    created = True
+                except FileExistsError:
+                    created = False
+                with self._walk(link, create=True) as (lw, lname):
+                    _check_name(lname, link)
+                    if created:  # the same inode as path: its complete bytes
+                        os.link(tmp, lname, src_dir_fd=walk.fd, dst_dir_fd=lw.fd,
+                                follow_symlinks=False)
+                    else:  # an existing path: a link to it, never to our (other) bytes
+                        os.link(name, lname, src_dir_fd=walk.fd, dst_dir_fd=lw.fd,
+                                follow_symlinks=False)
+            except FileExistsError:
+                raise StorageAlreadyExistsError(f"Already exists: {link!r}") from None
+            finally:
+                unlink_quietly(tmp, walk.fd)
+        return created
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return f"{self.base_url}/{path}" if self.base_url else None

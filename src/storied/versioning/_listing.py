@@ -15,6 +15,9 @@ within :data:`QUIET_SECONDS` of it). Each use costs one ``stat``. Elsewhere noth
 
 from __future__ import annotations
 
+import os
+import re
+import stat
 import threading
 import time
 from bisect import bisect_right
@@ -32,6 +35,16 @@ __all__ = ["QUIET_SECONDS", "Listing", "Listings", "as_version", "versions_of"]
 
 #: A history directory unchanged for this long may have its listing cached.
 QUIET_SECONDS = 1.0
+#: What a cached listing is valid for: a directory's (mtime_ns, ctime_ns, inode, device).
+Stamp = tuple[int, int, int, int]
+#: Record names, one a line (``versions_of`` matches a whole listing in one call).
+_RECORD_LINE = re.compile(
+    r"^(\d{19}\.[0-9a-f]{12})\.(?:w\.(\d+)\.([0-9a-f]{32})\.([0-9a-f]{64})|(d))$",
+    re.ASCII | re.MULTILINE,
+)
+_RECORD_WHOLE = re.compile(
+    r"^\d{19}\.[0-9a-f]{12}\.(?:w\.\d+\.[0-9a-f]{32}\.[0-9a-f]{64}|d)$", re.ASCII | re.MULTILINE
+)
 _CACHED_NAMES = 200_000  # ~30 MB of names at most, over all cached directories
 
 
@@ -48,7 +61,29 @@ def as_version(record: Record, is_latest: bool) -> Version:
 
 
 def versions_of(names: list[str]) -> list[Version]:
-    """The versions named by sorted record names, oldest first, in one pass (no records)."""
+    """The versions named by sorted record names, oldest first, in one pass (no records).
+
+    The names are matched as one text, a name a line, in a single regular-expression call
+    (the same pattern as :func:`~storied.versioning.records.match_record`); when a name
+    holds a line break (it could pass for several records) each is matched on its own.
+    """
+    text = "\n".join(names)
+    if text.count("\n") != max(0, len(names) - 1):
+        return _versions_one_by_one(names)
+    found: list[Version] = []
+    append, when = found.append, datetime.fromtimestamp
+    live = False
+    for version_id, size, md5, sha, deleted in _RECORD_LINE.findall(text):
+        live = not deleted
+        if live:
+            append(Version(version_id, when(int(version_id[:19]) / 1e9, UTC), int(size), md5,
+                           False, sha))
+    if live:
+        found[-1] = replace(found[-1], is_latest=True)
+    return found
+
+
+def _versions_one_by_one(names: list[str]) -> list[Version]:
     found: list[Version] = []
     live = False
     for name in names:
@@ -76,7 +111,11 @@ class Listing:
     def check(self) -> None:
         """Drop names that are shaped like records but are not (parses every name once)."""
         if not self._checked:
-            self.names = [n for n in self.names if is_record_name(n)]
+            text = "\n".join(self.names)
+            if text.count("\n") == max(0, len(self.names) - 1):  # a name a line: one call
+                self.names = _RECORD_WHOLE.findall(text)
+            else:
+                self.names = [n for n in self.names if is_record_name(n)]
             self._write_names, self._checked = None, True
 
     def _writes(self) -> list[str]:
@@ -151,12 +190,16 @@ class Listings:
 
     def __init__(self, meta: Backend, folder_of: Callable[[str], str]) -> None:
         self.meta, self.folder_of = meta, folder_of
-        self._cache: OrderedDict[str, tuple[float, Listing]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Stamp, Listing]] = OrderedDict()
         self._lock = threading.Lock()
         self._stampable: bool | None = None
         self._held = 0
 
-    def _stamp(self, folder: str) -> float | None:
+    def _stamp(self, folder: str) -> Stamp | None:
+        """``(mtime_ns, ctime_ns, inode, device)`` of ``folder``, or None (not cacheable).
+        The ctime changes with every entry added, removed or renamed and cannot be set back
+        (``utime`` sets the mtime: ``rsync -a`` restoring one must not revive a listing); a
+        stamp of another directory never matches (inode and device)."""
         if self._stampable is None:
             try:
                 self._stampable = self.meta.local_path(folder) is not None
@@ -165,15 +208,35 @@ class Listings:
         if not self._stampable:
             return None
         try:
-            info = self.meta.info(folder)
-        except StorageError:
+            direct = getattr(self.meta, "dir_stamp", None)  # the local backend itself
+            if direct is not None:
+                return direct(folder)  # type: ignore[no-any-return]
+            where = self.meta.local_path(folder)
+            if where is None:
+                return None
+            st = os.stat(where, follow_symlinks=False)
+        except (StorageError, OSError):
             return None
-        return info.mtime if info.is_dir else None
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+        return st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
+
+    def _names(self, folder: str) -> list[str]:
+        """The sorted record-shaped file names in ``folder`` (one listing)."""
+        lister = getattr(self.meta, "list_file_names", None)  # the local backend itself
+        if lister is not None:
+            found: list[str] = lister(folder)
+        else:
+            found = [n for n, is_dir in self.meta.list_names(folder) if not is_dir]
+        names = [n for n in found if len(n) >= 34 and n[19] == "." and n[32] == "."
+                 and n[33] in "wd"]  # _shaped, inlined: thousands of names
+        names.sort()
+        return names
 
     def get(self, path: str) -> Listing:
         """The listing of ``path``'s history (empty when it has none)."""
         folder = self.folder_of(path)
-        started = time.time()
+        started = time.time_ns()
         stamp = self._stamp(folder)
         if stamp is not None:
             with self._lock:
@@ -181,12 +244,12 @@ class Listings:
             if hit is not None and hit[0] == stamp:
                 return hit[1]
         try:
-            entries = list(self.meta.list_names(folder))
+            names = self._names(folder)
         except (StorageNotFoundError, NotADirectoryError):
             return Listing([])
-        names = sorted(n for n, is_dir in entries if not is_dir and _shaped(n))
         listing = Listing(names)
-        if stamp is not None and stamp < started - QUIET_SECONDS and len(names) <= _CACHED_NAMES:
+        quiet = stamp is not None and stamp[1] < started - int(QUIET_SECONDS * 1e9)
+        if quiet and stamp is not None and len(names) <= _CACHED_NAMES:
             with self._lock:
                 self._cache[folder] = (stamp, listing)
                 self._cache.move_to_end(folder)

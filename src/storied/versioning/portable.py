@@ -254,10 +254,7 @@ class PortableEngine:
             elif self._recent is None or not self._recent.knows(path):
                 self._check_target(path)  # a path this engine just wrote was a file then
             try:
-                self._store_blob(content)
-                record = Record(next_timestamp(), self.writer, False, content.size,
-                                content.md5, content.sha256)
-                self._add_record(path, record)
+                record = self._store(path, content)
             except BaseException:
                 if claimed:
                     self._quiet_delete(self.data, path)
@@ -327,6 +324,22 @@ class PortableEngine:
             self.meta.write(key, b"")
             return
         self.meta.link(self._meta(blob_path(record.sha256)), key)
+
+    def _store(self, path: str, content: _Content) -> Record:
+        """Blob, then record: one call where the storage can create a file and link it
+        (local disks: ``create_linked``), else :meth:`_store_blob` and :meth:`_add_record`."""
+        fused = getattr(self.meta, "create_linked", None)
+        raw = content.stream()
+        if fused is None or not isinstance(raw, bytes) or not self.meta.capabilities.hard_links:
+            self._store_blob(content)
+            record = Record(next_timestamp(), self.writer, False, content.size, content.md5,
+                            content.sha256)
+            self._add_record(path, record)
+            return record
+        record = Record(next_timestamp(), self.writer, False, content.size, content.md5,
+                        content.sha256)
+        fused(self._meta(blob_path(content.sha256)), raw, self._record_key(path, record))
+        return record
 
     def _store_blob(self, content: _Content) -> None:
         try:
