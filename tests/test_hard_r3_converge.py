@@ -46,7 +46,6 @@ class _FailWrite(WrappedBackend):
         return self.inner.write(path, data, **kw)
 
 
-@pytest.mark.xfail(strict=True, reason="R2: converging onto a record its writer then undoes")
 def test_a_failed_newer_write_never_becomes_the_working_copy(tmp_path: Path) -> None:
     for event in (A_WROTE, B_ANNOUNCED, A_CONVERGED):
         event.clear()

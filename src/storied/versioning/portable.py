@@ -269,6 +269,7 @@ class PortableEngine:
                     self._recent.withdraw(path, record, renamed)
                 if claimed:
                     self._quiet_delete(self.data, path)
+                self._repair_after_undo(path, content.sha256)
                 raise
         finally:
             content.close()
@@ -365,8 +366,44 @@ class PortableEngine:
             self._quiet_delete(self.meta, self._record_key(path, record))
             if self._recent is not None:
                 self._recent.withdraw(path, record, renamed)
+            self._repair_after_undo(path, None)
             raise
         self._converge(path, record)
+
+    def _repair_after_undo(self, path: str, failed_sha256: str | None) -> None:
+        """After undoing a failed write (``failed_sha256``: its content) or delete (None):
+        an older writer may have converged onto the undone record meanwhile (it was announced
+        and findable), leaving the working copy showing a version that was never
+        acknowledged. When the working copy shows the undone write's content (or is gone after
+        an undone delete) while the newest remaining record says otherwise, the newest record
+        is materialised, then newer records are looked for as after any working-copy write
+        (FORMAT.md §4). Best effort, on the failure path only: the original error wins."""
+        try:
+            records = self.records(path)
+            if not records:
+                return
+            newest = records[-1]
+            try:
+                shown: str | None = self._content_sha256(path)
+            except StorageNotFoundError:
+                shown = None
+            if failed_sha256 is not None:
+                stale = shown == failed_sha256 and (newest.deleted
+                                                    or newest.sha256 != failed_sha256)
+            else:
+                stale = shown is None and not newest.deleted
+            if stale:
+                self._materialize(path, newest)
+                self._converge_listing(path, newest)
+        except (StorageError, OSError):
+            pass
+
+    def _content_sha256(self, path: str) -> str:
+        digest = hashlib.sha256()
+        with self.data.open_read(path) as stream:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     # ---------------------------------------------------------------- convergence
     def _announce(self, path: str, record: Record) -> str | None:
