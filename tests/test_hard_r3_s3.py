@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from storied.backends.s3 import S3Backend
-from storied.errors import InvalidArgumentError, PreconditionFailedError
+from storied.errors import InvalidArgumentError, PreconditionFailedError, StorageIOError
 from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket
 
 MiB = 1024 * 1024
@@ -125,3 +125,22 @@ def test_a_get_answered_without_content_length_is_not_read_as_empty(
     with versioned.open_version("k.bin", first.version_id or "") as stream:
         assert stream.read() == data  # the HEAD asks for the version, not the newer one
     assert plain.open_read("k.bin", 10, 1000).read() == data[10:1000]  # ranged: no HEAD needed
+
+
+def test_a_range_answered_from_another_start_is_refused_not_spliced(
+    plain: S3Backend, proxy: CountingProxy
+) -> None:
+    """A server (or cache in front) answering a ranged GET from an earlier byte than asked,
+    saying so in Content-Range: the bytes were used as if they started where asked."""
+    data = os.urandom(3 * MiB)
+    plain.write("k.bin", data)
+    proxy.shift_ranges(7)
+    with pytest.raises(StorageIOError, match="not 100 as asked"):
+        plain.open_read("k.bin", 100, 200)
+    with plain.open_read("k.bin") as stream:  # the open asks no range: fine
+        assert stream.read(10) == data[:10]
+        stream.seek(2 * MiB)
+        with pytest.raises(StorageIOError, match="refusing to splice"):
+            stream.read(10)
+    proxy.shift_ranges(0)
+    assert plain.open_read("k.bin", 100, 200).read() == data[100:200]

@@ -18,6 +18,8 @@ its ``VersionId`` when the bucket has one, else its ``ETag`` (``If-Match``). Aft
   :data:`RESUMES` times per read) instead of failing the whole read.
 - Every GET after the first is pinned; when the object was overwritten meanwhile the read
   raises :class:`~storied.errors.PreconditionFailedError` instead of splicing two versions.
+- A ranged answer must start where it was asked (its ``Content-Range``); one that starts
+  elsewhere is :class:`~storied.errors.StorageIOError`, never bytes at the wrong offset.
 """
 
 from __future__ import annotations
@@ -251,10 +253,13 @@ class S3ReadStream(io.RawIOBase):
         except (PreconditionFailedError, RangeNotSatisfiable) as exc:
             raise self._changed() from exc
         etag = unquote(response.get("ETag"))
-        if (self._etag and etag and etag != self._etag) or _range_start(response) is None:
+        first = _range_start(response)
+        if (self._etag and etag and etag != self._etag) or first != self._base + start:
             response["Body"].close()
-            if _range_start(response) is None:
+            if first is None:
                 raise StorageIOError(f"The S3 server ignored a Range request for {self._key!r}")
+            if first != self._base + start:
+                raise StorageIOError(_wrong_range(self._key, self._base + start, first))
             raise self._changed()
         self._body, self._body_pos, self._body_end = response["Body"], start, end
         self._last_end = end
@@ -264,6 +269,13 @@ class S3ReadStream(io.RawIOBase):
             f"S3 object {self._key!r} in bucket {self._bucket!r} changed while it was being "
             f"read (etag {self._etag!r}); reopen it to read the new content"
         )
+
+
+def _wrong_range(key: str, asked: int, got: int) -> str:
+    return (
+        f"The S3 server answered a Range request for {key!r} from byte {got}, not {asked} as "
+        f"asked; refusing to splice the wrong bytes"
+    )
 
 
 def _range_start(response: dict[str, Any]) -> int | None:
@@ -339,9 +351,13 @@ def open_stream(
             response = client.get_object(Bucket=bucket, Key=key, **byte_range(start, end), **extra)
     except RangeNotSatisfiable:
         return io.BytesIO(b"")
-    if (start or end is not None) and _range_start(response) is None:
-        response["Body"].close()
-        raise StorageIOError(f"The S3 server ignored a Range request for {key!r}")
+    if start or end is not None:
+        first = _range_start(response)
+        if first != start:
+            response["Body"].close()
+            if first is None:
+                raise StorageIOError(f"The S3 server ignored a Range request for {key!r}")
+            raise StorageIOError(_wrong_range(key, start, first))
     base, size = _total_size(response, start, end)
     if size is None:
         size = _size_by_head(client, bucket, key, response, version_id, base, end)

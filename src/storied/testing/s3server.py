@@ -197,6 +197,11 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._refuse(fault.status, fault.code)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        shift = self.server.range_shift
+        if shift and self.command == "GET" and "Range" in headers:
+            first, _, last = headers["Range"].removeprefix("bytes=").partition("-")
+            if first.isdigit():  # answer an earlier start than asked (a misbehaving server)
+                headers["Range"] = f"bytes={max(0, int(first) - shift)}-{last}"
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
         target = self.server.target
@@ -287,6 +292,7 @@ class _ProxyServer(ThreadingHTTPServer):
         self.sent = 0
         self.faults: list[_Fault] = []
         self.chunk_gets = False
+        self.range_shift = 0
         self.lock = threading.Lock()
 
     def record(self, method: str, path: str, query: str, range_header: str | None) -> None:
@@ -387,6 +393,13 @@ class CountingProxy:
         with self._server.lock:
             self._server.chunk_gets = on
 
+    def shift_ranges(self, by: int) -> None:
+        """Forward each ranged GET as starting ``by`` bytes earlier than the client asked (the
+        answer's ``Content-Range`` says so honestly): a server that does not answer the range
+        it was asked. Cleared by :meth:`reset`."""
+        with self._server.lock:
+            self._server.range_shift = by
+
     @property
     def total(self) -> int:
         """How many requests were forwarded since the last reset."""
@@ -401,6 +414,7 @@ class CountingProxy:
             self._server.sent = 0
             self._server.faults.clear()
             self._server.chunk_gets = False
+            self._server.range_shift = 0
 
     def stop(self) -> None:
         """Stop serving and close the listening socket."""
