@@ -107,3 +107,28 @@ def test_move_of_a_missing_file_creates_nothing(tmp_path: Path) -> None:
     assert (tmp_path / "new" / "dir" / "x.txt").read_bytes() == b"f"
     backend.move("new/dir/x.txt", "new/dir/y.txt")  # parents exist: one rename
     assert sorted(os.listdir(tmp_path / "new" / "dir")) == ["y.txt"]
+
+
+@pytest.mark.parametrize("openat2", [True, False])
+def test_a_link_into_the_history_area_is_refused_but_its_own_path_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openat2: bool
+) -> None:
+    if not openat2:
+        monkeypatch.setattr(_local_fs, "OPENAT2", None)
+    backend = LocalBackend(str(tmp_path))
+    backend.write(".storied/blobs/ab/x", b"blob")
+    backend.write("sub/f.txt", b"f")
+    os.symlink(".storied", tmp_path / "h")
+    os.symlink("../.storied/blobs/ab/x", tmp_path / "sub" / "alias")
+    os.symlink("f.txt", tmp_path / "sub" / "ok")
+    for path in ("h/blobs/ab/x", "sub/alias"):
+        with pytest.raises(PathEscapeError):
+            backend.read_bytes(path)
+    with pytest.raises(PathEscapeError):
+        backend.write("h/blobs/ab/x", b"forged")
+    backend.write("sub/alias", b"own")  # replaces the link itself, never writes through it
+    assert backend.read_bytes(".storied/blobs/ab/x") == b"blob"
+    assert not os.path.islink(tmp_path / "sub" / "alias")
+    assert backend.read_bytes("sub/ok") == b"f"
+    os.symlink("../.storied/blobs/ab/x", tmp_path / "sub" / "alias2")
+    assert sorted(n for n, _ in backend.list_names("sub")) == ["alias", "f.txt", "ok"]

@@ -111,7 +111,6 @@ def _two_versions(root: Path) -> StorageManager:
     return sm
 
 
-@pytest.mark.xfail(strict=True, reason="R2: a link inside the mount to .storied reaches history")
 def test_a_link_to_the_history_cannot_be_used_to_rewrite_it(root: Path) -> None:
     """``.storied/`` is refused by name; a link inside the mount pointing at it (it stays
     inside the mount, so it is followed) must not be a way around that."""

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from storied.errors import PathEscapeError
+from storied.paths import _is_reserved
 
 __all__ = [
     "DIR_FLAGS",
@@ -79,7 +80,9 @@ def _load_openat2() -> Callable[[int, str, int], int] | None:
     syscall.restype = ctypes.c_long
     syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p,
                         ctypes.c_size_t]
-    resolve = 0x08 | 0x02  # RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS
+    # RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS: a path through a link
+    # fails (ELOOP) and is walked name by name, where links into the history are refused
+    resolve = 0x08 | 0x02 | 0x04
     size = ctypes.sizeof(_OpenHow)
     hows: dict[int, Any] = {}  # flags -> a constant open_how (never written once made)
 
@@ -206,6 +209,7 @@ class Walk:
             if name == "..":
                 self._up()
                 continue
+            self._guard(name)
             try:
                 fd = os.open(name, DIR_FLAGS, dir_fd=self.fd)
             except FileNotFoundError:
@@ -287,6 +291,7 @@ class Walk:
         """``stat`` of ``name`` in :attr:`fd`, following links that stay inside the mount
         (the walk ends in the directory of the final target)."""
         while True:
+            self._guard(name)
             st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
             if not statmod.S_ISLNK(st.st_mode):
                 return st
@@ -296,6 +301,7 @@ class Walk:
         """``open`` ``name`` in :attr:`fd` with ``flags``, following links inside the mount."""
         flags |= os.O_NOFOLLOW | os.O_CLOEXEC
         while True:
+            self._guard(name)
             try:
                 return os.open(name, flags, mode, dir_fd=self.fd)
             except OSError as exc:
@@ -306,6 +312,13 @@ class Walk:
                 name = self.follow(name, exc) or name
 
     # ------------------------------------------------------------------ internals
+    def _guard(self, name: str) -> None:
+        """Refuse to enter the mount's reserved history folder (``.storied`` at the root)
+        after following a link: only a path naming it reaches it (ADR 0003), never an alias
+        that would let a write replace blobs or records behind the history's back."""
+        if self._links and len(self._chain) == 1 and _is_reserved(name):
+            raise PathEscapeError(f"Path leads into the reserved history area: {self._path!r}")
+
     def _shortcut(self, names: list[str]) -> bool:
         """Open ``names`` below the root in one ``openat2(RESOLVE_BENEATH)``: the kernel then
         follows only links that stay below the root, atomically. Any failure (a link leaving,
