@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ import pytest
 
 from storied.backends.base import Backend, WrappedBackend
 from storied.backends.local import LocalBackend
+from storied.backends.s3 import S3Backend
+from storied.testing.s3server import MotoHandle, make_bucket
 from storied.versioning.portable import PortableEngine
 
 _STEPS = 8  # more than a write or a delete takes: the last runs complete
@@ -62,8 +65,16 @@ class _DieBefore(WrappedBackend):
         return self.inner.delete_many(*args, **kwargs)
 
 
-def _child(base: str, at: int, operation: str) -> None:
-    backend = _DieBefore(LocalBackend(base), at)
+def _open(where: tuple[str, str]) -> Backend:
+    kind, arg = where
+    if kind == "local":
+        return LocalBackend(arg)
+    endpoint, bucket = arg.split("|")
+    return S3Backend(bucket, key="testing", secret="testing", endpoint_url=endpoint)
+
+
+def _child(where: tuple[str, str], at: int, operation: str) -> None:
+    backend = _DieBefore(_open(where), at)
     engine = PortableEngine(backend, backend)
     if operation == "write":
         engine.write("d/f.txt", b"new content")
@@ -76,18 +87,27 @@ def _md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
+@pytest.fixture(params=["local", "s3"])
+def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """Where the history lives: a local directory, or an unversioned bucket (whose engine
+    converges by listing and records without hard links)."""
+    if request.param == "local":
+        return "local", str(tmp_path)
+    moto: MotoHandle = request.getfixturevalue("moto")
+    bucket = make_bucket(moto.endpoint_url, f"r3crash-{uuid.uuid4().hex[:12]}")
+    return "s3", f"{moto.endpoint_url}|{bucket}"
+
+
 @pytest.mark.parametrize("operation", ["write", "delete"])
 @pytest.mark.parametrize("at", range(1, _STEPS + 1))
 def test_killed_before_any_step_leaves_a_consistent_history(
-    tmp_path: Path, operation: str, at: int
+    where: tuple[str, str], operation: str, at: int
 ) -> None:
-    store = LocalBackend(str(tmp_path))
+    store = _open(where)
     engine = PortableEngine(store, store)
     engine.write("d/f.txt", b"one")
     engine.write("d/f.txt", b"two")  # acknowledged: must survive anything
-    child = multiprocessing.get_context("spawn").Process(
-        target=_child, args=(str(tmp_path), at, operation)
-    )
+    child = multiprocessing.get_context("spawn").Process(target=_child, args=(where, at, operation))
     child.start()
     child.join(30)
     finished = child.exitcode == 0
