@@ -12,8 +12,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from storied.backends.base import Backend, WrappedBackend
 from storied.backends.local import LocalBackend
 from storied.errors import TransientStorageError
