@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import os
 import uuid
+import zipfile
 from collections.abc import Iterator
 
 import pytest
 
 from storied.backends.s3 import S3Backend
 from storied.errors import InvalidArgumentError, PreconditionFailedError, StorageIOError
-from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket
+from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket, s3_client
 
 MiB = 1024 * 1024
 
@@ -144,3 +145,24 @@ def test_a_range_answered_from_another_start_is_refused_not_spliced(
             stream.read(10)
     proxy.shift_ranges(0)
     assert plain.open_read("k.bin", 100, 200).read() == data[100:200]
+
+
+def test_the_null_version_of_a_bucket_versioned_later_is_seekable(
+    moto: MotoHandle, plain: S3Backend
+) -> None:
+    """Objects written before versioning was enabled keep the version id "null". Reading that
+    version with seeks (zipfile) sent its later GETs unpinned with the null version's ETag,
+    which the newer current object fails: PreconditionFailedError on every such read."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("pad.bin", os.urandom(2 * MiB))
+        archive.writestr("doc.txt", "from before versioning")
+    plain.write("a.zip", buffer.getvalue())
+    s3_client(moto.endpoint_url).put_bucket_versioning(
+        Bucket=plain.bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    plain.write("a.zip", b"not a zip any more")
+    with plain.open_version("a.zip", "null") as stream, zipfile.ZipFile(stream) as archive:
+        assert archive.read("doc.txt") == b"from before versioning"
+    with plain.open_read("a.zip") as stream:  # the current version is read as before
+        assert stream.read() == b"not a zip any more"

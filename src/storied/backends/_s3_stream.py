@@ -69,7 +69,10 @@ class S3ReadStream(io.RawIOBase):
         self._base, self._size = base, size
         self._etag = unquote(response.get("ETag"))
         version = version_id or response.get("VersionId")
-        self._version = version if version and version != "null" else None
+        # "null" (an object written while the bucket was unversioned) is pinned by its id only
+        # when the caller asked for that version; the null version can be replaced, so its
+        # ETag is checked too (see _pin)
+        self._version = version if version and (version != "null" or version_id) else None
         self._pos = 0
         self._body: Any = response["Body"]
         self._body_pos, self._body_end = 0, size
@@ -241,9 +244,7 @@ class S3ReadStream(io.RawIOBase):
     def _request(self, start: int, end: int) -> None:
         """A pinned GET of stream bytes ``[start, end)`` becomes the current body."""
         self._drop_body()
-        pin = {"VersionId": self._version} if self._version else {}
-        if not self._version and self._etag:
-            pin = {"IfMatch": f'"{self._etag}"'}
+        pin = _pin(self._version, self._etag)
         try:
             with mapped(self._key, self._bucket):
                 response = self._client.get_object(
@@ -269,6 +270,15 @@ class S3ReadStream(io.RawIOBase):
             f"S3 object {self._key!r} in bucket {self._bucket!r} changed while it was being "
             f"read (etag {self._etag!r}); reopen it to read the new content"
         )
+
+
+def _pin(version: str | None, etag: str | None) -> dict[str, str]:
+    """The arguments pinning a GET/HEAD to one object: its version id (an immutable version),
+    else or also (the ``"null"`` version, which a PUT on a suspended bucket replaces) its ETag."""
+    pin = {"VersionId": version} if version else {}
+    if (not version or version == "null") and etag:
+        pin["IfMatch"] = f'"{etag}"'
+    return pin
 
 
 def _wrong_range(key: str, asked: int, got: int) -> str:
@@ -307,10 +317,7 @@ def _size_by_head(
     front proxies) that send a GET body chunked, without ``Content-Length``. Without it the
     stream would read as empty."""
     version = version_id or response.get("VersionId")
-    etag = unquote(response.get("ETag"))
-    pin = {"VersionId": version} if version and version != "null" else {}
-    if not pin and etag:
-        pin = {"IfMatch": f'"{etag}"'}
+    pin = _pin(version if version != "null" or version_id else None, unquote(response.get("ETag")))
     with mapped(key, bucket):
         head = client.head_object(Bucket=bucket, Key=key, **pin)
     if head.get("ContentLength") is None:
