@@ -132,3 +132,23 @@ def test_a_link_into_the_history_area_is_refused_but_its_own_path_works(
     assert backend.read_bytes("sub/ok") == b"f"
     os.symlink("../.storied/blobs/ab/x", tmp_path / "sub" / "alias2")
     assert sorted(n for n, _ in backend.list_names("sub")) == ["alias", "f.txt", "ok"]
+
+
+def test_versioned_writes_and_deletes_through_a_linked_parent_are_refused(tmp_path: Path) -> None:
+    sm = StorageManager()
+    sm.configure([{"name": "m", "type": "local", "base_path": str(tmp_path),
+                   "versioning": True}])
+    node = sm.node("m:d/f.txt")
+    node.write_bytes(b"one")
+    os.symlink("d", tmp_path / "alias")
+    alias = sm.node("m:alias/f.txt")
+    with pytest.raises(PathEscapeError):
+        alias.write_bytes(b"two")
+    with pytest.raises(PathEscapeError):
+        alias.delete()
+    assert node.read_bytes() == b"one" and len(node.versions) == 1
+    assert sm.verify().stale == []
+    os.symlink("f.txt", tmp_path / "d" / "last")  # a link as the last name is replaced itself
+    sm.node("m:d/last").write_bytes(b"own")
+    assert node.read_bytes() == b"one" and sm.node("m:d/last").read_bytes() == b"own"
+    sm.close()

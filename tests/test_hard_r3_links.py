@@ -15,10 +15,8 @@ from storied import StorageManager
 from storied.backends import _local_fs
 from storied.errors import PathEscapeError
 
-_OPENAT2_GAP = pytest.mark.xfail(strict=True, reason="R2: openat2 reads follow the link")
 
-
-@pytest.mark.parametrize("mode", [pytest.param("openat2", marks=_OPENAT2_GAP), "name-by-name"])
+@pytest.mark.parametrize("mode", ["openat2", "name-by-name"])
 def test_a_link_to_a_file_in_the_history_is_refused_in_every_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:

@@ -125,7 +125,6 @@ def test_a_link_to_the_history_cannot_be_used_to_rewrite_it(root: Path) -> None:
     sm.close()
 
 
-@pytest.mark.xfail(strict=True, reason="R2: a write through an inside link bypasses the history")
 def test_a_write_through_an_inside_link_keeps_the_file_history_in_line(root: Path) -> None:
     """With ``cur -> .`` in a versioned mount, ``cur/f.txt`` is ``f.txt``: a write through it
     must be refused or recorded in ``f.txt``'s history; it replaced the working copy while

@@ -146,6 +146,11 @@ class Walk:
         """The directory the walk stands in."""
         return self._chain[-1]
 
+    @property
+    def followed(self) -> bool:
+        """True once the walk has followed a symbolic link."""
+        return self._links > 0
+
     def close(self) -> None:
         """Close every descriptor the walk opened."""
         self.restore(((self.root_fd,), 0))
@@ -195,8 +200,8 @@ class Walk:
             PathEscapeError: A link or ``..`` leads outside the mount.
             OSError: ENOENT, ENOTDIR (a file on the way), ELOOP (too many links), EACCES...
         """
-        if len(names) > 1 and len(self._chain) == 1:
-            if self._shortcut(names):
+        if len(names) > 1 and len(self._chain) == 1 and not self._links:  # after a link:
+            if self._shortcut(names):  # name by name (a target's ".." could reach .storied)
                 return
             if create and len(names) > 2 and self._shortcut(names[:-1]):
                 names = names[-1:]  # a new directory in an existing one (blob fan-out)

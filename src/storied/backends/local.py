@@ -264,6 +264,19 @@ class LocalBackend(Backend):
             return file_names(walk)
 
     @fresh_root
+    def through_link(self, path: str) -> bool:
+        """True when ``path``'s parent directory is reached through a symbolic link (inside
+        the mount: others are refused anyway); a link as the last name does not count (writes
+        and deletes act on the link itself). False when the parent does not exist."""
+        if "/" not in path:
+            return False
+        try:
+            with self._walk(path) as (walk, _):
+                return walk.followed
+        except (StorageNotFoundError, NotADirectoryStorageError):
+            return False
+
+    @fresh_root
     def dir_stamp(self, path: str) -> tuple[int, int, int, int] | None:
         """``(st_mtime_ns, st_ctime_ns, st_ino, st_dev)`` of directory ``path``, or None when
         ``path`` is not a directory. Adding, removing or renaming an entry changes the

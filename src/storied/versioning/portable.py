@@ -30,6 +30,7 @@ from storied.backends.base import CHUNK, Backend
 from storied.errors import (
     InvalidContentError,
     IsADirectoryStorageError,
+    PathEscapeError,
     StorageAlreadyExistsError,
     StorageError,
     StorageNotFoundError,
@@ -279,6 +280,7 @@ class PortableEngine:
     def _claim(self, path: str, content: _Content, metadata: dict[str, str] | None) -> bool:
         """Make sure nothing is at ``path`` for an exclusive write; True when this created the
         working copy (create-only), False after a mere existence check."""
+        self._refuse_alias(path)
         if not self.data.capabilities.conditional_write:
             if self.data.exists(path):
                 raise StorageAlreadyExistsError(f"Already exists: {path!r}")
@@ -295,12 +297,23 @@ class PortableEngine:
         working-copy write fails and the record is undone."""
         if not self.data.capabilities.empty_dirs:
             return
+        self._refuse_alias(path)
         try:
             info = self.data.info(path)
         except StorageNotFoundError:
             return
         if info.is_dir:
             raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+
+    def _refuse_alias(self, path: str) -> None:
+        """Refuse a path whose parent is reached through a symbolic link (local mounts):
+        ``cur/f.txt`` with ``cur -> .`` is ``f.txt``, whose history would not see the write."""
+        through = getattr(self.data, "through_link", None)
+        if through is not None and through(path):
+            raise PathEscapeError(
+                f"{path!r} passes through a symbolic link: a versioned write must name the "
+                "file's own path (its history is kept under that path)"
+            )
 
     @staticmethod
     def _quiet_delete(backend: Backend, path: str) -> None:
@@ -353,6 +366,7 @@ class PortableEngine:
         A removal that fails (other than the file being gone already) undoes the tombstone
         and raises the storage's error, like a failed write."""
         self._ensure_format()
+        self._refuse_alias(path)
         record = Record(next_timestamp(), self.writer, deleted=True)
         self._add_record(path, record)
         renamed: str | None = None
