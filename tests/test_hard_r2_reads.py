@@ -98,3 +98,10 @@ def test_create_linked_creates_then_links_and_dedupes(tmp_path: Path) -> None:
         backend.create_linked("blobs/ab/y", b"two", "versions/f/r1")
     assert backend.read_bytes("versions/f/r1") == b"one"
     assert sorted(os.listdir(tmp_path / "blobs" / "ab")) == ["x", "y"]  # no temporary left
+
+
+def test_exists_below_a_file_is_false(tmp_path: Path) -> None:
+    backend = LocalBackend(str(tmp_path))
+    backend.write("a.txt", b"a")
+    assert backend.exists("a.txt") and not backend.exists("a.txt/b")
+    assert not backend.exists("a.txt/b/c") and not backend.exists("missing/b")

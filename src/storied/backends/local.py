@@ -217,6 +217,15 @@ class LocalBackend(Backend):
             return Info(path, True, 0, st.st_mtime)
         return Info(path, False, st.st_size, st.st_mtime, _etag(st))
 
+    def exists(self, path: str) -> bool:
+        """True when something is at ``path``; False too below a file (``a.txt/b``: nothing
+        can be there), where :meth:`info` says which parent is a file."""
+        try:
+            self.info(path)
+        except (StorageNotFoundError, NotADirectoryStorageError):
+            return False
+        return True
+
     @fresh_root
     def list(self, path: str) -> Iterator[Info]:
         prefix = path + "/" if path else ""
