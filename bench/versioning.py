@@ -10,7 +10,8 @@ Prints figures and ratios, no assertions:
 (d) S3 requests (moto behind a counting proxy, unversioned bucket, portable engine) for
     ``versions`` of a file with 1,200 versions, ``open(version=-2).read()`` and one write;
 (e) a file with 10 versions vs one with 5,000: write, ``open(version=-2)``, ``as_of`` and
-    ``versions``, as ratios measured in one run (``VBENCH_ONLY=length`` runs only this).
+    ``versions``, as ratios measured in one run (``VBENCH_ONLY=length`` runs only this;
+    ``VBENCH_ONLY=write`` runs only (a), on disk and on tmpfs).
 
 Run: ``python3 dev.py bench`` (or ``.venv/bin/python bench/versioning.py``).
 """
@@ -160,21 +161,36 @@ def seed_other_history(root: str) -> float:
     return time.perf_counter() - start
 
 
+def write_figures(base: str) -> None:
+    """(a) on ``base``'s file system and, where it exists, on tmpfs (``/dev/shm``)."""
+    places = [("disk", base)]
+    if os.path.isdir("/dev/shm"):
+        places.append(("tmpfs", tempfile.mkdtemp(prefix="storied-vbench-", dir="/dev/shm")))
+    print(f"(a) Local 4 KiB writes, best of 6 x {N} (ops/s; 100 files, distinct contents)")
+    try:
+        for label, where in places:
+            raw_dir, ver_dir = os.path.join(where, "a-raw"), os.path.join(where, "a-versioned")
+            os.makedirs(raw_dir)
+            os.makedirs(ver_dir)
+            sm = versioned(ver_dir)
+            node_write(sm)(0)  # first write creates format.json
+            atomic, storied, ratio = paired_rates(raw_atomic_write(raw_dir), node_write(sm),
+                                                  rounds=6)
+            print(f"  {label}: raw temp+rename write  {atomic:>10,.0f}")
+            print(f"  {label}: storied versioned write{storied:>10,.0f}")
+            print(f"  {label}: ratio versioned / raw  {ratio:>10.2f}x  (median of paired rounds; "
+                  "target >= 0.3)")
+    finally:
+        for _, where in places[1:]:
+            shutil.rmtree(where, ignore_errors=True)
+
+
 def local_figures(base: str) -> None:
     dirs = {k: os.path.join(base, k) for k in ("atomic", "versioned", "big", "empty", "other")}
     for d in dirs.values():
         os.makedirs(d)
 
-    # (a) versioned write vs raw temp+rename
-    sm = versioned(dirs["versioned"])
-    node_write(sm)(0)  # first write creates format.json
-    atomic, storied, ratio = paired_rates(raw_atomic_write(dirs["atomic"]), node_write(sm),
-                                          rounds=6)
-    print(f"(a) Local 4 KiB writes, best of 6 x {N} (ops/s; 100 files, distinct contents)")
-    print(f"  raw temp+rename write        {atomic:>10,.0f}")
-    print(f"  storied versioned write      {storied:>10,.0f}")
-    print(f"  ratio versioned / raw        {ratio:>10.2f}x  (median of paired rounds; "
-          "target >= 0.3)")
+    write_figures(base)
 
     # (b) versions on a file with 1,000 versions
     big = versioned(dirs["big"])
@@ -349,7 +365,11 @@ def s3_figures() -> None:
 def main() -> None:
     base = tempfile.mkdtemp(prefix="storied-vbench-")
     try:
-        if os.environ.get("VBENCH_ONLY") != "length":
+        only = os.environ.get("VBENCH_ONLY")
+        if only == "write":
+            write_figures(base)
+            return
+        if only != "length":
             local_figures(base)
         length_figures(base)
     finally:
