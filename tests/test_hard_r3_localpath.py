@@ -1,7 +1,7 @@
 """Review R3: ``local_path`` for writing and hard links planted in a local mount (issue 8).
 
 Kept apart from test_hard_r3_local.py (R2 is landing fixes with that file). The defect is in
-``src/storied/core/localfile.py`` (not R3's): the test is ``xfail(strict=True)`` until fixed.
+``src/storied/core/localfile.py``: a file with several names goes through a temporary copy.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ def root(tmp_path: Path) -> Path:
     return base
 
 
-@pytest.mark.xfail(strict=True, reason="core/localfile.py: local_path('w') hands out a hard link")
 @pytest.mark.parametrize("mode", ["w", "rw"])
 def test_local_path_for_writing_never_writes_through_a_planted_hard_link(
     root: Path, tmp_path: Path, mode: str

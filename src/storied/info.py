@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import BinaryIO
 
-__all__ = ["Data", "Info", "ObjectVersion", "WriteMode"]
+__all__ = ["Data", "Info", "ObjectVersion", "WriteMode", "check_range"]
 
 #: What a backend's ``write`` accepts: bytes, or a binary stream read to its end.
 Data = bytes | bytearray | memoryview | BinaryIO
@@ -95,3 +95,21 @@ class ObjectVersion:
     md5: str | None = None
     is_latest: bool = False
     is_delete_marker: bool = False
+
+
+def check_range(start: object, end: object) -> None:
+    """Refuse a byte range ``[start, end)`` that ``Backend.open_read`` cannot be asked for.
+
+    A negative or non-integer ``start`` would be a malformed ``Range`` header (which S3 silently
+    ignores, answering the whole object) or a slice from the end (memory); every backend refuses
+    it the same way, before any request.
+
+    Raises:
+        InvalidArgumentError: ``start`` is not an integer >= 0 or ``end`` not an integer/None.
+    """
+    from storied.errors import InvalidArgumentError
+
+    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
+        raise InvalidArgumentError(f"Byte range start must be an integer >= 0, not {start!r}")
+    if end is not None and (isinstance(end, bool) or not isinstance(end, int)):
+        raise InvalidArgumentError(f"Byte range end must be an integer or None, not {end!r}")

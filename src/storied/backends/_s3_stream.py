@@ -30,11 +30,11 @@ from typing import Any, BinaryIO
 
 from storied.backends._s3_support import RangeNotSatisfiable, byte_range, mapped, unquote
 from storied.errors import (
-    InvalidArgumentError,
     PreconditionFailedError,
     StorageIOError,
     TransientStorageError,
 )
+from storied.info import check_range
 
 __all__ = [
     "MAX_WINDOW", "READ_AHEAD", "RESUMES", "SKIP", "S3ReadStream", "check_range", "open_stream",
@@ -326,21 +326,6 @@ def _size_by_head(
     total = int(head["ContentLength"])
     stop = total if end is None else min(end, total)
     return max(0, stop - base)
-
-
-def check_range(start: object, end: object) -> None:
-    """Refuse a byte range S3 cannot be asked for, before any request.
-
-    A negative or non-integer ``start`` (or a non-integer ``end``) would become a malformed
-    ``Range`` header, which S3 silently ignores (it answers the whole object).
-
-    Raises:
-        InvalidArgumentError: ``start`` is not an integer >= 0 or ``end`` not an integer/None.
-    """
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise InvalidArgumentError(f"Byte range start must be an integer >= 0, not {start!r}")
-    if end is not None and (isinstance(end, bool) or not isinstance(end, int)):
-        raise InvalidArgumentError(f"Byte range end must be an integer or None, not {end!r}")
 
 
 def open_stream(

@@ -26,7 +26,7 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageNotFoundError,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Data, Info, WriteMode, check_range
 
 __all__ = ["MemoryBackend", "clear_memory_stores"]
 
@@ -137,6 +137,7 @@ class MemoryBackend(Backend):
         return iter(found)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        check_range(start, end)
         with self._store.lock:
             data = self._obj(path).data
         return io.BytesIO(data[start:end] if (start or end is not None) else data)

@@ -56,8 +56,10 @@ def local_path(node: StorageNode, mode: str = "r") -> Iterator[str]:
     if "w" in mode:
         node.require_writable()
     real = node._be.local_path(node.path)
-    if real is not None and "w" in mode and node._portable:
-        real = None  # writes must reach the history, so they go through a temporary copy
+    if real is not None and "w" in mode and (node._portable or _has_other_names(real)):
+        # writes must reach the history, and must never go through a hard link planted in the
+        # mount into a file elsewhere: both go through a temporary copy whose upload replaces
+        real = None
     if real is not None:
         if "w" in mode:
             os.makedirs(os.path.dirname(real), exist_ok=True)
@@ -157,3 +159,12 @@ def call(
 
     threading.Thread(target=background, name="storied-call", daemon=False).start()
     return None
+
+
+def _has_other_names(real: str) -> bool:
+    """True when the file at ``real`` has more than one name (a hard link), so writing it in
+    place could change a file outside the mount."""
+    try:
+        return os.lstat(real).st_nlink > 1
+    except OSError:
+        return False
