@@ -64,7 +64,6 @@ from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
 from storied.errors import (
     DirectoryNotEmptyError,
-    InvalidArgumentError,
     InvalidPathError,
     IsADirectoryStorageError,
     NotADirectoryStorageError,
@@ -77,7 +76,7 @@ from storied.errors import (
     StorageNotFoundError,
     StoragePermissionError,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Data, Info, WriteMode, check_range
 
 __all__ = ["TMP_MARK", "LocalBackend"]
 
@@ -110,14 +109,6 @@ def _translate(exc: OSError, path: str) -> StorageError:
     if exc.errno == errno.ENAMETOOLONG:
         return InvalidPathError(f"A name is too long for the filesystem: {path!r}")
     return StorageIOError(exc.errno, f"{exc.strerror}: {path!r}")
-
-
-def _check_range(start: object, end: object) -> None:
-    """Refuse a byte range no file has (a negative ``seek`` would raise a raw OSError)."""
-    if isinstance(start, bool) or not isinstance(start, int) or start < 0:
-        raise InvalidArgumentError(f"Byte range start must be an integer >= 0, not {start!r}")
-    if end is not None and (isinstance(end, bool) or not isinstance(end, int)):
-        raise InvalidArgumentError(f"Byte range end must be an integer or None, not {end!r}")
 
 
 def _check_name(name: str, path: str) -> None:
@@ -314,7 +305,7 @@ class LocalBackend(Backend):
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """Raises InvalidArgumentError for a ``start`` that is not an integer >= 0 or an
         ``end`` that is not an integer or None (checked before anything is opened)."""
-        _check_range(start, end)
+        check_range(start, end)
         with self._walk(path, stay=True) as (walk, rest):
             f = file_object(walk.open_beneath(rest, os.O_RDONLY), buffered=True)
         if start:
