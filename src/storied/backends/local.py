@@ -27,7 +27,6 @@ when an operation finds it removed); a callable base is opened on each call.
 from __future__ import annotations
 
 import errno
-import inspect
 import io
 import itertools
 import os
@@ -38,7 +37,6 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 
 from storied.backends._local_fs import (
-    NAME_MAX,
     TMP_MARK,
     Walk,
     clear_dir,
@@ -49,7 +47,6 @@ from storied.backends._local_fs import (
     walk_files,
 )
 from storied.backends._local_io import (
-    ROOT_FLAGS,
     RangeReader,
     Root,
     create_exclusive,
@@ -60,21 +57,19 @@ from storied.backends._local_io import (
     unlink_quietly,
     write_all,
 )
+from storied.backends._local_ops import At, arity, check_name, check_root
+from storied.backends._local_ops import etag as _etag
 from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
 from storied.errors import (
     DirectoryNotEmptyError,
-    InvalidPathError,
     IsADirectoryStorageError,
     NotADirectoryStorageError,
     PathEscapeError,
     PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageConfigError,
-    StorageError,
-    StorageIOError,
     StorageNotFoundError,
-    StoragePermissionError,
 )
 from storied.info import Data, Info, WriteMode, check_range
 
@@ -85,35 +80,6 @@ BasePath = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
 _COUNTER = itertools.count()
 _PID = [os.getpid()]  # getpid() is a system call: asked again only in a forked child
 os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
-
-
-def _etag(st: os.stat_result) -> str:
-    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
-
-
-def _translate(exc: OSError, path: str) -> StorageError:
-    """The storied error for an OSError met on ``path`` (the one mapping site of this
-    adapter)."""
-    if isinstance(exc, FileNotFoundError):
-        return StorageNotFoundError(f"No such file or directory: {path!r}")
-    if isinstance(exc, FileExistsError):
-        return StorageAlreadyExistsError(f"Already exists: {path!r}")
-    if isinstance(exc, IsADirectoryError):
-        return IsADirectoryStorageError(f"Is a directory: {path!r}")
-    if isinstance(exc, NotADirectoryError):
-        return NotADirectoryStorageError(f"Not a directory: {path!r}")
-    if isinstance(exc, PermissionError):
-        return StoragePermissionError(f"Permission denied: {path!r}")
-    if exc.errno == errno.ENOTEMPTY:
-        return DirectoryNotEmptyError(f"Directory not empty: {path!r}")
-    if exc.errno == errno.ENAMETOOLONG:
-        return InvalidPathError(f"A name is too long for the filesystem: {path!r}")
-    return StorageIOError(exc.errno, f"{exc.strerror}: {path!r}")
-
-
-def _check_name(name: str, path: str) -> None:
-    if len(os.fsencode(name)) > NAME_MAX:
-        raise InvalidPathError(f"A name is longer than {NAME_MAX} bytes: {path!r}")
 
 
 class LocalBackend(Backend):
@@ -136,13 +102,13 @@ class LocalBackend(Backend):
 
     def __init__(self, base_path: BasePath, base_url: str | None = None, fsync: bool = False):
         self._base = base_path
-        self._switched = callable(base_path) and _arity(base_path) >= 1
+        self._switched = callable(base_path) and arity(base_path) >= 1
         self.base_url = base_url.rstrip("/") if base_url else None
         self._fsync = fsync
         self._static_root: str | None = None
         self._root: Root | None = None
         if not callable(base_path):
-            self._static_root = _check_root(os.fspath(base_path))
+            self._static_root = check_root(os.fspath(base_path))
             self._root = Root(self._static_root)
         self._held = threading.local()  # .fds: {(root fd, parent path): fd} inside holding()
 
@@ -187,7 +153,7 @@ class LocalBackend(Backend):
             raise PathEscapeError("A switched mount needs a first path segment")
         return os.path.realpath(os.fspath(self._base(head))), rest  # type: ignore[operator]
 
-    def _walk(self, path: str, *, create: bool = False, stay: bool = False) -> _At:
+    def _walk(self, path: str, *, create: bool = False, stay: bool = False) -> At:
         """Stand in the directory holding ``path``'s last name: ``with`` it gives the walk and
         that name (``'.'`` for the root); every OS error inside the block is mapped for
         ``path``.
@@ -197,7 +163,7 @@ class LocalBackend(Backend):
             stay: Stay at the root and give the whole path below it (for
                 :meth:`Walk.open_beneath`).
         """
-        return _At(self, path, create, stay)
+        return At(self, path, create, stay)
 
     # ---------------------------------------------------------------- contract
     @fresh_root
@@ -343,7 +309,7 @@ class LocalBackend(Backend):
         if not path:
             raise IsADirectoryStorageError("Cannot write to the mount root")
         with self._walk(path, create=True) as (walk, name):
-            _check_name(name, path)
+            check_name(name, path)
             empty = isinstance(data, (bytes, bytearray, memoryview)) and not len(data)
             if empty and mode is not WriteMode.IF_MATCH:
                 st = self._write_empty(walk.fd, name, mode)
@@ -451,7 +417,7 @@ class LocalBackend(Backend):
     @fresh_root
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         with self._walk(path, create=parents) as (walk, name):
-            _check_name(name, path)
+            check_name(name, path)
             try:
                 os.mkdir(name, 0o777, dir_fd=walk.fd)
             except FileExistsError:
@@ -472,19 +438,19 @@ class LocalBackend(Backend):
         with self._walk(src) as (sw, sname):
             try:  # dst's parents exist (the common case): one rename, nothing created
                 with self._walk(dst) as (dw, dname):
-                    _check_name(dname, dst)
+                    check_name(dname, dst)
                     os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
                     return
             except StorageNotFoundError:  # src is gone (raised here), or dst's parents are
                 os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
             with self._walk(dst, create=True) as (dw, dname):
-                _check_name(dname, dst)
+                check_name(dname, dst)
                 os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
 
     @fresh_root
     def link(self, src: str, dst: str) -> None:
         with self._walk(src) as (sw, sname), self._walk(dst, create=True) as (dw, dname):
-            _check_name(dname, dst)
+            check_name(dname, dst)
             os.link(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd, follow_symlinks=False)
 
     @fresh_root
@@ -502,7 +468,7 @@ class LocalBackend(Backend):
             StorageAlreadyExistsError: something is at ``link`` already.
         """
         with self._walk(path, create=True) as (walk, name):
-            _check_name(name, path)
+            check_name(name, path)
             tmp, _ = self._write_temp(walk.fd, name, data)
             try:
                 try:
@@ -512,7 +478,7 @@ class LocalBackend(Backend):
                 except FileExistsError:
                     created = False
                 with self._walk(link, create=True) as (lw, lname):
-                    _check_name(lname, link)
+                    check_name(lname, link)
                     if created:  # the same inode as path: its complete bytes
                         os.link(tmp, lname, src_dir_fd=walk.fd, dst_dir_fd=lw.fd,
                                 follow_symlinks=False)
@@ -540,80 +506,6 @@ class LocalBackend(Backend):
         except (StorageNotFoundError, NotADirectoryStorageError):
             pass  # what does not exist yet cannot lead anywhere
         return root + os.sep + rest if rest else root
-
-
-class _At:
-    """The context of one operation: a walk from the base's descriptor (see
-    :meth:`LocalBackend._walk`), closed and its OS errors mapped on leaving."""
-
-    __slots__ = ("_args", "_owned", "_walk", "path")
-
-    def __init__(self, backend: LocalBackend, path: str, create: bool, stay: bool) -> None:
-        self.path = path
-        self._args = (backend, create, stay)
-        self._walk: Walk | None = None
-        self._owned = -1
-
-    def __enter__(self) -> tuple[Walk, str]:
-        backend, create, stay = self._args
-        path = self.path
-        try:
-            if backend._root is not None:
-                root, rest, root_fd = backend._root.path, path, backend._root.fd()
-            else:
-                root, rest = backend._root_and_rest(path)
-                root_fd = self._owned = os.open(root, ROOT_FLAGS)
-            walk = self._walk = Walk(root_fd, root, path)
-            if stay:
-                return walk, rest or "."
-            head, _, name = rest.rpartition("/")
-            if head:
-                held = getattr(backend._held, "fds", None) if backend._root is not None else None
-                fd = held.get((root_fd, head)) if held is not None else None
-                if fd is not None:
-                    walk.stand(fd, head.split("/"))
-                else:
-                    walk.descend(head.split("/"), create)
-                    kept = walk.detach() if held is not None else None
-                    if kept is not None:
-                        held[(root_fd, head)] = kept  # type: ignore[index]
-            return walk, name or "."
-        except BaseException as exc:
-            self._close()
-            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-                raise _translate(exc, path) from exc
-            raise
-
-    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
-        self._close()
-        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
-            raise _translate(exc, self.path) from exc
-
-    def _close(self) -> None:
-        if self._walk is not None:
-            self._walk.close()
-            self._walk = None
-        if self._owned >= 0:
-            os.close(self._owned)
-            self._owned = -1
-
-
-def _arity(func: Callable[..., object]) -> int:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return 0
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-
-
-def _check_root(root: str) -> str:
-    if not os.path.isabs(root):
-        raise StorageConfigError(f"base_path must be absolute: {root!r}")
-    if not os.path.exists(root):
-        raise StorageNotFoundError(f"Base path does not exist: {root!r}")
-    if not os.path.isdir(root):
-        raise StorageConfigError(f"Base path is not a directory: {root!r}")
-    return os.path.realpath(root)
 
 
 def from_config(config: dict[str, Any]) -> Backend:

@@ -1,0 +1,134 @@
+"""The local backend's per-operation context and small pure helpers: the OS-error mapping (the
+one mapping site of the adapter), etags, name and root checks, and :class:`At`, which walks one
+operation's path from the base's descriptor and maps its OS errors on leaving."""
+
+from __future__ import annotations
+
+import errno
+import inspect
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from storied.backends._local_fs import NAME_MAX, Walk
+from storied.backends._local_io import ROOT_FLAGS
+from storied.errors import (
+    DirectoryNotEmptyError,
+    InvalidPathError,
+    IsADirectoryStorageError,
+    NotADirectoryStorageError,
+    StorageAlreadyExistsError,
+    StorageConfigError,
+    StorageError,
+    StorageIOError,
+    StorageNotFoundError,
+    StoragePermissionError,
+)
+
+if TYPE_CHECKING:
+    from storied.backends.local import LocalBackend
+
+__all__ = ["At", "arity", "check_name", "check_root", "etag", "translate"]
+
+
+def etag(st: os.stat_result) -> str:
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
+
+
+def translate(exc: OSError, path: str) -> StorageError:
+    """The storied error for an OSError met on ``path`` (the one mapping site of this
+    adapter)."""
+    if isinstance(exc, FileNotFoundError):
+        return StorageNotFoundError(f"No such file or directory: {path!r}")
+    if isinstance(exc, FileExistsError):
+        return StorageAlreadyExistsError(f"Already exists: {path!r}")
+    if isinstance(exc, IsADirectoryError):
+        return IsADirectoryStorageError(f"Is a directory: {path!r}")
+    if isinstance(exc, NotADirectoryError):
+        return NotADirectoryStorageError(f"Not a directory: {path!r}")
+    if isinstance(exc, PermissionError):
+        return StoragePermissionError(f"Permission denied: {path!r}")
+    if exc.errno == errno.ENOTEMPTY:
+        return DirectoryNotEmptyError(f"Directory not empty: {path!r}")
+    if exc.errno == errno.ENAMETOOLONG:
+        return InvalidPathError(f"A name is too long for the filesystem: {path!r}")
+    return StorageIOError(exc.errno, f"{exc.strerror}: {path!r}")
+
+
+def check_name(name: str, path: str) -> None:
+    if len(os.fsencode(name)) > NAME_MAX:
+        raise InvalidPathError(f"A name is longer than {NAME_MAX} bytes: {path!r}")
+
+
+class At:
+    """The context of one operation: a walk from the base's descriptor (see
+    :meth:`LocalBackend._walk`), closed and its OS errors mapped on leaving."""
+
+    __slots__ = ("_args", "_owned", "_walk", "path")
+
+    def __init__(self, backend: LocalBackend, path: str, create: bool, stay: bool) -> None:
+        self.path = path
+        self._args = (backend, create, stay)
+        self._walk: Walk | None = None
+        self._owned = -1
+
+    def __enter__(self) -> tuple[Walk, str]:
+        backend, create, stay = self._args
+        path = self.path
+        try:
+            if backend._root is not None:
+                root, rest, root_fd = backend._root.path, path, backend._root.fd()
+            else:
+                root, rest = backend._root_and_rest(path)
+                root_fd = self._owned = os.open(root, ROOT_FLAGS)
+            walk = self._walk = Walk(root_fd, root, path)
+            if stay:
+                return walk, rest or "."
+            head, _, name = rest.rpartition("/")
+            if head:
+                held = getattr(backend._held, "fds", None) if backend._root is not None else None
+                fd = held.get((root_fd, head)) if held is not None else None
+                if fd is not None:
+                    walk.stand(fd, head.split("/"))
+                else:
+                    walk.descend(head.split("/"), create)
+                    kept = walk.detach() if held is not None else None
+                    if kept is not None:
+                        held[(root_fd, head)] = kept  # type: ignore[index]
+            return walk, name or "."
+        except BaseException as exc:
+            self._close()
+            if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+                raise translate(exc, path) from exc
+            raise
+
+    def __exit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        self._close()
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise translate(exc, self.path) from exc
+
+    def _close(self) -> None:
+        if self._walk is not None:
+            self._walk.close()
+            self._walk = None
+        if self._owned >= 0:
+            os.close(self._owned)
+            self._owned = -1
+
+
+def arity(func: Callable[..., object]) -> int:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return 0
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def check_root(root: str) -> str:
+    if not os.path.isabs(root):
+        raise StorageConfigError(f"base_path must be absolute: {root!r}")
+    if not os.path.exists(root):
+        raise StorageNotFoundError(f"Base path does not exist: {root!r}")
+    if not os.path.isdir(root):
+        raise StorageConfigError(f"Base path is not a directory: {root!r}")
+    return os.path.realpath(root)
