@@ -13,9 +13,12 @@ from storied.core.manager import StorageManager
 from storied.core.node import StorageNode
 from storied.core.transfer import SkipStrategy
 from storied.errors import (
+    AmbiguousSnapshotError,
     BinaryContentError,
     DirectoryNotEmptyError,
+    InvalidArgumentError,
     InvalidContentError,
+    InvalidEncodingError,
     InvalidPathError,
     IsADirectoryStorageError,
     MissingDependencyError,
@@ -23,25 +26,32 @@ from storied.errors import (
     NotADirectoryStorageError,
     PathEscapeError,
     PreconditionFailedError,
+    ReadOnlyVersionError,
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageError,
     StorageIOError,
     StorageNotFoundError,
     StoragePermissionError,
+    TextDecodeError,
+    TextEncodeError,
     TransientStorageError,
     UnsupportedOperation,
+    VersionNotFoundError,
 )
 from storied.info import Info, WriteMode
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AmbiguousSnapshotError",
     "BinaryContentError",
     "Capabilities",
     "DirectoryNotEmptyError",
     "Info",
+    "InvalidArgumentError",
     "InvalidContentError",
+    "InvalidEncodingError",
     "InvalidPathError",
     "IsADirectoryStorageError",
     "MissingDependencyError",
@@ -49,6 +59,7 @@ __all__ = [
     "NotADirectoryStorageError",
     "PathEscapeError",
     "PreconditionFailedError",
+    "ReadOnlyVersionError",
     "SkipStrategy",
     "StorageAlreadyExistsError",
     "StorageConfigError",
@@ -58,8 +69,11 @@ __all__ = [
     "StorageNode",
     "StorageNotFoundError",
     "StoragePermissionError",
+    "TextDecodeError",
+    "TextEncodeError",
     "TransientStorageError",
     "UnsupportedOperation",
+    "VersionNotFoundError",
     "WriteMode",
     "__version__",
 ]

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from storied import paths
-from storied.errors import StorageNotFoundError
+from storied.errors import VersionNotFoundError
 from storied.info import Data
 from storied.versioning.catalog import Refs
 from storied.versioning.engine import VerifyReport, Version, VersionEngine
@@ -115,8 +115,9 @@ class MountHistory:
         """The version named by an index (``-1`` latest, ``0`` oldest), an id, a tag, or a date.
 
         Raises:
-            IndexError: No versions, or the index is out of range (genro-storage messages).
-            StorageNotFoundError: No version has that id, or none existed at ``as_of``.
+            VersionNotFoundError: No versions, the index is out of range (genro-storage
+                messages), no version has that id or tag, or none existed at ``as_of``. It is
+                both an ``IndexError`` (as genro-storage raised) and a ``StorageNotFoundError``.
         """
         full = self._p(path)
         if as_of is not None:
@@ -143,13 +144,13 @@ class MountHistory:
         for item in found:
             if item.version_id == tagged:
                 return item
-        raise StorageNotFoundError(f"No version or tag {version!r} of {path!r}")
+        raise VersionNotFoundError(f"No version or tag {version!r} of {path!r}")
 
 
-def _index_error(count: int, index: int, path: str) -> IndexError:
+def _index_error(count: int, index: int, path: str) -> VersionNotFoundError:
     if not count:
-        return IndexError(f"No versions available for {path}")
-    return IndexError(
+        return VersionNotFoundError(f"No versions available for {path}")
+    return VersionNotFoundError(
         f"Version index {index} out of range. Available versions: 0 to {count - 1} "
         f"or -1 to -{count}"
     )
@@ -161,9 +162,9 @@ def _at_index(found: list[Version], index: int, path: str) -> Version:
     return found[index]
 
 
-def _date_error(as_of: datetime, path: str) -> StorageNotFoundError:
+def _date_error(as_of: datetime, path: str) -> VersionNotFoundError:
     moment = as_of if as_of.tzinfo else as_of.replace(tzinfo=UTC)
-    return StorageNotFoundError(f"No version found before {moment.isoformat()} for {path}")
+    return VersionNotFoundError(f"No version found before {moment.isoformat()} for {path}")
 
 
 def _at_date(found: list[Version], as_of: datetime, path: str) -> Version:
