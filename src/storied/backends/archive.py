@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 
 from storied import paths
 from storied.backends.base import CHUNK, Backend
+from storied.backends.readonly import ReadOnlyBackend
 from storied.capabilities import Capabilities
 from storied.errors import (
     InvalidContentError,
@@ -50,7 +51,7 @@ from storied.errors import (
     StorageNotFoundError,
     StoragePermissionError,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Info
 
 __all__ = [
     "TarBackend",
@@ -105,7 +106,7 @@ class _Member:
     key: Any  # the ZipInfo, or the data offset inside the (decompressed) tar stream
 
 
-class _ArchiveBackend(Backend):
+class _ArchiveBackend(ReadOnlyBackend):
     """The index and the read-only contract shared by zip and tar."""
 
     capabilities = _READONLY
@@ -197,31 +198,6 @@ class _ArchiveBackend(Backend):
         raise NotImplementedError
 
     # ---------------------------------------------------------------- refused
-    def write(
-        self,
-        path: str,
-        data: Data,
-        *,
-        mode: WriteMode = WriteMode.OVERWRITE,
-        etag: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> Info:
-        raise self._refuse(f"write {path!r}")
-
-    def delete(self, path: str, *, recursive: bool = False) -> None:
-        raise self._refuse(f"delete {path!r}")
-
-    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        raise self._refuse(f"create directory {path!r}")
-
-    def copy(self, src: str, dst: str) -> Info:
-        raise self._refuse(f"copy to {dst!r}")
-
-    def move(self, src: str, dst: str) -> None:
-        raise self._refuse(f"move {src!r}")
-
-    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
-        raise self._refuse(f"set metadata on {path!r}")
 
 
 class ZipBackend(_ArchiveBackend):

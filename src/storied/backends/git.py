@@ -39,6 +39,7 @@ import pygit2
 
 from storied import paths
 from storied.backends.base import Backend
+from storied.backends.readonly import ReadOnlyBackend
 from storied.capabilities import Capabilities
 from storied.errors import (
     IsADirectoryStorageError,
@@ -49,7 +50,7 @@ from storied.errors import (
     StorageNotFoundError,
     StoragePermissionError,
 )
-from storied.info import Data, Info, ObjectVersion, WriteMode
+from storied.info import Info, ObjectVersion
 
 __all__ = ["GitBackend", "git_from_config"]
 
@@ -59,7 +60,7 @@ _CAPS = Capabilities(readonly=True, write=False, delete=False, mkdir=False, appe
 _SUBMODULE = 0o160000
 
 
-class GitBackend(Backend):
+class GitBackend(ReadOnlyBackend):
     """The tree of one ref of a local git repository, read-only.
 
     Args:
@@ -251,32 +252,6 @@ class GitBackend(Backend):
         return StoragePermissionError(
             f"git mount of {self.repository!r} at {self.ref!r} is read-only: cannot {action}"
         )
-
-    def write(
-        self,
-        path: str,
-        data: Data,
-        *,
-        mode: WriteMode = WriteMode.OVERWRITE,
-        etag: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> Info:
-        raise self._refuse(f"write {path!r}")
-
-    def delete(self, path: str, *, recursive: bool = False) -> None:
-        raise self._refuse(f"delete {path!r}")
-
-    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        raise self._refuse(f"create directory {path!r}")
-
-    def copy(self, src: str, dst: str) -> Info:
-        raise self._refuse(f"copy to {dst!r}")
-
-    def move(self, src: str, dst: str) -> None:
-        raise self._refuse(f"move {src!r}")
-
-    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
-        raise self._refuse(f"set metadata on {path!r}")
 
     def close(self) -> None:
         with self._lock:

@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 
 from storied import paths
 from storied.backends.base import CHUNK, Backend
+from storied.backends.readonly import ReadOnlyBackend
 from storied.capabilities import Capabilities
 from storied.errors import (
     IsADirectoryStorageError,
@@ -51,7 +52,7 @@ from storied.errors import (
     StoragePermissionError,
     TransientStorageError,
 )
-from storied.info import Data, Info, WriteMode
+from storied.info import Info
 
 __all__ = ["GitHubBackend", "github_from_config"]
 
@@ -67,7 +68,7 @@ class _Index:
     dirs: set[str]
 
 
-class GitHubBackend(Backend):
+class GitHubBackend(ReadOnlyBackend):
     """The tree of one ref of a GitHub repository, read-only (see the module doc).
 
     Args:
@@ -252,32 +253,6 @@ class GitHubBackend(Backend):
         return StoragePermissionError(
             f"github mount {self.org}/{self.repo} is read-only: cannot {action}"
         )
-
-    def write(
-        self,
-        path: str,
-        data: Data,
-        *,
-        mode: WriteMode = WriteMode.OVERWRITE,
-        etag: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> Info:
-        raise self._refuse(f"write {path!r}")
-
-    def delete(self, path: str, *, recursive: bool = False) -> None:
-        raise self._refuse(f"delete {path!r}")
-
-    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        raise self._refuse(f"create directory {path!r}")
-
-    def copy(self, src: str, dst: str) -> Info:
-        raise self._refuse(f"copy to {dst!r}")
-
-    def move(self, src: str, dst: str) -> None:
-        raise self._refuse(f"move {src!r}")
-
-    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
-        raise self._refuse(f"set metadata on {path!r}")
 
 
 class _Body(io.RawIOBase):
