@@ -23,7 +23,6 @@ from storied.errors import (
 
 if TYPE_CHECKING:
     from storied.versioning.catalog import Refs
-    from storied.versioning.engine import Version
     from storied.versioning.history import MountHistory
 
 __all__ = ["TagMethods"]
@@ -72,7 +71,7 @@ class TagMethods:
         found = history.versions(self._path)
         if any(v.version_id == tag for v in found):
             raise ValueError(f"Tag name {tag!r} is a version id of {self._path!r}")
-        target = _resolve_in(found, version, history, self._path)
+        target = history.resolve_in(self._path, found, version)
         previous: list[str | None] = [None]
 
         def change(refs: Refs) -> None:
@@ -225,24 +224,6 @@ class TagMethods:
                     history.delete_version(self._path, by_id[decision.version_id])
                     removed.append(by_id[decision.version_id].as_dict())
         return removed
-
-
-def _resolve_in(found: list[Version], version: int | str, history: MountHistory,
-                path: str) -> Version:
-    """The version ``version`` names, from the listing ``found`` already made (an index or an
-    id costs no request; a tag name one refs read), as :meth:`MountHistory.resolve` does."""
-    from storied.versioning.history import _at_index
-
-    if isinstance(version, int) and not isinstance(version, bool):
-        return _at_index(found, version, path)
-    for item in found:
-        if item.version_id == version:
-            return item
-    tagged = history.refs(path).tags.get(str(version)) if found else None
-    for item in found:
-        if item.version_id == tagged:
-            return item
-    raise StorageNotFoundError(f"No version or tag {version!r} of {path!r}")
 
 
 def _match(metadata: dict[str, Any], key: str, criterion: Any) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from storied.errors import StorageNotFoundError, StoragePermissionError, UnsupportedOperation
+from storied.errors import StoragePermissionError, UnsupportedOperation
 from storied.info import Data
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class VersionMethods:
         found = history.versions(self._path)
         result = []
         for wanted in (v1, v2):
-            version = _pick(found, wanted, history, self._path)
+            version = history.resolve_in(self._path, found, wanted)
             with history.open_version(self._path, version) as stream:
                 result.append(stream.read())
         return result[0], result[1]
@@ -205,14 +205,3 @@ class VersionMethods:
         with history.open_version(self._path, version) as stream:
             self._store(stream)
         return True
-
-
-def _pick(found: list[Version], wanted: int | str, history: MountHistory, path: str) -> Version:
-    if isinstance(wanted, int) and not isinstance(wanted, bool):
-        from storied.versioning.history import _at_index
-
-        return _at_index(found, wanted, path)
-    for version in found:
-        if version.version_id == wanted:
-            return version
-    raise StorageNotFoundError(f"No version {wanted!r} of {path!r}")

@@ -136,7 +136,17 @@ class MountHistory:
             if picked is None:
                 raise _index_error(count, version, path)
             return picked
-        found = self.versions(path)
+        return self.resolve_in(path, self.versions(path), version)
+
+    def resolve_in(self, path: str, found: list[Version], version: int | str) -> Version:
+        """The version an index, id or tag names in ``found``, a listing of ``path`` already
+        made: an index or an id costs no request, a tag name one refs read.
+
+        Raises:
+            VersionNotFoundError: As :meth:`resolve`.
+        """
+        if isinstance(version, int) and not isinstance(version, bool):
+            return _at_index(found, version, path)
         for item in found:
             if item.version_id == version:
                 return item
