@@ -17,6 +17,7 @@ from storied.core.config import (
     check_history_places,
     has_portable_history,
     load_mounts,
+    location,
     refuse_engine_switch,
     relative_spec,
 )
@@ -234,15 +235,31 @@ class StorageManager:
         ])  # fmt: skip
 
     def _protect_histories(self) -> None:
-        """Hide every history kept in another mount (``history: 'other:prefix'``) from that
-        mount: not listed, not writable, not deleted by it (engines write below this layer)."""
+        """Hide every portable history from every mount whose storage holds it, decided on
+        resolved locations (:func:`~storied.core.config.location`), not mount names: the mount
+        ``history: 'other:prefix'`` names, and any other mount of the same directory, bucket or
+        memory store (``/x`` and ``/x/``, a symlinked path). There it is not listed, not
+        writable, not deleted (engines write below this layer).
+
+        Raises:
+            StorageConfigError: A mount lies inside the history of a versioned mount (it could
+                only show or destroy that history).
+        """
         for name, config in self._configs.items():
-            spec = config.get("history")
-            if not spec or config.get("versioning") is not True or name in self._parents:
+            if config.get("versioning") is not True or name in self._parents:
                 continue
-            hider = self._hiders.get(self._chain(paths.split_fullpath(spec)[0])[-1])
-            if hider is not None:
-                hider.hide(self._history_place(name)[1])
+            place = location(*self._history_place(name))
+            for other, hider in self._hiders.items():
+                where = location(self._raw[other])
+                if where[0] != place[0]:
+                    continue
+                if paths.is_under(where[1], place[1]):
+                    raise StorageConfigError(
+                        f"Mount {other!r} lies inside the history of mount {name!r} "
+                        f"({place[1] or '/'}): mount a place outside it"
+                    )
+                if paths.is_under(place[1], where[1]):
+                    hider.hide(paths.relative_to(place[1], where[1]))
 
     def _forget_histories(self, name: str) -> None:
         """Drop the cached histories that depend on mount ``name``: its own, those of mounts
