@@ -105,8 +105,10 @@ def split_fullpath(fullpath: str) -> tuple[str, str]:
 
 def _is_reserved(segment: str) -> bool:
     """``.storied`` in any case, with trailing dots or spaces (names that case-insensitive or
-    Windows/SMB file systems take for the reserved folder itself)."""
-    return segment.casefold().rstrip(". ") == RESERVED
+    Windows/SMB file systems take for the reserved folder itself), also percent-encoded or in an
+    NFKC-equivalent form (full-width letters), as :func:`normalize` folds ``..``."""
+    folded = unicodedata.normalize("NFKC", unquote(segment))
+    return any(form.casefold().rstrip(". ") == RESERVED for form in (segment, folded))
 
 
 def _is_temp(segment: str) -> bool:
@@ -118,7 +120,8 @@ def check_public(path: str) -> str:
 
     Raises:
         StoragePermissionError: A segment (at any depth) is :data:`RESERVED` (in any case, with
-            trailing dots or spaces: the same folder on case-insensitive storages).
+            trailing dots or spaces: the same folder on case-insensitive storages; also
+            percent-encoded or NFKC-equivalent, e.g. full-width letters).
         InvalidPathError: A segment contains :data:`TMP_MARK` (names listings hide).
     """
     for segment in path.split("/"):
