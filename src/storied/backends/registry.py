@@ -97,10 +97,17 @@ PORT = Kind(
     lambda v: (_is_int(v) or _is_digits(v)) and 1 <= int(v) <= 65535,
     int,
 )
+#: Upper bounds of values that pass a type check but break later: a socket timeout beyond ~1e9 s
+#: overflows at connect time (OverflowError), and 10**30 retries of a transient error is a hang.
+MAX_SECONDS = 86400
+MAX_RETRIES = 100
 SECONDS = Kind(
-    "a number of seconds > 0",
-    lambda v: _is_number(v) or (_is_digits(v) and int(v) > 0),
+    f"a number of seconds > 0 and <= {MAX_SECONDS}",
+    lambda v: (_is_number(v) or (_is_digits(v) and int(v) > 0)) and float(v) <= MAX_SECONDS,
     lambda v: v if not isinstance(v, str) else int(v),
+)
+ATTEMPTS = Kind(
+    f"an integer >= 1 and <= {MAX_RETRIES}", lambda v: _is_int(v) and 1 <= v <= MAX_RETRIES
 )
 PATH = Kind("a path (a string or os.PathLike)", _is_path, os.fspath)
 PATH_OR_CALLABLE = Kind(
@@ -170,7 +177,7 @@ COMMON_SCHEMA: Mapping[str, Kind] = {
     "type": STR,
     "protocol": STR,
     "permissions": STR,  # the value is checked by Permission.parse (genro-storage's wording)
-    "retries": POSITIVE_INT,
+    "retries": ATTEMPTS,
     "readonly": BOOL,
     "versioning": BOOL,
     "history": HISTORY,

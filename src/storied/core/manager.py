@@ -26,7 +26,11 @@ from storied.errors import (
     MountNotFoundError,
     StorageConfigError,
     StorageError,
+    StoragePermissionError,
 )
+
+#: Longest chain of relative mounts (a relative mount of a relative mount...).
+_MAX_RELATIVE_DEPTH = 64
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
@@ -178,9 +182,14 @@ class StorageManager:
                 "Accepted keys: name, path, permissions, readonly"
             )
         parent_name, sub = paths.split_fullpath(spec)
-        ancestor = parent_name
+        ancestor, depth = parent_name, 1
         while ancestor in self._parents and ancestor != name:
-            ancestor = self._parents[ancestor][0]
+            ancestor, depth = self._parents[ancestor][0], depth + 1
+        if depth > _MAX_RELATIVE_DEPTH:  # each level is a wrapper: deeper chains hit RecursionError
+            raise StorageConfigError(
+                f"Relative mount {name!r}: 'path' {spec!r} is {depth} relative mounts deep "
+                f"(at most {_MAX_RELATIVE_DEPTH}); make it relative to a mount nearer the root"
+            )
         if ancestor == name:
             raise StorageConfigError(
                 f"Relative mount {name!r} cannot be inside itself: 'path' {spec!r} "
@@ -195,7 +204,7 @@ class StorageManager:
             )
         try:
             sub = paths.check_public(paths.normalize(sub, allow_absolute=False))
-        except ValueError as exc:
+        except (ValueError, StoragePermissionError) as exc:  # StoragePermissionError: .storied
             raise StorageConfigError(f"Mount {name!r}: invalid 'path' {spec!r}: {exc}") from exc
         self._parents[name] = (parent_name, sub)
         return Prefixed(parent, sub) if sub else parent

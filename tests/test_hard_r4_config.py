@@ -1,0 +1,63 @@
+"""Review R4: configuration values that pass a first look but must be refused as config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from storied import StorageConfigError, StorageManager
+
+
+@pytest.mark.parametrize("sub", [".storied", ".Storied./x", "x/\uff0estoried"])
+def test_relative_mount_on_reserved_area_is_a_config_error(tmp_path: Path, sub: str) -> None:
+    storage = StorageManager()
+    with pytest.raises(StorageConfigError, match="'ra'"):
+        storage.configure([
+            {"name": "a", "type": "local", "base_path": str(tmp_path), "versioning": True},
+            {"name": "ra", "path": f"a:{sub}"},
+        ])
+    assert storage.get_mount_names() == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("timeout", 1e10), ("timeout", 10**30), ("timeout", "99999999999"), ("retries", 10**30)],
+)
+def test_values_that_break_later_are_refused(key: str, value: object) -> None:
+    """A timeout that overflows at connect time (OverflowError) or near-endless retries."""
+    storage = StorageManager()
+    config = {"name": "s", "type": "sftp", "host": "127.0.0.1", "username": "u", key: value}
+    with pytest.raises(StorageConfigError, match=f"'{key}'"):
+        storage.configure([config])
+    assert storage.get_mount_names() == []
+
+
+def test_largest_accepted_timeout_works_with_sockets() -> None:
+    import socket
+
+    from storied.backends.registry import MAX_SECONDS
+
+    with socket.socket() as sock:
+        sock.settimeout(MAX_SECONDS)
+        assert sock.gettimeout() == MAX_SECONDS
+
+
+def test_very_deep_relative_chain_is_refused_not_a_recursion_error() -> None:
+    storage = StorageManager()
+    chain = [{"name": "m0", "type": "memory", "store": "r4-deep"}]
+    chain += [{"name": f"m{i}", "path": f"m{i - 1}:s"} for i in range(1, 3000)]
+    with pytest.raises(StorageConfigError, match="relative mounts deep"):
+        storage.configure(chain)
+    assert storage.get_mount_names() == []
+
+
+def test_relative_chain_at_the_limit_reads_and_writes() -> None:
+    from storied.core.manager import _MAX_RELATIVE_DEPTH
+
+    storage = StorageManager()
+    chain = [{"name": "m0", "type": "memory", "store": "r4-limit"}]
+    chain += [{"name": f"m{i}", "path": f"m{i - 1}:s"} for i in range(1, _MAX_RELATIVE_DEPTH + 1)]
+    storage.configure(chain)
+    storage.node(f"m{_MAX_RELATIVE_DEPTH}:f").write_bytes(b"deep")
+    assert storage.node("m0:" + "s/" * _MAX_RELATIVE_DEPTH + "f").read_bytes() == b"deep"
