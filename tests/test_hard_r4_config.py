@@ -61,3 +61,33 @@ def test_relative_chain_at_the_limit_reads_and_writes() -> None:
     storage.configure(chain)
     storage.node(f"m{_MAX_RELATIVE_DEPTH}:f").write_bytes(b"deep")
     assert storage.node("m0:" + "s/" * _MAX_RELATIVE_DEPTH + "f").read_bytes() == b"deep"
+
+
+class _NeverRepr:
+    """A value deep inside a config whose full repr must never be built."""
+
+    def __repr__(self) -> str:
+        raise AssertionError("the full repr of a rejected value was built")
+
+
+def test_error_message_never_builds_full_repr_of_a_value() -> None:
+    storage = StorageManager()
+    with pytest.raises(StorageConfigError, match="'store'"):
+        storage.configure([{"name": "m", "type": "memory", "store": [[[[[_NeverRepr()]]]]]}])
+    with pytest.raises(StorageConfigError, match="not a mapping"):
+        storage.configure([[[[[[_NeverRepr()]]]]]])  # type: ignore[list-item]
+
+
+def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
+    import time
+
+    levels = ", ".join(
+        f"&l{i} [" + ", ".join([f"*l{i - 1}" if i else '"x"'] * 9) + "]" for i in range(8)
+    )
+    config = tmp_path / "bomb.yaml"
+    config.write_text(f"- name: m\n  type: memory\n  store: [{levels}]\n", encoding="utf-8")
+    started = time.monotonic()
+    with pytest.raises(StorageConfigError, match="'store'") as caught:
+        StorageManager().configure(config)
+    assert time.monotonic() - started < 2  # the full repr took 4 s at 8 levels, ~40 s at 9
+    assert len(str(caught.value)) < 200

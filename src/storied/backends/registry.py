@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,8 +151,21 @@ def choice(*values: str) -> Kind:
     return Kind(f"one of {', '.join(repr(v) for v in values)}", lambda v: v in values)
 
 
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+for _attr in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque", "maxarray"):
+    setattr(_SHORT, _attr, 4)
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 3, 60, 60, 60
+
+
+def short_repr(value: Any) -> str:
+    """A repr of at most ~60 characters that never builds the full repr first (a YAML alias
+    bomb is a small document whose full repr takes gigabytes)."""
+    text = _SHORT.repr(value)
+    return text[:57] + "..." if len(text) > 60 else text
+
+
 def _describe(value: Any) -> str:
-    text = repr(value)
+    text = short_repr(value)
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{text} ({type(value).__name__})"

@@ -13,6 +13,7 @@ from typing import Any
 
 from storied import paths
 from storied.backends.base import Backend, WrappedBackend
+from storied.backends.registry import short_repr
 from storied.backends.wrappers import Permission, Permissions, Prefixed
 from storied.errors import (
     NotADirectoryStorageError,
@@ -120,11 +121,13 @@ def load_mounts(source: Any) -> list[dict[str, Any]]:
     else:
         raise StorageConfigError(
             "configure() takes a list of mount dicts or a file path, "
-            f"not {type(source).__name__}: {source!r:.60}"
+            f"not {type(source).__name__}: {short_repr(source)}"
         )
     for index, item in enumerate(data):
         if not isinstance(item, Mapping):
-            raise StorageConfigError(f"{where}: mount #{index} is not a mapping: {item!r:.60}")
+            raise StorageConfigError(
+                f"{where}: mount #{index} is not a mapping: {short_repr(item)}"
+            )
     return [dict(item) for item in data]
 
 

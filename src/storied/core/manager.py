@@ -125,7 +125,9 @@ class StorageManager:
 
     def _add(self, config: Mapping[str, Any]) -> None:
         if not isinstance(config, Mapping):
-            raise StorageConfigError(f"A mount configuration is a mapping, not {config!r:.60}")
+            raise StorageConfigError(
+                f"A mount configuration is a mapping, not {registry.short_repr(config)}"
+            )
         name = config.get("name")
         if name is None or name == "":
             raise StorageConfigError("Mount configuration missing required field: 'name'")
