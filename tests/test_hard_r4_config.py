@@ -91,3 +91,35 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
         StorageManager().configure(config)
     assert time.monotonic() - started < 2  # the full repr took 4 s at 8 levels, ~40 s at 9
     assert len(str(caught.value)) < 200
+
+
+@pytest.mark.parametrize(
+    ("suffix", "text"),
+    [
+        (".yaml", "- {name: m, type: local, base_path: /srv/a, base_path: /srv/b}\n"),
+        (".yaml", "- name: m\n  type: memory\n  name: n\n"),
+        (".json", '[{"name": "m", "type": "memory", "store": "a", "store": "b"}]'),
+        (".toml", '[[mounts]]\nname = "m"\ntype = "memory"\n[[mount]]\nname = "typo"\n'),
+        (".toml", 'name = "m"\ntype = "memory"\n'),
+    ],
+)
+def test_silently_ignored_config_text_is_refused(tmp_path: Path, suffix: str, text: str) -> None:
+    """A key given twice (the parser kept the last) or a TOML table outside [[mounts]]."""
+    config = tmp_path / f"mounts{suffix}"
+    config.write_text(text, encoding="utf-8")
+    storage = StorageManager()
+    with pytest.raises(StorageConfigError, match=r"twice|mounts"):
+        storage.configure(config)
+    assert storage.get_mount_names() == []
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    config = tmp_path / "mounts.yaml"
+    config.write_text(
+        "- &base {name: m1, type: memory, store: r4-merge}\n- <<: *base\n  name: m2\n",
+        encoding="utf-8",
+    )
+    storage = StorageManager()
+    storage.configure(config)
+    storage.node("m1:f").write_bytes(b"shared")
+    assert storage.node("m2:f").read_bytes() == b"shared"

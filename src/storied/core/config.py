@@ -53,6 +53,45 @@ def _parser_error(path: Path, exc: Exception) -> StorageConfigError:
     return StorageConfigError(f"Cannot parse {path}: {detail}")
 
 
+def _unique(path: Path, pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    """A mapping from ``pairs``, refusing a key given twice (parsers keep the last one
+    silently: ``base_path`` twice would pick a directory the user may not have meant)."""
+    result: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise StorageConfigError(f"{path}: key {key!r} is given twice in one mapping")
+        result[key] = value
+    return result
+
+
+def _toml_mounts(path: Path, data: dict[str, Any]) -> Any:
+    """The ``[[mounts]]`` array; any other top-level key (a ``[[mount]]`` typo) is refused."""
+    if "mounts" not in data:
+        raise StorageConfigError(f"{path}: a TOML configuration is a [[mounts]] array of tables")
+    extra = sorted(set(data) - {"mounts"})
+    if extra:
+        raise StorageConfigError(
+            f"{path}: unknown top-level key {extra[0]!r}; mounts go in [[mounts]] tables"
+        )
+    return data["mounts"]
+
+
+def _yaml_load(path: Path, text: str) -> Any:
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (merge keys ``<<``
+    may still be overridden, as YAML intends)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                keys = [self.construct_object(k, deep=True) for k, _ in node.value
+                        if k.tag != "tag:yaml.org,2002:merge"]
+                _unique(path, [(k, None) for k in keys if isinstance(k, Hashable)])
+            return super().construct_mapping(node, deep=deep)
+
+    return yaml.load(text, Loader=Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def _parse_file(path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".json", ".toml"):
@@ -74,13 +113,12 @@ def _parse_file(path: Path) -> Any:
         raise StorageConfigError(f"Cannot read configuration file {path}: {exc}") from exc
     try:
         if suffix == ".json":
-            return json.loads(text)
+            return json.loads(text, object_pairs_hook=lambda pairs: _unique(path, pairs))
         if suffix == ".toml":
-            data = tomllib.loads(text)
-            return data.get("mounts", data)
-        import yaml
-
-        return yaml.safe_load(text)
+            return _toml_mounts(path, tomllib.loads(text))
+        return _yaml_load(path, text)
+    except StorageConfigError:
+        raise
     except ImportError as exc:
         raise StorageConfigError(f"Cannot parse {path}: {exc} (pip install pyyaml)") from exc
     except RecursionError as exc:
