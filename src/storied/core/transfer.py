@@ -15,7 +15,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from storied import paths
-from storied.errors import InvalidArgumentError, InvalidPathError, StorageNotFoundError
+from storied.errors import (
+    DirectoryNotEmptyError,
+    InvalidArgumentError,
+    InvalidPathError,
+    StorageNotFoundError,
+)
 from storied.info import Info
 
 if TYPE_CHECKING:
@@ -327,11 +332,14 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
         InvalidPathError: ``dest`` is inside ``src`` (also a ``ValueError``).
         StoragePermissionError: Either mount refuses (the source needs delete permission), or
             ``src`` is a version-pinned (read-only) node.
+        DirectoryNotEmptyError: ``src`` is a directory and ``dest`` a non-empty one (on every
+            mount, as a rename refuses it: a copy-and-delete move would merge and overwrite).
     """
     src.require_writable()
     dest.require_writable()
     if _relation(src, dest) == "same":
         return dest
+    _refuse_full_dir_target(src, dest)
     if src._be is dest._be and not src._portable:
         src._be.move(src.path, dest.path)
         return dest
@@ -342,3 +350,20 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
     else:
         src._remove_files([info.path for info in copied])
     return dest
+
+
+def _refuse_full_dir_target(src: StorageNode, dest: StorageNode) -> None:
+    """Raise when a directory would be moved onto a non-empty directory (one listing of
+    ``dest``; ``src`` is looked at only then)."""
+    try:
+        first = next(iter(dest._be.list_names(dest.path)), None)
+    except (StorageNotFoundError, NotADirectoryError):
+        return
+    if first is None:
+        return
+    try:
+        if not src.info().is_dir:
+            return
+    except StorageNotFoundError:
+        raise StorageNotFoundError(f"Source not found: {src.fullpath}") from None
+    raise DirectoryNotEmptyError(f"Cannot move {src.fullpath} onto non-empty {dest.fullpath}")
