@@ -18,6 +18,7 @@ from storied.backends._fsspec_support import (
     quoting_webdav_client,
     sftp_timeout,
 )
+from storied.backends._location import host_key, url_key
 from storied.backends.base import CHUNK, Backend
 from storied.backends.fsspec_adapters import AZURE, GCS, HTTP, SFTP, WEBDAV, FsspecBackend
 from storied.errors import StorageConfigError
@@ -78,7 +79,7 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
         return fs
 
     root = "/" if base.startswith("/") else "."
-    key = ("sftp", host, int(options.get("port", 22)), options.get("username"), root)
+    key = ("sftp", host_key(host), int(options.get("port", 22)), root)
     return _prefixed(FsspecBackend(None, root, SFTP, connect=connect, location_key=key), config)
 
 
@@ -102,7 +103,7 @@ def webdav_from_config(config: dict[str, Any]) -> Backend:
         client = quoting_webdav_client(url, options)
         return WebdavFileSystem(url, client=client, skip_instance_cache=True)
 
-    key = ("webdav", url.rstrip("/"))
+    key = ("webdav", url_key(url))
     return _prefixed(FsspecBackend(None, "", WEBDAV, connect=connect, location_key=key), config)
 
 
@@ -119,7 +120,7 @@ def gcs_from_config(config: dict[str, Any]) -> Backend:
     def connect() -> Any:  # finding default credentials may ask a metadata server
         return cls(skip_instance_cache=True, use_listings_cache=False, **options)
 
-    key = ("gcs", config.get("endpoint_url"), bucket)
+    key = ("gcs", url_key(config.get("endpoint_url")), bucket)
     return _prefixed(FsspecBackend(None, bucket, GCS, connect=connect, location_key=key), config)
 
 
@@ -157,4 +158,4 @@ def http_from_config(config: dict[str, Any]) -> Backend:
             client_kwargs=client_kwargs,
         )
 
-    return FsspecBackend(None, base, HTTP, connect=connect, location_key=("http", base))
+    return FsspecBackend(None, base, HTTP, connect=connect, location_key=("http", url_key(base)))

@@ -32,6 +32,7 @@ from collections.abc import Hashable, Iterator
 from typing import Any, BinaryIO
 
 from storied import paths
+from storied.backends._location import url_key
 from storied.backends._s3_probe import Probes
 from storied.backends._s3_stream import check_range, open_stream
 from storied.backends._s3_support import (
@@ -169,9 +170,10 @@ class S3Backend(Backend):
         return self._probes.versioning_status()
 
     def storage_key(self) -> Hashable:
-        """``("s3", endpoint URL or None for AWS, bucket)``: two adapters on one bucket (two
-        mounts, other credentials) reach the same objects at the same keys."""
-        return ("s3", self.endpoint_url.rstrip("/") if self.endpoint_url else None, self.bucket)
+        """``("s3", normalised endpoint or None for AWS, bucket)``: two adapters on one bucket
+        (two mounts, other credentials, the endpoint spelt two ways) reach the same objects at
+        the same keys (see :mod:`storied.backends._location`)."""
+        return ("s3", url_key(self.endpoint_url, aws_is_global=True), self.bucket)
 
     # ---------------------------------------------------------------- helpers
     def _mapped(self, path: str, create: bool = False) -> Any:

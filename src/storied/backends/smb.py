@@ -45,6 +45,7 @@ from smbprotocol.exceptions import (
     SMBResponseException,
 )
 
+from storied.backends._location import host_key
 from storied.backends.base import CHUNK, Backend, as_stream
 from storied.backends.local import TMP_MARK
 from storied.capabilities import Capabilities
@@ -120,7 +121,7 @@ class SmbBackend(Backend):
 
     def storage_key(self) -> Hashable:
         """One key per share: mounts of one share (any ``base_path``) see the same files."""
-        return ("smb", self.host.lower(), self.port, self.share.lower())
+        return ("smb", host_key(self.host), self.port, self.share.lower())
 
     def location(self, path: str) -> tuple[Hashable, str]:
         return self.storage_key(), posixpath.join(self.base, path) if self.base else path
