@@ -195,6 +195,8 @@ COMMON_SCHEMA: Mapping[str, Kind] = {
     "readonly": BOOL,
     "versioning": BOOL,
     "history": HISTORY,
+    "webhooks": Kind("a list of webhook mappings (url, events, secret, timeout)",
+                     lambda v: isinstance(v, list) and all(isinstance(i, Mapping) for i in v)),
 }
 COMMON_KEYS = frozenset(COMMON_SCHEMA)
 #: Keys of a relative mount (``path: 'parent:sub/dir'``); ``type``/``protocol`` are ignored.

@@ -21,6 +21,8 @@ from storied.core.config import (
     refuse_engine_switch,
     relative_spec,
 )
+from storied.core.eventing import EventMethods
+from storied.core.webhooking import WebhookMethods
 from storied.errors import (
     InvalidPathError,
     MountNotFoundError,
@@ -43,7 +45,7 @@ __all__ = ["StorageManager"]
 _MOUNT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
-class StorageManager:
+class StorageManager(EventMethods, WebhookMethods):
     """Holds named mounts and makes nodes for ``'mount:path'`` strings.
 
     Example:

@@ -20,6 +20,7 @@ from storied.capabilities import Capabilities
 from storied.core import pinned
 from storied.core.diffs import DiffMethods
 from storied.core.integration import IntegrationMethods
+from storied.core.locking import LockMethods
 from storied.core.removal import RemovalMethods
 from storied.core.streams import (
     AtomicTextWriter,
@@ -50,7 +51,9 @@ __all__ = ["StorageNode"]
 _WRITE_MODES = frozenset("wax+")
 
 
-class StorageNode(RemovalMethods, VersionMethods, TagMethods, DiffMethods, IntegrationMethods):
+class StorageNode(
+    RemovalMethods, VersionMethods, TagMethods, DiffMethods, IntegrationMethods, LockMethods
+):
     """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
 
     Nodes are cheap values: equal when they name the same mount, path and version (no I/O), and

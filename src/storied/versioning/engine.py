@@ -113,8 +113,13 @@ class VersionEngine(Protocol):
         metadata: dict[str, str] | None = None,
         *,
         exclusive: bool = False,
+        if_match: str | None = None,
     ) -> Version:
         """Write new content to ``path`` as a new version (the working copy included).
+
+        With ``if_match`` the working copy is replaced only while its etag equals
+        ``if_match`` (the storage's replace-if-etag-matches), else
+        :class:`~storied.errors.PreconditionFailedError` and nothing is recorded.
 
         With ``exclusive`` the write happens only if no file is at ``path`` now (atomically
         where the storage has conditional writes), else

@@ -86,14 +86,18 @@ class MountHistory:
         metadata: dict[str, str] | None = None,
         *,
         exclusive: bool = False,
+        if_match: str | None = None,
     ) -> Version:
         """Write ``data`` as a new version of ``path``.
 
         Raises:
             StorageAlreadyExistsError: ``exclusive`` and a file is at ``path`` (nothing is
                 written or recorded).
+            PreconditionFailedError: ``if_match`` is not the working copy's etag (nothing is
+                written or recorded).
         """
-        return self.engine.write(self._p(path), data, metadata, exclusive=exclusive)
+        return self.engine.write(self._p(path), data, metadata, exclusive=exclusive,
+                                 if_match=if_match)
 
     def delete(self, path: str) -> None:
         self.engine.delete(self._p(path))

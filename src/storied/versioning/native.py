@@ -85,6 +85,7 @@ class NativeEngine:
         metadata: dict[str, str] | None = None,
         *,
         exclusive: bool = False,
+        if_match: str | None = None,
     ) -> Version:
         """Write ``data`` as the new current version (one PUT below the multipart threshold).
 
@@ -105,7 +106,10 @@ class NativeEngine:
                 mode = WriteMode.CREATE
             elif self.backend.exists(path):
                 raise StorageAlreadyExistsError(f"Already exists: {path!r}")
-        info = self.backend.write(path, data, mode=mode, metadata=metadata)
+        etag = None
+        if if_match is not None:
+            mode, etag = WriteMode.IF_MATCH, if_match
+        info = self.backend.write(path, data, mode=mode, etag=etag, metadata=metadata)
         when = to_datetime(info.mtime) if info.mtime is not None else datetime.now(UTC)
         return Version(
             version_id=info.version_id or "null",

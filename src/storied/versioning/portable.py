@@ -222,6 +222,7 @@ class PortableEngine:
         metadata: dict[str, str] | None = None,
         *,
         exclusive: bool = False,
+        if_match: str | None = None,
     ) -> Version:
         """Write ``data`` as a new version of ``path``: blob, record, working copy, converge.
 
@@ -235,16 +236,21 @@ class PortableEngine:
         claim is atomic; a crash right after it leaves a working copy without its version,
         which ``verify`` reports as stale), elsewhere it is an existence check (not atomic).
 
+        With ``if_match`` the working-copy write is the storage's replace-if-etag-matches;
+        when it is refused the record is undone, as for any failed working-copy write.
+
         Raises:
             StorageAlreadyExistsError: ``exclusive`` and a file is at ``path``.
+            PreconditionFailedError: ``if_match`` differs from the working copy's etag.
             IsADirectoryStorageError: ``path`` is a directory.
             NotADirectoryStorageError: a parent of ``path`` is a file.
         """
         with _holding(self.meta), _holding(self.data):
-            return self._write(path, data, metadata, exclusive)
+            return self._write(path, data, metadata, exclusive, if_match)
 
     def _write(
-        self, path: str, data: Data, metadata: dict[str, str] | None, exclusive: bool
+        self, path: str, data: Data, metadata: dict[str, str] | None, exclusive: bool,
+        if_match: str | None = None,
     ) -> Version:
         self._ensure_format()
         content = _Content(data)
@@ -263,7 +269,11 @@ class PortableEngine:
             renamed: str | None = None
             try:
                 renamed = self._announce(path, record)
-                self.data.write(path, content.stream(), metadata=metadata)
+                if if_match is None:
+                    self.data.write(path, content.stream(), metadata=metadata)
+                else:
+                    self.data.write(path, content.stream(), mode=WriteMode.IF_MATCH,
+                                    etag=if_match, metadata=metadata)
             except BaseException:
                 self._quiet_delete(self.meta, self._record_key(path, record))
                 if self._recent is not None:

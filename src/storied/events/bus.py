@@ -1,0 +1,140 @@
+"""In-process event callbacks: ``storage.on(event, callback, mount=, path=)``.
+
+One :class:`EventBus` per :class:`~storied.core.manager.StorageManager`. Emitters call
+:meth:`EventBus.emit` *after* the operation succeeded; a callback never undoes or fails it:
+whatever a callback raises is logged to the ``storied.events`` logger and swallowed.
+Callbacks run synchronously in the emitting thread, in subscription order.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from storied.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from storied.core.node import StorageNode
+
+__all__ = ["EVENTS", "Callback", "EventBus", "Subscription", "check_event"]
+
+#: Every event name, in the seed's order. ``'*'`` subscribes to all of them.
+EVENTS: tuple[str, ...] = (
+    "version_created",
+    "version_deleted",
+    "file_written",
+    "file_deleted",
+    "tag_created",
+    "tag_deleted",
+    "version_annotated",
+    "snapshot_created",
+    "snapshot_restored",
+    "snapshot_deleted",
+    "lock_acquired",
+    "lock_released",
+)
+_KNOWN = frozenset(EVENTS)
+
+#: ``callback(node, info)``; ``info`` always holds ``'event'``.
+Callback = Callable[["StorageNode", dict[str, Any]], object]
+
+log = logging.getLogger("storied.events")
+
+
+def check_event(event: object, *, wildcard: bool = True) -> str:
+    """``event`` if it names an event (or ``'*'`` when ``wildcard``), else an
+    :class:`InvalidArgumentError` (a ``ValueError``) listing the valid names."""
+    if isinstance(event, str) and (event in _KNOWN or (wildcard and event == "*")):
+        return event
+    raise InvalidArgumentError(
+        f"Unknown event {event!r}; valid events: {', '.join(EVENTS)}"
+        + (", or '*' for all" if wildcard else "")
+    )
+
+
+class Subscription:
+    """One ``storage.on(...)`` registration; :meth:`cancel` ends it (idempotent)."""
+
+    def __init__(self, bus: EventBus, event: str, callback: Callback,
+                 mount: str | None, path: str | None) -> None:
+        self.event, self.callback, self.mount, self.path = event, callback, mount, path
+        self._bus = bus
+        self.active = True
+
+    def matches(self, event: str, mount: str | None, path: str) -> bool:
+        """True when this subscription wants ``event`` on ``mount:path``."""
+        if self.event != "*" and self.event != event:
+            return False
+        if self.mount is not None and self.mount != mount:
+            return False
+        return self.path is None or fnmatch.fnmatchcase(path, self.path)
+
+    def cancel(self) -> None:
+        """Stop receiving events (no effect when already cancelled)."""
+        self._bus._remove(self)
+
+    def __repr__(self) -> str:
+        where = f" mount={self.mount!r}" if self.mount else ""
+        where += f" path={self.path!r}" if self.path else ""
+        return f"Subscription({self.event!r}{where}, active={self.active})"
+
+
+class EventBus:
+    """Subscriptions of one manager, safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self._subs: list[Subscription] = []
+        self._lock = threading.Lock()
+
+    def on(self, event: str, callback: Callback, *, mount: str | None = None,
+           path: str | None = None) -> Subscription:
+        """Subscribe ``callback`` to ``event`` (``'*'``: every event), optionally only on
+        ``mount`` and on paths matching the fnmatch pattern ``path`` (mount-relative)."""
+        check_event(event)
+        if not callable(callback):
+            raise InvalidArgumentError(f"callback must be callable, got {type(callback).__name__}")
+        sub = Subscription(self, event, callback, mount, path)
+        with self._lock:
+            self._subs = [*self._subs, sub]
+        return sub
+
+    def off(self, event: str, callback: Callback) -> int:
+        """Cancel every subscription of ``callback`` to ``event``; how many were cancelled."""
+        check_event(event)
+        with self._lock:
+            gone = [s for s in self._subs if s.event == event and s.callback == callback]
+        for sub in gone:
+            self._remove(sub)
+        return len(gone)
+
+    def _remove(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs = [s for s in self._subs if s is not sub]
+            sub.active = False
+
+    def wants(self, event: str, mount: str | None = None, path: str | None = None) -> bool:
+        """True when some subscription would receive ``event`` (lets emitters skip building
+        ``info``); with ``path`` None any path counts."""
+        return any(s.matches(event, mount, path) if path is not None
+                   else (s.event in ("*", event) and s.mount in (None, mount))
+                   for s in self._subs)
+
+    def emit(self, event: str, node: StorageNode, info: dict[str, Any]) -> None:
+        """Call every matching subscription with ``(node, info)``; ``info['event']`` is set.
+        Errors raised by callbacks are logged (``storied.events``), never raised."""
+        subs = self._subs  # a snapshot: the list is replaced, never changed in place
+        if not subs:
+            return
+        info = {**info, "event": event}
+        mount, path = node.mount_name, node.path
+        for sub in subs:
+            if not sub.active or not sub.matches(event, mount, path):
+                continue
+            try:
+                sub.callback(node, info)
+            except Exception:  # a callback never fails the operation
+                log.exception("storied event callback %r for %s on %s failed",
+                              sub.callback, event, node.fullpath)
