@@ -118,6 +118,19 @@ class Backend(abc.ABC):
             DirectoryNotEmptyError: ``path`` is a non-empty directory and ``recursive`` is false.
         """
 
+    def delete_if_match(self, path: str, etag: str) -> None:
+        """Delete the file at ``path`` only while its etag equals ``etag`` (atomically: a
+        file written at ``path`` after the check is never deleted).
+
+        Raises:
+            StorageNotFoundError: Nothing is at ``path``.
+            PreconditionFailedError: The file's etag differs.
+            UnsupportedOperation: The storage cannot delete conditionally (the default).
+        """
+        raise UnsupportedOperation(
+            f"{type(self).__name__} cannot delete conditionally (needed by locks)"
+        )
+
     @abc.abstractmethod
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         """Create directory ``path`` (pathlib semantics; a no-op where directories are implied).
@@ -346,6 +359,9 @@ class WrappedBackend(Backend):
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         self.inner.delete(path, recursive=recursive)
+
+    def delete_if_match(self, path: str, etag: str) -> None:
+        self.inner.delete_if_match(path, etag)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         self.inner.mkdir(path, parents=parents, exist_ok=exist_ok)

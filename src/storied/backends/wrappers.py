@@ -103,6 +103,9 @@ class Prefixed(WrappedBackend):
     def delete(self, path: str, *, recursive: bool = False) -> None:
         self.inner.delete(self._in(path), recursive=recursive)
 
+    def delete_if_match(self, path: str, etag: str) -> None:
+        self.inner.delete_if_match(self._in(path), etag)
+
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         self.inner.mkdir(self._in(path), parents=parents, exist_ok=exist_ok)
 
@@ -256,6 +259,10 @@ class HideReserved(WrappedBackend):
             return
         delete_tree(self, path)
 
+    def delete_if_match(self, path: str, etag: str) -> None:
+        self._guard(path)
+        self.inner.delete_if_match(path, etag)
+
 
 class Permission(StrEnum):
     """Mount permission levels, each including the one before."""
@@ -334,6 +341,10 @@ class Permissions(WrappedBackend):
     def delete(self, path: str, *, recursive: bool = False) -> None:
         self._need_delete()
         self.inner.delete(path, recursive=recursive)
+
+    def delete_if_match(self, path: str, etag: str) -> None:
+        self._need_delete()
+        self.inner.delete_if_match(path, etag)
 
     def delete_version(self, path: str, version_id: str) -> None:
         self._need_delete()
@@ -444,6 +455,9 @@ class Retrying(WrappedBackend):
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         self._run(lambda: self.inner.delete(path, recursive=recursive))
+
+    def delete_if_match(self, path: str, etag: str) -> None:
+        self._run(lambda: self.inner.delete_if_match(path, etag))
 
     def exists(self, path: str) -> bool:
         return self._run(lambda: self.inner.exists(path))
