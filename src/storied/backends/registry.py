@@ -185,6 +185,12 @@ def check_value(mount: str, key: str, value: Any, kind: Kind, where: str = "") -
     return kind.convert(value)
 
 
+def _is_backend(value: Any) -> bool:
+    from storied.backends.base import Backend
+
+    return isinstance(value, Backend)
+
+
 #: Keys every mount accepts, whatever its type (handled by the manager, not the adapter).
 COMMON_SCHEMA: Mapping[str, Kind] = {
     "name": STR,
@@ -195,6 +201,7 @@ COMMON_SCHEMA: Mapping[str, Kind] = {
     "readonly": BOOL,
     "versioning": BOOL,
     "history": HISTORY,
+    "backend": Kind("a storied Backend instance", lambda v: _is_backend(v)),
     "webhooks": Kind("a list of webhook mappings (url, events, secret, timeout)",
                      lambda v: isinstance(v, list) and all(isinstance(i, Mapping) for i in v)),
 }

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from storied import paths
 from storied.backends import registry
 from storied.backends.base import Backend
 from storied.backends.wrappers import HideReserved, Permission, Permissions, Prefixed, Retrying
+from storied.core.bulkmethods import BulkMethods
 from storied.core.config import (
     HistoryPlace,
     check_history_keys,
@@ -22,6 +23,7 @@ from storied.core.config import (
     relative_spec,
 )
 from storied.core.eventing import EventMethods
+from storied.core.recording import RecordingMethods
 from storied.core.webhooking import WebhookMethods
 from storied.errors import (
     InvalidPathError,
@@ -45,7 +47,7 @@ __all__ = ["StorageManager"]
 _MOUNT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
-class StorageManager(EventMethods, WebhookMethods):
+class StorageManager(BulkMethods, EventMethods, WebhookMethods, RecordingMethods):
     """Holds named mounts and makes nodes for ``'mount:path'`` strings.
 
     Example:
@@ -156,6 +158,8 @@ class StorageManager(EventMethods, WebhookMethods):
     def _build(self, name: str, config: Mapping[str, Any], relative: str | None) -> Backend:
         if relative is not None:
             backend = self._build_relative(name, config, relative)
+        elif config.get("backend") is not None:  # a Backend instance (MockBackend, ...)
+            backend = self._instance_backend(name, config)
         else:
             kind = config.get("protocol") or config.get("type")
             if config.get("type") and config.get("protocol") not in (None, config["type"]):
@@ -176,6 +180,21 @@ class StorageManager(EventMethods, WebhookMethods):
                 backend = Retrying(backend, attempts=attempts)
             self._raw[name] = backend
             backend = self._hiders[name] = HideReserved(backend)
+        return self._apply_permissions(name, config, backend)
+
+    def _instance_backend(self, name: str, config: Mapping[str, Any]) -> Backend:
+        """A mount over a ready :class:`Backend` (``{'name': ..., 'backend': obj}``), retried
+        like a remote storage unless ``retries`` says otherwise."""
+        if config.get("type") or config.get("protocol"):
+            raise StorageConfigError(f"Mount {name!r}: give 'backend' or 'type', not both")
+        backend: Backend = config["backend"]
+        attempts = config.get("retries")
+        if attempts is None:
+            attempts = 3
+        if attempts > 1:
+            backend = Retrying(backend, attempts=attempts)
+        self._raw[name] = backend
+        backend = self._hiders[name] = HideReserved(backend)
         return self._apply_permissions(name, config, backend)
 
     def _build_relative(self, name: str, config: Mapping[str, Any], spec: str) -> Backend:
@@ -478,65 +497,6 @@ class StorageManager(EventMethods, WebhookMethods):
             for attr in ("problems", "orphans", "stale"):
                 getattr(total, attr).extend(f"{mount}: {item}" for item in getattr(part, attr))
         return total
-
-    # ------------------------------------------------------------------ bulk & snapshots
-    def bulk_compact_versions(self, prefix: str, dry_run: bool = False,
-                              progress: Callable[[int, int], object] | None = None
-                              ) -> dict[str, int]:
-        """Compact every file with history under ``'mount:prefix'``.
-
-        Returns:
-            ``{fullpath: versions removed}`` (with ``dry_run``: that would be removed).
-        """
-        from storied.versioning.bulk import bulk_compact
-
-        return bulk_compact(self, prefix, dry_run, progress)
-
-    def bulk_cleanup_versions(self, prefix: str, keep_last: int | None = None,
-                              keep_days: float | None = None, dry_run: bool = False,
-                              progress: Callable[[int, int], object] | None = None
-                              ) -> dict[str, list[str]]:
-        """Apply ``cleanup_versions`` rules to every file under ``'mount:prefix'``.
-
-        Returns:
-            ``{fullpath: [removed version ids]}`` (with ``dry_run``: that would be removed).
-        """
-        from storied.versioning.bulk import bulk_cleanup
-
-        return bulk_cleanup(self, prefix, keep_last, keep_days, dry_run, progress)
-
-    def create_snapshot(self, prefix: str, tag: str) -> dict[str, Any]:
-        """Record the current version of every file under ``'mount:prefix'`` as ``tag``."""
-        from storied.versioning.bulk import create_snapshot
-
-        return create_snapshot(self, prefix, tag)
-
-    def list_snapshots(self, prefix: str | None = None) -> list[dict[str, Any]]:
-        """Every snapshot (optionally only those within ``'mount:prefix'``), oldest first."""
-        from storied.versioning.bulk import list_snapshots
-
-        return list_snapshots(self, prefix)
-
-    def get_snapshot(self, tag: str) -> dict[str, Any]:
-        """A snapshot's tag, prefix, creation time and files (``{path: version_id}``)."""
-        from storied.versioning.bulk import get_snapshot
-
-        return get_snapshot(self, tag)
-
-    def restore_snapshot(self, tag: str, dry_run: bool = False, delete_new: bool = False,
-                         progress: Callable[[int, int], object] | None = None
-                         ) -> dict[str, list[str]]:
-        """Write every file of snapshot ``tag`` back as it was (new versions); see
-        :func:`storied.versioning.bulk.restore_snapshot`."""
-        from storied.versioning.bulk import restore_snapshot
-
-        return restore_snapshot(self, tag, dry_run, delete_new, progress)
-
-    def delete_snapshot(self, tag: str) -> None:
-        """Remove snapshot ``tag``."""
-        from storied.versioning.bulk import delete_snapshot
-
-        delete_snapshot(self, tag)
 
     def iternode(self, *nodes: StorageNode) -> IterNode:
         """A virtual node whose content is its sources' contents, concatenated at read time."""
