@@ -314,12 +314,13 @@ def _verify_failed(exc: BaseException) -> NoReturn:
 
 def _register_extras() -> None:
     """Add the commands that live in their own modules (version management, diffs)."""
-    from storied.cli import diff_command, lock_command, manage, watch_command
+    from storied.cli import diff_command, lock_command, manage, watch_command, web_command
 
     manage.register(cli)
     diff_command.register(cli)
     watch_command.register(cli)
     lock_command.register(cli)
+    web_command.register(cli)
 
 
 _register_extras()
