@@ -3,6 +3,8 @@ re-checked), range readers, whole-buffer writes, link-safe removal and directory
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import fcntl
 import functools
 import io
@@ -26,6 +28,7 @@ __all__ = [
     "dir_lock",
     "file_object",
     "fresh_root",
+    "rename_noreplace",
     "rmtree_at",
     "unlink_quietly",
     "write_all",
@@ -144,6 +147,44 @@ def rmtree_at(name: str, dir_fd: int) -> None:
 def create_exclusive(name: str, dir_fd: int) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
     return os.open(name, flags, 0o666, dir_fd=dir_fd)
+
+
+def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28
+    except (OSError, AttributeError):
+        return None
+    func.restype = ctypes.c_int
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return func  # type: ignore[no-any-return]
+
+
+_RENAMEAT2 = _load_renameat2()
+_RENAME_NOREPLACE = 1
+#: renameat2 errors meaning "no RENAME_NOREPLACE here" (old kernel, filesystem, seccomp).
+_NO_RENAMEAT2 = (errno.ENOSYS, errno.EINVAL, errno.EPERM, errno.EOPNOTSUPP)
+
+
+def rename_noreplace(src: str, dst: str, dir_fd: int) -> None:
+    """Rename ``src`` to ``dst`` (both in directory ``dir_fd``; a link: the link itself) only
+    when nothing is at ``dst``: one ``renameat2(RENAME_NOREPLACE)`` where the system has it,
+    else ``link`` + ``unlink`` (``dst`` then briefly has both names: never a half state).
+
+    Raises:
+        FileExistsError: something is at ``dst`` (``src`` is left as it was).
+    """
+    global _RENAMEAT2
+    func = _RENAMEAT2
+    if func is not None:
+        if func(dir_fd, os.fsencode(src), dir_fd, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in _NO_RENAMEAT2:
+            raise OSError(err, os.strerror(err), dst)
+        if err == errno.ENOSYS:
+            _RENAMEAT2 = None
+    os.link(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+    os.unlink(src, dir_fd=dir_fd)
 
 
 def unlink_quietly(name: str, dir_fd: int) -> None:

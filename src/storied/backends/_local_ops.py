@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import inspect
 import os
+import stat as statmod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ from storied.errors import (
     InvalidPathError,
     IsADirectoryStorageError,
     NotADirectoryStorageError,
+    PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageError,
@@ -28,7 +30,7 @@ from storied.errors import (
 if TYPE_CHECKING:
     from storied.backends.local import LocalBackend
 
-__all__ = ["At", "arity", "check_name", "check_root", "etag", "translate"]
+__all__ = ["At", "arity", "check_name", "check_root", "etag", "expect_etag", "translate"]
 
 
 def etag(st: os.stat_result) -> str:
@@ -58,6 +60,26 @@ def translate(exc: OSError, path: str) -> StorageError:
 def check_name(name: str, path: str) -> None:
     if len(os.fsencode(name)) > NAME_MAX:
         raise InvalidPathError(f"A name is longer than {NAME_MAX} bytes: {path!r}")
+
+
+def expect_etag(walk: Walk, name: str, path: str, expected: str) -> None:
+    """Raise unless ``name`` (in ``walk.fd``, links inside the mount followed; the walk stays
+    where it was) is a file whose etag is ``expected``.
+
+    Raises:
+        IsADirectoryStorageError: ``name`` is a directory.
+        PreconditionFailedError: Its etag differs.
+        OSError: FileNotFoundError and the like (the caller maps them).
+    """
+    mark = walk.mark()
+    try:
+        st = walk.stat(name)
+    finally:
+        walk.restore(mark)
+    if statmod.S_ISDIR(st.st_mode):
+        raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+    if etag(st) != expected:
+        raise PreconditionFailedError(f"Etag mismatch on {path!r}")
 
 
 class At:

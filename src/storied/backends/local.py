@@ -53,11 +53,12 @@ from storied.backends._local_io import (
     dir_lock,
     file_object,
     fresh_root,
+    rename_noreplace,
     rmtree_at,
     unlink_quietly,
     write_all,
 )
-from storied.backends._local_ops import At, arity, check_name, check_root
+from storied.backends._local_ops import At, arity, check_name, check_root, expect_etag
 from storied.backends._local_ops import etag as _etag
 from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
@@ -413,6 +414,39 @@ class LocalBackend(Backend):
                 rmtree_at(name, walk.fd)
             else:
                 os.rmdir(name, dir_fd=walk.fd)
+
+    @fresh_root
+    def delete_if_match(self, path: str, etag: str) -> None:
+        """Delete the file at ``path`` (a link: the link itself, its target's etag compared)
+        only while its etag is ``etag``. Under the directory's ``flock`` (serialised with
+        replace-if-etag-matches writes), a matching file is renamed to a hidden temporary name
+        (the atomic capture: a file written at ``path`` after it stays), checked again there
+        and removed; one replaced between the check and the capture is put back with a
+        no-replace rename (a file written at ``path`` meanwhile wins) and the call fails.
+
+        Raises:
+            StorageNotFoundError: Nothing is at ``path``.
+            IsADirectoryStorageError: ``path`` is a directory.
+            PreconditionFailedError: The file's etag differs.
+        """
+        with self._walk(path) as (walk, name):
+            if name == ".":
+                raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+            with dir_lock(walk.fd):
+                expect_etag(walk, name, path, etag)
+                tmp = temp_name(name, f"{TMP_MARK}{_PID[0]}-{next(_COUNTER)}-d")
+                os.rename(name, tmp, src_dir_fd=walk.fd, dst_dir_fd=walk.fd)
+                try:
+                    expect_etag(walk, tmp, path, etag)
+                except BaseException:  # replaced meanwhile (or failing): put it back
+                    try:
+                        rename_noreplace(tmp, name, walk.fd)
+                    except FileExistsError:  # written meanwhile: the newer file stays
+                        unlink_quietly(tmp, walk.fd)
+                    except FileNotFoundError:
+                        pass
+                    raise
+                os.unlink(tmp, dir_fd=walk.fd)
 
     @fresh_root
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
