@@ -146,6 +146,22 @@ HISTORY = Kind(
 )
 
 
+NON_NEGATIVE = Kind(
+    "a number >= 0",
+    lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v < math.inf,
+)
+PROBABILITY = Kind(
+    "a number between 0 and 1",
+    lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v <= 1,
+)
+FAULTS = Kind(
+    "a list of fault kinds or a mapping of fault kind to weight",
+    lambda v: (isinstance(v, (list, tuple)) and all(isinstance(k, str) for k in v))
+    or (isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
+    lambda v: list(v) if isinstance(v, (list, tuple)) else dict(v),
+)
+
+
 def choice(*values: str) -> Kind:
     """A string that must be one of ``values``."""
     return Kind(f"one of {', '.join(repr(v) for v in values)}", lambda v: v in values)
@@ -452,6 +468,20 @@ TYPES: dict[str, BackendType] = {
             label="LibArchive",
         ),
         _t("base64", "base64", retries=1, label="Base64"),
+        BackendType(
+            "mock",
+            "storied.testing.mock:from_config",
+            optional=("latency_ms", "jitter_ms", "failure_rate", "seed", "faults", "wraps"),
+            kinds={
+                "latency_ms": NON_NEGATIVE,
+                "jitter_ms": NON_NEGATIVE,
+                "failure_rate": PROBABILITY,
+                "seed": Kind("an integer", _is_int),
+                "faults": FAULTS,
+                "wraps": MAPPING,
+            },
+            label="Mock",
+        ),
     )
 }
 TYPES["az"] = TYPES["azure"]
