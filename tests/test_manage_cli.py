@@ -181,7 +181,7 @@ def test_cleanup_prefix_in_bulk(project: Path) -> None:
 
     dry = run(["cleanup", "v:dir/", "--keep-last", "1", "--dry-run"], project)
     assert dry.returncode == 0, dry.stderr
-    assert "5/5 files" in dry.stderr  # the progress bar
+    assert "files" not in dry.stderr  # no progress bar when stderr is not a terminal
     assert "would remove 15 versions from 5 files" in dry.stdout
     assert all(len(sm.node(p).versions) == 4 for p in files)
 
@@ -208,7 +208,7 @@ def test_compact(project: Path) -> None:
     seed(project, "v:c/b.txt", ["z", "z"])
     seed(project, "v:c/u.txt", ["1", "2"])
     dry = run(["compact", "v:c/", "--dry-run"], project)
-    assert dry.returncode == 0 and "3/3 files" in dry.stderr
+    assert dry.returncode == 0 and "files" not in dry.stderr  # no bar off a terminal
     assert "would remove 4 duplicate versions from 2 files" in dry.stdout
     assert "v:c/a.txt: 3" in dry.stdout and "v:c/b.txt: 1" in dry.stdout
     sm = storage(project)

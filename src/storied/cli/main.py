@@ -20,7 +20,8 @@ from rich.text import Text
 
 from storied import StorageError, StorageManager
 from storied.cli.errors import Escaped, debug_requested, exit_code_for
-from storied.cli.progress import progress_bar
+from storied.cli.jsonout import json_option, print_json, version_row
+from storied.cli.progress import QUIET, progress_bar
 from storied.errors import StorageConfigError
 
 __all__ = ["StoriedGroup", "cli", "main"]
@@ -82,7 +83,7 @@ class StoriedGroup(click.Group):
         """Run the CLI. In standalone mode (the default) always ends with ``sys.exit(code)``:
         0 on success, 1 for an error (one line on standard error), 2 for a command-line usage
         error (click's usage message), 130 for Ctrl-C."""
-        argv = list(sys.argv[1:] if args is None else args)
+        argv = hoist_globals(list(sys.argv[1:] if args is None else args))
         _tolerant_output()
         if not standalone_mode:
             return super().main(argv, prog_name, complete_var, False, **extra)
@@ -95,6 +96,41 @@ class StoriedGroup(click.Group):
         except BaseException as exc:
             code = exit_code_for(exc, debug=debug_requested(argv))
         sys.exit(code)
+
+
+#: Global options that take a value / that are flags (``-v`` may repeat).
+_GLOBAL_VALUED = ("-c", "--config")
+_GLOBAL_FLAGS = ("--debug", "-v", "-vv", "--verbose", "-q", "--quiet")
+
+
+def hoist_globals(argv: list[str]) -> list[str]:
+    """Move global options given after the command name (``storied ls -c FILE home:``) in
+    front of it, as users of git/aws expect. Nothing after a ``--`` moves (``storied lock
+    PATH -- cmd -c x`` keeps the command's own arguments)."""
+    moved: list[str] = []
+    rest: list[str] = []
+    i = 0
+    seen_command = False
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if not seen_command and not arg.startswith("-"):
+            seen_command = True
+            rest.append(arg)
+        elif seen_command and arg in _GLOBAL_VALUED and i + 1 < len(argv):
+            moved += [arg, argv[i + 1]]
+            i += 1
+        elif seen_command and (arg.startswith("--config=") or arg in _GLOBAL_FLAGS):
+            moved.append(arg)
+        elif not seen_command and arg in _GLOBAL_VALUED and i + 1 < len(argv):
+            rest += [arg, argv[i + 1]]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return moved + rest if moved else argv
 
 
 def _tolerant_output() -> None:
@@ -138,10 +174,28 @@ def _size(n: int | None) -> str:
 @click.option(
     "--debug", is_flag=True, help="On an error, also print its traceback (STORIED_DEBUG=1 too)."
 )
+@click.option("--verbose", "-v", count=True,
+              help="Log storage requests and retries to standard error (-vv: more).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+@click.version_option(package_name="storied", prog_name="storied")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
-    """storied: one API and one history for every storage."""
+def cli(ctx: click.Context, config: str | None, debug: bool, verbose: int, quiet: bool) -> None:
+    """storied: one API and one history for every storage.
+
+    Exit codes: 0 success, 1 failure (one line on standard error), 2 usage error, 130 Ctrl-C.
+    Global options (-c, --debug, -v, -q) may also follow the command name.
+    """
     ctx.obj = {"config": config, "debug": debug}
+    QUIET["on"] = quiet
+    if verbose:
+        import logging
+
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        for name in ("storied", "botocore") if verbose > 1 else ("storied",):
+            logger = logging.getLogger(name)
+            logger.addHandler(handler)
+            logger.setLevel(logging.DEBUG if verbose > 1 or name == "storied" else logging.INFO)
 
 
 @cli.command()
@@ -168,11 +222,25 @@ def demo(keep: str | None) -> None:
 @cli.command("ls")
 @click.argument("path")
 @click.option("--long", "-l", "long_", is_flag=True, help="Show size and modification time.")
+@json_option
 @click.pass_context
-def ls_command(ctx: click.Context, path: str, long_: bool) -> None:
+def ls_command(ctx: click.Context, path: str, long_: bool, as_json: bool) -> None:
     """List a directory (PATH is mount:path)."""
     node = _manager(ctx.obj["config"]).node(path)
     entries = [node] if node.is_file() else node.children()
+    if as_json:
+        print_json([_entry_row(child) for child in entries])
+        return
+    if not sys.stdout.isatty():  # plain lines: never cut or wrapped for a pipe
+        for child in entries:
+            info = child._listed or child.info()
+            name = child.basename + ("/" if info.is_dir else "")
+            if long_:
+                size = "-" if info.is_dir else str(info.size)
+                click.echo(f"{size:>12}  {_mtime(info.mtime)}  {name}")
+            else:
+                click.echo(name)
+        return
     table = Table(show_header=long_, box=None)
     table.add_column("name")
     if long_:
@@ -182,15 +250,31 @@ def ls_command(ctx: click.Context, path: str, long_: bool) -> None:
         info = child._listed or child.info()
         name = child.basename + ("/" if info.is_dir else "")
         if long_:
-            from datetime import datetime
-
-            when = (
-                datetime.fromtimestamp(info.mtime).isoformat(" ", "seconds") if info.mtime else "-"
-            )
-            table.add_row(name, "-" if info.is_dir else _size(info.size), when)
+            table.add_row(name, "-" if info.is_dir else _size(info.size), _mtime(info.mtime))
         else:
             table.add_row(name)
     console.print(table)
+
+
+def _mtime(mtime: float | None) -> str:
+    from datetime import datetime
+
+    return datetime.fromtimestamp(mtime).isoformat(" ", "seconds") if mtime else "-"
+
+
+def _entry_row(node: Any) -> dict[str, Any]:
+    """The stable JSON keys of one ``ls`` entry."""
+    from datetime import UTC, datetime
+
+    info = node._listed or node.info()
+    return {
+        "name": node.basename,
+        "path": node.fullpath,
+        "type": "directory" if info.is_dir else "file",
+        "size": None if info.is_dir else info.size,
+        "modified": datetime.fromtimestamp(info.mtime, UTC) if info.mtime else None,
+        "etag": None if info.is_dir else (info.etag or None),
+    }
 
 
 @cli.command()
@@ -244,11 +328,16 @@ def cp(
 
 @cli.command()
 @click.argument("path")
+@json_option
 @click.pass_context
-def log(ctx: click.Context, path: str) -> None:
+def log(ctx: click.Context, path: str, as_json: bool) -> None:
     """Print a file's history, one version per line, newest first."""
     node = _manager(ctx.obj["config"]).node(path)
     found = node.versions
+    if as_json:  # oldest first, like node.versions; an empty history is an empty list
+        print_json({"path": node.fullpath,
+                    "versions": [version_row(v, i) for i, v in enumerate(found)]})
+        return
     if not found:
         raise click.ClickException(
             f"{node.fullpath}: no history (mount without versioning, or never written)"
@@ -262,8 +351,9 @@ def log(ctx: click.Context, path: str) -> None:
 
 @cli.command()
 @click.argument("prefix", required=False)
+@json_option
 @click.pass_context
-def verify(ctx: click.Context, prefix: str | None) -> None:
+def verify(ctx: click.Context, prefix: str | None, as_json: bool) -> None:
     """Check the history of PREFIX (mount:path), or of every versioned mount.
 
     Exits 1 when an invariant is broken; orphans and stale working copies are listed but allowed.
@@ -274,9 +364,15 @@ def verify(ctx: click.Context, prefix: str | None) -> None:
     except StorageError as exc:
         if prefix is None or not _is_check_failure(exc):
             raise
-        _verify_failed(exc)
+        _verify_failed(exc, as_json)
     except Exception as exc:
-        _verify_failed(exc)
+        _verify_failed(exc, as_json)
+    if as_json:
+        print_json({"ok": report.ok, "checked": report.checked, "problems": report.problems,
+                    "orphans": report.orphans, "stale": report.stale})
+        if not report.ok:
+            sys.exit(1)
+        return
     for title, items, style in (("problem", report.problems, "red"),
                                 ("orphan", report.orphans, "yellow"),
                                 ("stale", report.stale, "yellow")):
@@ -304,9 +400,13 @@ def _is_check_failure(exc: StorageError) -> bool:
     )
 
 
-def _verify_failed(exc: BaseException) -> NoReturn:
+def _verify_failed(exc: BaseException, as_json: bool = False) -> NoReturn:
     """Report a check that could not complete as a problem (a report, not a traceback)."""
     reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if as_json:
+        print_json({"ok": False, "checked": 0, "orphans": [], "stale": [],
+                    "problems": [f"verify could not complete: {reason}"]})
+        sys.exit(1)
     console.print(Text.assemble(("problem", "red"), f" verify could not complete: {reason}"))
     console.print(Text.assemble(("BROKEN", "red"), ": verification stopped, 1 problem"))
     sys.exit(1)

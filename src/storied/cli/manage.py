@@ -17,6 +17,8 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from storied.cli.jsonout import json_option, print_json, version_row
+
 __all__ = ["parse_version", "register"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -176,13 +178,17 @@ def untag_command(ctx: click.Context, path: str, name: str) -> None:
 
 @click.command("tags")
 @click.argument("path")
+@json_option
 @click.pass_context
 @_friendly
-def tags_command(ctx: click.Context, path: str) -> None:
+def tags_command(ctx: click.Context, path: str, as_json: bool) -> None:
     """List the tags of file PATH."""
     console, _ = _consoles()
     node = _manager(ctx).node(path)
     tags = node.get_version_tags()
+    if as_json:
+        print_json({"path": node.fullpath, "tags": dict(sorted(tags.items()))})
+        return
     if not tags:
         console.print(f"{path}: no tags", highlight=False)
         return
@@ -220,15 +226,20 @@ def annotate_command(ctx: click.Context, path: str, pairs: tuple[str, ...], vers
 @click.command("find")
 @click.argument("path")
 @click.argument("pairs", nargs=-1)
+@json_option
 @click.pass_context
 @_friendly
-def find_command(ctx: click.Context, path: str, pairs: tuple[str, ...]) -> None:
+def find_command(ctx: click.Context, path: str, pairs: tuple[str, ...], as_json: bool) -> None:
     """List the versions of PATH whose metadata matches every KEY=VALUE (exact match)."""
     console, _ = _consoles()
     node = _manager(ctx).node(path)
     criteria = _criteria(pairs)
     index = {v["version_id"]: i for i, v in enumerate(node.versions)}
     found = node.find_versions(**criteria)
+    if as_json:
+        print_json({"path": node.fullpath,
+                    "versions": [version_row(v, index.get(v["version_id"])) for v in found]})
+        return
     if not found:
         console.print(f"{path}: no matching version", highlight=False)
         return
@@ -258,10 +269,11 @@ def _is_prefix(storage: Any, target: str) -> bool:
 @click.option("--keep-days", type=click.FloatRange(min=0), default=None,
               help="Keep versions written less than D days ago.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; delete nothing.")
+@json_option
 @click.pass_context
 @_friendly
 def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
-                    keep_days: float | None, dry_run: bool) -> None:
+                    keep_days: float | None, dry_run: bool, as_json: bool) -> None:
     """Remove old versions of a file, or of every file under a prefix (ending in ':' or '/').
 
     A version stays when any rule keeps it; the current version, tagged versions and versions
@@ -276,6 +288,12 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
             result = storage.bulk_cleanup_versions(target, keep_last=keep_last,
                                                    keep_days=keep_days, dry_run=dry_run,
                                                    progress=progress)
+        if as_json:
+            print_json({"target": target, "dry_run": dry_run,
+                        "files": {p: list(v) for p, v in sorted(result.items())},
+                        "removed" if not dry_run else "would_remove":
+                            sum(len(v) for v in result.values())})
+            return
         table = Table(title=f"cleanup of {target}" + (" (dry run)" if dry_run else ""))
         table.add_column("file")
         table.add_column("versions " + ("to remove" if dry_run else "removed"), justify="right")
@@ -294,6 +312,13 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
         gone = {v["version_id"] for v in removed}
     else:
         gone = {row["version_id"] for row in plan if not row["keep"]}
+    if as_json:
+        print_json({"target": target, "dry_run": dry_run, "versions": [
+            {"version_id": row["version_id"], "last_modified": row["last_modified"],
+             "size": row["size"], "removed" if not dry_run else "would_remove":
+                 row["version_id"] in gone,
+             "reasons": [r for r in row["reasons"] if r != "remove"]} for row in plan]})
+        return
     table = Table(title=f"cleanup of {target}" + (" (dry run)" if dry_run else ""))
     table.add_column("#", justify="right")
     table.add_column("version", no_wrap=True)
@@ -353,12 +378,17 @@ def snapshot_create(ctx: click.Context, prefix: str, tag: str) -> None:
 
 @snapshot_group.command("list")
 @click.argument("prefix", required=False)
+@json_option
 @click.pass_context
 @_friendly
-def snapshot_list(ctx: click.Context, prefix: str | None) -> None:
+def snapshot_list(ctx: click.Context, prefix: str | None, as_json: bool) -> None:
     """List snapshots (optionally only those within PREFIX)."""
     console, _ = _consoles()
     rows = _manager(ctx).list_snapshots(prefix)
+    if as_json:
+        print_json([{"tag": r["tag"], "prefix": r["prefix"], "created": r["created"],
+                     "file_count": r["file_count"]} for r in rows])
+        return
     if not rows:
         console.print("no snapshots")
         return
@@ -374,12 +404,17 @@ def snapshot_list(ctx: click.Context, prefix: str | None) -> None:
 
 @snapshot_group.command("show")
 @click.argument("tag")
+@json_option
 @click.pass_context
 @_friendly
-def snapshot_show(ctx: click.Context, tag: str) -> None:
+def snapshot_show(ctx: click.Context, tag: str, as_json: bool) -> None:
     """Show the files of snapshot TAG and the version recorded for each."""
     console, _ = _consoles()
     snap = _manager(ctx).get_snapshot(tag)
+    if as_json:
+        print_json({"tag": snap["tag"], "prefix": snap["prefix"], "created": snap["created"],
+                    "files": dict(sorted(snap["files"].items()))})
+        return
     table = Table(title=f"snapshot {snap['tag']} of {snap['prefix']} "
                         f"({_when(snap['created'])})")
     table.add_column("file")
