@@ -48,11 +48,11 @@ def test_ls_cat_cp(project: Path) -> None:
     assert listing.returncode == 0, listing.stderr
     assert "a.txt" in listing.stdout and "b.txt" in listing.stdout
     assert run(["cat", "home:docs/a.txt"], project).stdout == "alpha\n"
-    copy = run(["cp", "home:docs", "mirror:docs"], project)
+    copy = run(["cp", "-r", "home:docs", "mirror:docs"], project)
     assert copy.returncode == 0, copy.stderr
     assert "2 copied, 0 skipped" in copy.stdout
     assert (project / "mirror" / "docs" / "b.txt").read_text() == "beta\n"
-    again = run(["cp", "home:docs", "mirror:docs", "--skip", "hash"], project)
+    again = run(["cp", "-r", "home:docs", "mirror:docs", "--skip", "hash"], project)
     assert "0 copied, 2 skipped" in again.stdout
 
 

@@ -122,7 +122,7 @@ def test_no_progress_bar_off_the_terminal(project: Path, tmp_path: Path) -> None
     cfg = json.loads((project / "storied.yaml").read_text())
     cfg.append({"name": "mirror", "type": "local", "base_path": str(tmp_path / "mirror")})
     (project / "storied.yaml").write_text(json.dumps(cfg))
-    code, out, err = invoke(project, "cp", "home:docs", "mirror:docs")
+    code, out, err = invoke(project, "cp", "-r", "home:docs", "mirror:docs")
     assert code == 0, err
     assert "3 copied" in out
     assert "copying" not in err and "files" not in err  # no bar: stderr is not a terminal

@@ -21,7 +21,7 @@ from rich.text import Text
 from storied import StorageError, StorageManager
 from storied.cli.errors import Escaped, debug_requested, exit_code_for
 from storied.cli.jsonout import json_option, print_json, version_row
-from storied.cli.progress import QUIET, progress_bar
+from storied.cli.progress import QUIET
 from storied.errors import StorageConfigError
 
 __all__ = ["StoriedGroup", "cli", "main"]
@@ -279,51 +279,23 @@ def _entry_row(node: Any) -> dict[str, Any]:
 
 @cli.command()
 @click.argument("path")
+@click.option("--version", "-V", "version", default=None,
+              help="Print this version (index such as -2, version id, or tag).")
 @click.pass_context
-def cat(ctx: click.Context, path: str) -> None:
+def cat(ctx: click.Context, path: str, version: str | None) -> None:
     """Write a file's content to standard output (streamed)."""
+    from storied.cli.manage import parse_version
+
     node = _manager(ctx.obj["config"]).node(path)
     out = sys.stdout.buffer
-    for chunk in node.iter_bytes():
-        out.write(chunk)
+    if version is None:
+        for chunk in node.iter_bytes():
+            out.write(chunk)
+    else:
+        with node.open("rb", version=parse_version(version)) as stream:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
     out.flush()
-
-
-@cli.command()
-@click.argument("source")
-@click.argument("dest")
-@click.option(
-    "--skip",
-    type=click.Choice(["never", "exists", "size", "hash"]),
-    default="never",
-    show_default=True,
-    help="When to leave an existing destination file alone.",
-)
-@click.option("--include", multiple=True, help="Only copy files matching this glob.")
-@click.option("--exclude", multiple=True, help="Do not copy files matching this glob.")
-@click.pass_context
-def cp(
-    ctx: click.Context,
-    source: str,
-    dest: str,
-    skip: str,
-    include: tuple[str, ...],
-    exclude: tuple[str, ...],
-) -> None:
-    """Copy SOURCE to DEST (mount:path each), with a progress bar."""
-    storage = _manager(ctx.obj["config"])
-    counts = {"copied": 0, "skipped": 0}
-    with progress_bar("copying", err) as progress:
-        storage.node(source).copy_to(
-            storage.node(dest),
-            skip=skip,
-            include=list(include) or None,
-            exclude=list(exclude) or None,
-            progress=progress,
-            on_file=lambda n: counts.__setitem__("copied", counts["copied"] + 1),
-            on_skip=lambda n, r: counts.__setitem__("skipped", counts["skipped"] + 1),
-        )
-    console.print(f"{counts['copied']} copied, {counts['skipped']} skipped")
 
 
 @cli.command()
@@ -414,8 +386,10 @@ def _verify_failed(exc: BaseException, as_json: bool = False) -> NoReturn:
 
 def _register_extras() -> None:
     """Add the commands that live in their own modules (version management, diffs)."""
-    from storied.cli import diff_command, lock_command, manage, watch_command, web_command
+    from storied.cli import diff_command, files, lock_command, manage, watch_command, web_command
 
+    for command in files.COMMANDS:
+        cli.add_command(command)
     manage.register(cli)
     diff_command.register(cli)
     watch_command.register(cli)
