@@ -168,3 +168,18 @@ def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     with progress_bar("copying", Console(file=plain, force_terminal=True)) as cb:
         cb(3, 3)
     assert plain.getvalue() == ""
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_completion_scripts(shell: str) -> None:
+    result = CliRunner().invoke(cli, ["completion", shell])
+    assert result.exit_code == 0
+    assert "_STORIED_COMPLETE" in result.stdout and "storied" in result.stdout
+
+
+def test_completion_offers_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.shell_completion import ShellComplete
+
+    names = [c.value for c in ShellComplete(cli, {}, "storied", "_STORIED_COMPLETE")
+             .get_completions([], "sna")]
+    assert names == ["snapshot"]

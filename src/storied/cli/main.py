@@ -358,6 +358,21 @@ def verify(ctx: click.Context, prefix: str | None, as_json: bool) -> None:
         sys.exit(1)
 
 
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL.
+
+    bash: `eval "$(storied completion bash)"` in ~/.bashrc; zsh: the same in ~/.zshrc;
+    fish: `storied completion fish > ~/.config/fish/completions/storied.fish`.
+    """
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None  # the choices are click's own shells
+    click.echo(cls(cli, {}, "storied", "_STORIED_COMPLETE").source())
+
+
 def _is_check_failure(exc: StorageError) -> bool:
     """True when ``verify`` failed while checking (not because the prefix is wrong)."""
     from storied.errors import (
