@@ -401,7 +401,15 @@ def _verify_failed(exc: BaseException, as_json: bool = False) -> NoReturn:
 
 def _register_extras() -> None:
     """Add the commands that live in their own modules (version management, diffs)."""
-    from storied.cli import diff_command, files, lock_command, manage, watch_command, web_command
+    from storied.cli import (
+        diff_command,
+        files,
+        lock_command,
+        manage,
+        optimize_command,
+        watch_command,
+        web_command,
+    )
 
     for command in files.COMMANDS:
         cli.add_command(command)
@@ -410,6 +418,7 @@ def _register_extras() -> None:
     watch_command.register(cli)
     lock_command.register(cli)
     web_command.register(cli)
+    optimize_command.register(cli)
 
 
 _register_extras()

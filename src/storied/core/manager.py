@@ -23,6 +23,7 @@ from storied.core.config import (
     relative_spec,
 )
 from storied.core.eventing import EventMethods
+from storied.core.optimizing import OptimizeMethods
 from storied.core.recording import RecordingMethods
 from storied.core.webhooking import WebhookMethods
 from storied.errors import (
@@ -47,7 +48,9 @@ __all__ = ["StorageManager"]
 _MOUNT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
-class StorageManager(BulkMethods, EventMethods, WebhookMethods, RecordingMethods):
+class StorageManager(
+    BulkMethods, EventMethods, WebhookMethods, RecordingMethods, OptimizeMethods
+):
     """Holds named mounts and makes nodes for ``'mount:path'`` strings.
 
     Example:
