@@ -26,6 +26,8 @@ for plain files (``except FileNotFoundError``) keeps working::
     ├── NotADirectoryStorageError (NotADirectoryError, ValueError)
     ├── DirectoryNotEmptyError (OSError, errno ENOTEMPTY)
     ├── PreconditionFailedError (OSError)               conditional write lost the race
+    ├── LockTimeout (TimeoutError)                      node.lock() not acquired in time
+    ├── LockLostError (RuntimeError)                    a lock's lease was lost while held
     ├── TransientStorageError (ConnectionError)         worth retrying (timeouts, throttling, 5xx)
     ├── StorageIOError (OSError)                        any other failure the storage reported
     └── MissingDependencyError (ModuleNotFoundError)    an optional extra is not installed
@@ -47,6 +49,8 @@ __all__ = [
     "InvalidEncodingError",
     "InvalidPathError",
     "IsADirectoryStorageError",
+    "LockLostError",
+    "LockTimeout",
     "MissingDependencyError",
     "MountNotFoundError",
     "NotADirectoryStorageError",
@@ -186,6 +190,17 @@ class DirectoryNotEmptyError(StorageError, OSError):
 
 class PreconditionFailedError(StorageError, OSError):
     """A conditional write did not apply: the object changed since its etag was read."""
+
+
+class LockTimeout(StorageError, TimeoutError):
+    """``node.lock()`` was not acquired within its ``timeout``; the message names the path and
+    the current holder."""
+
+
+class LockLostError(StorageError, RuntimeError):
+    """A lock's lease was lost while held (taken over after a pause longer than its time to
+    live, or expired on the holder's own clock): a guarded write is refused, and leaving the
+    ``with`` block raises it."""
 
 
 class TransientStorageError(StorageError, ConnectionError):

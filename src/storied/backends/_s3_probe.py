@@ -1,4 +1,5 @@
-"""The S3 adapter's probes: conditional writes and bucket versioning (private).
+"""The S3 adapter's probes (conditional writes, conditional deletes, bucket versioning) and its
+conditional requests that depend on them (private).
 
 Each is asked once per adapter and its answer cached. A transient failure (503, throttling, a
 timeout) is retried with exponential backoff, then raised as TransientStorageError and *not*
@@ -16,8 +17,9 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from storied.backends._s3_support import mapped
+from storied.backends._s3_support import mapped, unquote
 from storied.errors import (
+    PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageError,
     StoragePermissionError,
@@ -25,7 +27,9 @@ from storied.errors import (
     UnsupportedOperation,
 )
 
-__all__ = ["Probes", "discard", "probe_conditional"]
+__all__ = [
+    "Probes", "delete_if_match", "discard", "probe_conditional", "probe_delete", "read_tagged",
+]
 
 _T = TypeVar("_T")
 _MAX_DELAY = 2.0
@@ -50,6 +54,7 @@ class Probes:
         self.attempts, self.delay = max(1, int(attempts)), delay
         self._lock = threading.Lock()
         self._conditional: bool | None = None
+        self._conditional_delete: bool | None = None
         self._versioning: str | None = None
 
     def conditional_write(self) -> bool:
@@ -72,6 +77,27 @@ class Probes:
                 except StorageError:
                     self._conditional = False
             return self._conditional
+
+    def conditional_delete(self) -> bool:
+        """Whether the server refuses a ``DELETE`` with a wrong ``If-Match`` (some
+        S3-compatible servers ignore the header and delete). Cached like
+        :meth:`conditional_write`.
+
+        Raises:
+            TransientStorageError: Every attempt failed transiently (nothing cached).
+        """
+        with self._lock:
+            if self._conditional_delete is None:
+                key = f"{self._probe_key}/{uuid.uuid4().hex}"
+                try:
+                    self._conditional_delete = self._retried(
+                        lambda: probe_delete(self._client, self._bucket, key)
+                    )
+                except TransientStorageError:
+                    raise
+                except StorageError:
+                    self._conditional_delete = False
+            return self._conditional_delete
 
     def versioning_status(self) -> str:
         """GetBucketVersioning's ``Status``: ``"Enabled"``, ``"Suspended"`` or ``""`` (never
@@ -136,3 +162,39 @@ def discard(client: Any, bucket: str, key: str, versions: list[str | None]) -> N
             client.delete_object(Bucket=bucket, Key=key, **extra)
         except (ClientError, BotoCoreError):
             pass
+
+
+def probe_delete(client: Any, bucket: str, key: str) -> bool:
+    """Whether the server refuses a ``DELETE`` of ``key`` whose ``If-Match`` differs: one PUT,
+    one conditional DELETE, then the probe object is removed."""
+    with mapped(key, bucket):
+        written = client.put_object(Bucket=bucket, Key=key, Body=b"")
+    try:
+        with mapped(key, bucket):
+            client.delete_object(Bucket=bucket, Key=key, IfMatch='"0000-not-the-etag"')
+    except PreconditionFailedError:
+        return True
+    finally:
+        discard(client, bucket, key, [written.get("VersionId")])
+    return False
+
+
+def delete_if_match(client: Any, bucket: str, key: str, etag: str) -> None:
+    """One ``DELETE`` of ``key`` with ``If-Match: "<etag>"`` (the caller probed that the
+    server honours it).
+
+    Raises:
+        StorageNotFoundError: No such key.
+        PreconditionFailedError: Its etag differs.
+    """
+    with mapped(key, bucket):
+        client.delete_object(Bucket=bucket, Key=key, IfMatch=f'"{etag.strip(chr(34))}"')
+
+
+def read_tagged(client: Any, bucket: str, key: str) -> tuple[bytes, str | None]:
+    """One GET of ``key``: its whole content and its ETag (from the same response)."""
+    with mapped(key, bucket):
+        response = client.get_object(Bucket=bucket, Key=key)
+        with response["Body"] as body:
+            data: bytes = body.read()
+    return data, unquote(response.get("ETag"))

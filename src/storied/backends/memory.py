@@ -186,6 +186,20 @@ class MemoryBackend(Backend):
             if path:
                 self._store.dirs.discard(path)
 
+    def delete_if_match(self, path: str, etag: str) -> None:
+        """Delete file ``path`` only while its etag is ``etag`` (under the store's lock)."""
+        with self._store.lock:
+            current = self._obj(path)
+            if current.etag != etag:
+                raise PreconditionFailedError(f"Etag mismatch on {path!r}")
+            del self._store.files[path]
+
+    def read_tagged(self, path: str) -> tuple[bytes, str]:
+        """The content of file ``path`` and its etag, read together (locks use it)."""
+        with self._store.lock:
+            obj = self._obj(path)
+            return obj.data, obj.etag
+
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
         with self._store.lock:
             if path in self._store.files:

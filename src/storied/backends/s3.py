@@ -33,7 +33,7 @@ from typing import Any, BinaryIO
 
 from storied import paths
 from storied.backends._location import url_key
-from storied.backends._s3_probe import Probes
+from storied.backends._s3_probe import Probes, delete_if_match, read_tagged
 from storied.backends._s3_stream import check_range, open_stream
 from storied.backends._s3_support import (
     MIN_PART,
@@ -362,6 +362,18 @@ class S3Backend(Backend):
                     self._client.delete_object(Bucket=self.bucket, Key=path)
                 return
         self._delete_prefix(path, recursive)
+
+    def delete_if_match(self, path: str, etag: str) -> None:
+        """One DELETE with ``If-Match``; refused when the server was probed to ignore it."""
+        if self.anon or not self._probes.conditional_delete():
+            raise UnsupportedOperation(
+                f"The S3 server of bucket {self.bucket!r} ignores conditional deletes"
+            )
+        delete_if_match(self._client, self.bucket, path, etag)
+
+    def read_tagged(self, path: str) -> tuple[bytes, str | None]:
+        """The content of ``path`` and its ETag from one GET (locks use it)."""
+        return read_tagged(self._client, self.bucket, path)
 
     def _delete_prefix(self, path: str, recursive: bool) -> None:
         """One LIST per 1000 keys under ``path/``, then DeleteObjects per 1000 keys.

@@ -1,20 +1,479 @@
-"""Lease locks on nodes (``node.lock()``) and the guard writes check."""
+"""Lease locks on nodes (``node.lock()``) and the guard writes check.
+
+A lock is one small JSON object per locked path in the mount's reserved area: below the history
+root of the mount (``.storied`` by default, or the place ``history:`` names), at
+``<root>/locks/paths/<sha256 of the path from the storage mount's root>``, written with the raw
+backend (below the reserved-area guard), only by conditional writes::
+
+    {"owner": "<host>:<pid>:<uuid>", "state": "held" | "released", "token": N, "ttl": S,
+     "nonce": "<uuid>", "path": "<path>", "time": <unix time, for humans only>}
+
+- **acquire**: absent -> one create-only write; ``released`` -> one write conditional on its
+  etag (``IF_MATCH``) with ``token + 1``; ``held`` -> watch it: a holder that does not rewrite
+  it (new nonce, new etag) for a full ``ttl`` measured on the contender's own clock (never by
+  comparing clocks) is taken over by an ``IF_MATCH`` write on the etag seen. Waiting polls with
+  growing pauses (20 ms doubling to 0.5 s) and jitter.
+- **renew**: a background thread rewrites the object (``IF_MATCH``, new nonce) each time a
+  third of ``ttl`` is used.
+- **release**: an ``IF_MATCH`` write of ``released`` that keeps the token, so the next grant of
+  the path (by any process) writes ``token + 1``: the fencing token strictly increases over
+  releases, takeovers and crashes. (A conditional DELETE would need a second object to carry the
+  token: see docs/adr/0014-lease-locks.md.)
+- **lost**: the holder counts its lease on its own clock (``CLOCK_BOOTTIME``, which keeps counting
+  through SIGSTOP and a suspend) from the moment it *sent* the last write; past ``ttl`` minus a
+  tenth, or when a renewal finds the object changed, the lease is lost: :attr:`Lock.lost` is
+  True, :func:`guard_write` refuses writes to the node and leaving the ``with`` raises
+  :class:`~storied.errors.LockLostError`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+import json
+import math
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Any
+
+from storied import paths
+from storied.backends.base import Backend
+from storied.backends.wrappers import Prefixed, Retrying
+from storied.errors import (
+    InvalidArgumentError,
+    LockLostError,
+    LockTimeout,
+    PreconditionFailedError,
+    StorageAlreadyExistsError,
+    StorageError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    TransientStorageError,
+    UnsupportedOperation,
+)
+from storied.info import WriteMode
 
 if TYPE_CHECKING:
+    from types import TracebackType
+
     from storied.core.node import StorageNode
 
-__all__ = ["LockMethods", "guard_write"]
+__all__ = ["Lock", "LockMethods", "guard_write"]
+
+_POLL = 0.02  # first pause while the lock is busy, doubled up to _MAX_POLL
+_MAX_POLL = 0.5
+_MAX_TTL = 86400.0
+_LOST = (PreconditionFailedError, StorageNotFoundError, StorageAlreadyExistsError)
+
+_now = (
+    (lambda: time.clock_gettime(time.CLOCK_BOOTTIME))
+    if hasattr(time, "CLOCK_BOOTTIME")
+    else time.monotonic
+)
+
+_HELD: dict[tuple[Hashable, str], list[Lock]] = {}  # lock object location -> locks held here
+_RELEASED: dict[tuple[Hashable, str], tuple[str, int]] = {}  # our last release: (etag, token)
+_TABLES = threading.Lock()
+
+
+# --------------------------------------------------------------------------- where locks live
+def _where(node: StorageNode) -> tuple[Backend, str, str]:
+    """``(raw backend, lock object key, path from the storage mount's root)`` of ``node``."""
+    manager: Any = node._manager
+    mount = node.mount_name
+    if mount is None:
+        raise UnsupportedOperation("A virtual node (no mount) cannot be locked")
+    root = mount
+    while root in manager._parents:
+        root = manager._parents[root][0]
+    backend, base = manager._history_place(root)
+    prefix = manager._prefix_of(mount)
+    full = paths.join(prefix, node.path) if prefix and node.path else prefix or node.path
+    digest = hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()
+    return backend, paths.join(base, "locks", "paths", digest), full
+
+
+def _check_lockable(node: StorageNode, backend: Backend) -> None:
+    """Refuse a mount on which a lock would not be safe (or would write where it may not)."""
+    mount = node.mount_name
+    if backend.static_capabilities.readonly:
+        raise UnsupportedOperation(
+            f"Mount {mount!r} cannot be locked: its storage is read-only (a lock writes a lock "
+            "object)"
+        )
+    node_backend = node._backend
+    if node_backend is not None and node_backend.capabilities.readonly:
+        raise StoragePermissionError(
+            f"Mount {mount!r} is read-only: a lock writes a lock object to the storage"
+        )
+    if not backend.capabilities.conditional_write:
+        raise UnsupportedOperation(
+            f"Mount {mount!r} cannot be locked safely: its storage ({backend.protocol}) does not "
+            "honour conditional writes (create-only / if-match; probed on S3-compatible "
+            "servers), so two processes could both be granted the lock"
+        )
+
+
+def _read_tagged(backend: Backend, key: str) -> tuple[bytes, str | None] | None:
+    """The lock object's bytes and etag, or None when absent: one GET where the adapter
+    offers ``read_tagged`` (S3, memory), else a HEAD then a GET (in that order: a body newer
+    than the etag only makes the next ``IF_MATCH`` fail, never succeed wrongly)."""
+    inner, path = backend, key
+    while True:
+        tagged = getattr(inner, "read_tagged", None)
+        if tagged is not None:
+            try:
+                data, etag = tagged(path)
+            except StorageNotFoundError:
+                return None
+            return data, etag
+        if isinstance(inner, Prefixed):
+            path, inner = paths.join(inner.prefix, path) if inner.prefix else path, inner.inner
+        elif isinstance(inner, Retrying):
+            inner = inner.inner
+        else:
+            break
+    try:
+        etag = backend.info(key).etag
+        return backend.read_bytes(key), etag
+    except StorageNotFoundError:
+        return None
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or doc.get("state") not in ("held", "released"):
+            return None
+        doc["token"] = int(doc.get("token", 0))
+        ttl = float(doc.get("ttl", _MAX_TTL))
+        doc["ttl"] = ttl if math.isfinite(ttl) and 0 < ttl <= _MAX_TTL else _MAX_TTL
+        return doc
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _check_seconds(name: str, value: object, *, allow_none: bool, minimum: float) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not minimum <= value <= _MAX_TTL
+        or (name == "ttl" and value <= 0)
+    ):
+        allowed = "None or " if allow_none else ""
+        raise InvalidArgumentError(
+            f"{name} must be {allowed}a number of seconds in [{minimum:g}, {_MAX_TTL:g}]"
+            f"{' and > 0' if name == 'ttl' else ''}, not {value!r}"
+        )
+
+
+# --------------------------------------------------------------------------- the lock
+class Lock:
+    """An exclusive lease on one path, across processes and machines. Made by
+    :meth:`LockMethods.lock`; use it as a context manager or call :meth:`acquire` and
+    :meth:`release`. Not re-entrant: a second lock on the same path in the same process waits
+    like any other contender.
+
+    Attributes:
+        timeout: Seconds :meth:`acquire` waits (None: forever; 0: one try).
+        ttl: Seconds the lease lasts after each (re)write.
+        owner: This lock's owner id (``host:pid:uuid``), written in the lock object.
+        token: The fencing token of the current (or last) grant: strictly increasing over every
+            grant of the path. None before the first grant.
+    """
+
+    def __init__(self, node: StorageNode, timeout: float | None = 30, ttl: float = 60) -> None:
+        _check_seconds("timeout", timeout, allow_none=True, minimum=0.0)
+        _check_seconds("ttl", ttl, allow_none=False, minimum=0.0)
+        self.node, self.timeout, self.ttl = node, timeout, float(ttl)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.token: int | None = None
+        self._held = False
+        self._lost = False
+        self._etag: str | None = None
+        self._expires = 0.0  # _now() at which the holder stops trusting its lease
+        self._mutex = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._backend: Backend | None = None
+        self._key = self._path = ""
+        self._where: tuple[Hashable, str] | None = None
+
+    # ----------------------------------------------------------------- state
+    @property
+    def held(self) -> bool:
+        """True between a grant and :meth:`release` while the lease is not lost."""
+        return self._held and not self.lost
+
+    @property
+    def lost(self) -> bool:
+        """True once the lease was lost (taken over, or expired on the holder's own clock)."""
+        if self._held and not self._lost and _now() >= self._expires:
+            self._lost = True
+        return self._lost
+
+    def _document(self, state: str, nonce: str, token: int | None) -> bytes:
+        body = {"owner": self.owner, "state": state, "token": token, "ttl": self.ttl,
+                "nonce": nonce, "path": self._path, "time": round(time.time(), 3)}
+        return json.dumps(body, sort_keys=True).encode()
+
+    # ----------------------------------------------------------------- acquire
+    def acquire(self) -> Lock:
+        """Take the lease, waiting up to :attr:`timeout` seconds.
+
+        Raises:
+            LockTimeout: Another owner kept it for longer than ``timeout``.
+            UnsupportedOperation: The mount cannot lock safely (no conditional writes).
+            StoragePermissionError: The mount is read-only.
+            InvalidArgumentError: This lock is already held.
+        """
+        with self._mutex:
+            if self._held:
+                raise InvalidArgumentError(f"Lock on {self.node.fullpath} is already held")
+            backend, self._key, self._path = _where(self.node)
+            _check_lockable(self.node, backend)
+            self._backend, self._where = backend, backend.location(self._key)
+            deadline = None if self.timeout is None else _now() + self.timeout
+            self._grant(backend, deadline)
+            self._held, self._lost = True, False
+            self._stop = threading.Event()
+            with _TABLES:
+                _HELD.setdefault(self._where, []).append(self)
+            self._thread = threading.Thread(
+                target=self._renew_loop, args=(self._stop,), daemon=True,
+                name=f"storied-lock-{self._key[-8:]}",
+            )  # fmt: skip
+            self._thread.start()
+        self._emit("lock_acquired")
+        return self
+
+    def _grant(self, backend: Backend, deadline: float | None) -> None:
+        """Loop until this process wrote the grant (sets token, etag, expiry)."""
+        pause, watched, since = _POLL, None, 0.0
+        busy_by = "another owner"
+        cached = _RELEASED.get(self._where) if self._where else None
+        while True:
+            try:
+                if cached is not None:  # we released it last: try straight over our etag
+                    etag, token, cached = cached[0], cached[1], None
+                    if self._write_grant(backend, etag, token + 1):
+                        return
+                    continue
+                seen = _read_tagged(backend, self._key)
+                checked = _now()
+                if seen is None:
+                    if self._write_grant(backend, None, 1):
+                        return
+                    continue
+                raw, etag = seen
+                doc = _parse(raw)
+                if doc is None or doc["state"] == "released":
+                    token = doc["token"] if doc else 0
+                    if self._write_grant(backend, etag, token + 1):
+                        return
+                    continue
+                busy_by = f"{doc.get('owner')} (token {doc['token']})"
+                if watched != (etag, raw):
+                    watched, since = (etag, raw), checked
+                elif checked - since >= doc["ttl"]:  # a full lease without a rewrite
+                    if self._write_grant(backend, etag, doc["token"] + 1):
+                        return
+                    watched = None
+                    continue
+            except TransientStorageError:
+                if deadline is not None and _now() >= deadline:
+                    raise
+            if deadline is not None and _now() >= deadline:
+                raise LockTimeout(
+                    f"Lock on {self.node.fullpath} not acquired within {self.timeout:g} s: "
+                    f"held by {busy_by}"
+                )
+            left = math.inf if deadline is None else deadline - _now()
+            time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.5), left)))
+            pause = min(_MAX_POLL, pause * 2)
+
+    def _write_grant(self, backend: Backend, etag: str | None, token: int) -> bool:
+        """One conditional write of a ``held`` grant with ``token``; True when it is ours."""
+        nonce = uuid.uuid4().hex
+        body = self._document("held", nonce, token)
+        sent = _now()
+        try:
+            if etag is None:
+                written = backend.write(self._key, body, mode=WriteMode.CREATE).etag
+            else:
+                written = backend.write(self._key, body, mode=WriteMode.IF_MATCH, etag=etag).etag
+        except _LOST:
+            written = self._confirm(backend, nonce)  # a retried write may have landed first
+            if written is None:
+                return False
+        self.token, self._etag, self._expires = token, written, sent + self.ttl * 0.9
+        return True
+
+    def _confirm(self, backend: Backend, nonce: str) -> str | None:
+        """The etag of the lock object when it holds our write with ``nonce`` (a write the
+        retry layer sent twice: the first landed, the second was refused), else None."""
+        try:
+            seen = _read_tagged(backend, self._key)
+        except StorageError:
+            return None
+        if seen is None:
+            return None
+        doc = _parse(seen[0])
+        if doc and doc.get("owner") == self.owner and doc.get("nonce") == nonce:
+            return seen[1] or ""
+        return None
+
+    # ----------------------------------------------------------------- renew
+    def _renew_loop(self, stop: threading.Event) -> None:
+        interval = self.ttl / 3
+        wait = interval
+        while not stop.wait(wait):
+            wait = interval
+            with self._mutex:
+                if stop.is_set() or not self._held or self.lost:
+                    return
+                try:
+                    self._rewrite("held")
+                except _LOST:
+                    self._lost = True
+                    return
+                except StorageError:
+                    wait = min(interval, 1.0)  # unreachable for now: retry soon, until expiry
+
+    def _rewrite(self, state: str) -> None:
+        """One ``IF_MATCH`` rewrite of the lock object (new nonce), under ``_mutex``."""
+        assert self._backend is not None
+        nonce = uuid.uuid4().hex
+        sent = _now()
+        try:
+            body = self._document(state, nonce, self.token)
+            written = self._backend.write(self._key, body, mode=WriteMode.IF_MATCH,
+                                          etag=self._etag)
+            etag = written.etag
+        except _LOST:
+            confirmed = self._confirm(self._backend, nonce)
+            if confirmed is None:
+                raise
+            etag = confirmed
+        self._etag, self._expires = etag, sent + self.ttl * 0.9
+
+    # ----------------------------------------------------------------- release
+    def release(self) -> None:
+        """Give the lease back (a no-op when not held). A lease already lost is left alone;
+        one that cannot be written now expires after ``ttl``."""
+        with self._mutex:
+            if not self._held:
+                return
+            self._stop.set()
+            was_lost = self.lost
+            self._held = False
+            with _TABLES:
+                held = _HELD.get(self._where, [])  # type: ignore[arg-type]
+                if self in held:
+                    held.remove(self)
+                if not held:
+                    _HELD.pop(self._where, None)  # type: ignore[arg-type]
+            try:
+                if self._lost:
+                    raise PreconditionFailedError("taken over")  # known: no request
+                self._rewrite("released")
+            except _LOST:
+                self._lost = True
+            except StorageError:
+                pass  # unreachable: the lease runs out by itself
+            else:
+                if self._where is not None and self.token is not None and self._etag:
+                    with _TABLES:
+                        _RELEASED[self._where] = (self._etag, self.token)
+                self._lost = was_lost
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+        self._emit("lock_released")
+
+    def _emit(self, event: str) -> None:
+        info = {"token": self.token, "ttl": self.ttl, "owner": self.owner}
+        self.node._manager.bus.emit(event, self.node, info)
+
+    # ----------------------------------------------------------------- guard
+    def check(self) -> None:
+        """Raise :class:`~storied.errors.LockLostError` when the lease is lost."""
+        if self._held and self.lost:
+            raise LockLostError(
+                f"Lock on {self.node.fullpath} (token {self.token}) was lost: another process "
+                "may hold it now; the write was refused"
+            )
+
+    def __enter__(self) -> Lock:
+        return self.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        lost = self._held and self.lost
+        self.release()
+        lost = lost or self._lost
+        if not lost:
+            return
+        message = (f"Lock on {self.node.fullpath} (token {self.token}) was lost before the "
+                   "block ended: another process may have held it meanwhile")
+        if exc is None:
+            raise LockLostError(message)
+        if not isinstance(exc, LockLostError):
+            exc.add_note(message)
+
+    def __repr__(self) -> str:
+        state = "lost" if self.lost else "held" if self._held else "not held"
+        return f"Lock({self.node.fullpath!r}, token={self.token}, {state})"
 
 
 def guard_write(node: StorageNode) -> None:
     """Called by every write and delete of ``node`` before it touches storage: raises
     :class:`~storied.errors.LockLostError` when this process holds a lock on the node's path
-    whose lease is lost."""
+    whose lease is lost (taken over, or expired on the holder's own clock).
+
+    Free when no lock is held in the process. A lease that runs out *after* this check (the
+    process paused between the check and the storage receiving the write) is not caught: that
+    window is what the fencing token (:attr:`Lock.token`) is for (docs/adr/0014-lease-locks.md).
+    """
+    if not _HELD or node.mount_name is None:
+        return
+    try:
+        backend, key, _ = _where(node)
+    except KeyError:
+        return  # a node of a mount removed since: it holds no lock of this manager
+    for lock in list(_HELD.get(backend.location(key), ())):
+        lock.check()
 
 
 class LockMethods:
     """Mixed into :class:`~storied.core.node.StorageNode`."""
+
+    def lock(self, timeout: float | None = 30, ttl: float = 60) -> Lock:
+        """An exclusive lease on this node's path across processes and machines.
+
+        ``with node.lock(timeout=30, ttl=60) as lock:`` acquires on entry, renews in the
+        background and releases on exit; ``lock.token`` is the grant's fencing token. Writes
+        to this node inside the block are refused with ``LockLostError`` once the lease is
+        lost, and leaving the block then raises ``LockLostError``.
+
+        Args:
+            timeout: Seconds to wait for the lock (None: forever; 0: one try).
+            ttl: Seconds the lease lasts without renewal (a crashed holder's lock is taken
+                over after that).
+
+        Raises:
+            LockTimeout: Not acquired within ``timeout`` (on entering the block).
+            UnsupportedOperation: The mount cannot lock safely (no conditional writes).
+            InvalidArgumentError: ``timeout`` or ``ttl`` out of range.
+        """
+        node: StorageNode = self  # type: ignore[assignment]
+        return Lock(node, timeout, ttl)
