@@ -1,9 +1,269 @@
-"""The manager's webhook methods (``add_webhook``, ``flush_webhooks``)."""
+"""The manager's webhook methods: ``add_webhook``, ``remove_webhook``, ``flush_webhooks``.
+
+Each endpoint has a persisted outbox (:mod:`storied.events.webhook_spool`) fed by a
+subscription to every event of the manager's bus, and a daemon thread delivering it
+(:mod:`storied.events.webhook_worker`). See docs/adr/0015-webhooks.md.
+"""
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from storied.errors import InvalidArgumentError, MountNotFoundError, StorageConfigError
+from storied.events.webhook_spool import Spool, default_root
+from storied.events.webhook_worker import Worker
+from storied.events.webhooks import (
+    RetryPolicy,
+    Webhook,
+    endpoint_key,
+    message_body,
+    new_message_id,
+    redact_url,
+)
+
+if TYPE_CHECKING:
+    from storied.core.node import StorageNode
+    from storied.events.bus import EventBus, Subscription
+
 __all__ = ["WebhookMethods"]
+
+log = logging.getLogger("storied.webhooks")
+
+#: Keys of one entry of a mount's ``webhooks:`` list.
+_CONFIG_KEYS = frozenset({"url", "events", "secret", "secret_env", "timeout"})
+
+
+class _Registry:
+    """The endpoints of one manager and what waits on them."""
+
+    def __init__(self) -> None:
+        self.workers: dict[str, Worker] = {}
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.subscription: Subscription | None = None
+        self.from_config: dict[str, set[str]] = {}  # mount -> endpoint keys its config added
+
+    def notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
 
 
 class WebhookMethods:
     """Mixed into :class:`~storied.core.manager.StorageManager`."""
+
+    _webhook_registry: _Registry | None = None
+
+    if TYPE_CHECKING:
+        @property
+        def bus(self) -> EventBus: ...
+
+        def has_mount(self, name: str) -> bool: ...
+
+    @property
+    def _hooks(self) -> _Registry:
+        if self._webhook_registry is None:
+            self._webhook_registry = _Registry()
+        return self._webhook_registry
+
+    def add_webhook(self, url: str, events: Iterable[str] | None = None,
+                    secret: str | bytes | None = None, mount: str | None = None,
+                    timeout: float = 15, *, retry: RetryPolicy | Sequence[float] | None = None,
+                    outbox: str | os.PathLike[str] | None = None) -> Webhook:
+        """POST every event in ``events`` (None or ``'*'``: all) on ``mount`` (None: every
+        mount) to ``url``, signed per Standard Webhooks with ``secret``, from a background
+        thread, retried (``retry``) until delivered; returns the endpoint.
+
+        Messages are persisted in ``outbox`` (default ``$XDG_STATE_HOME/storied/outbox``)
+        before the operation that caused them returns; those a process leaves undelivered are
+        sent by the next process that registers the same ``url`` and ``mount``. Registering
+        an endpoint again updates its events, secret, timeout and retry policy. An endpoint
+        that answered 410 Gone stays disabled (``webhook.disabled``) until
+        :meth:`remove_webhook` forgets it.
+
+        Args:
+            url: An ``http://`` or ``https://`` URL (user info becomes Basic auth); redirects
+                are not followed.
+            events: Event names (see :data:`storied.events.EVENTS`).
+            secret: ``whsec_`` + base64 (Standard Webhooks), another string (its UTF-8 bytes
+                are the key) or bytes; None sends unsigned messages.
+            mount: Only events of this mount.
+            timeout: Seconds one delivery attempt may take in all (0 < timeout <= 300).
+            retry: A :class:`~storied.events.webhooks.RetryPolicy` or a list of delays.
+            outbox: The outbox root directory.
+
+        Raises:
+            InvalidArgumentError: A non-http(s) URL, an unknown event, a bad secret or timeout
+                (a ``ValueError``; the message never shows the secret).
+            MountNotFoundError: ``mount`` names no mount.
+        """
+        hook = Webhook(url, events, secret, mount, timeout, retry)
+        if mount is not None and not self.has_mount(mount):
+            raise MountNotFoundError(f"Mount point {mount!r} not found (webhook mount)")
+        root = Path(outbox) if outbox is not None else default_root()
+        registry = self._hooks
+        with registry.lock:
+            current = registry.workers.get(hook.key)
+            if current is not None and current.active:
+                current.hook._update(hook)
+                return current.hook
+            try:
+                spool = Spool(root, hook.key, {"url": redact_url(url), "mount": mount})
+            except OSError as exc:
+                raise InvalidArgumentError(
+                    f"Webhook outbox {str(root)!r} cannot be used: {exc.strerror or exc}"
+                ) from None
+            if spool.is_disabled():
+                hook.disabled = True
+                log.warning("webhook %s answered 410 Gone earlier: it stays disabled until "
+                            "remove_webhook() forgets it", redact_url(url))
+            worker = Worker(hook, spool, registry.notify)
+            registry.workers[hook.key] = worker
+            if registry.subscription is None:
+                registry.subscription = self.bus.on("*", self._webhook_event)
+        if not hook.disabled:
+            worker.start()
+        return hook
+
+    def remove_webhook(self, url: str, mount: str | None = None, *, drop_pending: bool = False,
+                       outbox: str | os.PathLike[str] | None = None) -> bool:
+        """Stop delivering to ``url`` (registered with ``mount``) in this process; True when
+        it was registered. Its pending messages stay in the outbox for the next process that
+        registers it unless ``drop_pending``; a 410 Gone it answered is forgotten."""
+        key = endpoint_key(url, mount)
+        registry = self._hooks
+        with registry.lock:
+            worker = registry.workers.pop(key, None)
+            for keys in registry.from_config.values():
+                keys.discard(key)
+        if worker is not None:
+            worker.hook.removed = True
+            worker.stop(wait=5.0)
+            spool = worker.spool
+        else:
+            root = Path(outbox) if outbox is not None else default_root()
+            if not (root / key).is_dir():
+                return False
+            spool = Spool(root, key, {"url": redact_url(url), "mount": mount})
+        spool.set_disabled(False)
+        if drop_pending and spool.try_lock():
+            spool.clear()
+            spool.unlock()
+        registry.notify()
+        return worker is not None
+
+    def get_webhooks(self) -> list[Webhook]:
+        """The endpoints registered in this process (disabled ones included)."""
+        with self._hooks.lock:
+            return [w.hook for w in self._hooks.workers.values()]
+
+    def flush_webhooks(self, timeout: float | None = 10) -> bool:
+        """Wait until no message of an enabled endpoint of this process is pending (True), or
+        ``timeout`` seconds passed (False; None waits for ever)."""
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        registry = self._hooks
+        while True:
+            with registry.lock:
+                workers = [w for w in registry.workers.values() if w.active]
+            if sum(w.spool.count() for w in workers) == 0:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            with registry.changed:  # woken at each delivery; re-count anyway (other processes)
+                registry.changed.wait(0.05 if remaining is None else min(remaining, 0.05))
+
+    def close_webhooks(self, wait: float = 5.0) -> None:
+        """Stop every delivery thread of this manager (pending messages stay in the outbox)."""
+        registry = self._hooks
+        with registry.lock:
+            workers = list(registry.workers.values())
+            registry.workers.clear()
+            if registry.subscription is not None:
+                registry.subscription.cancel()
+                registry.subscription = None
+        for worker in workers:
+            worker.stop()
+        for worker in workers:
+            worker.stop(wait=wait)
+
+    def _webhook_event(self, node: StorageNode, info: dict[str, Any]) -> None:
+        """Bus callback: spool the event for every endpoint that wants it."""
+        event, mount = str(info.get("event")), node.mount_name
+        with self._hooks.lock:
+            targets = [w for w in self._hooks.workers.values() if w.hook.wants(event, mount)]
+        if not targets:
+            return
+        msg_id = new_message_id()
+        body = message_body(msg_id, event, mount, node.path, info)
+        for worker in targets:
+            try:
+                message = worker.spool.put(msg_id, body)
+            except OSError as exc:
+                log.error("webhook %s: cannot spool %s on %s (%s); not delivered",
+                          redact_url(worker.hook.url), event, node.fullpath, exc)
+                continue
+            if worker.hook.disabled:  # a 410 came meanwhile: its clear() may have missed this
+                worker.spool.remove(message)
+            worker.wake()
+
+    # ------------------------------------------------------------------ mount config
+    def _check_webhooks(self, name: str, config: Mapping[str, Any]) -> list[Webhook]:
+        """The endpoints of mount ``name``'s ``webhooks:`` list, checked (no I/O).
+
+        Raises:
+            StorageConfigError: An entry is not a mapping, has an unknown key, no ``url``, or
+                a value :class:`Webhook` refuses (the message never shows a secret).
+        """
+        entries = config.get("webhooks") or []
+        if not isinstance(entries, list):
+            raise StorageConfigError(f"Mount {name!r}: 'webhooks' is a list of mappings")
+        hooks = []
+        for index, entry in enumerate(entries):
+            where = f"Mount {name!r}: webhooks[{index}]"
+            if not isinstance(entry, Mapping):
+                raise StorageConfigError(f"{where} is a mapping (url, events, secret, timeout)")
+            unknown = sorted(str(k) for k in entry if k not in _CONFIG_KEYS)
+            if unknown:
+                raise StorageConfigError(f"{where}: unknown key {unknown[0]!r}; accepted keys: "
+                                         f"{', '.join(sorted(_CONFIG_KEYS))}")
+            if "url" not in entry:
+                raise StorageConfigError(f"{where}: 'url' is required")
+            secret = entry.get("secret")
+            if entry.get("secret_env") is not None:
+                env = entry["secret_env"]
+                if secret is not None or not isinstance(env, str) or env not in os.environ:
+                    raise StorageConfigError(f"{where}: 'secret_env' names an environment "
+                                             "variable that is set (and no 'secret' with it)")
+                secret = os.environ[env]
+            try:
+                hooks.append(Webhook(entry["url"], entry.get("events"), secret, name,
+                                     entry.get("timeout", 15)))
+            except InvalidArgumentError as exc:
+                raise StorageConfigError(f"{where}: {exc}") from None
+        return hooks
+
+    def _mount_webhooks(self, name: str, config: Mapping[str, Any]) -> None:
+        """Register mount ``name``'s ``webhooks:`` (after the mount was added), replacing
+        those its previous config registered."""
+        hooks = self._check_webhooks(name, config)
+        keys = {h.key for h in hooks}
+        for old in self._hooks.from_config.get(name, set()) - keys:
+            worker = self._hooks.workers.get(old)
+            if worker is not None:
+                self.remove_webhook(worker.hook.url, worker.hook.mount)
+        for hook in hooks:
+            self.add_webhook(hook.url, hook.events, hook._key, name, hook.timeout)
+        self._hooks.from_config[name] = keys
+
+    def _unmount_webhooks(self, name: str) -> None:
+        """Stop the webhooks mount ``name``'s config registered (the mount was deleted)."""
+        for key in self._hooks.from_config.pop(name, set()):
+            worker = self._hooks.workers.get(key)
+            if worker is not None:
+                self.remove_webhook(worker.hook.url, worker.hook.mount)
