@@ -100,6 +100,9 @@ def test_actions_need_the_csrf_token(storage: StorageManager) -> None:
     foreign = client.post("/act/restore", data={"path": "docs:a.txt", "v": "0", "csrf": csrf},
                           headers={"Origin": "http://evil.example"})
     assert foreign.status_code == 403 and len(node.versions) == 2
+    cross = client.post("/act/restore", data={"path": "docs:a.txt", "v": "0", "csrf": csrf},
+                        headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross.status_code == 403 and len(node.versions) == 2
     ok = client.post("/act/restore", data={"path": "docs:a.txt", "v": "0", "csrf": csrf},
                      headers={"Origin": "http://testserver"})
     assert ok.status_code == 200 and len(node.versions) == 3
@@ -239,7 +242,7 @@ def test_every_response_has_the_security_headers(storage: StorageManager) -> Non
         assert "default-src 'none'" in csp and "script-src 'self'" in csp
         assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
         assert response.headers["x-content-type-options"] == "nosniff"
-        assert response.headers["referrer-policy"] == "no-referrer"
+        assert response.headers["referrer-policy"] == "same-origin"
 
 
 def test_pages_have_no_inline_script_or_style(storage: StorageManager) -> None:

@@ -5,11 +5,13 @@
   an ``Authorization: token T`` header. Anything else gets a 403 page that shows nothing.
 * Every POST must carry the CSRF token (a hidden ``csrf`` form field; derived from the access
   token with HMAC, so it is no secret to anyone holding the token and useless to anyone else)
-  and, when the browser sends an ``Origin``, come from the app's own origin.
+  and, when the browser sends an ``Origin`` or ``Sec-Fetch-Site``, come from the app's own
+  origin.
 * Every response carries a strict Content-Security-Policy (nothing but the app's own scripts,
   styles and images; no framing, no plugins, forms post only to the app),
-  ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` (the token may be in
-  the URL) and ``Cache-Control: no-store``.
+  ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: same-origin`` (no other site
+  sees a URL of the app; ``no-referrer`` would make browsers send ``Origin: null`` on the
+  app's own forms) and ``Cache-Control: no-store``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def security_headers() -> list[tuple[bytes, bytes]]:
     return [
         (b"content-security-policy", CSP.encode()),
         (b"x-content-type-options", b"nosniff"),
-        (b"referrer-policy", b"no-referrer"),
+        (b"referrer-policy", b"same-origin"),
         (b"x-frame-options", b"DENY"),
         (b"cache-control", b"no-store"),
         (b"cross-origin-opener-policy", b"same-origin"),
@@ -111,6 +113,8 @@ class Guard:
 
     @staticmethod
     def _origin_ok(request: Any) -> bool:
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return False
         origin = request.headers.get("origin")
         if origin is None:  # not a browser, or a same-origin form an old browser sent
             return True
