@@ -73,10 +73,14 @@ class Redactor:
         self.secrets = sorted(set(secrets), key=len, reverse=True)
         self._raw = [s.encode() for s in self.secrets]
 
-    def text(self, value: str) -> str:
+    def text(self, value: str, urls: bool = True) -> str:
+        """``value`` without the secrets (and, with ``urls``, without signed-URL parameters
+        and URL passwords; arguments, which are paths, skip that)."""
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        if not urls or ("=" not in value and "@" not in value):
+            return value
         return _USERINFO.sub(r"\1" + REDACTED + "@", _SIGNED_PARAM.sub(r"\1" + REDACTED, value))
 
     def data(self, value: bytes) -> bytes:
@@ -96,7 +100,7 @@ def arg(value: Any, redact: Redactor) -> Any:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return _digest(bytes(value))
     if isinstance(value, str):
-        return redact.text(str(value))
+        return redact.text(str(value), urls=False)
     if isinstance(value, (list, tuple)):
         return [arg(v, redact) for v in value]
     if isinstance(value, Mapping):

@@ -90,6 +90,7 @@ class CassetteSession:
         self.interactions: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         self._queues: dict[str, list[int]] = {}  # match key -> unplayed interaction indexes
+        self._decoded: dict[tuple[str, str], Any] = {}
         self._changed = False
         self._undo: list[Callable[[], None]] = []
         if mode != "record":
@@ -182,15 +183,20 @@ class CassetteSession:
 
     def header(self, mount: str, field: str, value: Capabilities | str | None = None) -> Any:
         """Read (``value`` None) or record a per-mount header field."""
+        cached = self._decoded.get((mount, field))
+        if (value is None and cached is not None) or (value is not None and cached == value):
+            return cached  # read at every node operation: decoded once
         with self._lock:
             entry = self.mounts.setdefault(mount, {})
             if value is None:
                 stored = entry.get(field)
-                return self.store.decode(stored) if stored is not None else None
-            encoded = self.store.encode(value)
-            if entry.get(field) != encoded:
-                entry[field] = encoded
-                self._changed = True
+                value = self.store.decode(stored) if stored is not None else None
+            else:
+                encoded = self.store.encode(value)
+                if entry.get(field) != encoded:
+                    entry[field] = encoded
+                    self._changed = True
+            self._decoded[(mount, field)] = value
             return value
 
     # ---------------------------------------------------------------- lifecycle
