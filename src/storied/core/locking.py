@@ -205,6 +205,7 @@ class Lock:
         self._backend: Backend | None = None
         self._key = self._path = ""
         self._where: tuple[Hashable, str] | None = None
+        self._holder_thread = 0
 
     # ----------------------------------------------------------------- state
     @property
@@ -243,6 +244,7 @@ class Lock:
             deadline = None if self.timeout is None else _now() + self.timeout
             self._grant(backend, deadline)
             self._held, self._lost = True, False
+            self._holder_thread = threading.get_ident()
             self._stop = threading.Event()
             with _TABLES:
                 _HELD.setdefault(self._where, []).append(self)
@@ -440,6 +442,10 @@ def guard_write(node: StorageNode) -> None:
     :class:`~storied.errors.LockLostError` when this process holds a lock on the node's path
     whose lease is lost (taken over, or expired on the holder's own clock).
 
+    The write is judged by the most recent grant on that path held in this process, preferring
+    those the writing thread took through the node's manager (the innermost ``with``): a
+    stale holder's write is refused while a new holder in the same process writes freely.
+
     Free when no lock is held in the process. A lease that runs out *after* this check (the
     process paused between the check and the storage receiving the write) is not caught: that
     window is what the fencing token (:attr:`Lock.token`) is for (docs/adr/0014-lease-locks.md).
@@ -450,8 +456,13 @@ def guard_write(node: StorageNode) -> None:
         backend, key, _ = _where(node)
     except KeyError:
         return  # a node of a mount removed since: it holds no lock of this manager
-    for lock in list(_HELD.get(backend.location(key), ())):
-        lock.check()
+    locks = list(_HELD.get(backend.location(key), ()))
+    if not locks:
+        return
+    thread, manager = threading.get_ident(), node._manager
+    same = [lock for lock in locks if lock.node._manager is manager]
+    mine = [lock for lock in same if lock._holder_thread == thread]
+    (mine or same or locks)[-1].check()
 
 
 class LockMethods:
