@@ -10,7 +10,7 @@ mount's ``.storied/`` survives ``storage.node('docs:').delete(recursive=True)``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from storied.backends.base import prune_empty_dirs
 
@@ -51,32 +51,54 @@ class RemovalMethods:
             DirectoryNotEmptyError: A non-empty directory without ``recursive``.
             StoragePermissionError: The mount may not delete, or the node is version-pinned.
         """
+        from storied.core.eventing import needs_events, notify_deleted
+        from storied.core.locking import guard_write
+
         self.require_writable()
+        guard_write(self)  # type: ignore[arg-type]
         self._need_delete()
+        node: Any = self
         if not self._portable:
-            self._be.delete(self._path, recursive=recursive)
+            if not needs_events(node, "file_deleted"):
+                self._be.delete(self._path, recursive=recursive)
+                return
+            info = self._be.info(self._path)
+            if info.is_dir and recursive:  # the files, for their events: one walk
+                self._remove_files(sorted(entry.path for entry in self._be.walk(self._path)))
+                return
+            self._be.delete(self._path)
+            if not info.is_dir:
+                notify_deleted(node)
             return
         history = self._need_history()
         info = self._be.info(self._path)
         if not info.is_dir:
             history.delete(self._path)
+            notify_deleted(node)
             return
         if not recursive:
             self._be.delete(self._path)
             return
-        self._remove_files([entry.path for entry in self._be.walk(self._path)])
+        self._remove_files(sorted(entry.path for entry in self._be.walk(self._path)))
 
     def _remove_files(self, files: list[str]) -> None:
         """Delete exactly ``files`` (paths below this directory node), then the directories
-        below it, and itself unless it is the mount root, that this left empty.
+        below it, and itself unless it is the mount root, that this left empty; a
+        ``file_deleted`` event for each file.
 
         Used by recursive deletes and by moves, which delete only what they copied.
         """
+        from storied.core.eventing import notify_deleted
+
         self._need_delete()
         history = self._history if self._portable else None
+        related: Any = self
         if history is not None:
             for path in files:
                 history.delete(path)
+                notify_deleted(related._related(path))
         else:
             self._be.delete_many([(path, None) for path in files])
+            for path in files:
+                notify_deleted(related._related(path))
         prune_empty_dirs(self._be, self._path)

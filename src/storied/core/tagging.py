@@ -41,6 +41,8 @@ class TagMethods:
 
         def _need_delete(self) -> None: ...
 
+        def _notify_deleted_versions(self, gone: list[Any]) -> None: ...
+
     # ---------------------------------------------------------------- tags
     def tag_version(self, version: int | str, tag: str, move: bool = False) -> str:
         """Point tag ``tag`` at a version (index, id or another tag); return its version id.
@@ -99,6 +101,11 @@ class TagMethods:
                 f"Version {target.version_id} of {self._path!r} was deleted while it was "
                 f"being tagged {tag!r}; the tag was not set"
             )
+        from storied.core.eventing import notify
+
+        vid, before = target.version_id, previous[0]
+        notify(self, "tag_created",  # type: ignore[arg-type]
+               lambda: {"tag": tag, "version_id": vid, "previous": before}, vid)
         return target.version_id
 
     def _undo_tag(self, history: MountHistory, tag: str, version_id: str,
@@ -130,12 +137,18 @@ class TagMethods:
             StorageNotFoundError: No such tag on this file.
         """
         self.require_writable()
+        gone: list[str | None] = [None]
 
         def change(refs: Refs) -> None:
-            if refs.tags.pop(tag, None) is None:
+            gone[0] = refs.tags.pop(tag, None)
+            if gone[0] is None:
                 raise StorageNotFoundError(f"No tag {tag!r} on {self._path!r}")
 
         self._need_history().update_refs(self._path, change)
+        from storied.core.eventing import notify
+
+        notify(self, "tag_deleted",  # type: ignore[arg-type]
+               lambda: {"tag": tag, "version_id": gone[0]}, gone[0])
 
     def get_version_tags(self) -> dict[str, str]:
         """``{tag: version_id}`` for this file (one read)."""
@@ -158,6 +171,11 @@ class TagMethods:
             self._path,
             lambda r: r.annotations.setdefault(target.version_id, {}).update(extra),
         )
+        from storied.core.eventing import notify, version_info
+
+        vid = target.version_id
+        notify(self, "version_annotated",  # type: ignore[arg-type]
+               lambda: version_info(target, refs.annotations.get(vid), refs.tags_of(vid)), vid)
         return dict(refs.annotations[target.version_id])
 
     def find_versions(self, **criteria: Any) -> list[dict[str, Any]]:
@@ -223,6 +241,7 @@ class TagMethods:
                     lease.keep()
                     history.delete_version(self._path, by_id[decision.version_id])
                     removed.append(by_id[decision.version_id].as_dict())
+                    self._notify_deleted_versions([by_id[decision.version_id]])
         return removed
 
 

@@ -311,7 +311,11 @@ def _copy_one(
         with src.open("rb") as stream:
             dest._store(stream)
     elif src._be is dest._be and not dest._portable:
-        src._be.copy(src.path, dest.path)
+        from storied.core.locking import guard_write
+
+        dest.require_writable()
+        guard_write(dest)
+        _announce_new(dest, src._be.copy(src.path, dest.path))
     else:
         with src._be.open_read(src.path) as stream:
             dest._store(stream, info.metadata or None)
@@ -335,13 +339,26 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
         DirectoryNotEmptyError: ``src`` is a directory and ``dest`` a non-empty one (on every
             mount, as a rename refuses it: a copy-and-delete move would merge and overwrite).
     """
+    from storied.core.eventing import needs_events
+    from storied.core.locking import guard_write
+
     src.require_writable()
     dest.require_writable()
     if _relation(src, dest) == "same":
         return dest
     _refuse_full_dir_target(src, dest)
+    guard_write(src)
+    guard_write(dest)
     if src._be is dest._be and not src._portable:
+        wanted = (needs_events(src, "file_deleted")
+                  or needs_events(dest, "file_written", "version_created"))
+        walked, single = None, False
+        if wanted:  # the files, for their events
+            walked = _walk_if_dir(src)
+            single = walked is None and not src.info().is_dir
         src._be.move(src.path, dest.path)
+        if wanted:
+            _announce_moved(src, dest, walked, single)
         return dest
     src._need_delete()
     copied = _copy(src, dest, _Plan([], [], None, SkipStrategy.NEVER, None, None, None, None))
@@ -350,6 +367,47 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
     else:
         src._remove_files([info.path for info in copied])
     return dest
+
+
+def _announce_new(node: StorageNode, info: Info | None) -> None:
+    """Events for a file a server-side copy or rename put at ``node`` (``info``: what the
+    storage said, if anything). A native history needs the new version: from ``info`` when it
+    names one, else from one listing of the file's versions."""
+    from storied.core.eventing import file_info, notify, notify_version
+
+    history = node._history
+    if history is None:
+        notify(node, "file_written", lambda: file_info(node, info or node._info_or_none()))
+        return
+    if info is not None and info.version_id:
+        from storied.versioning.native import version_from_info
+
+        notify_version(node, version_from_info(info))
+        return
+    found = history.versions(node.path)
+    if found and found[-1].is_latest:
+        notify_version(node, found[-1])
+
+
+def _announce_moved(src: StorageNode, dest: StorageNode,
+                    walked: tuple[list[Info], set[str]] | None, single: bool) -> None:
+    """``file_deleted`` at the source and the new file's events at the destination, for each
+    file a rename moved (``single``: the one file ``src`` was; else those a walk showed:
+    storied's own hidden files have no events)."""
+    from storied.core.eventing import notify_deleted
+
+    if walked is None:
+        if single:
+            notify_deleted(src)
+            _announce_new(dest, None)
+        return
+    files, hidden = walked
+    for info in sorted(files, key=lambda i: i.path):
+        if info.path in hidden:
+            continue
+        rel = paths.relative_to(info.path, src.path)
+        notify_deleted(src._related(info.path))
+        _announce_new(dest._related(paths.join(dest.path, rel)), None)
 
 
 def _refuse_full_dir_target(src: StorageNode, dest: StorageNode) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from storied.errors import StoragePermissionError, UnsupportedOperation
-from storied.info import Data
+from storied.errors import StorageAlreadyExistsError, StoragePermissionError, UnsupportedOperation
+from storied.info import Data, WriteMode
 
 if TYPE_CHECKING:
     from storied.backends.base import Backend
@@ -66,28 +66,52 @@ class VersionMethods:
             )
         return history
 
-    def _store(self, data: Data, metadata: dict[str, str] | None = None) -> None:
-        """Write through the history when the mount keeps a portable one, else directly."""
+    def _store(self, data: Data, metadata: dict[str, str] | None = None, *,
+               exclusive: bool = False, if_match: str | None = None) -> None:
+        """Write through the history when the mount keeps one, else directly; then the events
+        (``version_created`` + ``file_written``, or ``file_written`` alone).
+
+        ``exclusive``: only if nothing is at the path (create-only where the storage can, else
+        a check first). ``if_match``: only while the current etag equals it.
+
+        Raises:
+            StorageAlreadyExistsError: ``exclusive`` and a file is there (nothing written).
+            PreconditionFailedError: ``if_match`` differs (nothing written or recorded).
+        """
+        from storied.core.eventing import notify_version, notify_written
+        from storied.core.locking import guard_write
+
         self.require_writable()
+        guard_write(self)  # type: ignore[arg-type]
         history = self._history
-        if history is None or (history.name != "portable" and not metadata):
-            self._be.write(self._path, data, metadata=metadata)
+        node: Any = self
+        if history is None:
+            mode, etag = WriteMode.OVERWRITE, None
+            if if_match is not None:
+                mode, etag = WriteMode.IF_MATCH, if_match
+            elif exclusive and self._be.capabilities.conditional_write:
+                mode = WriteMode.CREATE
+            elif exclusive and self._be.exists(self._path):
+                raise StorageAlreadyExistsError(f"{self.fullpath} already exists")
+            info = self._be.write(self._path, data, mode=mode, etag=etag, metadata=metadata)
+            notify_written(node, info)
             return
-        version = history.write(self._path, data, metadata)
+        version = history.write(self._path, data, metadata, exclusive=exclusive,
+                                if_match=if_match)
         if metadata:
             history.update_refs(
                 self._path,
                 lambda refs: refs.annotations.setdefault(version.version_id, {}).update(metadata),
             )
+        notify_version(node, version, metadata)
 
     def _store_exclusive(self, data: Data) -> None:
-        """Create-only write through the portable history (``open('x')``).
+        """Create-only write through the history (``open('x')``).
 
         Raises:
             StorageAlreadyExistsError: A file is at this path (nothing is written).
         """
-        self.require_writable()
-        self._need_history().write(self._path, data, exclusive=True)
+        self._store(data, exclusive=True)
 
     # ``_remove`` (deletes that keep the reserved area) lives in storied.core.removal.
 
@@ -163,6 +187,15 @@ class VersionMethods:
                     "untag it or delete the snapshot first"
                 )
             history.delete_version(self._path, target)
+        self._notify_deleted_versions([target])
+
+    def _notify_deleted_versions(self, gone: list[Version]) -> None:
+        """``version_deleted`` for each version in ``gone`` (info: its version dict)."""
+        from storied.core.eventing import notify, version_info
+
+        for version in gone:
+            notify(self, "version_deleted",  # type: ignore[arg-type]
+                   lambda v=version: version_info(v), version.version_id)
 
     def compact_versions(self, dry_run: bool = False) -> int:
         """Remove consecutive duplicate versions; return how many (with ``dry_run``, how many
@@ -183,6 +216,7 @@ class VersionMethods:
             for version in doomed:
                 lease.keep()
                 history.delete_version(self._path, version)
+                self._notify_deleted_versions([version])
         return len(doomed)
 
     def diff_versions(self, v1: int | str = -1, v2: int | str = -2) -> tuple[bytes, bytes]:

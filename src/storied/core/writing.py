@@ -19,7 +19,6 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageNotFoundError,
 )
-from storied.info import WriteMode
 
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
@@ -79,14 +78,8 @@ def open_writer(node: StorageNode, mode: str) -> AtomicWriter:
                 raise
 
     def commit(stream: BinaryIO) -> None:
-        if exclusive and node._portable:
-            node._store_exclusive(stream)
-        elif exclusive and backend.capabilities.conditional_write:
-            backend.write(path, stream, mode=WriteMode.CREATE)
-        elif exclusive and backend.exists(path):
-            raise StorageAlreadyExistsError(f"{node.fullpath} already exists")
-        else:
-            node._store(stream)
+        # create-only where the storage can (history or not), else a check first
+        node._store(stream, exclusive=exclusive)
 
     return AtomicWriter(commit, initial, position_at_end="a" in mode)
 

@@ -73,10 +73,33 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
     # by another process is either read here or checked by its setter (maintenance.py)
     with maintenance(history.engine.catalog, ttl=_BULK_TTL) as lease:
         result, items = _plan_bulk(mount, sub, history, progress, choose, lease.keep)
+        owners = [(path, v) for path, doomed in result.items() for v in doomed]
+        aligned = len(owners) == len(items)  # one removal item per version (both engines)
         for start in range(0, len(items), _BATCH):
             lease.keep()
             history.engine.remove_items(items[start:start + _BATCH])
+            if aligned:
+                _announce_removed(manager, owners[start:start + _BATCH])
+        if not aligned:
+            _announce_removed(manager, owners)
     return result
+
+
+def _announce_removed(manager: StorageManager, owners: list[tuple[str, Version]]) -> None:
+    """``version_deleted`` for each ``(fullpath, version)`` removed."""
+    from storied.core.eventing import notify, version_info
+
+    for fullpath, version in owners:
+        node = manager.node(fullpath)
+        notify(node, "version_deleted", lambda v=version: version_info(v), version.version_id)
+
+
+def _announce(manager: StorageManager, mount: str, sub: str, event: str,
+              info: dict[str, Any]) -> None:
+    """A mount-wide event (snapshots) on the node of ``mount:sub``."""
+    from storied.core.eventing import notify
+
+    notify(manager.node(mount, sub), event, lambda: info)
 
 
 def _plan_bulk(mount: str, sub: str, history: MountHistory, progress: Progress | None,
@@ -210,7 +233,15 @@ def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str,
             f"Snapshot {tag!r} not created: version(s) deleted while it was taken: "
             + ", ".join(missing)
         )
+    _announce(manager, mount, sub, "snapshot_created", _thin(snapshot))
     return _describe(snapshot)
+
+
+def _thin(snapshot: Snapshot) -> dict[str, Any]:
+    """A snapshot event's info: tag, prefix, creation time, file count (not the files)."""
+    return {"tag": snapshot.tag, "prefix": snapshot.prefix,
+            "created": datetime.fromtimestamp(snapshot.created, UTC),
+            "file_count": len(snapshot.files)}
 
 
 def _missing(history: MountHistory, snapshot: Snapshot) -> list[str]:
@@ -312,6 +343,9 @@ def delete_snapshot(manager: StorageManager, tag: str) -> None:
     mount, history, snap = _find(manager, tag)
     _need_delete(manager, mount, False)
     history.engine.catalog.delete_snapshot(snap.tag)
+    sub = paths.relative_to(snap.root, history.prefix) if paths.is_under(
+        snap.root, history.prefix) else ""
+    _announce(manager, mount, sub, "snapshot_deleted", _thin(snap))
 
 
 def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
@@ -343,6 +377,9 @@ def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
             if delete_new and not dry_run:
                 node.delete()
                 report["deleted"].append(path)
+    if not dry_run:
+        info = {**_thin(snap), **{key: len(found) for key, found in report.items()}}
+        _announce(manager, mount, sub, "snapshot_restored", info)
     return report
 
 

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from storied import paths
 from storied.errors import StorageAlreadyExistsError
-from storied.info import Data, ObjectVersion, WriteMode
+from storied.info import Data, Info, ObjectVersion, WriteMode
 from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version, to_datetime
 
 if TYPE_CHECKING:
     from storied.backends.base import Backend
 
-__all__ = ["NativeEngine"]
+__all__ = ["NativeEngine", "version_from_info"]
 
 
 def _version(entry: ObjectVersion, is_latest: bool) -> Version:
@@ -38,6 +38,21 @@ def _version(entry: ObjectVersion, is_latest: bool) -> Version:
         size=entry.size,
         etag=entry.md5 or "",
         is_latest=is_latest,
+    )
+
+
+def version_from_info(info: Info, metadata: dict[str, str] | None = None) -> Version:
+    """The new current version a write (or server-side copy) response describes: its
+    ``VersionId`` (``'null'`` when none), ``Last-Modified`` (else the local clock, UTC), size
+    and MD5; no extra request."""
+    when = to_datetime(info.mtime) if info.mtime is not None else datetime.now(UTC)
+    return Version(
+        version_id=info.version_id or "null",
+        last_modified=when,
+        size=info.size,
+        etag=info.md5 or "",
+        is_latest=True,
+        metadata=dict(metadata or {}),
     )
 
 
@@ -110,15 +125,7 @@ class NativeEngine:
         if if_match is not None:
             mode, etag = WriteMode.IF_MATCH, if_match
         info = self.backend.write(path, data, mode=mode, etag=etag, metadata=metadata)
-        when = to_datetime(info.mtime) if info.mtime is not None else datetime.now(UTC)
-        return Version(
-            version_id=info.version_id or "null",
-            last_modified=when,
-            size=info.size,
-            etag=info.md5 or "",
-            is_latest=True,
-            metadata=dict(metadata or {}),
-        )
+        return version_from_info(info, metadata)
 
     def delete(self, path: str) -> None:
         """Delete the file: the storage adds a delete marker and keeps every version.

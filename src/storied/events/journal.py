@@ -1,0 +1,384 @@
+"""The event journal of a history: an append-only, gap-free, numbered log in the storage.
+
+Layout under the history root (``.storied/`` by default; see docs/EVENTS.md)::
+
+    journal/<seq // 1000, 9 digits>/<seq, 12 digits>.json    one entry per event
+
+An entry is created create-only (the storage's conditional write) at "last known number + 1";
+when that number is taken (another writer, another process), the next one is tried. A number is
+thus only ever taken after its predecessor exists: the numbers have no gaps and every reader
+sees the same order. The writer appends *before* the write it records returns (an outbox in
+the storage itself), so a process killed after an acknowledged write loses none of its events.
+
+Readers list from their cursor (one listing page per bucket of 1,000 entries) and read each
+entry. Old entries expire a bucket at a time (:meth:`JournalStore.expire`): a bucket whose
+newest entry is older than ``keep_days`` goes, never the newest bucket (so numbering never
+restarts). A cursor older than the oldest kept entry raises a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from storied import errors, paths
+from storied.errors import (
+    InvalidArgumentError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+)
+from storied.events.model import Event
+from storied.info import WriteMode
+
+if TYPE_CHECKING:
+    from storied.backends.base import Backend
+    from storied.core.manager import StorageManager
+    from storied.versioning.history import MountHistory
+
+__all__ = [
+    "BUCKET",
+    "DEFAULT_KEEP_DAYS",
+    "JOURNALED",
+    "Journal",
+    "JournalStore",
+    "journal_for",
+    "store_of",
+]
+
+#: Entries per bucket (one listing page on object stores).
+BUCKET = 1000
+#: Default age after which a full bucket may expire (``JournalStore.expire``).
+DEFAULT_KEEP_DAYS = 30.0
+#: The events a journal records. ``file_written`` on a versioned mount is the
+#: ``version_created`` entry (one entry per write); locks are not journaled.
+JOURNALED = frozenset({
+    "version_created", "version_deleted", "file_deleted", "tag_created", "tag_deleted",
+    "version_annotated", "snapshot_created", "snapshot_restored", "snapshot_deleted",
+})
+SCHEMA_VERSION = 1
+_REFRESH = 3600.0  # seconds a cached tail is trusted before it is listed again
+_RELIST_AFTER = 16  # conflicts in a row before the tail is listed again
+_MAX_ATTEMPTS = 10_000
+_READERS = 8
+_DATES = ("last_modified", "created")
+
+
+def _entry_name(seq: int) -> str:
+    return f"{seq:012d}.json"
+
+
+def _bucket_name(seq: int) -> str:
+    return f"{seq // BUCKET:09d}"
+
+
+def _seq_of(name: str) -> int | None:
+    stem, dot, ext = name.partition(".")
+    return int(stem) if dot and ext == "json" and len(stem) == 12 and stem.isdigit() else None
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+def _revive(info: dict[str, Any]) -> dict[str, Any]:
+    for key in _DATES:
+        if isinstance(info.get(key), str):
+            try:
+                info[key] = datetime.fromisoformat(info[key])
+            except ValueError:
+                pass
+    return info
+
+
+def _expired(message: str) -> Exception:
+    cls = getattr(errors, "JournalCursorExpiredError", StorageNotFoundError)
+    return cls(message)  # type: ignore[no-any-return]
+
+
+def parse_cursor(cursor: object) -> int:
+    """The sequence number a cursor names (``'0'``: before the first event).
+
+    Raises:
+        InvalidArgumentError: Not a cursor this journal gave out.
+    """
+    if isinstance(cursor, str) and cursor.isdigit() and len(cursor) <= 15:
+        return int(cursor)
+    raise InvalidArgumentError(f"Invalid journal cursor {cursor!r}")
+
+
+class JournalStore:
+    """The journal objects of one history (``backend`` is the history's meta backend).
+
+    Thread-safe; one per engine (see :func:`store_of`). Paths in entries are engine paths.
+    """
+
+    def __init__(self, backend: Backend, root: str) -> None:
+        self.backend, self.root = backend, root
+        self._tail: int | None = None
+        self._tail_at = 0.0
+        self._lock = threading.Lock()
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.root, "journal", *parts) if p)
+
+    def _entry_key(self, seq: int) -> str:
+        return self._key(_bucket_name(seq), _entry_name(seq))
+
+    # ---------------------------------------------------------------- listing
+    def _names(self, folder: str, start_after: str | None = None) -> list[tuple[str, bool]]:
+        try:
+            return list(self.backend.list_names(folder, start_after))
+        except (StorageNotFoundError, NotADirectoryError):
+            return []
+
+    def _buckets(self) -> list[int]:
+        return sorted(int(n) for n, is_dir in self._names(self._key())
+                      if is_dir and len(n) == 9 and n.isdigit())
+
+    def _in_bucket(self, bucket: int, after: int | None = None) -> list[int]:
+        start = _entry_name(after) if after is not None else None
+        found = (_seq_of(n) for n, is_dir in self._names(self._key(f"{bucket:09d}"), start)
+                 if not is_dir)
+        return sorted(s for s in found if s is not None and (after is None or s > after))
+
+    def tail(self) -> int:
+        """The newest entry's number (0 when the journal is empty): two listings."""
+        for bucket in reversed(self._buckets()):
+            found = self._in_bucket(bucket)
+            if found:
+                return found[-1]
+        return 0
+
+    def head(self) -> int:
+        """The oldest kept entry's number (0 when the journal is empty)."""
+        for bucket in self._buckets():
+            found = self._in_bucket(bucket)
+            if found:
+                return found[0]
+        return 0
+
+    # ---------------------------------------------------------------- writing
+    def append(self, event: str, path: str, version_id: str | None,
+               info: dict[str, Any]) -> int:
+        """Record one event; its number. One create-only write when this process knows the
+        tail (plus one per number another writer took meanwhile).
+
+        Raises:
+            StorageError: The entry could not be written (the event is not recorded).
+        """
+        body: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION, "id": uuid.uuid4().hex, "type": event,
+            "path": path, "version_id": version_id,
+            "time": datetime.now(UTC).isoformat(), "info": _jsonable(info),
+        }
+        data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        with self._lock:
+            now = time.monotonic()
+            if self._tail is None or now - self._tail_at > _REFRESH:
+                self._tail, self._tail_at = self.tail(), now
+            seq = self._tail + 1
+            for attempt in range(1, _MAX_ATTEMPTS + 1):
+                try:
+                    self._create(self._entry_key(seq), data)
+                except StorageAlreadyExistsError:
+                    if attempt % _RELIST_AFTER == 0:
+                        seq = max(seq, self.tail()) + 1
+                    else:
+                        seq += 1
+                    continue
+                self._tail, self._tail_at = seq, time.monotonic()
+                return seq
+        raise StorageAlreadyExistsError(f"Journal {self._key()!r}: too much contention")
+
+    def _create(self, key: str, data: bytes) -> None:
+        if self.backend.capabilities.conditional_write:
+            self.backend.write(key, data, mode=WriteMode.CREATE)
+            return
+        if self.backend.exists(key):  # not atomic: one writer process only on such storages
+            raise StorageAlreadyExistsError(f"Already exists: {key!r}")
+        self.backend.write(key, data)
+
+    # ---------------------------------------------------------------- reading
+    def read(self, since: int | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+        """``(number, entry)`` after ``since`` (None: from the oldest kept entry), in order.
+
+        Raises:
+            StorageNotFoundError: ``since`` is older than the oldest kept entry (expired);
+                the message says which entries are kept.
+        """
+        start = since + 1 if since is not None else max(self.head(), 1)
+        bucket, expected = start // BUCKET, start
+        buckets: list[int] | None = None
+        with ThreadPoolExecutor(_READERS) as pool:
+            while True:
+                found = self._in_bucket(bucket, expected - 1)
+                if not found:  # the tail, or a bucket that expired
+                    if buckets is None:
+                        buckets = self._buckets()
+                    later = [b for b in buckets if b > bucket]
+                    first = next((s for b in later for s in self._in_bucket(b)[:1]), None)
+                    if first is None:
+                        return
+                    if first != expected:
+                        raise self._gap(expected, first, since)
+                    bucket = first // BUCKET
+                    continue
+                if found[0] != expected:
+                    raise self._gap(expected, found[0], since)
+                run = [seq for i, seq in enumerate(found) if seq == expected + i]
+                bodies = pool.map(self._read_entry, run) if len(run) > 2 else map(
+                    self._read_entry, run)
+                yield from zip(run, bodies, strict=True)
+                expected += len(run)
+                if len(run) != len(found):
+                    raise self._gap(expected, found[len(run)], since)
+                if expected % BUCKET:
+                    return  # the bucket is not full: that was the tail
+                bucket += 1
+
+    def _gap(self, expected: int, found: int, since: int | None) -> Exception:
+        if since is not None and expected == since + 1:
+            return _expired(
+                f"Journal cursor {since} has expired: the oldest kept event is {found} "
+                f"(read from the start with since=None, or from cursor {found - 1})"
+            )
+        return _expired(f"Journal {self._key()!r}: entries {expected}..{found - 1} are gone "
+                        "(expired while being read)")
+
+    def _read_entry(self, seq: int) -> dict[str, Any]:
+        try:
+            raw = self.backend.read_bytes(self._entry_key(seq))
+        except StorageNotFoundError:
+            raise _expired(f"Journal entry {seq} expired while being read") from None
+        entry = json.loads(raw)
+        if not isinstance(entry, dict):
+            raise errors.InvalidContentError(f"Journal entry {seq} is not a JSON object")
+        return entry
+
+    # ---------------------------------------------------------------- expiry
+    def expire(self, keep_days: float = DEFAULT_KEEP_DAYS, now: datetime | None = None) -> int:
+        """Remove each bucket whose newest entry is older than ``keep_days`` (never the newest
+        bucket); how many entries went. One listing of the buckets and one per bucket looked
+        at (oldest first, stopping at the first bucket that stays).
+
+        Raises:
+            InvalidArgumentError: ``keep_days`` < 1 (a writer may trust a tail it learned up
+                to an hour ago; see the module docstring).
+        """
+        if not isinstance(keep_days, (int, float)) or keep_days < 1:
+            raise InvalidArgumentError(f"keep_days must be a number >= 1, not {keep_days!r}")
+        cutoff = ((now or datetime.now(UTC)) - timedelta(days=keep_days)).timestamp()
+        buckets = self._buckets()
+        removed = 0
+        for bucket in buckets[:-1]:
+            folder = self._key(f"{bucket:09d}")
+            try:
+                entries = [e for e in self.backend.list(folder) if not e.is_dir]
+            except (StorageNotFoundError, NotADirectoryError):
+                continue
+            if any(e.mtime is None or e.mtime >= cutoff for e in entries):
+                break
+            self.backend.delete_many([(e.path, None) for e in entries])
+            removed += len(entries)
+            try:
+                self.backend.delete(folder)
+            except Exception:  # an object store has no directory to remove
+                pass
+        return removed
+
+
+_STORES: weakref.WeakKeyDictionary[object, JournalStore] = weakref.WeakKeyDictionary()
+_STORES_LOCK = threading.Lock()
+
+
+def store_of(history: MountHistory) -> JournalStore:
+    """The journal store of ``history``'s engine (one per engine object, kept with it)."""
+    engine = history.engine
+    with _STORES_LOCK:
+        store = _STORES.get(engine)
+        if store is None:
+            catalog = engine.catalog
+            store = _STORES[engine] = JournalStore(catalog.backend, catalog.root)
+        return store
+
+
+class Journal:
+    """The journal as one mount sees it: entries below the mount's prefix, paths relative to
+    the mount. ``Journal.read`` is what ``storage.events`` and webhook delivery read."""
+
+    def __init__(self, store: JournalStore, mount: str, prefix: str = "") -> None:
+        self.store, self.mount, self.prefix = store, mount, prefix
+
+    def tail_cursor(self) -> str:
+        """The cursor of the newest event now (``'0'`` when none): reading from it yields
+        only events appended later."""
+        return str(self.store.tail())
+
+    def read(self, since: str | None = None, limit: int | None = None,
+             path: str = "") -> Iterator[Event]:
+        """Events after cursor ``since`` (None: the oldest kept), in journal order, at most
+        ``limit``, only those at or below mount-relative ``path``.
+
+        Raises:
+            InvalidArgumentError: A malformed cursor or limit.
+            StorageNotFoundError: ``since`` has expired (older than the oldest kept entry).
+        """
+        after = parse_cursor(since) if since is not None else None
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise InvalidArgumentError(f"limit must be an int >= 0, not {limit!r}")
+        if limit == 0:
+            return
+        count = 0
+        for seq, entry in self.store.read(after):
+            event = self._event(seq, entry, path)
+            if event is None:
+                continue
+            yield event
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+    def _event(self, seq: int, entry: dict[str, Any], below: str) -> Event | None:
+        full = str(entry.get("path", ""))
+        if self.prefix and not paths.is_under(full, self.prefix):
+            return None
+        rel = paths.relative_to(full, self.prefix) if self.prefix else full
+        if below and not paths.is_under(rel, below):
+            return None
+        try:
+            when = datetime.fromisoformat(str(entry.get("time")))
+        except ValueError:
+            when = datetime.fromtimestamp(0, UTC)
+        info = _revive(dict(entry.get("info") or {}))
+        info["event"] = str(entry.get("type"))
+        return Event(type=str(entry.get("type")), mount=self.mount, path=rel,
+                     version_id=entry.get("version_id"), time=when, info=info,
+                     cursor=str(seq), id=str(entry.get("id") or seq))
+
+
+def journal_for(manager: StorageManager, mount: str) -> Journal | None:
+    """The journal ``mount`` reads (its history's, filtered to the mount's prefix), or None
+    for a mount without history.
+
+    Raises:
+        MountNotFoundError: No such mount.
+    """
+    history = manager.history(mount)
+    if history is None:
+        return None
+    return Journal(store_of(history), mount, history.prefix)
