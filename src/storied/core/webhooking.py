@@ -15,7 +15,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from storied.errors import InvalidArgumentError, MountNotFoundError, StorageConfigError
+from storied.errors import (
+    InvalidArgumentError,
+    MountNotFoundError,
+    StorageConfigError,
+    StorageError,
+)
+from storied.events.webhook_journal import JournalSource, safe_start
 from storied.events.webhook_spool import Spool, default_root
 from storied.events.webhook_worker import Worker
 from storied.events.webhooks import (
@@ -37,6 +43,15 @@ log = logging.getLogger("storied.webhooks")
 
 #: Keys of one entry of a mount's ``webhooks:`` list.
 _CONFIG_KEYS = frozenset({"url", "events", "secret", "secret_env", "timeout"})
+
+
+def _journaled() -> frozenset[str]:
+    """The events a versioned mount's journal records."""
+    try:
+        from storied.events.journal import JOURNALED
+    except ImportError:  # pragma: no cover
+        return frozenset()
+    return JOURNALED
 
 
 class _Registry:
@@ -123,12 +138,36 @@ class WebhookMethods:
                 log.warning("webhook %s answered 410 Gone earlier: it stays disabled until "
                             "remove_webhook() forgets it", redact_url(url))
             worker = Worker(hook, spool, registry.notify)
+            source = self._journal_source(hook)
+            if source is not None:
+                worker.journals.append(source)
             registry.workers[hook.key] = worker
             if registry.subscription is None:
                 registry.subscription = self.bus.on("*", self._webhook_event)
         if not hook.disabled:
             worker.start()
         return hook
+
+    def _journal_source(self, hook: Webhook) -> JournalSource | None:
+        """The journal source of ``hook``'s mount when it keeps a journal (versioned), its
+        cursor started at the journal's tail; None otherwise (events come from the bus)."""
+        if hook.mount is None:
+            return None
+        try:
+            from storied.events.journal import journal_for
+        except ImportError:  # pragma: no cover - the journal ships with storied
+            return None
+        try:
+            journal = journal_for(self, hook.mount)  # type: ignore[arg-type]
+        except StorageError as exc:
+            log.warning("webhook %s: mount %r's history cannot be opened (%s); delivering "
+                        "from in-process events", redact_url(hook.url), hook.mount, exc)
+            return None
+        if journal is None:
+            return None
+        source = JournalSource(hook, journal)
+        safe_start(source)
+        return source
 
     def remove_webhook(self, url: str, mount: str | None = None, *, drop_pending: bool = False,
                        outbox: str | os.PathLike[str] | None = None) -> bool:
@@ -170,7 +209,7 @@ class WebhookMethods:
         while True:
             with registry.lock:
                 workers = [w for w in registry.workers.values() if w.active]
-            if sum(w.spool.count() for w in workers) == 0:
+            if all(w.settled() for w in workers):
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -197,6 +236,10 @@ class WebhookMethods:
         event, mount = str(info.get("event")), node.mount_name
         with self._hooks.lock:
             targets = [w for w in self._hooks.workers.values() if w.hook.wants(event, mount)]
+        journaled = [w for w in targets if event in _journaled() and w.journal_of(mount)]
+        for worker in journaled:  # already in the journal, delivered from there
+            worker.wake(journal=mount)
+        targets = [w for w in targets if w not in journaled]
         if not targets:
             return
         msg_id = new_message_id()

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
+from storied.errors import StorageError
+from storied.events.webhook_journal import BATCH, JournalSource
 from storied.events.webhook_spool import Message, Spool
 from storied.events.webhooks import Webhook, redact_url
 
@@ -136,6 +138,7 @@ class Worker:
 
     def __init__(self, hook: Webhook, spool: Spool, changed: Callable[[], None]) -> None:
         self.hook, self.spool, self._changed = hook, spool, changed
+        self.journals: list[JournalSource] = []  # versioned mounts: read from their journals
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.failures = 0  # consecutive retryable failures: picks the next delay
@@ -147,9 +150,18 @@ class Worker:
         """Start the thread."""
         self._thread.start()
 
-    def wake(self) -> None:
-        """A message was spooled: look now (unless paused by a failure)."""
+    def wake(self, journal: str | None = None) -> None:
+        """A message was spooled (or an event journaled on mount ``journal``): look now
+        (unless paused by a failure)."""
+        if journal is not None:
+            for source in self.journals:
+                if source.mount == journal:
+                    source.due = True
         self._wake.set()
+
+    def journal_of(self, mount: str | None) -> JournalSource | None:
+        """The journal source of ``mount``, if this endpoint reads that mount's journal."""
+        return next((j for j in self.journals if j.mount == mount), None)
 
     def stop(self, wait: float = 0.0) -> None:
         """End the thread after its current attempt; release the spool's lock."""
@@ -173,6 +185,13 @@ class Worker:
         finally:
             self.spool.unlock()
 
+    def settled(self) -> bool:
+        """True when nothing is pending: the spool is empty and no journal read is due or
+        left events behind (what ``flush_webhooks`` waits for)."""
+        if any(j.due or j.backlog for j in self.journals):
+            return False
+        return self.spool.count() == 0
+
     def _round(self) -> float:
         """Deliver what is due; seconds until the next look."""
         if self.hook.disabled:
@@ -184,55 +203,97 @@ class Worker:
         if pause > 0:
             return min(pause, POLL * 5)
         self.spool.sweep()
+        for source in self.journals:
+            if source.wanted() and not self._pump(source):
+                return max(0.0, self._paused_until - time.monotonic())
         for name in self.spool.names():
             if self._stop.is_set():
                 return 0.0
             message = self.spool.load(name)
             if message is None:
                 continue
-            if not self._deliver(message):
+            verdict = self._deliver(message)
+            if verdict in ("ok", "drop"):
+                self.spool.remove(message)
+                self._changed()
+            elif verdict == "retry":
+                self.spool.update(message)
                 return max(0.0, self._paused_until - time.monotonic())
+            else:
+                return 0.0
         return POLL
 
-    def _drop(self, message: Message, why: str) -> None:
-        log.error("webhook %s: message %s failed for good (%s); dropped",
-                  redact_url(self.hook.url), message.id, why)
-        self.spool.remove(message)
-        self._changed()
-
-    def _deliver(self, message: Message) -> bool:
-        """One attempt at ``message``; False when the endpoint must pause (or stop)."""
-        policy = self.hook.retry
-        if time.time() - message.created > policy.max_age:
-            self._drop(message, f"older than {policy.max_age:g} s")
+    def _pump(self, source: JournalSource) -> bool:
+        """Deliver the journal's next batch; False when the endpoint must pause (or stop)."""
+        try:
+            events = source.read()
+        except StorageError as exc:
+            log.warning("webhook %s: cannot read the journal of %s (%s); retrying later",
+                        redact_url(self.hook.url), source.mount, exc)
+            source.backlog, source.due = False, True  # pending: read again next round
             return True
+        done: str | None = None
+        verdict = "ok"
+        for event in events:
+            if self._stop.is_set():
+                verdict = "stop"
+                break
+            if self.hook.wants(event.type, source.mount):
+                message = source.message(event)
+                verdict = self._deliver(message)
+                if verdict == "retry":
+                    source.attempts[message.id] = message.attempts
+                    break
+                if verdict == "gone":
+                    break
+                source.attempts.pop(message.id, None)
+            done = event.cursor
+        source.backlog = verdict != "gone" and (verdict != "ok" or len(events) >= BATCH)
+        if done is not None:
+            try:
+                source.advance(done)
+            except StorageError as exc:  # sent again later, with the same webhook-ids
+                log.warning("webhook %s: cannot save its cursor on %s (%s)",
+                            redact_url(self.hook.url), source.mount, exc)
+        self._changed()
+        return verdict in ("ok", "drop")
+
+    def _deliver(self, message: Message) -> str:
+        """One attempt at ``message``: ``'ok'``, ``'drop'`` (failed for good, logged),
+        ``'retry'`` (``message.attempts`` counted, the endpoint paused) or ``'gone'`` (the
+        endpoint disabled). The caller persists the result."""
+        policy = self.hook.retry
+        where = redact_url(self.hook.url)
+        if time.time() - message.created > policy.max_age:
+            log.error("webhook %s: message %s older than %g s; dropped", where, message.id,
+                      policy.max_age)
+            return "drop"
         outcome = attempt(self.hook, message.id, message.body)
         if outcome.kind == "ok":
             self.failures = 0
-            self.spool.remove(message)
-            self._changed()
-            return True
+            return "ok"
         what = f"HTTP {outcome.status}" if outcome.status else outcome.detail
         if outcome.kind == "gone":
             self.hook.disabled = True
             self.spool.set_disabled(True)
             dropped = self.spool.clear()
             log.error("webhook %s answered 410 Gone: endpoint disabled, %d pending message(s) "
-                      "dropped", redact_url(self.hook.url), dropped)
+                      "dropped", where, dropped)
             self._changed()
             self._stop.set()
-            return False
+            return "gone"
         if outcome.kind == "final":
-            self._drop(message, f"{what} {outcome.detail}".strip())
-            return True
+            log.error("webhook %s: message %s failed for good (%s); dropped", where,
+                      message.id, f"{what} {outcome.detail}".strip())
+            return "drop"
         message.attempts += 1
         if message.attempts >= policy.max_attempts:
-            self._drop(message, f"{what} after {message.attempts} attempts")
-            return True
-        self.spool.update(message)
+            log.error("webhook %s: message %s failed for good (%s after %d attempts); dropped",
+                      where, message.id, what, message.attempts)
+            return "drop"
         self.failures += 1
         wait = policy.delay(self.failures, outcome.retry_after)
         self._paused_until = time.monotonic() + wait
         log.warning("webhook %s: message %s attempt %d failed (%s); next try in %.1f s",
-                    redact_url(self.hook.url), message.id, message.attempts, what, wait)
-        return False
+                    where, message.id, message.attempts, what, wait)
+        return "retry"

@@ -1,0 +1,151 @@
+"""Webhooks of versioned mounts: delivered from the mount's event journal (the outbox written
+with the version commit) with a per-endpoint cursor in the history root, against a real HTTP
+server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import standardwebhooks
+
+from storied import StorageManager
+from test_he_webhooks import FAST, SECRET, Receiver, dead_url
+
+
+def versioned(data: Path) -> StorageManager:
+    manager = StorageManager()
+    manager.configure([{"name": "v", "type": "local", "path": str(data), "versioning": True}])
+    return manager
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    (tmp_path / "data").mkdir()
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+def subjects_and_ids(server: Receiver) -> dict[str, set[str]]:
+    verifier = standardwebhooks.Webhook(SECRET)
+    found: dict[str, set[str]] = {}
+    for headers, body in server.delivered:
+        payload = verifier.verify(body, headers)
+        assert payload["id"] == headers["webhook-id"]
+        found.setdefault(f'{payload["type"]} {payload["subject"]}', set()).add(
+            headers["webhook-id"])
+    return found
+
+
+def test_versioned_writes_are_delivered_from_the_journal(data: Path, receiver: Receiver,
+                                                         tmp_path: Path) -> None:
+    storage = versioned(data)
+    try:
+        receiver.script.extend([("status", 500, {}), ("drop",)])
+        storage.node("v:before.txt").write_text("not sent: before the registration")
+        hook = storage.add_webhook(receiver.url, events=["version_created", "tag_created"],
+                                   secret=SECRET, mount="v", retry=FAST,
+                                   outbox=tmp_path / "o")
+        for i in range(3):
+            storage.node(f"v:docs/{i}.txt").write_text(f"v{i}")
+        storage.node("v:docs/0.txt").tag_version(-1, "release")
+        assert storage.flush_webhooks(timeout=10)
+        found = subjects_and_ids(receiver)
+        assert sorted(found) == ["storied.tag.created docs/0.txt",
+                                 *(f"storied.version.created docs/{i}.txt" for i in range(3))]
+        assert all(len(ids) == 1 for ids in found.values())
+        # the journal is the outbox: nothing went through the local spool
+        assert list((tmp_path / "o").rglob("*.msg")) == []
+        cursor = json.loads((data / ".storied" / "webhooks" / f"{hook.key}.json").read_text())
+        assert int(cursor["cursor"]) == 5  # before.txt + 3 writes + the tag
+        ids = [h["webhook-id"] for _, h, _, _ in receiver.requests]
+        assert [e.id for e in storage.events("v:")][1:] == [i.removeprefix("msg_")
+                                                             for i in dict.fromkeys(ids)]
+    finally:
+        storage.close_webhooks()
+
+
+def test_events_of_a_process_without_the_webhook_are_delivered(data: Path, receiver: Receiver,
+                                                               tmp_path: Path) -> None:
+    first = versioned(data)
+    first.add_webhook(receiver.url, events=["version_created"], secret=SECRET, mount="v",
+                      outbox=tmp_path / "o")
+    first.close_webhooks()  # the cursor stays in the history root
+    writer = versioned(data)  # registers no webhook at all
+    for i in range(4):
+        writer.node(f"v:w{i}.txt").write_text("x")
+    later = versioned(data)
+    try:
+        later.add_webhook(receiver.url, events=["version_created"], secret=SECRET, mount="v",
+                          outbox=tmp_path / "o")
+        assert later.flush_webhooks(timeout=10)
+        assert sorted(subjects_and_ids(receiver)) == [
+            f"storied.version.created w{i}.txt" for i in range(4)]
+    finally:
+        later.close_webhooks()
+
+
+CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from storied import StorageManager
+    from storied.events.webhooks import RetryPolicy
+    url, data, outbox, secret = sys.argv[1:5]
+    storage = StorageManager()
+    storage.configure([{"name": "v", "type": "local", "path": data, "versioning": True}])
+    storage.add_webhook(url, events=["version_created"], secret=secret, mount="v",
+                        outbox=outbox,
+                        retry=RetryPolicy(delays=(0.05,), jitter=0.0, max_attempts=1000))
+    for i in range(10):
+        storage.node(f"v:f{i}.txt").write_text(str(i))
+    print("written", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_sigkill_right_after_the_writes_loses_no_event(data: Path, tmp_path: Path) -> None:
+    url = dead_url()
+    child = subprocess.run([sys.executable, "-c", CHILD, url, str(data), str(tmp_path / "o"),
+                            SECRET], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert "written" in child.stdout and child.returncode == -9, child.stderr
+    server = Receiver(port=int(url.rsplit(":", 1)[1].split("/")[0]))
+    storage = versioned(data)
+    try:
+        storage.add_webhook(url, events=["version_created"], secret=SECRET, mount="v",
+                            outbox=tmp_path / "o")
+        assert storage.flush_webhooks(timeout=10)
+        found = subjects_and_ids(server)
+        assert sorted(found) == sorted(f"storied.version.created f{i}.txt" for i in range(10))
+        assert all(len(ids) == 1 for ids in found.values())
+    finally:
+        storage.close_webhooks()
+        server.stop()
+
+
+def test_two_processes_share_one_cursor(data: Path, receiver: Receiver, tmp_path: Path) -> None:
+    one, two = versioned(data), versioned(data)
+    try:
+        for manager in (one, two):
+            manager.add_webhook(receiver.url, events=["version_created"], secret=SECRET,
+                                mount="v", outbox=tmp_path / f"o{id(manager)}")
+        for i in range(6):
+            (one if i % 2 else two).node(f"v:p{i}.txt").write_text("x")
+        assert one.flush_webhooks(timeout=10) and two.flush_webhooks(timeout=10)
+        found = subjects_and_ids(receiver)
+        assert sorted(found) == [f"storied.version.created p{i}.txt" for i in range(6)]
+        assert all(len(ids) == 1 for ids in found.values())  # duplicates keep their id
+    finally:
+        one.close_webhooks()
+        two.close_webhooks()
