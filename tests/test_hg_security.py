@@ -12,6 +12,7 @@ import pytest
 
 from storied import StorageManager
 from storied.web import create_app
+from storied.web.security import cookie_name
 
 with warnings.catch_warnings():  # starlette asks for httpx2; httpx works
     warnings.simplefilter("ignore")
@@ -59,7 +60,7 @@ def test_no_token_or_wrong_token_is_refused(storage: StorageManager) -> None:
         assert "second" not in response.text and "first" not in response.text
     wrong = client.get("/raw?path=docs:a.txt&v=0&token=nope")
     assert wrong.status_code == 403 and "wrong token" in wrong.text
-    client.cookies.set("storied_token", "nope")
+    client.cookies.set(cookie_name(TOKEN), "nope")
     assert client.get("/").status_code == 403
     posted = client.post("/act/restore", data={"path": "docs:a.txt", "v": "0"})
     assert posted.status_code == 403 and len(storage.node("docs:a.txt").versions) == 2
@@ -71,7 +72,9 @@ def test_token_once_then_httponly_strict_cookie(storage: StorageManager) -> None
     assert first.status_code == 303
     assert first.headers["location"] == "/file?path=docs%3Aa.txt"  # the token leaves the URL
     cookie = first.headers["set-cookie"]
-    assert f"storied_token={TOKEN}" in cookie and "HttpOnly" in cookie
+    assert f"{cookie_name(TOKEN)}={TOKEN}" in cookie and "HttpOnly" in cookie
+    assert cookie_name(TOKEN) != cookie_name("another") and cookie_name(TOKEN).startswith(
+        "storied_token_")
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
     assert client.get("/file?path=docs:a.txt").status_code == 200  # the cookie now
 

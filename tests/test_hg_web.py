@@ -266,3 +266,23 @@ def _png(size: tuple[int, int], colour: tuple[int, int, int]) -> bytes:
     out = io.BytesIO()
     image_module.new("RGB", size, colour).save(out, format="PNG")
     return out.getvalue()
+
+
+def test_browse_of_a_file_and_file_of_a_folder_redirect(client: TestClient) -> None:
+    to_file = client.get("/browse", params={"path": "docs:notes.txt"}, follow_redirects=False)
+    assert to_file.status_code == 303 and to_file.headers["location"].startswith("/file?")
+    to_folder = client.get("/file", params={"path": "docs:config"}, follow_redirects=False)
+    assert to_folder.status_code == 303 and to_folder.headers["location"].startswith("/browse?")
+
+
+def test_deleted_file_keeps_its_history_page_and_can_be_restored(
+    client: TestClient, storage: StorageManager,
+) -> None:
+    node = storage.node("docs:notes.txt")
+    node.delete()
+    page = client.get("/file", params={"path": "docs:notes.txt"}).text
+    assert "the file is deleted" in page and page.count("<tr data-version=") == 2
+    first = node.versions[0]["version_id"]
+    done = client.post("/act/restore", data={"csrf": csrf_of(page), "path": "docs:notes.txt",
+                                              "v": first})
+    assert done.status_code == 200 and node.read_text() == "line one\nline two\n"

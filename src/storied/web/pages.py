@@ -112,6 +112,14 @@ def crumbs(mount: str, path: str) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- mounts
+def _mount_caps(web: Web, name: str, backend: Any) -> list[str]:
+    """What the mount can do, version flags included where it keeps history."""
+    try:
+        return list(web.storage.node(f"{name}:").capabilities.enabled())
+    except errors.StorageError:
+        return list(backend.capabilities.enabled())
+
+
 def mounts(web: Web, request: Request, form: Any) -> Response:
     rows = []
     for name in web.storage.get_mount_names():
@@ -125,7 +133,7 @@ def mounts(web: Web, request: Request, form: Any) -> Response:
             "name": name,
             "type": backend.protocol,
             "engine": engine,
-            "caps": backend.capabilities.enabled(),
+            "caps": _mount_caps(web, name, backend),
             "writable": web.writable(name),
         })
     return web.page(request, "mounts.html", mounts=rows)

@@ -22,9 +22,16 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlencode
 
-__all__ = ["COOKIE", "CSP", "Guard", "csrf_token", "security_headers"]
+__all__ = ["CSP", "Guard", "cookie_name", "csrf_token", "security_headers"]
 
-COOKIE = "storied_token"
+
+
+def cookie_name(token: str) -> str:
+    """The cookie that keeps ``token``: ``storied_token_<8 hex>``, named after the token so
+    that two ``storied web`` servers on one host (cookies ignore ports) do not overwrite each
+    other's cookie."""
+    return "storied_token_" + hashlib.sha256(token.encode()).hexdigest()[:8]
+
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
@@ -72,6 +79,7 @@ class Guard:
                  refuse: Callable[[int, str], ASGIApp]) -> None:
         self.app = app
         self.token = token
+        self.cookie = cookie_name(token)
         self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,7 +99,7 @@ class Guard:
 
         request = Request(scope)
         query = request.query_params.get("token")
-        cookie = request.cookies.get(COOKIE)
+        cookie = request.cookies.get(self.cookie)
         header = request.headers.get("authorization", "")
         bearer = header[6:].strip() if header.lower().startswith("token ") else None
         if _same(query, self.token):
@@ -129,5 +137,5 @@ class Guard:
         rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
         target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, self.token, httponly=True, samesite="strict", path="/")
+        response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
         await response(scope, receive, send)
