@@ -19,6 +19,9 @@ call that happened. Fault kinds (``faults=`` selects them, optionally weighted):
 ``truncated``     reads only: the stream raises ``TransientStorageError`` after some bytes.
 ``precondition``  conditional writes (``IF_MATCH``) and ``delete_if_match`` only:
                   :class:`~storied.errors.PreconditionFailedError` (another writer won).
+``lost_response`` opt-in, writes/deletes/moves...: the call *is applied*, then
+                  :class:`StorageTimeoutError` (the answer was lost): what makes retries of
+                  non-idempotent calls unsafe.
 
 A kind that does not apply to a call is not drawn for it (an ``info`` never gets
 ``precondition``); a call to which no selected kind applies never fails.
@@ -33,7 +36,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from storied import errors
 from storied.backends.base import Backend, WrappedBackend
@@ -44,7 +47,14 @@ from storied.errors import (
 )
 from storied.info import Data, Info, ObjectVersion, WriteMode
 
-__all__ = ["FAULT_KINDS", "FaultEvent", "MockBackend", "StorageTimeoutError", "from_config"]
+__all__ = [
+    "EXTRA_KINDS",
+    "FAULT_KINDS",
+    "FaultEvent",
+    "MockBackend",
+    "StorageTimeoutError",
+    "from_config",
+]
 
 if hasattr(errors, "StorageTimeoutError"):  # pragma: no cover - once errors.py defines it
     StorageTimeoutError = errors.StorageTimeoutError
@@ -54,8 +64,12 @@ else:
         """The storage did not answer in time (retried like any transient error)."""
 
 
-#: Every fault kind, in the order weights are drawn.
+T = TypeVar("T")
+
+#: The fault kinds drawn by default (each leaves the storage unchanged, but ``truncated``).
 FAULT_KINDS = ("transient", "timeout", "truncated", "precondition")
+#: Opt-in kinds (``faults=['lost_response']``): the call is applied, then its answer lost.
+EXTRA_KINDS = ("lost_response",)
 _READS = frozenset({"open_read", "open_version", "read_bytes"})
 
 
@@ -86,10 +100,9 @@ def _weights(faults: Mapping[str, float] | Sequence[str] | str | None) -> dict[s
     pairs = faults.items() if isinstance(faults, Mapping) else ((k, 1.0) for k in faults)
     out: dict[str, float] = {}
     for kind, weight in pairs:
-        if kind not in FAULT_KINDS:
-            raise StorageConfigError(
-                f"Unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}"
-            )
+        if kind not in FAULT_KINDS + EXTRA_KINDS:
+            known = ", ".join(FAULT_KINDS + EXTRA_KINDS)
+            raise StorageConfigError(f"Unknown fault kind {kind!r}; known: {known}")
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
             raise StorageConfigError(f"Fault weight of {kind!r} must be a number >= 0")
         if weight:
@@ -196,14 +209,19 @@ class MockBackend(WrappedBackend):
             self._sleep(delay / 1000)
         return fault, cut
 
-    def _call(self, operation: str, path: str, *, conditional: bool = False) -> float:
-        """Sleep, then raise the drawn fault (before the inner backend is touched); returns
-        the truncation point (a fraction of the body) when the fault is ``truncated``."""
+    def _call(
+        self, operation: str, path: str, *, conditional: bool = False, mutating: bool = False
+    ) -> tuple[str, float] | None:
+        """Sleep, then raise the drawn fault (before the inner backend is touched). A fault
+        that strikes after the call (``truncated``, ``lost_response``) is returned instead,
+        with the truncation point (a fraction of the body)."""
         kinds = ["transient", "timeout"]
         if operation in _READS:
             kinds.append("truncated")
         if conditional:
             kinds.append("precondition")
+        if mutating:
+            kinds.append("lost_response")
         fault, cut = self._draw(operation, path, kinds)
         where = f"{operation}({path!r})"
         if fault == "transient":
@@ -212,7 +230,18 @@ class MockBackend(WrappedBackend):
             raise StorageTimeoutError(f"injected fault: timed out waiting for {where}")
         if fault == "precondition":
             raise PreconditionFailedError(f"injected fault: etag mismatch on {where}")
-        return cut if fault == "truncated" else -1.0
+        return (fault, cut) if fault else None
+
+    def _mutate(
+        self, operation: str, path: str, thunk: Callable[[], T], *, conditional: bool = False
+    ) -> T:
+        late = self._call(operation, path, conditional=conditional, mutating=True)
+        result = thunk()
+        if late:
+            raise StorageTimeoutError(
+                f"injected fault: {operation}({path!r}) was applied, its response lost"
+            )
+        return result
 
     @staticmethod
     def _truncate(stream: BinaryIO, cut: float, path: str) -> BinaryIO:
@@ -246,12 +275,12 @@ class MockBackend(WrappedBackend):
         return self.inner.list_names(path, start_after)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        cut = self._call("open_read", path)
+        late = self._call("open_read", path)
         stream = self.inner.open_read(path, start, end)
-        return self._truncate(stream, cut, path) if cut >= 0 else stream
+        return self._truncate(stream, late[1], path) if late else stream
 
     def read_bytes(self, path: str) -> bytes:
-        if self._call("read_bytes", path) >= 0:
+        if self._call("read_bytes", path):
             raise TransientStorageError(f"injected fault: body of {path!r} truncated")
         return self.inner.read_bytes(path)
 
@@ -264,32 +293,32 @@ class MockBackend(WrappedBackend):
         etag: str | None = None,
         metadata: dict[str, str] | None = None,
     ) -> Info:
-        self._call("write", path, conditional=mode is WriteMode.IF_MATCH)
-        return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
+        return self._mutate(
+            "write",
+            path,
+            lambda: self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata),
+            conditional=mode is WriteMode.IF_MATCH,
+        )
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
-        self._call("delete", path)
-        self.inner.delete(path, recursive=recursive)
+        self._mutate("delete", path, lambda: self.inner.delete(path, recursive=recursive))
 
     def delete_if_match(self, path: str, etag: str) -> None:
-        self._call("delete_if_match", path, conditional=True)
-        self.inner.delete_if_match(path, etag)
+        thunk = lambda: self.inner.delete_if_match(path, etag)  # noqa: E731
+        self._mutate("delete_if_match", path, thunk, conditional=True)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        self._call("mkdir", path)
-        self.inner.mkdir(path, parents=parents, exist_ok=exist_ok)
+        thunk = lambda: self.inner.mkdir(path, parents=parents, exist_ok=exist_ok)  # noqa: E731
+        self._mutate("mkdir", path, thunk)
 
     def copy(self, src: str, dst: str) -> Info:
-        self._call("copy", src)
-        return self.inner.copy(src, dst)
+        return self._mutate("copy", src, lambda: self.inner.copy(src, dst))
 
     def move(self, src: str, dst: str) -> None:
-        self._call("move", src)
-        self.inner.move(src, dst)
+        self._mutate("move", src, lambda: self.inner.move(src, dst))
 
     def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
-        self._call("set_metadata", path)
-        self.inner.set_metadata(path, metadata)
+        self._mutate("set_metadata", path, lambda: self.inner.set_metadata(path, metadata))
 
     def get_metadata(self, path: str) -> dict[str, str]:
         self._call("get_metadata", path)
@@ -302,29 +331,26 @@ class MockBackend(WrappedBackend):
     def open_version(
         self, path: str, version_id: str, start: int = 0, end: int | None = None
     ) -> BinaryIO:
-        cut = self._call("open_version", path)
+        late = self._call("open_version", path)
         stream = self.inner.open_version(path, version_id, start, end)
-        return self._truncate(stream, cut, path) if cut >= 0 else stream
+        return self._truncate(stream, late[1], path) if late else stream
 
     def delete_version(self, path: str, version_id: str) -> None:
-        self._call("delete_version", path)
-        self.inner.delete_version(path, version_id)
+        self._mutate("delete_version", path, lambda: self.inner.delete_version(path, version_id))
 
     def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
         self._call("walk_versions", path)
         return self.inner.walk_versions(path)
 
     def delete_many(self, items: list[tuple[str, str | None]]) -> None:
-        self._call("delete_many", items[0][0] if items else "")
-        self.inner.delete_many(items)
+        first = items[0][0] if items else ""
+        self._mutate("delete_many", first, lambda: self.inner.delete_many(items))
 
     def link(self, src: str, dst: str) -> None:
-        self._call("link", src)
-        self.inner.link(src, dst)
+        self._mutate("link", src, lambda: self.inner.link(src, dst))
 
     def unlink_links(self, path: str) -> int:
-        self._call("unlink_links", path)
-        return self.inner.unlink_links(path)
+        return self._mutate("unlink_links", path, lambda: self.inner.unlink_links(path))
 
     def storage_key(self) -> Hashable:
         return self.inner.storage_key()
