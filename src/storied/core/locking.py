@@ -221,8 +221,13 @@ class Lock:
         return self._lost
 
     def _document(self, state: str, nonce: str, token: int | None) -> bytes:
+        """The lock object. Its size is padded to ``token`` modulo 4: a storage whose etag is
+        inode-mtime-size (local disk) cannot give one etag to two grants written in one
+        clock tick on a reused inode (the A-B-A an ``IF_MATCH`` would not see)."""
         body = {"owner": self.owner, "state": state, "token": token, "ttl": self.ttl,
-                "nonce": nonce, "path": self._path, "time": round(time.time(), 3)}
+                "nonce": nonce, "path": self._path, "time": round(time.time(), 3), "pad": ""}
+        size = len(json.dumps(body, sort_keys=True).encode())
+        body["pad"] = " " * (((token or 0) - size) % 4)
         return json.dumps(body, sort_keys=True).encode()
 
     # ----------------------------------------------------------------- acquire
