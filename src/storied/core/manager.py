@@ -69,6 +69,7 @@ class StorageManager(
         self._parents: dict[str, tuple[str, str]] = {}  # relative mount -> (parent, sub-path)
         self._histories: dict[str, MountHistory | None] = {}
         self._hiders: dict[str, HideReserved] = {}  # root mount -> its reserved-area layer
+        self._implicit_mounts: set[str] = set()  # made for URL addresses (core/urls.py)
 
     # ------------------------------------------------------------------ configuration
     def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
@@ -362,7 +363,9 @@ class StorageManager(
         *path_parts: str,
         version: int | str | None = None,
     ) -> StorageNode:
-        """A node for ``'mount:path'``, ``'mount'`` or ``'mount', 'part', 'part'``.
+        """A node for ``'mount:path'``, ``'mount'`` or ``'mount', 'part', 'part'``, or a URL
+        (``'s3://bucket/key'``, ``'gs://…'``, ``'az://…'``, ``'file:///…'``, ``'memory://…'``:
+        an implicit mount, see :mod:`storied.core.urls`).
 
         The path is normalised (empty and ``.`` segments dropped, a leading slash means the mount
         root). ``..``, control characters and backslashes are refused. With ``version`` the node
@@ -381,6 +384,11 @@ class StorageManager(
             raise InvalidPathError(
                 f"A node path is a 'mount:path' str, not {type(mount_or_path).__name__}"
             )
+        if "://" in mount_or_path[:10]:
+            from storied.core.urls import is_url, mount_for_url
+
+            if is_url(mount_or_path):
+                mount_or_path = mount_for_url(self, mount_or_path)
         mount, first = paths.split_fullpath(mount_or_path)
         backend = self.get_backend(mount)
         if backend.capabilities.opaque_paths:
