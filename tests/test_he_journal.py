@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 import standardwebhooks
 
 from storied import StorageManager
+from storied.testing.s3server import TEST_KEY, TEST_SECRET, MotoHandle, make_bucket
 from test_he_webhooks import FAST, SECRET, Receiver, dead_url
 
 
@@ -149,3 +151,29 @@ def test_two_processes_share_one_cursor(data: Path, receiver: Receiver, tmp_path
     finally:
         one.close_webhooks()
         two.close_webhooks()
+
+
+@pytest.mark.parametrize("engine", ["portable", "native"])
+def test_s3_mounts_deliver_from_their_journal(moto: MotoHandle, receiver: Receiver,
+                                              tmp_path: Path, engine: str) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"hk-{uuid.uuid4().hex[:12]}",
+                         versioned=engine == "native")
+    config = {"name": "v", "type": "s3", "bucket": bucket, "endpoint_url": moto.endpoint_url,
+              "key": TEST_KEY, "secret": TEST_SECRET, "versioning": True}
+    managers = [StorageManager(), StorageManager()]
+    try:
+        for number, manager in enumerate(managers):
+            manager.configure([config])
+            manager.add_webhook(receiver.url, events=["version_created"], secret=SECRET,
+                                mount="v", retry=FAST, outbox=tmp_path / f"o{number}")
+        receiver.script.append(("status", 503, {"Retry-After": "0"}))
+        for i in range(4):
+            managers[i % 2].node(f"v:s{i}.txt").write_text(str(i))
+        assert all(m.flush_webhooks(timeout=10) for m in managers)
+        found = subjects_and_ids(receiver)
+        assert sorted(found) == [f"storied.version.created s{i}.txt" for i in range(4)]
+        assert all(len(ids) == 1 for ids in found.values())
+        assert not list(tmp_path.rglob("*.msg"))  # the journal was the outbox
+    finally:
+        for manager in managers:
+            manager.close_webhooks()
