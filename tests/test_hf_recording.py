@@ -222,3 +222,108 @@ def test_errors_and_faults_replay_as_recorded(tmp_path: Path) -> None:
     offline.add_mount({"name": "flaky", "backend": MockBackend(), "retries": 1})
     with offline.replay_mode(cassette):
         assert run(offline) == live
+
+
+def test_native_s3_versions_replay(own_moto: MotoHandle, tmp_path: Path) -> None:
+    bucket = make_bucket(own_moto.endpoint_url, f"ver-{uuid.uuid4().hex[:10]}", versioned=True)
+    cassette = tmp_path / "versions.json"
+
+    def run(storage: StorageManager) -> list[Any]:
+        node = storage.node("s3:report.txt")
+        for text in ("first", "second", "third"):
+            node.write_text(text)
+        versions = node.versions
+        oldest = storage.node("s3:report.txt", version=versions[0]["version_id"])
+        return [[v["version_id"] for v in versions], oldest.read_text(), node.read_text(),
+                node.version_count]  # fmt: skip
+
+    live = StorageManager()
+    live.configure([_s3(own_moto.endpoint_url, bucket)])
+    with live.record_mode(cassette):
+        recorded = run(live)
+    assert recorded[1:] == ["first", "third", 3]
+    own_moto.stop()
+    offline = StorageManager()
+    offline.configure([_s3(own_moto.endpoint_url, bucket)])
+    with offline.replay_mode(cassette):
+        assert run(offline) == recorded
+
+
+def test_portable_history_reads_replay(tmp_path: Path) -> None:
+    """Reads of a mount with storied's own history replay (its writes name records by time
+    and writer id, so they cannot: docs/CASSETTE.md)."""
+    storage = StorageManager()
+    storage.configure([{"name": "m", "type": "memory", "versioning": True, "store": "hist"}])
+    storage.node("m:a.txt").write_text("one")
+    storage.node("m:a.txt").write_text("two")
+
+    def read(sm: StorageManager) -> list[Any]:
+        versions = sm.node("m:a.txt").versions
+        return [[v["version_id"] for v in versions],
+                sm.node("m:a.txt", version=versions[0]["version_id"]).read_text()]  # fmt: skip
+
+    with storage.record_mode(tmp_path / "hist.json"):
+        recorded = read(storage)
+    offline = StorageManager()
+    offline.configure([{"name": "m", "type": "memory", "versioning": True, "store": "empty"}])
+    with offline.replay_mode(tmp_path / "hist.json"):
+        assert read(offline) == recorded == [recorded[0], "one"]
+
+
+def _tampered(tmp_path: Path, change: Any) -> StorageManager:
+    cassette = _memory_cassette(tmp_path)
+    document = json.loads(cassette.read_text())
+    change(document["interactions"])
+    cassette.write_text(json.dumps(document))
+    storage = StorageManager()
+    storage.configure([{"name": "m", "type": "memory", "store": "tampered"}])
+    storage.replay_mode(cassette)
+    return storage
+
+
+def test_a_hostile_cassette_names_no_file_outside_and_no_foreign_class(tmp_path: Path) -> None:
+    def body_outside(items: list[dict[str, Any]]) -> None:
+        read = next(i for i in items if i["op"] == "read_bytes")
+        read["result"] = {"t": "bytes", "v": {"sha256": "0" * 64, "size": 4,
+                                              "file": "../../../../etc/passwd"}}  # fmt: skip
+
+    storage = _tampered(tmp_path, body_outside)
+    storage.node("m:notes/a.txt").write_text("one")
+    with pytest.raises(StorageIOError, match="not a SHA-256"):
+        storage.node("m:notes/a.txt").read_text()
+
+    def foreign_error(items: list[dict[str, Any]]) -> None:
+        read = next(i for i in items if i["op"] == "read_bytes")
+        del read["result"]
+        read["error"] = {"class": "subprocess.CalledProcessError", "message": "boom"}
+
+    storage = _tampered(tmp_path, foreign_error)
+    storage.node("m:notes/a.txt").write_text("one")
+    with pytest.raises(StorageIOError, match="subprocess.CalledProcessError: boom"):
+        storage.node("m:notes/a.txt").read_text()
+
+
+def test_recording_from_threads_keeps_every_call(tmp_path: Path) -> None:
+    import threading
+
+    storage = StorageManager()
+    storage.configure([{"name": "m", "type": "memory"}])
+    cassette = tmp_path / "threads.json"
+    with storage.record_mode(cassette):
+        workers = [
+            threading.Thread(target=lambda n=n: [storage.node(f"m:t{n}/f{i}").write_text("x")
+                                                 for i in range(25)])  # fmt: skip
+            for n in range(4)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    writes = [i for i in json.loads(cassette.read_text())["interactions"] if i["op"] == "write"]
+    assert len(writes) == 100
+    offline = StorageManager()
+    offline.configure([{"name": "m", "type": "memory", "store": "threads-replay"}])
+    with offline.replay_mode(cassette):
+        for n in range(4):
+            for i in range(25):
+                offline.node(f"m:t{n}/f{i}").write_text("x")

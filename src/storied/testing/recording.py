@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from storied import paths
 from storied.backends.base import Backend, WrappedBackend
 from storied.capabilities import Capabilities
 from storied.errors import InvalidArgumentError, StorageError, StorageIOError
@@ -44,6 +45,7 @@ from storied.testing._cassette import (
 __all__ = [
     "CASSETTE_FORMAT",
     "INLINE_LIMIT",
+    "STORIED_RECORD",
     "CassetteBackend",
     "CassetteSession",
     "ReplayMismatchError",
@@ -53,6 +55,9 @@ __all__ = [
 #: The ``storied_cassette`` value of the format this module writes.
 CASSETTE_FORMAT = 1
 _MODES = ("record", "none", "new_episodes")
+#: What a write's ``data`` argument is in a cassette when the write is one of storied's own
+#: records (below the reserved area): matched by path, not by content.
+STORIED_RECORD = "<storied record: matched by path>"
 
 
 class ReplayMismatchError(StorageError, LookupError):
@@ -319,8 +324,10 @@ class CassetteBackend(WrappedBackend):
         def thunk() -> Info:
             return self.inner.write(path, body, mode=mode, etag=etag, metadata=metadata)
 
+        # storied's own records (journal entries, history records) hold times: matched by path
+        shown: bytes | str = STORIED_RECORD if paths.is_hidden(path) else body
         return self._do(  # type: ignore[no-any-return]
-            "write", thunk, path=path, data=body, mode=str(mode), etag=etag, metadata=metadata
+            "write", thunk, path=path, data=shown, mode=str(mode), etag=etag, metadata=metadata
         )
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
