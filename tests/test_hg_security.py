@@ -198,6 +198,7 @@ def test_hostile_names_tags_annotations_and_contents_are_escaped(
         client.get("/file", params={"path": node.fullpath}),
         client.get("/view", params={"path": node.fullpath, "v": "-1"}),
         client.get("/diff", params={"path": node.fullpath, "a": "0", "b": "-1"}),
+        client.get("/events", params={"path": "docs:"}),
         client.post("/act/tag", data={"csrf": csrf, "path": node.fullpath, "v": "-1",
                                       "tag": IMG}),
     ]

@@ -286,3 +286,25 @@ def test_deleted_file_keeps_its_history_page_and_can_be_restored(
     done = client.post("/act/restore", data={"csrf": csrf_of(page), "path": "docs:notes.txt",
                                               "v": first})
     assert done.status_code == 200 and node.read_text() == "line one\nline two\n"
+
+
+def test_event_journal_page(client: TestClient, storage: StorageManager) -> None:
+    node = storage.node("docs:notes.txt")
+    node.tag_version(0, "v-one")
+    page = client.get("/events", params={"path": "docs:"}).text
+    assert "version_created" in page and "notes.txt" in page
+    only = client.get("/events", params={"path": "docs:config"}).text
+    assert "app.json" in only and "notes.txt" not in only
+    assert client.get("/events", params={"path": "plain:"}).status_code == 403
+
+
+def test_event_journal_pages_on(storage: StorageManager) -> None:
+    node = storage.node("docs:many.txt")
+    for i in range(205):
+        node.write_text(str(i))
+    client = client_for(storage)
+    first = client.get("/events", params={"path": "docs:many.txt"}).text
+    later = re.search(r'href="(/events\?[^"]+since=[^"]+)"', first)
+    assert later and first.count("<tr><td>") == 200
+    second = client.get(later.group(1).replace("&amp;", "&")).text
+    assert second.count("<tr><td>") == 5

@@ -156,7 +156,7 @@ def _endpoint(web: Web, handler: Handler, post: bool) -> Callable[[Request], Any
 
 def build_app(storage: StorageManager, read_only: bool = False, token: str | None = None) -> Any:
     """See :func:`storied.web.create_app`."""
-    from storied.web import actions, pages
+    from storied.web import actions, mount_pages, pages
 
     if token is None:
         token = secrets.token_urlsafe(24)
@@ -173,9 +173,10 @@ def build_app(storage: StorageManager, read_only: bool = False, token: str | Non
         ("/image", pages.image),
         ("/diff", pages.diff),
         ("/diffimage", pages.diff_image),
-        ("/snapshots", pages.snapshots),
-        ("/snapshot", pages.snapshot),
-        ("/snapshot/diff", pages.snapshot_diff),
+        ("/snapshots", mount_pages.snapshots),
+        ("/snapshot", mount_pages.snapshot),
+        ("/snapshot/diff", mount_pages.snapshot_diff),
+        ("/events", mount_pages.events),
     ]
     posts: list[tuple[str, Handler]] = [
         ("/act/restore", actions.restore),

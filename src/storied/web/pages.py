@@ -6,7 +6,7 @@ Paths come from the ``path`` query parameter as ``'mount:folder/file'`` and go t
 folder page is one listing of the folder; version counts for the visible rows come from
 ``/counts`` (one listing plus one history read per visible file), fetched by the page's
 script; the file page is one history read (``node.versions``); a version view reads at most
-:data:`PREVIEW_BYTES` of the content.
+:data:`PREVIEW_BYTES` of the content. Snapshot and journal pages: :mod:`storied.web.mount_pages`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from storied.web.app import Web
 
 __all__ = [
-    "counts", "diff", "diff_image", "file_page", "folder", "image", "mounts", "raw",
-    "snapshot", "snapshot_diff", "snapshots", "view",
+    "counts", "diff", "diff_image", "file_page", "folder", "image", "mounts", "need", "node_of",
+    "param", "raw", "version_arg", "view",
 ]
 
 FOLDER_PAGE = 200
@@ -389,46 +389,3 @@ def diff_image(web: Web, request: Request, form: Any) -> Response:
     out = io.BytesIO()
     result.image.save(out, format="PNG")
     return _image_response(out.getvalue(), "image/png")
-
-
-# ---------------------------------------------------------------- snapshots
-def snapshots(web: Web, request: Request, form: Any) -> Response:
-    rows = web.storage.list_snapshots()
-    writable = [n for n in web.storage.get_mount_names() if web.writable(n)]
-    return web.page(request, "snapshots.html", rows=rows, can_create=bool(writable),
-                    prefix=param(request, "prefix") or "")
-
-
-def _snapshot_files(web: Web, snap: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """The snapshot's mount and ``{mount path: version id}``."""
-    mount, _sub = paths.split_fullpath(snap["prefix"])
-    history = web.storage.history(mount)
-    base = history.prefix if history is not None else ""
-    files = {}
-    for path, vid in snap["files"].items():
-        files[paths.relative_to(path, base) if paths.is_under(path, base) else path] = vid
-    return mount, files
-
-
-def snapshot(web: Web, request: Request, form: Any) -> Response:
-    tag = need(request, "tag")
-    snap = web.storage.get_snapshot(tag)
-    mount, files = _snapshot_files(web, snap)
-    return web.page(request, "snapshot.html", tag=tag, snap=snap, mount=mount,
-                    files=sorted(files.items()), writable=web.writable(mount))
-
-
-def snapshot_diff(web: Web, request: Request, form: Any) -> Response:
-    """The snapshot against now: the dry-run plan of its restore (shown before restoring)."""
-    tag = need(request, "tag")
-    snap = web.storage.get_snapshot(tag)
-    mount, files = _snapshot_files(web, snap)
-    plan = web.storage.restore_snapshot(tag, dry_run=True)
-    changed = []
-    for path in plan["restored"]:
-        node = web.storage.node(mount, path)
-        changed.append({"path": path, "fullpath": node.fullpath, "vid": files.get(path),
-                        "deleted": not node.exists()})
-    return web.page(request, "snapshot_diff.html", tag=tag, snap=snap, mount=mount,
-                    changed=changed, unchanged=plan["unchanged"], new=plan["new"],
-                    writable=web.writable(mount))
