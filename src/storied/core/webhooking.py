@@ -175,14 +175,8 @@ class WebhookMethods:
         it was registered. Its pending messages stay in the outbox for the next process that
         registers it unless ``drop_pending``; a 410 Gone it answered is forgotten."""
         key = endpoint_key(url, mount)
-        registry = self._hooks
-        with registry.lock:
-            worker = registry.workers.pop(key, None)
-            for keys in registry.from_config.values():
-                keys.discard(key)
+        worker = self._stop_webhook(key)
         if worker is not None:
-            worker.hook.removed = True
-            worker.stop(wait=5.0)
             spool = worker.spool
         else:
             root = Path(outbox) if outbox is not None else default_root()
@@ -193,8 +187,20 @@ class WebhookMethods:
         if drop_pending and spool.try_lock():
             spool.clear()
             spool.unlock()
-        registry.notify()
+        self._hooks.notify()
         return worker is not None
+
+    def _stop_webhook(self, key: str) -> Worker | None:
+        """Unregister endpoint ``key`` and stop its thread; its worker, if it was there."""
+        registry = self._hooks
+        with registry.lock:
+            worker = registry.workers.pop(key, None)
+            for keys in registry.from_config.values():
+                keys.discard(key)
+        if worker is not None:
+            worker.hook.removed = True
+            worker.stop(wait=5.0)
+        return worker
 
     def get_webhooks(self) -> list[Webhook]:
         """The endpoints registered in this process (disabled ones included)."""
@@ -204,6 +210,9 @@ class WebhookMethods:
     def flush_webhooks(self, timeout: float | None = 10) -> bool:
         """Wait until no message of an enabled endpoint of this process is pending (True), or
         ``timeout`` seconds passed (False; None waits for ever)."""
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+                timeout, (int, float)) or timeout != timeout):
+            raise InvalidArgumentError(f"flush_webhooks timeout: seconds or None, not {timeout!r}")
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         registry = self._hooks
         while True:
@@ -297,16 +306,18 @@ class WebhookMethods:
         hooks = self._check_webhooks(name, config)
         keys = {h.key for h in hooks}
         for old in self._hooks.from_config.get(name, set()) - keys:
-            worker = self._hooks.workers.get(old)
-            if worker is not None:
-                self.remove_webhook(worker.hook.url, worker.hook.mount)
+            self._stop_webhook(old)
         for hook in hooks:
-            self.add_webhook(hook.url, hook.events, hook._key, name, hook.timeout)
+            self._stop_webhook(hook.key)  # the mount may have changed: open its journal again
+            try:
+                self.add_webhook(hook.url, hook.events, hook._key, name, hook.timeout)
+            except InvalidArgumentError as exc:  # the outbox directory is unusable
+                log.error("mount %r: webhook %s not registered: %s", name,
+                          redact_url(hook.url), exc)
+                keys.discard(hook.key)
         self._hooks.from_config[name] = keys
 
     def _unmount_webhooks(self, name: str) -> None:
         """Stop the webhooks mount ``name``'s config registered (the mount was deleted)."""
         for key in self._hooks.from_config.pop(name, set()):
-            worker = self._hooks.workers.get(key)
-            if worker is not None:
-                self.remove_webhook(worker.hook.url, worker.hook.mount)
+            self._stop_webhook(key)

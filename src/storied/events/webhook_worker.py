@@ -12,8 +12,11 @@ endpoint's ``timeout`` as a whole, not per socket read. Its outcome:
 - 3xx (a redirect, not followed) and every other 4xx: a final failure, logged, the message
   dropped. A message older than ``max_age`` or tried ``max_attempts`` times also is.
 
-Messages are tried oldest first; a message whose delivery succeeded but whose removal did not
-happen (the process died in between) is sent again with the same ``webhook-id``.
+Messages come from two sources: the endpoint's spool (:mod:`storied.events.webhook_spool`,
+fed by the manager's bus) and, for an endpoint of a versioned mount, that mount's event journal
+from the endpoint's cursor (:mod:`storied.events.webhook_journal`). Both are tried oldest
+first; a message whose delivery succeeded but whose removal (or cursor update) did not happen
+(the process died in between) is sent again with the same ``webhook-id``.
 """
 
 from __future__ import annotations

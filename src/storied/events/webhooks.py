@@ -204,8 +204,19 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _plain(value: object) -> object:
+    """JSON for what ``json`` does not know: datetimes as ISO 8601, the rest as ``str``."""
+    if isinstance(value, datetime):
+        return _iso(value) if value.tzinfo else value.isoformat()
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    return str(value)
+
+
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_plain)
 
 
 def message_body(msg_id: str, event: str, mount: str | None, path: str,
