@@ -275,9 +275,12 @@ class StorageNode(
 
     def set_metadata(self, metadata: dict[str, str]) -> None:
         """Replace the file's user metadata in one request (str keys and values only)."""
+        from storied.core.locking import guard_write
+
         pinned.refuse_write(self)
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
             raise TypeError("metadata keys and values must be str")
+        guard_write(self)
         self._be.set_metadata(self._path, metadata)
 
     def url(self, expires_in: int = 3600, **kwargs: Any) -> str | None:
@@ -386,39 +389,75 @@ class StorageNode(
         data: Data,
         skip_if_unchanged: bool = False,
         metadata: dict[str, str] | None = None,
+        *,
+        if_match: str | None = None,
+        create_only: bool = False,
     ) -> bool:
         """Replace the content atomically. Returns False when skipped as unchanged.
 
         With ``skip_if_unchanged`` the current file is compared first: sizes from one request,
         then the MD5 (free where the backend knows it, else one streamed read).
+
+        Conditional writes (optimistic concurrency, no lock): ``if_match=etag`` writes only
+        while the file's etag (``node.info().etag``) is still ``etag``; ``create_only=True``
+        only if nothing is at the path. Both are atomic in the storage; a refused write writes
+        and records nothing (no version, no event).
+
+        Raises:
+            PreconditionFailedError: ``if_match`` and the file changed (its etag differs).
+            StorageNotFoundError: ``if_match`` and the file does not exist.
+            StorageAlreadyExistsError: ``create_only`` and a file exists.
+            UnsupportedOperation: ``if_match``/``create_only`` on a mount whose storage has no
+                conditional writes (the message names the mount).
+            InvalidArgumentError: Both ``if_match`` and ``create_only``, or a non-str etag.
         """
         pinned.refuse_write(self)
         if not isinstance(data, (bytes, bytearray, memoryview)) and not hasattr(data, "read"):
             raise TypeError(f"write_bytes() requires bytes, not {type(data).__name__}")
+        self._check_conditions(if_match, create_only)
         if (
             skip_if_unchanged
             and isinstance(data, (bytes, bytearray, memoryview))
             and self._unchanged(bytes(data))
         ):
             return False
-        self._store(data, metadata)
+        self._store(data, metadata, exclusive=create_only, if_match=if_match)
         self._listed = None
         return True
+
+    def _check_conditions(self, if_match: object, create_only: object) -> None:
+        if if_match is None and not create_only:
+            return
+        if if_match is not None and create_only:
+            raise InvalidArgumentError("Pass either if_match or create_only, not both")
+        if if_match is not None and (not isinstance(if_match, str) or not if_match):
+            raise InvalidArgumentError(f"if_match must be a non-empty etag str, not {if_match!r}")
+        if not isinstance(create_only, bool):
+            raise InvalidArgumentError(f"create_only must be a bool, not {create_only!r}")
+        if not self._be.capabilities.conditional_write:
+            what = "if_match" if if_match is not None else "create_only"
+            raise UnsupportedOperation(
+                f"Mount {self._mount_name!r} cannot write conditionally ({what}): its storage "
+                "has no conditional writes"
+            )
 
     def _unchanged(self, data: bytes) -> bool:
         return unchanged(self, data)
 
     def write_text(
-        self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False
+        self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False, *,
+        if_match: str | None = None, create_only: bool = False,
     ) -> bool:
-        """Replace the content with ``text`` encoded. Returns False when skipped as unchanged."""
+        """Replace the content with ``text`` encoded. Returns False when skipped as unchanged.
+        ``if_match`` and ``create_only`` as for :meth:`write_bytes`."""
         if not isinstance(text, str):
             raise TypeError(f"write_text() requires str, not {type(text).__name__}")
         try:
             data = text.encode(check_encoding(encoding))
         except UnicodeEncodeError as exc:
             raise encode_error(exc, self.fullpath) from None
-        return self.write_bytes(data, skip_if_unchanged=skip_if_unchanged)
+        return self.write_bytes(data, skip_if_unchanged=skip_if_unchanged, if_match=if_match,
+                                create_only=create_only)
 
     def write(
         self,
