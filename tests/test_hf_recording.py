@@ -299,7 +299,7 @@ def test_a_hostile_cassette_names_no_file_outside_and_no_foreign_class(tmp_path:
 
     storage = _tampered(tmp_path, foreign_error)
     storage.node("m:notes/a.txt").write_text("one")
-    with pytest.raises(StorageIOError, match="subprocess.CalledProcessError: boom"):
+    with pytest.raises(StorageIOError, match=r"subprocess\.CalledProcessError: boom"):
         storage.node("m:notes/a.txt").read_text()
 
 
@@ -310,11 +310,11 @@ def test_recording_from_threads_keeps_every_call(tmp_path: Path) -> None:
     storage.configure([{"name": "m", "type": "memory"}])
     cassette = tmp_path / "threads.json"
     with storage.record_mode(cassette):
-        workers = [
-            threading.Thread(target=lambda n=n: [storage.node(f"m:t{n}/f{i}").write_text("x")
-                                                 for i in range(25)])  # fmt: skip
-            for n in range(4)
-        ]
+        def work(n: int) -> None:
+            for i in range(25):
+                storage.node(f"m:t{n}/f{i}").write_text("x")
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
         for worker in workers:
             worker.start()
         for worker in workers:
@@ -327,3 +327,19 @@ def test_recording_from_threads_keeps_every_call(tmp_path: Path) -> None:
         for n in range(4):
             for i in range(25):
                 offline.node(f"m:t{n}/f{i}").write_text("x")
+
+
+def test_a_mount_added_while_recording_everything_is_recorded(tmp_path: Path) -> None:
+    storage = StorageManager()
+    cassette = tmp_path / "late.json"
+    with storage.record_mode(cassette):
+        storage.add_mount({"name": "late", "type": "memory"})
+        storage._cassette_mount_added("late")  # the manager's hook after a mount is added
+        storage._cassette_mount_added("late")  # idempotent
+        storage.node("late:a.txt").write_text("x")
+    interactions = json.loads(cassette.read_text())["interactions"]
+    assert [i["op"] for i in interactions if i["mount"] == "late"] == ["has_native_versions",
+                                                                      "write"]  # fmt: skip
+    storage.node("late:b.txt").write_text("after")  # the block is over: back to the store
+    assert "b.txt" not in cassette.read_text()
+    assert storage.node("late:b.txt").read_text() == "after"

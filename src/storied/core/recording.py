@@ -113,23 +113,38 @@ class RecordingMethods:
     def _start_cassette(
         self, session: CassetteSession, mounts: Iterable[str] | None
     ) -> CassetteSession:
-        from storied.testing.recording import CassetteBackend
-
         self.stop_cassette()
         roots = self._roots(mounts)
         for name in roots:
             if name not in self._hiders:
                 raise StorageConfigError(f"Mount {name!r} cannot be recorded or replayed")
         for name in roots:
-            hider, raw = self._hiders[name], self._raw[name]
-            wrapped = CassetteBackend(raw, name, session)
-            hider.inner = wrapped
-            self._raw[name] = wrapped
-            session.on_stop(_undo(self, name, hider, raw, wrapped))
+            self._wrap_in_cassette(session, name)
         self._histories.clear()  # engines are rebuilt over the cassette (and back after)
         self.__dict__["_cassette"] = session
+        self.__dict__["_cassette_all"] = mounts is None
         _ACTIVE.add(session)
         return session
+
+    def _wrap_in_cassette(self, session: CassetteSession, name: str) -> None:
+        from storied.testing.recording import CassetteBackend
+
+        hider, raw = self._hiders[name], self._raw[name]
+        wrapped = CassetteBackend(raw, name, session)
+        hider.inner = wrapped
+        self._raw[name] = wrapped
+        session.on_stop(_undo(self, name, hider, raw, wrapped))
+
+    def _cassette_mount_added(self, name: str) -> None:
+        """Hook for the manager after it added (or replaced) mount ``name``: while a cassette
+        covers every mount, the new mount is recorded or replayed too."""
+        session: CassetteSession | None = self.__dict__.get("_cassette")
+        if session is None or not self.__dict__.get("_cassette_all") or name not in self._hiders:
+            return
+        if getattr(self._raw[name], "session", None) is session:
+            return  # already covered (the hook is idempotent)
+        self._wrap_in_cassette(session, name)
+        self._histories.pop(name, None)
 
 
 def _undo(manager: Any, name: str, hider: Any, raw: Any, wrapped: Any) -> Any:
