@@ -1,0 +1,230 @@
+"""The async API: :class:`AsyncStorageManager` and :class:`AsyncStorageNode`, for asyncio servers.
+
+The names are the sync API's; every method that touches storage is an awaitable, and so are the
+sync API's I/O properties (``await node.versions()``, ``await node.version_count()``). Pure path
+operations (``path``, ``parent``, ``child``, ``basename``...) stay plain attributes. Storage work
+runs in worker threads (:func:`asyncio.to_thread`), never on the event loop, so a slow storage
+never stalls other tasks; a :class:`asyncio.Semaphore` (``max_concurrency``, default 32) bounds
+how many run at once.
+
+::
+
+    storage = AsyncStorageManager()
+    storage.configure([{'name': 'docs', 'type': 's3', 'bucket': 'b', 'versioning': True}])
+    node = storage.node('docs:report.txt')
+    await node.write_text('hello')
+    async with node.open('rb') as f:
+        head = await f.read(10)
+    async for chunk in node.iter_bytes():
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from storied.core.manager import StorageManager
+from storied.core.node import StorageNode
+
+__all__ = ["AsyncFile", "AsyncStorageManager", "AsyncStorageNode"]
+
+T = TypeVar("T")
+
+#: Node methods that touch storage: awaitables here.
+NODE_IO = frozenset({
+    "info", "exists", "is_file", "is_dir", "size", "mtime", "md5hash", "same_content",
+    "get_metadata", "set_metadata", "url", "read_bytes", "read_text", "read",
+    "write_bytes", "write_text", "write", "delete", "children", "mkdir", "copy_to", "move_to",
+    "delete_version", "compact_versions", "diff_versions", "rollback", "tag_version",
+    "untag_version", "get_version_tags", "annotate_version", "find_versions",
+    "cleanup_versions", "diff_versions_text", "diff_json_versions", "diff_xml_versions",
+    "diff_csv_versions", "diff_image_versions", "call", "fill_from_url", "to_base64", "zip",
+    "lock", "local_path", "serve",
+})
+#: Sync properties that touch storage: awaitable methods of the same name here.
+NODE_IO_PROPERTIES = frozenset({"versions", "version_count", "ext_attributes", "capabilities"})
+#: Manager methods that touch storage.
+MANAGER_IO = frozenset({
+    "verify", "bulk_compact_versions", "bulk_cleanup_versions", "create_snapshot",
+    "list_snapshots", "get_snapshot", "restore_snapshot", "delete_snapshot",
+    "find_duplicates", "deduplicate", "flush_webhooks",
+})
+
+
+def _wrap(value: Any, limit: asyncio.Semaphore) -> Any:
+    """Nodes (and lists of nodes) come back as async nodes."""
+    if isinstance(value, StorageNode):
+        return AsyncStorageNode(value, limit)
+    if isinstance(value, list) and value and all(isinstance(v, StorageNode) for v in value):
+        return [AsyncStorageNode(v, limit) for v in value]
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    return value.sync if isinstance(value, AsyncStorageNode) else value
+
+
+async def _run(limit: asyncio.Semaphore, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async with limit:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+
+class AsyncFile:
+    """A file object whose I/O methods are awaitables (``read``, ``write``, ``seek``...)."""
+
+    def __init__(self, raw: Any, limit: asyncio.Semaphore) -> None:
+        self.raw, self._limit = raw, limit
+
+    async def read(self, size: int = -1) -> Any:
+        return await _run(self._limit, self.raw.read, size)
+
+    async def readline(self) -> Any:
+        return await _run(self._limit, self.raw.readline)
+
+    async def write(self, data: Any) -> int:
+        return await _run(self._limit, self.raw.write, data)  # type: ignore[no-any-return]
+
+    async def seek(self, offset: int, whence: int = 0) -> int:
+        return await _run(self._limit, self.raw.seek, offset, whence)  # type: ignore[no-any-return]
+
+    async def tell(self) -> int:
+        return await _run(self._limit, self.raw.tell)  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        """Close; for a writer this is the commit (the atomic replace) and may raise."""
+        await _run(self._limit, self.raw.close)
+
+    async def __aenter__(self) -> AsyncFile:
+        return self
+
+    async def __aexit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and hasattr(self.raw, "__exit__"):  # a failed block: no commit
+            await _run(self._limit, self.raw.__exit__, typ, exc, tb)
+            return
+        await self.close()
+
+
+class _Opening:
+    """``node.open(...)``: awaitable (gives an :class:`AsyncFile`) and an async context."""
+
+    def __init__(self, node: AsyncStorageNode, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self._node, self._args, self._kwargs = node, args, kwargs
+        self._file: AsyncFile | None = None
+
+    def __await__(self) -> Any:
+        return self._open().__await__()
+
+    async def _open(self) -> AsyncFile:
+        raw = await _run(self._node._limit, self._node.sync.open, *self._args, **self._kwargs)
+        return AsyncFile(raw, self._node._limit)
+
+    async def __aenter__(self) -> AsyncFile:
+        self._file = await self._open()
+        return self._file
+
+    async def __aexit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
+        assert self._file is not None
+        await self._file.__aexit__(typ, exc, tb)
+
+
+class AsyncStorageNode:
+    """The async face of a :class:`~storied.core.node.StorageNode` (``.sync`` is that node)."""
+
+    def __init__(self, node: StorageNode, limit: asyncio.Semaphore) -> None:
+        self.sync, self._limit = node, limit
+
+    def __getattr__(self, name: str) -> Any:
+        if name in NODE_IO_PROPERTIES:
+            return functools.partial(_run, self._limit, getattr, self.sync, name)
+        if isinstance(inspect.getattr_static(type(self.sync), name, None), property):
+            return _wrap(getattr(self.sync, name), self._limit)  # a pure property
+        value = getattr(self.sync, name)
+        if name in NODE_IO:
+            return self._io(value)
+        return _wrap(value, self._limit)
+
+    def _io(self, method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            args = tuple(_unwrap(a) for a in args)
+            kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
+            return _wrap(await _run(self._limit, method, *args, **kwargs), self._limit)
+
+        call.__name__ = call.__qualname__ = method.__name__
+        call.__doc__ = method.__doc__
+        return call
+
+    def open(self, *args: Any, **kwargs: Any) -> _Opening:
+        """``await node.open(mode)`` or ``async with node.open(mode) as f``."""
+        return _Opening(self, args, kwargs)
+
+    async def iter_bytes(self, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
+        """The content in chunks, each read in a worker thread."""
+        stream = await _run(self._limit, self.sync.open, "rb")
+        try:
+            while chunk := await _run(self._limit, stream.read, chunk_size):
+                yield chunk
+        finally:
+            await _run(self._limit, stream.close)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AsyncStorageNode) and other.sync == self.sync
+
+    def __hash__(self) -> int:
+        return hash(self.sync)
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"
+
+    def __str__(self) -> str:
+        return str(self.sync)
+
+
+class AsyncStorageManager:
+    """The async face of a :class:`~storied.core.manager.StorageManager` (``.sync``).
+
+    Args:
+        storage: An existing manager to share (default: a new one).
+        max_concurrency: How many storage calls may run in worker threads at once.
+    """
+
+    def __init__(self, storage: StorageManager | None = None, max_concurrency: int = 32) -> None:
+        self.sync = storage if storage is not None else StorageManager()
+        self._max = max_concurrency
+        self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+    @property
+    def _limit(self) -> asyncio.Semaphore:
+        """One semaphore per event loop (a semaphore belongs to the loop that uses it)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # type: ignore[assignment]
+        found = self._limits.get(loop)
+        if found is None:
+            found = self._limits[loop] = asyncio.Semaphore(self._max)
+        return found
+
+    def node(self, *args: Any, **kwargs: Any) -> AsyncStorageNode:
+        """Like :meth:`StorageManager.node` (no I/O)."""
+        return AsyncStorageNode(self.sync.node(*args, **kwargs), self._limit)
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self.sync, name)
+        if name in MANAGER_IO:
+            limit = self._limit
+
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                args = tuple(_unwrap(a) for a in args)
+                return _wrap(await _run(limit, value, *args, **kwargs), limit)
+
+            call.__name__ = call.__qualname__ = name
+            call.__doc__ = value.__doc__
+            return call
+        return value
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"
