@@ -23,13 +23,18 @@ import time
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from storied.backends.base import Backend
 from storied.errors import StorageError, StorageNotFoundError
 from storied.versioning.engine import Version, to_datetime
 from storied.versioning.records import Record, is_record_name, match_record, parse_record
+
+if TYPE_CHECKING:
+    from storied.versioning._segments import Segment, SegmentStore
 
 __all__ = ["QUIET_SECONDS", "Listing", "Listings", "as_version", "versions_of"]
 
@@ -37,6 +42,7 @@ __all__ = ["QUIET_SECONDS", "Listing", "Listings", "as_version", "versions_of"]
 QUIET_SECONDS = 1.0
 #: What a cached listing is valid for: a directory's (mtime_ns, ctime_ns, inode, device).
 Stamp = tuple[int, int, int, int]
+_ABSENT: Stamp = (0, 0, 0, 0)  # the stamp of a directory that does not exist
 #: Record names, one a line (``versions_of`` matches a whole listing in one call).
 _RECORD_LINE = re.compile(
     r"^(\d{19}\.[0-9a-f]{12})\.(?:w\.(\d+)\.([0-9a-f]{32})\.([0-9a-f]{64})|(d))$",
@@ -46,6 +52,7 @@ _RECORD_WHOLE = re.compile(
     r"^\d{19}\.[0-9a-f]{12}\.(?:w\.\d+\.[0-9a-f]{32}\.[0-9a-f]{64}|d)$", re.ASCII | re.MULTILINE
 )
 _CACHED_NAMES = 200_000  # ~30 MB of names at most, over all cached directories
+_CACHED_SEALED = 4096  # segment listings of that many files
 
 
 def as_version(record: Record, is_latest: bool) -> Version:
@@ -101,12 +108,61 @@ def _versions_one_by_one(names: list[str]) -> list[Version]:
 
 @dataclass
 class Listing:
-    """The sorted record names of one file; ``versions`` is filled in by the first full use."""
+    """The sorted record names of one file; ``versions`` is filled in by the first full use.
+
+    On a schema-3 history ``names`` starts as the live records only and ``sealed`` lists the
+    effective segments (see :mod:`storied.versioning._segments`), read only when an answer
+    may lie in them: ``-1``, ``-2`` or ``as_of`` newer than every sealed record are answered
+    from the live names; anything else merges the segments in first (:meth:`merge`).
+    """
 
     names: list[str]
     versions: list[Version] | None = None
     _write_names: list[str] | None = None
     _checked: bool = False
+    sealed: list[Segment] = field(default_factory=list)
+    store: SegmentStore | None = None
+    path: str = ""
+
+    def _top(self) -> str:
+        """The highest version id any sealed record may have ('' when none is sealed)."""
+        return max((s.hi for s in self.sealed), default="")
+
+    def merge(self) -> None:
+        """Read the sealed segments into ``names`` (deduplicated: a record left both live and
+        sealed by a crash is one record)."""
+        if not self.sealed or self.store is None:
+            return
+        union = set(self.names)
+        for seg in self.sealed:
+            union.update(self.store.names(self.path, seg))
+        self.names, self.sealed = sorted(union), []
+        self._write_names, self._checked = None, False
+
+    def all_versions(self) -> list[Version]:
+        """Every content version, oldest first (filled in once). Segments that follow one
+        another and precede every live record are stacked from their cached versions."""
+        if self.versions is not None:
+            return self.versions
+        store, sealed = self.store, self.sealed
+        if sealed and store is not None and self._stacked():
+            found: list[Version] = []
+            for seg in sealed:
+                found += store.versions(self.path, seg)
+            self.versions = found + versions_of(self.names)
+            return self.versions
+        self.merge()
+        self.versions = versions_of(self.names)
+        return self.versions
+
+    def _stacked(self) -> bool:
+        """True when the segments do not overlap one another and every live name is newer
+        than all of them, and the newest live name is a record (it decides ``is_latest``)."""
+        order = self.sealed
+        if any(a.hi >= b.lo for a, b in pairwise(order)):
+            return False
+        return bool(self.names) and self.names[0][:32] > order[-1].hi and \
+            _last_valid(self.names) >= 0
 
     def check(self) -> None:
         """Drop names that are shaped like records but are not (parses every name once)."""
@@ -135,6 +191,18 @@ class Listing:
         if self.versions is not None:
             count = len(self.versions)
             return (self.versions[index] if -count <= index < count else None), count
+        if self.sealed:
+            if index < 0:
+                top, writes = self._top(), self._writes()
+                need = -index
+                for position in range(len(writes) - 1, -1, -1):
+                    if writes[position][:32] < top:
+                        break
+                    if self._checked or is_record_name(writes[position]):
+                        need -= 1
+                        if not need:
+                            return self._version(writes, position), -1
+            self.merge()
         writes = self._writes()
         need = -index if index < 0 else index + 1
         order = range(len(writes) - 1, -1, -1) if index < 0 else range(len(writes))
@@ -149,7 +217,17 @@ class Listing:
     def as_of(self, moment: datetime) -> Version | None:
         """The newest version whose ``last_modified`` is at or before ``moment``."""
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if self.sealed:
+            top = self._top()
+            self.check()
+            found = self._as_of(moment)
+            if found is not None and found.version_id >= top:
+                return found  # no sealed record is newer than it
+            self.merge()
         self.check()
+        return self._as_of(moment)
+
+    def _as_of(self, moment: datetime) -> Version | None:
         writes = self._writes()
         if not writes:
             return None
@@ -186,17 +264,24 @@ class Listings:
     Args:
         meta: The backend holding the history.
         folder_of: Maps an engine path to its history directory in ``meta``.
+        segments: Reads the history's sealed segments (schema 3), if any.
     """
 
-    def __init__(self, meta: Backend, folder_of: Callable[[str], str]) -> None:
-        self.meta, self.folder_of = meta, folder_of
-        self._cache: OrderedDict[str, tuple[Stamp, Listing]] = OrderedDict()
+    def __init__(self, meta: Backend, folder_of: Callable[[str], str],
+                 segments: SegmentStore | None = None) -> None:
+        self.meta, self.folder_of, self.segments = meta, folder_of, segments
+        #: Paths whose live directory a read found longer than ``LIVE_MAX`` (schema-2 histories
+        #: and unsealed ones): the engine's next write of one looks at sealing it.
+        self.long: set[str] = set()
+        self._cache: OrderedDict[str, tuple[tuple[Stamp, Stamp], Listing]] = OrderedDict()
+        self._sealed_cache: OrderedDict[str, tuple[Stamp, list[Segment]]] = OrderedDict()
         self._lock = threading.Lock()
         self._stampable: bool | None = None
         self._held = 0
 
-    def _stamp(self, folder: str) -> Stamp | None:
-        """``(mtime_ns, ctime_ns, inode, device)`` of ``folder``, or None (not cacheable).
+    def _stamp(self, folder: str, absent: Stamp | None = None) -> Stamp | None:
+        """``(mtime_ns, ctime_ns, inode, device)`` of ``folder``, or None (not cacheable);
+        ``absent`` when ``folder`` does not exist (a segment directory may be missing).
         The ctime changes with every entry added, removed or renamed and cannot be set back
         (``utime`` sets the mtime: ``rsync -a`` restoring one must not revive a listing); a
         stamp of another directory never matches (inode and device)."""
@@ -215,6 +300,8 @@ class Listings:
             if where is None:
                 return None
             st = os.stat(where, follow_symlinks=False)
+        except (StorageNotFoundError, FileNotFoundError):
+            return absent
         except (StorageError, OSError):
             return None
         if not stat.S_ISDIR(st.st_mode):
@@ -233,25 +320,68 @@ class Listings:
         names.sort()
         return names
 
+    def _sealed(self, path: str, effective: Callable[[list[Segment]], list[Segment]],
+                ) -> list[Segment]:
+        """The effective segments of ``path``, listed after its live records (the reading
+        order). The segment directory changes only when a seal or a deletion rewrites it, so
+        its listing is cached on its own stamp (the same rule as the listings), and a missing
+        directory costs one ``stat``."""
+        store = self.segments
+        assert store is not None
+        folder = store.folder(path)
+        started = time.time_ns()
+        stamp = self._stamp(folder, _ABSENT)
+        if stamp is not None:
+            with self._lock:
+                hit = self._sealed_cache.get(folder)
+            if hit is not None and hit[0] == stamp:
+                return hit[1]
+        found = [] if stamp == _ABSENT else effective(store.list(path))
+        if stamp is not None and stamp[1] < started - int(QUIET_SECONDS * 1e9):
+            with self._lock:
+                self._sealed_cache[folder] = (stamp, found)
+                while len(self._sealed_cache) > _CACHED_SEALED:
+                    self._sealed_cache.popitem(last=False)
+        return found
+
+    def live_names(self, folder: str) -> list[str]:
+        """The sorted record-shaped names in the live directory ``folder`` (never cached)."""
+        try:
+            return self._names(folder)
+        except (StorageNotFoundError, NotADirectoryError):
+            return []
+
     def get(self, path: str) -> Listing:
-        """The listing of ``path``'s history (empty when it has none)."""
+        """The listing of ``path``'s history (empty when it has none): the live records
+        first, then the segment directory (small; its segments are read only when needed).
+        Cached only while both directories are provably unchanged (module doc)."""
         folder = self.folder_of(path)
         started = time.time_ns()
         stamp = self._stamp(folder)
-        if stamp is not None:
+        store = self.segments
+        sealed_stamp = self._stamp(store.folder(path), _ABSENT) if store is not None else _ABSENT
+        key = (stamp, sealed_stamp) if stamp is not None and sealed_stamp is not None else None
+        if key is not None:
             with self._lock:
                 hit = self._cache.get(folder)
-            if hit is not None and hit[0] == stamp:
+            if hit is not None and hit[0] == key:
                 return hit[1]
-        try:
-            names = self._names(folder)
-        except (StorageNotFoundError, NotADirectoryError):
-            return Listing([])
+        names = self.live_names(folder)
         listing = Listing(names)
-        quiet = stamp is not None and stamp[1] < started - int(QUIET_SECONDS * 1e9)
-        if quiet and stamp is not None and len(names) <= _CACHED_NAMES:
+        if store is not None:
+            from storied.versioning._segments import LIVE_MAX, effective
+
+            if len(names) > LIVE_MAX and len(self.long) < 4096:
+                self.long.add(path)
+            listing.sealed, listing.store, listing.path = self._sealed(path, effective), store, path
+        if not names and not listing.sealed:
+            return listing
+        old = started - int(QUIET_SECONDS * 1e9)
+        quiet = key is not None and stamp is not None and stamp[1] < old and \
+            sealed_stamp is not None and sealed_stamp[1] < old
+        if quiet and key is not None and len(names) <= _CACHED_NAMES:
             with self._lock:
-                self._cache[folder] = (stamp, listing)
+                self._cache[folder] = (key, listing)
                 self._cache.move_to_end(folder)
                 self._held = sum(len(item.names) for _, item in self._cache.values())
                 while self._held > _CACHED_NAMES:

@@ -6,6 +6,7 @@ History lives under a root (default ``.storied/`` in the mount itself)::
     <root>/blobs/<sha[:2]>/<sha256>    the bytes of one content, immutable
     <root>/versions/<path>/<record>    one empty object per write or delete (see records.py)
     <root>/recent/<h[:2]>/<h>/<record> announcements of recent records (see _recent.py)
+    <root>/segments/<path>/<segment>   sealed records, schema 3 (see _segments.py)
 
 Write order: blob, then record (and its announcement), then the working copy at ``<path>``;
 read in reverse. Records never change; each write creates a new uniquely named one, so
@@ -18,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from storied import paths
 from storied.backends.base import CHUNK, Backend
@@ -36,12 +38,14 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.info import Data, WriteMode
+from storied.versioning import _sealing, _segments
 from storied.versioning._content import Content as _Content
-from storied.versioning._listing import Listings, as_version, versions_of
+from storied.versioning._listing import Listing, Listings, as_version, versions_of
 from storied.versioning._recent import Recent
 from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version
 from storied.versioning.records import (
+    BASE_SCHEMA,
     SCHEMA_VERSION,
     Record,
     blob_path,
@@ -53,6 +57,7 @@ from storied.versioning.records import (
 __all__ = ["PortableEngine"]
 
 _CONVERGE_ROUNDS = 8
+_T = TypeVar("_T")
 
 
 def _holding(backend: Backend) -> AbstractContextManager[object]:
@@ -78,7 +83,10 @@ class PortableEngine:
         self.writer = new_writer_id()
         self._format_checked = False
         self._recent: Recent | None = None
-        self._listings = Listings(meta, self._history_dir)
+        self._schema = BASE_SCHEMA
+        self._seal_counts: dict[str, int] = {}
+        self.segments = _segments.SegmentStore(meta, self.root)
+        self._listings = Listings(meta, self._history_dir, self.segments)
         self.catalog = Catalog(meta, self.root)
 
     # ---------------------------------------------------------------- layout
@@ -101,7 +109,7 @@ class PortableEngine:
             return
         marker = self._meta("format.json")
         way = "recent" if self.meta.capabilities.empty_dirs else "listing"
-        mine = {"format": "storied-history", "schema_version": SCHEMA_VERSION, "converge": way}
+        mine = {"format": "storied-history", "schema_version": BASE_SCHEMA, "converge": way}
         try:
             self._create(marker, json.dumps(mine).encode())
             found = mine
@@ -113,9 +121,10 @@ class PortableEngine:
                     f"History at {marker!r} has schema {schema!r}; "
                     f"this storied reads up to {SCHEMA_VERSION}"
                 ) from None
-            if schema < SCHEMA_VERSION:  # records are unchanged: the upgrade names the way
+            if schema < BASE_SCHEMA:  # records are unchanged: the upgrade names the way
                 self._put(marker, json.dumps(mine).encode())
                 found = self._read_format(marker)
+            self._schema = max(BASE_SCHEMA, schema)  # 3 once sealed (_sealing)
         way = found.get("converge", "listing")
         if way not in ("recent", "listing"):
             raise UnsupportedOperation(f"History at {marker!r} converges by {way!r}, unknown here")
@@ -150,30 +159,49 @@ class PortableEngine:
         self.meta.move(tmp, path)
 
     # ---------------------------------------------------------------- records
-    def records(self, path: str) -> list[Record]:
-        """Every record of exactly ``path``, in history order (one listing, or none when a
-        cached listing is still valid: see :class:`~storied.versioning._listing.Listings`)."""
-        return [r for r in map(parse_record, self._listings.get(path).names) if r is not None]
+    def _read(self, path: str, use: Callable[[Listing], _T]) -> _T:
+        """``use(listing of path)``; a segment deleted between the listing and its read (a
+        concurrent seal superseded it) means the listing is outdated: list again (3 tries)."""
+        for attempt in range(3):
+            try:
+                return use(self._listings.get(path))
+            except StorageNotFoundError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def _as_versions(self, records: list[Record]) -> list[Version]:
-        writes = [r for r in records if not r.deleted]
-        live = bool(records) and not records[-1].deleted
-        return [as_version(r, live and r is writes[-1]) for r in writes]
+    def records(self, path: str) -> list[Record]:
+        """Every record of exactly ``path``, live and sealed, in history order (one listing,
+        or none when a cached listing is still valid: see
+        :class:`~storied.versioning._listing.Listings`; plus the segments it needs)."""
+
+        def names(listing: Listing) -> list[str]:
+            listing.merge()
+            return listing.names
+
+        return [r for r in map(parse_record, self._read(path, names)) if r is not None]
 
     def versions(self, path: str) -> list[Version]:
-        listing = self._listings.get(path)
-        if listing.versions is None:
-            listing.versions = versions_of(listing.names)
-        return list(listing.versions)
+        return list(self._read(path, Listing.all_versions))
 
     def version_at(self, path: str, index: int) -> tuple[Version | None, int]:
         """``(version at index, -1)``, or ``(None, number of versions)`` when out of range;
-        parses only the names it passes."""
-        return self._listings.get(path).at(index)
+        parses only the names it passes (and reads no segment for -1/-2 usually)."""
+        return self._read(path, lambda listing: listing.at(index))
 
     def version_as_of(self, path: str, moment: datetime) -> Version | None:
         """The newest version written at or before ``moment`` (tz-aware), or None."""
-        return self._listings.get(path).as_of(moment)
+        return self._read(path, lambda listing: listing.as_of(moment))
+
+    def seal(self, path: str, wait: float = 60.0) -> int:
+        """Seal ``path``'s oldest records into a segment now (see
+        :mod:`storied.versioning._sealing`); how many were sealed."""
+        return _sealing.seal(self, path, wait)
+
+    def _maybe_seal(self, path: str) -> None:
+        """After a write or delete: seal the live directory if too long (looked at now and
+        then: :func:`~storied.versioning._sealing.maybe_seal`)."""
+        _sealing.maybe_seal(self, path, self._seal_counts)
 
     def open_version(self, path: str, version: Version) -> BinaryIO:
         if not version.sha256:
@@ -251,6 +279,7 @@ class PortableEngine:
         finally:
             content.close()
         self._converge(path, record)
+        self._maybe_seal(path)
         return as_version(record, True)
 
     def _claim(self, path: str, content: _Content, metadata: dict[str, str] | None) -> bool:
@@ -359,6 +388,7 @@ class PortableEngine:
             self._repair_after_undo(path, None)
             raise
         self._converge(path, record)
+        self._maybe_seal(path)
 
     def _repair_after_undo(self, path: str, failed_sha256: str | None) -> None:
         """After undoing a failed write (``failed_sha256``: its content) or delete (None):
@@ -440,11 +470,17 @@ class PortableEngine:
             self._materialize(path, shown)
 
     def _records_after(self, path: str, record: Record) -> list[Record]:
+        """Records newer than ``record``, live and sealed. Only records older than
+        ``SEAL_AGE_NS`` are sealed and the newest ones never, so the segments are looked
+        at only when ``record`` is older than half of that (clock skew allowance)."""
         try:
-            names = list(self.meta.list_names(self._history_dir(path), record.name))
+            listed = self.meta.list_names(self._history_dir(path), record.name)
+            names = {name for name, is_dir in listed if not is_dir}
         except (StorageNotFoundError, NotADirectoryError):
-            return []
-        found = [parse_record(name) for name, is_dir in names if not is_dir]
+            names = set()
+        if time.time_ns() - record.ts_ns >= _segments.SEAL_AGE_NS // 2:
+            names |= _sealing.sealed_names(self, path, after=record.name)
+        found = [parse_record(name) for name in names]
         return sorted(r for r in found if r is not None and r > record)
 
     def _materialize(self, path: str, record: Record | None) -> None:
@@ -458,59 +494,42 @@ class PortableEngine:
             self.data.write(path, stream)
 
     def delete_version(self, path: str, version: Version) -> None:
+        """Remove one version: its live record and, if sealed, its entry in the segments
+        (rewritten; the caller holds the maintenance lease, as for every deletion)."""
         records = self.records(path)
         target = next((r for r in records if r.version_id == version.version_id), None)
         if target is None:
             raise StorageNotFoundError(f"No version {version.version_id} of {path!r}")
-        self.meta.delete(self._meta("versions", path, target.name))
+        try:
+            self.meta.delete(self._meta("versions", path, target.name))
+        except StorageNotFoundError:
+            pass  # sealed only
+        _sealing.drop_sealed(self, path, {target.version_id})
         if target == records[-1]:
             remaining = [r for r in records if r != target]
             self._materialize(path, remaining[-1] if remaining else None)
 
     def all_versions(self, prefix: str = "") -> dict[str, list[Version]]:
         """``{path: versions}`` for every file below ``prefix`` (or the file ``prefix``), from
-        one flat listing of the history area, not one listing per file."""
-        base = self._history_dir("")
-        groups: dict[str, list[Record]] = {}
-        try:
-            entries = list(self.meta.walk(self._history_dir(prefix)))
-        except (StorageNotFoundError, NotADirectoryError):
-            return {}
-        for entry in entries:
-            parent, _, name = entry.path.rpartition("/")
-            record = parse_record(name)
-            if record is not None:
-                groups.setdefault(paths.relative_to(parent, base), []).append(record)
-        result = {p: self._as_versions(sorted(r)) for p, r in groups.items()}
+        one flat listing of the live records and one of the segments (plus a read per
+        effective segment), not one listing per file."""
+        result = {p: versions_of(n) for p, n in _sealing.history_names(self, prefix).items()}
         return {p: v for p, v in result.items() if v}
 
     def removal_items(self, path: str, versions: list[Version]) -> list[tuple[str, str | None]]:
         """What ``remove_items`` deletes to drop ``versions`` (never the current one) of
-        ``path``: their record objects, named from the versions alone (no listing)."""
-        items: list[tuple[str, str | None]] = []
-        for v in versions:
-            ts, writer = v.version_id.split(".")
-            record = Record(int(ts), writer, False, v.size, v.etag, v.sha256 or "")
-            items.append((self._meta("versions", path, record.name), None))
-        return items
+        ``path``, named from the versions alone (no listing): see
+        :func:`~storied.versioning._sealing.removal_items`."""
+        return _sealing.removal_items(self, path, versions)
 
     def remove_items(self, items: list[tuple[str, str | None]]) -> None:
-        """Delete what :meth:`removal_items` named, batched by the storage."""
-        self.meta.delete_many(items)
+        """Delete what :meth:`removal_items` named (the caller holds the lease)."""
+        _sealing.remove_items(self, items)
 
     # ---------------------------------------------------------------- listing & checking
     def history_paths(self, prefix: str = "") -> Iterator[str]:
-        seen: set[str] = set()
-        base = self._history_dir("")
-        try:
-            entries = list(self.meta.walk(self._history_dir(prefix)))
-        except StorageNotFoundError:
-            return
-        for entry in entries:
-            parent, _, name = entry.path.rpartition("/")
-            if parse_record(name) is not None and parent not in seen:
-                seen.add(parent)
-                yield paths.relative_to(parent, base)
+        """Paths below ``prefix`` with live records or segments (one walk of each tree)."""
+        yield from _sealing.history_names(self, prefix, read_segments=False)
 
     def verify(self, prefix: str = "") -> VerifyReport:
         """Check records and blobs below ``prefix``; see :class:`VerifyReport`."""

@@ -6,7 +6,9 @@ directory is enough to build its version list (one listing per 1,000 versions, n
     <ts_ns:019d>.<writer:12 hex>.w.<size>.<md5>.<sha256>     a content version
     <ts_ns:019d>.<writer:12 hex>.d                           a tombstone (the file was deleted)
 
-See ``docs/FORMAT.md`` for the layout and the invariants.
+Schema 3 moves a file's oldest records into sealed segments (:mod:`storied.versioning._segments`);
+the names inside a segment are the same record names. See ``docs/FORMAT.md`` for the layout
+and the invariants.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 __all__ = [
+    "BASE_SCHEMA",
+    "SCHEMA_VERSION",
     "Record",
     "blob_path",
     "is_record_name",
@@ -28,7 +32,10 @@ __all__ = [
     "parse_record",
 ]
 
-SCHEMA_VERSION = 2
+#: The newest history schema this storied reads and writes (3: sealed segments, ADR 0011).
+SCHEMA_VERSION = 3
+#: The schema a new history starts with; a writer raises it to 3 before its first segment.
+BASE_SCHEMA = 2
 _RECORD = re.compile(
     r"^(?P<ts>\d{19})\.(?P<writer>[0-9a-f]{12})\."
     r"(?:(?P<w>w)\.(?P<size>\d+)\.(?P<md5>[0-9a-f]{32})\.(?P<sha>[0-9a-f]{64})|(?P<d>d))\Z",

@@ -101,30 +101,30 @@ def verify_portable(engine: PortableEngine, prefix: str = "") -> VerifyReport:
     """Check the history below ``prefix``.
 
     Problems (``ok`` becomes False): an object in a history directory whose name is not a record,
-    a record whose blob is missing, a blob whose content does not hash to its name, anything that
-    could not be checked. Orphans (allowed): blobs no record refers to (only looked for when
-    ``prefix`` is the whole mount) and temporary objects. Stale: working copies that differ from
-    their newest record.
+    an object in a segment directory whose name is not a segment, a malformed segment, a record
+    (live or sealed) whose blob is missing, a blob whose content does not hash to its name,
+    anything that could not be checked. Orphans (allowed): blobs no record refers to (only looked
+    for when ``prefix`` is the whole mount) and temporary objects. Stale: working copies that
+    differ from their newest record. A record both live and sealed (a seal interrupted before
+    it removed the record objects) is one record, and no problem.
     """
+    from storied.versioning._sealing import history_names
+
     report = VerifyReport()
-    versions_root = engine._meta("versions")
     wanted: dict[str, list[str]] = {}
     try:
-        entries = list(engine.meta.walk(engine._history_dir(prefix)))
-    except StorageNotFoundError:
-        entries = []
+        found = history_names(engine, prefix, report.problems)
     except _ITEM_ERRORS as exc:
         report.problems.append(f"cannot list the history below {prefix or '/'!r}: {exc}")
-        entries = []
-    for entry in entries:
-        parent, _, name = entry.path.rpartition("/")
-        record = parse_record(name)
-        if record is None:
-            report.problems.append(f"not a version record: {entry.path}")
-            continue
-        report.checked += 1
-        if not record.deleted:
-            wanted.setdefault(record.sha256, []).append(paths.relative_to(parent, versions_root))
+        found = {}
+    for path, names in found.items():
+        for name in names:
+            record = parse_record(name)
+            if record is None:  # pragma: no cover - history_names keeps records only
+                continue
+            report.checked += 1
+            if not record.deleted:
+                wanted.setdefault(record.sha256, []).append(path)
     for sha, users in sorted(wanted.items()):
         try:
             _check_blob(engine, sha, users, report)
