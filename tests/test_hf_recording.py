@@ -343,3 +343,15 @@ def test_a_mount_added_while_recording_everything_is_recorded(tmp_path: Path) ->
     storage.node("late:b.txt").write_text("after")  # the block is over: back to the store
     assert "b.txt" not in cassette.read_text()
     assert storage.node("late:b.txt").read_text() == "after"
+
+
+def test_a_corrupt_cassette_is_a_storage_error_not_a_crash(tmp_path: Path) -> None:
+    def bad_info(items: list[dict[str, Any]]) -> None:
+        write = next(i for i in items if i["op"] == "write")
+        write["result"] = {"t": "info", "v": {"path": "x", "no_such_field": 1}}
+
+    storage = _tampered(tmp_path, bad_info)
+    with pytest.raises(StorageIOError, match="malformed"):
+        storage.node("m:notes/a.txt").write_text("one")
+    with pytest.raises(StorageIOError, match="interaction 0 is malformed"):
+        _tampered(tmp_path, lambda items: items[0].pop("op"))

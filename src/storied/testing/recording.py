@@ -114,8 +114,16 @@ class CassetteSession:
             raise StorageIOError(
                 f"{self.path} is not a storied cassette of format {CASSETTE_FORMAT}"
             )
-        self.mounts = dict(document.get("mounts") or {})
-        for item in document.get("interactions") or []:
+        mounts, items = document.get("mounts") or {}, document.get("interactions") or []
+        if not isinstance(mounts, dict) or not isinstance(items, list):
+            raise StorageIOError(f"Cassette {self.path}: 'mounts' or 'interactions' malformed")
+        self.mounts = {str(k): v for k, v in mounts.items() if isinstance(v, dict)}
+        for number, item in enumerate(items):
+            ok = isinstance(item, dict) and isinstance(item.get("args"), dict)
+            ok = ok and all(isinstance(item.get(k), str) for k in ("mount", "op"))
+            ok = ok and (isinstance(item.get("error"), dict) or "result" in item)
+            if not ok:
+                raise StorageIOError(f"Cassette {self.path}: interaction {number} is malformed")
             self._index(item)
             self.interactions.append(item)
 
@@ -169,7 +177,12 @@ class CassetteSession:
     def _answer(self, item: Mapping[str, Any]) -> Any:
         if "error" in item:
             raise error_of(item["error"])
-        return self.store.decode(item.get("result"))
+        try:
+            return self.store.decode(item.get("result"))
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise StorageIOError(
+                f"Cassette {self.path.name}: the answer to {item['op']} is malformed: {exc}"
+            ) from exc
 
     def _mismatch(self, mount: str, op: str, args: Mapping[str, Any]) -> ReplayMismatchError:
         call = describe(mount, op, args)
