@@ -23,6 +23,7 @@ from storied import (
 from storied.backends.base import WrappedBackend
 from storied.backends.memory import MemoryBackend
 from storied.capabilities import Capabilities
+from storied.info import WriteMode
 from storied.testing import servers
 from storied.testing.s3server import TEST_KEY, TEST_SECRET, CountingProxy, make_bucket
 
@@ -314,3 +315,48 @@ def test_guard_is_silent_without_locks_and_for_other_paths() -> None:
         storage.node("m:held.txt").write_text("refused")
     holder.release()  # a lost lease: released without error
     storage.node("m:held.txt").write_text("no lock held any more")
+
+
+class _LostReplies(WrappedBackend):
+    """Conditional writes land, then the reply is lost (a transient error) the first times."""
+
+    def __init__(self, inner: Any, lose: int) -> None:
+        super().__init__(inner)
+        self.lose = lose
+
+    def write(self, path: str, data: Any, **kwargs: Any) -> Any:
+        written = self.inner.write(path, data, **kwargs)
+        if kwargs.get("mode", WriteMode.OVERWRITE) is not WriteMode.OVERWRITE and self.lose:
+            self.lose -= 1
+            from storied import TransientStorageError
+
+            raise TransientStorageError("reply lost after the write landed")
+        return written
+
+
+def test_a_retried_conditional_write_that_had_landed_still_grants_once() -> None:
+    lossy = _LostReplies(MemoryBackend("lossy"), lose=10**6)
+    storage = StorageManager()
+    storage.configure([{"name": "l", "backend": lossy, "retries": 2}])
+    node = storage.node("l:f.txt")
+    tokens = []
+    for _ in range(3):  # grant and release: each first reply lost, the retry refused
+        with node.lock(timeout=2, ttl=0.6) as lock:
+            time.sleep(0.5)  # a renewal, its reply lost too
+            assert lock.held
+            node.write_text("ok")
+            tokens.append(lock.token)
+    assert tokens == [1, 2, 3]
+    with node.lock(timeout=0) as again:  # the last release did land: free at once
+        assert again.token == 4
+
+
+def test_transient_failures_while_acquiring_are_waited_out() -> None:
+    from storied.testing.doubles import FaultyBackend
+
+    faulty = FaultyBackend(MemoryBackend("faulty"), fail_times=3,
+                           operations=frozenset({"write", "info", "open_read"}))
+    storage = StorageManager()
+    storage.configure([{"name": "f", "backend": faulty, "retries": 1}])
+    with storage.node("f:x").lock(timeout=5) as lock:
+        assert lock.token == 1
