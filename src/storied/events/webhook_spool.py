@@ -95,7 +95,11 @@ class Spool:
         digest = hashlib.sha256(msg_id.encode()).hexdigest()[:16]
         message = Message(f"{time.time_ns():020d}-{digest}{_SUFFIX}", msg_id, time.time(), 0,
                           body)
-        self._write_atomic(self.dir / message.name, message.to_json())
+        try:
+            self._write_atomic(self.dir / message.name, message.to_json())
+        except FileNotFoundError:  # the directory was removed (a cleanup): make it again
+            self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._write_atomic(self.dir / message.name, message.to_json())
         return message
 
     def update(self, message: Message) -> None:
