@@ -70,13 +70,25 @@ def test_token_once_then_httponly_strict_cookie(storage: StorageManager) -> None
     client = TestClient(create_app(storage, token=TOKEN))
     first = client.get(f"/file?path=docs:a.txt&token={TOKEN}", follow_redirects=False)
     assert first.status_code == 303
-    assert first.headers["location"] == "/file?path=docs%3Aa.txt"  # the token leaves the URL
+    assert first.headers["location"] == "/file?path=docs:a.txt"  # the token leaves the URL
     cookie = first.headers["set-cookie"]
     assert f"{cookie_name(TOKEN)}={TOKEN}" in cookie and "HttpOnly" in cookie
     assert cookie_name(TOKEN) != cookie_name("another") and cookie_name(TOKEN).startswith(
         "storied_token_")
     assert "SameSite=strict" in cookie or "SameSite=Strict" in cookie
     assert client.get("/file?path=docs:a.txt").status_code == 200  # the cookie now
+
+
+def test_token_redirect_stays_on_the_app(storage: StorageManager) -> None:
+    client = TestClient(create_app(storage, token=TOKEN))
+    for url in (f"http://testserver//evil.example/?token={TOKEN}",
+                f"http://testserver/%2F%2Fevil.example/?token={TOKEN}",
+                f"http://testserver/\\evil.example/?token={TOKEN}",
+                f"http://testserver///evil.example?x=1&token={TOKEN}"):
+        response = client.get(url, follow_redirects=False)
+        location = response.headers.get("location", "")
+        assert location.startswith("/") and not location.startswith("//"), location
+        assert "token" not in location
 
 
 def test_authorization_header_works(storage: StorageManager) -> None:

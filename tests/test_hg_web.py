@@ -308,3 +308,18 @@ def test_event_journal_pages_on(storage: StorageManager) -> None:
     assert later and first.count("<tr><td>") == 200
     second = client.get(later.group(1).replace("&amp;", "&")).text
     assert second.count("<tr><td>") == 5
+
+
+def test_a_non_utf8_name_does_not_break_the_folder(storage: StorageManager,
+                                                   tmp_path: Path) -> None:
+    (tmp_path / "data" / "odd").mkdir()
+    (tmp_path / "data" / "odd" / "fine.txt").write_text("fine")
+    with open(bytes(tmp_path / "data" / "odd") + b"/bad\xff.txt", "wb") as f:
+        f.write(b"odd name")
+    client = client_for(storage)
+    page = client.get("/browse", params={"path": "docs:odd"})
+    assert page.status_code == 200 and "fine.txt" in page.text and "bad\\udcff.txt" in page.text
+    link = re.search(r'href="(/file\?path=docs%3Aodd%2Fbad%FF\.txt)"', page.text)
+    assert link, page.text
+    shown = client.get("/view?path=docs%3Aodd%2Fbad%FF.txt")
+    assert shown.status_code == 200 and "odd name" in shown.text

@@ -105,7 +105,7 @@ class Web:
             flash=one_line(unquote(flash)) if flash else None,
             **context,
         )
-        response = HTMLResponse(body, status_code=status)
+        response = html_response(body, status)
         if flash:
             response.delete_cookie(FLASH, path="/")
         return response
@@ -115,13 +115,21 @@ class Web:
         body = self.env.get_template("error.html").render(
             status=status, message=one_line(message), csrf="", app_read_only=True, flash=None
         )
-        return HTMLResponse(body, status_code=status)
+        return html_response(body, status)
+
+
+def html_response(body: str, status: int = 200) -> Response:
+    """``body`` as a UTF-8 HTML response; a name the storage gave as a lone surrogate (a
+    non-UTF-8 file name) shows as a backslash escape instead of failing the page."""
+    return HTMLResponse(body.encode("utf-8", "backslashreplace"), status_code=status)
 
 
 def url(route: str, **params: Any) -> str:
-    """``/route?k=v...`` with the parameters that are not None, URL-encoded."""
+    """``/route?k=v...`` with the parameters that are not None, URL-encoded (UTF-8)."""
     kept = {k: v for k, v in params.items() if v is not None}
-    return route + ("?" + urlencode(kept) if kept else "")
+    # surrogateescape: a non-UTF-8 name goes out as its own bytes and comes back the same
+    # (pages.param parses the query the same way)
+    return route + ("?" + urlencode(kept, errors="surrogateescape") if kept else "")
 
 
 def redirect(target: str, message: str | None = None) -> Response:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import io
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote_from_bytes
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from storied import errors, paths
 from storied.diff.text import decode_text
@@ -46,8 +47,15 @@ CHUNK = 1024 * 1024
 
 # ---------------------------------------------------------------- parameters
 def param(request: Request, name: str, default: str | None = None) -> str | None:
-    """A query parameter (the last one when repeated)."""
-    values = request.query_params.getlist(name)
+    """A query parameter (the last one when repeated), UTF-8 with bytes that are not decoded
+    as lone surrogates (how Python names a non-UTF-8 file), as :func:`~storied.web.app.url`
+    encodes them."""
+    parsed = request.scope.get("storied.query")
+    if parsed is None:
+        raw = quote_from_bytes(request.scope.get("query_string", b""), safe="&=+%;/:,?@!$'()*")
+        parsed = parse_qsl(raw, keep_blank_values=True, errors="surrogateescape")
+        request.scope["storied.query"] = parsed
+    values = [v for k, v in parsed if k == name]
     return values[-1] if values else default
 
 
@@ -198,9 +206,13 @@ def counts(web: Web, request: Request, form: Any) -> Response:
     """JSON ``{name: {'count', 'tags'}}`` for the files of one folder page."""
     node = node_of(web, need(request, "path"))
     if web.storage.history(node.mount_name or "") is None:
-        return JSONResponse({})
+        return _json({})
     visible = _visible(_listing(web, node), page_number(request))
-    return JSONResponse(_file_counts(web, node, visible))
+    return _json(_file_counts(web, node, visible))
+
+
+def _json(data: Any) -> Response:
+    return Response(json.dumps(data), media_type="application/json")
 
 
 # ---------------------------------------------------------------- file history

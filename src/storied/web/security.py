@@ -20,7 +20,7 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote
 
 __all__ = ["CSP", "Guard", "cookie_name", "csrf_token", "security_headers"]
 
@@ -134,8 +134,10 @@ class Guard:
         from starlette.responses import RedirectResponse
 
         request = Request(scope)
-        rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-        target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
+        raw = scope.get("query_string", b"").decode("latin-1")
+        rest = [p for p in raw.split("&") if p and p.split("=", 1)[0] != "token"]
+        # one leading slash: "//host" would send the browser to another site
+        target = "/" + quote(request.url.path).lstrip("/") + ("?" + "&".join(rest) if rest else "")
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
         await response(scope, receive, send)
