@@ -29,6 +29,7 @@ for plain files (``except FileNotFoundError``) keeps working::
     ├── LockTimeout (TimeoutError)                      node.lock() not acquired in time
     ├── LockLostError (RuntimeError)                    a lock's lease was lost while held
     ├── TransientStorageError (ConnectionError)         worth retrying (timeouts, throttling, 5xx)
+    │   └── StorageTimeoutError (TimeoutError)           the storage did not answer in time
     ├── StorageIOError (OSError)                        any other failure the storage reported
     └── MissingDependencyError (ModuleNotFoundError)    an optional extra is not installed
 
@@ -63,6 +64,7 @@ __all__ = [
     "StorageIOError",
     "StorageNotFoundError",
     "StoragePermissionError",
+    "StorageTimeoutError",
     "TextDecodeError",
     "TextEncodeError",
     "TransientStorageError",
@@ -205,6 +207,10 @@ class LockLostError(StorageError, RuntimeError):
 
 class TransientStorageError(StorageError, ConnectionError):
     """A failure worth retrying: timeout, throttling, connection reset, server error."""
+
+
+class StorageTimeoutError(TransientStorageError, TimeoutError):
+    """The storage did not answer in time; retried like any transient error."""
 
 
 class StorageIOError(StorageError, OSError):
