@@ -22,6 +22,7 @@ from storied.core.config import (
     refuse_engine_switch,
     relative_spec,
 )
+from storied.core.encryption import EncryptionMethods
 from storied.core.eventing import EventMethods
 from storied.core.optimizing import OptimizeMethods
 from storied.core.recording import RecordingMethods
@@ -49,7 +50,12 @@ _MOUNT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
 class StorageManager(
-    BulkMethods, EventMethods, WebhookMethods, RecordingMethods, OptimizeMethods
+    BulkMethods,
+    EventMethods,
+    WebhookMethods,
+    RecordingMethods,
+    OptimizeMethods,
+    EncryptionMethods,
 ):
     """Holds named mounts and makes nodes for ``'mount:path'`` strings.
 
