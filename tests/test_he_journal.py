@@ -177,3 +177,31 @@ def test_s3_mounts_deliver_from_their_journal(moto: MotoHandle, receiver: Receiv
     finally:
         for manager in managers:
             manager.close_webhooks()
+
+
+def test_a_journal_started_anew_is_sent_from_its_start(data: Path, receiver: Receiver,
+                                                       tmp_path: Path) -> None:
+    storage = versioned(data)
+    hook = storage.add_webhook(receiver.url, events=["version_created"], secret=SECRET,
+                               mount="v", outbox=tmp_path / "o")
+    for i in range(3):
+        storage.node(f"v:old{i}.txt").write_text("x")
+    assert storage.flush_webhooks(timeout=10)
+    storage.close_webhooks()
+    cursor = data / ".storied" / "webhooks" / f"{hook.key}.json"
+    saved = cursor.read_bytes()
+    fresh = tmp_path / "fresh"  # the history deleted and started again: numbering restarts
+    fresh.mkdir()
+    (fresh / ".storied" / "webhooks").mkdir(parents=True)
+    (fresh / ".storied" / "webhooks" / cursor.name).write_bytes(saved)
+    again = versioned(fresh)
+    try:
+        again.node("v:new.txt").write_text("y")
+        again.add_webhook(receiver.url, events=["version_created"], secret=SECRET, mount="v",
+                          outbox=tmp_path / "o")
+        assert again.flush_webhooks(timeout=10)
+        assert sorted(subjects_and_ids(receiver)) == [
+            "storied.version.created new.txt",
+            *(f"storied.version.created old{i}.txt" for i in range(3))]
+    finally:
+        again.close_webhooks()

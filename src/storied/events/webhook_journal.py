@@ -68,8 +68,17 @@ class JournalSource:
 
     # ------------------------------------------------------------------ the cursor object
     def start(self) -> None:
-        """Load the cursor, or create it at the journal's tail (first registration)."""
+        """Load the cursor, or create it at the journal's tail (first registration). A cursor
+        past the tail means the journal was started anew (its history deleted): it restarts
+        at ``'0'``, so the new journal's events are sent."""
         if self._load():
+            tail = self.journal.tail_cursor()
+            if self.cursor is not None and self.cursor.isdigit() and int(self.cursor) > int(
+                    tail):
+                log.warning("webhook %s: cursor %s is past the journal of %s (tail %s): the "
+                            "journal was started anew; sending from its start",
+                            redact_url(self.hook.url), self.cursor, self.mount, tail)
+                self.advance("0", backwards=True)
             return
         data = json.dumps({"cursor": self.journal.tail_cursor(),
                            "endpoint": redact_url(self.hook.url)}).encode()
@@ -98,10 +107,12 @@ class JournalSource:
         self.cursor, self.etag = str(raw.get("cursor", "0")), etag
         return True
 
-    def advance(self, cursor: str) -> None:
-        """Move the persisted cursor to ``cursor`` (never backwards)."""
+    def advance(self, cursor: str, backwards: bool = False) -> None:
+        """Move the persisted cursor to ``cursor`` (never backwards unless ``backwards``)."""
         for _ in range(10):
-            if self.cursor is not None and not _later(cursor, self.cursor):
+            if self.cursor is not None and not backwards and not _later(cursor, self.cursor):
+                return
+            if self.cursor == cursor:
                 return
             data = json.dumps({"cursor": cursor,
                                "endpoint": redact_url(self.hook.url)}).encode()
