@@ -323,3 +323,42 @@ def test_a_non_utf8_name_does_not_break_the_folder(storage: StorageManager,
     assert link, page.text
     shown = client.get("/view?path=docs%3Aodd%2Fbad%FF.txt")
     assert shown.status_code == 200 and "odd name" in shown.text
+
+
+def test_failing_storage_is_an_error_page(storage: StorageManager) -> None:
+    from storied.backends.memory import MemoryBackend
+    from storied.testing.doubles import FaultyBackend
+
+    inner = MemoryBackend(store=f"hg-faulty-{id(storage)}")
+    inner.write("f.txt", b"data")
+    storage.add_mount({"name": "flaky", "backend": FaultyBackend(inner, fail_times=10_000),
+                       "retries": 1})
+    client = client_for(storage)
+    for url in ("/browse?path=flaky:", "/file?path=flaky:f.txt", "/view?path=flaky:f.txt",
+                "/raw?path=flaky:f.txt"):
+        response = client.get(url)
+        assert response.status_code == 503, (url, response.status_code)
+        assert "injected failure" in response.text and "Traceback" not in response.text
+
+
+def test_restore_through_the_web_is_in_the_journal(client: TestClient,
+                                                   storage: StorageManager) -> None:
+    node = storage.node("docs:notes.txt")
+    cursor = list(storage.events("docs:"))[-1].cursor
+    page = client.get("/file", params={"path": "docs:notes.txt"}).text
+    client.post("/act/restore", data={"csrf": csrf_of(page), "path": "docs:notes.txt",
+                                      "v": "0"})
+    later = list(storage.events("docs:notes.txt", since=cursor))
+    assert [e.type for e in later] == ["version_created"]
+    assert later[0].version_id == node.versions[-1]["version_id"]
+
+
+def test_snapshot_restore_can_delete_new_files(client: TestClient,
+                                               storage: StorageManager) -> None:
+    storage.create_snapshot("docs:", "base")
+    storage.node("docs:late.txt").write_text("late")
+    csrf = csrf_of(client.get("/snapshot/diff", params={"tag": "base"}).text)
+    done = client.post("/act/snapshot-restore", data={"csrf": csrf, "tag": "base",
+                                                      "delete_new": "1"})
+    assert done.status_code == 200 and "1 deleted" in done.text
+    assert not storage.node("docs:late.txt").exists()

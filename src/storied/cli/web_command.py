@@ -89,8 +89,10 @@ def register(group: click.Group) -> None:
             click.echo(f"warning: listening on {host}: anyone who can reach it and has the "
                        "token can use it", err=True)
         sys.stdout.flush()
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                               lifespan="off", server_header=False))
+        server = uvicorn.Server(uvicorn.Config(
+            app, log_level="warning", access_log=False, lifespan="off", server_header=False,
+            proxy_headers=False,  # nothing in front of it: no client may claim another address
+        ))
         try:
             server.run(sockets=[sock])
         finally:
