@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,18 @@ from storied.errors import (
 )
 from storied.info import WriteMode
 from storied.testing.mock import FAULT_KINDS, MockBackend, StorageTimeoutError
+from storied.testing.s3server import MotoHandle, make_bucket
+
+
+def test_the_issue_example() -> None:
+    from storied.testing import MockBackend as Exported
+
+    backend = Exported(latency_ms=1, failure_rate=0.01, seed=7)
+    storage = StorageManager()
+    storage.add_mount({"name": "flaky", "backend": backend})
+    storage.node("flaky:a.txt").write_text("hello")
+    assert storage.node("flaky:a.txt").read_text() == "hello"
+    assert backend.calls["write"] >= 1 and backend.trace[0].delay_ms == 1
 
 
 def _filled(**kw: object) -> MockBackend:
@@ -201,17 +214,30 @@ def test_config_form_is_retried_like_a_remote_storage() -> None:
     assert any(e.fault for e in mock.trace)
 
 
-@pytest.mark.parametrize("seed", [11, 12])
-def test_versioned_writes_survive_a_ten_percent_failure_rate(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "where"), [(11, "memory"), (12, "memory"), (13, "local")])
+def test_versioned_writes_survive_a_ten_percent_failure_rate(
+    seed: int, where: str, tmp_path: Path
+) -> None:
     """The acceptance run: portable history over MockBackend(failure_rate=0.1), default
     retries. A write that raised may or may not be a version; an acknowledged one is never
     lost, and verify() is clean afterwards."""
-    backend = MockBackend(failure_rate=0.1, seed=seed)
+    wraps = {"type": "local", "base_path": str(tmp_path)} if where == "local" else None
+    _faulty_history_run(MockBackend(failure_rate=0.1, seed=seed, wraps=wraps), 40)
+
+
+def test_versioned_writes_on_s3_survive_a_ten_percent_failure_rate(moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"flaky-{uuid.uuid4().hex[:10]}")
+    wraps = {"type": "s3", "bucket": bucket, "endpoint_url": moto.endpoint_url,
+             "key": "testing", "secret": "testing"}  # fmt: skip
+    _faulty_history_run(MockBackend(failure_rate=0.1, seed=21, wraps=wraps), 16)
+
+
+def _faulty_history_run(backend: MockBackend, writes: int) -> None:
     storage = StorageManager()
     storage.add_mount({"name": "flaky", "backend": backend, "versioning": True})
     acknowledged: list[tuple[str, str]] = []
     raised = 0
-    for i in range(40):
+    for i in range(writes):
         node = storage.node(f"flaky:doc{i % 4}.txt")
         try:
             node.write_text(f"version {i}")
@@ -219,8 +245,8 @@ def test_versioned_writes_survive_a_ten_percent_failure_rate(seed: int) -> None:
             raised += 1
             continue
         acknowledged.append((node.fullpath, f"version {i}"))
-    assert sum(1 for e in backend.trace if e.fault) > 10  # the run really was faulty
-    assert len(acknowledged) >= 20
+    assert sum(1 for e in backend.trace if e.fault) > writes // 4  # the run really was faulty
+    assert len(acknowledged) >= writes // 2 and len(acknowledged) + raised == writes
     backend.failure_rate = 0.0
     for fullpath, text in acknowledged:
         versions = storage.node(fullpath).versions
