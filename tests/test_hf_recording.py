@@ -355,3 +355,34 @@ def test_a_corrupt_cassette_is_a_storage_error_not_a_crash(tmp_path: Path) -> No
         storage.node("m:notes/a.txt").write_text("one")
     with pytest.raises(StorageIOError, match="interaction 0 is malformed"):
         _tampered(tmp_path, lambda items: items[0].pop("op"))
+
+
+def _child(tmp_path: Path, body: str) -> int:
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from storied import StorageManager
+        storage = StorageManager()
+        storage.configure([{{"name": "m", "type": "memory"}}])
+        storage.record_mode(sys.argv[1])
+        storage.node("m:child.txt").write_text("from the child")
+        {body}
+    """)
+    cassette = str(tmp_path / "child.json")
+    return subprocess.run([sys.executable, "-c", script, cassette], timeout=60).returncode
+
+
+def test_without_with_the_cassette_is_written_at_exit(tmp_path: Path) -> None:
+    assert _child(tmp_path, "sys.exit(0)") == 0
+    assert "child.txt" in (tmp_path / "child.json").read_text()
+
+
+def test_sigkill_while_recording_leaves_the_previous_cassette(tmp_path: Path) -> None:
+    previous = _memory_cassette(tmp_path)
+    (tmp_path / "child.json").write_bytes(previous.read_bytes())
+    assert _child(tmp_path, "os.kill(os.getpid(), signal.SIGKILL)") == -9
+    document = json.loads((tmp_path / "child.json").read_text())  # still whole, still valid
+    assert document == json.loads(previous.read_text())
