@@ -153,7 +153,7 @@ class MockBackend(WrappedBackend):
         jitter_ms: Each delay is ``latency_ms`` plus a uniform draw in ``[-jitter_ms,
             jitter_ms]``, never below 0.
         faults: The kinds to inject: names (equal weights) or ``{kind: weight}``; default
-            every kind of :data:`FAULT_KINDS`.
+            every kind of :data:`FAULT_KINDS` (:data:`EXTRA_KINDS` only when named).
         sleep: The waiting function (seconds); tests may pass a recorder.
         name: The mount name used when ``wraps`` is a config mapping.
 
