@@ -360,3 +360,42 @@ def test_transient_failures_while_acquiring_are_waited_out() -> None:
     storage.configure([{"name": "f", "backend": faulty, "retries": 1}])
     with storage.node("f:x").lock(timeout=5) as lock:
         assert lock.token == 1
+
+
+def test_s3_mount_with_a_base_path_keeps_locks_below_it(proxy: CountingProxy) -> None:
+    config = {**_s3(proxy.endpoint_url), "base_path": "team/a"}
+    storage = StorageManager()
+    storage.configure([config])
+    node = storage.node("s3:job.txt")
+    node.write_text("x")  # the probe, once
+    proxy.reset()
+    from storied.core import locking
+
+    locking._RELEASED.clear()  # as if another process had released it last
+    with node.lock(timeout=0):
+        pass
+    assert dict(proxy.counts) == {"GET": 1, "PUT": 2}  # one GET through the prefix layer
+    from storied.testing.s3server import s3_client
+
+    client = s3_client(proxy.endpoint_url)
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=config["bucket"])["Contents"]]
+    client.close()
+    assert any(k.startswith("team/a/.storied/locks/paths/") for k in keys), keys
+    assert [c.basename for c in storage.node("s3:").children()] == ["job.txt"]
+
+
+def test_a_lock_held_at_exit_is_released(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from storied import StorageManager; s = StorageManager(); "
+        f"s.configure([{{'name': 'd', 'type': 'local', 'base_path': {str(tmp_path)!r}}}]); "
+        "s.node('d:x').lock(ttl=60).acquire(); print('held')"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60).stdout == "held\n"  # fmt: skip
+    storage = StorageManager()
+    storage.configure([{"name": "d", "type": "local", "base_path": str(tmp_path)}])
+    with storage.node("d:x").lock(timeout=0) as lock:  # free at once, not after 60 s
+        assert lock.token == 2

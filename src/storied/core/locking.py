@@ -28,6 +28,7 @@ backend (below the reserved-area guard), only by conditional writes::
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import math
@@ -252,6 +253,9 @@ class Lock:
             self._holder_thread = threading.get_ident()
             self._stop = threading.Event()
             with _TABLES:
+                if not _HELD:  # (again) after the last lock went: the newest exit hook
+                    atexit.unregister(_release_at_exit)
+                    atexit.register(_release_at_exit)
                 _HELD.setdefault(self._where, []).append(self)
             self._thread = threading.Thread(
                 target=self._renew_loop, args=(self._stop,), daemon=True,
@@ -440,6 +444,19 @@ class Lock:
     def __repr__(self) -> str:
         state = "lost" if self.lost else "held" if self._held else "not held"
         return f"Lock({self.node.fullpath!r}, token={self.token}, {state})"
+
+
+def _release_at_exit() -> None:
+    """Give back the locks still held when the interpreter exits normally (a crash leaves
+    them to expire after their ttl). Registered at the first grant, so it runs before the
+    exit hooks of backends configured earlier (which close their handles)."""
+    with _TABLES:
+        held = [lock for locks in _HELD.values() for lock in locks]
+    for lock in held:
+        try:
+            lock.release()
+        except Exception:  # best effort at exit, never a traceback
+            pass
 
 
 def guard_write(node: StorageNode) -> None:
