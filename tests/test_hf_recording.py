@@ -386,3 +386,17 @@ def test_sigkill_while_recording_leaves_the_previous_cassette(tmp_path: Path) ->
     assert _child(tmp_path, "os.kill(os.getpid(), signal.SIGKILL)") == -9
     document = json.loads((tmp_path / "child.json").read_text())  # still whole, still valid
     assert document == json.loads(previous.read_text())
+
+
+def test_bad_record_and_replay_arguments(tmp_path: Path) -> None:
+    from storied.errors import InvalidArgumentError, MountNotFoundError
+
+    storage = StorageManager()
+    storage.configure([{"name": "m", "type": "memory"}])
+    with pytest.raises(MountNotFoundError):
+        storage.record_mode(tmp_path / "x.json", mounts=["nope"])
+    cassette = _memory_cassette(tmp_path)
+    with pytest.raises(InvalidArgumentError, match="new_episodes"):
+        storage.replay_mode(cassette, mode="sometimes")
+    storage.node("m:still.txt").write_text("mounts untouched")  # nothing was left half-wrapped
+    assert "still.txt" not in cassette.read_text()
