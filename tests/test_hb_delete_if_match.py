@@ -135,7 +135,7 @@ def test_stale_etag_never_makes_the_file_vanish(tmp_path: Path) -> None:
     tick, ADR 0004; this test is about the capture, not about that.)"""
     b = LocalBackend(str(tmp_path))
     stale = b.write("lock", b"v0").etag
-    stop = threading.Event()
+    stop, started = threading.Event(), threading.Event()
     missing: list[int] = []
 
     def writer() -> None:
@@ -143,6 +143,7 @@ def test_stale_etag_never_makes_the_file_vanish(tmp_path: Path) -> None:
         while not stop.is_set():
             i += 1
             b.write("lock", b"version-%d" % i)
+            started.set()
 
     def reader() -> None:
         while not stop.is_set():
@@ -152,6 +153,7 @@ def test_stale_etag_never_makes_the_file_vanish(tmp_path: Path) -> None:
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
     for t in threads:
         t.start()
+    assert started.wait(10)
     try:
         for _ in range(300):
             with pytest.raises(PreconditionFailedError):

@@ -39,6 +39,7 @@ __all__ = [
     "file_names",
     "is_link_error",
     "scan",
+    "scans_held",
     "temp_name",
     "walk_files",
 ]
@@ -120,6 +121,8 @@ def temp_name(name: str, suffix: str) -> str:
     At most 64 bytes of ``name`` are kept, cut at a character boundary (a name is truncated by
     bytes, not characters: 80 CJK characters are 240 bytes).
     """
+    if len(name) <= _TMP_PREFIX_BYTES and name.isascii():  # one byte a character
+        return f".{name}{suffix}"
     head = os.fsencode(name)[:_TMP_PREFIX_BYTES].decode("utf-8", "ignore")
     return f".{head}{suffix}"
 
@@ -131,6 +134,8 @@ class Walk:
     :meth:`close`. Errors are raw ``OSError``\\ s (the caller maps them) except escapes, which
     are :class:`PathEscapeError`.
     """
+
+    __slots__ = ("_chain", "_links", "_owned", "_path", "_root_path", "_shortcuts", "root_fd")
 
     def __init__(self, root_fd: int, root_path: str, path: str) -> None:
         self.root_fd = root_fd
@@ -152,8 +157,11 @@ class Walk:
         return self._links > 0
 
     def close(self) -> None:
-        """Close every descriptor the walk opened."""
-        self.restore(((self.root_fd,), 0))
+        """Close every descriptor the walk opened (it stands at the root again)."""
+        owned = self._owned
+        while owned:
+            os.close(owned.pop())
+        self._chain = [self.root_fd]
 
     def mark(self) -> tuple[tuple[int, ...], int]:
         """A point to :meth:`restore` to (after a probe that walked further)."""
@@ -398,6 +406,12 @@ def scan(fd: int) -> list[os.DirEntry[str]]:
             pass
     with os.scandir(fd) as entries:
         return [e for e in entries if TMP_MARK not in e.name]
+
+
+def scans_held() -> bool:
+    """True when :func:`scan` can list a directory held by a walk's descriptor (``O_PATH``
+    ones: only through /proc)."""
+    return _PROC_FD or not getattr(os, "O_PATH", 0)
 
 
 def file_names(walk: Walk) -> list[str]:

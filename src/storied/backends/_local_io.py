@@ -134,7 +134,11 @@ def file_object(fd: int, buffered: bool) -> BinaryIO:
 
 
 def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
-    view = memoryview(data)
+    done = os.write(fd, data)
+    size = data.nbytes if isinstance(data, memoryview) else len(data)
+    if done >= size:  # the usual case: one call wrote it all
+        return
+    view = memoryview(data).cast("B")[done:]
     while view:
         view = view[os.write(fd, view) :]
 

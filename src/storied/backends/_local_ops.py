@@ -8,6 +8,7 @@ import errno
 import inspect
 import os
 import stat as statmod
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,11 @@ from storied.errors import (
 if TYPE_CHECKING:
     from storied.backends.local import LocalBackend
 
-__all__ = ["At", "arity", "check_name", "check_root", "etag", "expect_etag", "translate"]
+__all__ = [
+    "At",
+    "Held",
+    "Holding",
+    "arity", "check_name", "check_root", "etag", "expect_etag", "translate"]
 
 
 def etag(st: os.stat_result) -> str:
@@ -58,7 +63,8 @@ def translate(exc: OSError, path: str) -> StorageError:
 
 
 def check_name(name: str, path: str) -> None:
-    if len(os.fsencode(name)) > NAME_MAX:
+    # at most 4 bytes a character (one for a surrogate escape): a short name is short enough
+    if len(name) > NAME_MAX // 4 and len(os.fsencode(name)) > NAME_MAX:
         raise InvalidPathError(f"A name is longer than {NAME_MAX} bytes: {path!r}")
 
 
@@ -82,41 +88,75 @@ def expect_etag(walk: Walk, name: str, path: str, expected: str) -> None:
         raise PreconditionFailedError(f"Etag mismatch on {path!r}")
 
 
+class Held(threading.local):
+    """Per thread: the directories kept inside :meth:`LocalBackend.holding` (None outside),
+    ``{(root fd, parent path): fd}``, each reached by a walk that followed no link."""
+
+    fds: dict[tuple[int, str], int] | None = None
+
+
+class Holding:
+    """The block of :meth:`LocalBackend.holding` (a class: entered on every versioned write)."""
+
+    __slots__ = ("_fds", "_held")
+
+    def __init__(self, held: Held | None) -> None:
+        self._held = held
+        self._fds: dict[tuple[int, str], int] | None = None
+
+    def __enter__(self) -> None:
+        held = self._held
+        if held is not None and held.fds is None:  # the outermost block keeps and closes
+            self._fds = held.fds = {}
+
+    def __exit__(self, typ: object, exc: object, tb: object) -> None:
+        fds = self._fds
+        if fds is None:
+            return
+        self._fds = None
+        self._held.fds = None  # type: ignore[union-attr]
+        for fd in fds.values():
+            os.close(fd)
+
+
 class At:
     """The context of one operation: a walk from the base's descriptor (see
     :meth:`LocalBackend._walk`), closed and its OS errors mapped on leaving."""
 
-    __slots__ = ("_args", "_owned", "_walk", "path")
+    __slots__ = ("_backend", "_create", "_owned", "_stay", "_walk", "path")
 
     def __init__(self, backend: LocalBackend, path: str, create: bool, stay: bool) -> None:
         self.path = path
-        self._args = (backend, create, stay)
+        self._backend, self._create, self._stay = backend, create, stay
         self._walk: Walk | None = None
         self._owned = -1
 
     def __enter__(self) -> tuple[Walk, str]:
-        backend, create, stay = self._args
-        path = self.path
+        backend, path = self._backend, self.path
         try:
-            if backend._root is not None:
-                root, rest, root_fd = backend._root.path, path, backend._root.fd()
+            root = backend._root
+            if root is not None:
+                rest, root_fd = path, root.fd()
+                walk = self._walk = Walk(root_fd, root.path, path)
+                held = backend._held.fds
             else:
-                root, rest = backend._root_and_rest(path)
-                root_fd = self._owned = os.open(root, ROOT_FLAGS)
-            walk = self._walk = Walk(root_fd, root, path)
-            if stay:
+                base, rest = backend._root_and_rest(path)
+                root_fd = self._owned = os.open(base, ROOT_FLAGS)
+                walk = self._walk = Walk(root_fd, base, path)
+                held = None
+            if self._stay:
                 return walk, rest or "."
             head, _, name = rest.rpartition("/")
             if head:
-                held = getattr(backend._held, "fds", None) if backend._root is not None else None
                 fd = held.get((root_fd, head)) if held is not None else None
                 if fd is not None:
                     walk.stand(fd, head.split("/"))
                 else:
-                    walk.descend(head.split("/"), create)
-                    kept = walk.detach() if held is not None else None
-                    if kept is not None:
-                        held[(root_fd, head)] = kept  # type: ignore[index]
+                    walk.descend(head.split("/"), self._create)
+                    if held is not None and not walk.followed:
+                        kept = walk.detach()
+                        if kept is not None:
+                            held[(root_fd, head)] = kept
             return walk, name or "."
         except BaseException as exc:
             self._close()

@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import errno
 import io
-import itertools
 import os
 import stat as statmod
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any, BinaryIO
 
 from storied.backends._local_fs import (
@@ -43,23 +41,40 @@ from storied.backends._local_fs import (
     entry_stat,
     file_names,
     scan,
+    scans_held,
     temp_name,
     walk_files,
 )
 from storied.backends._local_io import (
     RangeReader,
     Root,
-    create_exclusive,
     dir_lock,
     file_object,
     fresh_root,
     rename_noreplace,
     rmtree_at,
     unlink_quietly,
-    write_all,
 )
-from storied.backends._local_ops import At, arity, check_name, check_root, expect_etag
+from storied.backends._local_ops import (
+    At,
+    Held,
+    Holding,
+    arity,
+    check_name,
+    check_root,
+    expect_etag,
+)
 from storied.backends._local_ops import etag as _etag
+from storied.backends._local_write import (
+    PROC_REFUSED,
+    TMPFILE,
+    anonymous,
+    create_unnamed,
+    link_both,
+    temp_suffix,
+    write_empty,
+    write_temp,
+)
 from storied.backends.base import CHUNK, Backend
 from storied.capabilities import Capabilities
 from storied.errors import (
@@ -78,9 +93,6 @@ __all__ = ["TMP_MARK", "LocalBackend"]
 
 BasePath = str | os.PathLike[str] | Callable[..., str | os.PathLike[str]]
 
-_COUNTER = itertools.count()
-_PID = [os.getpid()]  # getpid() is a system call: asked again only in a forked child
-os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
 
 
 class LocalBackend(Backend):
@@ -106,35 +118,26 @@ class LocalBackend(Backend):
         self._switched = callable(base_path) and arity(base_path) >= 1
         self.base_url = base_url.rstrip("/") if base_url else None
         self._fsync = fsync
+        self._tmpfile = TMPFILE
         self._static_root: str | None = None
         self._root: Root | None = None
         if not callable(base_path):
             self._static_root = check_root(os.fspath(base_path))
             self._root = Root(self._static_root)
-        self._held = threading.local()  # .fds: {(root fd, parent path): fd} inside holding()
+        self._held = Held()
 
-    @contextmanager
-    def holding(self) -> Iterator[None]:
+    def holding(self) -> AbstractContextManager[None]:
         """Within the block, this thread's operations walk to each parent directory once.
 
         The first operation on a name in a directory walks to it as always (race-free, ADR
-        0003) and keeps that directory's descriptor; later operations in the same directory
-        use it instead of walking again, and every kept descriptor is closed when the block
-        ends. Meant for the few operations of one versioned write: names are never resolved
-        twice, so a directory renamed meanwhile is still the one the block works in (exactly
-        as inside one operation). Re-entrant; does nothing on switched mounts.
+        0003) and keeps that directory's descriptor when the walk followed no link; later
+        operations in the same directory (listings of it too) use it instead of walking
+        again, and every kept descriptor is closed when the block ends. Meant for the few
+        operations of one versioned write: names are never resolved twice, so a directory
+        renamed meanwhile is still the one the block works in (exactly as inside one
+        operation). Re-entrant; does nothing on switched mounts.
         """
-        if self._root is None or getattr(self._held, "fds", None) is not None:
-            yield
-            return
-        fds: dict[tuple[int, str], int] = {}
-        self._held.fds = fds
-        try:
-            yield
-        finally:
-            self._held.fds = None
-            for fd in fds.values():
-                os.close(fd)
+        return Holding(self._held if self._root is not None else None)
 
     # ---------------------------------------------------------------- path resolution
     @property
@@ -205,7 +208,7 @@ class LocalBackend(Backend):
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         out: list[tuple[str, bool]] = []
         with self._walk(path, stay=True) as (walk, rest):
-            for entry in scan(walk.fd) if walk.open_listing_beneath(rest) else ():
+            for entry in scan(walk.fd) if self._open_listing(walk, rest) else ():
                 if start_after is not None and entry.name <= start_after:
                     continue
                 if entry.is_symlink():
@@ -226,9 +229,20 @@ class LocalBackend(Backend):
             NotADirectoryStorageError: ``path`` is a file.
         """
         with self._walk(path, stay=True) as (walk, rest):
-            if not walk.open_listing_beneath(rest):
+            if not self._open_listing(walk, rest):
                 return []
             return file_names(walk)
+
+    def _open_listing(self, walk: Walk, rest: str) -> bool:
+        """:meth:`Walk.open_listing_beneath`, or stand in directory ``rest`` when this
+        thread's :meth:`holding` block holds it (reached without a link; listed through
+        ``/proc/self/fd``, which reopens exactly the directory held)."""
+        held = self._held.fds if self._root is not None else None
+        fd = held.get((walk.root_fd, rest)) if held is not None and scans_held() else None
+        if fd is None:
+            return walk.open_listing_beneath(rest)
+        walk.stand(fd, rest.split("/"))
+        return True
 
     @fresh_root
     def through_link(self, path: str) -> bool:
@@ -313,10 +327,15 @@ class LocalBackend(Backend):
             check_name(name, path)
             empty = isinstance(data, (bytes, bytearray, memoryview)) and not len(data)
             if empty and mode is not WriteMode.IF_MATCH:
-                st = self._write_empty(walk.fd, name, mode)
+                st = write_empty(walk.fd, name, mode)
                 if st is not None:
                     return Info(path, False, 0, st.st_mtime, _etag(st))
-            tmp, st = self._write_temp(walk.fd, name, data)
+            if mode is WriteMode.CREATE and self._tmpfile and isinstance(data, bytes):
+                st = create_unnamed(walk.fd, name, path, data, self._fsync)
+                self._tmpfile = st is not None  # None: not here (named files from now)
+                if st is not None:
+                    return Info(path, False, st.st_size, st.st_mtime, _etag(st))
+            tmp, st = write_temp(walk.fd, name, data, self._fsync)
             try:
                 self._commit(walk, tmp, name, path, mode, etag)
             except BaseException:
@@ -325,48 +344,6 @@ class LocalBackend(Backend):
             if mode is WriteMode.CREATE:
                 os.unlink(tmp, dir_fd=walk.fd)
         return Info(path, False, st.st_size, st.st_mtime, _etag(st))
-
-    def _write_empty(self, dir_fd: int, name: str, mode: WriteMode) -> os.stat_result | None:
-        """An empty file appears atomically: no temporary file is needed. None when ``name``
-        is a link (an overwrite replaces the link itself, through a temporary file)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
-        flags |= os.O_EXCL if mode is WriteMode.CREATE else os.O_TRUNC
-        try:
-            fd = os.open(name, flags, 0o666, dir_fd=dir_fd)
-        except OSError as exc:
-            if exc.errno in (errno.ELOOP, errno.EMLINK):
-                return None
-            raise
-        try:
-            return os.fstat(fd)
-        finally:
-            os.close(fd)
-
-    def _write_temp(self, dir_fd: int, name: str, data: Data) -> tuple[str, os.stat_result]:
-        """Write ``data`` to a new temporary file beside ``name``; return its name and stat."""
-        suffix = f"{TMP_MARK}{_PID[0]}-{next(_COUNTER)}"
-        tmp = temp_name(name, suffix)
-        try:
-            fd = create_exclusive(tmp, dir_fd)
-        except FileExistsError:  # a crashed process with a recycled pid left this name
-            tmp = temp_name(name, suffix + "-" + os.urandom(6).hex())
-            fd = create_exclusive(tmp, dir_fd)
-        try:
-            try:
-                if isinstance(data, (bytes, bytearray, memoryview)):
-                    write_all(fd, data)
-                else:
-                    while chunk := data.read(CHUNK):
-                        write_all(fd, chunk)
-                if self._fsync:
-                    os.fsync(fd)
-                st = os.fstat(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            unlink_quietly(tmp, dir_fd)
-            raise
-        return tmp, st
 
     def _commit(
         self, walk: Walk, tmp: str, name: str, path: str, mode: WriteMode, etag: str | None
@@ -434,7 +411,7 @@ class LocalBackend(Backend):
                 raise IsADirectoryStorageError(f"Is a directory: {path!r}")
             with dir_lock(walk.fd):
                 expect_etag(walk, name, path, etag)
-                tmp = temp_name(name, f"{TMP_MARK}{_PID[0]}-{next(_COUNTER)}-d")
+                tmp = temp_name(name, temp_suffix() + "-d")
                 os.rename(name, tmp, src_dir_fd=walk.fd, dst_dir_fd=walk.fd)
                 try:
                     expect_etag(walk, tmp, path, etag)
@@ -470,6 +447,11 @@ class LocalBackend(Backend):
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` (a link: the link itself) to ``dst``, creating ``dst``'s parents."""
         with self._walk(src) as (sw, sname):
+            head, _, dname = dst.rpartition("/")
+            if head == src.rpartition("/")[0] and sname != "." and dname not in ("", ".", ".."):
+                check_name(dname, dst)  # the same directory: walked once
+                os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=sw.fd)
+                return
             try:  # dst's parents exist (the common case): one rename, nothing created
                 with self._walk(dst) as (dw, dname):
                     check_name(dname, dst)
@@ -492,38 +474,36 @@ class LocalBackend(Backend):
         """Create ``path`` holding ``data`` create-only, then give it the second name ``link``
         (creating ``link``'s parents); when ``path`` exists already, only the link is made.
         True when ``path`` was created. Like ``write(path, data, mode=CREATE)`` followed by
-        ``link(path, link)``, in the same order (``path`` exists before ``link``), with the
-        same system calls, in one call that walks to ``path``'s directory once (the link is
-        made from the temporary file, still open by name, before it is removed). Nobody sees
-        either name partly written; a failure leaves no temporary file (a ``path`` already
-        created stays: it is complete).
+        ``link(path, link)``, in the same order (``path`` exists before ``link``), in one call
+        that walks to ``path``'s directory once: the file is written without a name
+        (``O_TMPFILE``, see :func:`storied.backends._local_write.anonymous`; elsewhere a
+        temporary file) and both names are links to it. Nobody sees either name partly
+        written; a failure leaves no temporary file (a ``path`` already created stays: it is
+        complete).
 
         Raises:
             StorageAlreadyExistsError: something is at ``link`` already.
         """
         with self._walk(path, create=True) as (walk, name):
             check_name(name, path)
-            tmp, _ = self._write_temp(walk.fd, name, data)
-            try:
+            fd = anonymous(walk.fd, data, self._fsync) if self._tmpfile else -1
+            if fd < 0:
+                self._tmpfile = False  # not on this filesystem: named files from now
+            else:  # linked by its descriptor (the magic link followed): nothing to remove
+                src = f"/proc/self/fd/{fd}"
                 try:
-                    os.link(tmp, name, src_dir_fd=walk.fd, dst_dir_fd=walk.fd,
-                            follow_symlinks=False)
-                    created = True
-                except FileExistsError:
-                    created = False
-                with self._walk(link, create=True) as (lw, lname):
-                    check_name(lname, link)
-                    if created:  # the same inode as path: its complete bytes
-                        os.link(tmp, lname, src_dir_fd=walk.fd, dst_dir_fd=lw.fd,
-                                follow_symlinks=False)
-                    else:  # an existing path: a link to it, never to our (other) bytes
-                        os.link(name, lname, src_dir_fd=walk.fd, dst_dir_fd=lw.fd,
-                                follow_symlinks=False)
-            except FileExistsError:
-                raise StorageAlreadyExistsError(f"Already exists: {link!r}") from None
+                    return link_both(self, walk, name, link, (src, None, True))
+                except OSError as exc:
+                    if exc.errno not in PROC_REFUSED or not self._tmpfile:
+                        raise
+                    self._tmpfile = False  # /proc refuses the link here: named files from now
+                finally:
+                    os.close(fd)
+            tmp, _ = write_temp(walk.fd, name, data, self._fsync)
+            try:
+                return link_both(self, walk, name, link, (tmp, walk.fd, False))
             finally:
                 unlink_quietly(tmp, walk.fd)
-        return created
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return f"{self.base_url}/{path}" if self.base_url else None
