@@ -39,7 +39,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(check: Any, timeout: float = 15, what: str = "condition") -> Any:
+def wait_for(check: Any, timeout: float = 25, what: str = "condition") -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -161,6 +161,11 @@ def test_history_diff_restore_in_chromium(site: tuple[str, StorageManager], brow
     browser.call("Page.navigate", url=url)  # the token once: the cookie from now on
     browser.wait_page(base + "/")
     assert "docs" in browser.js("document.body.innerText")
+    # the folder page's script fills in the version counts (allowed by the page's CSP)
+    browser.call("Page.navigate", url=f"{base}/browse?path=docs:app")
+    browser.wait_page("/browse?")
+    wait_for(lambda: browser.js("(document.querySelector('td.count') || {}).textContent")
+             == "3", what="the version count filled in by the script")
     browser.call("Page.navigate", url=f"{base}/file?path=docs:app/settings.conf")
     browser.wait_page("/file?")
     assert browser.js("document.querySelectorAll('tr[data-version]').length") == 3

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -92,3 +94,21 @@ def test_missing_config_and_bad_options(tmp_path: Path) -> None:
     assert run("web", "--port", "70000").returncode == 2
     empty = run("web", "--config", str(tmp_path / "nope.yaml"), "--token", " ")
     assert empty.returncode == 2
+
+
+def test_ctrl_c_stops_the_server_quietly(served: subprocess.Popen[str]) -> None:
+    assert served.stdout is not None and served.stderr is not None
+    line = served.stdout.readline()
+    assert line.startswith("storied web: http://127.0.0.1:")
+    base = line.split(": ", 1)[1].split("/?", 1)[0]
+    for _ in range(100):  # serving (uvicorn's signal handlers in place)
+        try:
+            urllib.request.urlopen(base + "/", timeout=5)
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            time.sleep(0.1)
+    served.send_signal(signal.SIGINT)
+    assert served.wait(15) == 130  # the CLI's Ctrl-C code, after uvicorn shut down
+    rest = served.stderr.read()
+    assert "Traceback" not in rest and rest.strip() in ("", "error: interrupted")

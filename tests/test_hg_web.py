@@ -362,3 +362,13 @@ def test_snapshot_restore_can_delete_new_files(client: TestClient,
                                                       "delete_new": "1"})
     assert done.status_code == 200 and "1 deleted" in done.text
     assert not storage.node("docs:late.txt").exists()
+
+
+def test_diff_of_huge_versions_is_refused_before_reading(client: TestClient,
+                                                        storage: StorageManager,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from storied.web import pages
+
+    monkeypatch.setattr(pages, "DIFF_BYTES", 10)  # the bound, made small for the test
+    page = client.get("/diff", params={"path": "docs:notes.txt"})
+    assert page.status_code == 400 and "too large to diff" in page.text

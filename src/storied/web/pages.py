@@ -42,6 +42,8 @@ PREVIEW_BYTES = 2 * 1024 * 1024
 PREVIEW_LINES = 20_000
 HEX_BYTES = 4096
 IMAGE_BYTES = 64 * 1024 * 1024
+DIFF_BYTES = 16 * 1024 * 1024
+"""Largest version diffed on a page (text and semantic views read both versions whole)."""
 CHUNK = 1024 * 1024
 
 
@@ -368,6 +370,14 @@ def diff(web: Web, request: Request, form: Any) -> Response:
     if mode not in ("text", "json", "csv", "xml", "image"):
         raise errors.InvalidArgumentError(f"unknown diff view {mode!r}")
     old, new = va["version_id"], vb["version_id"]
+    too_big = [f"#{i} ({render.human_size(v['size'])})" for i, v in ((ia, va), (ib, vb))
+               if (v.get("size") or 0) > DIFF_BYTES]
+    if too_big and mode != "image":
+        raise errors.InvalidArgumentError(
+            f"{node.fullpath}: version {' and '.join(too_big)} is over "
+            f"{render.human_size(DIFF_BYTES)}, too large to diff in the page; download the "
+            "versions to compare them"
+        )
     context: dict[str, Any] = {
         "node": node, "crumbs": crumbs(node.mount_name or "", node.dirname), "mode": mode,
         "modes": modes, "old": {**va, "index": ia}, "new": {**vb, "index": ib},
