@@ -113,7 +113,8 @@ class Web:
     def error(self, status: int, message: str) -> Response:
         """The error page (no request context needed)."""
         body = self.env.get_template("error.html").render(
-            status=status, message=one_line(message), csrf="", app_read_only=True, flash=None
+            status=status, message=one_line(message), csrf="", app_read_only=self.read_only,
+            flash=None,
         )
         return html_response(body, status)
 

@@ -233,12 +233,10 @@ def file_page(web: Web, request: Request, form: Any) -> Response:
     newest = count - 1 - (page - 1) * HISTORY_PAGE
     indexes = range(newest, max(newest - HISTORY_PAGE, -1), -1)
     rows = [(i, versions[i]) for i in indexes]
-    tags = sorted(((t, v["version_id"], i) for i, v in enumerate(versions)
-                   for t in (v.get("tags") or [])))
     return web.page(
         request, "file.html", node=node, crumbs=crumbs(mount, node.dirname), rows=rows,
         count=count, page=page, pages=max((count + HISTORY_PAGE - 1) // HISTORY_PAGE, 1),
-        tags=tags, timeline=render.timeline_svg(versions), current=current,
+        timeline=render.timeline_svg(versions), current=current,
         writable=web.writable(mount) and count > 0, modes=diff_modes(node),
         default_a=str(versions[-2]["version_id"]) if count > 1 else "",
         default_b=str(versions[-1]["version_id"]) if count else "",
