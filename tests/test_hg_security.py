@@ -132,8 +132,10 @@ def test_get_never_changes_anything(storage: StorageManager) -> None:
 # ---------------------------------------------------------------- read-only
 def test_read_only_app_hides_and_refuses_actions(storage: StorageManager) -> None:
     client = authed(storage, read_only=True)
-    page = client.get("/file?path=docs:a.txt").text
-    assert "/act/" not in page and "read-only" in page
+    for url in ("/file?path=docs:a.txt", "/browse?path=docs:", "/snapshots",
+                "/snapshot/new?prefix=docs:", "/diff?path=docs:a.txt"):
+        page = client.get(url).text
+        assert "/act/" not in page and "read-only" in page, url
     csrf = csrf_of(authed(storage).get("/file?path=docs:a.txt").text)  # same token, same csrf
     for url, data in (("/act/restore", {"v": "0"}), ("/act/tag", {"v": "0", "tag": "t"}),
                       ("/act/annotate", {"v": "0", "key": "k", "value": "v"})):

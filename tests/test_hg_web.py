@@ -205,13 +205,17 @@ def test_tag_untag_annotate(client: TestClient, storage: StorageManager) -> None
 
 def test_snapshot_create_list_show_diff_restore(client: TestClient,
                                                 storage: StorageManager) -> None:
-    csrf = csrf_of(client.get("/snapshots").text)
+    plan = client.get("/snapshot/new", params={"prefix": "docs:", "tag": "before"}).text
+    files = plan.split('id="plan-files"')[1].split("</table>")[0]
+    notes = storage.node("docs:notes.txt")
+    assert "config/app.json" in files and notes.versions[-1]["version_id"] in files
+    assert storage.list_snapshots() == []  # the plan changed nothing
+    csrf = csrf_of(plan)
     made = client.post("/act/snapshot-create", data={"csrf": csrf, "prefix": "docs:",
                                                       "tag": "before"})
     assert made.status_code == 200 and "Snapshot &#39;before&#39; created" in made.text
     assert "config/app.json" in made.text
     assert "before" in client.get("/snapshots").text
-    notes = storage.node("docs:notes.txt")
     notes.write_text("changed after the snapshot\n")
     storage.node("docs:new.txt").write_text("new")
     plan = client.get("/snapshot/diff", params={"tag": "before"}).text

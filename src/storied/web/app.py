@@ -185,6 +185,7 @@ def build_app(storage: StorageManager, read_only: bool = False, token: str | Non
         ("/snapshots", mount_pages.snapshots),
         ("/snapshot", mount_pages.snapshot),
         ("/snapshot/diff", mount_pages.snapshot_diff),
+        ("/snapshot/new", mount_pages.snapshot_new),
         ("/events", mount_pages.events),
     ]
     posts: list[tuple[str, Handler]] = [

@@ -18,10 +18,12 @@ from storied.web.pages import need, node_of, param
 if TYPE_CHECKING:
     from storied.web.app import Web
 
-__all__ = ["events", "snapshot", "snapshot_diff", "snapshots"]
+__all__ = ["events", "snapshot", "snapshot_diff", "snapshot_new", "snapshots"]
 
 EVENTS_PAGE = 200
 """Journal entries on one page."""
+PLAN_FILES = 1000
+"""Files a snapshot's creation plan shows with their current version (the rest are counted)."""
 
 
 def snapshots(web: Web, request: Request, form: Any) -> Response:
@@ -63,6 +65,41 @@ def snapshot_diff(web: Web, request: Request, form: Any) -> Response:
                         "deleted": not node.exists()})
     return web.page(request, "snapshot_diff.html", tag=tag, snap=snap, mount=mount,
                     changed=changed, unchanged=plan["unchanged"], new=plan["new"],
+                    writable=web.writable(mount))
+
+
+def _walk(web: Web, mount: str, sub: str, limit: int) -> tuple[list[str], int]:
+    """The first ``limit`` file paths under ``sub`` (one listing per folder) and how many
+    there are in all."""
+    backend = web.storage.get_backend(mount)
+    found: list[str] = []
+    total = 0
+    pending = [sub]
+    while pending:
+        folder = pending.pop()
+        for entry in sorted(backend.list(folder), key=lambda e: e.name, reverse=True):
+            path = paths.join(folder, entry.name) if folder else entry.name
+            if entry.is_dir:
+                pending.append(path)
+                continue
+            total += 1
+            if len(found) < limit:
+                found.append(path)
+    return sorted(found), total
+
+
+def snapshot_new(web: Web, request: Request, form: Any) -> Response:
+    """The plan of a snapshot's creation: the files under the folder and the version of each
+    that it would record (their current one); the form below creates it."""
+    node = node_of(web, need(request, "prefix"))
+    mount = node.mount_name or ""
+    found, total = _walk(web, mount, node.path, PLAN_FILES)
+    rows = []
+    for path in found:
+        current = [v for v in web.storage.node(mount, path).versions if v["is_latest"]]
+        rows.append((path, current[0]["version_id"] if current else None))
+    return web.page(request, "snapshot_new.html", node=node, mount=mount, rows=rows,
+                    total=total, tag=param(request, "tag") or "",
                     writable=web.writable(mount))
 
 
