@@ -232,7 +232,7 @@ class TagMethods:
             decisions, by_id = plan()
             return [_plan_row(by_id[d.version_id], d.keep, d.reasons) for d in decisions]
         self._need_delete()
-        removed = []
+        removed, gone = [], []
         # under the lease, protection is read after every tagger that could miss us is done
         with maintenance(history.engine.catalog) as lease:
             decisions, by_id = plan()
@@ -241,7 +241,8 @@ class TagMethods:
                     lease.keep()
                     history.delete_version(self._path, by_id[decision.version_id])
                     removed.append(by_id[decision.version_id].as_dict())
-                    self._notify_deleted_versions([by_id[decision.version_id]])
+                    gone.append(by_id[decision.version_id])
+        self._notify_deleted_versions(gone)  # after the lease: taggers wait on it
         return removed
 
 

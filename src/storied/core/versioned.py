@@ -216,7 +216,7 @@ class VersionMethods:
             for version in doomed:
                 lease.keep()
                 history.delete_version(self._path, version)
-                self._notify_deleted_versions([version])
+        self._notify_deleted_versions(doomed)  # after the lease: taggers wait on it
         return len(doomed)
 
     def diff_versions(self, v1: int | str = -1, v2: int | str = -2) -> tuple[bytes, bytes]:

@@ -64,7 +64,6 @@ JOURNALED = frozenset({
 })
 SCHEMA_VERSION = 1
 _REFRESH = 3600.0  # seconds a cached tail is trusted before it is listed again
-_RELIST_AFTER = 16  # conflicts in a row before the tail is listed again
 _MAX_ATTEMPTS = 10_000
 _READERS = 8
 _DATES = ("last_modified", "created")
@@ -176,7 +175,8 @@ class JournalStore:
     def append(self, event: str, path: str, version_id: str | None,
                info: dict[str, Any]) -> int:
         """Record one event; its number. One create-only write when this process knows the
-        tail (plus one per number another writer took meanwhile).
+        tail; when another writer took that number, one listing of the entries after it
+        finds the newest, and the number after that is tried.
 
         Raises:
             StorageError: The entry could not be written (the event is not recorded).
@@ -192,18 +192,22 @@ class JournalStore:
             if self._tail is None or now - self._tail_at > _REFRESH:
                 self._tail, self._tail_at = self.tail(), now
             seq = self._tail + 1
-            for attempt in range(1, _MAX_ATTEMPTS + 1):
+            for _ in range(_MAX_ATTEMPTS):
                 try:
                     self._create(self._entry_key(seq), data)
-                except StorageAlreadyExistsError:
-                    if attempt % _RELIST_AFTER == 0:
-                        seq = max(seq, self.tail()) + 1
-                    else:
-                        seq += 1
+                except StorageAlreadyExistsError:  # another writer took it
+                    seq = self._newest_from(seq) + 1
                     continue
                 self._tail, self._tail_at = seq, time.monotonic()
                 return seq
         raise StorageAlreadyExistsError(f"Journal {self._key()!r}: too much contention")
+
+    def _newest_from(self, seq: int) -> int:
+        """The newest number, knowing ``seq`` exists: one listing of its bucket after it
+        (the full tail listing when that bucket is full)."""
+        found = self._in_bucket(seq // BUCKET, seq)
+        newest = found[-1] if found else seq
+        return max(newest, self.tail()) if newest % BUCKET == BUCKET - 1 else newest
 
     def _create(self, key: str, data: bytes) -> None:
         if self.backend.capabilities.conditional_write:

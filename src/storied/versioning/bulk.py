@@ -71,18 +71,33 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
         return _plan_bulk(mount, sub, history, progress, choose)[0]
     # versions, refs and manifests are read under the lease: a tag or snapshot set meanwhile
     # by another process is either read here or checked by its setter (maintenance.py)
-    with maintenance(history.engine.catalog, ttl=_BULK_TTL) as lease:
-        result, items = _plan_bulk(mount, sub, history, progress, choose, lease.keep)
-        owners = [(path, v) for path, doomed in result.items() for v in doomed]
-        aligned = len(owners) == len(items)  # one removal item per version (both engines)
-        for start in range(0, len(items), _BATCH):
-            lease.keep()
-            history.engine.remove_items(items[start:start + _BATCH])
-            if aligned:
-                _announce_removed(manager, owners[start:start + _BATCH])
-        if not aligned:
-            _announce_removed(manager, owners)
+    owners: list[tuple[str, Version]] = []
+    done, aligned = 0, False
+    try:
+        with maintenance(history.engine.catalog, ttl=_BULK_TTL) as lease:
+            result, items = _plan_bulk(mount, sub, history, progress, choose, lease.keep)
+            owners = [(path, v) for path, doomed in result.items() for v in doomed]
+            aligned = len(owners) == len(items)  # one removal item per version (both engines)
+            for start in range(0, len(items), _BATCH):
+                lease.keep()
+                history.engine.remove_items(items[start:start + _BATCH])
+                done = min(start + _BATCH, len(items))
+    finally:  # the events of what went, after the lease (taggers wait on it)
+        if owners and not aligned:
+            done = len(owners) if done and done == len(items) else 0
+        _announce_removed(manager, owners[:done])
+    _expire_journal(history)
     return result
+
+
+def _expire_journal(history: MountHistory) -> None:
+    """Bulk cleanup and compaction also expire the history's event journal: buckets of
+    1,000 entries whose newest entry is older than
+    :data:`~storied.events.journal.DEFAULT_KEEP_DAYS` (never the newest bucket; docs/EVENTS.md).
+    One listing of the buckets, one per bucket looked at."""
+    from storied.events.journal import store_of
+
+    store_of(history).expire()
 
 
 def _announce_removed(manager: StorageManager, owners: list[tuple[str, Version]]) -> None:
