@@ -162,11 +162,12 @@ class BodyStore:
         return {"t": "repr", "v": self.redact.text(repr(value))}
 
     def decode(self, value: Any) -> Any:
+        """The Python value of an encoded one (``KeyError``/``TypeError`` when malformed)."""
         if isinstance(value, list):
             return [self.decode(v) for v in value]
         if not isinstance(value, dict):
             return value
-        tag, inner = value.get("t"), value.get("v")
+        tag, inner = value.get("t"), value["v"]  # a tagged value always has "v"
         if tag == "bytes":
             return self.get(inner)
         if tag == "stream":

@@ -29,6 +29,7 @@ A kind that does not apply to a call is not drawn for it (an ``info`` never gets
 
 from __future__ import annotations
 
+import builtins
 import io
 import random
 import threading
@@ -266,7 +267,7 @@ class MockBackend(WrappedBackend):
         self._call("walk", path)
         return self.inner.walk(path)
 
-    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
         self._call("walk_split", path)
         return self.inner.walk_split(path)
 
@@ -324,7 +325,7 @@ class MockBackend(WrappedBackend):
         self._call("get_metadata", path)
         return self.inner.get_metadata(path)
 
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         self._call("list_versions", path)
         return self.inner.list_versions(path)
 
@@ -342,7 +343,7 @@ class MockBackend(WrappedBackend):
         self._call("walk_versions", path)
         return self.inner.walk_versions(path)
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         first = items[0][0] if items else ""
         self._mutate("delete_many", first, lambda: self.inner.delete_many(items))
 

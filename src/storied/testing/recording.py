@@ -18,6 +18,7 @@ signed-URL query parameters (``X-Amz-Credential``, ``X-Amz-Signature``, SAS ``si
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import io
 import json
@@ -208,7 +209,12 @@ class CassetteSession:
             entry = self.mounts.setdefault(mount, {})
             if value is None:
                 stored = entry.get(field)
-                value = self.store.decode(stored) if stored is not None else None
+                try:
+                    value = self.store.decode(stored) if stored is not None else None
+                except (TypeError, KeyError, ValueError, AttributeError) as exc:
+                    raise StorageIOError(
+                        f"Cassette {self.path.name}: mount {mount!r} {field} is malformed"
+                    ) from exc
             else:
                 encoded = self.store.encode(value)
                 if entry.get(field) != encoded:
@@ -272,6 +278,7 @@ class CassetteBackend(WrappedBackend):
         self.protocol = session.header(mount, "protocol") or inner.protocol
 
     def _caps(self, field: str, live: Callable[[], Capabilities]) -> Capabilities:
+        found: Capabilities | None
         if self.session.mode == "none":
             found = self.session.header(self.mount, field)
             found = found or self.session.header(self.mount, "static_capabilities")
@@ -280,7 +287,8 @@ class CassetteBackend(WrappedBackend):
             found = self.session.header(self.mount, field)
             if found is not None:
                 return found
-        return self.session.header(self.mount, field, live())
+        recorded: Capabilities = self.session.header(self.mount, field, live())
+        return recorded
 
     @property
     def capabilities(self) -> Capabilities:  # type: ignore[override]
@@ -305,12 +313,12 @@ class CassetteBackend(WrappedBackend):
     def walk(self, path: str) -> Iterator[Info]:
         return iter(self._do("walk", lambda: list(self.inner.walk(path)), path=path))
 
-    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
         shown, hidden = self._do("walk_split", lambda: self.inner.walk_split(path), path=path)
         return list(shown), list(hidden)
 
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
-        def thunk() -> list[tuple[str, bool]]:
+        def thunk() -> builtins.list[tuple[str, bool]]:
             return list(self.inner.list_names(path, start_after))
 
         names = self._do("list_names", thunk, path=path, start_after=start_after)
@@ -372,7 +380,7 @@ class CassetteBackend(WrappedBackend):
         thunk = lambda: self.inner.url(path, expires_in)  # noqa: E731
         return self._do("url", thunk, path=path, expires_in=expires_in)  # type: ignore[no-any-return]
 
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         return list(self._do("list_versions", lambda: self.inner.list_versions(path), path=path))
 
     def open_version(
@@ -402,7 +410,7 @@ class CassetteBackend(WrappedBackend):
 
         return self._do("versioning_status", thunk)  # type: ignore[no-any-return]
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         self._do("delete_many", lambda: self.inner.delete_many(items), items=items)
 
     def link(self, src: str, dst: str) -> None:
