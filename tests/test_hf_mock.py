@@ -12,6 +12,7 @@ import pytest
 
 from storied import StorageManager
 from storied.backends import registry
+from storied.backends.base import WrappedBackend
 from storied.backends.memory import MemoryBackend
 from storied.errors import (
     PreconditionFailedError,
@@ -209,7 +210,9 @@ def test_config_form_is_retried_like_a_remote_storage() -> None:
                        "faults": ["transient"]})  # fmt: skip
     for i in range(30):
         storage.node(f"flaky:f{i}.txt").write_bytes(b"x")  # 4 attempts: none gives up here
-    mock = storage._raw["flaky"].inner  # the Retrying layer wraps the mock
+    retrying = storage._raw["flaky"]  # the Retrying layer wraps the mock
+    assert isinstance(retrying, WrappedBackend)
+    mock = retrying.inner
     assert isinstance(mock, MockBackend)
     assert any(e.fault for e in mock.trace)
 

@@ -45,7 +45,7 @@ RETRIED: dict[str, Callable[[Backend], Any]] = {
     "write": lambda b: b.write("c.txt", b"new"),
     "write CREATE": lambda b: b.write("c.txt", b"new", mode=WriteMode.CREATE),
     "delete": lambda b: b.delete("b.txt"),
-    "delete_if_match": lambda b: b.delete_if_match("a.txt", _etag(b.inner.inner)),
+    "delete_if_match": lambda b: b.delete_if_match("a.txt", _etag(b.unwrap())),
 }
 NOT_RETRIED: dict[str, Callable[[Backend], Any]] = {
     "mkdir": lambda b: b.mkdir("d", exist_ok=True),
