@@ -376,3 +376,10 @@ def test_diff_of_huge_versions_is_refused_before_reading(client: TestClient,
     monkeypatch.setattr(pages, "DIFF_BYTES", 10)  # the bound, made small for the test
     page = client.get("/diff", params={"path": "docs:notes.txt"})
     assert page.status_code == 400 and "too large to diff" in page.text
+
+
+def test_single_version_file_page(client: TestClient, storage: StorageManager) -> None:
+    storage.node("docs:one.txt").write_text("only")
+    page = client.get("/file", params={"path": "docs:one.txt"}).text
+    assert "1 version." in page and page.count("<circle") == 1
+    assert 'id="diff"' not in page  # nothing to compare yet
