@@ -19,7 +19,7 @@ import click
 __all__ = ["register"]
 
 
-class _Seconds(click.ParamType):
+class _Seconds(click.ParamType):  # type: ignore[type-arg]
     """A number of seconds, or ``none`` (wait forever) where allowed."""
 
     name = "seconds"

@@ -1,28 +1,19 @@
-"""Lease locks on nodes (``node.lock()``) and the guard writes check.
+"""Lease locks on nodes (``node.lock()``) and the guard writes check (docs/adr/0014-lease-locks.md).
 
-A lock is one small JSON object per locked path in the mount's reserved area: below the history
-root of the mount (``.storied`` by default, or the place ``history:`` names), at
-``<root>/locks/paths/<sha256 of the path from the storage mount's root>``, written with the raw
-backend (below the reserved-area guard), only by conditional writes::
+A lock is one small JSON object per locked path, ``<history root>/locks/paths/<sha256 of the
+path>`` in the mount's reserved area (``.storied`` unless ``history:`` names another place),
+written through the raw backend with conditional writes only: ``{owner, state: held|released,
+token, ttl, nonce, path, time, pad}``.
 
-    {"owner": "<host>:<pid>:<uuid>", "state": "held" | "released", "token": N, "ttl": S,
-     "nonce": "<uuid>", "path": "<path>", "time": <unix time, for humans only>}
-
-- **acquire**: absent -> one create-only write; ``released`` -> one write conditional on its
-  etag (``IF_MATCH``) with ``token + 1``; ``held`` -> watch it: a holder that does not rewrite
-  it (new nonce, new etag) for a full ``ttl`` measured on the contender's own clock (never by
-  comparing clocks) is taken over by an ``IF_MATCH`` write on the etag seen. Waiting polls with
-  growing pauses (20 ms doubling to 0.5 s) and jitter.
-- **renew**: a background thread rewrites the object (``IF_MATCH``, new nonce) each time a
-  third of ``ttl`` is used.
-- **release**: an ``IF_MATCH`` write of ``released`` that keeps the token, so the next grant of
-  the path (by any process) writes ``token + 1``: the fencing token strictly increases over
-  releases, takeovers and crashes. (A conditional DELETE would need a second object to carry the
-  token: see docs/adr/0014-lease-locks.md.)
-- **lost**: the holder counts its lease on its own clock (``CLOCK_BOOTTIME``, which keeps counting
-  through SIGSTOP and a suspend) from the moment it *sent* the last write; past ``ttl`` minus a
-  tenth, or when a renewal finds the object changed, the lease is lost: :attr:`Lock.lost` is
-  True, :func:`guard_write` refuses writes to the node and leaving the ``with`` raises
+- acquire: absent -> create-only write; ``released`` -> ``IF_MATCH`` write, ``token + 1``;
+  ``held`` -> watch it, and take it over (``IF_MATCH`` on the etag seen, ``token + 1``) only
+  after a full ``ttl`` without a rewrite, measured on this process's own clock;
+- renew: a daemon thread rewrites it (``IF_MATCH``, new nonce) each third of ``ttl``;
+- release: an ``IF_MATCH`` write of ``released`` that keeps the token, so the fencing token
+  strictly increases over every grant of the path;
+- lost: the holder trusts its lease until the send time of its last write plus 0.9 ``ttl`` on
+  ``CLOCK_BOOTTIME``; after that (or a refused renewal) :attr:`Lock.lost` is True,
+  :func:`guard_write` refuses writes to the node, and leaving the ``with`` raises
   :class:`~storied.errors.LockLostError`.
 """
 
@@ -70,11 +61,14 @@ _MAX_POLL = 0.5
 _MAX_TTL = 86400.0
 _LOST = (PreconditionFailedError, StorageNotFoundError, StorageAlreadyExistsError)
 
-_now = (
-    (lambda: time.clock_gettime(time.CLOCK_BOOTTIME))
-    if hasattr(time, "CLOCK_BOOTTIME")
-    else time.monotonic
-)
+
+
+def _now() -> float:
+    """Seconds on a clock that never steps and counts suspends (``CLOCK_BOOTTIME``)."""
+    return time.clock_gettime(_CLOCK) if _CLOCK is not None else time.monotonic()
+
+
+_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 _HELD: dict[tuple[Hashable, str], list[Lock]] = {}  # lock object location -> locks held here
 _RELEASED: dict[tuple[Hashable, str], tuple[str, int]] = {}  # our last release: (etag, token)
@@ -273,8 +267,8 @@ class Lock:
         while True:
             try:
                 if cached is not None:  # we released it last: try straight over our etag
-                    etag, token, cached = cached[0], cached[1], None
-                    if self._write_grant(backend, etag, token + 1):
+                    ours, last, cached = cached[0], cached[1], None
+                    if self._write_grant(backend, ours, last + 1):
                         return
                     continue
                 seen = _read_tagged(backend, self._key)
