@@ -25,7 +25,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from storied.core.manager import StorageManager
 from storied.core.node import StorageNode
@@ -86,13 +86,13 @@ class AsyncFile:
         return await _run(self._limit, self.raw.readline)
 
     async def write(self, data: Any) -> int:
-        return await _run(self._limit, self.raw.write, data)  # type: ignore[no-any-return]
+        return cast(int, await _run(self._limit, self.raw.write, data))
 
     async def seek(self, offset: int, whence: int = 0) -> int:
-        return await _run(self._limit, self.raw.seek, offset, whence)  # type: ignore[no-any-return]
+        return cast(int, await _run(self._limit, self.raw.seek, offset, whence))
 
     async def tell(self) -> int:
-        return await _run(self._limit, self.raw.tell)  # type: ignore[no-any-return]
+        return cast(int, await _run(self._limit, self.raw.tell))
 
     async def close(self) -> None:
         """Close; for a writer this is the commit (the atomic replace) and may raise."""
@@ -194,15 +194,16 @@ class AsyncStorageManager:
     def __init__(self, storage: StorageManager | None = None, max_concurrency: int = 32) -> None:
         self.sync = storage if storage is not None else StorageManager()
         self._max = max_concurrency
-        self._limits: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._limits: dict[asyncio.AbstractEventLoop | None, asyncio.Semaphore] = {}
 
     @property
     def _limit(self) -> asyncio.Semaphore:
         """One semaphore per event loop (a semaphore belongs to the loop that uses it)."""
+        loop: asyncio.AbstractEventLoop | None
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            loop = None  # type: ignore[assignment]
+            loop = None
         found = self._limits.get(loop)
         if found is None:
             found = self._limits[loop] = asyncio.Semaphore(self._max)

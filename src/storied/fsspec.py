@@ -173,7 +173,7 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
         lo = (start or 0) if (start or 0) >= 0 else max(0, (size or 0) + (start or 0))
         hi = end if end is None or end >= 0 else max(0, (size or 0) + end)
         with node._be.open_read(node.path, lo, hi) as stream:
-            return stream.read()  # type: ignore[no-any-return]
+            return stream.read()
 
     def pipe_file(self, path: str, value: bytes, mode: str = "overwrite",
                   **kwargs: Any) -> None:
@@ -227,7 +227,8 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def mv(self, path1: str, path2: str, recursive: bool = False, maxdepth: int | None = None,
            **kwargs: Any) -> None:
         if recursive or self.isdir(path1):
-            return super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+            super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
+            return None
         src_path, _ = self._split(path1)
         dest_path, _ = self._split(path2)
         self._node(src_path).move_to(self._node(dest_path))

@@ -15,6 +15,7 @@ mapped in one place per adapter.
 from __future__ import annotations
 
 import abc
+import builtins
 import io
 import os
 from collections.abc import Hashable, Iterator
@@ -163,7 +164,7 @@ class Backend(abc.ABC):
             else:
                 yield entry
 
-    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
         """``(shown, hidden)``: the files :meth:`walk` yields below ``path``, and those a
         hiding layer leaves out (storied's reserved names), from one listing. Copies use it
         to report what they skip; plain adapters hide nothing here."""
@@ -223,7 +224,7 @@ class Backend(abc.ABC):
         return None
 
     # ----------------------------------------------------------------- native versions
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         """The storage's own versions of exactly ``path``, oldest first, delete markers
         included. Only for backends whose capabilities say ``native_versions``."""
         raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
@@ -242,7 +243,7 @@ class Backend(abc.ABC):
         """Every native version and delete marker below ``path`` (one request per 1,000)."""
         raise UnsupportedOperation(f"{self.protocol} backend has no native versions")
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         """Delete many files (``(path, None)``) or native versions (``(path, version_id)``)
         in as few requests as the storage allows (S3: one per 1,000). Missing ones are fine."""
         for path, version_id in items:
@@ -369,7 +370,7 @@ class WrappedBackend(Backend):
     def walk(self, path: str) -> Iterator[Info]:
         return self.inner.walk(path)
 
-    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
         return self.inner.walk_split(path)
 
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
@@ -396,7 +397,7 @@ class WrappedBackend(Backend):
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return self.inner.url(path, expires_in)
 
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         return self.inner.list_versions(path)
 
     def open_version(
@@ -413,7 +414,7 @@ class WrappedBackend(Backend):
     def has_native_versions(self) -> bool:
         return self.inner.has_native_versions()
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         self.inner.delete_many(items)
 
     def link(self, src: str, dst: str) -> None:

@@ -34,6 +34,7 @@ Conditional writes (``CREATE``/``IF_MATCH``) are not offered by any of these yet
 
 from __future__ import annotations
 
+import builtins
 import io
 import threading
 from collections.abc import Callable, Iterator
@@ -244,7 +245,7 @@ class FsspecBackend(Backend):
     def _is_file(self, path: str) -> bool:
         return path != "" and not self.info(path).is_dir
 
-    def _children(self, path: str, entries: list[dict[str, Any]]) -> list[Info]:
+    def _children(self, path: str, entries: builtins.list[dict[str, Any]]) -> builtins.list[Info]:
         out = []
         base = self._fs(path).rstrip("/") + "/"
         for entry in entries:
@@ -287,7 +288,7 @@ class FsspecBackend(Backend):
             raise IsADirectoryStorageError(f"Is a directory: {path!r}")
         length = None if end is None else max(0, end - start)
         reader = Reader(raw, lambda: self._mapped(path), length)
-        return io.BufferedReader(reader, CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(reader, CHUNK)
 
     def _open(self, path: str, start: int) -> Any:
         if self.profile.web:

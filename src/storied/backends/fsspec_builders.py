@@ -61,12 +61,12 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
         options["banner_timeout"] = options["auth_timeout"] = options["timeout"]
     explicit = bool(options.get("password") or options.get("key_filename"))
     options.update(look_for_keys=not explicit, allow_agent=not explicit)
-    for key in ("key_filename", "known_hosts"):
-        files = config.get(key) or []
+    for option in ("key_filename", "known_hosts"):
+        files = config.get(option) or []
         for file in [files] if isinstance(files, str) else files:
             if not os.path.isfile(file):
                 raise StorageConfigError(
-                    f"Mount {config['name']!r}: {key!r} {file!r} is not an existing file"
+                    f"Mount {config['name']!r}: {option!r} {file!r} is not an existing file"
                 )
     if config.get("known_hosts"):
         options["host_key_policy"] = known_hosts_policy(str(config["known_hosts"]))

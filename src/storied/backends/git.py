@@ -26,6 +26,7 @@ Errors are mapped in :meth:`GitBackend._mapped` only.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import io
 import os
@@ -189,7 +190,7 @@ class GitBackend(ReadOnlyBackend):
         return io.BytesIO(view)
 
     # ------------------------------------------------------------------ history
-    def _history(self) -> list[ObjectVersion]:
+    def _history(self) -> builtins.list[ObjectVersion]:
         """Every change of the first-parent chain of the ref, oldest first (cached per head)."""
         commit = self._commit()
         if self._log is not None and self._log[0] == commit.id:
@@ -211,7 +212,7 @@ class GitBackend(ReadOnlyBackend):
                         out.append(ObjectVersion(delta.old_file.path, str(item.id), when,
                                                  is_delete_marker=True))
                 elif delta.new_file.mode != _SUBMODULE:
-                    blob = self._repo[delta.new_file.id]
+                    blob: Any = self._repo[delta.new_file.id]
                     out.append(ObjectVersion(delta.new_file.path, str(item.id), when, blob.size,
                                              str(blob.id)))
         latest: dict[str, int] = {}
@@ -221,7 +222,7 @@ class GitBackend(ReadOnlyBackend):
         self._log = (commit.id, marked)
         return marked
 
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         with self._mapped(path):
             return [entry for entry in self._history() if entry.path == path]
 
@@ -238,7 +239,7 @@ class GitBackend(ReadOnlyBackend):
                 commit = self._repo[version_id].peel(pygit2.Commit)
             except (ValueError, TypeError) as exc:
                 raise KeyError(version_id) from exc
-            obj = commit.tree[path]
+            obj: Any = commit.tree[path]
             if obj.type_str != "blob":
                 raise IsADirectoryStorageError(f"Is a directory: {path!r}")
             data = obj.data

@@ -26,6 +26,7 @@ refused as above, never merged).
 from __future__ import annotations
 
 import atexit
+import builtins
 import io
 import itertools
 import os
@@ -222,7 +223,7 @@ class WritableZipBackend(Backend):
             stream.close()
             raise
         limited = _Limited(stream, max(0, stop - start), self.file, path)
-        return io.BufferedReader(limited, CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(limited, CHUNK)
 
     # ------------------------------------------------------------------ writes
     def _stage(self, data: Data) -> tuple[str, int, int]:
@@ -411,7 +412,7 @@ class WritableZipBackend(Backend):
         containers (the same pid) on a shared folder never write into one file."""
         return f"{self.file}.storied-tmp-{uuid.uuid4().hex[:20]}"
 
-    def _write_archive(self, tmp: str, lost: list[str] | None = None) -> None:
+    def _write_archive(self, tmp: str, lost: builtins.list[str] | None = None) -> None:
         """Write the whole archive to ``tmp``. With ``lost`` (a rescue copy), a member of the
         old archive that no longer reads back whole is left out and named there instead of
         failing the copy."""

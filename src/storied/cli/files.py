@@ -58,7 +58,7 @@ def resolve(storage: Any, word: str) -> Any:
 
 def shown(node: Any) -> str:
     """How a node is printed: local paths as paths, others as ``mount:path``."""
-    return "/" + node.path if node.mount_name == _LOCAL else node.fullpath
+    return "/" + str(node.path) if node.mount_name == _LOCAL else str(node.fullpath)
 
 
 def _files(node: Any) -> list[Any]:
@@ -69,7 +69,8 @@ def _files(node: Any) -> list[Any]:
 
 
 def _rel(node: Any, base: Any) -> str:
-    return node.path[len(base.path.rstrip("/")):].lstrip("/") if base.path else node.path
+    path = str(node.path)
+    return path[len(base.path.rstrip("/")):].lstrip("/") if base.path else path
 
 
 class Tally:

@@ -72,7 +72,7 @@ class StoriedGroup(click.Group):
         except (KeyboardInterrupt, EOFError) as exc:
             raise Escaped(exc) from exc
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from storied.backends.base import CHUNK
 from storied.errors import (
@@ -81,10 +81,10 @@ def open_range(node: StorageNode, start: int = 0, end: int | None = None) -> Bin
     """Bytes ``[start, end)`` of the node's content (its version when pinned), streamed."""
     if node.version is None:
         return node._be.open_read(node.path, start, end)
-    stream = node.open("rb")
+    stream = cast(BinaryIO, node.open("rb"))
     if not start and end is None:
-        return stream  # type: ignore[no-any-return]
-    return _Window(stream, start, end)
+        return stream
+    return cast(BinaryIO, _Window(stream, start, end))
 
 
 class _Window(io.RawIOBase):

@@ -6,7 +6,7 @@ import hashlib
 import io
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
 
 from storied.backends.base import CHUNK
 from storied.errors import TextDecodeError, TextEncodeError
@@ -116,7 +116,7 @@ class TextReader(io.TextIOWrapper):
     :class:`~storied.errors.TextDecodeError` naming the file (also a ``UnicodeDecodeError``)."""
 
     def __init__(self, buffer: BinaryIO, encoding: str, where: str) -> None:
-        super().__init__(buffer, encoding=encoding)  # type: ignore[arg-type]
+        super().__init__(buffer, encoding=encoding)
         self._where = where
 
     def read(self, size: int | None = -1) -> str:
@@ -137,7 +137,7 @@ class TextReader(io.TextIOWrapper):
         except UnicodeDecodeError as exc:
             raise decode_error(exc, self._where) from None
 
-    def __next__(self) -> str:
+    def __next__(self) -> str:  # type: ignore[override]
         try:
             return super().__next__()
         except UnicodeDecodeError as exc:
@@ -149,7 +149,7 @@ class AtomicTextWriter(io.TextIOWrapper):
     encoding cannot represent is a :class:`~storied.errors.TextEncodeError`."""
 
     def __init__(self, buffer: AtomicWriter, encoding: str, where: str = "") -> None:
-        super().__init__(buffer, encoding=encoding)
+        super().__init__(cast(BinaryIO, buffer), encoding=encoding)
         self._where = where
 
     def write(self, text: str) -> int:

@@ -25,7 +25,7 @@ class _VirtualNode(StorageNode):
         super().__init__(manager, None, "")
 
     @property
-    def fullpath(self) -> str:
+    def fullpath(self) -> str:  # type: ignore[override]
         return "None:"
 
     def exists(self) -> bool:
@@ -34,7 +34,7 @@ class _VirtualNode(StorageNode):
     def _refuse(self, *args: Any, **kwargs: Any) -> bool:
         raise InvalidArgumentError("Cannot write to virtual node (no path)")
 
-    write_bytes = write_text = write = _refuse  # type: ignore[assignment]
+    write_bytes = write_text = write = _refuse
 
     def read_text(self, encoding: str = "utf-8") -> str:
         codec = check_encoding(encoding)

@@ -19,7 +19,7 @@ import io
 import warnings
 from dataclasses import dataclass
 from functools import reduce
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from storied.diff.model import InvalidContentError
 from storied.errors import InvalidArgumentError, MissingDependencyError
@@ -130,7 +130,7 @@ def load_image(data: bytes, label: str, max_pixels: int | None = MAX_PIXELS) -> 
             with pil.open(io.BytesIO(data)) as img:
                 _check_pixels(img.size, limit, label)
                 img.load()
-                return img.copy()
+                return cast("Image", img.copy())
     except pil.DecompressionBombError as exc:
         raise InvalidContentError(f"{label} is too large to decode: {exc}") from exc
     except (pil.UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -146,14 +146,14 @@ def _on_canvas(img: Image, size: tuple[int, int]) -> Image:
         return rgba
     canvas = pil.new("RGBA", size, (0, 0, 0, 0))
     canvas.paste(rgba, (0, 0))
-    return canvas
+    return cast("Image", canvas)
 
 
 def _highlight(new: Image, mask: Image) -> Image:
     pil, _, _ = _modules()
     faded = pil.blend(new.convert("L").convert("RGB"), pil.new("RGB", new.size, "white"), 0.6)
     faded.paste(pil.new("RGB", new.size, HIGHLIGHT), (0, 0), mask)
-    return faded
+    return cast("Image", faded)
 
 
 def diff_images(old: Image, new: Image, max_pixels: int | None = MAX_PIXELS) -> ImageDiff:

@@ -8,7 +8,7 @@ adds ``vsub`` (``v:sub``) and ``vro`` (``v:``, read-only).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -180,6 +180,7 @@ class EngineConformance:
         self._write(sm, "v:visible.txt", "1")
         names = {c.basename for c in sm.node("v:").children()}
         assert names == {"visible.txt"}
+        attempt: Callable[[], object]
         for attempt in (lambda: sm.node("v:.storied/x"), lambda: sm.node("v:").child(".storied")):
             with pytest.raises(PermissionError):
                 attempt()

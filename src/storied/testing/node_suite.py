@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -311,7 +311,7 @@ class NodeConformance:
     # ------------------------------------------------------------------ safety
     @pytest.mark.parametrize("hostile", ESCAPES)
     def test_escapes_are_refused_everywhere(self, sm: StorageManager, hostile: str) -> None:
-        attempts = [
+        attempts: list[Callable[[], object]] = [
             lambda: sm.node("m:" + hostile).write_bytes(b"pwned"),
             lambda: sm.node("m", hostile).write_bytes(b"pwned"),
             lambda: sm.node("m:ok").child(hostile).write_bytes(b"pwned"),
@@ -356,7 +356,7 @@ class NodeConformance:
         sm.node("m:shared/file.txt").write_text("original")
         ro = sm.node("ro:shared/file.txt")
         assert ro.read_text() == "original"
-        refusals = [
+        refusals: list[Callable[[], object]] = [
             lambda: ro.write_text("x"),
             lambda: ro.write_bytes(b"x"),
             lambda: ro.write("x"),
@@ -395,6 +395,7 @@ class NodeConformance:
             sm.node("base:inner/al/a.txt").copy_to(target)
         assert sm.node("base:inner/al").move_to("m:al").is_dir()
         assert sm.node("m:al/a.txt").read_text() == "precious"
+        into: Callable[[], object]
         for into in (lambda: sm.node("base:inner/al").move_to("m:al/sub"),
                      lambda: sm.node("m:al").copy_to("base:inner/al/copy"),
                      lambda: sm.node("base:inner").move_to("m:x")):
@@ -406,6 +407,7 @@ class NodeConformance:
 
     @pytest.mark.parametrize("name", RESERVED_NAMES)
     def test_reserved_names_are_refused_at_any_depth(self, sm: StorageManager, name: str) -> None:
+        attempt: Callable[[], object]
         for attempt in (lambda: sm.node("m:" + name), lambda: sm.node("m:ok").child(name),
                         lambda: sm.node("m:ok.txt").copy_to("m:" + name)):
             sm.node("m:ok.txt").write_text("ok")
@@ -439,7 +441,7 @@ def _wsgi_headers(node: StorageNode, **kw: Any) -> dict[str, str]:
     seen: dict[str, Any] = {}
     body = node.serve({"REQUEST_METHOD": "HEAD"}, lambda s, h: seen.update(h=dict(h)), **kw)
     getattr(body, "close", lambda: None)()
-    return seen["h"]
+    return dict(seen["h"])
 
 
 class _nothing:
@@ -472,7 +474,7 @@ class _http_server:
     def __enter__(self) -> str:
         self._thread.start()
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/file"
+        return f"http://{host!s}:{port}/file"
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()

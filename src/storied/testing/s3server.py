@@ -205,7 +205,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         if body or self.command in ("PUT", "POST"):
             headers["Content-Length"] = str(len(body))
         target = self.server.target
-        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+        upstream = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port,
+                                              timeout=120)
         try:
             upstream.request(self.command, self.path, body=body, headers=headers)
             self._relay(upstream.getresponse(), None if fault is None else fault.cut)
@@ -339,7 +340,7 @@ class CountingProxy:
             raise ValueError(f"CountingProxy forwards to plain http only: {target_url!r}")
         self._server = _ProxyServer(target)
         host, port = self._server.server_address[:2]
-        self.endpoint_url = f"http://{host}:{port}"
+        self.endpoint_url = f"http://{host!s}:{port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 

@@ -131,7 +131,7 @@ def start_sftp(root_dir: str | os.PathLike[str], username: str = "tester") -> Se
     known_hosts = os.path.join(keys, "known_hosts")
     public = host_key.export_public_key("openssh").decode().strip()
 
-    class _Chrooted(asyncssh.SFTPServer):  # type: ignore[misc]
+    class _Chrooted(asyncssh.SFTPServer):
         def __init__(self, chan: Any) -> None:
             super().__init__(chan, chroot=root.encode())
 

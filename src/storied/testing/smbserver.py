@@ -118,8 +118,8 @@ def start_smbd(share_dir: str | os.PathLike[str], timeout: float = 20) -> Server
     while True:
         if proc.poll() is not None:
             log.flush()
-            with open(os.path.join(run, "smbd.out"), "rb") as f:
-                output = f.read().decode(errors="replace")[-2000:]
+            with open(os.path.join(run, "smbd.out"), "rb") as out:
+                output = out.read().decode(errors="replace")[-2000:]
             stop()
             raise RuntimeError(f"smbd exited with {proc.returncode}: {output}")
         try:
