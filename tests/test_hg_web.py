@@ -383,3 +383,15 @@ def test_single_version_file_page(client: TestClient, storage: StorageManager) -
     page = client.get("/file", params={"path": "docs:one.txt"}).text
     assert "1 version." in page and page.count("<circle") == 1
     assert 'id="diff"' not in page  # nothing to compare yet
+
+
+def test_snapshot_contents_are_paginated(client: TestClient, storage: StorageManager,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from storied.web import mount_pages
+
+    monkeypatch.setattr(mount_pages, "SNAPSHOT_PAGE", 1)  # 2 files: 2 pages
+    storage.create_snapshot("docs:", "two")
+    first = client.get("/snapshot", params={"tag": "two"}).text
+    assert "2 file(s)" in first and "page 1 of 2" in first and "config/app.json" in first
+    second = client.get("/snapshot", params={"tag": "two", "page": "2"}).text
+    assert "notes.txt" in second and "config/app.json" not in second

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from storied import paths
-from storied.web.pages import need, node_of, param
+from storied.web.pages import need, node_of, page_number, param
 
 if TYPE_CHECKING:
     from storied.web.app import Web
@@ -22,6 +22,8 @@ __all__ = ["events", "snapshot", "snapshot_diff", "snapshot_new", "snapshots"]
 
 EVENTS_PAGE = 200
 """Journal entries on one page."""
+SNAPSHOT_PAGE = 500
+"""Files of a snapshot listed on one page."""
 PLAN_FILES = 1000
 """Files a snapshot's creation plan shows with their current version (the rest are counted)."""
 
@@ -48,8 +50,12 @@ def snapshot(web: Web, request: Request, form: Any) -> Response:
     tag = need(request, "tag")
     snap = web.storage.get_snapshot(tag)
     mount, files = _snapshot_files(web, snap)
-    return web.page(request, "snapshot.html", tag=tag, snap=snap, mount=mount,
-                    files=sorted(files.items()), writable=web.writable(mount))
+    page = page_number(request)
+    listed = sorted(files.items())
+    shown = listed[(page - 1) * SNAPSHOT_PAGE : page * SNAPSHOT_PAGE]
+    pages = max((len(listed) + SNAPSHOT_PAGE - 1) // SNAPSHOT_PAGE, 1)
+    return web.page(request, "snapshot.html", tag=tag, snap=snap, mount=mount, files=shown,
+                    count=len(listed), page=page, pages=pages, writable=web.writable(mount))
 
 
 def snapshot_diff(web: Web, request: Request, form: Any) -> Response:
