@@ -270,3 +270,11 @@ def test_pages_have_no_inline_script_or_style(storage: StorageManager) -> None:
         body = client.get(url).text
         assert re.findall(r"<script(?![^>]*\bsrc=)", body) == []
         assert "<style" not in body and " style=" not in body and "onclick" not in body
+
+
+def test_websockets_are_refused(storage: StorageManager) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    client = authed(storage)
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/"):
+        pass

@@ -83,10 +83,12 @@ class Guard:
         self.refuse = refuse
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "lifespan":
-                await self.app(scope, receive, send)
-            return  # no websockets
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # no websockets: refused before the handshake
+            await send({"type": "websocket.close", "code": 1008})
+            return
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
