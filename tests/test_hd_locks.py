@@ -239,19 +239,26 @@ def careless_s3() -> Iterator[str]:
     thread.join(timeout=10)
 
 
-def _s3(endpoint: str) -> dict[str, Any]:
-    bucket = make_bucket(endpoint, f"lk-{uuid.uuid4().hex[:12]}")
+def _s3(endpoint: str, versioned: bool = False) -> dict[str, Any]:
+    bucket = make_bucket(endpoint, f"lk-{uuid.uuid4().hex[:12]}", versioned=versioned)
     return {"name": "s3", "type": "s3", "bucket": bucket, "endpoint_url": endpoint,
             "key": TEST_KEY, "secret": TEST_SECRET}
 
 
 def test_an_s3_server_ignoring_preconditions_refuses_to_lock(careless_s3: str) -> None:
     storage = StorageManager()
-    storage.configure([_s3(careless_s3)])
+    config = _s3(careless_s3, versioned=True)
+    storage.configure([{**config, "versioning": False}])
     with pytest.raises(UnsupportedOperation, match=r"'s3'.*conditional writes"):
         storage.node("s3:a.txt").lock(timeout=0).acquire()
     with pytest.raises(UnsupportedOperation, match="conditional deletes"):
         storage.get_backend("s3").unwrap().delete_if_match("a.txt", "x")
+    from storied.testing.s3server import s3_client
+
+    client = s3_client(careless_s3)
+    left = client.list_object_versions(Bucket=config["bucket"])
+    client.close()
+    assert not left.get("Versions") and not left.get("DeleteMarkers")  # probes left nothing
 
 
 def test_requests_per_acquire_and_release_on_s3(proxy: CountingProxy) -> None:

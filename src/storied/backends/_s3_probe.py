@@ -169,13 +169,15 @@ def probe_delete(client: Any, bucket: str, key: str) -> bool:
     one conditional DELETE, then the probe object is removed."""
     with mapped(key, bucket):
         written = client.put_object(Bucket=bucket, Key=key, Body=b"")
+    versions = [written.get("VersionId")]
     try:
         with mapped(key, bucket):
-            client.delete_object(Bucket=bucket, Key=key, IfMatch='"0000-not-the-etag"')
+            deleted = client.delete_object(Bucket=bucket, Key=key, IfMatch='"0000-not-the-etag"')
+        versions.append(deleted.get("VersionId"))  # a delete marker, on a versioned bucket
     except PreconditionFailedError:
         return True
     finally:
-        discard(client, bucket, key, [written.get("VersionId")])
+        discard(client, bucket, key, versions)
     return False
 
 

@@ -404,7 +404,9 @@ class Lock:
         self._emit("lock_released")
 
     def _emit(self, event: str) -> None:
-        info = {"token": self.token, "ttl": self.ttl, "owner": self.owner}
+        info: dict[str, Any] = {"token": self.token, "ttl": self.ttl, "owner": self.owner}
+        if event == "lock_released":
+            info["lost"] = self._lost
         self.node._manager.bus.emit(event, self.node, info)
 
     # ----------------------------------------------------------------- guard
@@ -493,7 +495,8 @@ class LockMethods:
         lost, and leaving the block then raises ``LockLostError``.
 
         Args:
-            timeout: Seconds to wait for the lock (None: forever; 0: one try).
+            timeout: Seconds to wait for the lock (None: forever; 0: one try). A crashed
+                holder's lock is free only after its ``ttl``, so a shorter wait cannot get it.
             ttl: Seconds the lease lasts without renewal (a crashed holder's lock is taken
                 over after that).
 
