@@ -278,3 +278,12 @@ def test_websockets_are_refused(storage: StorageManager) -> None:
     client = authed(storage)
     with pytest.raises(WebSocketDisconnect), client.websocket_connect("/"):
         pass
+
+
+def test_malformed_form_bodies_are_400_pages(storage: StorageManager) -> None:
+    client = authed(storage)
+    for body, kind in ((b"a" * 10, "multipart/form-data"),
+                       (b"--xx\r\nbroken", "multipart/form-data; boundary=xx")):
+        response = client.post("/act/restore", content=body, headers={"content-type": kind})
+        assert response.status_code in (400, 403) and "Traceback" not in response.text
+    assert len(storage.node("docs:a.txt").versions) == 2

@@ -20,6 +20,7 @@ from urllib.parse import quote, unquote, urlencode
 from jinja2 import Environment, FileSystemLoader
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -153,6 +154,8 @@ def _endpoint(web: Web, handler: Handler, post: bool) -> Callable[[Request], Any
                     return web.error(403, "Forbidden: the form's CSRF token is missing or wrong "
                                      "(reload the page and try again)")
             return await run_in_threadpool(handler, web, request, form)
+        except HTTPException as exc:  # a malformed request body (Starlette's form parser)
+            return web.error(exc.status_code, str(exc.detail))
         except Exception as exc:  # every failure is a page, never a traceback
             status = status_for(exc)
             if status == 500:
