@@ -112,3 +112,24 @@ def test_ctrl_c_stops_the_server_quietly(served: subprocess.Popen[str]) -> None:
     assert served.wait(15) == 130  # the CLI's Ctrl-C code, after uvicorn shut down
     rest = served.stderr.read()
     assert "Traceback" not in rest and rest.strip() in ("", "error: interrupted")
+
+
+def test_without_the_web_extra_a_clear_error(config: Path) -> None:
+    code = (
+        "import sys; sys.modules['starlette'] = None; sys.modules['uvicorn'] = None\n"
+        "from storied import StorageManager\n"
+        "from storied.errors import MissingDependencyError\n"
+        "from storied.web import create_app\n"
+        "try:\n"
+        "    create_app(StorageManager(), token='t')\n"
+        "except MissingDependencyError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert "pip install 'storied[web]'" in done.stdout, done.stderr
+    cli = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['uvicorn'] = None\n"
+         "from storied.cli.main import main; main()", "web", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert cli.returncode == 1 and cli.stderr.startswith("error: storied web needs uvicorn")
