@@ -20,7 +20,12 @@ import pytest
 
 from storied import StorageManager
 from storied.backends.memory import MemoryBackend
-from storied.errors import InvalidArgumentError, StorageNotFoundError, UnsupportedOperation
+from storied.errors import (
+    InvalidArgumentError,
+    InvalidContentError,
+    StorageNotFoundError,
+    UnsupportedOperation,
+)
 from storied.events.journal import BUCKET, Journal, JournalStore, journal_for
 from storied.events.model import Event
 from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket
@@ -174,9 +179,11 @@ def test_cursor_resume_prefix_filter_and_limit() -> None:
     assert list(sm.events("v:", limit=0)) == []
     for bad in ("x", "-1", "1.5"):
         with pytest.raises(InvalidArgumentError):
-            list(sm.events("v:", since=bad))
+            sm.events("v:", since=bad)  # refused at the call, not at the first next()
     with pytest.raises(InvalidArgumentError):
-        list(sm.events("v:", limit=-1))
+        sm.events("v:", limit=-1)
+    with pytest.raises(InvalidArgumentError, match="ahead of the journal"):
+        list(sm.events("v:", since="9"))  # another journal's cursor, never waited on
     plain = StorageManager()
     plain.configure([{"name": "p", "type": "memory"}])
     with pytest.raises(UnsupportedOperation, match="'p'"):
@@ -205,9 +212,21 @@ def test_buckets_expiry_and_an_expired_cursor() -> None:
     assert [seq for seq, _ in store.read(BUCKET - 1)][:1] == [BUCKET]
     with pytest.raises(StorageNotFoundError, match="expired"):
         list(store.read(5))
+    with pytest.raises(InvalidArgumentError, match="ahead"):
+        list(store.read(total + 50))
+    assert list(store.read(total)) == []  # the newest event's cursor: nothing yet
     # numbering continues after expiry (a new writer finds the tail)
     fresh = JournalStore(store.backend, ".storied")
     assert fresh.append("file_deleted", "z", None, {}) == total + 1
+
+
+def test_a_corrupted_entry_is_a_clear_error() -> None:
+    backend = MemoryBackend()
+    store = JournalStore(backend, "r")
+    store.append("tag_created", "a", "v1", {})
+    backend.write("r/journal/000000000/000000000002.json", b"\xff not json")
+    with pytest.raises(InvalidContentError, match="2"):
+        list(store.read(None))
 
 
 def test_a_stale_writer_takes_the_next_free_number() -> None:
@@ -280,3 +299,20 @@ def test_s3_requests_per_write_and_per_read(moto: MotoHandle, proxy: CountingPro
     counts = proxy.counts
     assert counts["LIST"] <= 2 and counts["GET"] == 20  # one listing page, one GET each
     sm.close()
+
+
+def test_expiry_on_a_versioned_bucket_removes_every_version(moto: MotoHandle) -> None:
+    from storied.backends.s3 import S3Backend
+
+    bucket = make_bucket(moto.endpoint_url, f"jx-{uuid.uuid4().hex[:12]}", versioned=True)
+    backend = S3Backend(bucket, key="testing", secret="testing",
+                        endpoint_url=moto.endpoint_url)
+    store = JournalStore(backend, ".storied")
+    for i in range(BUCKET + 1):
+        store.append("file_deleted", f"f{i}", None, {})
+    assert store.expire(keep_days=1, now=datetime.now(UTC) + timedelta(days=3)) == BUCKET - 1
+    left = list(backend.walk_versions(".storied/journal"))
+    assert sorted(v.path.rsplit("/", 1)[1] for v in left) == [
+        "000000001000.json", "000000001001.json"]  # no delete markers, no old versions
+    assert [seq for seq, _ in store.read(None)] == [BUCKET, BUCKET + 1]
+    backend.close()

@@ -40,6 +40,7 @@ from storied.info import WriteMode
 if TYPE_CHECKING:
     from storied.backends.base import Backend
     from storied.core.manager import StorageManager
+    from storied.info import Info
     from storied.versioning.history import MountHistory
 
 __all__ = [
@@ -227,23 +228,36 @@ class JournalStore:
         """
         start = since + 1 if since is not None else max(self.head(), 1)
         bucket, expected = start // BUCKET, start
-        buckets: list[int] | None = None
+        # the cursor's own entry is looked for in the same listing (free): a cursor ahead of
+        # the journal (another journal's, or one recreated since) is refused, not waited on
+        verify = since is not None and since >= 1 and since // BUCKET == bucket
+        known = since is None or not verify  # True once expected - 1 is known to exist
         with ThreadPoolExecutor(_READERS) as pool:
             while True:
-                found = self._in_bucket(bucket, expected - 1)
-                if not found:  # the tail, or a bucket that expired
-                    if buckets is None:
-                        buckets = self._buckets()
-                    later = [b for b in buckets if b > bucket]
+                found = self._in_bucket(bucket, expected - 2 if verify else expected - 1)
+                if verify:
+                    verify = False
+                    if found and found[0] == expected - 1:
+                        found, known = found[1:], True
+                if not found:
+                    if known and expected % BUCKET:
+                        return  # sequential numbers: nothing can follow a missing one
+                    later = [b for b in self._buckets() if b > bucket]
                     first = next((s for b in later for s in self._in_bucket(b)[:1]), None)
                     if first is None:
+                        if not known:
+                            raise InvalidArgumentError(
+                                f"Journal cursor {since} is ahead of the journal "
+                                f"{self._key()!r} (newest event: {self.tail()}): a cursor "
+                                "of another journal, or the journal was recreated")
                         return
                     if first != expected:
                         raise self._gap(expected, first, since)
-                    bucket = first // BUCKET
+                    bucket, known = first // BUCKET, True
                     continue
                 if found[0] != expected:
                     raise self._gap(expected, found[0], since)
+                known = True
                 run = [seq for i, seq in enumerate(found) if seq == expected + i]
                 bodies = pool.map(self._read_entry, run) if len(run) > 2 else map(
                     self._read_entry, run)
@@ -269,7 +283,10 @@ class JournalStore:
             raw = self.backend.read_bytes(self._entry_key(seq))
         except StorageNotFoundError:
             raise _expired(f"Journal entry {seq} expired while being read") from None
-        entry = json.loads(raw)
+        try:
+            entry = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            entry = None
         if not isinstance(entry, dict):
             raise errors.InvalidContentError(f"Journal entry {seq} is not a JSON object")
         return entry
@@ -297,13 +314,23 @@ class JournalStore:
                 continue
             if any(e.mtime is None or e.mtime >= cutoff for e in entries):
                 break
-            self.backend.delete_many([(e.path, None) for e in entries])
+            self.backend.delete_many(self._removal(folder, entries))
             removed += len(entries)
             try:
                 self.backend.delete(folder)
             except Exception:  # an object store has no directory to remove
                 pass
         return removed
+
+
+    def _removal(self, folder: str, entries: list[Info]) -> list[tuple[str, str | None]]:
+        """What to delete for ``entries``: on a storage that keeps versions (a versioned S3
+        bucket), every version of them (a plain delete would only stack delete markers)."""
+        if not self.backend.capabilities.native_versions:
+            return [(e.path, None) for e in entries]
+        names = {e.path for e in entries}
+        return [(v.path, v.version_id) for v in self.backend.walk_versions(folder)
+                if v.path in names]
 
 
 _STORES: weakref.WeakKeyDictionary[object, JournalStore] = weakref.WeakKeyDictionary()
@@ -343,8 +370,12 @@ class Journal:
             StorageNotFoundError: ``since`` has expired (older than the oldest kept entry).
         """
         after = parse_cursor(since) if since is not None else None
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or limit < 0):
             raise InvalidArgumentError(f"limit must be an int >= 0, not {limit!r}")
+        return self._read(after, limit, path)
+
+    def _read(self, after: int | None, limit: int | None, path: str) -> Iterator[Event]:
         if limit == 0:
             return
         count = 0
