@@ -13,6 +13,7 @@ SCRIPTS = [
     "versioning.py",
     "management.py",
     "diffs.py",
+    "replay.py",
 ]
 
 if __name__ == "__main__":

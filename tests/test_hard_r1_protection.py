@@ -177,11 +177,12 @@ def test_tag_version_costs_six_requests_on_s3(proxy: CountingProxy, moto: MotoHa
     node.tag_version(0, "first")  # refs now exist
     proxy.reset()
     node.tag_version(-2, "second")
-    # lease GET, one version listing, refs HEAD + GET + conditional PUT, lease GET
-    assert dict(proxy.counts) == {"GET": 3, "LISTVERSIONS": 1, "HEAD": 1, "PUT": 1}
+    # lease GET, one version listing, refs HEAD + GET + conditional PUT, lease GET, and the
+    # tag_created journal entry (one PUT)
+    assert dict(proxy.counts) == {"GET": 3, "LISTVERSIONS": 1, "HEAD": 1, "PUT": 2}
     proxy.reset()
     node.tag_version("first", "third")  # a tag name: resolved from the refs (one GET more)
-    assert dict(proxy.counts) == {"GET": 4, "LISTVERSIONS": 1, "HEAD": 1, "PUT": 1}
+    assert dict(proxy.counts) == {"GET": 4, "LISTVERSIONS": 1, "HEAD": 1, "PUT": 2}
     assert node.get_version_tags()["third"] == node.versions[0]["version_id"]
     sm.close()
 
@@ -263,8 +264,8 @@ def test_one_file_cleanup_costs_nine_requests_on_s3(proxy: CountingProxy,
     proxy.reset()
     assert len(node.cleanup_versions(keep_last=2)) == 1
     # lease HEAD + GET + PUT, one version listing, refs GET, one listing of the (absent)
-    # snapshots, the DELETE, lease PUT (release)
-    assert dict(proxy.counts) == {"HEAD": 1, "GET": 2, "PUT": 2, "LISTVERSIONS": 1, "LIST": 1,
+    # snapshots, the DELETE, lease PUT (release), the version_deleted journal entry (PUT)
+    assert dict(proxy.counts) == {"HEAD": 1, "GET": 2, "PUT": 3, "LISTVERSIONS": 1, "LIST": 1,
                                   "DELETE": 1}
     recorded = sm.create_snapshot("v:", "s1")["files"]["a/b.txt"]
     assert [s["tag"] for s in sm.list_snapshots()] == ["s1"]  # found by the flat listing

@@ -160,6 +160,7 @@ class StorageManager(
             table.pop(name, None)
         backend = self._build(name, config, relative)
         self._mounts[name] = backend
+        self._cassette_mount_added(name)
         self._configs[name] = dict(config)
         self._forget_histories(name)
         check_history_keys(name, config, self.has_mount)
