@@ -14,6 +14,7 @@ SCRIPTS = [
     "management.py",
     "diffs.py",
     "replay.py",
+    "web.py",
 ]
 
 if __name__ == "__main__":
