@@ -406,3 +406,35 @@ def test_a_lock_held_at_exit_is_released(tmp_path: Path) -> None:
     storage.configure([{"name": "d", "type": "local", "base_path": str(tmp_path)}])
     with storage.node("d:x").lock(timeout=0) as lock:  # free at once, not after 60 s
         assert lock.token == 2
+
+
+FORKER = r"""
+import os, sys
+from storied import StorageManager, LockTimeout
+s = StorageManager()
+s.configure([{"name": "d", "type": "local", "base_path": sys.argv[1]}])
+node = s.node("d:forked.txt")
+with node.lock(timeout=0, ttl=30) as lock:
+    pid = os.fork()
+    if pid == 0:
+        node.write_text("child")  # not judged by the parent's lock
+        sys.exit(0)  # a normal exit: exit hooks run in the child
+    os.waitpid(pid, 0)
+    other = StorageManager()
+    other.configure([{"name": "d", "type": "local", "base_path": sys.argv[1]}])
+    try:
+        other.node("d:forked.txt").lock(timeout=0).acquire()
+        print("released by the child")
+    except LockTimeout:
+        print("still held" if lock.held else "lost")
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork() here")
+def test_a_forked_child_does_not_release_its_parents_lock(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", FORKER, str(tmp_path)], capture_output=True,
+                            text=True, timeout=60)  # fmt: skip
+    assert result.stdout == "still held\n", result.stderr[-2000:]

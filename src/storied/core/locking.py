@@ -200,7 +200,7 @@ class Lock:
         self._backend: Backend | None = None
         self._key = self._path = ""
         self._where: tuple[Hashable, str] | None = None
-        self._holder_thread = 0
+        self._holder_thread = self._pid = 0
 
     # ----------------------------------------------------------------- state
     @property
@@ -244,7 +244,7 @@ class Lock:
             deadline = None if self.timeout is None else _now() + self.timeout
             self._grant(backend, deadline)
             self._held, self._lost = True, False
-            self._holder_thread = threading.get_ident()
+            self._holder_thread, self._pid = threading.get_ident(), os.getpid()
             self._stop = threading.Event()
             with _TABLES:
                 if not _HELD:  # (again) after the last lock went: the newest exit hook
@@ -376,6 +376,9 @@ class Lock:
         with self._mutex:
             if not self._held:
                 return
+            if self._pid != os.getpid():  # a forked child unwinding the parent's ``with``
+                self._held = False
+                return
             self._stop.set()
             was_lost = self.lost
             self._held = False
@@ -425,6 +428,9 @@ class Lock:
         self, kind: type[BaseException] | None, exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:  # fmt: skip
+        if self._pid != os.getpid():
+            self._held = False  # a forked child: the lock is its parent's
+            return
         lost = self._held and self.lost
         self.release()
         lost = lost or self._lost
@@ -440,6 +446,17 @@ class Lock:
     def __repr__(self) -> str:
         state = "lost" if self.lost else "held" if self._held else "not held"
         return f"Lock({self.node.fullpath!r}, token={self.token}, {state})"
+
+
+def _forget_in_child() -> None:
+    """A forked child holds none of its parent's locks (their renewal threads did not
+    follow it): it must neither release them at exit nor judge its writes by them."""
+    _HELD.clear()
+    _RELEASED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
 
 
 def _release_at_exit() -> None:
