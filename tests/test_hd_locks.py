@@ -163,7 +163,7 @@ def test_events_report_acquire_and_release() -> None:
 @pytest.mark.parametrize(
     ("timeout", "ttl"),
     [(-1, 60), (float("nan"), 60), (True, 60), ("5", 60), (30, 0), (30, -2), (30, None),
-     (30, float("inf")), (30, 10**9)],
+     (30, float("inf")), (30, 10**9), (30, 0.01)],
 )
 def test_bad_arguments_are_refused(timeout: Any, ttl: Any) -> None:
     with pytest.raises(InvalidArgumentError):

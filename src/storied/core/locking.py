@@ -59,6 +59,7 @@ __all__ = ["Lock", "LockMethods", "guard_write"]
 _POLL = 0.02  # first pause while the lock is busy, doubled up to _MAX_POLL
 _MAX_POLL = 0.5
 _MAX_TTL = 86400.0
+_MIN_TTL = 0.1  # renewals every third of it: shorter would hammer the storage
 _LOST = (PreconditionFailedError, StorageNotFoundError, StorageAlreadyExistsError)
 
 
@@ -160,12 +161,11 @@ def _check_seconds(name: str, value: object, *, allow_none: bool, minimum: float
         or not isinstance(value, (int, float))
         or not math.isfinite(value)
         or not minimum <= value <= _MAX_TTL
-        or (name == "ttl" and value <= 0)
     ):
         allowed = "None or " if allow_none else ""
         raise InvalidArgumentError(
-            f"{name} must be {allowed}a number of seconds in [{minimum:g}, {_MAX_TTL:g}]"
-            f"{' and > 0' if name == 'ttl' else ''}, not {value!r}"
+            f"{name} must be {allowed}a number of seconds in [{minimum:g}, {_MAX_TTL:g}], "
+            f"not {value!r}"
         )
 
 
@@ -186,7 +186,7 @@ class Lock:
 
     def __init__(self, node: StorageNode, timeout: float | None = 30, ttl: float = 60) -> None:
         _check_seconds("timeout", timeout, allow_none=True, minimum=0.0)
-        _check_seconds("ttl", ttl, allow_none=False, minimum=0.0)
+        _check_seconds("ttl", ttl, allow_none=False, minimum=_MIN_TTL)
         self.node, self.timeout, self.ttl = node, timeout, float(ttl)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self.token: int | None = None
