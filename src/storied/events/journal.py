@@ -67,6 +67,7 @@ SCHEMA_VERSION = 1
 _REFRESH = 3600.0  # seconds a cached tail is trusted before it is listed again
 _MAX_ATTEMPTS = 10_000
 _READERS = 8
+_CHUNK = 32  # entries read ahead in parallel (a reader that stops early wastes <= this)
 _DATES = ("last_modified", "created")
 
 
@@ -259,9 +260,11 @@ class JournalStore:
                     raise self._gap(expected, found[0], since)
                 known = True
                 run = [seq for i, seq in enumerate(found) if seq == expected + i]
-                bodies = pool.map(self._read_entry, run) if len(run) > 2 else map(
-                    self._read_entry, run)
-                yield from zip(run, bodies, strict=True)
+                for at in range(0, len(run), _CHUNK):  # read ahead a chunk, not the bucket
+                    chunk = run[at:at + _CHUNK]
+                    bodies = pool.map(self._read_entry, chunk) if len(chunk) > 2 else map(
+                        self._read_entry, chunk)
+                    yield from zip(chunk, bodies, strict=True)
                 expected += len(run)
                 if len(run) != len(found):
                     raise self._gap(expected, found[len(run)], since)
