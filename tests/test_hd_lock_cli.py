@@ -80,3 +80,52 @@ def test_two_cli_processes_serialise_a_shell_read_modify_write(project: Path) ->
     for proc in procs:
         assert proc.wait(timeout=170) == 0
     assert counter.read_text() == "12"
+
+
+def _start(project: Path, ttl: str, child: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([*STORIED, "lock", "disk:job", "--ttl", ttl, "--", sys.executable,
+                             "-c", child], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    return proc
+
+
+CHILD = (
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (print('got term', flush=True), sys.exit(7)))\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_sigterm_is_passed_on_and_the_lock_released(project: Path) -> None:
+    import signal
+
+    proc = _start(project, "60", CHILD)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 7 and out == "got term\n", err
+    free = run(["lock", "disk:job", "--timeout", "0", "--", "true"], project)
+    assert free.returncode == 0, free.stderr  # released, not left to expire
+
+
+def test_a_lost_lease_terminates_the_command(project: Path) -> None:
+    import signal
+
+    from storied import StorageManager
+
+    proc = _start(project, "1", CHILD)
+    os.kill(proc.pid, signal.SIGSTOP)  # the lock holder pauses; its command runs on
+    try:
+        storage = StorageManager()
+        storage.configure([{"name": "disk", "type": "local", "base_path": str(project / "data")}])
+        with storage.node("disk:job").lock(timeout=10, ttl=30):
+            os.kill(proc.pid, signal.SIGCONT)
+            out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+    assert out == "got term\n"
+    assert proc.returncode == 7
+    assert "lease lost while the command ran" in err

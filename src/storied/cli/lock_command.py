@@ -5,16 +5,23 @@
 background, releases the lock and exits with the command's exit code. The command's standard
 streams are this process's. Exit codes of its own: 1 for a storied error (not acquired in time,
 a mount that cannot lock), one line on standard error; 127 when the command is not found, 126
-when it cannot be run; and when the lease was lost while the command ran, a line saying so and
-the command's code, or 1 if that was 0.
+when it cannot be run. SIGTERM and SIGHUP are passed on to the command; Ctrl-C reaches it from
+the terminal. When the lease is lost while the command runs (this process was paused past the
+ttl, or the storage was unreachable for that long), the command is terminated (SIGTERM) and a
+line says so: exit with its code, or 1 if that was 0.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from storied.core.locking import Lock
 
 __all__ = ["register"]
 
@@ -40,9 +47,10 @@ class _Seconds(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{value!r} is not a number of seconds", param, ctx)
 
 
-def _run(argv: list[str]) -> int:
+def _start(argv: list[str]) -> subprocess.Popen[bytes] | int:
+    """The running command, or the exit code of its failure to start."""
     try:
-        return subprocess.call(argv)
+        return subprocess.Popen(argv)
     except FileNotFoundError:
         click.echo(f"error: command not found: {argv[0]}", err=True)
         return 127
@@ -52,6 +60,33 @@ def _run(argv: list[str]) -> int:
     except OSError as exc:
         click.echo(f"error: command cannot be run: {argv[0]}: {exc.strerror or exc}", err=True)
         return 126
+
+
+def _run(argv: list[str], lock: Lock) -> int:
+    """Run the command to its end, SIGTERM and SIGHUP passed on to it (Ctrl-C reaches it from
+    the terminal); terminate it when the lease is lost. Its exit code (128 + N when a signal N
+    ended it)."""
+    proc = _start(argv)
+    if isinstance(proc, int):
+        return proc
+    forward = {sig: signal.signal(sig, lambda n, _f: proc.send_signal(n))
+               for sig in (signal.SIGTERM, signal.SIGHUP)}  # fmt: skip
+    interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        while True:
+            try:
+                code = proc.wait(timeout=0.2)
+                break
+            except subprocess.TimeoutExpired:
+                if lock.lost and proc.poll() is None:
+                    click.echo("error: lease lost while the command ran: terminating it",
+                               err=True)
+                    proc.terminate()
+    finally:
+        for sig, handler in forward.items():
+            signal.signal(sig, handler)
+        signal.signal(signal.SIGINT, interrupt)
+    return 128 - code if code < 0 else code
 
 
 def register(group: click.Group) -> None:
@@ -81,7 +116,7 @@ def register(group: click.Group) -> None:
         try:
             with held:
                 sys.stdout.flush()
-                code = _run(list(command))
+                code = _run(list(command), held)
         except LockLostError as exc:
             click.echo(f"error: {exc}", err=True)
             code = code or 1
