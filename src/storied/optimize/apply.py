@@ -23,6 +23,7 @@ content (hidden from listings).
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -75,27 +76,45 @@ def _delete(member: Member, etag: str | None) -> None:
     node._be.delete_if_match(node.path, etag)
 
 
+def _local(node: Any) -> Any:
+    """The local backend that serves ``node`` under the same path (wrappers that only hide
+    or guard names), else UnsupportedOperation."""
+    inner = node._be.unwrap()
+    mine = node._be.local_path(node.path)
+    if mine is None or not hasattr(inner, "_walk") or inner.local_path(node.path) != mine:
+        raise UnsupportedOperation("hard links need files of a local mount on both sides")
+    return inner
+
+
 def _hardlink(survivor: Member, member: Member, etag: str | None) -> None:
-    src = survivor.node._be.local_path(survivor.node.path)
-    dst = member.node._be.local_path(member.node.path)
-    if src is None or dst is None:
-        raise UnsupportedOperation("hard links need local files on both sides")
-    if os.stat(src).st_dev != os.stat(os.path.dirname(dst)).st_dev:
-        raise UnsupportedOperation("different devices (no fallback to copies or symlinks)")
-    if os.path.islink(src) or os.path.islink(dst):
-        raise UnsupportedOperation("a symbolic link is involved")
-    tmp = os.path.join(os.path.dirname(dst), f".storied-tmp-{uuid.uuid4().hex}")
-    os.link(src, tmp)
-    try:
-        if member.node.info().etag != etag:
-            raise PreconditionFailedError(f"{member.node.fullpath} changed")
-        os.replace(tmp, dst)
-    except BaseException:
+    """Replace ``member`` by a new hard link to ``survivor``. Both directories are opened from
+    the mount's base without following a link (the backend's walk), and the link and the
+    rename act on those descriptors: a directory swapped for a link meanwhile is never
+    followed, so nothing outside the mount is touched."""
+    be = _local(survivor.node)
+    if _local(member.node) is not be:
+        raise UnsupportedOperation("hard links need both files on one local mount")
+    with be._walk(survivor.node.path) as (sw, sname), be._walk(member.node.path) as (dw, dname):
+        src_st = os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
+        dst_st = os.stat(dname, dir_fd=dw.fd, follow_symlinks=False)
+        if not (stat.S_ISREG(src_st.st_mode) and stat.S_ISREG(dst_st.st_mode)):
+            raise UnsupportedOperation("a symbolic link is involved (or not a regular file)")
+        if (src_st.st_dev, src_st.st_ino) == (dst_st.st_dev, dst_st.st_ino):
+            raise UnsupportedOperation("already the same file (a hard link)")
+        if src_st.st_dev != os.fstat(dw.fd).st_dev:
+            raise UnsupportedOperation("different devices (no fallback to copies or symlinks)")
+        tmp = f".storied-tmp-{uuid.uuid4().hex}"
+        os.link(sname, tmp, src_dir_fd=sw.fd, dst_dir_fd=dw.fd, follow_symlinks=False)
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            if member.node.info().etag != etag:
+                raise PreconditionFailedError(f"{member.node.fullpath} changed")
+            os.replace(tmp, dname, src_dir_fd=dw.fd, dst_dir_fd=dw.fd)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=dw.fd)
+            except OSError:
+                pass
+            raise
 
 
 def _apply(group: DuplicateGroup, strategy: str, keep: Keep | None,
@@ -119,6 +138,9 @@ def _apply(group: DuplicateGroup, strategy: str, keep: Keep | None,
             if digest != wanted:
                 raise PreconditionFailedError("content differs from the survivor's")
             member.node.require_writable()
+            if member.linked and strategy == "delete":
+                raise UnsupportedOperation(
+                    "a symbolic link names it (deleting it would leave the link dangling)")
             if strategy == "delete":
                 _delete(member, etag)
             else:

@@ -42,10 +42,16 @@ Progress = Callable[[int, int], object]
 
 @dataclass
 class Member:
-    """One file of a group as the listing saw it (its etag guards later changes)."""
+    """One file of a group as the listing saw it (its etag guards later changes).
+
+    ``linked`` is True when another listed name is a symbolic link to this file: deleting
+    it would leave that link dangling, so :func:`~storied.optimize.apply.deduplicate` never
+    deletes it.
+    """
 
     node: StorageNode
     info: Info
+    linked: bool = False
 
 
 @dataclass
@@ -70,8 +76,10 @@ class DuplicateGroup:
         return self.size * (len(self.nodes) - 1)
 
 
-def _identity(node: StorageNode, info: Info) -> tuple[int, int] | None:
-    """``(device, inode)`` of a local file (hard links share it), else None."""
+def _identity(node: StorageNode, info: Info) -> tuple[tuple[int, int], bool] | None:
+    """``((device, inode), is_link)`` of a local file, else None. The identity is the file's
+    content: hard links share it, and so does a symbolic link (listed as a file when it names
+    one inside the mount) with its target."""
     try:
         where = node._be.local_path(info.path)
     except StorageError:
@@ -79,10 +87,11 @@ def _identity(node: StorageNode, info: Info) -> tuple[int, int] | None:
     if where is None:
         return None
     try:
-        st = os.stat(where, follow_symlinks=False)
+        st = os.stat(where)
+        link = os.path.islink(where)
     except OSError:
         return None
-    return st.st_dev, st.st_ino
+    return (st.st_dev, st.st_ino), link
 
 
 def _read_range(node: StorageNode, start: int, end: int | None) -> bytes:
@@ -143,16 +152,29 @@ def _walk(manager: StorageManager, prefix: str) -> tuple[StorageNode, list[Membe
 
 
 def _one_per_inode(members: list[Member]) -> list[Member]:
-    seen: set[tuple[int, int]] = set()
-    kept = []
+    """One member per local file: of the names sharing a content (hard links, symbolic
+    links and their target) the first regular file is kept, marked ``linked`` when a
+    symbolic link names it."""
+    chosen: dict[tuple[int, int], tuple[Member, bool]] = {}
+    order: list[Member | tuple[int, int]] = []
     for member in members:
-        ident = _identity(member.node, member.info)
-        if ident is not None:
-            if ident in seen:
-                continue
-            seen.add(ident)
-        kept.append(member)
-    return kept
+        found = _identity(member.node, member.info)
+        if found is None:
+            order.append(member)
+            continue
+        ident, is_link = found
+        if ident not in chosen:
+            chosen[ident] = (member, is_link)
+            order.append(ident)
+            continue
+        kept_is_link = chosen[ident][1]
+        if kept_is_link and not is_link:  # the file itself, not a link to it
+            chosen[ident] = (member, False)
+        chosen[ident][0].linked = chosen[ident][0].linked or is_link or kept_is_link
+    kept_members = []
+    for entry in order:
+        kept_members.append(entry if isinstance(entry, Member) else chosen[entry][0])
+    return kept_members
 
 
 def find_duplicates(manager: StorageManager, prefix: str, *, min_size: int = 1,

@@ -1,0 +1,109 @@
+"""Review R1: deduplicate never loses what a link, an alias or a swapped directory points at."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+from storied import StorageManager
+from storied.errors import StorageError
+
+DATA = b"the same bytes, twice or more " * 40
+
+
+def local(tmp_path: Path, **extra: object) -> tuple[StorageManager, Path]:
+    base = tmp_path / "m"
+    base.mkdir()
+    storage = StorageManager()
+    storage.add_mount({"name": "m", "type": "local", "base_path": str(base), **extra})
+    return storage, base
+
+
+def test_a_symlink_and_its_target_are_one_file(tmp_path: Path) -> None:
+    storage, base = local(tmp_path)
+    (base / "z.txt").write_bytes(DATA)
+    (base / "a.txt").symlink_to("z.txt")  # sorts first and is as old: it would survive
+    assert storage.find_duplicates("m:") == []
+    report = storage.deduplicate("m:", strategy="delete")
+    assert report["bytes_reclaimed"] == 0
+    assert (base / "a.txt").read_bytes() == DATA and (base / "z.txt").read_bytes() == DATA
+
+
+def test_delete_never_removes_a_symlink_target(tmp_path: Path) -> None:
+    storage, base = local(tmp_path)
+    (base / "a_copy.txt").write_bytes(DATA)
+    os.utime(base / "a_copy.txt", (1, 1))  # the oldest: the survivor
+    (base / "z.txt").write_bytes(DATA)
+    (base / "link.txt").symlink_to("z.txt")
+    report = storage.deduplicate("m:", strategy="delete")
+    skipped = [s for g in report["groups"] for s in g["skipped"]]
+    assert [s["path"] for s in skipped] == ["m:z.txt"], report
+    assert "symbolic link" in skipped[0]["reason"]
+    assert (base / "link.txt").read_bytes() == DATA
+
+
+def test_hardlink_of_an_already_linked_pair_is_a_no_op(tmp_path: Path) -> None:
+    storage, base = local(tmp_path)
+    (base / "a.txt").write_bytes(DATA)
+    os.link(base / "a.txt", base / "b.txt")
+    report = storage.deduplicate("m:", strategy="hardlink")
+    assert report["groups"] == [] and report["bytes_reclaimed"] == 0
+    assert sorted(os.listdir(base)) == ["a.txt", "b.txt"]
+
+
+def test_hardlink_on_a_versioned_mount_keeps_history_and_verifies(tmp_path: Path) -> None:
+    storage, base = local(tmp_path, versioning=True)
+    storage.node("m:a.txt").write_bytes(DATA)
+    storage.node("m:b.txt").write_bytes(b"first")
+    storage.node("m:b.txt").write_bytes(DATA)
+    report = storage.deduplicate("m:", strategy="hardlink")
+    assert report["bytes_reclaimed"] == len(DATA)
+    assert os.stat(base / "a.txt").st_ino == os.stat(base / "b.txt").st_ino
+    assert storage.verify("m:").problems == []
+    assert storage.node("m:b.txt", version=0).read_bytes() == b"first"
+    storage.node("m:b.txt").write_bytes(b"changed")  # breaks the link, never edits a.txt
+    assert storage.node("m:a.txt").read_bytes() == DATA
+    assert storage.verify("m:").problems == []
+
+
+def test_hardlink_never_follows_a_directory_swapped_for_a_link(tmp_path: Path) -> None:
+    """A racer swaps ``sub`` for a link to a directory outside the mount, again and again,
+    while deduplication runs: the outside file keeps its bytes and gets no temporary file."""
+    storage, base = local(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "dup.txt").write_bytes(b"SECRET" * len(DATA))
+    (base / "keep.txt").write_bytes(DATA)
+    os.utime(base / "keep.txt", (1, 1))
+    stop = threading.Event()
+
+    def swap() -> None:
+        while not stop.is_set():
+            try:
+                os.rename(base / "sub", base / "real")
+                os.symlink(outside, base / "sub")
+                time.sleep(0.0005)
+                os.unlink(base / "sub")
+                os.rename(base / "real", base / "sub")
+            except OSError:
+                pass
+
+    deadline = time.monotonic() + 1.5
+    racer = threading.Thread(target=swap)
+    (base / "sub").mkdir()
+    racer.start()
+    try:
+        while time.monotonic() < deadline:
+            try:  # confined: refused while sub leads outside
+                storage.node("m:sub/dup.txt").write_bytes(DATA)
+            except StorageError:
+                pass
+            storage.deduplicate("m:", strategy="hardlink")
+    finally:
+        stop.set()
+        racer.join()
+    assert (outside / "dup.txt").read_bytes() == b"SECRET" * len(DATA)
+    assert os.listdir(outside) == ["dup.txt"]
+    assert os.stat(outside / "dup.txt").st_nlink == 1
