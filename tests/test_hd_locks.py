@@ -438,3 +438,16 @@ def test_a_forked_child_does_not_release_its_parents_lock(tmp_path: Path) -> Non
     result = subprocess.run([sys.executable, "-c", FORKER, str(tmp_path)], capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert result.stdout == "still held\n", result.stderr[-2000:]
+
+
+def test_a_history_kept_elsewhere_keeps_the_locks_too() -> None:
+    storage = StorageManager()
+    storage.configure([{"name": "h", "type": "memory"},
+                       {"name": "d", "type": "memory", "versioning": True, "history": "h:hist"}])
+    node = storage.node("d:f.txt")
+    with node.lock(timeout=0):
+        node.write_text("one")
+    assert [i.path for i in MemoryBackend("d").walk("")] == ["f.txt"]
+    held = [i.path for i in MemoryBackend("h").walk("") if "/locks/paths/" in i.path]
+    assert len(held) == 1 and held[0].startswith("hist/locks/paths/")
+    assert len(node.versions) == 1
