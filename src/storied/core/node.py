@@ -21,6 +21,7 @@ from storied.core import pinned
 from storied.core.diffs import DiffMethods
 from storied.core.integration import IntegrationMethods
 from storied.core.locking import LockMethods
+from storied.core.pathlike import PathlibMethods
 from storied.core.removal import RemovalMethods
 from storied.core.streams import (
     AtomicTextWriter,
@@ -52,7 +53,8 @@ _WRITE_MODES = frozenset("wax+")
 
 
 class StorageNode(
-    RemovalMethods, VersionMethods, TagMethods, DiffMethods, IntegrationMethods, LockMethods
+    RemovalMethods, VersionMethods, TagMethods, DiffMethods, IntegrationMethods, LockMethods,
+    PathlibMethods,
 ):
     """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
 
