@@ -19,11 +19,13 @@ from typing import Any
 import pytest
 
 from storied import StorageManager
+from storied.backends.base import WrappedBackend
 from storied.backends.memory import MemoryBackend
 from storied.errors import (
     InvalidArgumentError,
     InvalidContentError,
     StorageNotFoundError,
+    TransientStorageError,
     UnsupportedOperation,
 )
 from storied.events.journal import BUCKET, Journal, JournalStore, journal_for
@@ -316,3 +318,32 @@ def test_expiry_on_a_versioned_bucket_removes_every_version(moto: MotoHandle) ->
         "000000001000.json", "000000001001.json"]  # no delete markers, no old versions
     assert [seq for seq, _ in store.read(None)] == [BUCKET, BUCKET + 1]
     backend.close()
+
+
+class _JournalFails(WrappedBackend):
+    """A real memory store whose journal entries cannot be written while ``failing``."""
+
+    failing = True
+
+    def write(self, path: str, data: Any, **kwargs: Any) -> Any:
+        if self.failing and "/journal/" in f"/{path}":
+            raise TransientStorageError(f"injected: cannot write {path}")
+        return self.inner.write(path, data, **kwargs)
+
+
+def test_a_journal_that_cannot_be_written_fails_the_call_and_reports_nothing() -> None:
+    backend = _JournalFails(MemoryBackend())
+    sm = StorageManager()
+    sm.configure([{"name": "v", "backend": backend, "versioning": True}])
+    called: list[str] = []
+    sm.on("*", lambda node, info: called.append(info["event"]))
+    node = sm.node("v:a.txt")
+    with pytest.raises(TransientStorageError, match="journal"):
+        node.write_text("one")
+    assert called == []  # no callback for an event the journal does not have
+    assert node.read_text() == "one" and len(node.versions) == 1  # the write itself is done
+    backend.failing = False
+    node.write_text("two")
+    assert called == ["version_created", "file_written"]
+    assert [(e.cursor, e.version_id) for e in sm.events("v:")] == [
+        ("1", node.versions[-1]["version_id"])]
