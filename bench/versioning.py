@@ -10,8 +10,10 @@ Prints figures and ratios, no assertions:
 (d) S3 requests (moto behind a counting proxy, unversioned bucket, portable engine) for
     ``versions`` of a file with 1,200 versions, ``open(version=-2).read()`` and one write;
 (e) a file with 10 versions vs one with 5,000: write, ``open(version=-2)``, ``as_of`` and
-    ``versions``, as ratios measured in one run (``VBENCH_ONLY=length`` runs only this;
-    ``VBENCH_ONLY=write`` runs only (a), on disk and on tmpfs).
+    ``versions``, as ratios measured in one run: quiet, right after a write of the file, and
+    with the listing cache off (``VBENCH_ONLY=length`` runs only this; ``VBENCH_ONLY=write``
+    runs only (a), on disk and on tmpfs; ``VBENCH_ONLY=s3`` only (d)). The 5,000 versions are
+    a schema-2 history sealed by the first write of a new manager (schema 3, ADR 0011).
 
 Run: ``python3 dev.py bench`` (or ``.venv/bin/python bench/versioning.py``).
 """
@@ -46,6 +48,7 @@ DATA = os.urandom(4096)
 _SERIAL = itertools.count()
 OTHER_FILES, RECORDS_PER_FILE = 2000, 10  # 20,000 records of other files in (c)
 S3_VERSIONS = 1200
+S3_LONG = 5000  # (d) also: a schema-2 history this long, sealed by a write, then read
 
 
 def payload() -> bytes:
@@ -234,11 +237,16 @@ def local_figures(base: str) -> None:
 SHORT, LONG = 10, 5000
 
 
-def seed_file_history(sm: StorageManager, root: str, name: str, count: int) -> StorageManager:
+def seed_file_history(sm: StorageManager, root: str, name: str, count: int,
+                      migrated: bool = False) -> StorageManager:
     """Give ``m:<name>`` ``count`` versions: all but the last two as record links made
-    directly (fast, as the engine makes them on local disks, as a schema-2 storied left
-    them), the last two through the API by a new manager (another process): the first of
-    those writes finds the live directory long and seals it (schema 3). Returns that manager."""
+    directly (fast, as the engine makes them on local disks), sealed as they are added (as
+    storied seals a history it writes) or, with ``migrated``, all left live (as a schema-2
+    storied left them); the last two through the API by a new manager (another process):
+    after a read, the first of those writes finds the live directory long and seals it.
+    Returns that manager."""
+    from storied.versioning._sealing import seal
+
     node = sm.node(f"m:{name}")
     node.write_bytes(payload())  # format.json, the blob the seeded records share
     first = node.versions[0]
@@ -248,6 +256,8 @@ def seed_file_history(sm: StorageManager, root: str, name: str, count: int) -> S
     for k in range(count - 3):
         record = Record(ts + k, writer, False, first["size"], first["etag"], first["sha256"])
         os.link(blob, os.path.join(folder, record.name))
+        if not migrated and k % 48 == 47:
+            seal(sm_engine(node), name)
     sm.close()
     fresh = versioned(root)
     node = fresh.node(f"m:{name}")
@@ -256,7 +266,7 @@ def seed_file_history(sm: StorageManager, root: str, name: str, count: int) -> S
     node.write_bytes(payload())
     first = time.perf_counter() - start
     node.write_bytes(payload())
-    if count > 100:
+    if count > 100 and migrated:
         print(f"  first write after {count:,} schema-2 records (seals them): {first * 1e3:.1f} ms")
     return fresh
 
@@ -348,6 +358,14 @@ def length_figures(base: str) -> None:
     cold = versioned(roots[LONG])  # a new process: no segment read yet
     start = time.perf_counter()
     assert len(cold.node("m:doc.bin").versions) >= LONG
+    os.makedirs(os.path.join(base, "migrated"))
+    mig = seed_file_history(versioned(os.path.join(base, "migrated")),
+                            os.path.join(base, "migrated"), "doc.bin", LONG, migrated=True)
+    t_s, t_l, t_r = after_write_times(short, mig.node("m:doc.bin"),
+                                      lambda n: n.open(version=-2, mode="rb").read(), 6, 10)
+    print(f"  open(version=-2) right after a write, history migrated from schema 2 at {LONG:,}: "
+          f"{t_l * 1e3:.3f} ms, {t_r:.2f}x (its directory once held {LONG:,} names)")
+    mig.close()
     print(f"  versions, first call of a new manager at {LONG:,}: "
           f"{(time.perf_counter() - start) * 1e3:.2f} ms (reads the segments once)")
     cold.close()
@@ -358,6 +376,24 @@ def length_figures(base: str) -> None:
 
 
 # --------------------------------------------------------------------------- (d) S3
+
+
+def s3_seed(moto: Any, bucket: str, node: Any, path: str, count: int) -> None:
+    """``count - 2`` old records of ``path`` put straight into the bucket (as a schema-2
+    storied left them), next to the one version ``node`` has."""
+    seed = node.versions[0]
+    writer, first = new_writer_id(), next_timestamp() - 10**12
+    keys = [
+        f".storied/versions/{path}/"
+        f"{Record(first + k, writer, False, 4, seed['etag'], seed['sha256']).name}"
+        for k in range(count - 2)
+    ]
+    client = s3_client(moto.endpoint_url)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b""), keys))
+    finally:
+        client.close()
 
 
 def s3_figures() -> None:
@@ -371,20 +407,7 @@ def s3_figures() -> None:
                        "secret": "testing", "versioning": True}])
         node = sm.node("s3:docs/history.txt")
         node.write_bytes(b"seed")  # creates format.json and the blob the seeded records use
-        seed = node.versions[0]
-        writer, first = new_writer_id(), next_timestamp() - 10**12
-        keys = [
-            f".storied/versions/docs/history.txt/"
-            f"{Record(first + k, writer, False, 4, seed['etag'], seed['sha256']).name}"
-            for k in range(S3_VERSIONS - 2)
-        ]
-        client = s3_client(moto.endpoint_url)
-        try:
-            with ThreadPoolExecutor(8) as pool:
-                list(pool.map(lambda key: client.put_object(Bucket=bucket, Key=key, Body=b""),
-                              keys))
-        finally:
-            client.close()
+        s3_seed(moto, bucket, node, "docs/history.txt", S3_VERSIONS)
         node.write_bytes(b"latest")
         count = len(node.versions)
         other = sm.node("s3:docs/new.txt")
@@ -392,13 +415,39 @@ def s3_figures() -> None:
         ops: dict[str, Callable[[], Any]] = {
             f"versions ({count} versions)": lambda: node.versions,
             "open(version=-2).read()": lambda: node.open(version=-2, mode="rb").read(),
-            f"write_bytes, file with {count} versions": lambda: node.write_bytes(b"one more"),
+            f"write_bytes, file with {count} versions (seals it)": lambda: node.write_bytes(
+                b"one more"),
+            f"write_bytes, file with {count} versions, sealed": lambda: node.write_bytes(
+                b"and more"),
             "write_bytes, file with 1 version": lambda: other.write_bytes(b"again"),
             "read_bytes (working copy)": node.read_bytes,
         }
         print("(d) S3 requests, portable engine on an unversioned bucket (moto, counting proxy)")
         for label, op in ops.items():
             print(f"  {label:<42} {format_counts(measure_requests(proxy, op))}")
+        long = sm.node("s3:docs/long.txt")
+        long.write_bytes(b"seed")
+        s3_seed(moto, bucket, long, "docs/long.txt", S3_LONG)
+        sealing: dict[str, Callable[[], Any]] = {
+            f"open(version=-2) at {S3_LONG:,}, schema 2": lambda: long.open(version=-2,
+                                                                           mode="rb").read(),
+            f"write_bytes sealing {S3_LONG:,} records": lambda: long.write_bytes(b"sealing"),
+            "write_bytes after sealing": lambda: long.write_bytes(b"one more"),
+            f"open(version=-2) after a write, {S3_LONG:,}": lambda: long.open(
+                version=-2, mode="rb").read(),
+            f"versions ({S3_LONG:,}, segments read before)": lambda: long.versions,
+        }
+        for label, op in sealing.items():
+            print(f"  {label:<42} {format_counts(measure_requests(proxy, op))}")
+        cold = StorageManager()
+        cold.configure([{"name": "s3", "type": "s3", "bucket": bucket,
+                         "endpoint_url": proxy.endpoint_url, "key": "testing",
+                         "secret": "testing", "versioning": True}])
+        cold.node("s3:docs/new.txt").exists()
+        cold_long = cold.node("s3:docs/long.txt")
+        counts = format_counts(measure_requests(proxy, lambda: cold_long.versions))
+        print(f"  {'versions, new manager (reads segments)':<42} {counts}")
+        cold.close()
         sm.close()
     finally:
         proxy.stop()
@@ -411,6 +460,9 @@ def main() -> None:
         only = os.environ.get("VBENCH_ONLY")
         if only == "write":
             write_figures(base)
+            return
+        if only == "s3":
+            s3_figures()
             return
         if only != "length":
             local_figures(base)

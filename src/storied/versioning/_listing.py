@@ -36,6 +36,10 @@ from storied.versioning.records import Record, is_record_name, match_record, par
 if TYPE_CHECKING:
     from storied.versioning._segments import Segment, SegmentStore
 
+#: In a live directory: the file has sealed segments (sorts after every record name, so a
+#: listing that ends without it began and ended before any seal of the file started).
+SEALED_MARK = "9" * 19 + ".ffffffffffff.s"
+
 __all__ = ["QUIET_SECONDS", "Listing", "Listings", "as_version", "versions_of"]
 
 #: A history directory unchanged for this long may have its listing cached.
@@ -202,6 +206,9 @@ class Listing:
                         need -= 1
                         if not need:
                             return self._version(writes, position), -1
+            if self._stacked():  # the cached versions of the segments, then the live ones
+                self.all_versions()
+                return self.at(index)
             self.merge()
         writes = self._writes()
         need = -index if index < 0 else index + 1
@@ -223,6 +230,10 @@ class Listing:
             found = self._as_of(moment)
             if found is not None and found.version_id >= top:
                 return found  # no sealed record is newer than it
+            if self._stacked():
+                everything = self.all_versions()
+                pos = bisect_right(everything, moment, key=lambda v: v.last_modified)
+                return everything[pos - 1] if pos else None
             self.merge()
         self.check()
         return self._as_of(moment)
@@ -273,7 +284,7 @@ class Listings:
         #: Paths whose live directory a read found longer than ``LIVE_MAX`` (schema-2 histories
         #: and unsealed ones): the engine's next write of one looks at sealing it.
         self.long: set[str] = set()
-        self._cache: OrderedDict[str, tuple[tuple[Stamp, Stamp], Listing]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[Stamp, Stamp | None, Listing]] = OrderedDict()
         self._sealed_cache: OrderedDict[str, tuple[Stamp, list[Segment]]] = OrderedDict()
         self._lock = threading.Lock()
         self._stampable: bool | None = None
@@ -308,8 +319,9 @@ class Listings:
             return None
         return st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev
 
-    def _names(self, folder: str) -> list[str]:
-        """The sorted record-shaped file names in ``folder`` (one listing)."""
+    def _names(self, folder: str) -> tuple[list[str], bool]:
+        """The sorted record-shaped file names in ``folder`` (one listing), and whether the
+        sealed mark is among them (the file has segments: FORMAT.md §2.2)."""
         lister = getattr(self.meta, "list_file_names", None)  # the local backend itself
         if lister is not None:
             found: list[str] = lister(folder)
@@ -318,19 +330,18 @@ class Listings:
         names = [n for n in found if len(n) >= 34 and n[19] == "." and n[32] == "."
                  and n[33] in "wd"]  # _shaped, inlined: thousands of names
         names.sort()
-        return names
+        return names, SEALED_MARK in found
 
-    def _sealed(self, path: str, effective: Callable[[list[Segment]], list[Segment]],
-                ) -> list[Segment]:
-        """The effective segments of ``path``, listed after its live records (the reading
-        order). The segment directory changes only when a seal or a deletion rewrites it, so
-        its listing is cached on its own stamp (the same rule as the listings), and a missing
-        directory costs one ``stat``."""
+    def _sealed(self, path: str, stamp: Stamp | None, started: int) -> list[Segment]:
+        """The effective segments of ``path`` (``stamp``: its segment directory's, taken after
+        the live listing: the reading order). The segment directory changes only when a seal
+        or a deletion rewrites it, so its listing is cached on its own stamp (the rule of the
+        module doc)."""
+        from storied.versioning._segments import effective
+
         store = self.segments
         assert store is not None
         folder = store.folder(path)
-        started = time.time_ns()
-        stamp = self._stamp(folder, _ABSENT)
         if stamp is not None:
             with self._lock:
                 hit = self._sealed_cache.get(folder)
@@ -344,47 +355,56 @@ class Listings:
                     self._sealed_cache.popitem(last=False)
         return found
 
-    def live_names(self, folder: str) -> list[str]:
-        """The sorted record-shaped names in the live directory ``folder`` (never cached)."""
+    def live(self, folder: str) -> tuple[list[str], bool]:
+        """The sorted record-shaped names in the live directory ``folder`` and whether it
+        holds the sealed mark (never cached)."""
         try:
             return self._names(folder)
         except (StorageNotFoundError, NotADirectoryError):
-            return []
+            return [], False
+
+    def live_names(self, folder: str) -> list[str]:
+        """The sorted record-shaped names in the live directory ``folder`` (never cached)."""
+        return self.live(folder)[0]
 
     def get(self, path: str) -> Listing:
         """The listing of ``path``'s history (empty when it has none): the live records
-        first, then the segment directory (small; its segments are read only when needed).
-        Cached only while both directories are provably unchanged (module doc)."""
+        first, then, only when they hold the sealed mark, the segment directory (small; its
+        segments are read only when needed). Cached only while the directories it read are
+        provably unchanged (module doc)."""
         folder = self.folder_of(path)
         started = time.time_ns()
         stamp = self._stamp(folder)
         store = self.segments
-        sealed_stamp = self._stamp(store.folder(path), _ABSENT) if store is not None else _ABSENT
-        key = (stamp, sealed_stamp) if stamp is not None and sealed_stamp is not None else None
-        if key is not None:
+        if stamp is not None:
             with self._lock:
                 hit = self._cache.get(folder)
-            if hit is not None and hit[0] == key:
-                return hit[1]
-        names = self.live_names(folder)
+            if hit is not None and hit[0] == stamp and store is not None and (
+                    hit[1] is None or hit[1] == self._stamp(store.folder(path), _ABSENT)):
+                return hit[2]
+        names, marked = self.live(folder)
         listing = Listing(names)
+        sealed_stamp: Stamp | None = None
         if store is not None:
-            from storied.versioning._segments import LIVE_MAX, effective
+            from storied.versioning._segments import LIVE_MAX
 
             if len(names) > LIVE_MAX and len(self.long) < 4096:
                 self.long.add(path)
-            listing.sealed, listing.store, listing.path = self._sealed(path, effective), store, path
+            if marked:
+                sealed_stamp = self._stamp(store.folder(path), _ABSENT)
+                listing.sealed = self._sealed(path, sealed_stamp, started)
+                listing.store, listing.path = store, path
         if not names and not listing.sealed:
             return listing
         old = started - int(QUIET_SECONDS * 1e9)
-        quiet = key is not None and stamp is not None and stamp[1] < old and \
-            sealed_stamp is not None and sealed_stamp[1] < old
-        if quiet and key is not None and len(names) <= _CACHED_NAMES:
+        quiet = stamp is not None and stamp[1] < old and store is not None and (
+            not marked or (sealed_stamp is not None and sealed_stamp[1] < old))
+        if quiet and stamp is not None and len(names) <= _CACHED_NAMES:
             with self._lock:
-                self._cache[folder] = (key, listing)
+                self._cache[folder] = (stamp, sealed_stamp if marked else None, listing)
                 self._cache.move_to_end(folder)
-                self._held = sum(len(item.names) for _, item in self._cache.values())
+                self._held = sum(len(item.names) for _, _, item in self._cache.values())
                 while self._held > _CACHED_NAMES:
-                    _, (_, dropped) = self._cache.popitem(last=False)
+                    _, (_, _, dropped) = self._cache.popitem(last=False)
                     self._held -= len(dropped.names)
         return listing

@@ -34,6 +34,7 @@ from storied.errors import (
     StorageNotFoundError,
 )
 from storied.versioning import _segments
+from storied.versioning._listing import SEALED_MARK
 from storied.versioning._segments import Segment, effective, parse_segment_name, plan_segment
 from storied.versioning.engine import Version
 from storied.versioning.records import SCHEMA_VERSION, Record, is_record_name
@@ -128,7 +129,8 @@ def seal_under_lease(engine: PortableEngine, path: str,
     """:func:`seal` for a caller that holds the lease (``keep`` renews it)."""
     engine._ensure_format()
     folder = engine._history_dir(path)
-    records = [n for n in engine._listings.live_names(folder) if is_record_name(n)]
+    listed, marked = engine._listings.live(folder)
+    records = [n for n in listed if is_record_name(n)]
     if len(records) <= _segments.LIVE_MAX:
         return 0
     horizon = time.time_ns() - _segments.SEAL_AGE_NS
@@ -152,6 +154,8 @@ def seal_under_lease(engine: PortableEngine, path: str,
         names.update(store.names(path, seg))
     keep()
     _upgrade_format(engine)
+    if not marked:  # readers look for segments only where the mark is (before the first one)
+        engine.meta.write(f"{folder}/{SEALED_MARK}", b"")
     new = Segment(lo, hi, gen)
     store.write(path, new, sorted(names))
     for seg in found:  # merged ones and stale leftovers: all superseded by the new segment
@@ -166,10 +170,11 @@ def seal_under_lease(engine: PortableEngine, path: str,
 
 
 def drop_sealed(engine: PortableEngine, path: str, version_ids: Collection[str],
-                keep: Callable[[], None] = lambda: None) -> int:
-    """Remove the sealed records of ``version_ids`` (content versions) of ``path``: each
-    effective segment holding one is replaced by a superseding segment without them (caller
-    holds the lease). Returns how many sealed records were dropped."""
+                keep: Callable[[], None] = lambda: None, kinds: str = "w") -> int:
+    """Remove the sealed records of ``version_ids`` of ``path`` (content versions; ``kinds``
+    ``"wd"``: tombstones too): each effective segment holding one is replaced by a
+    superseding segment without them (caller holds the lease). Returns how many sealed
+    records were dropped."""
     wanted = set(version_ids)
     if not wanted:
         return 0
@@ -177,7 +182,7 @@ def drop_sealed(engine: PortableEngine, path: str, version_ids: Collection[str],
     dropped = 0
 
     def doomed(name: str) -> bool:
-        return name[:32] in wanted and name[33] == "w"
+        return name[:32] in wanted and name[33] in kinds
 
     while True:
         found = store.list(path)
@@ -244,10 +249,13 @@ def history_names(engine: PortableEngine, prefix: str = "", problems: list[str] 
     records nor segments, and malformed segments, are added to ``problems`` (else ignored)."""
     base = engine._history_dir("")
     groups: dict[str, set[str]] = {}
+    marked: set[str] = set()
     for key in _walk(engine, engine._history_dir(prefix)):
         parent, _, name = key.rpartition("/")
         if is_record_name(name):
             groups.setdefault(paths.relative_to(parent, base), set()).add(name)
+        elif name == SEALED_MARK:
+            marked.add(paths.relative_to(parent, base))
         elif problems is not None:
             problems.append(f"not a version record: {key}")
     store = engine.segments
@@ -261,6 +269,9 @@ def history_names(engine: PortableEngine, prefix: str = "", problems: list[str] 
         elif problems is not None:
             problems.append(f"not a segment: {key}")
     for path, segs in sorted(found.items()):
+        if path not in marked and problems is not None:
+            problems.append(f"segments of {path} without the sealed mark (readers miss them): "
+                            f"{engine._history_dir(path)}/{SEALED_MARK}")
         into = groups.setdefault(path, set())
         if not read_segments:
             continue
@@ -271,6 +282,23 @@ def history_names(engine: PortableEngine, prefix: str = "", problems: list[str] 
                 raise
             problems.append(f"unreadable segment of {path}: {exc}")
     return {p: sorted(n) for p, n in groups.items()}
+
+
+def unseal(engine: PortableEngine, path: str, record: Record) -> None:
+    """Undoing a failed write or delete whose record object was just deleted: if a seal took
+    the record meanwhile, drop it from the segments too, under the lease (best effort, on
+    the failure path only: the caller re-raises its original error)."""
+    from storied.versioning.maintenance import maintenance
+
+    try:
+        if not engine._listings.live(engine._history_dir(path))[1]:
+            return  # no segments
+        if record.name not in sealed_names(engine, path):
+            return
+        with maintenance(engine.catalog) as lease:
+            drop_sealed(engine, path, {record.version_id}, lease.keep, kinds="wd")
+    except (StorageError, OSError):
+        pass
 
 
 def removal_items(engine: PortableEngine, path: str,

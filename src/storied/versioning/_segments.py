@@ -28,6 +28,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import pairwise
 
 from storied.backends.base import Backend
 from storied.errors import InvalidContentError, StorageError, StorageNotFoundError
@@ -52,13 +53,15 @@ __all__ = [
 LIVE_MAX = 64
 #: The newest records a seal leaves live (at least 1: convergence reads the live records).
 LIVE_KEEP = 16
-#: Only records at least this old are sealed (a writer stalled longer could undo its record
-#: after it was sealed; clocks must agree within half of it, see ADR 0011).
-SEAL_AGE_NS = 30 * 10**9
+#: Only records at least this old are sealed (0: any; a writer that undoes a record sealed
+#: meanwhile drops it from the segments itself, see ``_sealing.unseal``).
+SEAL_AGE_NS = 0
 #: A writer checks its file's live directory once in about this many writes (and on its
 #: first write of the file where listings are cheap).
 SEAL_CHECK = 32
 _HEADER = b"storied-segment 1 "
+_RECORD_LINE = re.compile(  # a record name alone on its line (records.py's pattern)
+    rb"^\d{19}\.[0-9a-f]{12}\.(?:w\.\d+\.[0-9a-f]{32}\.[0-9a-f]{64}|d)$", re.ASCII | re.MULTILINE)
 _NAME = re.compile(r"^(\d{19}\.[0-9a-f]{12})_(\d{19}\.[0-9a-f]{12})_(\d{6})\.seg\Z", re.ASCII)
 _CACHED_NAMES = 400_000  # parsed segment contents kept (immutable objects), all files together
 MAX_GEN = 999_999
@@ -124,10 +127,16 @@ def decode_segment(data: bytes, segment: Segment) -> list[str]:
     if len(names) != int(head[len(_HEADER):]):
         raise InvalidContentError(f"segment {segment.name}: holds {len(names)} names, "
                                   f"its header says {int(head[len(_HEADER):])}")
-    for before, name in zip(["", *names], names, strict=False):
-        if not is_record_name(name) or not segment.holds(name) or name <= before:
-            raise InvalidContentError(f"segment {segment.name}: bad entry {name[:120]!r}")
+    if len(_RECORD_LINE.findall(body)) != len(names) or not names_in_order(names) or (
+            names and not (segment.holds(names[0]) and segment.holds(names[-1]))):
+        bad = next((n for n in names if not is_record_name(n) or not segment.holds(n)), "")
+        raise InvalidContentError(f"segment {segment.name}: bad or unsorted entry {bad[:120]!r}")
     return names
+
+
+def names_in_order(names: list[str]) -> bool:
+    """True when ``names`` are strictly increasing (so also free of duplicates)."""
+    return all(a < b for a, b in pairwise(names))
 
 
 def plan_segment(found: list[Segment], lo: str, hi: str) -> tuple[str, str, list[Segment], int]:
@@ -170,8 +179,10 @@ class SegmentStore:
 
     def list(self, path: str) -> list[Segment]:
         """Every segment object of ``path`` (superseded ones included), sorted; [] when none."""
-        try:
-            found = [n for n, is_dir in self.meta.list_names(self.folder(path)) if not is_dir]
+        try:  # start_after: every segment name sorts after "0"; an object store then needs
+            # no second request to tell a missing directory from a file
+            listed = self.meta.list_names(self.folder(path), start_after="0")
+            found = [n for n, is_dir in listed if not is_dir]
         except (StorageNotFoundError, NotADirectoryError):
             return []
         return sorted(s for s in map(parse_segment_name, found) if s is not None)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -40,7 +39,7 @@ from storied.errors import (
 from storied.info import Data, WriteMode
 from storied.versioning import _sealing, _segments
 from storied.versioning._content import Content as _Content
-from storied.versioning._listing import Listing, Listings, as_version, versions_of
+from storied.versioning._listing import SEALED_MARK, Listing, Listings, as_version, versions_of
 from storied.versioning._recent import Recent
 from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version
@@ -270,6 +269,7 @@ class PortableEngine:
                                     etag=if_match, metadata=metadata)
             except BaseException:
                 self._quiet_delete(self.meta, self._record_key(path, record))
+                _sealing.unseal(self, path, record)
                 if self._recent is not None:
                     self._recent.withdraw(path, record, renamed)
                 if claimed:
@@ -383,6 +383,7 @@ class PortableEngine:
                 pass
         except BaseException:
             self._quiet_delete(self.meta, self._record_key(path, record))
+            _sealing.unseal(self, path, record)
             if self._recent is not None:
                 self._recent.withdraw(path, record, renamed)
             self._repair_after_undo(path, None)
@@ -470,15 +471,16 @@ class PortableEngine:
             self._materialize(path, shown)
 
     def _records_after(self, path: str, record: Record) -> list[Record]:
-        """Records newer than ``record``, live and sealed. Only records older than
-        ``SEAL_AGE_NS`` are sealed and the newest ones never, so the segments are looked
-        at only when ``record`` is older than half of that (clock skew allowance)."""
+        """Records newer than ``record``, live and sealed. A seal leaves the newest
+        ``LIVE_KEEP`` records live, so a record newer than ``record`` can be sealed only when
+        at least that many newer ones are live: only then are the segments looked at (on
+        object stores a write's convergence then costs no segment listing)."""
         try:
             listed = self.meta.list_names(self._history_dir(path), record.name)
             names = {name for name, is_dir in listed if not is_dir}
         except (StorageNotFoundError, NotADirectoryError):
             names = set()
-        if time.time_ns() - record.ts_ns >= _segments.SEAL_AGE_NS // 2:
+        if SEALED_MARK in names and len(names) > _segments.LIVE_KEEP:
             names |= _sealing.sealed_names(self, path, after=record.name)
         found = [parse_record(name) for name in names]
         return sorted(r for r in found if r is not None and r > record)
