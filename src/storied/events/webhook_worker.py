@@ -160,6 +160,8 @@ class Worker:
             for source in self.journals:
                 if source.mount == journal:
                     source.due = True
+        if self._paused_until > time.monotonic() or self._wake.is_set():
+            return  # paused by a failure (it wakes itself), or already woken: spare a switch
         self._wake.set()
 
     def journal_of(self, mount: str | None) -> JournalSource | None:
@@ -206,9 +208,15 @@ class Worker:
         if pause > 0:
             return min(pause, POLL * 5)
         self.spool.sweep()
+        delay = POLL
         for source in self.journals:
-            if source.wanted() and not self._pump(source):
+            wait = source.wanted()
+            if wait > 0:
+                delay = min(delay, wait)
+            elif not self._pump(source):
                 return max(0.0, self._paused_until - time.monotonic())
+            elif source.backlog:
+                delay = min(delay, source.wanted())
         for name in self.spool.names():
             if self._stop.is_set():
                 return 0.0
@@ -224,7 +232,7 @@ class Worker:
                 return max(0.0, self._paused_until - time.monotonic())
             else:
                 return 0.0
-        return POLL
+        return delay
 
     def _pump(self, source: JournalSource) -> bool:
         """Deliver the journal's next batch; False when the endpoint must pause (or stop)."""
@@ -251,13 +259,15 @@ class Worker:
                     break
                 source.attempts.pop(message.id, None)
             done = event.cursor
-        source.backlog = verdict != "gone" and (verdict != "ok" or len(events) >= BATCH)
         if done is not None:
             try:
                 source.advance(done)
             except StorageError as exc:  # sent again later, with the same webhook-ids
                 log.warning("webhook %s: cannot save its cursor on %s (%s)",
                             redact_url(self.hook.url), source.mount, exc)
+        # only now: flush_webhooks returns once the batch is delivered *and* its cursor saved
+        source.backlog = verdict in ("retry", "stop") or (verdict != "gone"
+                                                          and len(events) >= BATCH)
         self._changed()
         return verdict in ("ok", "drop")
 
