@@ -154,6 +154,40 @@ def _stream(source: str, dest: str, storage: Any, tally: Tally, dry_run: bool) -
     out.flush()
 
 
+def _overlap(src: Any, dest: Any) -> str | None:
+    """How two nodes' storage locations overlap, seen through every mount and alias (two
+    mounts of one directory, a local path and a mount of it): ``'the same place'``, ``'inside
+    the source'``, ``'holds the source'``, or None."""
+    from storied.paths import is_under
+
+    skey, spath = src._be.location(src.path)
+    dkey, dpath = dest._be.location(dest.path)
+    if skey != dkey:
+        return None
+    if spath == dpath:
+        return "the same place"
+    if is_under(dpath, spath):
+        return "inside the source"
+    if is_under(spath, dpath):
+        return "holds the source"
+    return None
+
+
+def _history_below(node: Any) -> str | None:
+    """The first ``.storied`` directory (some mount's history) at or below a local ``node``
+    that a recursive delete would remove, or None. A mount root's own is kept by the delete
+    (the backend empties the base and keeps its reserved area), so it does not count."""
+    where = node._be.local_path(node.path) if node.is_dir() else None
+    if where is None:
+        return None
+    top = not str(node.path).strip("/")
+    for root, dirs, _ in os.walk(where):  # never enters linked directories
+        if ".storied" in dirs and not (top and root == where):
+            return os.path.join(root, ".storied")
+        dirs[:] = [d for d in dirs if d != ".storied"]
+    return None
+
+
 def _target(src: Any, dest: Any, word: str) -> Any:
     """``cp FILE DIR/`` and ``cp X DIR`` (an existing directory): the copy goes inside."""
     if word.endswith("/") or dest.is_dir():
@@ -198,6 +232,11 @@ def cp(ctx: click.Context, source: str, dest: str, recursive: bool, skip: str,
         target = _target(src, target, dest)
     elif dest.endswith("/") and target.is_dir():
         target = target.child(src.basename)
+    overlap = _overlap(src, target) if delete else None
+    if overlap is not None:
+        raise click.ClickException(
+            f"{shown(target)} is {overlap} {shown(src)}: --delete would remove files it "
+            "copies (choose a destination outside the source)")
     wanted = {_rel(f, src) for f in _files(src)}
     extra = ([f for f in _files(target) if _rel(f, target) not in wanted]
              if delete and target.is_dir() else [])
@@ -247,9 +286,9 @@ def mv(ctx: click.Context, source: str, dest: str, dry_run: bool) -> None:
     if dry_run:
         click.echo(f"would move {shown(src)} -> {shown(target)}")
         return
-    count = len(_files(src))
+    count, said = len(_files(src)), f"{shown(src)} -> {shown(target)}"
     src.move_to(target)
-    click.echo(f"moved {shown(src)} -> {shown(target)} ({count} files)")
+    click.echo(f"moved {said} ({count} files)")
 
 
 @click.command("rm")
@@ -273,6 +312,11 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool, force: bool,
             raise StorageNotFoundError(f"{word}: no such file or directory")
         if node.is_dir() and not recursive:
             raise click.ClickException(f"{word}: is a directory (use -r)")
+        history = _history_below(node) if recursive else None
+        if history is not None:
+            raise click.ClickException(
+                f"{word}: holds storied history ({history}); remove the files through their "
+                "mount, or delete the directory outside storied")
         if dry_run:
             for f in _files(node):
                 click.echo(f"would remove {shown(f)}")

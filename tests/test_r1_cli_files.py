@@ -1,0 +1,98 @@
+"""Review R1: CLI commands that delete, overwrite or move touch only what they mean to, also
+when two names (two mounts of one directory, a local path and a mount) reach one place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from storied import StorageManager
+from storied.cli.main import cli
+
+
+def tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for name in ("data", "plain"):
+        (tmp_path / name).mkdir()
+    mounts = [
+        {"name": "home", "type": "local", "base_path": str(tmp_path / "data"), "versioning": True},
+        {"name": "plain", "type": "local", "base_path": str(tmp_path / "plain")},
+        {"name": "alias", "type": "local", "base_path": str(tmp_path / "plain")},
+        {"name": "outer", "type": "local", "base_path": str(tmp_path)},
+    ]
+    (tmp_path / "storied.yaml").write_text(json.dumps(mounts))
+    src = tmp_path / "plain" / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("A")
+    (src / "sub" / "b.txt").write_text("B")
+    return tmp_path
+
+
+def run(project: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["-c", str(project / "storied.yaml"), *args])
+    return result.exit_code, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(("source", "dest"), [
+    ("plain:src/sub", "plain:src"),            # the source inside the destination
+    ("plain:src", "alias:src"),                # the same place through another mount
+    ("alias:src/sub", "plain:src"),            # inside, through another mount
+    ("outer:plain/src/sub", "plain:src"),      # inside, through a mount of the parent
+    ("{local}/plain/src/sub", "plain:src"),    # a local path of the same directory
+    ("plain:src/sub", "{local}/plain/src"),
+])
+def test_cp_delete_refuses_overlapping_source_and_destination(
+        project: Path, source: str, dest: str) -> None:
+    before = tree(project / "plain")
+    code, out = run(project, "cp", "-r", "--delete", source.format(local=project),
+                    dest.format(local=project))
+    assert code == 1, out
+    assert "--delete" in out and out.count("\n") == 1
+    assert tree(project / "plain") == before  # nothing deleted
+
+
+def test_cp_delete_between_distinct_directories_still_syncs(project: Path) -> None:
+    (project / "plain" / "dst").mkdir()
+    (project / "plain" / "dst" / "stale.txt").write_text("old")
+    code, out = run(project, "cp", "-r", "--delete", "plain:src", "alias:dst")
+    assert code == 0, out
+    assert tree(project / "plain" / "dst") == ["a.txt", "sub/b.txt"]
+
+
+def test_mv_onto_itself_through_an_alias_keeps_the_file(project: Path) -> None:
+    code, out = run(project, "mv", "plain:src/a.txt", "alias:src/a.txt")
+    assert code == 0, out
+    assert "moved plain:src/a.txt -> alias:src/a.txt" in out
+    assert (project / "plain" / "src" / "a.txt").read_text() == "A"
+
+
+def test_rm_r_never_removes_a_mount_history(project: Path) -> None:
+    storage = StorageManager()
+    storage.configure(str(project / "storied.yaml"))
+    storage.node("home:f.txt").write_text("1")
+    storage.node("home:f.txt").write_text("2")
+    for word in (str(project / "data"), "outer:data", "outer:"):
+        code, out = run(project, "rm", "-r", word)
+        assert code == 1 and "holds storied history" in out, (word, out)
+    assert (project / "data" / "f.txt").read_text() == "2"
+    code, out = run(project, "rm", "-r", "home:")  # through its own mount: history stays
+    assert code == 0, out
+    assert not (project / "data" / "f.txt").exists()
+    assert [v["size"] for v in storage.node("home:f.txt").versions] == [1, 1]
+
+
+def test_cp_stdin_into_the_reserved_area_is_refused(project: Path) -> None:
+    for dest in ("home:.storied/x", "plain:a/.storied/x", "plain:.storied-tmp-x",
+                 f"{project}/data/.storied/x"):
+        result = CliRunner().invoke(cli, ["-c", str(project / "storied.yaml"), "cp", "-", dest],
+                                    input=b"evil")
+        assert result.exit_code == 1, (dest, result.output)
+    assert not (project / "plain" / "a").exists()
+    assert not list((project / "data").rglob("x"))
