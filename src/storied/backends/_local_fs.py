@@ -74,13 +74,17 @@ def _load_openat2() -> Callable[[int, str, int], int] | None:
         "x86_64", "aarch64", "i686", "armv7l", "riscv64", "ppc64le", "s390x",
     ):
         return None
-    try:
-        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    try:  # a prototype of its own (cheaper to call than the library's attribute); syscall(2)
+        # is variadic: every argument is passed as a long
+        long = ctypes.c_long
+        syscall = ctypes.CFUNCTYPE(long, long, long, ctypes.c_char_p, ctypes.c_void_p,
+                                   ctypes.c_size_t, use_errno=True)(
+            ("syscall", ctypes.CDLL(None, use_errno=True)))
     except (OSError, AttributeError):
         return None
-    syscall.restype = ctypes.c_long
-    syscall.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p,
-                        ctypes.c_size_t]
+    utf8 = sys.getfilesystemencoding() == "utf-8" and sys.getfilesystemencodeerrors() == (
+        "surrogateescape"
+    )
     # RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS: a path through a link
     # fails (ELOOP) and is walked name by name, where links into the history are refused
     resolve = 0x08 | 0x02 | 0x04
@@ -91,7 +95,8 @@ def _load_openat2() -> Callable[[int, str, int], int] | None:
         how = hows.get(flags)
         if how is None:
             how = hows.setdefault(flags, ctypes.byref(_OpenHow(flags | os.O_CLOEXEC, 0, resolve)))
-        fd = syscall(437, dir_fd, os.fsencode(path), how, size)
+        name = path.encode("utf-8", "surrogateescape") if utf8 else os.fsencode(path)
+        fd = syscall(437, dir_fd, name, how, size)
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, os.strerror(err))
