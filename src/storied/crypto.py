@@ -53,6 +53,7 @@ DOMAIN = re.compile(r"^[a-z0-9_-]{0,64}$")
 #: Plaintext bytes per record of the streaming format.
 CHUNK = 64 * 1024
 _SALT = 16
+_TAG = 16  # AES-GCM's tag, appended to each record's ciphertext
 
 
 class MissingKeyError(StorageError, LookupError):
@@ -73,15 +74,25 @@ def _crypto() -> Any:
     return fernet
 
 
-def split_header(data: bytes) -> tuple[bytes | None, str | None, bytes]:
-    """``(prefix, domain, rest)`` of stored bytes; ``(None, None, data)`` when not enveloped."""
+def split_header(data: bytes, strict: bool = True) -> tuple[bytes | None, str | None, bytes]:
+    """``(prefix, domain, rest)`` of stored bytes; ``(None, None, data)`` when not enveloped.
+
+    Content that starts with an envelope prefix but whose header line is not well formed (no
+    newline in the first :data:`MAX_HEADER` bytes, a domain outside ``[a-z0-9_-]{0,64}``) is
+    a :class:`DecryptionError` with ``strict`` (storied's reads: a header cut or changed
+    must fail loudly, never hand back ciphertext as if it were the content); without it, as
+    genro-storage 0.8.4 does, such bytes are not an envelope and pass through.
+    """
     for prefix in (FERNET_PREFIX, STREAM_PREFIX):
         if data.startswith(prefix):
             newline = data.find(b"\n", 0, MAX_HEADER)
-            if newline < 0:
-                return None, None, data
-            domain = data[len(prefix):newline].decode("ascii", errors="replace")
-            if not DOMAIN.match(domain):
+            domain = (data[len(prefix):newline].decode("ascii", errors="replace")
+                      if newline >= 0 else None)
+            if domain is None or not DOMAIN.match(domain):
+                if strict:
+                    raise DecryptionError(
+                        f"Content starts with {prefix.decode()} but its envelope header is "
+                        "malformed (cut, or changed): refusing to return it as plain content")
                 return None, None, data
             return prefix, domain, data[newline + 1:]
     return None, None, data
@@ -199,7 +210,7 @@ class Keyring:
     def decrypt_stream(self, stream: BinaryIO) -> Iterator[bytes]:
         """The plaintext of a stored stream in either envelope (a ``#GNRE1`` token is read
         whole: genro-storage's format has no records), or the stream's bytes as they are."""
-        head = stream.read(MAX_HEADER)
+        head = _read_up_to(stream, MAX_HEADER)  # a stream may return fewer bytes per read
         prefix, domain, rest = split_header(head)
         if prefix is None or domain is None:
             yield head
@@ -207,7 +218,7 @@ class Keyring:
                 yield chunk
             return
         if prefix == FERNET_PREFIX:
-            yield self.decrypt(head + stream.read())
+            yield self.decrypt(head + _read_up_to(stream, -1))
             return
         domain = self._domain(domain, "decrypt")
         header = head[: len(head) - len(rest)]
@@ -249,6 +260,17 @@ class Keyring:
                 f"Encrypted content of domain {domain!r} is truncated (no final record)")
 
 
+def _read_up_to(stream: BinaryIO, n: int) -> bytes:
+    """``n`` bytes of ``stream`` (``-1``: all of it), fewer only at its end."""
+    got = bytearray()
+    while n < 0 or len(got) < n:
+        more = stream.read(n - len(got) if n >= 0 else CHUNK)
+        if not more:
+            break
+        got.extend(more)
+    return bytes(got)
+
+
 def _chunks_of(rest: bytes) -> Iterator[bytes]:
     """Salt then records of an in-memory streaming envelope."""
     import io
@@ -280,7 +302,11 @@ def _records(already: bytes, stream: BinaryIO) -> Iterator[bytes]:
         size = need(4)
         if size is None:
             return
-        sealed = need(struct.unpack(">I", size)[0])
+        length = struct.unpack(">I", size)[0]
+        if length > CHUNK + _TAG:  # never buffer what a changed length field claims
+            raise DecryptionError("Encrypted content has a record longer than any written "
+                                  "(tampered)")
+        sealed = need(length)
         if sealed is None:
             raise DecryptionError("Encrypted content is truncated mid-record")
         yield sealed
