@@ -386,3 +386,37 @@ def test_pending_deliveries_survive_the_process(tmp_path: Path, how: str) -> Non
     finally:
         storage.close_webhooks()
         server.stop()
+
+
+def test_real_writes_and_deletes_on_plain_mounts(receiver: Receiver, tmp_path: Path) -> None:
+    storage = StorageManager()
+    storage.configure([{"name": "mem", "type": "memory"}])
+    try:
+        storage.add_webhook(receiver.url, events=["file_written", "file_deleted"],
+                            secret=SECRET, mount="mem", outbox=tmp_path / "o")
+        storage.node("mem:a/b.txt").write_text("hello")
+        with storage.node("mem:c.txt").open("w") as handle:
+            handle.write("x")
+        storage.node("mem:a/b.txt").delete()
+        assert storage.flush_webhooks(timeout=5)
+        got = [(b["type"], b["subject"]) for b in receiver.bodies()]
+        assert got == [("storied.file.written", "a/b.txt"), ("storied.file.written", "c.txt"),
+                       ("storied.file.deleted", "a/b.txt")]
+        assert receiver.bodies()[0]["data"]["size"] == 5
+    finally:
+        storage.close_webhooks()
+
+
+def test_a_dropped_manager_stops_its_threads(receiver: Receiver, tmp_path: Path) -> None:
+    import gc
+
+    storage = StorageManager()
+    storage.add_webhook(receiver.url, outbox=tmp_path / "o")
+    name = f"storied-webhook-{storage.get_webhooks()[0].key[:8]}"
+    assert any(t.name == name for t in threading.enumerate())
+    del storage
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while any(t.name == name for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == name for t in threading.enumerate())

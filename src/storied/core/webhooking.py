@@ -11,7 +11,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,19 @@ def _journaled() -> frozenset[str]:
     return JOURNALED
 
 
+def _forwarder(manager: WebhookMethods) -> Callable[[StorageNode, dict[str, Any]], None]:
+    """The bus callback: a weak reference to ``manager`` (the delivery threads reach the
+    subscription, and must not keep a dropped manager alive)."""
+    ref = weakref.ref(manager)
+
+    def forward(node: StorageNode, info: dict[str, Any]) -> None:
+        target = ref()
+        if target is not None:
+            target._webhook_event(node, info)
+
+    return forward
+
+
 class _Registry:
     """The endpoints of one manager and what waits on them."""
 
@@ -67,6 +81,14 @@ class _Registry:
     def notify(self) -> None:
         with self.changed:
             self.changed.notify_all()
+
+    def stop_all(self) -> None:
+        """Stop every worker (the manager is gone); pending messages stay persisted."""
+        with self.lock:
+            workers = list(self.workers.values())
+            self.workers.clear()
+        for worker in workers:
+            worker.stop()
 
 
 class WebhookMethods:
@@ -143,7 +165,9 @@ class WebhookMethods:
                 worker.journals.append(source)
             registry.workers[hook.key] = worker
             if registry.subscription is None:
-                registry.subscription = self.bus.on("*", self._webhook_event)
+                registry.subscription = self.bus.on("*", _forwarder(self))
+                # a manager dropped without close_webhooks() does not leave threads polling
+                weakref.finalize(self, registry.stop_all)
         if not hook.disabled:
             worker.start()
         return hook
