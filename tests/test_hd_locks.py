@@ -451,3 +451,29 @@ def test_a_history_kept_elsewhere_keeps_the_locks_too() -> None:
     held = [i.path for i in MemoryBackend("h").walk("") if "/locks/paths/" in i.path]
     assert len(held) == 1 and held[0].startswith("hist/locks/paths/")
     assert len(node.versions) == 1
+
+
+class _SlowFirstWrites(WrappedBackend):
+    """The first conditional writes take ``delay`` seconds to return (after landing)."""
+
+    def __init__(self, inner: Any, slow: int, delay: float) -> None:
+        super().__init__(inner)
+        self.slow, self.delay = slow, delay
+
+    def write(self, path: str, data: Any, **kwargs: Any) -> Any:
+        written = self.inner.write(path, data, **kwargs)
+        if kwargs.get("mode", WriteMode.OVERWRITE) is not WriteMode.OVERWRITE and self.slow:
+            self.slow -= 1
+            time.sleep(self.delay)
+        return written
+
+
+def test_a_grant_slower_than_its_ttl_is_renewed_before_it_is_handed_out() -> None:
+    storage = StorageManager()
+    storage.configure([{"name": "s", "backend": _SlowFirstWrites(MemoryBackend("slow"), 1, 0.4)}])
+    lock = storage.node("s:f").lock(timeout=5, ttl=0.3).acquire()
+    try:
+        assert lock.held and not lock.lost and lock.token == 1
+        storage.node("s:f").write_text("guarded, and allowed")
+    finally:
+        lock.release()

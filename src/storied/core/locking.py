@@ -242,7 +242,10 @@ class Lock:
             _check_lockable(self.node, backend)
             self._backend, self._where = backend, backend.location(self._key)
             deadline = None if self.timeout is None else _now() + self.timeout
-            self._grant(backend, deadline)
+            while True:
+                self._grant(backend, deadline)
+                if _now() < self._expires or self._rescued():
+                    break
             self._held, self._lost = True, False
             self._holder_thread, self._pid = threading.get_ident(), os.getpid()
             self._stop = threading.Event()
@@ -303,6 +306,16 @@ class Lock:
             left = math.inf if deadline is None else deadline - _now()
             time.sleep(max(0.0, min(pause * random.uniform(0.5, 1.5), left)))
             pause = min(_MAX_POLL, pause * 2)
+
+    def _rescued(self) -> bool:
+        """After a grant so slow (retries) that its lease ran out on our clock before the write
+        returned: renew at once. Any other write changes the etag, so a renewal that applies
+        proves nobody was granted meanwhile. False: granted elsewhere since; try again."""
+        try:
+            self._rewrite("held")
+        except StorageError:
+            return False
+        return _now() < self._expires
 
     def _write_grant(self, backend: Backend, etag: str | None, token: int) -> bool:
         """One conditional write of a ``held`` grant with ``token``; True when it is ours."""
