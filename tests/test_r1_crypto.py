@@ -10,7 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from storied import StorageManager
-from storied.crypto import CHUNK, MAX_HEADER, DecryptionError, Keyring, MissingKeyError
+from storied.crypto import MAX_HEADER, DecryptionError, Keyring, MissingKeyError
 
 K1, K2 = (Fernet.generate_key().decode() for _ in range(2))
 
