@@ -205,3 +205,40 @@ def test_a_journal_started_anew_is_sent_from_its_start(data: Path, receiver: Rec
             *(f"storied.version.created old{i}.txt" for i in range(3))]
     finally:
         again.close_webhooks()
+
+
+def test_one_journal_reader_per_machine(data: Path, receiver: Receiver, tmp_path: Path) -> None:
+    managers = [versioned(data), versioned(data)]  # two processes' worth, one outbox
+    try:
+        for manager in managers:
+            manager.add_webhook(receiver.url, events=["version_created"], secret=SECRET,
+                                mount="v", outbox=tmp_path / "o")
+        for i in range(6):
+            managers[i % 2].node(f"v:q{i}.txt").write_text("x")
+        assert all(m.flush_webhooks(timeout=10) for m in managers)
+        assert sorted(subjects_and_ids(receiver)) == [
+            f"storied.version.created q{i}.txt" for i in range(6)]
+        assert len(receiver.delivered) == 6  # one reader: no duplicates at all
+    finally:
+        for manager in managers:
+            manager.close_webhooks()
+
+
+def test_same_mount_name_other_storage_is_not_starved(receiver: Receiver,
+                                                      tmp_path: Path) -> None:
+    apps = []
+    for name in ("app1", "app2"):  # two programs, each with its own 'v', one webhook URL
+        (tmp_path / name).mkdir()
+        apps.append(versioned(tmp_path / name))
+    try:
+        for app in apps:
+            app.add_webhook(receiver.url, events=["version_created"], secret=SECRET,
+                            mount="v", outbox=tmp_path / "o")
+        for number, app in enumerate(apps):
+            app.node(f"v:from{number}.txt").write_text("x")
+        assert all(app.flush_webhooks(timeout=10) for app in apps)
+        assert sorted(subjects_and_ids(receiver)) == [
+            "storied.version.created from0.txt", "storied.version.created from1.txt"]
+    finally:
+        for app in apps:
+            app.close_webhooks()

@@ -160,7 +160,7 @@ class WebhookMethods:
                 log.warning("webhook %s answered 410 Gone earlier: it stays disabled until "
                             "remove_webhook() forgets it", redact_url(url))
             worker = Worker(hook, spool, registry.notify)
-            source = self._journal_source(hook)
+            source = self._journal_source(hook, spool)
             if source is not None:
                 worker.journals.append(source)
             registry.workers[hook.key] = worker
@@ -172,7 +172,7 @@ class WebhookMethods:
             worker.start()
         return hook
 
-    def _journal_source(self, hook: Webhook) -> JournalSource | None:
+    def _journal_source(self, hook: Webhook, spool: Spool) -> JournalSource | None:
         """The journal source of ``hook``'s mount when it keeps a journal (versioned), its
         cursor started at the journal's tail; None otherwise (events come from the bus)."""
         if hook.mount is None:
@@ -189,7 +189,7 @@ class WebhookMethods:
             return None
         if journal is None:
             return None
-        source = JournalSource(hook, journal)
+        source = JournalSource(hook, journal, spool.dir)
         safe_start(source)
         return source
 

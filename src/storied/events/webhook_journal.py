@@ -14,18 +14,21 @@ that registers the endpoint sends from the cursor, the already sent ones again w
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from storied.core.config import location
 from storied.errors import (
     PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageError,
     StorageNotFoundError,
 )
-from storied.events.webhook_spool import Message
+from storied.events.webhook_spool import FileLock, Message
 from storied.events.webhooks import Webhook, message_body, redact_url
 from storied.info import WriteMode
 
@@ -57,11 +60,15 @@ def _later(a: str, b: str) -> bool:
 class JournalSource:
     """The journal of one mount as a source of messages for one endpoint."""
 
-    def __init__(self, hook: Webhook, journal: Journal) -> None:
+    def __init__(self, hook: Webhook, journal: Journal, spool_dir: Path) -> None:
         self.hook, self.journal, self.mount = hook, journal, journal.mount
         store = journal.store
         self.backend = store.backend
         self.key = "/".join(p for p in (store.root, "webhooks", f"{hook.key}.json") if p)
+        # one deliverer per machine and cursor: named after where the cursor really is (two
+        # processes whose mount 'docs' are different storages do not exclude each other)
+        where = hashlib.sha256(repr(location(self.backend, self.key)).encode()).hexdigest()
+        self.lock = FileLock(spool_dir / f"journal-{where[:16]}.lock")
         self.cursor: str | None = None
         self.etag: str | None = None
         self.due = True  # read at the next round
@@ -165,6 +172,20 @@ class JournalSource:
             log.error("webhook %s on %s: %s; resuming at the oldest kept event",
                       redact_url(self.hook.url), self.mount, exc)
             return list(self.journal.read(None, limit=BATCH))
+
+    def caught_up(self) -> bool:
+        """For a process that does not deliver this journal (another one holds the lock):
+        True when the shared cursor has reached the journal's tail (then nothing of ours is
+        pending). Rate-limited like :meth:`read`.
+
+        Raises:
+            StorageError: The cursor or the journal could not be read.
+        """
+        self.read_at = time.monotonic()
+        tail = self.journal.tail_cursor()
+        if not self._load():
+            return False
+        return self.cursor is not None and not _later(tail, self.cursor)
 
     def message(self, event: Event) -> Message:
         """The message of ``event`` (its id is the event's: stable in every process)."""

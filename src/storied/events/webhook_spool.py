@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Message", "Spool", "default_root"]
+__all__ = ["FileLock", "Message", "Spool", "default_root"]
 
 log = logging.getLogger("storied.webhooks")
 
@@ -48,6 +48,48 @@ def default_root() -> Path:
     state = os.environ.get("XDG_STATE_HOME")
     base = Path(state) if state and os.path.isabs(state) else Path.home() / ".local" / "state"
     return base / "storied" / "outbox"
+
+
+class FileLock:
+    """An OS lock on a file (``flock``), taken without waiting and released when its
+    process dies. Without ``fcntl`` (Windows) it is always granted: then every process
+    delivers, and duplicates keep their ``webhook-id``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[bytes] | None = None
+
+    def try_lock(self) -> bool:
+        """Take the lock if free; True when this object holds it."""
+        if self._handle is not None:
+            return True
+        try:
+            handle = open(self.path, "ab")  # noqa: SIM115 - kept open while held
+        except OSError:
+            return False
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            self._handle = handle
+            return True
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def unlock(self) -> None:
+        """Release it (closing the file releases the OS lock)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
+
+    @property
+    def locked(self) -> bool:
+        """True while held."""
+        return self._handle is not None
 
 
 @dataclass
@@ -75,7 +117,7 @@ class Spool:
         meta = self.dir / "endpoint.json"
         if not meta.exists():
             self._write_atomic(meta, json.dumps(label).encode("utf-8"))
-        self._lock_file: IO[bytes] | None = None
+        self.lock = FileLock(self.dir / "lock")
 
     # ------------------------------------------------------------------ writing
     def _write_atomic(self, target: Path, data: bytes) -> None:
@@ -136,7 +178,7 @@ class Spool:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             log.error("webhook outbox %s: unreadable message %s dropped (%s)", self.dir, name,
                       type(exc).__name__)
-            if self._lock_file is not None:
+            if self.lock.locked:
                 with contextlib.suppress(OSError):
                     path.unlink()
             return None
@@ -153,34 +195,17 @@ class Spool:
 
     # ------------------------------------------------------------------ lock and state
     def try_lock(self) -> bool:
-        """Become the one deliverer of this spool (non-blocking); True when held. Without
-        ``fcntl`` (Windows) every process delivers: duplicates keep their ``webhook-id``."""
-        if self._lock_file is not None:
-            return True
-        handle = open(self.dir / "lock", "ab")  # noqa: SIM115 - kept open while held
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            self._lock_file = handle
-            return True
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._lock_file = handle
-        return True
+        """Become the one deliverer of this spool (non-blocking); True when held."""
+        return self.lock.try_lock()
 
     def unlock(self) -> None:
-        """Let another process deliver (closing the file releases the OS lock)."""
-        handle, self._lock_file = self._lock_file, None
-        if handle is not None:
-            handle.close()
+        """Let another process deliver."""
+        self.lock.unlock()
 
     @property
     def locked(self) -> bool:
         """True while this process delivers this spool."""
-        return self._lock_file is not None
+        return self.lock.locked
 
     def is_disabled(self) -> bool:
         """True when the endpoint answered 410 Gone."""

@@ -189,6 +189,8 @@ class Worker:
             log.exception("webhook worker for %s crashed", redact_url(self.hook.url))
         finally:
             self.spool.unlock()
+            for source in self.journals:
+                source.lock.unlock()
 
     def settled(self) -> bool:
         """True when nothing is pending: the spool is empty and no journal read is due or
@@ -202,14 +204,21 @@ class Worker:
         if self.hook.disabled:
             self._stop.set()
             return 0.0
-        if not self.spool.try_lock():
-            return POLL  # another process delivers this endpoint
+        mine = self.spool.try_lock()  # else another process delivers this spool
         pause = self._paused_until - time.monotonic()
         if pause > 0:
             return min(pause, POLL * 5)
-        self.spool.sweep()
         delay = POLL
         for source in self.journals:
+            if not source.lock.try_lock():  # another process of this machine delivers it
+                if (source.due or source.backlog) and source.wanted() == 0:
+                    try:
+                        if source.caught_up():
+                            source.due = source.backlog = False
+                    except StorageError:
+                        pass
+                delay = min(delay, max(source.wanted(), 0.05))
+                continue
             wait = source.wanted()
             if wait > 0:
                 delay = min(delay, wait)
@@ -217,6 +226,9 @@ class Worker:
                 return max(0.0, self._paused_until - time.monotonic())
             elif source.backlog:
                 delay = min(delay, source.wanted())
+        if not mine:
+            return delay
+        self.spool.sweep()
         for name in self.spool.names():
             if self._stop.is_set():
                 return 0.0
