@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -74,38 +75,87 @@ async def _run(limit: asyncio.Semaphore, func: Callable[..., T], *args: Any, **k
 
 
 class AsyncFile:
-    """A file object whose I/O methods are awaitables (``read``, ``write``, ``seek``...)."""
+    """A file object whose I/O methods are awaitables (``read``, ``write``, ``seek``...).
+
+    Cancellation: a worker thread cannot be stopped, so a cancelled ``write`` may still run
+    to its end in its thread; the file is then *discarded*: nothing of it is committed, ever
+    (the writer is aborted at once, and its ``close`` writes nothing). A cancelled ``close``
+    keeps going in its thread and commits the whole content or nothing (never a part). A
+    writer dropped without ``close`` (or a clean ``async with``) is discarded, not committed.
+    Calls on one file run one at a time, in order, even after a cancellation.
+    """
 
     def __init__(self, raw: Any, limit: asyncio.Semaphore) -> None:
         self.raw, self._limit = raw, limit
+        self._turn = threading.Lock()  # held by the worker thread running a call
+        self._closed = False
+
+    def _serial(self, func: Callable[..., T]) -> Callable[..., T]:
+        def run(*args: Any) -> T:
+            with self._turn:
+                return func(*args)
+        return run
+
+    def _abort(self) -> None:
+        abort = getattr(self.raw, "abort", None)
+        if callable(abort):
+            abort()  # a flag: safe while a worker thread still writes
+
+    async def _call(self, func: Callable[..., T], *args: Any) -> T:
+        return await _run(self._limit, self._serial(func), *args)
 
     async def read(self, size: int = -1) -> Any:
-        return await _run(self._limit, self.raw.read, size)
+        return await self._call(self.raw.read, size)
 
     async def readline(self) -> Any:
-        return await _run(self._limit, self.raw.readline)
+        return await self._call(self.raw.readline)
 
     async def write(self, data: Any) -> int:
-        return cast(int, await _run(self._limit, self.raw.write, data))
+        try:
+            return cast(int, await self._call(self.raw.write, data))
+        except asyncio.CancelledError:
+            self._abort()  # the bytes written are unknown: never commit them
+            raise
 
     async def seek(self, offset: int, whence: int = 0) -> int:
-        return cast(int, await _run(self._limit, self.raw.seek, offset, whence))
+        return cast(int, await self._call(self.raw.seek, offset, whence))
 
     async def tell(self) -> int:
-        return cast(int, await _run(self._limit, self.raw.tell))
+        return cast(int, await self._call(self.raw.tell))
 
     async def close(self) -> None:
         """Close; for a writer this is the commit (the atomic replace) and may raise."""
-        await _run(self._limit, self.raw.close)
+        self._closed = True
+        await asyncio.shield(self._call(self.raw.close))
 
     async def __aenter__(self) -> AsyncFile:
         return self
 
     async def __aexit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
-        if exc is not None and hasattr(self.raw, "__exit__"):  # a failed block: no commit
-            await _run(self._limit, self.raw.__exit__, typ, exc, tb)
+        if exc is not None:  # a failed or cancelled block: no commit
+            self._closed = True
+            self._abort()
+            done = (self._call(self.raw.__exit__, typ, exc, tb) if hasattr(self.raw, "__exit__")
+                    else self._call(self.raw.close))
+            await asyncio.shield(done)
             return
         await self.close()
+
+    def __del__(self) -> None:
+        if not self._closed:
+            self._abort()  # dropped unclosed: the raw file's own finaliser must not commit
+
+
+def _discard_opened(opening: asyncio.Future[Any]) -> None:
+    """Abort and close a file whose opener was cancelled (a writer left to the garbage
+    collector would commit what it holds: nothing, replacing the content)."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    raw = opening.result()
+    abort = getattr(raw, "abort", None)
+    if callable(abort):
+        abort()
+    asyncio.get_running_loop().run_in_executor(None, raw.close)
 
 
 class _Opening:
@@ -119,7 +169,13 @@ class _Opening:
         return self._open().__await__()
 
     async def _open(self) -> AsyncFile:
-        raw = await _run(self._node._limit, self._node.sync.open, *self._args, **self._kwargs)
+        opening = asyncio.ensure_future(
+            _run(self._node._limit, self._node.sync.open, *self._args, **self._kwargs))
+        try:
+            raw = await asyncio.shield(opening)
+        except asyncio.CancelledError:  # the open goes on in its thread: discard what it gives
+            opening.add_done_callback(_discard_opened)
+            raise
         return AsyncFile(raw, self._node._limit)
 
     async def __aenter__(self) -> AsyncFile:

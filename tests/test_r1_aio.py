@@ -1,0 +1,85 @@
+"""Review R1: a cancelled async write never commits a part of what it was given; a writer
+dropped unclosed is discarded; calls on one file stay serial after a cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from pathlib import Path
+
+from storied.aio import AsyncStorageManager
+
+
+def storage_of(tmp_path: Path) -> AsyncStorageManager:
+    storage = AsyncStorageManager()
+    storage.sync.add_mount({"name": "m", "type": "local", "base_path": str(tmp_path)})
+    return storage
+
+
+def test_a_writer_dropped_without_close_commits_nothing(tmp_path: Path) -> None:
+    async def main() -> None:
+        storage = storage_of(tmp_path)
+        node = storage.node("m:f.bin")
+        await node.write_bytes(b"old")
+
+        async def writer() -> None:
+            f = await node.open("wb")
+            await f.write(b"half of it")
+            await asyncio.Event().wait()  # cancelled here, f never closed
+
+        task = asyncio.create_task(writer())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        del task
+        gc.collect()
+        await asyncio.sleep(0.05)
+        assert await node.read_bytes() == b"old"
+
+    asyncio.run(main())
+
+
+def test_a_write_cancelled_in_flight_is_discarded(tmp_path: Path) -> None:
+    big = b"z" * (48 << 20)  # long enough to still be in its thread when cancelled
+
+    async def main() -> None:
+        storage = storage_of(tmp_path)
+        node = storage.node("m:big.bin")
+        await node.write_bytes(b"old")
+        for delay in (0.0, 0.001, 0.01):
+            async def writer() -> None:
+                async with node.open("wb") as f:
+                    await f.write(b"head")
+                    await f.write(big)
+                    await f.write(b"tail")
+
+            task = asyncio.create_task(writer())
+            await asyncio.sleep(delay)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await asyncio.sleep(0.05)
+            assert await node.read_bytes() == b"old", delay
+        async with node.open("wb") as f:  # a clean block still commits
+            await f.write(b"new")
+        assert await node.read_bytes() == b"new"
+
+    asyncio.run(main())
+
+
+def test_cancelling_close_still_commits_whole(tmp_path: Path) -> None:
+    async def main() -> None:
+        storage = storage_of(tmp_path)
+        node = storage.node("m:c.bin")
+        f = await node.open("wb")
+        await f.write(b"complete")
+        task = asyncio.create_task(f.close())
+        await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for _ in range(100):
+            if await node.exists():
+                break
+            await asyncio.sleep(0.01)
+        assert await node.read_bytes() == b"complete"
+
+    asyncio.run(main())
