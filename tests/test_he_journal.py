@@ -17,6 +17,9 @@ import pytest
 import standardwebhooks
 
 from storied import StorageManager
+from storied.backends.base import WrappedBackend
+from storied.backends.local import LocalBackend
+from storied.errors import TransientStorageError
 from storied.testing.s3server import TEST_KEY, TEST_SECRET, MotoHandle, make_bucket
 from test_he_webhooks import FAST, SECRET, Receiver, dead_url
 
@@ -242,3 +245,40 @@ def test_same_mount_name_other_storage_is_not_starved(receiver: Receiver,
     finally:
         for app in apps:
             app.close_webhooks()
+
+
+class JournalOutage(WrappedBackend):
+    """A real backend whose journal listings fail while ``down`` is set."""
+
+    down = False
+    failed = 0
+
+    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
+        if self.down and "journal" in path:
+            self.failed += 1
+            raise TransientStorageError("journal listing refused (outage)")
+        return self.inner.list_names(path, start_after)
+
+
+def test_journal_outage_is_backed_off_then_delivered(data: Path, receiver: Receiver,
+                                                     tmp_path: Path) -> None:
+    flaky = JournalOutage(LocalBackend(str(data)))
+    storage = StorageManager()
+    storage.configure([{"name": "v", "backend": flaky, "versioning": True, "retries": 1}])
+    try:
+        storage.add_webhook(receiver.url, events=["version_created"], secret=SECRET, mount="v",
+                            outbox=tmp_path / "o")
+        storage.node("v:first.txt").write_text("x")  # learns the journal's tail
+        assert storage.flush_webhooks(timeout=10)
+        flaky.down = True
+        for i in range(3):
+            storage.node(f"v:during{i}.txt").write_text("x")
+        assert storage.flush_webhooks(timeout=1.6) is False
+        assert 1 <= flaky.failed <= 3  # backed off (0.2 s reads would have made 8)
+        flaky.down = False
+        assert storage.flush_webhooks(timeout=10)
+        assert sorted(subjects_and_ids(receiver)) == [
+            *(f"storied.version.created during{i}.txt" for i in range(3)),
+            "storied.version.created first.txt"]
+    finally:
+        storage.close_webhooks()

@@ -75,6 +75,7 @@ class JournalSource:
         self.backlog = False  # the last read left events undelivered
         self.read_at = 0.0  # monotonic
         self.attempts: dict[str, int] = {}
+        self.errors = 0  # journal reads failed in a row (backs the reads off)
 
     # ------------------------------------------------------------------ the cursor object
     def start(self) -> None:

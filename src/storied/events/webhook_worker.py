@@ -34,7 +34,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
 from storied.errors import StorageError
-from storied.events.webhook_journal import BATCH, JournalSource
+from storied.events.webhook_journal import BATCH, MIN_GAP, JournalSource
 from storied.events.webhook_spool import Message, Spool
 from storied.events.webhooks import Webhook, redact_url
 
@@ -251,10 +251,14 @@ class Worker:
         try:
             events = source.read()
         except StorageError as exc:
-            log.warning("webhook %s: cannot read the journal of %s (%s); retrying later",
-                        redact_url(self.hook.url), source.mount, exc)
-            source.backlog, source.due = False, True  # pending: read again next round
+            source.errors += 1
+            wait = min(60.0, 0.5 * 2 ** min(source.errors, 8))  # no storm while it is down
+            log.warning("webhook %s: cannot read the journal of %s (%s); next try in %.1f s",
+                        redact_url(self.hook.url), source.mount, exc, wait)
+            source.backlog, source.due = False, True  # still pending
+            source.read_at = time.monotonic() + wait - MIN_GAP
             return True
+        source.errors = 0
         done: str | None = None
         verdict = "ok"
         for event in events:
