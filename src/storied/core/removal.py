@@ -88,17 +88,19 @@ class RemovalMethods:
 
         Used by recursive deletes and by moves, which delete only what they copied.
         """
-        from storied.core.eventing import notify_deleted
+        from storied.core.eventing import needs_events, notify_deleted
 
         self._need_delete()
         history = self._history if self._portable else None
         related: Any = self
+        announce = needs_events(related, "file_deleted")  # else no node per file is made
         if history is not None:
             for path in files:
                 history.delete(path)
-                notify_deleted(related._related(path))
+                if announce:
+                    notify_deleted(related._related(path))
         else:
             self._be.delete_many([(path, None) for path in files])
-            for path in files:
+            for path in files if announce else ():
                 notify_deleted(related._related(path))
         prune_empty_dirs(self._be, self._path)
