@@ -98,6 +98,17 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _pinned(self) -> bool:
         return self.version is not None or self.as_of is not None
 
+    def _changing(self, path: str) -> str:
+        """The stripped ``path`` of a change (write, delete, move, mkdir), refused on a pinned
+        filesystem, for a ``?version=`` path (deleting "a version" must never delete the
+        current file) and at the root (it holds the mounts, which are configuration)."""
+        stripped, version = self._split(path)
+        if version is not None or self._pinned():
+            raise ReadOnlyVersionError(f"{path}: a version-pinned path cannot be changed")
+        if not stripped:
+            raise InvalidPathError("the root of storied:// holds the mounts: it cannot change")
+        return stripped
+
     # ---------------------------------------------------------------- listing
     def _entry(self, path: str, node: StorageNode, info: Any) -> dict[str, Any]:
         kind = "directory" if info.is_dir else "file"
@@ -182,42 +193,55 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     # ---------------------------------------------------------------- changing
     def mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        path, _ = self._split(path)
+        path = self._changing(path)
         self._node(path).mkdir(parents=create_parents, exist_ok=False)
 
     def makedirs(self, path: str, exist_ok: bool = False) -> None:
         path, _ = self._split(path)
         if "/" not in path:
             return  # a mount is always there
-        self._node(path).mkdir(parents=True, exist_ok=exist_ok)
+        self._node(self._changing(path)).mkdir(parents=True, exist_ok=exist_ok)
 
     def rmdir(self, path: str) -> None:
-        path, _ = self._split(path)
+        path = self._changing(path)
         node = self._node(path)
         if not node.is_dir():
             raise NotADirectoryError(path)
         node.delete(recursive=False)
 
     def rm_file(self, path: str) -> None:
-        path, _ = self._split(path)
+        path = self._changing(path)
         node = self._node(path)
         if node.is_dir():
             raise IsADirectoryStorageError(f"Is a directory: {path!r}")
         node.delete()
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
-        paths = self.expand_path(path, recursive=recursive, maxdepth=maxdepth)
-        for p in sorted(paths, key=len, reverse=True):  # files and children first
+        """Delete ``path`` (a list, or a glob when nothing has that exact name: a file named
+        ``a?b`` deletes only itself, never ``axb``). A mount root is emptied (its history
+        and reserved area stay); the root of ``storied://``, a pinned filesystem and
+        ``?version=`` paths are refused before anything is deleted."""
+        targets: list[str] = []
+        for word in path if isinstance(path, list | tuple) else [path]:
+            stripped = self._changing(word)
+            if any(c in stripped for c in "*?[") and not self.exists(stripped):
+                found = self.expand_path(stripped, recursive=recursive, maxdepth=maxdepth)
+                targets += [self._changing(p) for p in found]
+                continue
+            targets.append(stripped)
+            if recursive and self.isdir(stripped):
+                targets += [self._strip_protocol(p)
+                            for p in self.find(stripped, withdirs=True, maxdepth=maxdepth)]
+        for p in sorted(set(targets), key=len, reverse=True):  # files and children first
             try:
-                stripped, _ = self._split(p)
-                node = self._node(stripped)
+                node = self._node(p)
                 node.delete(recursive=recursive and node.is_dir())
             except StorageNotFoundError:
                 continue
 
     def cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
         src_path, version = self._split(path1)
-        dest_path, _ = self._split(path2)
+        dest_path = self._changing(path2)
         src, dest = self._node(src_path, version), self._node(dest_path)
         if version is None and src.is_dir():
             dest.mkdir(parents=True, exist_ok=True)
@@ -226,11 +250,10 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
 
     def mv(self, path1: str, path2: str, recursive: bool = False, maxdepth: int | None = None,
            **kwargs: Any) -> None:
-        if recursive or self.isdir(path1):
-            super().mv(path1, path2, recursive=recursive, maxdepth=maxdepth, **kwargs)
-            return None
-        src_path, _ = self._split(path1)
-        dest_path, _ = self._split(path2)
+        """Move a file or a directory with the node's ``move_to``: a rename within a mount; a
+        copy, then the source deleted once all is copied, across mounts; a no-op onto the
+        same storage location through another mount (copy-then-delete would lose it)."""
+        src_path, dest_path = self._changing(path1), self._changing(path2)
         self._node(src_path).move_to(self._node(dest_path))
         return None
 
