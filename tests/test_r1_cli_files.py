@@ -80,7 +80,7 @@ def test_rm_r_never_removes_a_mount_history(project: Path) -> None:
     storage.node("home:f.txt").write_text("2")
     for word in (str(project / "data"), "outer:data", "outer:"):
         code, out = run(project, "rm", "-r", word)
-        assert code == 1 and "holds storied history" in out, (word, out)
+        assert code == 1 and "history" in out, (word, out)
     assert (project / "data" / "f.txt").read_text() == "2"
     code, out = run(project, "rm", "-r", "home:")  # through its own mount: history stays
     assert code == 0, out

@@ -174,9 +174,11 @@ def _overlap(src: Any, dest: Any) -> str | None:
 
 
 def _history_below(node: Any) -> str | None:
-    """The first ``.storied`` directory (some mount's history) at or below a local ``node``
-    that a recursive delete would remove, or None. A mount root's own is kept by the delete
-    (the backend empties the base and keeps its reserved area), so it does not count."""
+    """The first ``.storied`` directory (a versioned mount's history) below a local ``node``,
+    or None. Deleting that tree by another name (a local path, a mount of a parent) removes
+    the mount's files behind its history: no delete is recorded and verify reports every
+    file stale. Through the mount itself (``rm -r home:``) the delete is recorded, so a
+    mount root's own ``.storied`` does not count."""
     where = node._be.local_path(node.path) if node.is_dir() else None
     if where is None:
         return None
@@ -315,8 +317,8 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool, force: bool,
         history = _history_below(node) if recursive else None
         if history is not None:
             raise click.ClickException(
-                f"{word}: holds storied history ({history}); remove the files through their "
-                "mount, or delete the directory outside storied")
+                f"{word}: holds a versioned mount's files and history ({history}); delete "
+                "through that mount, so that its history records the delete")
         if dry_run:
             for f in _files(node):
                 click.echo(f"would remove {shown(f)}")
