@@ -282,3 +282,21 @@ def test_journal_outage_is_backed_off_then_delivered(data: Path, receiver: Recei
             "storied.version.created first.txt"]
     finally:
         storage.close_webhooks()
+
+
+def test_relative_mount_gets_its_own_events_with_its_paths(data: Path, receiver: Receiver,
+                                                           tmp_path: Path) -> None:
+    storage = versioned(data)
+    storage.add_mount({"name": "sub", "path": "v:docs"})
+    try:
+        storage.add_webhook(receiver.url, events=["version_created"], secret=SECRET,
+                            mount="sub", outbox=tmp_path / "o")
+        storage.node("sub:x.txt").write_text("in")
+        storage.node("v:elsewhere.txt").write_text("out")
+        storage.node("v:docs/y.txt").write_text("in, written through the parent")
+        assert storage.flush_webhooks(timeout=10)
+        bodies = [json.loads(body) for _, body in receiver.delivered]
+        assert [(b["source"], b["subject"]) for b in bodies] == [("storied://sub", "x.txt"),
+                                                                ("storied://sub", "y.txt")]
+    finally:
+        storage.close_webhooks()

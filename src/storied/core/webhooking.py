@@ -68,6 +68,16 @@ def _forwarder(manager: WebhookMethods) -> Callable[[StorageNode, dict[str, Any]
     return forward
 
 
+def _store_of(node: StorageNode) -> object | None:
+    """The journal store ``node``'s events go to (None: its mount keeps no history)."""
+    history = getattr(node, "_history", None)
+    if history is None:
+        return None
+    from storied.events.journal import store_of
+
+    return store_of(history)
+
+
 class _Registry:
     """The endpoints of one manager and what waits on them."""
 
@@ -268,11 +278,14 @@ class WebhookMethods:
         """Bus callback: spool the event for every endpoint that wants it."""
         event, mount = str(info.get("event")), node.mount_name
         with self._hooks.lock:
-            targets = [w for w in self._hooks.workers.values() if w.hook.wants(event, mount)]
-        journaled = [w for w in targets if event in _journaled() and w.journal_of(mount)]
-        for worker in journaled:  # already in the journal, delivered from there
-            worker.wake(journal=mount)
-        targets = [w for w in targets if w not in journaled]
+            workers = list(self._hooks.workers.values())
+        targets = [w for w in workers if w.hook.wants(event, mount)]
+        if event in _journaled():
+            store = _store_of(node)
+            for worker in workers:  # the journal has it: its readers (any mount on it) look
+                if store is not None and any(j.journal.store is store for j in worker.journals):
+                    worker.wake(journal=store)
+            targets = [w for w in targets if w.journal_of(mount) is None]
         if not targets:
             return
         msg_id = new_message_id()

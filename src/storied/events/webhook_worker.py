@@ -153,12 +153,12 @@ class Worker:
         """Start the thread."""
         self._thread.start()
 
-    def wake(self, journal: str | None = None) -> None:
-        """A message was spooled (or an event journaled on mount ``journal``): look now
-        (unless paused by a failure)."""
+    def wake(self, journal: object | None = None) -> None:
+        """A message was spooled (or an event appended to the journal store ``journal``):
+        look now (unless paused by a failure)."""
         if journal is not None:
             for source in self.journals:
-                if source.mount == journal:
+                if source.journal.store is journal:
                     source.due = True
         if self._paused_until > time.monotonic() or self._wake.is_set():
             return  # paused by a failure (it wakes itself), or already woken: spare a switch
