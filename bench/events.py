@@ -11,7 +11,8 @@
     returned) to the subscriber being called, i.e. the journal append plus dispatch (p50/p99);
     and ``storage.watch`` latency from write return to its callback (poll 10 ms).
 
-Run: ``.venv/bin/python bench/events.py`` (about a minute). Prints figures, asserts nothing.
+Run: ``.venv/bin/python bench/events.py [a] [b] [c]`` (about 90 s in all). Prints figures,
+asserts nothing.
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def _rate(sm: StorageManager, count: int) -> float:
 
 def throughput(endpoint: str, tmp: str) -> None:
     print("(a) versioned writes/s of 1 KiB, journal + 1 subscriber vs neither")
-    for kind, count in (("memory", 2000), ("local", 600), ("s3-portable", 120),
-                        ("s3-native", 200)):
+    for kind, count in (("memory", 800), ("local", 300), ("s3-portable", 60),
+                        ("s3-native", 100)):
         rates = {}
         for journal in (False, True, False, True):
             eventing.JOURNALED = JOURNALED if journal else frozenset()
@@ -135,7 +136,7 @@ def latency(endpoint: str, tmp: str) -> None:
 
     MountHistory.write = timed  # type: ignore[method-assign]
     try:
-        for kind, count in (("memory", 2000), ("local", 500), ("s3-portable", 100)):
+        for kind, count in (("memory", 1000), ("local", 300), ("s3-portable", 60)):
             sm = _manager(_mount(kind, endpoint, tmp))
             delays: list[float] = []
             committed.clear()
