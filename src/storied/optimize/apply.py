@@ -68,7 +68,9 @@ def _proof(member: Member) -> tuple[str, str | None]:
 
 def _delete(member: Member, etag: str | None) -> None:
     node = member.node
-    if node._history is not None:
+    if node._history is not None:  # no conditional tombstone: re-check as late as we can
+        if node.info().etag != etag:
+            raise PreconditionFailedError(f"{node.fullpath} changed")
         node.delete()  # a tombstone: the content stays in history
         return
     if etag is None:
