@@ -6,6 +6,8 @@ manager builds a mount as ``Permissions(Prefixed(Retrying(adapter)))`` (only the
 
 from __future__ import annotations
 
+import builtins
+import hashlib
 import random
 import time
 from collections.abc import Callable, Hashable, Iterator
@@ -17,7 +19,10 @@ from storied import paths
 from storied.backends.base import Backend, WrappedBackend, delete_tree
 from storied.capabilities import Capabilities
 from storied.errors import (
+    PreconditionFailedError,
+    StorageAlreadyExistsError,
     StorageConfigError,
+    StorageError,
     StorageNotFoundError,
     StoragePermissionError,
     TransientStorageError,
@@ -69,7 +74,7 @@ class Prefixed(WrappedBackend):
         for entry in self._entries(self.inner.walk, path):
             yield self._out(entry)
 
-    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
         try:
             shown, hidden = self.inner.walk_split(self._in(path))
         except StorageNotFoundError:
@@ -144,7 +149,7 @@ class Prefixed(WrappedBackend):
     def delete_version(self, path: str, version_id: str) -> None:
         self.inner.delete_version(self._in(path), version_id)
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         self.inner.delete_many([(self._in(p), v) for p, v in items])
 
     def link(self, src: str, dst: str) -> None:
@@ -202,7 +207,7 @@ class HideReserved(WrappedBackend):
     def walk(self, path: str) -> Iterator[Info]:
         return (e for e in self.inner.walk(path) if not self._hidden(e.path))
 
-    def walk_split(self, path: str) -> tuple[list[Info], list[Info]]:
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
         shown: list[Info] = []
         hidden: list[Info] = []
         for entry in self.inner.walk(path):
@@ -244,7 +249,7 @@ class HideReserved(WrappedBackend):
         self._guard(path)
         self.inner.set_metadata(path, metadata)
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         self._guard(*(p for p, _ in items))
         self.inner.delete_many(items)
 
@@ -350,7 +355,7 @@ class Permissions(WrappedBackend):
         self._need_delete()
         self.inner.delete_version(path, version_id)
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         self._need_delete()
         self.inner.delete_many(items)
 
@@ -393,18 +398,49 @@ class Retrying(WrappedBackend):
         self.attempts = max(1, attempts)
         self.base_delay, self.max_delay, self._sleep = base_delay, max_delay, sleep
 
-    def _run(self, call: Callable[[], T], rewind: Callable[[], None] | None = None) -> T:
+    def _run(self, call: Callable[[], T], rewind: Callable[[], None] | None = None,
+             settle: Callable[[StorageError], T] | None = None) -> T:
+        """``call()``, retried on transient errors. A retry that fails with another storage
+        error goes to ``settle`` (when given): the first attempt may have been applied with
+        its answer lost, and ``settle`` returns the result when the error says so ("already
+        exists" after a create, "not found" after a delete) or raises the error."""
         for attempt in range(self.attempts):
             try:
                 return call()
             except TransientStorageError:
                 if attempt == self.attempts - 1:
                     raise
-                delay = min(self.max_delay, self.base_delay * 2**attempt)
-                self._sleep(delay * (0.5 + random.random() / 2))
+                self._wait(attempt)
                 if rewind is not None:
                     rewind()
+            except StorageError as exc:
+                if attempt == 0 or settle is None:
+                    raise
+                return settle(exc)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, attempt: int) -> None:
+        delay = min(self.max_delay, self.base_delay * 2**attempt)
+        self._sleep(delay * (0.5 + random.random() / 2))
+
+    def _written(self, path: str, data: Data) -> Callable[[StorageError], Info]:
+        """The ``settle`` of a retried create-only or conditional write: done when ``path``
+        holds exactly ``data`` now (bytes only: a stream is not read twice)."""
+        def settle(exc: StorageError) -> Info:
+            conflict = isinstance(exc, (StorageAlreadyExistsError, PreconditionFailedError))
+            if not conflict or not isinstance(data, (bytes, bytearray, memoryview)):
+                raise exc
+            info = self._run(lambda: self.inner.info(path))
+            body = bytes(data)
+            same = not info.is_dir and (
+                info.md5 == hashlib.md5(body).hexdigest() if info.md5 is not None
+                else info.size == len(body)
+                and self._run(lambda: self.inner.read_bytes(path)) == body)
+            if not same:
+                raise exc
+            return info
+
+        return settle
 
     def info(self, path: str) -> Info:
         return self._run(lambda: self.inner.info(path))
@@ -442,22 +478,82 @@ class Retrying(WrappedBackend):
         def call() -> Info:
             return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
 
+        settle = self._written(path, data) if mode is not WriteMode.OVERWRITE else None
         if isinstance(data, (bytes, bytearray, memoryview)):
-            return self._run(call, rewind=lambda: None)
+            return self._run(call, rewind=lambda: None, settle=settle)
         if getattr(data, "seekable", lambda: False)():
             start = data.tell()
 
             def rewind() -> None:
                 data.seek(start)
 
-            return self._run(call, rewind=rewind)
+            return self._run(call, rewind=rewind, settle=settle)
         return call()
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
-        self._run(lambda: self.inner.delete(path, recursive=recursive))
+        self._run(lambda: self.inner.delete(path, recursive=recursive), settle=_gone)
 
     def delete_if_match(self, path: str, etag: str) -> None:
-        self._run(lambda: self.inner.delete_if_match(path, etag))
+        self._run(lambda: self.inner.delete_if_match(path, etag), settle=_gone)
+
+    def delete_version(self, path: str, version_id: str) -> None:
+        self._run(lambda: self.inner.delete_version(path, version_id), settle=_gone)
+
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
+        self._run(lambda: self.inner.delete_many(items))  # missing items are fine
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        def settle(exc: StorageError) -> None:  # made by the attempt whose answer was lost
+            if not (isinstance(exc, StorageAlreadyExistsError) and self._is_dir(path)):
+                raise exc
+
+        self._run(lambda: self.inner.mkdir(path, parents=parents, exist_ok=exist_ok),
+                  settle=settle)
+
+    def _is_dir(self, path: str) -> bool:
+        try:
+            return self.inner.info(path).is_dir
+        except StorageError:
+            return False
+
+    def copy(self, src: str, dst: str) -> Info:
+        return self._run(lambda: self.inner.copy(src, dst))  # copying again: the same result
+
+    def move(self, src: str, dst: str) -> None:
+        """Retried only while ``src`` is still there (nothing, or not all, was moved); a
+        failed attempt after which ``src`` is gone and ``dst`` exists was applied."""
+        for attempt in range(self.attempts):
+            try:
+                self.inner.move(src, dst)
+                return
+            except TransientStorageError as exc:
+                if attempt == self.attempts - 1:
+                    raise
+                self._wait(attempt)
+                if not self._run(lambda: self.inner.exists(src)):
+                    if self._run(lambda: self.inner.exists(dst)):
+                        return
+                    raise exc from None
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        self._run(lambda: self.inner.set_metadata(path, metadata))
+
+    def get_metadata(self, path: str) -> dict[str, str]:
+        return self._run(lambda: self.inner.get_metadata(path))
+
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
+        return self._run(lambda: self.inner.walk_split(path))
+
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        return self._run(lambda: self.inner.open_version(path, version_id, start, end))
 
     def exists(self, path: str) -> bool:
         return self._run(lambda: self.inner.exists(path))
+
+
+def _gone(exc: StorageError) -> None:
+    """The ``settle`` of a retried delete: "not found" means an earlier attempt deleted it."""
+    if not isinstance(exc, StorageNotFoundError):
+        raise exc
