@@ -15,7 +15,8 @@ import standardwebhooks
 
 from storied import StorageManager
 from storied.errors import InvalidArgumentError
-from test_he_webhooks import FAST, SECRET, Receiver, emit
+from storied.events.webhooks import RetryPolicy
+from test_he_webhooks import FAST, SECRET, Receiver, dead_url, emit
 
 
 @pytest.fixture
@@ -137,3 +138,31 @@ def test_odd_paths_and_info_survive_signing(storage: StorageManager, receiver: R
     payload = standardwebhooks.Webhook(SECRET).verify(body, headers)
     assert payload["subject"] == name
     assert payload["data"]["tags"] == ["a"] and payload["data"]["raw"] == "<2 bytes>"
+
+
+def test_a_spool_past_its_bound_drops_the_oldest(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    from storied.events import webhook_spool
+
+    monkeypatch.setattr(webhook_spool, "MAX_PENDING", 5)
+    url, slow = dead_url(), RetryPolicy(delays=(60.0,))
+    writer = StorageManager()
+    writer.configure([{"name": "m", "type": "memory"}])
+    hook = writer.add_webhook(url, secret=SECRET, retry=slow, outbox=tmp_path / "o")
+    emit(writer, 8)  # the endpoint is down: they pile up
+    writer.close_webhooks()
+    spool = tmp_path / "o" / hook.key
+    oldest = sorted(p.name for p in spool.glob("*.msg"))
+    assert len(oldest) == 8
+    reader = StorageManager()
+    try:  # the next process to deliver trims the spool at once
+        with caplog.at_level(logging.ERROR, logger="storied.webhooks"):
+            reader.add_webhook(url, secret=SECRET, retry=slow, outbox=tmp_path / "o")
+            deadline = time.monotonic() + 5
+            while len(list(spool.glob("*.msg"))) > 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        assert sorted(p.name for p in spool.glob("*.msg")) == oldest[3:]
+        assert any("3 oldest dropped" in r.getMessage() for r in caplog.records)
+    finally:
+        reader.close_webhooks()

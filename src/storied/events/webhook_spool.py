@@ -39,6 +39,9 @@ _SUFFIX = ".msg"
 _TMP = ".tmp-"
 #: Temporary files older than this (seconds) are leftovers of a killed writer.
 _STALE_TMP = 3600.0
+#: Most messages one endpoint's spool keeps (an endpoint down for days must not fill the
+#: disk): beyond it the oldest are dropped, logged.
+MAX_PENDING = 100_000
 
 
 def default_root() -> Path:
@@ -182,6 +185,18 @@ class Spool:
                 with contextlib.suppress(OSError):
                     path.unlink()
             return None
+
+    def trim(self) -> int:
+        """Drop the oldest messages beyond :data:`MAX_PENDING` (lock holder only); how many."""
+        names = self.names()
+        extra = names[: max(0, len(names) - MAX_PENDING)]
+        for name in extra:
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / name).unlink()
+        if extra:
+            log.error("webhook outbox %s: more than %d messages pending; the %d oldest dropped",
+                      self.dir, MAX_PENDING, len(extra))
+        return len(extra)
 
     def sweep(self) -> None:
         """Remove temporary files left by killed writers (lock holder only)."""

@@ -44,6 +44,8 @@ log = logging.getLogger("storied.webhooks")
 
 #: How often an idle worker looks for messages other processes spooled (seconds).
 POLL = 1.0
+#: How often the spool is trimmed and swept of temporary leftovers (seconds).
+TRIM_EVERY = 30.0
 _RETRIED = frozenset({408, 409, 425, 429})
 
 
@@ -146,6 +148,7 @@ class Worker:
         self._stop = threading.Event()
         self.failures = 0  # consecutive retryable failures: picks the next delay
         self._paused_until = 0.0  # monotonic
+        self._trimmed_at = -TRIM_EVERY
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"storied-webhook-{hook.key[:8]}")
 
@@ -205,6 +208,10 @@ class Worker:
             self._stop.set()
             return 0.0
         mine = self.spool.try_lock()  # else another process delivers this spool
+        if mine and time.monotonic() - self._trimmed_at > TRIM_EVERY:
+            self._trimmed_at = time.monotonic()
+            self.spool.trim()  # also while paused: a down endpoint is when it grows
+            self.spool.sweep()
         pause = self._paused_until - time.monotonic()
         if pause > 0:
             return min(pause, POLL * 5)
@@ -228,7 +235,6 @@ class Worker:
                 delay = min(delay, source.wanted())
         if not mine:
             return delay
-        self.spool.sweep()
         for name in self.spool.names():
             if self._stop.is_set():
                 return 0.0
