@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from storied import LockTimeout, StorageManager
+from storied.core import locking
 from storied.testing.s3server import TEST_KEY, TEST_SECRET, make_bucket
 
 WORKER = r"""
@@ -218,7 +219,7 @@ with open(out, "a") as log:
         try:
             with lock:
                 acquired = time.time()
-                time.sleep(rnd.uniform(0, 0.2))
+                time.sleep(rnd.uniform(0.05, 0.3))
                 ended = time.time()
                 still = not lock.lost  # measured after 'ended': valid at least until then
         except LockLostError:
@@ -246,14 +247,21 @@ def test_no_double_grant_while_holders_are_paused_past_their_ttl(
     ]  # fmt: skip
     rnd = random.Random(9)
     paused = 0
+    storage = StorageManager()
+    storage.configure([config])
+    backend, key, _ = locking._where(storage.node("disk:chaos.txt"))
+    pids = {proc.pid for proc in procs}
     try:
         end = time.monotonic() + 6
         while time.monotonic() < end:
-            time.sleep(rnd.uniform(0.2, 0.6))
-            victim = rnd.choice(procs)
-            os.kill(victim.pid, signal.SIGSTOP)
+            time.sleep(rnd.uniform(0.1, 0.4))
+            seen = locking._read_tagged(backend, key)  # pause the holder, or anyone
+            owner = json.loads(seen[0]).get("owner", "") if seen else ""
+            pid = int(owner.split(":")[1]) if owner.count(":") == 2 else 0
+            victim = pid if pid in pids else rnd.choice(procs).pid
+            os.kill(victim, signal.SIGSTOP)
             time.sleep(1.5)
-            os.kill(victim.pid, signal.SIGCONT)
+            os.kill(victim, signal.SIGCONT)
             paused += 1
     finally:
         for proc in procs:
