@@ -5,10 +5,14 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from pathlib import Path
+
+import pytest
 
 from storied import StorageManager
 from storied.errors import StorageError
+from storied.testing.s3server import MotoHandle, make_bucket
 
 DATA = b"the same bytes, twice or more " * 40
 
@@ -145,3 +149,23 @@ def test_failing_storage_never_loses_the_last_copy() -> None:
             seen["done"] += len(group["done"])
             seen["skipped"] += len(group["skipped"])
     assert seen["done"] and seen["skipped"], seen  # the faults did hit the deletes
+
+
+@pytest.mark.parametrize("extra", [{}, {"versioning": True}])
+def test_delete_on_a_versioned_s3_bucket_keeps_every_byte_in_versions(
+        moto: MotoHandle, extra: dict[str, object]) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"r1-dedup-{uuid.uuid4().hex[:10]}", versioned=True)
+    storage = StorageManager()
+    storage.configure([{"name": "s3", "type": "s3", "bucket": bucket, "key": "testing",
+                        "secret": "testing", "endpoint_url": moto.endpoint_url, **extra}])
+    for name in ("a.bin", "b.bin", "c.bin"):
+        storage.node(f"s3:{name}").write_bytes(DATA)
+    report = storage.deduplicate("s3:", strategy="delete")
+    (group,) = report["groups"]
+    assert len(group["done"]) == 2 and report["bytes_reclaimed"] == 2 * len(DATA)
+    assert storage.node(group["kept"]).read_bytes() == DATA
+    for path in group["done"]:
+        node = storage.node(path)
+        assert not node.exists()
+        assert storage.node(path, version=node.versions[0]["version_id"]).read_bytes() == DATA
+    assert storage.verify("s3:").problems == []
