@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from storied import StorageManager
+from storied.backends.memory import clear_memory_stores
 from storied.core import eventing
 from storied.events.journal import journal_for
 from storied.testing.s3server import CountingProxy, make_bucket, start_moto
@@ -50,6 +51,7 @@ def _mount(kind: str, endpoint: str | None, tmp: str) -> dict[str, Any]:
 
 
 def _manager(config: dict[str, Any]) -> StorageManager:
+    clear_memory_stores()  # memory stores outlive managers: each run starts empty
     sm = StorageManager()
     sm.configure([config])
     sm.node("v:warm").write_bytes(b"w")  # format marker, journal tail, probes: once
