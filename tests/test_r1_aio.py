@@ -83,3 +83,34 @@ def test_cancelling_close_still_commits_whole(tmp_path: Path) -> None:
         assert await node.read_bytes() == b"complete"
 
     asyncio.run(main())
+
+
+def test_every_node_method_is_async_or_known_pure() -> None:
+    """A method added to StorageNode later must be classified: else an I/O call would run on
+    the event loop (and ``await`` of its result fail after it did its work)."""
+    import inspect
+
+    from storied.aio import NODE_IO, NODE_IO_ITERATORS, NODE_PURE
+    from storied.core.node import StorageNode
+
+    public = {n for n in dir(StorageNode) if not n.startswith("_")
+              and not isinstance(inspect.getattr_static(StorageNode, n), property)}
+    assert public - NODE_IO - NODE_IO_ITERATORS - NODE_PURE == set()
+
+
+def test_pathlib_methods_run_in_threads(tmp_path: Path) -> None:
+    async def main() -> None:
+        storage = storage_of(tmp_path)
+        await storage.node("m:d/a.txt").write_text("a")
+        await storage.node("m:d/sub/b.txt").write_text("b")
+        folder = storage.node("m:d")
+        assert sorted(n.basename for n in await folder.iterdir()) == ["a.txt", "sub"]
+        assert [n.path for n in await folder.rglob("*.txt")] == ["d/a.txt", "d/sub/b.txt"]
+        top, dirs, files = (await folder.walk())[0]
+        assert top.path == "d" and dirs == ["sub"] and files == ["a.txt"]
+        assert (await storage.node("m:d/a.txt").stat()).st_size == 1
+        await storage.node("m:d/new.txt").touch()
+        await storage.node("m:d/a.txt").unlink()
+        assert not (tmp_path / "d" / "a.txt").exists() and (tmp_path / "d" / "new.txt").exists()
+
+    asyncio.run(main())

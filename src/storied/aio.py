@@ -2,10 +2,12 @@
 
 The names are the sync API's; every method that touches storage is an awaitable, and so are the
 sync API's I/O properties (``await node.versions()``, ``await node.version_count()``). Pure path
-operations (``path``, ``parent``, ``child``, ``basename``...) stay plain attributes. Storage work
-runs in worker threads (:func:`asyncio.to_thread`), never on the event loop, so a slow storage
-never stalls other tasks; a :class:`asyncio.Semaphore` (``max_concurrency``, default 32) bounds
-how many run at once.
+operations (``path``, ``parent``, ``child``, ``basename``...) stay plain attributes. The
+pathlib iterators (``iterdir``, ``glob``, ``rglob``, ``walk``) are awaitables giving lists.
+Storage work runs in worker threads (:func:`asyncio.to_thread`), never on the event loop, so
+a slow storage never stalls other tasks; a :class:`asyncio.Semaphore` (``max_concurrency``,
+default 32) bounds how many run at once. A cancelled call cannot stop its thread: a cancelled
+``write_bytes`` may still complete (whole, never a part); see :class:`AsyncFile` for files.
 
 ::
 
@@ -31,7 +33,8 @@ from typing import Any, TypeVar, cast
 from storied.core.manager import StorageManager
 from storied.core.node import StorageNode
 
-__all__ = ["AsyncFile", "AsyncStorageManager", "AsyncStorageNode"]
+__all__ = ["NODE_IO", "NODE_IO_ITERATORS", "NODE_PURE", "AsyncFile", "AsyncStorageManager",
+           "AsyncStorageNode"]
 
 T = TypeVar("T")
 
@@ -45,7 +48,14 @@ NODE_IO = frozenset({
     "cleanup_versions", "diff_versions_text", "diff_json_versions", "diff_xml_versions",
     "diff_csv_versions", "diff_image_versions", "call", "fill_from_url", "to_base64", "zip",
     "lock", "local_path", "serve",
+    "rename", "replace", "rmdir", "samefile", "stat", "touch", "unlink",
 })
+#: Node methods that return iterators doing I/O as they are consumed: awaitables giving a list
+#: (consumed whole in a worker thread, never on the event loop).
+NODE_IO_ITERATORS = frozenset({"iterdir", "glob", "rglob", "walk"})
+#: Node methods that touch no storage (plain calls here, as are pure properties).
+NODE_PURE = frozenset({"child", "joinpath", "match", "splitext", "with_name", "with_suffix",
+                       "internal_url", "require_writable", "open", "iter_bytes"})
 #: Sync properties that touch storage: awaitable methods of the same name here.
 NODE_IO_PROPERTIES = frozenset({"versions", "version_count", "ext_attributes", "capabilities"})
 #: Manager methods that touch storage.
@@ -57,12 +67,20 @@ MANAGER_IO = frozenset({
 
 
 def _wrap(value: Any, limit: asyncio.Semaphore) -> Any:
-    """Nodes (and lists of nodes) come back as async nodes."""
+    """Nodes (also inside lists and tuples, as ``walk`` gives them) come back as async nodes."""
     if isinstance(value, StorageNode):
         return AsyncStorageNode(value, limit)
-    if isinstance(value, list) and value and all(isinstance(v, StorageNode) for v in value):
-        return [AsyncStorageNode(v, limit) for v in value]
+    if type(value) is list:  # never a subclass (an os.stat_result is a tuple)
+        return [_wrap(v, limit) for v in value]
+    if type(value) is tuple:
+        return tuple(_wrap(v, limit) for v in value)
     return value
+
+
+def _listed(method: Callable[..., Any]) -> Callable[..., list[Any]]:
+    def consume(*args: Any, **kwargs: Any) -> list[Any]:
+        return list(method(*args, **kwargs))
+    return consume
 
 
 def _unwrap(value: Any) -> Any:
@@ -201,15 +219,18 @@ class AsyncStorageNode:
         value = getattr(self.sync, name)
         if name in NODE_IO:
             return self._io(value)
+        if name in NODE_IO_ITERATORS:
+            return self._io(_listed(value), name)
         return _wrap(value, self._limit)
 
-    def _io(self, method: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+    def _io(self, method: Callable[..., Any], name: str | None = None
+            ) -> Callable[..., Awaitable[Any]]:
         async def call(*args: Any, **kwargs: Any) -> Any:
             args = tuple(_unwrap(a) for a in args)
             kwargs = {k: _unwrap(v) for k, v in kwargs.items()}
             return _wrap(await _run(self._limit, method, *args, **kwargs), self._limit)
 
-        call.__name__ = call.__qualname__ = method.__name__
+        call.__name__ = call.__qualname__ = name or method.__name__
         call.__doc__ = method.__doc__
         return call
 
