@@ -15,7 +15,7 @@ import standardwebhooks
 
 from storied import StorageManager
 from storied.errors import InvalidArgumentError
-from storied.events.webhooks import RetryPolicy
+from storied.events.webhooks import RetryPolicy, endpoint_key
 from test_he_webhooks import FAST, SECRET, Receiver, dead_url, emit
 
 
@@ -147,12 +147,11 @@ def test_a_spool_past_its_bound_drops_the_oldest(tmp_path: Path,
 
     monkeypatch.setattr(webhook_spool, "MAX_PENDING", 5)
     url, slow = dead_url(), RetryPolicy(delays=(60.0,))
-    writer = StorageManager()
-    writer.configure([{"name": "m", "type": "memory"}])
-    hook = writer.add_webhook(url, secret=SECRET, retry=slow, outbox=tmp_path / "o")
-    emit(writer, 8)  # the endpoint is down: they pile up
-    writer.close_webhooks()
-    spool = tmp_path / "o" / hook.key
+    key = endpoint_key(url, None)
+    spool = tmp_path / "o" / key
+    piled = webhook_spool.Spool(tmp_path / "o", key, {"url": url})
+    for i in range(8):  # what processes spooled while the endpoint was down
+        piled.put(f"msg_{i}", b"{}")
     oldest = sorted(p.name for p in spool.glob("*.msg"))
     assert len(oldest) == 8
     reader = StorageManager()
