@@ -127,6 +127,7 @@ class Listing:
     sealed: list[Segment] = field(default_factory=list)
     store: SegmentStore | None = None
     path: str = ""
+    marked: bool = False  # the live directory holds the sealed mark
 
     def _top(self) -> str:
         """The highest version id any sealed record may have ('' when none is sealed)."""
@@ -391,6 +392,7 @@ class Listings:
             if len(names) > LIVE_MAX and len(self.long) < 4096:
                 self.long.add(path)
             if marked:
+                listing.marked = True
                 sealed_stamp = self._stamp(store.folder(path), _ABSENT)
                 listing.sealed = self._sealed(path, sealed_stamp, started)
                 listing.store, listing.path = store, path

@@ -59,6 +59,15 @@ _CONVERGE_ROUNDS = 8
 _T = TypeVar("_T")
 
 
+def _hash(backend: Backend, path: str) -> str:
+    """The SHA-256 hex of a stored object's content (streamed)."""
+    digest = hashlib.sha256()
+    with backend.open_read(path) as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _holding(backend: Backend) -> AbstractContextManager[object]:
     """The storage's ``holding()`` block where it has one (local: parent directories walked
     once per write, see :meth:`LocalBackend.holding`), else nothing."""
@@ -197,11 +206,6 @@ class PortableEngine:
         :mod:`storied.versioning._sealing`); how many were sealed."""
         return _sealing.seal(self, path, wait)
 
-    def _maybe_seal(self, path: str) -> None:
-        """After a write or delete: seal the live directory if too long (looked at now and
-        then: :func:`~storied.versioning._sealing.maybe_seal`)."""
-        _sealing.maybe_seal(self, path, self._seal_counts)
-
     def open_version(self, path: str, version: Version) -> BinaryIO:
         if not version.sha256:
             raise StorageNotFoundError(f"Version {version.version_id} of {path!r} has no content")
@@ -279,7 +283,7 @@ class PortableEngine:
         finally:
             content.close()
         self._converge(path, record)
-        self._maybe_seal(path)
+        _sealing.maybe_seal(self, path, self._seal_counts)  # now and then (FORMAT.md §4)
         return as_version(record, True)
 
     def _claim(self, path: str, content: _Content, metadata: dict[str, str] | None) -> bool:
@@ -389,7 +393,7 @@ class PortableEngine:
             self._repair_after_undo(path, None)
             raise
         self._converge(path, record)
-        self._maybe_seal(path)
+        _sealing.maybe_seal(self, path, self._seal_counts)  # now and then (FORMAT.md §4)
 
     def _repair_after_undo(self, path: str, failed_sha256: str | None) -> None:
         """After undoing a failed write (``failed_sha256``: its content) or delete (None):
@@ -420,11 +424,7 @@ class PortableEngine:
             pass
 
     def _content_sha256(self, path: str) -> str:
-        digest = hashlib.sha256()
-        with self.data.open_read(path) as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return _hash(self.data, path)
 
     # ---------------------------------------------------------------- convergence
     def _announce(self, path: str, record: Record) -> str | None:
@@ -498,7 +498,12 @@ class PortableEngine:
     def delete_version(self, path: str, version: Version) -> None:
         """Remove one version: its live record and, if sealed, its entry in the segments
         (rewritten; the caller holds the maintenance lease, as for every deletion)."""
-        records = self.records(path)
+        def both(listing: Listing) -> tuple[list[str], bool]:
+            listing.merge()
+            return listing.names, listing.marked
+
+        names, marked = self._read(path, both)
+        records = [r for r in map(parse_record, names) if r is not None]
         target = next((r for r in records if r.version_id == version.version_id), None)
         if target is None:
             raise StorageNotFoundError(f"No version {version.version_id} of {path!r}")
@@ -506,7 +511,8 @@ class PortableEngine:
             self.meta.delete(self._meta("versions", path, target.name))
         except StorageNotFoundError:
             pass  # sealed only
-        _sealing.drop_sealed(self, path, {target.version_id})
+        if marked:
+            _sealing.drop_sealed(self, path, {target.version_id})
         if target == records[-1]:
             remaining = [r for r in records if r != target]
             self._materialize(path, remaining[-1] if remaining else None)
@@ -541,9 +547,5 @@ class PortableEngine:
 
     def blob_sha256(self, sha256: str) -> str:
         """Hash the stored blob ``sha256`` (for verify)."""
-        digest = hashlib.sha256()
-        with self.meta.open_read(self._meta(blob_path(sha256))) as stream:
-            while chunk := stream.read(CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return _hash(self.meta, self._meta(blob_path(sha256)))
 
