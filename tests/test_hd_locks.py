@@ -477,3 +477,13 @@ def test_a_grant_slower_than_its_ttl_is_renewed_before_it_is_handed_out() -> Non
         storage.node("s:f").write_text("guarded, and allowed")
     finally:
         lock.release()
+
+
+def test_a_lease_expired_on_the_holders_clock_but_not_taken_is_still_released() -> None:
+    storage, other = _memory(), _memory()
+    lock = storage.node("m:quiet.txt").lock(timeout=0, ttl=0.3)
+    with pytest.raises(LockLostError), lock:
+        _crash(lock)
+        time.sleep(0.4)  # expired for its holder; nobody else wanted it
+    with other.node("m:quiet.txt").lock(timeout=0) as again:  # freed by the release
+        assert again.token == lock.token + 1  # type: ignore[operator]

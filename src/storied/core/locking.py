@@ -61,15 +61,13 @@ _MAX_POLL = 0.5
 _MAX_TTL = 86400.0
 _MIN_TTL = 0.1  # renewals every third of it: shorter would hammer the storage
 _LOST = (PreconditionFailedError, StorageNotFoundError, StorageAlreadyExistsError)
-
+_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 
 def _now() -> float:
     """Seconds on a clock that never steps and counts suspends (``CLOCK_BOOTTIME``)."""
     return time.clock_gettime(_CLOCK) if _CLOCK is not None else time.monotonic()
 
-
-_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 _HELD: dict[tuple[Hashable, str], list[Lock]] = {}  # lock object location -> locks held here
 _RELEASED: dict[tuple[Hashable, str], tuple[str, int]] = {}  # our last release: (etag, token)
@@ -192,6 +190,7 @@ class Lock:
         self.token: int | None = None
         self._held = False
         self._lost = False
+        self._taken = False  # a renewal or release found the object rewritten by another
         self._etag: str | None = None
         self._expires = 0.0  # _now() at which the holder stops trusting its lease
         self._mutex = threading.RLock()
@@ -246,7 +245,7 @@ class Lock:
                 self._grant(backend, deadline)
                 if _now() < self._expires or self._rescued():
                     break
-            self._held, self._lost = True, False
+            self._held, self._lost, self._taken = True, False, False
             self._holder_thread, self._pid = threading.get_ident(), os.getpid()
             self._stop = threading.Event()
             with _TABLES:
@@ -360,7 +359,7 @@ class Lock:
                 try:
                     self._rewrite("held")
                 except _LOST:
-                    self._lost = True
+                    self._lost = self._taken = True
                     return
                 except StorageError:
                     wait = min(interval, 1.0)  # unreachable for now: retry soon, until expiry
@@ -401,12 +400,12 @@ class Lock:
                     held.remove(self)
                 if not held:
                     _HELD.pop(self._where, None)  # type: ignore[arg-type]
-            try:
-                if self._lost:
+            try:  # also when only expired on our clock: if nobody took it, it is freed now
+                if self._taken:
                     raise PreconditionFailedError("taken over")  # known: no request
                 self._rewrite("released")
             except _LOST:
-                self._lost = True
+                self._lost = self._taken = True
             except StorageError:
                 pass  # unreachable: the lease runs out by itself
             else:
