@@ -96,3 +96,27 @@ def test_cp_stdin_into_the_reserved_area_is_refused(project: Path) -> None:
         assert result.exit_code == 1, (dest, result.output)
     assert not (project / "plain" / "a").exists()
     assert not list((project / "data").rglob("x"))
+
+
+def test_mv_and_cp_delete_never_split_files_from_their_history(project: Path) -> None:
+    storage = StorageManager()
+    storage.configure(str(project / "storied.yaml"))
+    storage.node("home:f.txt").write_text("1")
+    (project / "elsewhere").mkdir()
+    code, out = run(project, "mv", str(project / "data"), str(project / "moved"))
+    assert code == 1 and "history" in out, out
+    code, out = run(project, "cp", "-r", "--delete", "plain:src", str(project / "data"))
+    assert code == 1 and "history" in out, out
+    assert (project / "data" / "f.txt").read_text() == "1" and not (project / "moved").exists()
+    assert storage.verify("home:").stale == []
+
+
+def test_cp_of_a_tree_with_history_counts_no_skips(project: Path) -> None:
+    storage = StorageManager()
+    storage.configure(str(project / "storied.yaml"))
+    storage.node("home:f.txt").write_text("1")
+    storage.node("home:f.txt").write_text("2")
+    code, out = run(project, "cp", "-r", str(project / "data"), str(project / "copy"))
+    assert code == 0, out
+    assert "1 copied, 0 skipped" in out and "history left out" in out
+    assert tree(project / "copy") == ["f.txt"]

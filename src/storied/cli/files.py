@@ -77,15 +77,18 @@ class Tally:
     """What a transfer did, for the summary line."""
 
     def __init__(self) -> None:
-        self.copied = self.skipped = self.failed = self.bytes = 0
+        self.copied = self.skipped = self.failed = self.bytes = self.reserved = 0
         self.started = time.monotonic()
 
     def line(self) -> str:
         from storied.cli.main import _size
 
         took = max(time.monotonic() - self.started, 1e-6)
+        history = (f" ({self.reserved} files of storied's history left out)"
+                   if self.reserved else "")
         return (f"{self.copied} copied, {self.skipped} skipped, {self.failed} failed, "
-                f"{_size(self.bytes)} in {took:.1f} s ({_size(int(self.bytes / took))}/s)")
+                f"{_size(self.bytes)} in {took:.1f} s ({_size(int(self.bytes / took))}/s)"
+                f"{history}")
 
 
 @contextmanager
@@ -124,6 +127,9 @@ def _copy_tree(src: Any, dest: Any, skip: str, tally: Tally) -> None:
         update(node.basename, nbytes)
 
     def skipped(node: Any, reason: str) -> None:
+        if reason == "reserved":  # never copied, never counted as a skip
+            tally.reserved += 1
+            return
         tally.skipped += 1
         update(node.basename, sizes.get(node.path, 0) or 0)
 
@@ -242,6 +248,11 @@ def cp(ctx: click.Context, source: str, dest: str, recursive: bool, skip: str,
     wanted = {_rel(f, src) for f in _files(src)}
     extra = ([f for f in _files(target) if _rel(f, target) not in wanted]
              if delete and target.is_dir() else [])
+    history = _history_below(target) if extra else None
+    if history is not None:
+        raise click.ClickException(
+            f"{dest}: holds a versioned mount's files and history ({history}); --delete "
+            "there only through that mount, so that its history records the deletes")
     if dry_run:
         for f in _files(src):
             rel = _rel(f, src)
@@ -257,7 +268,10 @@ def cp(ctx: click.Context, source: str, dest: str, recursive: bool, skip: str,
             tally.copied += 1
 
         def skipped(node: Any, reason: str) -> None:
-            tally.skipped += 1
+            if reason == "reserved":
+                tally.reserved += 1
+            else:
+                tally.skipped += 1
 
         src.copy_to(target, skip=skip, include=list(include) or None,
                     exclude=list(exclude) or None, on_file=copied, on_skip=skipped)
@@ -285,6 +299,11 @@ def mv(ctx: click.Context, source: str, dest: str, dry_run: bool) -> None:
         raise StorageNotFoundError(f"{source}: no such file or directory")
     if dest.endswith("/") or (target.is_dir() and not src.is_dir()):
         target = target.child(src.basename)
+    history = _history_below(src)
+    if history is not None:
+        raise click.ClickException(
+            f"{source}: holds a versioned mount's files and history ({history}); moving it "
+            "by this name would leave the history behind")
     if dry_run:
         click.echo(f"would move {shown(src)} -> {shown(target)}")
         return
