@@ -487,3 +487,44 @@ def test_a_lease_expired_on_the_holders_clock_but_not_taken_is_still_released() 
         time.sleep(0.4)  # expired for its holder; nobody else wanted it
     with other.node("m:quiet.txt").lock(timeout=0) as again:  # freed by the release
         assert again.token == lock.token + 1  # type: ignore[operator]
+
+
+class _Outage(WrappedBackend):
+    """Every call fails transiently while ``down`` is set."""
+
+    down = False
+
+    def _check(self) -> None:
+        if self.down:
+            from storied import TransientStorageError
+
+            raise TransientStorageError("storage unreachable")
+
+    def write(self, path: str, data: Any, **kwargs: Any) -> Any:
+        self._check()
+        return self.inner.write(path, data, **kwargs)
+
+    def info(self, path: str) -> Any:
+        self._check()
+        return self.inner.info(path)
+
+
+@pytest.mark.parametrize(("outage", "lost"), [(0.5, False), (1.6, True)])
+def test_a_storage_outage_loses_the_lease_only_when_longer_than_its_ttl(
+    outage: float, lost: bool
+) -> None:
+    flaky = _Outage(MemoryBackend("outage"))
+    storage = StorageManager()
+    storage.configure([{"name": "o", "backend": flaky, "retries": 1}])
+    lock = storage.node("o:f").lock(timeout=0, ttl=1.2).acquire()
+    flaky.down = True
+    time.sleep(outage)
+    flaky.down = False
+    time.sleep(0.6)  # a renewal attempt after the storage came back
+    assert lock.lost is lost and lock.held is not lost
+    if lost:
+        with pytest.raises(LockLostError):
+            storage.node("o:f").write_text("refused")
+    else:
+        storage.node("o:f").write_text("allowed")
+    lock.release()
