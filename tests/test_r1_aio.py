@@ -114,3 +114,16 @@ def test_pathlib_methods_run_in_threads(tmp_path: Path) -> None:
         assert not (tmp_path / "d" / "a.txt").exists() and (tmp_path / "d" / "new.txt").exists()
 
     asyncio.run(main())
+
+
+def test_journal_reads_run_in_threads(tmp_path: Path) -> None:
+    async def main() -> None:
+        storage = AsyncStorageManager()
+        storage.sync.add_mount({"name": "v", "type": "local", "base_path": str(tmp_path),
+                                "versioning": True})
+        await storage.node("v:a.txt").write_text("1")
+        events = await storage.events("v:")
+        assert [e.path for e in events][-1:] == ["a.txt"]
+        assert await storage.expire_events("v", 30) == 0
+
+    asyncio.run(main())

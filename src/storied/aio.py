@@ -62,8 +62,10 @@ NODE_IO_PROPERTIES = frozenset({"versions", "version_count", "ext_attributes", "
 MANAGER_IO = frozenset({
     "verify", "bulk_compact_versions", "bulk_cleanup_versions", "create_snapshot",
     "list_snapshots", "get_snapshot", "restore_snapshot", "delete_snapshot",
-    "find_duplicates", "deduplicate", "flush_webhooks",
+    "find_duplicates", "deduplicate", "flush_webhooks", "expire_events", "close_webhooks",
 })
+#: Manager methods returning iterators that read storage: awaitables giving a list.
+MANAGER_IO_ITERATORS = frozenset({"events"})
 
 
 def _wrap(value: Any, limit: asyncio.Semaphore) -> Any:
@@ -292,7 +294,9 @@ class AsyncStorageManager:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self.sync, name)
-        if name in MANAGER_IO:
+        if name in MANAGER_IO_ITERATORS:
+            value = functools.wraps(value)(_listed(value))
+        if name in MANAGER_IO or name in MANAGER_IO_ITERATORS:
             limit = self._limit
 
             async def call(*args: Any, **kwargs: Any) -> Any:
