@@ -330,8 +330,18 @@ def test_guard_is_silent_without_locks_and_for_other_paths() -> None:
     time.sleep(0.6)
     assert holder.lost
     storage.node("m:free.txt").write_text("another path is not guarded")
+    held = storage.node("m:held.txt")
     with pytest.raises(LockLostError):
-        storage.node("m:held.txt").write_text("refused")
+        held.write_text("refused")
+    with pytest.raises(LockLostError):
+        held.write_bytes(b"refused")
+    with pytest.raises(LockLostError), held.open("w") as stream:
+        stream.write("refused when it would commit")
+    with pytest.raises(LockLostError):
+        storage.node("m:free.txt").move_to(held)  # a move onto the locked path
+    with pytest.raises(LockLostError):
+        held.delete()
+    assert not held.exists() and storage.node("m:free.txt").exists()
     holder.release()  # a lost lease: released without error
     storage.node("m:held.txt").write_text("no lock held any more")
 
