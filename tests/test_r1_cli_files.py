@@ -120,3 +120,12 @@ def test_cp_of_a_tree_with_history_counts_no_skips(project: Path) -> None:
     assert code == 0, out
     assert "1 copied, 0 skipped" in out and "history left out" in out
     assert tree(project / "copy") == ["f.txt"]
+
+
+def test_slash_and_the_empty_path_are_refused(project: Path) -> None:
+    for args in (("rm", "-r", "-n", "/"), ("rm", "-r", "-n", "//"), ("mv", "-n", "/", "plain:x"),
+                 ("cp", "-r", "--delete", "-n", "plain:src", "/.")):
+        code, out = run(project, *args)
+        assert code == 1 and "refusing" in out and out.count("\n") == 1, (args, out)
+    code, out = run(project, "rm", "-r", "-n", "")
+    assert code == 2 and "empty" in out, out

@@ -42,6 +42,8 @@ def _looks_mounted(word: str) -> bool:
 
 def resolve(storage: Any, word: str) -> Any:
     """The node ``word`` names: ``mount:path`` when its mount exists, else a local path."""
+    if not word:
+        raise click.UsageError("an empty path names nothing")
     mount, sep, _ = word.partition(":")
     if sep and mount != _LOCAL and storage.has_mount(mount):
         return storage.node(word)
@@ -179,6 +181,12 @@ def _overlap(src: Any, dest: Any) -> str | None:
     return None
 
 
+def _refuse_root(node: Any, word: str, action: str) -> None:
+    """``/`` itself is never removed, emptied or moved (as ``rm --preserve-root``)."""
+    if node.mount_name == _LOCAL and not str(node.path).strip("/"):
+        raise click.ClickException(f"{word}: refusing to {action} '/'")
+
+
 def _history_below(node: Any) -> str | None:
     """The first ``.storied`` directory (a versioned mount's history) below a local ``node``,
     or None. Deleting that tree by another name (a local path, a mount of a parent) removes
@@ -240,6 +248,8 @@ def cp(ctx: click.Context, source: str, dest: str, recursive: bool, skip: str,
         target = _target(src, target, dest)
     elif dest.endswith("/") and target.is_dir():
         target = target.child(src.basename)
+    if delete:
+        _refuse_root(target, dest, "delete files in")
     overlap = _overlap(src, target) if delete else None
     if overlap is not None:
         raise click.ClickException(
@@ -299,6 +309,7 @@ def mv(ctx: click.Context, source: str, dest: str, dry_run: bool) -> None:
         raise StorageNotFoundError(f"{source}: no such file or directory")
     if dest.endswith("/") or (target.is_dir() and not src.is_dir()):
         target = target.child(src.basename)
+    _refuse_root(src, source, "move")
     history = _history_below(src)
     if history is not None:
         raise click.ClickException(
@@ -333,6 +344,7 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool, force: bool,
             raise StorageNotFoundError(f"{word}: no such file or directory")
         if node.is_dir() and not recursive:
             raise click.ClickException(f"{word}: is a directory (use -r)")
+        _refuse_root(node, word, "remove")
         history = _history_below(node) if recursive else None
         if history is not None:
             raise click.ClickException(
