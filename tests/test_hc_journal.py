@@ -347,3 +347,22 @@ def test_a_journal_that_cannot_be_written_fails_the_call_and_reports_nothing() -
     assert called == ["version_created", "file_written"]
     assert [(e.cursor, e.version_id) for e in sm.events("v:")] == [
         ("1", node.versions[-1]["version_id"])]
+
+
+def test_hostile_entries_become_safe_events() -> None:
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "memory", "versioning": True}])
+    sm.node("v:a").write_text("a")
+    journal = journal_for(sm, "v")
+    assert journal is not None
+    store, backend = journal.store, journal.store.backend
+    bodies = [{"type": "tag_created", "path": "../../etc/passwd", "info": {}},
+              {"type": "tag_created", "path": "ok/file", "info": ["not", "a", "dict"],
+               "time": "2026-01-01T00:00:00", "version_id": 5}]
+    for seq, body in enumerate(bodies, start=2):
+        backend.write(store._entry_key(seq), json.dumps(body).encode())
+    events = list(sm.events("v:"))
+    assert [e.cursor for e in events] == ["1", "3"]  # the escaping path is skipped
+    last = events[-1]
+    assert last.info == {"event": "tag_created"} and last.version_id == "5"
+    assert last.time.tzinfo is not None

@@ -86,3 +86,16 @@ def test_tails_another_process_and_ctrl_c_exits_0(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, err
     assert err == "" and out == ""
+
+
+def test_a_hostile_journal_entry_cannot_fake_lines() -> None:
+    from datetime import UTC, datetime
+
+    from storied.cli.watch_command import event_line
+    from storied.events.model import Event
+
+    event = Event(type="version_created\x1b[2J", mount="docs", path="a\nfake 2 line",
+                  version_id="v\r1", time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), cursor="7")
+    line = event_line(event)
+    assert "\n" not in line and "\r" not in line and "\x1b" not in line
+    assert line.startswith("7 2026-01-02T03:04:05Z version_created\\x1b[2J docs:a fake 2 line")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -33,10 +34,12 @@ def event_row(event: Event) -> dict[str, Any]:
 
 
 def event_line(event: Event) -> str:
-    """``cursor time type mount:path version`` (control characters in names escaped)."""
-    when = event.time.strftime("%Y-%m-%dT%H:%M:%SZ")
-    where = one_line(f"{event.mount}:{event.path}") or f"{event.mount}:"
-    return f"{event.cursor} {when} {event.type} {where} {event.version_id or '-'}"
+    """``cursor time type mount:path version``, control characters escaped (a journal entry
+    is data another writer chose: it must not be able to move the cursor or fake lines)."""
+    when = event.time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fields = (event.cursor, when, event.type, f"{event.mount}:{event.path}",
+              event.version_id or "-")
+    return " ".join(one_line(str(f)) or "-" for f in fields)
 
 
 def _default(value: Any) -> Any:

@@ -19,6 +19,7 @@ restarts). A cursor older than the oldest kept entry raises a clear error.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -69,6 +70,7 @@ _MAX_ATTEMPTS = 10_000
 _READERS = 8
 _CHUNK = 32  # entries read ahead in parallel (a reader that stops early wastes <= this)
 _DATES = ("last_modified", "created")
+log = logging.getLogger("storied.events")
 
 
 def _entry_name(seq: int) -> str:
@@ -392,7 +394,11 @@ class Journal:
                 return
 
     def _event(self, seq: int, entry: dict[str, Any], below: str) -> Event | None:
-        full = str(entry.get("path", ""))
+        try:
+            full = paths.normalize(str(entry.get("path", "")))
+        except errors.StorageError:  # '..', control characters: not a path storied wrote
+            log.warning("journal entry %d names no valid path; skipped", seq)
+            return None
         if self.prefix and not paths.is_under(full, self.prefix):
             return None
         rel = paths.relative_to(full, self.prefix) if self.prefix else full
@@ -402,10 +408,14 @@ class Journal:
             when = datetime.fromisoformat(str(entry.get("time")))
         except ValueError:
             when = datetime.fromtimestamp(0, UTC)
-        info = _revive(dict(entry.get("info") or {}))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        raw = entry.get("info")
+        info = _revive(dict(raw) if isinstance(raw, dict) else {})
         info["event"] = str(entry.get("type"))
+        vid = entry.get("version_id")
         return Event(type=str(entry.get("type")), mount=self.mount, path=rel,
-                     version_id=entry.get("version_id"), time=when, info=info,
+                     version_id=None if vid is None else str(vid), time=when, info=info,
                      cursor=str(seq), id=str(entry.get("id") or seq))
 
 
