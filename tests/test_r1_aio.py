@@ -127,3 +127,15 @@ def test_journal_reads_run_in_threads(tmp_path: Path) -> None:
         assert await storage.expire_events("v", 30) == 0
 
     asyncio.run(main())
+
+
+def test_a_manager_used_on_many_loops_keeps_no_semaphore_of_closed_ones(tmp_path: Path) -> None:
+    storage = storage_of(tmp_path)
+
+    async def one(i: int) -> None:
+        await storage.node(f"m:f{i}").write_bytes(b"x")
+
+    for i in range(5):
+        asyncio.run(one(i))
+    gc.collect()
+    assert len(storage._limits) == 0

@@ -27,6 +27,7 @@ import asyncio
 import functools
 import inspect
 import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -273,7 +274,10 @@ class AsyncStorageManager:
     def __init__(self, storage: StorageManager | None = None, max_concurrency: int = 32) -> None:
         self.sync = storage if storage is not None else StorageManager()
         self._max = max_concurrency
-        self._limits: dict[asyncio.AbstractEventLoop | None, asyncio.Semaphore] = {}
+        # weak: a closed loop's semaphore goes with it (a process running many loops)
+        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self._limits = weakref.WeakKeyDictionary()
+        self._no_loop: asyncio.Semaphore | None = None
 
     @property
     def _limit(self) -> asyncio.Semaphore:
@@ -283,6 +287,10 @@ class AsyncStorageManager:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             loop = None
+        if loop is None:
+            if self._no_loop is None:
+                self._no_loop = asyncio.Semaphore(self._max)
+            return self._no_loop
         found = self._limits.get(loop)
         if found is None:
             found = self._limits[loop] = asyncio.Semaphore(self._max)
