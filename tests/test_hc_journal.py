@@ -289,8 +289,6 @@ def test_s3_requests_per_write_and_per_read(moto: MotoHandle, proxy: CountingPro
     sm.node("v:warm").write_text("w")  # the format marker, the journal's tail: once
     proxy.reset()
     sm.node("v:a.txt").write_text("a")
-    with_journal = proxy.counts
-    assert with_journal["PUT"] <= 4  # blob, record, working copy, journal entry
     journal_puts = [r for r in proxy.requests if "/.storied/journal/" in r[1]]
     assert len(journal_puts) == 1  # one small extra object per write
     for i in range(20):
