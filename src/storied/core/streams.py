@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from typing import IO, BinaryIO, cast
 
@@ -89,6 +90,18 @@ class AtomicWriter(io.BufferedIOBase):
             self.abort()
         self.close()
 
+    def __del__(self) -> None:
+        """A writer nobody closed is never committed: the garbage collector may reach it after
+        an exception interrupted the writing (a half-written file must not replace the old
+        one). A ``ResourceWarning`` says so."""
+        try:
+            if not self.closed:
+                self._discard = True
+                warnings.warn("a storied writer was never closed: nothing was written (use "
+                              "'with node.open(...)' or close())", ResourceWarning, stacklevel=2)
+        finally:
+            super().__del__()
+
     def close(self) -> None:
         if self.closed:
             return
@@ -157,6 +170,15 @@ class AtomicTextWriter(io.TextIOWrapper):
             return super().write(text)
         except UnicodeEncodeError as exc:
             raise encode_error(exc, self._where) from None
+
+    def __del__(self) -> None:
+        """Like :meth:`AtomicWriter.__del__`: never committed by the garbage collector."""
+        try:
+            if not self.closed:
+                self.buffer.abort()
+        except (AttributeError, ValueError):
+            pass
+        super().__del__()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
