@@ -222,3 +222,17 @@ def test_sigkill_at_any_point_leaves_every_path_with_its_bytes(tmp_path: Path) -
             partial += 40 < len(listed) < len(contents)
         assert {p.split("_c")[0] for p in listed} == {p.split("_c")[0] for p in contents}
     assert partial >= 5  # the kills did land in the middle of the work
+
+
+def test_hardlink_never_widens_a_private_copy(tmp_path: Path) -> None:
+    storage, base = local(tmp_path)
+    (base / "a_public.txt").write_bytes(DATA)
+    os.utime(base / "a_public.txt", (1, 1))  # the survivor
+    (base / "a_public.txt").chmod(0o644)
+    (base / "private.txt").write_bytes(DATA)
+    (base / "private.txt").chmod(0o600)
+    report = storage.deduplicate("m:", strategy="hardlink")
+    (skipped,) = report["groups"][0]["skipped"]
+    assert skipped["path"] == "m:private.txt" and "permissions" in skipped["reason"]
+    assert os.stat(base / "private.txt").st_mode & 0o777 == 0o600
+    assert os.stat(base / "private.txt").st_nlink == 1

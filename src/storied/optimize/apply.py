@@ -12,7 +12,10 @@ survivor is re-hashed too. Strategies:
 - ``hardlink``: local mounts, same device only (never a fallback to symlinks or copies): a new
   hard link to the survivor replaces the duplicate by an atomic rename. storied's own writes
   replace files (temp + rename), which breaks the link, so writing one path through storied
-  never changes another; a tool that edits a file in place would change every link.
+  never changes another; a tool that edits a file in place would change every link. A file
+  whose mode or owner differs from the survivor's is skipped (one inode has one of each: a
+  link would make a private copy as readable as the survivor). A symbolic link is never
+  replaced, and a file a listed symbolic link names is never deleted (``delete``).
 - ``reference``: not available yet (see the README): refused with UnsupportedOperation.
 
 A process killed at any point leaves every path readable with its original bytes: a delete
@@ -88,6 +91,10 @@ def _local(node: Any) -> Any:
     return inner
 
 
+def _owner(st: os.stat_result) -> tuple[int, int, int]:
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
 def _hardlink(survivor: Member, member: Member, etag: str | None) -> None:
     """Replace ``member`` by a new hard link to ``survivor``. Both directories are opened from
     the mount's base without following a link (the backend's walk), and the link and the
@@ -103,6 +110,10 @@ def _hardlink(survivor: Member, member: Member, etag: str | None) -> None:
             raise UnsupportedOperation("a symbolic link is involved (or not a regular file)")
         if (src_st.st_dev, src_st.st_ino) == (dst_st.st_dev, dst_st.st_ino):
             raise UnsupportedOperation("already the same file (a hard link)")
+        if _owner(src_st) != _owner(dst_st):  # one inode has one mode and owner
+            raise UnsupportedOperation(
+                "permissions or owner differ from the survivor's (a link would give this "
+                "path the survivor's)")
         if src_st.st_dev != os.fstat(dw.fd).st_dev:
             raise UnsupportedOperation("different devices (no fallback to copies or symlinks)")
         tmp = f".storied-tmp-{uuid.uuid4().hex}"
