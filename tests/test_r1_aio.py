@@ -7,6 +7,8 @@ import asyncio
 import gc
 from pathlib import Path
 
+import pytest
+
 from storied.aio import AsyncStorageManager
 
 
@@ -16,15 +18,17 @@ def storage_of(tmp_path: Path) -> AsyncStorageManager:
     return storage
 
 
-def test_a_writer_dropped_without_close_commits_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "data"), [("wb", b"half of it"), ("w", "half of it")])
+def test_a_writer_dropped_without_close_commits_nothing(tmp_path: Path, mode: str,
+                                                        data: object) -> None:
     async def main() -> None:
         storage = storage_of(tmp_path)
         node = storage.node("m:f.bin")
         await node.write_bytes(b"old")
 
         async def writer() -> None:
-            f = await node.open("wb")
-            await f.write(b"half of it")
+            f = await node.open(mode)
+            await f.write(data)
             await asyncio.Event().wait()  # cancelled here, f never closed
 
         task = asyncio.create_task(writer())

@@ -95,6 +95,16 @@ async def _run(limit: asyncio.Semaphore, func: Callable[..., T], *args: Any, **k
         return await asyncio.to_thread(func, *args, **kwargs)
 
 
+def _abort(raw: Any) -> None:
+    """Make a writer's coming close write nothing (a flag: safe while a worker thread still
+    writes); a text writer's is on its binary buffer."""
+    for layer in (raw, getattr(raw, "buffer", None)):
+        abort = getattr(layer, "abort", None)
+        if callable(abort):
+            abort()
+            return
+
+
 class AsyncFile:
     """A file object whose I/O methods are awaitables (``read``, ``write``, ``seek``...).
 
@@ -118,9 +128,7 @@ class AsyncFile:
         return run
 
     def _abort(self) -> None:
-        abort = getattr(self.raw, "abort", None)
-        if callable(abort):
-            abort()  # a flag: safe while a worker thread still writes
+        _abort(self.raw)
 
     async def _call(self, func: Callable[..., T], *args: Any) -> T:
         return await _run(self._limit, self._serial(func), *args)
@@ -173,9 +181,7 @@ def _discard_opened(opening: asyncio.Future[Any]) -> None:
     if opening.cancelled() or opening.exception() is not None:
         return
     raw = opening.result()
-    abort = getattr(raw, "abort", None)
-    if callable(abort):
-        abort()
+    _abort(raw)
     asyncio.get_running_loop().run_in_executor(None, raw.close)
 
 
