@@ -15,6 +15,7 @@ SCRIPTS = [
     "diffs.py",
     "replay.py",
     "web.py",
+    "locks.py",
 ]
 
 if __name__ == "__main__":

@@ -33,3 +33,15 @@ def test_a_writer_never_closed_commits_nothing(tmp_path: Path, mode: str) -> Non
     if "b" in mode:  # the text layer's own finaliser closes its buffer first: no warning then
         assert any(issubclass(w.category, ResourceWarning) and "never closed" in
                    str(w.message) for w in caught)
+
+
+def test_a_writable_zip_refuses_locks(tmp_path: Path) -> None:
+    from storied.errors import UnsupportedOperation
+
+    storage = StorageManager()
+    storage.configure([{"name": "z", "type": "zip", "file": str(tmp_path / "a.zip"),
+                        "mode": "w"}])
+    storage.node("z:x.txt").write_text("x")
+    with pytest.raises(UnsupportedOperation, match="another process"):
+        storage.node("z:x.txt").lock(timeout=0).acquire()
+    storage.close()

@@ -57,6 +57,9 @@ class Capabilities:
         range_reads: Byte ranges can be read without reading the whole file.
         opaque_paths: Paths are data, not names (base64): never split or normalised.
         hard_links: ``link()`` gives an immutable object a second name without copying it.
+        process_local_writes: Writes (conditional ones included) are seen by this process only
+            until a later flush (a writable archive held in memory): other processes sharing
+            the file cannot be excluded, so locks refuse such a mount.
     """
 
     read: bool = True
@@ -85,6 +88,7 @@ class Capabilities:
     range_reads: bool = True
     opaque_paths: bool = False
     hard_links: bool = False
+    process_local_writes: bool = False
 
     def replace(self, **changes: bool) -> Capabilities:
         """Return a copy with some flags changed."""

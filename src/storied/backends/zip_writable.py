@@ -63,7 +63,8 @@ from storied.info import Data, Info, WriteMode
 
 __all__ = ["WritableZipBackend", "flush_all"]
 
-_CAPS = Capabilities(conditional_write=True, append_mode=False, empty_dirs=True)
+_CAPS = Capabilities(conditional_write=True, append_mode=False, empty_dirs=True,
+                     process_local_writes=True)
 _COUNTER = itertools.count()
 #: Writable archives not closed yet. Strong references: a backend dropped without ``close()``
 #: (a mount replaced, a forgotten variable) is still flushed at exit, never collected unflushed.

@@ -104,6 +104,12 @@ def _check_lockable(node: StorageNode, backend: Backend) -> None:
         raise StoragePermissionError(
             f"Mount {mount!r} is read-only: a lock writes a lock object to the storage"
         )
+    if backend.capabilities.process_local_writes:
+        raise UnsupportedOperation(
+            f"Mount {mount!r} cannot be locked safely: its writes stay in this process until "
+            "they are flushed (a writable archive), so another process opening the same file "
+            "would not see the lock"
+        )
     if not backend.capabilities.conditional_write:
         raise UnsupportedOperation(
             f"Mount {mount!r} cannot be locked safely: its storage ({backend.protocol}) does not "
