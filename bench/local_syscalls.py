@@ -48,6 +48,8 @@ def _operations(root: str) -> dict[str, Callable[[int], object]]:
         with open(os.path.join(raw, "f.bin"), "rb", buffering=0) as f:
             return f.readall()
 
+    for k in range(256):  # steady state: every blob fan-out directory exists already
+        os.makedirs(os.path.join(root, "versioned", ".storied", "blobs", f"{k:02x}"))
     sm.node("v:d/f.bin").write_bytes(DATA)
     sm.node("p:a/b/f.bin").write_bytes(DATA)
     return {
