@@ -126,9 +126,12 @@ class WebhookMethods:
         mount) to ``url``, signed per Standard Webhooks with ``secret``, from a background
         thread, retried (``retry``) until delivered; returns the endpoint.
 
-        Messages are persisted in ``outbox`` (default ``$XDG_STATE_HOME/storied/outbox``)
-        before the operation that caused them returns; those a process leaves undelivered are
-        sent by the next process that registers the same ``url`` and ``mount``. Registering
+        Messages are persisted before the operation that caused them returns: on a versioned
+        ``mount`` the mount's event journal is the outbox (the endpoint's cursor lives in the
+        history root, so any process, on any machine, that registers the same ``url`` and
+        ``mount`` sends what is pending, including events of processes without the webhook);
+        otherwise they wait in ``outbox`` (default ``$XDG_STATE_HOME/storied/outbox``) for the
+        next process of this machine that registers the same ``url`` and ``mount``. Registering
         an endpoint again updates its events, secret, timeout and retry policy. An endpoint
         that answered 410 Gone stays disabled (``webhook.disabled``) until
         :meth:`remove_webhook` forgets it.
@@ -159,20 +162,25 @@ class WebhookMethods:
             if current is not None and current.active:
                 current.hook._update(hook)
                 return current.hook
-            try:
-                spool = Spool(root, hook.key, {"url": redact_url(url), "mount": mount})
-            except OSError as exc:
-                raise InvalidArgumentError(
-                    f"Webhook outbox {str(root)!r} cannot be used: {exc.strerror or exc}"
-                ) from None
-            if spool.is_disabled():
-                hook.disabled = True
-                log.warning("webhook %s answered 410 Gone earlier: it stays disabled until "
-                            "remove_webhook() forgets it", redact_url(url))
-            worker = Worker(hook, spool, registry.notify)
-            source = self._journal_source(hook, spool)
-            if source is not None:
-                worker.journals.append(source)
+        try:
+            spool = Spool(root, hook.key, {"url": redact_url(url), "mount": mount})
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"Webhook outbox {str(root)!r} cannot be used: {exc.strerror or exc}"
+            ) from None
+        if spool.is_disabled():
+            hook.disabled = True
+            log.warning("webhook %s answered 410 Gone earlier: it stays disabled until "
+                        "remove_webhook() forgets it", redact_url(url))
+        worker = Worker(hook, spool, registry.notify)
+        source = self._journal_source(hook, spool)  # storage I/O: not under the lock
+        if source is not None:
+            worker.journals.append(source)
+        with registry.lock:
+            current = registry.workers.get(hook.key)
+            if current is not None and current.active:  # another thread registered it
+                current.hook._update(hook)
+                return current.hook
             registry.workers[hook.key] = worker
             if registry.subscription is None:
                 registry.subscription = self.bus.on("*", _forwarder(self))
