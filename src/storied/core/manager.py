@@ -102,6 +102,8 @@ class StorageManager(
         except BaseException:
             self._restore(saved)
             raise
+        for config in mounts:
+            self._mount_webhooks(config["name"], config)
 
     def add_mount(self, config: Mapping[str, Any]) -> None:
         """Add one mount (replacing a mount of the same name); a refused mount changes nothing.
@@ -124,6 +126,7 @@ class StorageManager(
         except BaseException:
             self._restore(saved)
             raise
+        self._mount_webhooks(config["name"], config)
 
     def _tables(self) -> tuple[dict[str, Any], ...]:
         return self._mounts, self._configs, self._raw, self._parents, self._hiders
@@ -156,6 +159,8 @@ class StorageManager(
         registry.check_common(
             name, config, registry.RELATIVE_SCHEMA if relative else registry.COMMON_SCHEMA
         )
+        if not relative:
+            self._check_webhooks(name, config)
         for table in (self._parents, self._raw, self._hiders):
             table.pop(name, None)
         backend = self._build(name, config, relative)
@@ -341,6 +346,7 @@ class StorageManager(
         self._forget_histories(name)
         del self._mounts[name]
         del self._configs[name]
+        self._unmount_webhooks(name)
         for table in (self._raw, self._parents, self._hiders):
             table.pop(name, None)
 
@@ -529,7 +535,9 @@ class StorageManager(
         return DiffNode(self, node1, node2)
 
     def close(self) -> None:
-        """Close every mount's backend."""
+        """Stop webhook deliveries (pending ones stay in their outbox), then close every
+        mount's backend."""
+        self.close_webhooks()
         for backend in self._mounts.values():
             backend.close()
 
