@@ -129,3 +129,14 @@ def test_slash_and_the_empty_path_are_refused(project: Path) -> None:
         assert code == 1 and "refusing" in out and out.count("\n") == 1, (args, out)
     code, out = run(project, "rm", "-r", "-n", "")
     assert code == 2 and "empty" in out, out
+
+
+def test_rm_r_of_a_plain_tree_whose_mount_used_locks(project: Path) -> None:
+    storage = StorageManager()
+    storage.configure(str(project / "storied.yaml"))
+    with storage.node("plain:src/a.txt").lock():
+        pass
+    assert (project / "plain" / ".storied").is_dir()
+    code, out = run(project, "rm", "-r", str(project / "plain"))
+    assert code == 0, out
+    assert not (project / "plain" / "src").exists()

@@ -236,3 +236,28 @@ def test_hardlink_never_widens_a_private_copy(tmp_path: Path) -> None:
     assert skipped["path"] == "m:private.txt" and "permissions" in skipped["reason"]
     assert os.stat(base / "private.txt").st_mode & 0o777 == 0o600
     assert os.stat(base / "private.txt").st_nlink == 1
+
+
+def test_delete_through_another_name_of_a_versioned_mount_is_refused(tmp_path: Path) -> None:
+    storage, base = local(tmp_path, versioning=True)
+    storage.node("m:a.txt").write_bytes(DATA)
+    storage.node("m:b.txt").write_bytes(DATA)
+    for prefix in (f"file://{base}", "alias:"):
+        if prefix == "alias:":
+            storage.add_mount({"name": "alias", "type": "local", "base_path": str(base)})
+        report = storage.deduplicate(prefix, strategy="delete")
+        assert report["bytes_reclaimed"] == 0, report
+        assert "versioned mount" in report["groups"][0]["skipped"][0]["reason"]
+    assert storage.verify("m:").stale == [] and (base / "b.txt").read_bytes() == DATA
+    assert storage.deduplicate("m:", strategy="delete")["bytes_reclaimed"] == len(DATA)
+    assert storage.verify("m:").stale == []
+
+
+def test_a_plain_mount_that_used_locks_still_deduplicates(tmp_path: Path) -> None:
+    storage, base = local(tmp_path)
+    storage.node("m:a.txt").write_bytes(DATA)
+    storage.node("m:b.txt").write_bytes(DATA)
+    with storage.node("m:a.txt").lock():
+        pass
+    assert (base / ".storied").is_dir()  # the locks' area, no history
+    assert storage.deduplicate("m:", strategy="delete")["bytes_reclaimed"] == len(DATA)

@@ -196,10 +196,13 @@ def _history_below(node: Any) -> str | None:
     where = node._be.local_path(node.path) if node.is_dir() else None
     if where is None:
         return None
+    from storied.optimize.apply import is_history
+
     top = not str(node.path).strip("/")
     for root, dirs, _ in os.walk(where):  # never enters linked directories
-        if ".storied" in dirs and not (top and root == where):
-            return os.path.join(root, ".storied")
+        found = os.path.join(root, ".storied")
+        if ".storied" in dirs and not (top and root == where) and is_history(found):
+            return found
         dirs[:] = [d for d in dirs if d != ".storied"]
     return None
 

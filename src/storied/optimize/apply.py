@@ -43,7 +43,7 @@ from storied.optimize.dedup import DuplicateGroup, Member, find_duplicates, full
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
 
-__all__ = ["STRATEGIES", "deduplicate"]
+__all__ = ["STRATEGIES", "deduplicate", "is_history"]
 
 STRATEGIES = ("reference", "hardlink", "delete")
 Keep = Callable[[DuplicateGroup], Any]
@@ -69,8 +69,38 @@ def _proof(member: Member) -> tuple[str, str | None]:
     return full_sha256(member.node), etag
 
 
+def is_history(reserved: str) -> bool:
+    """True when the local ``.storied`` directory ``reserved`` holds a mount's version
+    history (not only, say, the locks of a plain mount)."""
+    return any(os.path.exists(os.path.join(reserved, name)) for name in ("format.json",
+                                                                         "versions"))
+
+
+def _foreign_history(node: Any) -> str | None:
+    """The ``.storied`` directory of a versioned mount whose files ``node`` (a local file of
+    a mount that keeps no history itself) is, by another name, or None. Deleting it there
+    would record nothing in that history (its verify would call the file stale)."""
+    where = node._be.local_path(node.path)
+    if where is None:
+        return None
+    folder = os.path.dirname(os.path.realpath(where))
+    while True:
+        if is_history(os.path.join(folder, ".storied")):
+            return os.path.join(folder, ".storied")
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
 def _delete(member: Member, etag: str | None) -> None:
     node = member.node
+    if node._history is None:
+        history = _foreign_history(node)
+        if history is not None:
+            raise UnsupportedOperation(
+                f"it is a file of a versioned mount ({history}): deduplicate through that "
+                "mount, so that its history records the delete")
     if node._history is not None:  # no conditional tombstone: re-check as late as we can
         if node.info().etag != etag:
             raise PreconditionFailedError(f"{node.fullpath} changed")
