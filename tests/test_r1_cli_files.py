@@ -4,6 +4,7 @@ when two names (two mounts of one directory, a local path and a mount) reach one
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from storied import StorageManager
 from storied.cli.main import cli
+from storied.testing.s3server import MotoHandle, make_bucket
 
 
 def tree(path: Path) -> list[str]:
@@ -140,3 +142,25 @@ def test_rm_r_of_a_plain_tree_whose_mount_used_locks(project: Path) -> None:
     code, out = run(project, "rm", "-r", str(project / "plain"))
     assert code == 0, out
     assert not (project / "plain" / "src").exists()
+
+
+def test_cp_delete_refuses_overlap_through_two_s3_mounts_of_one_bucket(
+        tmp_path: Path, moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"r1-cli-{uuid.uuid4().hex[:10]}")
+    common = {"type": "s3", "bucket": bucket, "key": "testing", "secret": "testing",
+              "endpoint_url": moto.endpoint_url}
+    mounts = [{"name": "s3", **common},
+              {"name": "sub", **common, "base_path": "data/src"},
+              {"name": "loop", **common, "endpoint_url": moto.endpoint_url.replace(
+                  "127.0.0.1", "localhost")}]
+    (tmp_path / "storied.yaml").write_text(json.dumps(mounts))
+    storage = StorageManager()
+    storage.configure(str(tmp_path / "storied.yaml"))
+    storage.node("s3:data/src/a.txt").write_text("A")
+    storage.node("s3:data/keep.txt").write_text("K")
+    for source, dest in (("sub:", "s3:data"), ("s3:data", "loop:data"),
+                         ("s3:data/src", "sub:")):
+        code, out = run(tmp_path, "cp", "-r", "--delete", source, dest)
+        assert code == 1 and "--delete" in out, (source, dest, out)
+    assert storage.node("s3:data/src/a.txt").read_text() == "A"
+    assert storage.node("s3:data/keep.txt").read_text() == "K"
