@@ -237,3 +237,24 @@ def test_filters_wildcard_cancel_off_and_errors(storage: StorageManager,
         assert storage.node("v:z").write_text("z") is True  # the write is not failed
     assert "callback broke" in caplog.text
     assert storage.node("v:z").read_text() == "z"
+
+
+def test_a_callback_writing_what_it_listens_to_does_not_recurse_forever(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from storied.events.bus import MAX_DEPTH
+
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "memory", "versioning": True}])
+    calls: list[int] = []
+
+    def audit(node: Any, info: dict[str, Any]) -> None:
+        calls.append(1)
+        sm.node("v:audit.log").write_text(f"saw {info['version_id']}")
+
+    sm.on("version_created", audit)
+    with caplog.at_level(logging.ERROR, logger="storied.events"):
+        assert sm.node("v:a.txt").write_text("a") is True
+    assert len(calls) == MAX_DEPTH
+    assert "nested" in caplog.text
+    # every write was journaled, delivered or not
+    assert len([e for e in sm.events("v:") if e.type == "version_created"]) == MAX_DEPTH + 1

@@ -3,7 +3,8 @@
 One :class:`EventBus` per :class:`~storied.core.manager.StorageManager`. Emitters call
 :meth:`EventBus.emit` *after* the operation succeeded; a callback never undoes or fails it:
 whatever a callback raises is logged to the ``storied.events`` logger and swallowed.
-Callbacks run synchronously in the emitting thread, in subscription order.
+Callbacks run synchronously in the emitting thread, in subscription order. A callback may
+write to storage (its events are delivered too), nested at most :data:`MAX_DEPTH` deep.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ EVENTS: tuple[str, ...] = (
     "lock_released",
 )
 _KNOWN = frozenset(EVENTS)
+#: Events emitted from inside callbacks nest at most this deep (per thread); deeper ones are
+#: logged and not delivered, so a callback that writes what it listens to cannot recurse
+#: without end.
+MAX_DEPTH = 8
 
 #: ``callback(node, info)``; ``info`` always holds ``'event'``.
 Callback = Callable[["StorageNode", dict[str, Any]], object]
@@ -88,6 +93,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: list[Subscription] = []
         self._lock = threading.Lock()
+        self._local = threading.local()  # emit nesting depth, per thread
 
     def on(self, event: str, callback: Callback, *, mount: str | None = None,
            path: str | None = None) -> Subscription:
@@ -128,13 +134,22 @@ class EventBus:
         subs = self._subs  # a snapshot: the list is replaced, never changed in place
         if not subs:
             return
+        depth = getattr(self._local, "depth", 0)
+        if depth >= MAX_DEPTH:  # a callback that writes, whose write calls it again, ...
+            log.error("storied event %s on %s not delivered: callbacks nested %d deep (a "
+                      "callback writing what it listens to?)", event, node.fullpath, depth)
+            return
         info = {**info, "event": event}
         mount, path = node.mount_name, node.path
-        for sub in subs:
-            if not sub.active or not sub.matches(event, mount, path):
-                continue
-            try:
-                sub.callback(node, info)
-            except Exception:  # a callback never fails the operation
-                log.exception("storied event callback %r for %s on %s failed",
-                              sub.callback, event, node.fullpath)
+        self._local.depth = depth + 1
+        try:
+            for sub in subs:
+                if not sub.active or not sub.matches(event, mount, path):
+                    continue
+                try:
+                    sub.callback(node, info)
+                except Exception:  # a callback never fails the operation
+                    log.exception("storied event callback %r for %s on %s failed",
+                                  sub.callback, event, node.fullpath)
+        finally:
+            self._local.depth = depth
