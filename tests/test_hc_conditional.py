@@ -128,3 +128,32 @@ def test_mount_without_conditional_writes_refuses_naming_it() -> None:
         with pytest.raises(UnsupportedOperation, match="plainfs"):
             node.write_text("2", **kwargs)
     assert node.read_text() == "1"
+
+
+def test_sftp_a_real_storage_without_conditional_writes(tmp_path: Path) -> None:
+    """SFTP has no conditional writes: conditional calls are refused naming the mount; a
+    versioned SFTP mount still emits and journals its events (one writer process)."""
+    from storied.testing import servers
+
+    handle = servers.start_sftp(tmp_path)
+    try:
+        sm = StorageManager()
+        sm.configure([{"name": "plain", "type": "sftp", **handle.config},
+                      {"name": "hist", "type": "sftp", **handle.config, "path": "h",
+                       "versioning": True}])
+        seen = _events(sm)
+        for mount in ("plain", "hist"):
+            node = sm.node(f"{mount}:a.txt")
+            node.write_text("1")
+            for kwargs in ({"if_match": node.info().etag or "x"}, {"create_only": True}):
+                with pytest.raises(UnsupportedOperation, match=repr(mount)):
+                    node.write_text("2", **kwargs)
+            assert node.read_text() == "1"
+            node.delete()
+        assert seen == ["file_written a.txt", "file_deleted a.txt", "version_created a.txt",
+                        "file_written a.txt", "file_deleted a.txt"]
+        assert [(e.type, e.path) for e in sm.events("hist:")] == [
+            ("version_created", "a.txt"), ("file_deleted", "a.txt")]
+        sm.close()
+    finally:
+        handle.stop()
