@@ -142,4 +142,19 @@ def test_a_manager_used_on_many_loops_keeps_no_semaphore_of_closed_ones(tmp_path
     for i in range(5):
         asyncio.run(one(i))
     gc.collect()
-    assert len(storage._limits) == 0
+    assert len(storage._limit.by_loop) == 0
+
+
+def test_a_node_made_outside_a_loop_works_in_successive_loops() -> None:
+    from storied.testing.mock import MockBackend
+
+    storage = AsyncStorageManager(max_concurrency=1)  # every call after the first waits
+    storage.sync.add_mount({"name": "slow", "backend": MockBackend(latency_ms=20)})
+    node = storage.node("slow:f")  # at import time, as a module would
+
+    async def many() -> None:
+        await asyncio.gather(*(node.write_bytes(b"x") for _ in range(3)))
+
+    asyncio.run(many())
+    asyncio.run(many())  # was: the semaphore "is bound to a different event loop"
+    assert node.sync.read_bytes() == b"x"

@@ -69,7 +69,7 @@ MANAGER_IO = frozenset({
 MANAGER_IO_ITERATORS = frozenset({"events"})
 
 
-def _wrap(value: Any, limit: asyncio.Semaphore) -> Any:
+def _wrap(value: Any, limit: Limits) -> Any:
     """Nodes (also inside lists and tuples, as ``walk`` gives them) come back as async nodes."""
     if isinstance(value, StorageNode):
         return AsyncStorageNode(value, limit)
@@ -90,8 +90,27 @@ def _unwrap(value: Any) -> Any:
     return value.sync if isinstance(value, AsyncStorageNode) else value
 
 
-async def _run(limit: asyncio.Semaphore, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    async with limit:
+class Limits:
+    """``max_concurrency`` as one semaphore per running event loop, looked up at each call (a
+    semaphore belongs to the loop that first waits on it: nodes made outside a loop, or used
+    by several ``asyncio.run`` calls one after the other, must not carry one). Held weakly:
+    a closed loop's semaphore goes with it."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
+        self.by_loop = weakref.WeakKeyDictionary()
+
+    def get(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        found = self.by_loop.get(loop)
+        if found is None:
+            found = self.by_loop[loop] = asyncio.Semaphore(self.most)
+        return found
+
+
+async def _run(limit: Limits, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async with limit.get():
         return await asyncio.to_thread(func, *args, **kwargs)
 
 
@@ -116,7 +135,7 @@ class AsyncFile:
     Calls on one file run one at a time, in order, even after a cancellation.
     """
 
-    def __init__(self, raw: Any, limit: asyncio.Semaphore) -> None:
+    def __init__(self, raw: Any, limit: Limits) -> None:
         self.raw, self._limit = raw, limit
         self._turn = threading.Lock()  # held by the worker thread running a call
         self._closed = False
@@ -217,7 +236,7 @@ class _Opening:
 class AsyncStorageNode:
     """The async face of a :class:`~storied.core.node.StorageNode` (``.sync`` is that node)."""
 
-    def __init__(self, node: StorageNode, limit: asyncio.Semaphore) -> None:
+    def __init__(self, node: StorageNode, limit: Limits) -> None:
         self.sync, self._limit = node, limit
 
     def __getattr__(self, name: str) -> Any:
@@ -280,27 +299,7 @@ class AsyncStorageManager:
     def __init__(self, storage: StorageManager | None = None, max_concurrency: int = 32) -> None:
         self.sync = storage if storage is not None else StorageManager()
         self._max = max_concurrency
-        # weak: a closed loop's semaphore goes with it (a process running many loops)
-        self._limits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
-        self._limits = weakref.WeakKeyDictionary()
-        self._no_loop: asyncio.Semaphore | None = None
-
-    @property
-    def _limit(self) -> asyncio.Semaphore:
-        """One semaphore per event loop (a semaphore belongs to the loop that uses it)."""
-        loop: asyncio.AbstractEventLoop | None
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        if loop is None:
-            if self._no_loop is None:
-                self._no_loop = asyncio.Semaphore(self._max)
-            return self._no_loop
-        found = self._limits.get(loop)
-        if found is None:
-            found = self._limits[loop] = asyncio.Semaphore(self._max)
-        return found
+        self._limit = Limits(max_concurrency)
 
     def node(self, *args: Any, **kwargs: Any) -> AsyncStorageNode:
         """Like :meth:`StorageManager.node` (no I/O)."""
