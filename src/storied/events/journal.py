@@ -228,6 +228,9 @@ class JournalStore:
         Raises:
             StorageNotFoundError: ``since`` is older than the oldest kept entry (expired);
                 the message says which entries are kept.
+            InvalidArgumentError: ``since`` is ahead of the journal (neither it nor anything
+                after it exists).
+            InvalidContentError: An entry is not a JSON object.
         """
         start = since + 1 if since is not None else max(self.head(), 1)
         bucket, expected = start // BUCKET, start
@@ -371,7 +374,8 @@ class Journal:
         ``limit``, only those at or below mount-relative ``path``.
 
         Raises:
-            InvalidArgumentError: A malformed cursor or limit.
+            InvalidArgumentError: A malformed cursor or limit (at the call), or a cursor ahead
+                of the journal (when iterating).
             StorageNotFoundError: ``since`` has expired (older than the oldest kept entry).
         """
         after = parse_cursor(since) if since is not None else None
