@@ -204,7 +204,8 @@ class EventMethods:
 
         Raises:
             UnsupportedOperation: The mount keeps no history (so no journal).
-            InvalidArgumentError: A malformed prefix, cursor or limit.
+            InvalidArgumentError: A malformed prefix, cursor or limit (at the call); a cursor
+                ahead of the journal, e.g. another mount's (when iterating).
             StorageNotFoundError: ``since`` has expired (older than the oldest kept entry).
         """
         journal, below = _journal_of(_m(self), prefix)
