@@ -34,7 +34,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import unquote, urlsplit
 
 from storied.errors import StorageError
-from storied.events.webhook_journal import BATCH, MIN_GAP, JournalSource
+from storied.events.webhook_journal import BATCH, JournalSource
 from storied.events.webhook_spool import Message, Spool
 from storied.events.webhooks import Webhook, redact_url
 
@@ -262,7 +262,7 @@ class Worker:
             log.warning("webhook %s: cannot read the journal of %s (%s); next try in %.1f s",
                         redact_url(self.hook.url), source.mount, exc, wait)
             source.backlog, source.due = False, True  # still pending
-            source.read_at = time.monotonic() + wait - MIN_GAP
+            source.read_at = time.monotonic() + wait - source.gap
             return True
         source.errors = 0
         done: str | None = None
