@@ -164,3 +164,26 @@ def test_cp_delete_refuses_overlap_through_two_s3_mounts_of_one_bucket(
         assert code == 1 and "--delete" in out, (source, dest, out)
     assert storage.node("s3:data/src/a.txt").read_text() == "A"
     assert storage.node("s3:data/keep.txt").read_text() == "K"
+
+
+def test_rm_r_refuses_a_portable_history_reached_through_another_s3_mount(
+        tmp_path: Path, moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"r1-hist-{uuid.uuid4().hex[:10]}")
+    common = {"type": "s3", "bucket": bucket, "key": "testing", "secret": "testing",
+              "endpoint_url": moto.endpoint_url}
+    mounts = [{"name": "raw", **common},
+              {"name": "docs", **common, "base_path": "docs", "versioning": True}]
+    (tmp_path / "storied.yaml").write_text(json.dumps(mounts))
+    storage = StorageManager()
+    storage.configure(str(tmp_path / "storied.yaml"))
+    storage.node("docs:a.txt").write_text("1")
+    storage.node("raw:other/b.txt").write_text("b")
+    for word in ("raw:docs", "raw:"):
+        code, out = run(tmp_path, "rm", "-r", word)
+        assert code == 1 and "'docs'" in out, (word, out)
+    assert storage.node("docs:a.txt").read_text() == "1"
+    code, out = run(tmp_path, "rm", "-r", "raw:other")
+    assert code == 0, out
+    code, out = run(tmp_path, "rm", "-r", "docs:")  # through its own mount: recorded
+    assert code == 0, out
+    assert storage.verify("docs:").stale == []

@@ -187,6 +187,34 @@ def _refuse_root(node: Any, word: str, action: str) -> None:
         raise click.ClickException(f"{word}: refusing to {action} '/'")
 
 
+def _versioned_below(storage: Any, node: Any) -> str | None:
+    """Where a versioned mount's history lies at or below ``node`` when reached by another
+    name: a ``.storied`` history found on disk (local trees), or a configured mount with a
+    portable history (any storage: two S3 mounts of one bucket) whose root is at or below
+    ``node``'s location. None when there is none (a native history records deletes made
+    through any name: the storage keeps the versions)."""
+    found = _history_below(node)
+    if found is not None:
+        return found
+    from storied.errors import StorageError
+    from storied.paths import is_under
+
+    key, path = node._be.location(node.path)
+    for name in storage.get_mount_names():
+        if name in (node.mount_name, _LOCAL):
+            continue
+        try:
+            history = storage.history(name)
+            if history is None or history.name != "portable":
+                continue
+            mkey, mpath = storage.node(f"{name}:")._be.location("")
+        except StorageError:
+            continue  # a broken mount is not this command's business
+        if mkey == key and is_under(mpath, path):
+            return f"mount {name!r}"
+    return None
+
+
 def _history_below(node: Any) -> str | None:
     """The first ``.storied`` directory (a versioned mount's history) below a local ``node``,
     or None. Deleting that tree by another name (a local path, a mount of a parent) removes
@@ -261,7 +289,7 @@ def cp(ctx: click.Context, source: str, dest: str, recursive: bool, skip: str,
     wanted = {_rel(f, src) for f in _files(src)}
     extra = ([f for f in _files(target) if _rel(f, target) not in wanted]
              if delete and target.is_dir() else [])
-    history = _history_below(target) if extra else None
+    history = _versioned_below(storage, target) if extra else None
     if history is not None:
         raise click.ClickException(
             f"{dest}: holds a versioned mount's files and history ({history}); --delete "
@@ -313,7 +341,7 @@ def mv(ctx: click.Context, source: str, dest: str, dry_run: bool) -> None:
     if dest.endswith("/") or (target.is_dir() and not src.is_dir()):
         target = target.child(src.basename)
     _refuse_root(src, source, "move")
-    history = _history_below(src)
+    history = _versioned_below(storage, src)
     if history is not None:
         raise click.ClickException(
             f"{source}: holds a versioned mount's files and history ({history}); moving it "
@@ -348,7 +376,7 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool, force: bool,
         if node.is_dir() and not recursive:
             raise click.ClickException(f"{word}: is a directory (use -r)")
         _refuse_root(node, word, "remove")
-        history = _history_below(node) if recursive else None
+        history = _versioned_below(storage, node) if recursive else None
         if history is not None:
             raise click.ClickException(
                 f"{word}: holds a versioned mount's files and history ({history}); delete "
