@@ -420,3 +420,19 @@ def test_a_dropped_manager_stops_its_threads(receiver: Receiver, tmp_path: Path)
     while any(t.name == name for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(t.name == name for t in threading.enumerate())
+
+
+def test_secret_rotation_signs_with_each(storage: StorageManager, receiver: Receiver,
+                                         tmp_path: Path) -> None:
+    new, old = "whsec_" + "bmV3LXNlY3JldC1mb3ItdGhlLWhvb2s=", SECRET
+    storage.add_webhook(receiver.url, secret=[new, old], outbox=tmp_path / "o")
+    emit(storage, 1)
+    assert storage.flush_webhooks(timeout=5)
+    headers, body = receiver.delivered[0]
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    for secret in (new, old):  # receivers not yet rotated, and those already rotated
+        standardwebhooks.Webhook(secret).verify(body, headers)
+    with pytest.raises(standardwebhooks.WebhookVerificationError):
+        standardwebhooks.Webhook("whsec_" + "b3RoZXI=").verify(body, headers)
+    with pytest.raises(InvalidArgumentError):
+        storage.add_webhook(receiver.url, secret=[], outbox=tmp_path / "o2")

@@ -27,6 +27,7 @@ from storied.events.webhook_spool import Spool, default_root
 from storied.events.webhook_worker import Worker
 from storied.events.webhooks import (
     RetryPolicy,
+    Secret,
     Webhook,
     endpoint_key,
     message_body,
@@ -119,7 +120,7 @@ class WebhookMethods:
         return self._webhook_registry
 
     def add_webhook(self, url: str, events: Iterable[str] | None = None,
-                    secret: str | bytes | None = None, mount: str | None = None,
+                    secret: Secret | Sequence[Secret] | None = None, mount: str | None = None,
                     timeout: float = 15, *, retry: RetryPolicy | Sequence[float] | None = None,
                     outbox: str | os.PathLike[str] | None = None) -> Webhook:
         """POST every event in ``events`` (None or ``'*'``: all) on ``mount`` (None: every
@@ -141,7 +142,8 @@ class WebhookMethods:
                 are not followed.
             events: Event names (see :data:`storied.events.EVENTS`).
             secret: ``whsec_`` + base64 (Standard Webhooks), another string (its UTF-8 bytes
-                are the key) or bytes; None sends unsigned messages.
+                are the key) or bytes; a list of them while rotating (one signature each, the
+                receiver accepts any); None sends unsigned messages.
             mount: Only events of this mount.
             timeout: Seconds one delivery attempt may take in all (0 < timeout <= 300).
             retry: A :class:`~storied.events.webhooks.RetryPolicy` or a list of delays.
@@ -355,7 +357,8 @@ class WebhookMethods:
         for hook in hooks:
             self._stop_webhook(hook.key)  # the mount may have changed: open its journal again
             try:
-                self.add_webhook(hook.url, hook.events, hook._key, name, hook.timeout)
+                self.add_webhook(hook.url, hook.events, list(hook._keys) or None, name,
+                                 hook.timeout)
             except InvalidArgumentError as exc:  # the outbox directory is unusable
                 log.error("mount %r: webhook %s not registered: %s", name,
                           redact_url(hook.url), exc)

@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import json
 import random
-import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ __all__ = [
     "new_message_id",
     "redact_url",
     "secret_key",
+    "secret_keys",
     "sign",
 ]
 
@@ -183,6 +183,29 @@ def secret_key(secret: str | bytes | None) -> bytes | None:
     return key
 
 
+#: One secret: ``whsec_`` + base64, another string, or the key bytes.
+Secret = str | bytes
+
+
+def secret_keys(secret: Secret | Sequence[Secret] | None) -> tuple[bytes, ...]:
+    """The HMAC keys of ``secret``: one per secret of a list (a rotation: the new one and the
+    old one, each signature sent), none for None.
+
+    Raises:
+        InvalidArgumentError: As :func:`secret_key`, or an empty list.
+    """
+    if secret is None:
+        return ()
+    if isinstance(secret, (str, bytes)):
+        secrets: Sequence[Secret] = [secret]
+    elif isinstance(secret, Sequence) and secret:
+        secrets = secret
+    else:
+        raise InvalidArgumentError("Webhook secret: a string, bytes or a non-empty list of them")
+    keys = tuple(secret_key(one) for one in secrets)
+    return tuple(k for k in keys if k is not None)
+
+
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` value: ``v1,<base64 HMAC-SHA256("{id}.{ts}.{body}")>``."""
     mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
@@ -268,8 +291,9 @@ class Webhook:
         key: The endpoint's persisted identity (:func:`endpoint_key`).
     """
 
-    def __init__(self, url: str, events: Iterable[str] | None = None, secret: str | bytes | None
-                 = None, mount: str | None = None, timeout: float = 15.0,
+    def __init__(self, url: str, events: Iterable[str] | None = None,
+                 secret: Secret | Sequence[Secret] | None = None, mount: str | None = None,
+                 timeout: float = 15.0,
                  retry: RetryPolicy | Sequence[float] | None = None) -> None:
         self.url = check_url(url)
         if events is None:
@@ -290,16 +314,15 @@ class Webhook:
             )
         self.timeout = float(timeout)
         self.retry = RetryPolicy.of(retry)
-        self._key = secret_key(secret)
+        self._keys = secret_keys(secret)
         self.key = endpoint_key(url, mount)
-        self._state = threading.Lock()
         self.disabled = False  #: True after the endpoint answered 410 Gone
         self.removed = False
 
     @property
     def signed(self) -> bool:
         """True when deliveries carry a ``webhook-signature``."""
-        return self._key is not None
+        return bool(self._keys)
 
     def wants(self, event: str, mount: str | None) -> bool:
         """True when this endpoint receives ``event`` on ``mount``."""
@@ -312,14 +335,15 @@ class Webhook:
     def headers(self, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
         """The Standard Webhooks headers of one attempt."""
         out = {"webhook-id": msg_id, "webhook-timestamp": str(timestamp)}
-        if self._key is not None:
-            out["webhook-signature"] = sign(self._key, msg_id, timestamp, body)
+        if self._keys:  # several while a secret is rotated: receivers accept any of them
+            out["webhook-signature"] = " ".join(sign(k, msg_id, timestamp, body)
+                                                for k in self._keys)
         return out
 
     def _update(self, other: Webhook) -> None:
         """Take ``other``'s settings (the same endpoint registered again)."""
         self.events, self.timeout, self.retry = other.events, other.timeout, other.retry
-        self._key = other._key
+        self._keys = other._keys
         self.removed = False
 
     def __repr__(self) -> str:
