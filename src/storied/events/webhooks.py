@@ -9,7 +9,8 @@ as an HTTP POST with the Standard Webhooks headers:
 - ``webhook-id``: the message id, stable across retries (receivers deduplicate on it);
 - ``webhook-timestamp``: the attempt's Unix time (receivers reject one > 5 minutes off, so it
   is taken again at each attempt and the signature recomputed);
-- ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``.
+- ``webhook-signature``: ``v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``; with a
+  list of secrets (a rotation) one such signature per secret, space-separated.
 
 Secrets: ``whsec_`` + base64 (the Standard Webhooks form: the key is the decoded bytes), or any
 other string, whose UTF-8 bytes are the key (a receiver verifies with
