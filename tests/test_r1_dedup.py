@@ -261,3 +261,23 @@ def test_a_plain_mount_that_used_locks_still_deduplicates(tmp_path: Path) -> Non
         pass
     assert (base / ".storied").is_dir()  # the locks' area, no history
     assert storage.deduplicate("m:", strategy="delete")["bytes_reclaimed"] == len(DATA)
+
+
+def test_delete_refuses_a_portable_history_reached_through_another_s3_mount(
+        moto: MotoHandle) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"r1-fh-{uuid.uuid4().hex[:10]}")
+    common = {"type": "s3", "bucket": bucket, "key": "testing", "secret": "testing",
+              "endpoint_url": moto.endpoint_url}
+    storage = StorageManager()
+    storage.configure([{"name": "raw", **common},
+                       {"name": "docs", **common, "base_path": "docs", "versioning": True}])
+    storage.node("docs:a.txt").write_bytes(DATA)
+    storage.node("docs:b.txt").write_bytes(DATA)
+    storage.node("raw:a_loose.txt").write_bytes(DATA)
+    storage.node("raw:z_loose.txt").write_bytes(DATA)
+    report = storage.deduplicate("raw:", strategy="delete",
+                                 keep=lambda g: storage.node("raw:a_loose.txt"))
+    (group,) = report["groups"]
+    assert group["done"] == ["raw:z_loose.txt"], report
+    assert sorted(s["path"] for s in group["skipped"]) == ["raw:docs/a.txt", "raw:docs/b.txt"]
+    assert storage.verify("docs:").stale == []

@@ -39,6 +39,7 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.optimize.dedup import DuplicateGroup, Member, find_duplicates, full_sha256
+from storied.paths import is_under
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
@@ -160,8 +161,42 @@ def _hardlink(survivor: Member, member: Member, etag: str | None) -> None:
             raise
 
 
+Roots = list[tuple[Any, str, str]]
+
+
+def _foreign_roots(manager: StorageManager, prefix: str) -> Roots:
+    """``(storage key, path, name)`` of each other configured mount that keeps a portable
+    history (a delete by another name records nothing in it; a native history keeps the
+    storage's own versions whatever name deleted)."""
+    own = manager.node(prefix).mount_name
+    found: Roots = []
+    for name in manager.get_mount_names():
+        if name == own:
+            continue
+        try:
+            history = manager.history(name)
+            if history is None or history.name != "portable":
+                continue
+            key, path = manager.node(f"{name}:")._be.location("")
+        except StorageError:
+            continue
+        found.append((key, path, name))
+    return found
+
+
+def _refuse_foreign(member: Member, roots: Roots) -> None:
+    if not roots:
+        return
+    key, path = member.node._be.location(member.node.path)
+    for rkey, rpath, name in roots:
+        if rkey == key and is_under(path, rpath):
+            raise UnsupportedOperation(
+                f"it is a file of versioned mount {name!r}: deduplicate through that mount, "
+                "so that its history records the delete")
+
+
 def _apply(group: DuplicateGroup, strategy: str, keep: Keep | None,
-           dry_run: bool) -> dict[str, Any]:
+           dry_run: bool, roots: Roots) -> dict[str, Any]:
     survivor = _survivor(group, keep)
     row: dict[str, Any] = {"digest": group.digest, "size": group.size,
                            "kept": survivor.node.fullpath, "done": [], "skipped": []}
@@ -185,6 +220,7 @@ def _apply(group: DuplicateGroup, strategy: str, keep: Keep | None,
                 raise UnsupportedOperation(
                     "a symbolic link names it (deleting it would leave the link dangling)")
             if strategy == "delete":
+                _refuse_foreign(member, roots)
                 _delete(member, etag)
             else:
                 _hardlink(survivor, member, etag)
@@ -217,7 +253,8 @@ def deduplicate(manager: StorageManager, prefix: str, strategy: str = "reference
             "strategy='reference' is not available yet; use 'hardlink' (local mounts) or "
             "'delete' (destructive; history keeps the content on versioned mounts)")
     groups = find_duplicates(manager, prefix)
-    rows = [_apply(g, strategy, keep, dry_run) for g in groups]
+    roots = _foreign_roots(manager, prefix) if strategy == "delete" and groups else []
+    rows = [_apply(g, strategy, keep, dry_run, roots) for g in groups]
     reclaimed = sum(g.size * len(r["done"]) for g, r in zip(groups, rows, strict=True))
     return {"strategy": strategy, "dry_run": dry_run, "bytes_reclaimed": reclaimed,
             "groups": rows}
