@@ -300,3 +300,27 @@ def test_relative_mount_gets_its_own_events_with_its_paths(data: Path, receiver:
                                                                 ("storied://sub", "y.txt")]
     finally:
         storage.close_webhooks()
+
+
+def test_file_written_on_a_versioned_mount_comes_from_the_journal(
+        data: Path, receiver: Receiver, tmp_path: Path) -> None:
+    storage = versioned(data)
+    try:
+        storage.add_webhook(receiver.url, events=["file_written", "version_created"],
+                            secret=SECRET, mount="v", outbox=tmp_path / "o")
+        storage.node("v:a.txt").write_text("12345")
+        with storage.node("v:b.txt").open("w") as handle:
+            handle.write("xy")
+        assert storage.flush_webhooks(timeout=10)
+        assert list((tmp_path / "o").rglob("*.msg")) == []  # none through the spool
+        found = subjects_and_ids(receiver)
+        assert sorted(found) == ["storied.file.written a.txt", "storied.file.written b.txt",
+                                 "storied.version.created a.txt",
+                                 "storied.version.created b.txt"]
+        assert len(receiver.delivered) == 4  # each once: the bus copies were not sent
+        sizes = {json.loads(body)["subject"]: json.loads(body)["data"]["size"]
+                 for _, body in receiver.delivered
+                 if json.loads(body)["type"] == "storied.file.written"}
+        assert sizes == {"a.txt": 5, "b.txt": 2}
+    finally:
+        storage.close_webhooks()

@@ -290,8 +290,8 @@ class WebhookMethods:
         with self._hooks.lock:
             workers = list(self._hooks.workers.values())
         targets = [w for w in workers if w.hook.wants(event, mount)]
-        if event in _journaled():
-            store = _store_of(node)
+        if event in _journaled() or (event == "file_written" and _store_of(node) is not None):
+            store = _store_of(node)  # (a versioned write's file_written is its journal entry)
             for worker in workers:  # the journal has it: its readers (any mount on it) look
                 if store is not None and any(j.journal.store is store for j in worker.journals):
                     worker.wake(journal=store)

@@ -196,10 +196,22 @@ class JournalSource:
             return False
         return self.cursor is not None and not _later(tail, self.cursor)
 
-    def message(self, event: Event) -> Message:
-        """The message of ``event`` (its id is the event's: stable in every process)."""
-        msg_id = f"msg_{event.id}"
-        body = message_body(msg_id, event.type, self.mount, event.path, event.info, event.time)
+    def messages(self, event: Event) -> list[Message]:
+        """The messages ``event`` gives this endpoint (ids derived from the event's: stable in
+        every process). A ``version_created`` entry is also the write's ``file_written`` (the
+        journal records one entry per write), so that event is as durable as the version."""
+        out = []
+        if self.hook.wants(event.type, self.mount):
+            out.append(self._message(f"msg_{event.id}", event.type, event, event.info))
+        if event.type == "version_created" and self.hook.wants("file_written", self.mount):
+            info = event.info
+            written = {"path": event.path, "size": info.get("size"), "etag": info.get("etag"),
+                       "version_id": event.version_id or info.get("version_id")}
+            out.append(self._message(f"msg_{event.id}_w", "file_written", event, written))
+        return out
+
+    def _message(self, msg_id: str, kind: str, event: Event, info: dict[str, object]) -> Message:
+        body = message_body(msg_id, kind, self.mount, event.path, dict(info), event.time)
         return Message(event.cursor, msg_id, event.time.timestamp(),
                        self.attempts.get(msg_id, 0), body)
 

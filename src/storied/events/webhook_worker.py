@@ -271,8 +271,7 @@ class Worker:
             if self._stop.is_set():
                 verdict = "stop"
                 break
-            if self.hook.wants(event.type, source.mount):
-                message = source.message(event)
+            for message in source.messages(event):
                 verdict = self._deliver(message)
                 if verdict == "retry":
                     source.attempts[message.id] = message.attempts
@@ -280,6 +279,8 @@ class Worker:
                 if verdict == "gone":
                     break
                 source.attempts.pop(message.id, None)
+            if verdict in ("retry", "gone"):
+                break
             done = event.cursor
         if done is not None:
             try:
