@@ -9,7 +9,12 @@ from pathlib import Path
 import pytest
 
 from storied import StorageManager
-from storied.errors import InvalidPathError, PathEscapeError, ReadOnlyVersionError
+from storied.errors import (
+    InvalidPathError,
+    PathEscapeError,
+    ReadOnlyVersionError,
+    UnsupportedOperation,
+)
 from storied.fsspec import StoriedFileSystem
 
 
@@ -102,3 +107,15 @@ def test_pandas_cannot_write_through_a_readonly_mount(tmp_path: Path) -> None:
                                             storage_options={"storage": storage})
     assert sorted(p.name for p in (tmp_path / "ro").iterdir()) == ["x.csv"]
     assert (tmp_path / "ro" / "x.csv").read_text() == "a\n1\n"
+
+
+def test_a_versioned_mount_reached_through_another_mount_is_not_deleted(
+        fs: StoriedFileSystem, tmp_path: Path) -> None:
+    fs.storage.add_mount({"name": "raw", "type": "local", "base_path": str(tmp_path)})
+    for call in (lambda: fs.rm("raw/v", recursive=True), lambda: fs.rm_file("raw/v/a/f.txt"),
+                 lambda: fs.mv("raw/v/a", "raw/elsewhere", recursive=True)):
+        with pytest.raises(UnsupportedOperation, match="versioned mount 'v'"):
+            call()
+    assert fs.cat_file("v/a/f.txt") == b"2"
+    fs.rm("raw/p/qax.txt")  # the plain mount's files: no history to keep in step
+    assert fs.storage.verify("v:").stale == []

@@ -98,6 +98,18 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
     def _pinned(self) -> bool:
         return self.version is not None or self.as_of is not None
 
+    def _not_foreign(self, node: StorageNode, seen: dict[str, Any] | None = None) -> None:
+        """Refuse deleting or moving files of another mount's portable history by this name
+        (nothing would be recorded; that mount's verify would call them stale). ``seen``
+        keeps each mount's answer for one call."""
+        from storied.optimize.apply import foreign_roots, refuse_foreign
+
+        seen = {} if seen is None else seen
+        mount = str(node.mount_name)
+        if mount not in seen:
+            seen[mount] = foreign_roots(self.storage, f"{mount}:")
+        refuse_foreign(node, seen[mount])
+
     def _changing(self, path: str) -> str:
         """The stripped ``path`` of a change (write, delete, move, mkdir), refused on a pinned
         filesystem, for a ``?version=`` path (deleting "a version" must never delete the
@@ -214,6 +226,7 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
         node = self._node(path)
         if node.is_dir():
             raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+        self._not_foreign(node)
         node.delete()
 
     def rm(self, path: Any, recursive: bool = False, maxdepth: int | None = None) -> None:
@@ -232,9 +245,12 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
             if recursive and self.isdir(stripped):
                 targets += [self._strip_protocol(p)
                             for p in self.find(stripped, withdirs=True, maxdepth=maxdepth)]
-        for p in sorted(set(targets), key=len, reverse=True):  # files and children first
+        nodes = [self._node(p) for p in sorted(set(targets), key=len, reverse=True)]
+        seen: dict[str, Any] = {}
+        for node in nodes:  # all checked before anything is deleted
+            self._not_foreign(node, seen)
+        for node in nodes:  # files and children first
             try:
-                node = self._node(p)
                 node.delete(recursive=recursive and node.is_dir())
             except StorageNotFoundError:
                 continue
@@ -254,7 +270,9 @@ class StoriedFileSystem(AbstractFileSystem):  # type: ignore[misc]
         copy, then the source deleted once all is copied, across mounts; a no-op onto the
         same storage location through another mount (copy-then-delete would lose it)."""
         src_path, dest_path = self._changing(path1), self._changing(path2)
-        self._node(src_path).move_to(self._node(dest_path))
+        src = self._node(src_path)
+        self._not_foreign(src)
+        src.move_to(self._node(dest_path))
         return None
 
     def created(self, path: str) -> datetime:

@@ -44,7 +44,7 @@ from storied.paths import is_under
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
 
-__all__ = ["STRATEGIES", "deduplicate", "is_history"]
+__all__ = ["STRATEGIES", "deduplicate", "foreign_roots", "is_history", "refuse_foreign"]
 
 STRATEGIES = ("reference", "hardlink", "delete")
 Keep = Callable[[DuplicateGroup], Any]
@@ -164,7 +164,7 @@ def _hardlink(survivor: Member, member: Member, etag: str | None) -> None:
 Roots = list[tuple[Any, str, str]]
 
 
-def _foreign_roots(manager: StorageManager, prefix: str) -> Roots:
+def foreign_roots(manager: StorageManager, prefix: str) -> Roots:
     """``(storage key, path, name)`` of each other configured mount that keeps a portable
     history (a delete by another name records nothing in it; a native history keeps the
     storage's own versions whatever name deleted)."""
@@ -184,10 +184,11 @@ def _foreign_roots(manager: StorageManager, prefix: str) -> Roots:
     return found
 
 
-def _refuse_foreign(member: Member, roots: Roots) -> None:
+def refuse_foreign(node: Any, roots: Roots) -> None:
+    """UnsupportedOperation when ``node`` lies in one of ``roots`` (:func:`foreign_roots`)."""
     if not roots:
         return
-    key, path = member.node._be.location(member.node.path)
+    key, path = node._be.location(node.path)
     for rkey, rpath, name in roots:
         if rkey == key and is_under(path, rpath):
             raise UnsupportedOperation(
@@ -220,7 +221,7 @@ def _apply(group: DuplicateGroup, strategy: str, keep: Keep | None,
                 raise UnsupportedOperation(
                     "a symbolic link names it (deleting it would leave the link dangling)")
             if strategy == "delete":
-                _refuse_foreign(member, roots)
+                refuse_foreign(member.node, roots)
                 _delete(member, etag)
             else:
                 _hardlink(survivor, member, etag)
@@ -253,7 +254,7 @@ def deduplicate(manager: StorageManager, prefix: str, strategy: str = "reference
             "strategy='reference' is not available yet; use 'hardlink' (local mounts) or "
             "'delete' (destructive; history keeps the content on versioned mounts)")
     groups = find_duplicates(manager, prefix)
-    roots = _foreign_roots(manager, prefix) if strategy == "delete" and groups else []
+    roots = foreign_roots(manager, prefix) if strategy == "delete" and groups else []
     rows = [_apply(g, strategy, keep, dry_run, roots) for g in groups]
     reclaimed = sum(g.size * len(r["done"]) for g, r in zip(groups, rows, strict=True))
     return {"strategy": strategy, "dry_run": dry_run, "bytes_reclaimed": reclaimed,
