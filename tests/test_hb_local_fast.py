@@ -13,7 +13,12 @@ import pytest
 from storied import StorageManager
 from storied.backends import _local_fs, _local_write
 from storied.backends.local import TMP_MARK, LocalBackend
-from storied.errors import StorageAlreadyExistsError, StorageNotFoundError
+from storied.errors import (
+    PathEscapeError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+    StoragePermissionError,
+)
 from storied.info import WriteMode
 
 
@@ -164,3 +169,54 @@ def test_temp_names_stay_short(tmp_path: Path) -> None:
         assert (tmp_path / "n" / name).read_bytes() == b"2"
     assert _local_fs.temp_name("a" * 200, "-s").startswith("." + "a" * 64 + "-s")
     assert len(_local_fs.temp_name("é" * 200, "-s").encode()) <= 1 + 64 + 2
+
+
+def test_emptying_the_filesystem_root_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mount of ``/`` never empties it (``rm --preserve-root``). Tested on a directory
+    that the backend is made to take for ``/`` (a failure then empties only tmp_path)."""
+    b = LocalBackend(str(tmp_path))
+    b.write("a/b", b"1")
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: real_stat(
+        tmp_path if p == "/" else p, *a, **k))
+    with pytest.raises(StoragePermissionError):
+        b.delete("", recursive=True)
+    with pytest.raises(StoragePermissionError):
+        b.delete("a/..", recursive=True)  # the same directory by another path
+    assert _all(tmp_path) == ["a", "a/b"]
+    monkeypatch.setattr(os, "stat", real_stat)
+    b.delete("", recursive=True)  # any other base still empties
+    assert _all(tmp_path) == [] and tmp_path.is_dir()
+
+
+@pytest.mark.parametrize("openat2", [True, False])
+def test_a_final_dotdot_never_reaches_the_base_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, openat2: bool
+) -> None:
+    """ADR 0003: ``..`` above the base is an escape, also as a path's last name (it used to
+    name the base's parent: listed, walked, and a recursive delete would have emptied it)."""
+    if not openat2:
+        monkeypatch.setattr(_local_fs, "OPENAT2", None)
+    base, victim = tmp_path / "base", tmp_path / "victim"
+    (base / "sub").mkdir(parents=True)
+    victim.mkdir()
+    (victim / "file").write_bytes(b"keep")
+    b = LocalBackend(str(base))
+    b.write("sub/x", b"x")
+    calls = {
+        "info": lambda p: b.info(p), "exists": lambda p: b.exists(p),
+        "list": lambda p: list(b.list(p)), "list_names": lambda p: list(b.list_names(p)),
+        "list_file_names": lambda p: b.list_file_names(p), "walk": lambda p: list(b.walk(p)),
+        "read_bytes": lambda p: b.read_bytes(p), "dir_stamp": lambda p: b.dir_stamp(p),
+        "delete": lambda p: b.delete(p, recursive=True),
+        "mkdir": lambda p: b.mkdir(p, exist_ok=True),
+    }  # fmt: skip
+    for name, call in calls.items():
+        for path in ("..", "sub/../..", "../victim", "sub/../../victim/file"):
+            with pytest.raises(PathEscapeError):
+                call(path)
+            assert (victim / "file").read_bytes() == b"keep", (name, path)
+    assert [n for n, _ in b.list_names("sub/..")] == ["sub"]  # the root itself, inside
+    assert b.info("sub/..").is_dir

@@ -273,7 +273,7 @@ class Walk:
         head, _, name = path.rpartition("/")
         if head:
             self.descend(head.split("/"))
-        return self.open(name or ".", flags)
+        return self.open(self.last(name), flags)
 
     def open_listing_beneath(self, path: str) -> bool:
         """:meth:`open_listing` of ``path`` (several names) below the root: one ``openat2``
@@ -285,7 +285,16 @@ class Walk:
         head, _, name = path.rpartition("/")
         if head:
             self.descend(head.split("/"))
-        return self.open_listing(name)
+        return self.open_listing(self.last(name))
+
+    def last(self, name: str) -> str:
+        """The name to act on for a path's last name ``name``: ``'.'`` for an empty one, and a
+        final ``..`` is walked up like any other (a :class:`PathEscapeError` above the root:
+        never the base's parent) and becomes ``'.'``."""
+        if name == "..":
+            self.descend([".."])
+            return "."
+        return name or "."
 
     def open_listing(self, name: str) -> bool:
         """Stand in directory ``name`` to list it; False (and nothing to list) when ``name``

@@ -157,7 +157,7 @@ class At:
                         kept = walk.detach()
                         if kept is not None:
                             held[(root_fd, head)] = kept
-            return walk, name or "."
+            return walk, walk.last(name)
         except BaseException as exc:
             self._close()
             if isinstance(exc, OSError) and not isinstance(exc, StorageError):

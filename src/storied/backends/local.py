@@ -86,6 +86,7 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageNotFoundError,
+    StoragePermissionError,
 )
 from storied.info import Data, Info, WriteMode, check_range
 
@@ -372,12 +373,21 @@ class LocalBackend(Backend):
     @fresh_root
     def delete(self, path: str, *, recursive: bool = False) -> None:
         """Delete ``path``; a link is removed itself, never its target. Deleting the root
-        empties the base directory, which stays (it is the mount's configuration)."""
+        empties the base directory, which stays (it is the mount's configuration); emptying
+        the filesystem's own root (a mount of ``/``) is refused (``rm --preserve-root``).
+
+        Raises:
+            StoragePermissionError: a recursive delete would empty ``/``.
+        """
         with self._walk(path) as (walk, name):
             if name == ".":
                 fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=walk.fd)
                 try:
                     if recursive:
+                        st, top = os.fstat(fd), os.stat("/")
+                        if (st.st_dev, st.st_ino) == (top.st_dev, top.st_ino):
+                            raise StoragePermissionError(
+                                f"Refusing to empty the filesystem root: {path!r}")
                         clear_dir(fd)
                     elif scan(fd):
                         raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
