@@ -4,6 +4,7 @@ when two names (two mounts of one directory, a local path and a mount) reach one
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from pathlib import Path
 
@@ -187,3 +188,19 @@ def test_rm_r_refuses_a_portable_history_reached_through_another_s3_mount(
     code, out = run(tmp_path, "rm", "-r", "docs:")  # through its own mount: recorded
     assert code == 0, out
     assert storage.verify("docs:").stale == []
+
+
+def test_dupes_and_dedup_take_a_local_directory_without_configuration(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    for name in ("a.bin", "b.bin"):
+        (tmp_path / "d" / name).write_bytes(b"dup!" * 64)
+    runner = CliRunner()
+    with runner.isolated_filesystem(temp_dir=tmp_path):  # no storied.yaml here
+        result = runner.invoke(cli, ["dupes", str(tmp_path / "d"), "--json"])
+        assert result.exit_code == 0, result.output
+        (group,) = json.loads(result.stdout)
+        assert group["paths"] == [str(tmp_path / "d" / "a.bin"), str(tmp_path / "d" / "b.bin")]
+        result = runner.invoke(cli, ["dedup", str(tmp_path / "d"), "--strategy", "hardlink"])
+        assert result.exit_code == 0, result.output
+        assert f"hardlink {tmp_path / 'd' / 'b.bin'}" in result.stdout
+    assert os.stat(tmp_path / "d" / "a.bin").st_ino == os.stat(tmp_path / "d" / "b.bin").st_ino

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from storied.cli.jsonout import json_option, print_json
 
 __all__ = ["register"]
+
+
+def _where(ctx: click.Context, prefix: str) -> tuple[Any, str]:
+    """The manager and ``mount:path`` of PREFIX: a configured mount path, a URL, or a local
+    directory (through the CLI's implicit local mount; no configuration needed)."""
+    from storied.cli.files import resolve, storage_for
+    from storied.core.urls import is_url
+
+    storage = storage_for(ctx, prefix)
+    if is_url(prefix):
+        return storage, prefix
+    return storage, str(resolve(storage, prefix).fullpath)
+
+
+def _shown(fullpath: str) -> str:
+    """A path as the user gave it: local files as paths, others as ``mount:path``."""
+    from storied.cli.files import _LOCAL
+
+    mount, _, rest = fullpath.partition(":")
+    return "/" + rest if mount == _LOCAL else fullpath
 
 
 @click.command("dupes")
@@ -16,19 +38,22 @@ __all__ = ["register"]
 @json_option
 @click.pass_context
 def dupes(ctx: click.Context, prefix: str, min_size: int, as_json: bool) -> None:
-    """List groups of identical files under PREFIX, most wasted space first."""
-    from storied.cli.main import _manager, _size
+    """List groups of identical files under PREFIX (mount:path or a local directory), most
+    wasted space first."""
+    from storied.cli.main import _size
     from storied.optimize.dedup import describe
 
-    groups = _manager(ctx.obj["config"]).find_duplicates(prefix, min_size=min_size)
+    storage, where = _where(ctx, prefix)
+    groups = storage.find_duplicates(where, min_size=min_size)
     if as_json:
-        print_json([describe(g) for g in groups])
+        print_json([{**describe(g), "paths": [_shown(n.fullpath) for n in g.nodes]}
+                    for g in groups])
         return
     for group in groups:
         click.echo(f"{_size(group.size)} x {len(group.nodes)}  ({_size(group.wasted)} wasted)  "
                    f"{group.digest[:23]}")
         for node in group.nodes:
-            click.echo(f"    {node.fullpath}")
+            click.echo(f"    {_shown(node.fullpath)}")
     total = sum(g.wasted for g in groups)
     click.echo(f"{len(groups)} groups, {_size(total)} wasted")
 
@@ -41,11 +66,17 @@ def dupes(ctx: click.Context, prefix: str, min_size: int, as_json: bool) -> None
 @json_option
 @click.pass_context
 def dedup(ctx: click.Context, prefix: str, strategy: str, dry_run: bool, as_json: bool) -> None:
-    """Keep one copy of each group of identical files under PREFIX."""
-    from storied.cli.main import _manager, _size
+    """Keep one copy of each group of identical files under PREFIX (mount:path or a local
+    directory)."""
+    from storied.cli.main import _size
 
-    report = _manager(ctx.obj["config"]).deduplicate(prefix, strategy=strategy,
-                                                      dry_run=dry_run)
+    storage, where = _where(ctx, prefix)
+    report = storage.deduplicate(where, strategy=strategy, dry_run=dry_run)
+    for group in report["groups"]:
+        group["kept"] = _shown(group["kept"])
+        group["done"] = [_shown(p) for p in group["done"]]
+        for skipped in group["skipped"]:
+            skipped["path"] = _shown(skipped["path"])
     if as_json:
         print_json(report)
         return
