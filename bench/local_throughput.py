@@ -198,7 +198,7 @@ def floor_write(root: str, journal: bool) -> Callable[[int], object]:
     return op
 
 
-def paired(ops: dict[str, Callable[[int], object]], rounds: int = 7, n: int = 1000,
+def paired(ops: dict[str, Callable[[int], object]], rounds: int = 7, n: int = 500,
            clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Best seconds per call of each op, the ops interleaved round by round."""
     best = dict.fromkeys(ops, float("inf"))
