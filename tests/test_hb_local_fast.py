@@ -220,3 +220,12 @@ def test_a_final_dotdot_never_reaches_the_base_parent(
             assert (victim / "file").read_bytes() == b"keep", (name, path)
     assert [n for n, _ in b.list_names("sub/..")] == ["sub"]  # the root itself, inside
     assert b.info("sub/..").is_dir
+
+
+def test_durable_mounts_use_the_same_short_paths(tmp_path: Path) -> None:
+    b = LocalBackend(str(tmp_path), fsync=True)
+    assert b.create_linked("blobs/x", b"blob", "versions/r") is True
+    assert b.write("j/1.json", b"{}", mode=WriteMode.CREATE).size == 2
+    b.write("w", b"working copy")
+    assert (tmp_path / "versions/r").read_bytes() == b"blob"
+    assert (tmp_path / "j/1.json").read_bytes() == b"{}" and _temps(tmp_path) == []
