@@ -18,6 +18,7 @@ restarts). A cursor older than the oldest kept entry raises a clear error.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -26,7 +27,7 @@ import uuid
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from storied import errors, paths
@@ -41,7 +42,6 @@ from storied.info import WriteMode
 if TYPE_CHECKING:
     from storied.backends.base import Backend
     from storied.core.manager import StorageManager
-    from storied.info import Info
     from storied.versioning.history import MountHistory
 
 __all__ = [
@@ -66,6 +66,9 @@ JOURNALED = frozenset({
 })
 SCHEMA_VERSION = 1
 _REFRESH = 3600.0  # seconds a cached tail is trusted before it is listed again
+#: Seconds a full bucket's newest entry must have aged before it is sealed (more than the
+#: hour a writer trusts its tail: no writer can still try a number in it).
+SEAL_AFTER = 2 * 3600.0
 _MAX_ATTEMPTS = 10_000
 _READERS = 8
 _CHUNK = 32  # entries read ahead in parallel (a reader that stops early wastes <= this)
@@ -153,6 +156,42 @@ class JournalStore:
         return sorted(int(n) for n, is_dir in self._names(self._key())
                       if is_dir and len(n) == 9 and n.isdigit())
 
+    def _layout(self) -> tuple[list[int], set[int]]:
+        """``(bucket folders, sealed buckets)`` from one listing of the journal."""
+        dirs, sealed = [], set()
+        for name, is_dir in self._names(self._key()):
+            stem, dot, ext = name.partition(".")
+            if len(stem) == 9 and stem.isdigit():
+                if is_dir and not dot:
+                    dirs.append(int(stem))
+                elif not is_dir and ext == "jsonl":
+                    sealed.add(int(stem))
+        return sorted(dirs), sealed
+
+    def _sealed_key(self, bucket: int) -> str:
+        return self._key(f"{bucket:09d}.jsonl")
+
+    def _load_sealed(self, bucket: int, cache: dict[int, dict[int, dict[str, Any]] | None]
+                     ) -> dict[int, dict[str, Any]] | None:
+        """The entries of sealed ``bucket`` (one GET, once per read), or None."""
+        if bucket not in cache:
+            try:
+                raw = self.backend.read_bytes(self._sealed_key(bucket))
+            except StorageNotFoundError:
+                cache[bucket] = None
+                return None
+            body: dict[int, dict[str, Any]] = {}
+            for line in raw.splitlines():
+                try:
+                    entry = json.loads(line)
+                    seq = int(entry.pop("seq"))
+                except (ValueError, TypeError, KeyError, AttributeError):
+                    raise errors.InvalidContentError(
+                        f"Sealed journal bucket {bucket} holds a bad line") from None
+                body[seq] = entry
+            cache[bucket] = body
+        return cache[bucket]
+
     def _in_bucket(self, bucket: int, after: int | None = None) -> list[int]:
         start = _entry_name(after) if after is not None else None
         found = (_seq_of(n) for n, is_dir in self._names(self._key(f"{bucket:09d}"), start)
@@ -169,7 +208,10 @@ class JournalStore:
 
     def head(self) -> int:
         """The oldest kept entry's number (0 when the journal is empty)."""
-        for bucket in self._buckets():
+        dirs, sealed = self._layout()
+        for bucket in sorted(set(dirs) | sealed):
+            if bucket in sealed:
+                return max(1, bucket * BUCKET)  # sealed buckets are complete
             found = self._in_bucket(bucket)
             if found:
                 return found[0]
@@ -237,10 +279,19 @@ class JournalStore:
         # the cursor's own entry is looked for in the same listing (free): a cursor ahead of
         # the journal (another journal's, or one recreated since) is refused, not waited on
         verify = since is not None and since >= 1 and since // BUCKET == bucket
-        known = since is None or not verify  # True once expected - 1 is known to exist
+        # known: entry expected - 1 exists (so an idle poll needs one listing, nothing more)
+        known = since is not None and since >= 1 and not verify
+        cache: dict[int, dict[int, dict[str, Any]] | None] = {}  # sealed buckets read
         with ThreadPoolExecutor(_READERS) as pool:
             while True:
-                found = self._in_bucket(bucket, expected - 2 if verify else expected - 1)
+                low = expected - 2 if verify else expected - 1
+                found = self._in_bucket(bucket, low)
+                body = None
+                idle = not found and known and not verify and expected % BUCKET
+                if not idle and not (found and found[0] in (low + 1, expected)):
+                    body = self._load_sealed(bucket, cache)  # off the common path only
+                    if body is not None:
+                        found = sorted(seq for seq in body if seq > low)
                 if verify:
                     verify = False
                     if found and found[0] == expected - 1:
@@ -248,10 +299,9 @@ class JournalStore:
                 if not found:
                     if known and expected % BUCKET:
                         return  # sequential numbers: nothing can follow a missing one
-                    later = [b for b in self._buckets() if b > bucket]
-                    first = next((s for b in later for s in self._in_bucket(b)[:1]), None)
+                    first = self._first_after(bucket)
                     if first is None:
-                        if not known:
+                        if not known and since is not None and since >= 1:
                             raise InvalidArgumentError(
                                 f"Journal cursor {since} is ahead of the journal "
                                 f"{self._key()!r} (newest event: {self.tail()}): a cursor "
@@ -265,10 +315,12 @@ class JournalStore:
                     raise self._gap(expected, found[0], since)
                 known = True
                 run = [seq for i, seq in enumerate(found) if seq == expected + i]
-                for at in range(0, len(run), _CHUNK):  # read ahead a chunk, not the bucket
-                    chunk = run[at:at + _CHUNK]
-                    bodies = pool.map(self._read_entry, chunk) if len(chunk) > 2 else map(
-                        self._read_entry, chunk)
+                if body is not None:
+                    yield from ((seq, body[seq]) for seq in run)
+                for at in range(0, len(run) if body is None else 0, _CHUNK):
+                    chunk = run[at:at + _CHUNK]  # read ahead a chunk, not the bucket
+                    read = functools.partial(self._read_entry, cache=cache)
+                    bodies = pool.map(read, chunk) if len(chunk) > 2 else map(read, chunk)
                     yield from zip(chunk, bodies, strict=True)
                 expected += len(run)
                 if len(run) != len(found):
@@ -276,6 +328,18 @@ class JournalStore:
                 if expected % BUCKET:
                     return  # the bucket is not full: that was the tail
                 bucket += 1
+
+    def _first_after(self, bucket: int) -> int | None:
+        """The first number kept in a bucket after ``bucket`` (one listing of the journal,
+        one of a bucket folder), or None."""
+        dirs, sealed = self._layout()
+        for later in sorted(b for b in set(dirs) | sealed if b > bucket):
+            if later in sealed:
+                return max(1, later * BUCKET)
+            found = self._in_bucket(later)[:1]
+            if found:
+                return found[0]
+        return None
 
     def _gap(self, expected: int, found: int, since: int | None) -> Exception:
         if since is not None and expected == since + 1:
@@ -286,10 +350,15 @@ class JournalStore:
         return _expired(f"Journal {self._key()!r}: entries {expected}..{found - 1} are gone "
                         "(expired while being read)")
 
-    def _read_entry(self, seq: int) -> dict[str, Any]:
+    def _read_entry(self, seq: int,
+                    cache: dict[int, dict[int, dict[str, Any]] | None] | None = None
+                    ) -> dict[str, Any]:
         try:
             raw = self.backend.read_bytes(self._entry_key(seq))
         except StorageNotFoundError:
+            body = self._load_sealed(seq // BUCKET, cache if cache is not None else {})
+            if body is not None and seq in body:  # sealed while being read
+                return body[seq]
             raise _expired(f"Journal entry {seq} expired while being read") from None
         try:
             entry = json.loads(raw)
@@ -299,46 +368,23 @@ class JournalStore:
             raise errors.InvalidContentError(f"Journal entry {seq} is not a JSON object")
         return entry
 
-    # ---------------------------------------------------------------- expiry
+    # ---------------------------------------------------------------- sealing & expiry
+    def seal(self, now: datetime | None = None) -> int:
+        """Seal old full buckets into one object each; see :func:`storied.events._upkeep.seal`."""
+        from storied.events._upkeep import seal
+
+        return seal(self, now)
+
     def expire(self, keep_days: float = DEFAULT_KEEP_DAYS, now: datetime | None = None) -> int:
-        """Remove each bucket whose newest entry is older than ``keep_days`` (never the newest
-        bucket); how many entries went. One listing of the buckets and one per bucket looked
-        at (oldest first, stopping at the first bucket that stays).
+        """Seal, then remove buckets older than ``keep_days``; how many entries went. See
+        :func:`storied.events._upkeep.expire`.
 
         Raises:
-            InvalidArgumentError: ``keep_days`` < 1 (a writer may trust a tail it learned up
-                to an hour ago; see the module docstring).
+            InvalidArgumentError: ``keep_days`` < 1.
         """
-        if not isinstance(keep_days, (int, float)) or keep_days < 1:
-            raise InvalidArgumentError(f"keep_days must be a number >= 1, not {keep_days!r}")
-        cutoff = ((now or datetime.now(UTC)) - timedelta(days=keep_days)).timestamp()
-        buckets = self._buckets()
-        removed = 0
-        for bucket in buckets[:-1]:
-            folder = self._key(f"{bucket:09d}")
-            try:
-                entries = [e for e in self.backend.list(folder) if not e.is_dir]
-            except (StorageNotFoundError, NotADirectoryError):
-                continue
-            if any(e.mtime is None or e.mtime >= cutoff for e in entries):
-                break
-            self.backend.delete_many(self._removal(folder, entries))
-            removed += len(entries)
-            try:
-                self.backend.delete(folder)
-            except Exception:  # an object store has no directory to remove
-                pass
-        return removed
+        from storied.events._upkeep import expire
 
-
-    def _removal(self, folder: str, entries: list[Info]) -> list[tuple[str, str | None]]:
-        """What to delete for ``entries``: on a storage that keeps versions (a versioned S3
-        bucket), every version of them (a plain delete would only stack delete markers)."""
-        if not self.backend.capabilities.native_versions:
-            return [(e.path, None) for e in entries]
-        names = {e.path for e in entries}
-        return [(v.path, v.version_id) for v in self.backend.walk_versions(folder)
-                if v.path in names]
+        return expire(self, keep_days, now)
 
 
 _STORES: weakref.WeakKeyDictionary[object, JournalStore] = weakref.WeakKeyDictionary()
