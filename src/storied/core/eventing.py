@@ -234,8 +234,14 @@ class EventMethods:
         return Watch(journal, below, callback, float(poll), since)
 
     def expire_events(self, mount: str, keep_days: float = 30.0) -> int:
-        """Remove journal entries of ``mount``'s history older than ``keep_days`` (whole
-        buckets of 1,000, never the newest); how many went. See docs/EVENTS.md."""
+        """Journal upkeep of ``mount``'s history: seal full buckets older than 2 hours into
+        one object each, then remove entries older than ``keep_days`` (whole buckets of
+        1,000, never the newest); how many entries went. See docs/EVENTS.md §6.
+
+        Raises:
+            UnsupportedOperation: The mount keeps no history.
+            InvalidArgumentError: ``keep_days`` < 1.
+        """
         history = _m(self).history(mount)
         if history is None:
             raise UnsupportedOperation(f"Mount {mount!r} keeps no history")

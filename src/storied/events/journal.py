@@ -11,9 +11,10 @@ sees the same order. The writer appends *before* the write it records returns (a
 the storage itself), so a process killed after an acknowledged write loses none of its events.
 
 Readers list from their cursor (one listing page per bucket of 1,000 entries) and read each
-entry. Old entries expire a bucket at a time (:meth:`JournalStore.expire`): a bucket whose
-newest entry is older than ``keep_days`` goes, never the newest bucket (so numbering never
-restarts). A cursor older than the oldest kept entry raises a clear error.
+entry. Upkeep (:meth:`JournalStore.expire`, :mod:`storied.events._upkeep`) seals full buckets
+older than two hours into one object each (one GET per 1,000 old events) and removes whole
+buckets older than ``keep_days``, never the newest bucket (so numbering never restarts). A
+cursor older than the oldest kept entry raises a clear error.
 """
 
 from __future__ import annotations

@@ -91,10 +91,10 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
 
 
 def _expire_journal(history: MountHistory) -> None:
-    """Bulk cleanup and compaction also expire the history's event journal: buckets of
-    1,000 entries whose newest entry is older than
-    :data:`~storied.events.journal.DEFAULT_KEEP_DAYS` (never the newest bucket; docs/EVENTS.md).
-    One listing of the buckets, one per bucket looked at."""
+    """Bulk cleanup and compaction also do the journal's upkeep: full buckets older than two
+    hours are sealed, buckets older than :data:`~storied.events.journal.DEFAULT_KEEP_DAYS`
+    removed (never the newest; docs/EVENTS.md §6). Two listings of the journal and one per
+    bucket looked at when there is nothing to do."""
     from storied.events.journal import store_of
 
     store_of(history).expire()
