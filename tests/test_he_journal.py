@@ -324,3 +324,20 @@ def test_file_written_on_a_versioned_mount_comes_from_the_journal(
         assert sizes == {"a.txt": 5, "b.txt": 2}
     finally:
         storage.close_webhooks()
+
+
+def test_journal_outcomes_final_failures_advance_410_stops(data: Path, receiver: Receiver,
+                                                           tmp_path: Path) -> None:
+    storage = versioned(data)
+    try:
+        receiver.script.extend([("status", 400, {}), ("status", 410, {})])
+        hook = storage.add_webhook(receiver.url, events=["version_created"], secret=SECRET,
+                                   mount="v", retry=FAST, outbox=tmp_path / "o")
+        for i in range(3):
+            storage.node(f"v:o{i}.txt").write_text("x")
+        assert storage.flush_webhooks(timeout=10)
+        assert hook.disabled and len(receiver.requests) == 2 and receiver.delivered == []
+        cursor = json.loads((data / ".storied" / "webhooks" / f"{hook.key}.json").read_text())
+        assert cursor["cursor"] == "1"  # past the 400 (final), not past the 410
+    finally:
+        storage.close_webhooks()
