@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from storied import StorageManager
-from storied.errors import StorageError
+from storied.errors import InvalidArgumentError, StorageError
 from storied.testing.s3server import MotoHandle, make_bucket
 
 DATA = b"the same bytes, twice or more " * 40
@@ -281,3 +281,17 @@ def test_delete_refuses_a_portable_history_reached_through_another_s3_mount(
     assert group["done"] == ["raw:z_loose.txt"], report
     assert sorted(s["path"] for s in group["skipped"]) == ["raw:docs/a.txt", "raw:docs/b.txt"]
     assert storage.verify("docs:").stale == []
+
+
+def test_a_keep_that_fails_on_a_later_group_changes_nothing(tmp_path: Path) -> None:
+    storage, base = local(tmp_path)
+    for name in ("a1", "a2", "b1", "b2"):
+        (base / name).write_bytes((name[0] * 100).encode() * (3 if name[0] == "a" else 1))
+    first = storage.node("m:a1")
+
+    def keep(group: object) -> object:
+        return first  # right for the first group (most wasted), not in the second
+
+    with pytest.raises(InvalidArgumentError):
+        storage.deduplicate("m:", strategy="delete", keep=keep)
+    assert sorted(os.listdir(base)) == ["a1", "a2", "b1", "b2"]

@@ -196,9 +196,8 @@ def refuse_foreign(node: Any, roots: Roots) -> None:
                 "so that its history records the delete")
 
 
-def _apply(group: DuplicateGroup, strategy: str, keep: Keep | None,
+def _apply(group: DuplicateGroup, strategy: str, survivor: Member,
            dry_run: bool, roots: Roots) -> dict[str, Any]:
-    survivor = _survivor(group, keep)
     row: dict[str, Any] = {"digest": group.digest, "size": group.size,
                            "kept": survivor.node.fullpath, "done": [], "skipped": []}
     others = [m for m in group.members if m is not survivor]
@@ -254,8 +253,10 @@ def deduplicate(manager: StorageManager, prefix: str, strategy: str = "reference
             "strategy='reference' is not available yet; use 'hardlink' (local mounts) or "
             "'delete' (destructive; history keeps the content on versioned mounts)")
     groups = find_duplicates(manager, prefix)
+    survivors = [_survivor(g, keep) for g in groups]  # a bad keep() fails before any change
     roots = foreign_roots(manager, prefix) if strategy == "delete" and groups else []
-    rows = [_apply(g, strategy, keep, dry_run, roots) for g in groups]
+    rows = [_apply(g, strategy, s, dry_run, roots) for g, s in zip(groups, survivors,
+                                                                  strict=True)]
     reclaimed = sum(g.size * len(r["done"]) for g, r in zip(groups, rows, strict=True))
     return {"strategy": strategy, "dry_run": dry_run, "bytes_reclaimed": reclaimed,
             "groups": rows}
