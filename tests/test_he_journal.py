@@ -337,6 +337,7 @@ def test_journal_outcomes_final_failures_advance_410_stops(data: Path, receiver:
             storage.node(f"v:o{i}.txt").write_text("x")
         assert storage.flush_webhooks(timeout=10)
         assert hook.disabled and len(receiver.requests) == 2 and receiver.delivered == []
+        storage.close_webhooks()  # the worker saves its cursor, then ends
         cursor = json.loads((data / ".storied" / "webhooks" / f"{hook.key}.json").read_text())
         assert cursor["cursor"] == "1"  # past the 400 (final), not past the 410
     finally:
