@@ -22,9 +22,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +74,7 @@ _MAX_ATTEMPTS = 10_000
 _READERS = 8
 _CHUNK = 32  # entries read ahead in parallel (a reader that stops early wastes <= this)
 _DATES = ("last_modified", "created")
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=lambda v: _default(v))
 log = logging.getLogger("storied.events")
 
 
@@ -88,6 +89,15 @@ def _bucket_name(seq: int) -> str:
 def _seq_of(name: str) -> int | None:
     stem, dot, ext = name.partition(".")
     return int(stem) if dot and ext == "json" and len(stem) == 12 and stem.isdigit() else None
+
+
+def _default(value: Any) -> Any:
+    """How the encoder writes what JSON has no type for: datetimes as ISO 8601."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    raise TypeError(type(value).__name__)
 
 
 def _jsonable(value: Any) -> Any:
@@ -229,11 +239,15 @@ class JournalStore:
             StorageError: The entry could not be written (the event is not recorded).
         """
         body: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION, "id": uuid.uuid4().hex, "type": event,
+            "schema_version": SCHEMA_VERSION, "id": os.urandom(16).hex(), "type": event,
             "path": path, "version_id": version_id,
-            "time": datetime.now(UTC).isoformat(), "info": _jsonable(info),
+            "time": datetime.now(UTC).isoformat(), "info": info,
         }
-        data = json.dumps(body, separators=(",", ":"), sort_keys=True).encode()
+        try:
+            data = _ENCODER.encode(body).encode()
+        except (TypeError, ValueError):  # keys or values JSON has no form for: made plain
+            body["info"] = _jsonable(info)
+            data = _ENCODER.encode(body).encode()
         with self._lock:
             now = time.monotonic()
             if self._tail is None or now - self._tail_at > _REFRESH:
