@@ -43,6 +43,9 @@ class TagMethods:
 
         def _notify_deleted_versions(self, gone: list[Any]) -> None: ...
 
+        def _drop_versions(self, history: MountHistory, doomed: list[Any],
+                           keep: Callable[[], None]) -> None: ...
+
     # ---------------------------------------------------------------- tags
     def tag_version(self, version: int | str, tag: str, move: bool = False) -> str:
         """Point tag ``tag`` at a version (index, id or another tag); return its version id.
@@ -232,16 +235,12 @@ class TagMethods:
             decisions, by_id = plan()
             return [_plan_row(by_id[d.version_id], d.keep, d.reasons) for d in decisions]
         self._need_delete()
-        removed, gone = [], []
         # under the lease, protection is read after every tagger that could miss us is done
         with maintenance(history.engine.catalog) as lease:
             decisions, by_id = plan()
-            for decision in decisions:
-                if not decision.keep:
-                    lease.keep()
-                    history.delete_version(self._path, by_id[decision.version_id])
-                    removed.append(by_id[decision.version_id].as_dict())
-                    gone.append(by_id[decision.version_id])
+            gone = [by_id[d.version_id] for d in decisions if not d.keep]
+            self._drop_versions(history, gone, lease.keep)
+            removed = [version.as_dict() for version in gone]
         self._notify_deleted_versions(gone)  # after the lease: taggers wait on it
         return removed
 

@@ -7,6 +7,7 @@ anything that needs a version. The engines are imported only when a mount has hi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -189,6 +190,21 @@ class VersionMethods:
             history.delete_version(self._path, target)
         self._notify_deleted_versions([target])
 
+    def _drop_versions(self, history: MountHistory, doomed: list[Version],
+                       keep: Callable[[], None]) -> None:
+        """Remove ``doomed`` (none of them current) under the caller's maintenance lease
+        (``keep`` renews it). Portable histories remove them in batches (a sealed segment is
+        rewritten once, not once per version); native ones one DELETE each."""
+        if history.name != "portable":
+            for version in doomed:
+                keep()
+                history.delete_version(self._path, version)
+            return
+        items = history.engine.removal_items(history._p(self._path), doomed)
+        for start in range(0, len(items), 1000):
+            keep()
+            history.engine.remove_items(items[start:start + 1000])
+
     def _notify_deleted_versions(self, gone: list[Version]) -> None:
         """``version_deleted`` for each version in ``gone`` (info: its version dict)."""
         from storied.core.eventing import notify, version_info
@@ -213,9 +229,7 @@ class VersionMethods:
         self._need_delete()
         with maintenance(history.engine.catalog) as lease:
             doomed = compact_plan(history.versions(self._path), history.protected(self._path))
-            for version in doomed:
-                lease.keep()
-                history.delete_version(self._path, version)
+            self._drop_versions(history, doomed, lease.keep)
         self._notify_deleted_versions(doomed)  # after the lease: taggers wait on it
         return len(doomed)
 
