@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import re
 import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -201,6 +202,14 @@ def check_value(mount: str, key: str, value: Any, kind: Kind, where: str = "") -
     return kind.convert(value)
 
 
+#: ``default_encrypted``: a bool, or an encryption domain name ([a-z0-9_-], up to 64).
+ENCRYPTED = Kind(
+    "a bool or an encryption domain name ([a-z0-9_-], up to 64 characters)",
+    lambda v: isinstance(v, bool) or (isinstance(v, str) and re.fullmatch(r"[a-z0-9_-]{0,64}",
+                                                                            v) is not None),
+)
+
+
 def _is_backend(value: Any) -> bool:
     from storied.backends.base import Backend
 
@@ -218,12 +227,14 @@ COMMON_SCHEMA: Mapping[str, Kind] = {
     "versioning": BOOL,
     "history": HISTORY,
     "backend": Kind("a storied Backend instance", lambda v: _is_backend(v)),
+    "default_encrypted": ENCRYPTED,
     "webhooks": Kind("a list of webhook mappings (url, events, secret, timeout)",
                      lambda v: isinstance(v, list) and all(isinstance(i, Mapping) for i in v)),
 }
 COMMON_KEYS = frozenset(COMMON_SCHEMA)
 #: Keys of a relative mount (``path: 'parent:sub/dir'``); ``type``/``protocol`` are ignored.
 RELATIVE_SCHEMA: Mapping[str, Kind] = {
+    "default_encrypted": ENCRYPTED,
     "name": STR,
     "path": STR,
     "permissions": STR,

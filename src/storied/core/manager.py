@@ -78,7 +78,8 @@ class StorageManager(
         self._implicit_mounts: set[str] = set()  # made for URL addresses (core/urls.py)
 
     # ------------------------------------------------------------------ configuration
-    def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]]) -> None:
+    def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
+                  storage_key: str | None = None) -> None:
         """Add (or replace, by name) the mounts described by ``source``, all or none.
 
         No network I/O happens here: a remote storage connects at first use, and its errors
@@ -92,8 +93,13 @@ class StorageManager(
                 or does not parse, or a mount is invalid (the message names the mount and the
                 key). When any mount is refused, no mount of ``source`` is added.
             StorageNotFoundError: The file does not exist.
+
+        ``storage_key`` (genro-storage's name): key material for encrypted writes, installed
+        with :meth:`set_encryption_keys` before the mounts.
         """
         mounts = load_mounts(source)
+        if storage_key is not None:
+            self.set_encryption_keys(storage_key)
         saved = self._save()
         try:
             for config in mounts:
@@ -166,6 +172,7 @@ class StorageManager(
         backend = self._build(name, config, relative)
         self._mounts[name] = backend
         self._cassette_mount_added(name)
+        self.set_mount_default_encrypted(name, config.get("default_encrypted") or False)
         self._configs[name] = dict(config)
         self._forget_histories(name)
         check_history_keys(name, config, self.has_mount)
