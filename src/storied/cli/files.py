@@ -19,6 +19,8 @@ from typing import Any
 
 import click
 
+from storied.core.foreign import versioned_below as _versioned_below
+
 __all__ = ["COMMANDS", "resolve"]
 
 _LOCAL = "_cli_local"  # the implicit mount of local paths
@@ -185,54 +187,6 @@ def _refuse_root(node: Any, word: str, action: str) -> None:
     """``/`` itself is never removed, emptied or moved (as ``rm --preserve-root``)."""
     if node.mount_name == _LOCAL and not str(node.path).strip("/"):
         raise click.ClickException(f"{word}: refusing to {action} '/'")
-
-
-def _versioned_below(storage: Any, node: Any) -> str | None:
-    """Where a versioned mount's history lies at or below ``node`` when reached by another
-    name: a ``.storied`` history found on disk (local trees), or a configured mount with a
-    portable history (any storage: two S3 mounts of one bucket) whose root is at or below
-    ``node``'s location. None when there is none (a native history records deletes made
-    through any name: the storage keeps the versions)."""
-    found = _history_below(node)
-    if found is not None:
-        return found
-    from storied.errors import StorageError
-    from storied.paths import is_under
-
-    key, path = node._be.location(node.path)
-    for name in storage.get_mount_names():
-        if name in (node.mount_name, _LOCAL):
-            continue
-        try:
-            history = storage.history(name)
-            if history is None or history.name != "portable":
-                continue
-            mkey, mpath = storage.node(f"{name}:")._be.location("")
-        except StorageError:
-            continue  # a broken mount is not this command's business
-        if mkey == key and is_under(mpath, path):
-            return f"mount {name!r}"
-    return None
-
-
-def _history_below(node: Any) -> str | None:
-    """The first ``.storied`` directory (a versioned mount's history) below a local ``node``,
-    or None. Deleting that tree by another name (a local path, a mount of a parent) removes
-    the mount's files behind its history: no delete is recorded and verify reports every
-    file stale. Through the mount itself (``rm -r home:``) the delete is recorded, so a
-    mount root's own ``.storied`` does not count."""
-    where = node._be.local_path(node.path) if node.is_dir() else None
-    if where is None:
-        return None
-    from storied.optimize.apply import is_history
-
-    top = not str(node.path).strip("/")
-    for root, dirs, _ in os.walk(where):  # never enters linked directories
-        found = os.path.join(root, ".storied")
-        if ".storied" in dirs and not (top and root == where) and is_history(found):
-            return found
-        dirs[:] = [d for d in dirs if d != ".storied"]
-    return None
 
 
 def _target(src: Any, dest: Any, word: str) -> Any:

@@ -13,8 +13,9 @@ its tags in brackets when it has any, and its date (ISO 8601, UTC).
 
 from __future__ import annotations
 
+import io
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 if TYPE_CHECKING:
     from storied.diff.image import ImageDiff
@@ -83,9 +84,12 @@ class DiffMethods:
         )
 
     def _diff_bytes(self, side: _Side) -> bytes:
+        """The version's content, decrypted when it was written encrypted."""
+        from storied.core.sealed import opened
+
         history = self._need_history()
         with history.open_version(self._path, side.version) as stream:
-            return stream.read()
+            return opened(self, stream.read())
 
     # ---------------------------------------------------------------- text
     def diff_versions_text(
@@ -214,6 +218,7 @@ class DiffMethods:
         with ExitStack() as stack:
             a = stack.enter_context(history.open_version(self._path, old.version))
             b = stack.enter_context(history.open_version(self._path, new.version))
+            a, b = _plain_stream(self, a), _plain_stream(self, b)
             result = diff_csv(a, b, key, old_label=old.described, new_label=new.described)
         return result.as_dict()
 
@@ -248,3 +253,34 @@ class DiffMethods:
         before = load_image(self._diff_bytes(old), old.described, max_pixels)
         after = load_image(self._diff_bytes(new), new.described, max_pixels)
         return diff_images(before, after, max_pixels)
+
+
+def _plain_stream(node: Any, stream: BinaryIO) -> BinaryIO:
+    """``stream``'s bytes as they are, or decrypted when they hold an encryption envelope
+    (peeking at the first bytes, which are given back: no seek needed)."""
+    from storied.core.sealed import opened
+
+    head = stream.read(7)
+    if head in (b"#GNRE1:", b"#STRE1:"):
+        return io.BytesIO(opened(node, head + stream.read()))
+    return cast(BinaryIO, io.BufferedReader(_Prepended(head, stream)))
+
+
+class _Prepended(io.RawIOBase):
+    """``head`` then the rest of ``stream``."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._head, self._stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)

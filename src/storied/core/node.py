@@ -23,6 +23,7 @@ from storied.core.integration import IntegrationMethods
 from storied.core.locking import LockMethods
 from storied.core.pathlike import PathlibMethods
 from storied.core.removal import RemovalMethods
+from storied.core.sealed import opened, sealed_for_write
 from storied.core.streams import (
     AtomicTextWriter,
     AtomicWriter,
@@ -33,7 +34,13 @@ from storied.core.streams import (
 )
 from storied.core.tagging import TagMethods
 from storied.core.versioned import VersionMethods
-from storied.core.writing import check_encoding, check_mode, open_writer, unchanged
+from storied.core.writing import (
+    check_conditions,
+    check_encoding,
+    check_mode,
+    open_writer,
+    unchanged,
+)
 from storied.errors import (
     InvalidArgumentError,
     IsADirectoryStorageError,
@@ -351,11 +358,17 @@ class StorageNode(
             )
 
     def read_bytes(self) -> bytes:
-        """The whole content as bytes (one request; two for a pinned version)."""
+        """The whole content as bytes (one request; two for a pinned version), decrypted when it
+        was written ``encrypted`` (``open()`` gives the stored bytes, as genro-storage does).
+
+        Raises:
+            MissingKeyError: Encrypted for a domain with no installed key.
+            DecryptionError: No installed key of its domain opens it.
+        """
         if self._version is not None:
             with self._open_version(self._version, None) as stream:
-                return stream.read()
-        return self._be.read_bytes(self._path)
+                return opened(self, stream.read())
+        return opened(self, self._be.read_bytes(self._path))
 
     def read_text(self, encoding: str = "utf-8") -> str:
         """The whole content decoded as text.
@@ -373,6 +386,10 @@ class StorageNode(
 
     def read(self, mode: str = "r", encoding: str = "utf-8") -> str | bytes:
         """``'r'``: the text; ``'rb'``: the bytes."""
+        if not isinstance(mode, str):  # a library taking the node for a file object: read(16)
+            raise TypeError(
+                f"StorageNode.read() takes a mode ('r' or 'rb'), not {mode!r}: a node is not a "
+                "file object; pass node.open('rb') (or os.fspath(node) on a local mount)")
         if mode == "r":
             return self.read_text(encoding)
         if mode == "rb":
@@ -390,12 +407,18 @@ class StorageNode(
         self,
         data: Data,
         skip_if_unchanged: bool = False,
-        metadata: dict[str, str] | None = None,
+        encrypted: bool | str | None = None,
         *,
+        metadata: dict[str, str] | None = None,
         if_match: str | None = None,
         create_only: bool = False,
     ) -> bool:
         """Replace the content atomically. Returns False when skipped as unchanged.
+
+        ``encrypted`` (genro-storage's): True encrypts for the default domain, a str for that
+        domain, False writes plain; None (the default) takes the mount's ``default_encrypted``.
+        The stored bytes are the ``#GNRE1`` envelope (see :mod:`storied.crypto`); history keeps
+        them encrypted.
 
         With ``skip_if_unchanged`` the current file is compared first: sizes from one request,
         then the MD5 (free where the backend knows it, else one streamed read).
@@ -416,49 +439,35 @@ class StorageNode(
         pinned.refuse_write(self)
         if not isinstance(data, (bytes, bytearray, memoryview)) and not hasattr(data, "read"):
             raise TypeError(f"write_bytes() requires bytes, not {type(data).__name__}")
-        self._check_conditions(if_match, create_only)
+        check_conditions(self, if_match, create_only)
         if (
             skip_if_unchanged
             and isinstance(data, (bytes, bytearray, memoryview))
             and self._unchanged(bytes(data))
         ):
             return False
+        data = sealed_for_write(self, data, encrypted)
         self._store(data, metadata, exclusive=create_only, if_match=if_match)
         self._listed = None
         return True
-
-    def _check_conditions(self, if_match: object, create_only: object) -> None:
-        if if_match is None and not create_only:
-            return
-        if if_match is not None and create_only:
-            raise InvalidArgumentError("Pass either if_match or create_only, not both")
-        if if_match is not None and (not isinstance(if_match, str) or not if_match):
-            raise InvalidArgumentError(f"if_match must be a non-empty etag str, not {if_match!r}")
-        if not isinstance(create_only, bool):
-            raise InvalidArgumentError(f"create_only must be a bool, not {create_only!r}")
-        if not self._be.capabilities.conditional_write:
-            what = "if_match" if if_match is not None else "create_only"
-            raise UnsupportedOperation(
-                f"Mount {self._mount_name!r} cannot write conditionally ({what}): its storage "
-                "has no conditional writes"
-            )
 
     def _unchanged(self, data: bytes) -> bool:
         return unchanged(self, data)
 
     def write_text(
-        self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False, *,
+        self, text: str, encoding: str = "utf-8", skip_if_unchanged: bool = False,
+        encrypted: bool | str | None = None, *,
         if_match: str | None = None, create_only: bool = False,
     ) -> bool:
         """Replace the content with ``text`` encoded. Returns False when skipped as unchanged.
-        ``if_match`` and ``create_only`` as for :meth:`write_bytes`."""
+        ``encrypted``, ``if_match`` and ``create_only`` as for :meth:`write_bytes`."""
         if not isinstance(text, str):
             raise TypeError(f"write_text() requires str, not {type(text).__name__}")
         try:
             data = text.encode(check_encoding(encoding))
         except UnicodeEncodeError as exc:
             raise encode_error(exc, self.fullpath) from None
-        return self.write_bytes(data, skip_if_unchanged=skip_if_unchanged, if_match=if_match,
+        return self.write_bytes(data, skip_if_unchanged, encrypted, if_match=if_match,
                                 create_only=create_only)
 
     def write(
@@ -467,16 +476,17 @@ class StorageNode(
         mode: str = "w",
         encoding: str = "utf-8",
         skip_if_unchanged: bool = False,
+        encrypted: bool | str | None = None,
     ) -> bool:
         """``mode='w'`` writes a str, ``'wb'`` bytes (``TypeError`` otherwise)."""
         if mode == "w":
             if not isinstance(data, str):
                 raise TypeError("write() in mode 'w' requires str")
-            return self.write_text(data, encoding, skip_if_unchanged)
+            return self.write_text(data, encoding, skip_if_unchanged, encrypted)
         if mode == "wb":
             if not isinstance(data, (bytes, bytearray)):
                 raise TypeError("write() in mode 'wb' requires bytes")
-            return self.write_bytes(data, skip_if_unchanged)
+            return self.write_bytes(data, skip_if_unchanged, encrypted)
         raise InvalidArgumentError(f"write() mode must be 'w' or 'wb', not {mode!r}")
 
     def delete(self, recursive: bool = False) -> bool:

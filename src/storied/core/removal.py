@@ -43,6 +43,22 @@ class RemovalMethods:
 
         def require_writable(self) -> None: ...
 
+    @staticmethod
+    def _refuse_foreign_history(node: Any) -> None:
+        """A recursive delete never removes a versioned mount's files reached by another name
+        (its history would record nothing and call every file stale; docs/adr/0019)."""
+        from storied.core.foreign import versioned_below
+
+        if not node.is_dir():
+            return
+        found = versioned_below(node._manager, node)
+        if found is not None:
+            from storied.errors import StoragePermissionError
+
+            raise StoragePermissionError(
+                f"{node.fullpath}: this tree holds the files of a versioned mount ({found}); "
+                "delete them through that mount so that its history records the delete")
+
     def _remove(self, recursive: bool) -> None:
         """Delete, leaving a tombstone in a portable history for every file removed.
 
@@ -58,6 +74,8 @@ class RemovalMethods:
         guard_write(self)  # type: ignore[arg-type]
         self._need_delete()
         node: Any = self
+        if recursive:
+            self._refuse_foreign_history(node)
         if not self._portable:
             if not needs_events(node, "file_deleted"):
                 self._be.delete(self._path, recursive=recursive)

@@ -18,6 +18,7 @@ from storied.errors import (
     InvalidEncodingError,
     StorageAlreadyExistsError,
     StorageNotFoundError,
+    UnsupportedOperation,
 )
 
 if TYPE_CHECKING:
@@ -105,3 +106,22 @@ def unchanged(node: StorageNode, data: bytes) -> bool:
         return False
     current = info.md5 or md5_of_stream(node._be.open_read(node.path))
     return current == md5
+
+
+def check_conditions(node: StorageNode, if_match: object, create_only: object) -> None:
+    """Refuse bad ``if_match``/``create_only`` arguments, and either on a mount without
+    conditional writes (the message names the mount)."""
+    if if_match is None and not create_only:
+        return
+    if if_match is not None and create_only:
+        raise InvalidArgumentError("Pass either if_match or create_only, not both")
+    if if_match is not None and (not isinstance(if_match, str) or not if_match):
+        raise InvalidArgumentError(f"if_match must be a non-empty etag str, not {if_match!r}")
+    if not isinstance(create_only, bool):
+        raise InvalidArgumentError(f"create_only must be a bool, not {create_only!r}")
+    if not node._be.capabilities.conditional_write:
+        what = "if_match" if if_match is not None else "create_only"
+        raise UnsupportedOperation(
+            f"Mount {node.mount_name!r} cannot write conditionally ({what}): its storage "
+            "has no conditional writes"
+        )

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from storied.core.foreign import is_history
 from storied.errors import (
     InvalidArgumentError,
     PreconditionFailedError,
@@ -68,13 +69,6 @@ def _proof(member: Member) -> tuple[str, str | None]:
     the conditional step fail."""
     etag = member.node.info().etag
     return full_sha256(member.node), etag
-
-
-def is_history(reserved: str) -> bool:
-    """True when the local ``.storied`` directory ``reserved`` holds a mount's version
-    history (not only, say, the locks of a plain mount)."""
-    return any(os.path.exists(os.path.join(reserved, name)) for name in ("format.json",
-                                                                         "versions"))
 
 
 def _foreign_history(node: Any) -> str | None:
