@@ -9,7 +9,30 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["history_below", "is_history", "versioned_below"]
+__all__ = ["history_below", "is_history", "portable_roots", "versioned_below"]
+
+
+def portable_roots(storage: Any, mount: str | None) -> list[tuple[Any, str, str]]:
+    """``(storage key, path, name)`` of each configured mount that keeps a portable history,
+    except ``mount`` and the mounts sharing its history (relative mounts of one root). A
+    delete by another name records nothing in such a history; a native history keeps the
+    storage's own versions whatever name deleted. A broken mount is skipped."""
+    from storied.errors import StorageError
+
+    own = storage._chain(mount)[-1] if mount else None
+    found = []
+    for name in storage.get_mount_names():
+        if name in (mount, "_cli_local") or storage._chain(name)[-1] == own:
+            continue
+        try:
+            history = storage.history(name)
+            if history is None or history.name != "portable":
+                continue
+            key, path = storage.node(f"{name}:")._be.location("")
+        except StorageError:
+            continue
+        found.append((key, path, name))
+    return found
 
 
 def is_history(reserved: str) -> bool:
@@ -28,21 +51,10 @@ def versioned_below(storage: Any, node: Any) -> str | None:
     found = history_below(node)
     if found is not None:
         return found
-    from storied.errors import StorageError
     from storied.paths import is_under
 
     key, path = node._be.location(node.path)
-    own = storage._chain(node.mount_name)[-1] if node.mount_name else None
-    for name in storage.get_mount_names():
-        if name in (node.mount_name, "_cli_local") or storage._chain(name)[-1] == own:
-            continue  # relative mounts of the node's own mount share its history
-        try:
-            history = storage.history(name)
-            if history is None or history.name != "portable":
-                continue
-            mkey, mpath = storage.node(f"{name}:")._be.location("")
-        except StorageError:
-            continue  # a broken mount is not this command's business
+    for mkey, mpath, name in portable_roots(storage, node.mount_name):
         if mkey == key and is_under(mpath, path):
             return f"mount {name!r}"
     return None

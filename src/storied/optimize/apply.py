@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from storied.core.foreign import is_history
+from storied.core.foreign import is_history, portable_roots
 from storied.errors import (
     InvalidArgumentError,
     PreconditionFailedError,
@@ -162,20 +162,7 @@ def foreign_roots(manager: StorageManager, prefix: str) -> Roots:
     """``(storage key, path, name)`` of each other configured mount that keeps a portable
     history (a delete by another name records nothing in it; a native history keeps the
     storage's own versions whatever name deleted)."""
-    own = manager.node(prefix).mount_name
-    found: Roots = []
-    for name in manager.get_mount_names():
-        if name == own:
-            continue
-        try:
-            history = manager.history(name)
-            if history is None or history.name != "portable":
-                continue
-            key, path = manager.node(f"{name}:")._be.location("")
-        except StorageError:
-            continue
-        found.append((key, path, name))
-    return found
+    return portable_roots(manager, manager.node(prefix).mount_name)
 
 
 def refuse_foreign(node: Any, roots: Roots) -> None:
