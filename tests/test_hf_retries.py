@@ -1,8 +1,8 @@
 """storied's retry layer (backends/wrappers.py Retrying) seen through MockBackend faults: which
 operations survive one transient fault, and what a retry does after a lost response.
 
-The xfail cases are the gaps reported to the retry layer's owner (docs/adr/0016): they pass
-once Retrying retries those operations / treats a retried call's "already done" as success.
+Every operation survives one transient fault, and a retried call whose first attempt was
+applied (its answer lost) reports success, not "already done" (docs/adr/0016).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import pytest
 
 from storied.backends.base import Backend
 from storied.backends.wrappers import Retrying
-from storied.errors import StorageAlreadyExistsError, StorageNotFoundError, TransientStorageError
 from storied.info import WriteMode
 from storied.testing.mock import MockBackend
 
@@ -66,10 +65,6 @@ def test_one_transient_fault_is_retried(op: str) -> None:
     assert mock.calls[mock.trace[0].operation] >= 2
 
 
-@pytest.mark.xfail(
-    reason="Retrying does not wrap this operation (reported to owner B)",
-    raises=TransientStorageError,
-)
 @pytest.mark.parametrize("op", sorted(NOT_RETRIED))
 def test_one_transient_fault_of_an_unwrapped_operation(op: str) -> None:
     _mock, retrying = _once(["transient"])
@@ -90,10 +85,6 @@ def test_a_lost_response_of_an_idempotent_call_is_harmless_once_retried(op: str)
     assert mock.inner.exists("a.txt")
 
 
-@pytest.mark.xfail(
-    reason="a retried call that was applied reports 'already done' (owner B)",
-    raises=(StorageAlreadyExistsError, StorageNotFoundError),
-)
 @pytest.mark.parametrize("op", ["write CREATE", "delete", "delete_if_match"])
 def test_a_lost_response_then_retry_reports_success(op: str) -> None:
     """The first attempt was applied, its answer lost; the retry then sees its own result
