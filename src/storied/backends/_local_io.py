@@ -160,7 +160,7 @@ def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
         return None
     func.restype = ctypes.c_int
     func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    return func  # type: ignore[no-any-return]
+    return func
 
 
 _RENAMEAT2 = _load_renameat2()

@@ -156,7 +156,8 @@ def probe_conditional(client: Any, bucket: str, key: str) -> bool:
 
 def discard(client: Any, bucket: str, key: str, versions: list[str | None]) -> None:
     """Best-effort removal of ``key`` (each version given, on a versioned bucket)."""
-    for version in [v for v in versions if v and v != "null"] or [None]:
+    targets: list[str | None] = [v for v in versions if v and v != "null"] or [None]
+    for version in targets:
         extra = {"VersionId": version} if version else {}
         try:
             client.delete_object(Bucket=bucket, Key=key, **extra)

@@ -354,4 +354,4 @@ def open_stream(
     if size is None:
         size = _size_by_head(client, bucket, key, response, version_id, base, end)
     raw = S3ReadStream(client, bucket, key, base, size, response, version_id)
-    return io.BufferedReader(raw, BUFFER)  # type: ignore[return-value]
+    return io.BufferedReader(raw, BUFFER)

@@ -191,7 +191,7 @@ class _ArchiveBackend(ReadOnlyBackend):
             stream.close()
             raise
         limited = _Limited(stream, max(0, stop - start), self.file, path)
-        return io.BufferedReader(limited, CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(limited, CHUNK)
 
     def _open_member(self, member: _Member) -> BinaryIO:
         """A new stream positioned at the member's first byte (the caller closes it)."""

@@ -238,7 +238,7 @@ class GitHubBackend(ReadOnlyBackend):
         response = self._request(f"/git/blobs/{info.etag}", f"{path!r}", raw=True)
         stop = info.size if end is None else min(end, info.size)
         reader = _Body(response, path, start, max(0, stop - start))
-        return io.BufferedReader(reader, CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(reader, CHUNK)
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         """The public raw URL of ``path`` on github.com (None for another API host)."""

@@ -26,6 +26,7 @@ when an operation finds it removed); a callable base is opened on each call.
 
 from __future__ import annotations
 
+import builtins
 import errno
 import io
 import os
@@ -220,7 +221,7 @@ class LocalBackend(Backend):
         return iter(out)
 
     @fresh_root
-    def list_file_names(self, path: str) -> list[str]:
+    def list_file_names(self, path: str) -> builtins.list[str]:
         """The names of the files directly in directory ``path``, unsorted: what
         :meth:`list_names` lists as files (links only when they name a file inside the
         mount), without building a pair per entry (a history directory holds thousands).
@@ -294,7 +295,7 @@ class LocalBackend(Backend):
             f.seek(start)
         if end is None:
             return f
-        return io.BufferedReader(RangeReader(f, max(0, end - start)))  # type: ignore[return-value]
+        return io.BufferedReader(RangeReader(f, max(0, end - start)))
 
     @fresh_root
     def read_bytes(self, path: str) -> bytes:

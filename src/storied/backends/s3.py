@@ -26,6 +26,7 @@ process, and ``set_metadata`` on them is refused by S3.
 
 from __future__ import annotations
 
+import builtins
 import io
 import itertools
 from collections.abc import Hashable, Iterator
@@ -138,8 +139,8 @@ class S3Backend(Backend):
         self._probes = Probes(self._client, bucket, probe_key, probe_attempts, probe_delay)
 
     # ---------------------------------------------------------------- capabilities
-    @property  # type: ignore[override]
-    def capabilities(self) -> Capabilities:
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
         """The static flags plus the probed ``conditional_write`` and ``native_versions``."""
         return _CAPS.replace(
             conditional_write=self.conditional_write_supported(),
@@ -472,7 +473,7 @@ class S3Backend(Backend):
         return url
 
     # ---------------------------------------------------------------- native versions
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         """Every version and delete marker of exactly key ``path``, oldest first.
 
         ListObjectVersions with ``Prefix=path``, one request per 1000 entries; entries of other
@@ -518,7 +519,7 @@ class S3Backend(Backend):
         with self._mapped(path):
             self._client.delete_object(Bucket=self.bucket, Key=path, VersionId=version_id)
 
-    def delete_many(self, items: list[tuple[str, str | None]]) -> None:
+    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
         """DeleteObjects: one request per 1,000 files or versions."""
         delete_keys(self._client, self.bucket, "", items)
 
@@ -532,9 +533,10 @@ def from_config(config: dict[str, Any]) -> Backend:
 
     prefix = paths.normalize(config.get("base_path") or "")
     keys = ("region", "key", "secret", "token", "endpoint_url", "client_kwargs")
+    options: dict[str, Any] = {k: config.get(k) for k in keys}
     backend: Backend = S3Backend(
         config["bucket"],
-        **{k: config.get(k) for k in keys},
+        **options,
         anon=bool(config.get("anon")),
         multipart_threshold=int(config.get("multipart_threshold") or DEFAULT_MULTIPART_THRESHOLD),
         probe_prefix=prefix,

@@ -223,7 +223,7 @@ class SmbBackend(Backend):
                 raw.close()
                 raise
         length = None if end is None else max(0, end - start)
-        return io.BufferedReader(_Reader(self, path, raw, length), CHUNK)  # type: ignore[return-value]
+        return io.BufferedReader(_Reader(self, path, raw, length), CHUNK)
 
     # ------------------------------------------------------------------ writes
     def _refuse_conditional(self, mode: WriteMode) -> None:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import replace
 from enum import StrEnum
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from storied import paths
 from storied.backends.base import Backend, WrappedBackend, delete_tree
@@ -135,7 +135,7 @@ class Prefixed(WrappedBackend):
     def url(self, path: str, expires_in: int = 3600) -> str | None:
         return self.inner.url(self._in(path), expires_in)
 
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         return [
             replace(v, path=paths.relative_to(v.path, self.prefix))
             for v in self.inner.list_versions(self._in(path))
@@ -156,7 +156,9 @@ class Prefixed(WrappedBackend):
         self.inner.link(self._in(src), self._in(dst))
 
     def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
-        for version in self._entries(self.inner.walk_versions, path):  # type: ignore[arg-type]
+        entries = cast(Iterator[ObjectVersion], self._entries(
+            cast(Callable[[str], Iterator[Info]], self.inner.walk_versions), path))
+        for version in entries:
             yield replace(version, path=paths.relative_to(version.path, self.prefix))
 
     def local_path(self, path: str) -> str | None:
@@ -451,7 +453,7 @@ class Retrying(WrappedBackend):
     def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
         return iter(self._run(lambda: list(self.inner.list_names(path, start_after))))
 
-    def list_versions(self, path: str) -> list[ObjectVersion]:
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
         return self._run(lambda: self.inner.list_versions(path))
 
     def walk_versions(self, path: str) -> Iterator[ObjectVersion]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
@@ -42,7 +43,7 @@ def _tour(console: Console, root: Path) -> None:
         Panel.fit(f"storied demo: mounts and nodes on a local folder\n{root}", border_style="cyan")
     )
     storage = StorageManager()
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "home", "type": "local", "base_path": str(root / "home"), "versioning": True},
         {"name": "scratch", "type": "memory"},
         {"name": "public", "path": "home:public", "permissions": "readonly"},

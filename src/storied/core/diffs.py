@@ -60,9 +60,11 @@ class DiffMethods:
     """Mixed into ``StorageNode``; relies on its ``_path``, ``fullpath`` and ``_need_history``."""
 
     _path: str
-    fullpath: str
 
     if TYPE_CHECKING:
+
+        @property
+        def fullpath(self) -> str: ...
 
         def _need_history(self, what: str = "versioning") -> MountHistory: ...
 

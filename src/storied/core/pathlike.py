@@ -40,10 +40,14 @@ class PathlibMethods:
     if TYPE_CHECKING:
         _path: str
         _mount_name: str | None
-        basename: str
-        suffix: str
-        fullpath: str
-        parent: StorageNode
+        @property
+        def basename(self) -> str: ...
+        @property
+        def suffix(self) -> str: ...
+        @property
+        def fullpath(self) -> str: ...
+        @property
+        def parent(self) -> StorageNode: ...
 
         def child(self, *parts: str) -> StorageNode: ...
         def _related(self, path: str, info: Any = None) -> StorageNode: ...
@@ -171,9 +175,9 @@ class PathlibMethods:
     def samefile(self, other: StorageNode | str) -> bool:
         """True when both name the same data in the same storage (through any mounts)."""
         if isinstance(other, str):
-            other = self._related(self._path)._manager.node(other)  # type: ignore[attr-defined]
+            other = self._related(self._path)._manager.node(other)
         here = self._be.location(self._path)
-        there = other._be.location(other._path)  # type: ignore[union-attr]
+        there = other._be.location(other._path)
         return bool(here == there)
 
     # ---------------------------------------------------------------- changing

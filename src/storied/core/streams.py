@@ -175,7 +175,7 @@ class AtomicTextWriter(io.TextIOWrapper):
         """Like :meth:`AtomicWriter.__del__`: never committed by the garbage collector."""
         try:
             if not self.closed:
-                self.buffer.abort()
+                cast(AtomicWriter, self.buffer).abort()
         except (AttributeError, ValueError):
             pass
         super().__del__()

@@ -12,7 +12,7 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from storied import paths
 from storied.errors import (
@@ -309,7 +309,7 @@ def _copy_one(
             return
     if src.version is not None:
         with src.open("rb") as stream:
-            dest._store(stream)
+            dest._store(cast(BinaryIO, stream))
     elif src._be is dest._be and not dest._portable:
         from storied.core.locking import guard_write
 

@@ -7,6 +7,7 @@ anything that needs a version. The engines are imported only when a mount has hi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -32,9 +33,11 @@ class VersionMethods:
     _path: str
     _version: int | str | None
     _history_cache: MountHistory | bool | None = False
-    fullpath: str
 
     if TYPE_CHECKING:
+
+        @property
+        def fullpath(self) -> str: ...
 
         @property
         def _be(self) -> Backend: ...
@@ -211,7 +214,7 @@ class VersionMethods:
 
         for version in gone:
             notify(self, "version_deleted",  # type: ignore[arg-type]
-                   lambda v=version: version_info(v), version.version_id)
+                   functools.partial(version_info, version), version.version_id)
 
     def compact_versions(self, dry_run: bool = False) -> int:
         """Remove consecutive duplicate versions; return how many (with ``dry_run``, how many

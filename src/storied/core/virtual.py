@@ -25,7 +25,7 @@ class _VirtualNode(StorageNode):
         super().__init__(manager, None, "")
 
     @property
-    def fullpath(self) -> str:  # type: ignore[override]
+    def fullpath(self) -> str:
         return "None:"
 
     def exists(self) -> bool:

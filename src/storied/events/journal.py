@@ -124,7 +124,7 @@ def _revive(info: dict[str, Any]) -> dict[str, Any]:
 
 def _expired(message: str) -> Exception:
     cls = getattr(errors, "JournalCursorExpiredError", StorageNotFoundError)
-    return cls(message)  # type: ignore[no-any-return]
+    return cls(message)
 
 
 def parse_cursor(cursor: object) -> int:

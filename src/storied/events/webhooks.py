@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from storied.errors import InvalidArgumentError
@@ -200,7 +200,7 @@ def secret_keys(secret: Secret | Sequence[Secret] | None) -> tuple[bytes, ...]:
     if isinstance(secret, (str, bytes)):
         secrets: Sequence[Secret] = [secret]
     elif isinstance(secret, Sequence) and secret:
-        secrets = secret
+        secrets = cast(Sequence[Secret], secret)
     else:
         raise InvalidArgumentError("Webhook secret: a string, bytes or a non-empty list of them")
     keys = tuple(secret_key(one) for one in secrets)

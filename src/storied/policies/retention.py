@@ -25,9 +25,12 @@ __all__ = ["Decision", "check_rules", "plan_retention"]
 
 
 class _Versionish(Protocol):
-    version_id: str
-    last_modified: datetime
-    is_latest: bool
+    @property
+    def version_id(self) -> str: ...
+    @property
+    def last_modified(self) -> datetime: ...
+    @property
+    def is_latest(self) -> bool: ...
 
 
 @dataclass(frozen=True)

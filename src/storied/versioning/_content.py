@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import tempfile
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from storied.backends.base import CHUNK
 from storied.info import Data
@@ -26,11 +26,12 @@ class Content:
             size = len(raw)
         else:
             self._bytes = None
-            self._spool = tempfile.SpooledTemporaryFile(max_size=8 * CHUNK)  # type: ignore[assignment]  # noqa: SIM115
+            spool = cast(BinaryIO, tempfile.SpooledTemporaryFile(max_size=8 * CHUNK))  # noqa: SIM115
+            self._spool = spool
             while chunk := data.read(CHUNK):
                 sha.update(chunk)
                 md5.update(chunk)
-                self._spool.write(chunk)
+                spool.write(chunk)
                 size += len(chunk)
         self.sha256, self.md5, self.size = sha.hexdigest(), md5.hexdigest(), size
 

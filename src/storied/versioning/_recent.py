@@ -126,7 +126,8 @@ class Recent:
             names = []
         except StorageError:
             return None
-        found, stale = [], []
+        found: list[Record] = []
+        stale: list[str] = []
         for name in names:
             if name < mine.name and len(stale) < _PRUNE_PER_WRITE:
                 stale.append(name)  # record names sort in history order

@@ -162,7 +162,7 @@ def seal_under_lease(engine: PortableEngine, path: str,
         if seg != new and new.contains(seg) and seg.gen < new.gen:
             keep()
             store.remove(path, seg)
-    doomed = [(f"{folder}/{n}", None) for n in chosen]
+    doomed: list[tuple[str, str | None]] = [(f"{folder}/{n}", None) for n in chosen]
     for start in range(0, len(doomed), _BATCH):
         keep()
         engine.meta.delete_many(doomed[start:start + _BATCH])

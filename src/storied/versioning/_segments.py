@@ -24,6 +24,7 @@ See ``docs/FORMAT.md`` §2.2 and ADR 0011.
 
 from __future__ import annotations
 
+import builtins
 import re
 import threading
 from collections import OrderedDict
@@ -187,7 +188,7 @@ class SegmentStore:
             return []
         return sorted(s for s in map(parse_segment_name, found) if s is not None)
 
-    def names(self, path: str, segment: Segment) -> list[str]:
+    def names(self, path: str, segment: Segment) -> builtins.list[str]:
         """The record names ``segment`` of ``path`` holds (one read, then cached).
 
         Raises:
@@ -203,7 +204,7 @@ class SegmentStore:
         self._keep(key, names, None)
         return names
 
-    def versions(self, path: str, segment: Segment) -> list[Version]:
+    def versions(self, path: str, segment: Segment) -> builtins.list[Version]:
         """The content versions ``segment`` holds, oldest first, none marked latest (cached)."""
         from storied.versioning._listing import versions_of
 
@@ -217,7 +218,8 @@ class SegmentStore:
         self._keep(key, names, found)
         return found
 
-    def _keep(self, key: str, names: list[str], found: list[Version] | None) -> None:
+    def _keep(self, key: str, names: builtins.list[str],
+              found: builtins.list[Version] | None) -> None:
         if len(names) > _CACHED_NAMES:
             return
         with self._lock:
@@ -229,7 +231,7 @@ class SegmentStore:
                 _, (dropped, _) = self._cache.popitem(last=False)
                 self._held -= len(dropped)
 
-    def write(self, path: str, segment: Segment, names: list[str]) -> None:
+    def write(self, path: str, segment: Segment, names: builtins.list[str]) -> None:
         """Create ``segment`` of ``path`` holding ``names`` (create-only where the storage can).
 
         Raises:

@@ -6,6 +6,7 @@ DeleteObjects per 1,000 versions), after one listing per file.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -106,7 +107,8 @@ def _announce_removed(manager: StorageManager, owners: list[tuple[str, Version]]
 
     for fullpath, version in owners:
         node = manager.node(fullpath)
-        notify(node, "version_deleted", lambda v=version: version_info(v), version.version_id)
+        notify(node, "version_deleted", functools.partial(version_info, version),
+               version.version_id)
 
 
 def _announce(manager: StorageManager, mount: str, sub: str, event: str,

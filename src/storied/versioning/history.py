@@ -128,7 +128,7 @@ class MountHistory:
             by_date = getattr(self.engine, "version_as_of", None)
             if by_date is None:
                 return _at_date(self.versions(path), as_of, path)
-            hit = by_date(full, as_of)
+            hit: Version | None = by_date(full, as_of)
             if hit is None:
                 raise _date_error(as_of, path)
             return hit
@@ -136,10 +136,13 @@ class MountHistory:
             by_index = getattr(self.engine, "version_at", None)
             if by_index is None:
                 return _at_index(self.versions(path), version, path)
+            picked: Version | None
             picked, count = by_index(full, version)
             if picked is None:
                 raise _index_error(count, version, path)
             return picked
+        if version is None:
+            raise VersionNotFoundError(f"No version or tag None of {path!r}")
         return self.resolve_in(path, self.versions(path), version)
 
     def resolve_in(self, path: str, found: list[Version], version: int | str) -> Version:

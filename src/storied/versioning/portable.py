@@ -133,7 +133,7 @@ class PortableEngine:
                 self._put(marker, json.dumps(mine).encode())
                 found = self._read_format(marker)
             self._schema = max(BASE_SCHEMA, schema)  # 3 once sealed (_sealing)
-        way = found.get("converge", "listing")
+        way = str(found.get("converge", "listing"))
         if way not in ("recent", "listing"):
             raise UnsupportedOperation(f"History at {marker!r} converges by {way!r}, unknown here")
         self._recent = Recent(self.meta, self.root) if way == "recent" else None

@@ -95,7 +95,8 @@ def node_of(web: Web, text: str) -> StorageNode:
     return web.storage.node(text)
 
 
-def pick(versions: list[dict[str, Any]], wanted: int | str, where: str) -> tuple[int, dict]:
+def pick(versions: list[dict[str, Any]], wanted: int | str,
+         where: str) -> tuple[int, dict[str, Any]]:
     """``(index, version dict)`` of ``wanted`` (index, version id or tag) in ``versions``.
 
     Raises:

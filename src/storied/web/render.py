@@ -117,7 +117,7 @@ def timeline_svg(versions: list[dict[str, Any]], width: int = 900, height: int =
     def x(i: int) -> float:
         if t1 == t0:
             return pad_l + plot_w * (i + 1) / (len(versions) + 1)
-        return pad_l + plot_w * (times[i] - t0) / span
+        return float(pad_l + plot_w * (times[i] - t0) / span)
 
     def y(i: int) -> float:
         return pad_t + plot_h * (1 - sizes[i] / top)
