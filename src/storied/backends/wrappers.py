@@ -156,9 +156,8 @@ class Prefixed(WrappedBackend):
         self.inner.link(self._in(src), self._in(dst))
 
     def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
-        entries = cast(Iterator[ObjectVersion], self._entries(
-            cast(Callable[[str], Iterator[Info]], self.inner.walk_versions), path))
-        for version in entries:
+        walk = cast(Callable[[str], Iterator[Info]], self.inner.walk_versions)
+        for version in cast(Iterator[ObjectVersion], self._entries(walk, path)):
             yield replace(version, path=paths.relative_to(version.path, self.prefix))
 
     def local_path(self, path: str) -> str | None:

@@ -76,6 +76,7 @@ class StorageManager(
         self._histories: dict[str, MountHistory | None] = {}
         self._hiders: dict[str, HideReserved] = {}  # root mount -> its reserved-area layer
         self._implicit_mounts: set[str] = set()  # made for URL addresses (core/urls.py)
+        self._local_mounts: dict[str, bool] = {}  # mount -> its nodes are os.PathLike
 
     # ------------------------------------------------------------------ configuration
     def configure(self, source: str | os.PathLike[str] | Sequence[Mapping[str, Any]],
@@ -171,6 +172,7 @@ class StorageManager(
             table.pop(name, None)
         backend = self._build(name, config, relative)
         self._mounts[name] = backend
+        self._local_mounts.clear()  # relative mounts follow their parent
         self._cassette_mount_added(name)
         self.set_mount_default_encrypted(name, config.get("default_encrypted") or False)
         self._configs[name] = dict(config)
@@ -416,7 +418,9 @@ class StorageManager(
         path = paths.normalize(first)
         if path_parts:
             path = paths.join(path, *path_parts)
-        return StorageNode(self, mount, paths.check_public(path), version)
+        from storied.core.localnode import node_class
+
+        return node_class(self, mount, backend)(self, mount, paths.check_public(path), version)
 
     # ------------------------------------------------------------------ history
     def history(self, name: str) -> MountHistory | None:
