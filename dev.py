@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Bootstrap and run: ``python3 dev.py demo`` | ``test [pytest args]`` | ``bench`` | ``lint``.
 
-Creates ``.venv`` beside this file on first use (Python 3.11+, standard library only), installs
-storied with every extra plus the test and benchmark tools, and re-installs when
-``pyproject.toml`` changes.
+Creates ``.venv`` beside this file on first use (Python 3.11+, standard library only) and
+re-installs when ``pyproject.toml`` changes. ``demo`` installs only storied itself (its three
+small dependencies); ``test``, ``lint`` and ``bench`` install every extra plus the test and
+benchmark tools.
 """
 
 from __future__ import annotations
@@ -21,20 +22,23 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
 
-def _ensure_env() -> None:
+def _ensure_env(full: bool = True) -> None:
+    """The venv with storied installed: with every extra when ``full``, else storied alone
+    (a full install serves the demo too)."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this script runs before any install
         sys.exit("storied needs Python 3.11 or newer")
-    stamp = VENV / ".storied-stamp"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == want and PY.exists():
+    stamps = [VENV / ".storied-stamp"] + ([] if full else [VENV / ".storied-stamp-demo"])
+    if PY.exists() and any(s.exists() and s.read_text() == want for s in stamps):
         return
     if not PY.exists():
         print("creating .venv ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    print("installing storied[all,test,bench] into .venv ...", flush=True)
+    what = f"{ROOT}[all,test,bench]" if full else str(ROOT)
+    print(f"installing storied{'[all,test,bench]' if full else ''} into .venv ...", flush=True)
     pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "-e", f"{ROOT}[all,test,bench]"], check=True)
-    stamp.write_text(want)
+    subprocess.run([*pip, "-e", what], check=True)
+    stamps[-1].write_text(want)
 
 
 #: Debian packages the tests use: a command on PATH (or a path pattern) -> its package.
@@ -69,7 +73,7 @@ def _ensure_debian_tools() -> None:
 
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("demo", [])
-    _ensure_env()
+    _ensure_env(full=command != "demo")
     if command == "demo":
         return subprocess.call([str(BIN / "storied"), "demo", *rest])
     if command == "test":
