@@ -103,3 +103,23 @@ def test_samefile_across_two_mounts_of_one_folder(tmp_path: Path) -> None:
                        {"name": "two", "type": "local", "base_path": str(tmp_path)}])
     storage.node("one:f.txt").write_text("x")
     assert storage.node("one:f.txt").samefile(storage.node("two:f.txt"))
+
+
+def test_open_and_read_text_take_pathlibs_text_options(tmp_path: Path) -> None:
+    storage = StorageManager()
+    storage.configure([{"name": "l", "type": "local", "base_path": str(tmp_path)}])
+    node = storage.node("l:t.txt")
+    node.write_bytes(b"caf\xe9\r\nline two\n")
+    assert node.read_text(errors="replace") == "caf\ufffd\r\nline two\n"
+    with node.open("r", encoding="latin-1", newline=None) as f:
+        assert f.read() == "café\nline two\n"  # universal newlines, as open() does
+    with node.open("r", encoding="latin-1", newline="") as f:
+        assert f.read() == "café\r\nline two\n"
+    with node.open("w", encoding="ascii", errors="xmlcharrefreplace", newline="\r\n") as f:
+        f.write("é\n")
+    assert node.read_bytes() == b"&#233;\r\n"
+    with node.open("rb", buffering=0) as f:
+        assert f.read() == b"&#233;\r\n"
+    for bad in ({"errors": "nope"}, {"newline": "x"}, {"buffering": "1"}):
+        with pytest.raises(InvalidArgumentError):
+            node.open("r", **bad)  # type: ignore[arg-type]

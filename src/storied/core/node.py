@@ -38,6 +38,7 @@ from storied.core.writing import (
     check_conditions,
     check_encoding,
     check_mode,
+    check_text_options,
     open_writer,
     unchanged,
 )
@@ -310,8 +311,11 @@ class StorageNode(
         version: int | str | None = None,
         as_of: datetime | None = None,
         encoding: str | None = "utf-8",
+        *, buffering: int = -1, errors: str | None = None, newline: str | None = None,
     ) -> IO[Any]:
-        """Open the file. Read modes stream; write modes return an atomic writer.
+        """Open the file. Read modes stream; write modes return an atomic writer. ``errors``
+        and ``newline`` are those of :func:`open`; ``buffering`` is accepted for pathlib's
+        signature (storied's streams are always buffered).
 
         Writing modes (``w``, ``a``, ``x``, ``r+`` and their binary forms) buffer the content
         and replace the file only when the file object closes without an error; ``x`` fails if
@@ -319,18 +323,19 @@ class StorageNode(
         """
         self._check_version_args(mode, version, as_of)
         text_encoding = check_encoding(encoding or "utf-8")
+        check_text_options(buffering, errors, newline)
         if _WRITE_MODES.intersection(mode):
             writer = self._open_writer(mode)
             if "b" in mode:
                 return writer  # type: ignore[return-value]
-            return AtomicTextWriter(writer, text_encoding, self.fullpath)
+            return AtomicTextWriter(writer, text_encoding, self.fullpath, errors, newline)
         if version is not None or as_of is not None or self._version is not None:
             raw = self._open_version(self._version if version is None else version, as_of)
         else:
             raw = self._be.open_read(self._path)
         if "b" in mode:
             return raw
-        return TextReader(raw, text_encoding, self.fullpath)
+        return TextReader(raw, text_encoding, self.fullpath, errors, newline)
 
     def _check_version_args(self, mode: str, version: object, as_of: object) -> None:
         check_mode(mode)
@@ -370,17 +375,18 @@ class StorageNode(
                 return opened(self, stream.read())
         return opened(self, self._be.read_bytes(self._path))
 
-    def read_text(self, encoding: str = "utf-8") -> str:
-        """The whole content decoded as text.
+    def read_text(self, encoding: str = "utf-8", errors: str | None = None) -> str:
+        """The whole content decoded as text (``errors`` as for :meth:`bytes.decode`).
 
         Raises:
             InvalidEncodingError: Unknown ``encoding`` (also ``LookupError``/``ValueError``).
             TextDecodeError: The content is not text in ``encoding`` (a ``UnicodeDecodeError``).
         """
         codec = check_encoding(encoding)
+        check_text_options(-1, errors, None)
         data = self.read_bytes()
         try:
-            return data.decode(codec)
+            return data.decode(codec, errors or "strict")
         except UnicodeDecodeError as exc:
             raise decode_error(exc, self.fullpath) from None
 

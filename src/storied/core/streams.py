@@ -128,8 +128,9 @@ class TextReader(io.TextIOWrapper):
     """Text layer of ``open('r')``: undecodable content is a
     :class:`~storied.errors.TextDecodeError` naming the file (also a ``UnicodeDecodeError``)."""
 
-    def __init__(self, buffer: BinaryIO, encoding: str, where: str) -> None:
-        super().__init__(buffer, encoding=encoding)
+    def __init__(self, buffer: BinaryIO, encoding: str, where: str,
+                 errors: str | None = None, newline: str | None = None) -> None:
+        super().__init__(buffer, encoding=encoding, errors=errors, newline=newline)
         self._where = where
 
     def read(self, size: int | None = -1) -> str:
@@ -161,8 +162,10 @@ class AtomicTextWriter(io.TextIOWrapper):
     """Text layer over an :class:`AtomicWriter` that discards on an exception too; text the
     encoding cannot represent is a :class:`~storied.errors.TextEncodeError`."""
 
-    def __init__(self, buffer: AtomicWriter, encoding: str, where: str = "") -> None:
-        super().__init__(cast(BinaryIO, buffer), encoding=encoding)
+    def __init__(self, buffer: AtomicWriter, encoding: str, where: str = "",
+                 errors: str | None = None, newline: str | None = None) -> None:
+        super().__init__(cast(BinaryIO, buffer), encoding=encoding, errors=errors,
+                         newline=newline)
         self._where = where
 
     def write(self, text: str) -> int:

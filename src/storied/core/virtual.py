@@ -36,10 +36,10 @@ class _VirtualNode(StorageNode):
 
     write_bytes = write_text = write = _refuse
 
-    def read_text(self, encoding: str = "utf-8") -> str:
+    def read_text(self, encoding: str = "utf-8", errors: str | None = None) -> str:
         codec = check_encoding(encoding)
         try:
-            return self.read_bytes().decode(codec)
+            return self.read_bytes().decode(codec, errors or "strict")
         except UnicodeDecodeError as exc:
             raise decode_error(exc, self.fullpath) from None
 
@@ -88,7 +88,7 @@ class DiffNode(_VirtualNode):
     def read_bytes(self) -> bytes:
         return self.read_text().encode("utf-8")
 
-    def read_text(self, encoding: str = "utf-8") -> str:
+    def read_text(self, encoding: str = "utf-8", errors: str | None = None) -> str:
         texts = []
         for node in (self.left, self.right):
             raw = node.read_bytes()

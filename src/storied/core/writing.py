@@ -125,3 +125,16 @@ def check_conditions(node: StorageNode, if_match: object, create_only: object) -
             f"Mount {node.mount_name!r} cannot write conditionally ({what}): its storage "
             "has no conditional writes"
         )
+
+
+def check_text_options(buffering: object, errors: object, newline: object) -> None:
+    """Refuse what :func:`open` would refuse in ``buffering``, ``errors`` and ``newline``."""
+    if not isinstance(buffering, int) or isinstance(buffering, bool):
+        raise InvalidArgumentError(f"buffering must be an int, not {buffering!r}")
+    if errors is not None:
+        try:
+            codecs.lookup_error(errors)  # type: ignore[arg-type]
+        except (LookupError, TypeError):
+            raise InvalidArgumentError(f"Unknown error handler {errors!r}") from None
+    if newline not in (None, "", "\n", "\r", "\r\n"):
+        raise InvalidArgumentError(f"Invalid newline {newline!r}")
