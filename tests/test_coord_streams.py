@@ -45,3 +45,17 @@ def test_a_writable_zip_refuses_locks(tmp_path: Path) -> None:
     with pytest.raises(UnsupportedOperation, match="another process"):
         storage.node("z:x.txt").lock(timeout=0).acquire()
     storage.close()
+
+
+def test_find_duplicates_leaves_out_a_file_it_cannot_read(tmp_path: Path) -> None:
+    from storied.backends.local import LocalBackend
+    from storied.testing.doubles import FaultyBackend
+
+    inner = LocalBackend(str(tmp_path))  # no MD5 in its listings: every file is read
+    for name in ("a", "b", "c"):
+        inner.write(name, b"same bytes")
+    storage = StorageManager()
+    storage.add_mount({"name": "f", "retries": 1,
+                       "backend": FaultyBackend(inner, 1, frozenset({"open_read"}))})
+    (group,) = storage.find_duplicates("f:")  # the first read fails: that file drops out
+    assert len(group.nodes) == 2 and group.digest.startswith("sha256:")

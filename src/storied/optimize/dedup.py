@@ -18,6 +18,7 @@ make), so a report is a hint and a mutation is proven.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from storied.info import Info
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
     from storied.core.node import StorageNode
+
+log = logging.getLogger("storied.optimize")
 
 __all__ = ["BLOCK", "DuplicateGroup", "Member", "find_duplicates", "full_sha256"]
 
@@ -121,13 +124,17 @@ def full_sha256(node: StorageNode) -> str:
 
 def _split(members: list[Member], key: Callable[[Member], str | None]
            ) -> list[tuple[str, list[Member]]]:
-    """``(key, members)`` for each key two or more members share (a member whose key cannot
-    be computed, e.g. deleted meanwhile, drops out)."""
+    """``(key, members)`` for each key two or more members share. A member whose key cannot
+    be computed drops out (deleted meanwhile, or its folder swapped for a link the mount
+    refuses to follow: it is logged on ``storied.optimize``, never called a duplicate)."""
     groups: dict[str, list[Member]] = defaultdict(list)
     for member in members:
         try:
             value = key(member)
         except StorageNotFoundError:
+            continue
+        except StorageError as exc:
+            log.warning("find_duplicates: %s left out: %s", member.node.fullpath, exc)
             continue
         if value is not None:
             groups[value].append(member)
