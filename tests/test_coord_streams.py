@@ -59,3 +59,25 @@ def test_find_duplicates_leaves_out_a_file_it_cannot_read(tmp_path: Path) -> Non
                        "backend": FaultyBackend(inner, 1, frozenset({"open_read"}))})
     (group,) = storage.find_duplicates("f:")  # the first read fails: that file drops out
     assert len(group.nodes) == 2 and group.digest.startswith("sha256:")
+
+
+def test_rm_dry_run_also_refuses_a_tree_holding_another_mounts_history(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from storied.cli.main import cli
+
+    (tmp_path / "data").mkdir()
+    cfg = tmp_path / "s.json"
+    cfg.write_text(json.dumps([
+        {"name": "outer", "type": "local", "base_path": str(tmp_path)},
+        {"name": "v", "type": "local", "base_path": str(tmp_path / "data"), "versioning": True},
+    ]))
+    storage = StorageManager()
+    storage.configure(str(cfg))
+    storage.node("v:f.txt").write_text("kept")
+    for extra in (["-n"], []):
+        result = CliRunner().invoke(cli, ["-c", str(cfg), "rm", "-r", *extra, "outer:data"])
+        assert result.exit_code == 1 and "history" in result.stderr, result.stderr
+    assert storage.node("v:f.txt").read_text() == "kept"

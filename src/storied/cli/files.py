@@ -330,7 +330,8 @@ def rm(ctx: click.Context, paths: tuple[str, ...], recursive: bool, force: bool,
         if node.is_dir() and not recursive:
             raise click.ClickException(f"{word}: is a directory (use -r)")
         _refuse_root(node, word, "remove")
-        history = _versioned_below(storage, node) if recursive else None
+        # node.delete(recursive=True) refuses such a tree itself; a dry run asks up front
+        history = _versioned_below(storage, node) if recursive and dry_run else None
         if history is not None:
             raise click.ClickException(
                 f"{word}: holds a versioned mount's files and history ({history}); delete "
