@@ -53,7 +53,7 @@ def test_very_deep_relative_chain_is_refused_not_a_recursion_error() -> None:
 
 
 def test_relative_chain_at_the_limit_reads_and_writes() -> None:
-    from storied.core.manager import _MAX_RELATIVE_DEPTH
+    from storied.core.mounting import _MAX_RELATIVE_DEPTH
 
     storage = StorageManager()
     chain = [{"name": "m0", "type": "memory", "store": "r4-limit"}]

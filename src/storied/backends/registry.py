@@ -19,14 +19,91 @@ is reported with genro-storage's wording (``SFTP storage 'x' missing required fi
 from __future__ import annotations
 
 import importlib
-import math
-import os
-import re
-import reprlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from storied.backends._config_kinds import (  # re-exported: adapters and tests use them
+    ATTEMPTS as ATTEMPTS,
+)
+from storied.backends._config_kinds import (
+    BOOL as BOOL,
+)
+from storied.backends._config_kinds import (
+    CERT as CERT,
+)
+from storied.backends._config_kinds import (
+    ENCRYPTED as ENCRYPTED,
+)
+from storied.backends._config_kinds import (
+    FAULTS as FAULTS,
+)
+from storied.backends._config_kinds import (
+    GLOBS as GLOBS,
+)
+from storied.backends._config_kinds import (
+    HISTORY as HISTORY,
+)
+from storied.backends._config_kinds import (
+    INTEGER as INTEGER,
+)
+from storied.backends._config_kinds import (
+    MAPPING as MAPPING,
+)
+from storied.backends._config_kinds import (
+    MAX_RETRIES as MAX_RETRIES,
+)
+from storied.backends._config_kinds import (
+    MAX_SECONDS as MAX_SECONDS,
+)
+from storied.backends._config_kinds import (
+    NON_NEGATIVE as NON_NEGATIVE,
+)
+from storied.backends._config_kinds import (
+    PATH as PATH,
+)
+from storied.backends._config_kinds import (
+    PATH_OR_CALLABLE as PATH_OR_CALLABLE,
+)
+from storied.backends._config_kinds import (
+    PATHS as PATHS,
+)
+from storied.backends._config_kinds import (
+    PORT as PORT,
+)
+from storied.backends._config_kinds import (
+    POSITIVE_INT as POSITIVE_INT,
+)
+from storied.backends._config_kinds import (
+    PROBABILITY as PROBABILITY,
+)
+from storied.backends._config_kinds import (
+    SECONDS as SECONDS,
+)
+from storied.backends._config_kinds import (
+    STR as STR,
+)
+from storied.backends._config_kinds import (
+    STR_MAP as STR_MAP,
+)
+from storied.backends._config_kinds import (
+    STR_OR_MAPPING as STR_OR_MAPPING,
+)
+from storied.backends._config_kinds import (
+    VERIFY as VERIFY,
+)
+from storied.backends._config_kinds import (
+    Kind as Kind,
+)
+from storied.backends._config_kinds import (
+    check_value as check_value,
+)
+from storied.backends._config_kinds import (
+    choice as choice,
+)
+from storied.backends._config_kinds import (
+    short_repr as short_repr,
+)
 from storied.backends.base import Backend
 from storied.errors import (
     InvalidPathError,
@@ -49,167 +126,6 @@ __all__ = [
 ]
 
 
-# ------------------------------------------------------------------------------- value kinds
-@dataclass(frozen=True)
-class Kind:
-    """One expected type of a config value.
-
-    Attributes:
-        label: What the error message calls it (``"a bool (true or false)"``).
-        accepts: True when a value is of this kind.
-        convert: Applied to an accepted value before the adapter sees it.
-    """
-
-    label: str
-    accepts: Callable[[Any], bool]
-    convert: Callable[[Any], Any] = field(default=lambda value: value)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_digits(value: Any) -> bool:
-    return isinstance(value, str) and value.isascii() and value.isdigit()
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    return math.isfinite(value) and value > 0
-
-
-def _is_path(value: Any) -> bool:
-    return isinstance(value, (str, os.PathLike)) and isinstance(os.fspath(value), str)
-
-
-def _is_str_map(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    )
-
-
-_BOOL_WORDS = frozenset({"true", "false", "yes", "no", "on", "off", "0", "1", ""})
-
-STR = Kind("a string", lambda v: isinstance(v, str))
-BOOL = Kind("a bool (true or false)", lambda v: isinstance(v, bool))
-POSITIVE_INT = Kind("an integer >= 1", lambda v: _is_int(v) and v >= 1)
-PORT = Kind(
-    "a port number (an integer 1-65535)",
-    lambda v: (_is_int(v) or _is_digits(v)) and 1 <= int(v) <= 65535,
-    int,
-)
-#: Upper bounds of values that pass a type check but break later: a socket timeout beyond ~1e9 s
-#: overflows at connect time (OverflowError), and 10**30 retries of a transient error is a hang.
-MAX_SECONDS = 86400
-MAX_RETRIES = 100
-SECONDS = Kind(
-    f"a number of seconds > 0 and <= {MAX_SECONDS}",
-    lambda v: (_is_number(v) or (_is_digits(v) and int(v) > 0)) and float(v) <= MAX_SECONDS,
-    lambda v: v if not isinstance(v, str) else int(v),
-)
-ATTEMPTS = Kind(
-    f"an integer >= 1 and <= {MAX_RETRIES}", lambda v: _is_int(v) and 1 <= v <= MAX_RETRIES
-)
-PATH = Kind("a path (a string or os.PathLike)", _is_path, os.fspath)
-PATH_OR_CALLABLE = Kind(
-    "a path (a string or os.PathLike) or a callable",
-    lambda v: callable(v) or _is_path(v),
-    lambda v: v if callable(v) else os.fspath(v),
-)
-PATHS = Kind(
-    "a path or a list of paths",
-    lambda v: _is_path(v) or (isinstance(v, (list, tuple)) and bool(v) and all(map(_is_path, v))),
-    lambda v: os.fspath(v) if _is_path(v) else [os.fspath(p) for p in v],
-)
-MAPPING = Kind(
-    "a mapping with string keys",
-    lambda v: isinstance(v, Mapping) and all(isinstance(k, str) for k in v),
-    dict,
-)
-STR_MAP = Kind("a mapping of strings to strings", _is_str_map, dict)
-STR_OR_MAPPING = Kind(
-    "a string or a mapping", lambda v: isinstance(v, str) or MAPPING.accepts(v)
-)
-CERT = Kind(
-    "a path or a [certificate, key] pair of paths",
-    lambda v: _is_path(v)
-    or (isinstance(v, (list, tuple)) and len(v) == 2 and all(map(_is_path, v))),
-    lambda v: os.fspath(v) if _is_path(v) else tuple(os.fspath(p) for p in v),
-)
-VERIFY = Kind(
-    "a bool (true or false) or the path of a CA bundle",
-    lambda v: isinstance(v, bool) or (_is_path(v) and os.fspath(v).lower() not in _BOOL_WORDS),
-    lambda v: v if isinstance(v, bool) else os.fspath(v),
-)
-HISTORY = Kind(
-    "a 'mount:prefix' string", lambda v: isinstance(v, str) and ":" in v and v[0] != ":"
-)
-
-
-NON_NEGATIVE = Kind(
-    "a number >= 0",
-    lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v < math.inf,
-)
-PROBABILITY = Kind(
-    "a number between 0 and 1",
-    lambda v: not isinstance(v, bool) and isinstance(v, (int, float)) and 0 <= v <= 1,
-)
-FAULTS = Kind(
-    "a list of fault kinds or a mapping of fault kind to weight",
-    lambda v: (isinstance(v, (list, tuple)) and all(isinstance(k, str) for k in v))
-    or (isinstance(v, Mapping) and all(isinstance(k, str) for k in v)),
-    lambda v: list(v) if isinstance(v, (list, tuple)) else dict(v),
-)
-
-
-def choice(*values: str) -> Kind:
-    """A string that must be one of ``values``."""
-    return Kind(f"one of {', '.join(repr(v) for v in values)}", lambda v: v in values)
-
-
-_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
-for _attr in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque", "maxarray"):
-    setattr(_SHORT, _attr, 4)
-_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 3, 60, 60, 60
-
-
-def short_repr(value: Any) -> str:
-    """A repr of at most ~60 characters that never builds the full repr first (a YAML alias
-    bomb is a small document whose full repr takes gigabytes)."""
-    text = _SHORT.repr(value)
-    return text[:57] + "..." if len(text) > 60 else text
-
-
-def _describe(value: Any) -> str:
-    text = short_repr(value)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{text} ({type(value).__name__})"
-
-
-def check_value(mount: str, key: str, value: Any, kind: Kind, where: str = "") -> Any:
-    """``value`` converted by ``kind``, or a :class:`StorageConfigError` naming the mount, the
-    key and the expected type (``where`` adds the mount type to the message)."""
-    try:
-        ok = kind.accepts(value)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise StorageConfigError(
-            f"Mount {mount!r}{where}: {key!r} must be {kind.label}, got {_describe(value)}"
-        )
-    return kind.convert(value)
-
-
-#: ``default_encrypted``: a bool, or an encryption domain name ([a-z0-9_-], up to 64).
-ENCRYPTED = Kind(
-    "a bool or an encryption domain name ([a-z0-9_-], up to 64 characters)",
-    lambda v: isinstance(v, bool) or (isinstance(v, str) and re.fullmatch(r"[a-z0-9_-]{0,64}",
-                                                                            v) is not None),
-)
-
-
 def _is_backend(value: Any) -> bool:
     from storied.backends.base import Backend
 
@@ -230,7 +146,11 @@ COMMON_SCHEMA: Mapping[str, Kind] = {
     "default_encrypted": ENCRYPTED,
     "webhooks": Kind("a list of webhook mappings (url, events, secret, timeout)",
                      lambda v: isinstance(v, list) and all(isinstance(i, Mapping) for i in v)),
+    "compress": GLOBS,
+    "compression": choice("gzip", "zstd"),  # a tar mount's own 'compression' is its archive's
 }
+#: Common keys that a mount type may also declare as its own (then they are the type's).
+SHARED_KEYS = frozenset({"compression"})
 COMMON_KEYS = frozenset(COMMON_SCHEMA)
 #: Keys of a relative mount (``path: 'parent:sub/dir'``); ``type``/``protocol`` are ignored.
 RELATIVE_SCHEMA: Mapping[str, Kind] = {
@@ -246,9 +166,11 @@ RELATIVE_SCHEMA: Mapping[str, Kind] = {
 
 def check_common(mount: str, config: Mapping[str, Any], schema: Mapping[str, Kind]) -> None:
     """Check the types of the common keys of ``config`` (``None`` counts as absent)."""
+    declared = TYPES.get(config.get("protocol") or config.get("type") or "")
+    own = set(declared.optional) | set(declared.required) if declared else set()
     for key, kind in schema.items():
         value = config.get(key)
-        if value is not None:
+        if value is not None and not (key in SHARED_KEYS and key in own):
             check_value(mount, key, value, kind)
 
 
@@ -289,7 +211,7 @@ class BackendType:
         allowed = set(self.required) | set(self.optional)
         where = f" ({self.name})"
         for key, value in config.items():
-            if key in COMMON_KEYS:
+            if key in COMMON_KEYS and not (key in SHARED_KEYS and key in allowed):
                 continue
             std = self.aliases.get(key, key) if isinstance(key, str) else key
             if std not in allowed:
@@ -343,7 +265,15 @@ TYPES: dict[str, BackendType] = {
                 "anon",
                 "client_kwargs",
                 "multipart_threshold",
+                "multipart_chunksize",
+                "max_concurrency",
                 "version_aware",  # genro-storage's; storied probes the bucket's versioning
+                "profile",
+                "sse",
+                "sse_kms_key_id",
+                "storage_class",
+                "connect_timeout",
+                "read_timeout",
             ),
             aliases={
                 **_BUCKET,
@@ -355,7 +285,12 @@ TYPES: dict[str, BackendType] = {
                 "anon": BOOL,
                 "client_kwargs": MAPPING,
                 "multipart_threshold": POSITIVE_INT,
+                "multipart_chunksize": POSITIVE_INT,
+                "max_concurrency": POSITIVE_INT,
                 "version_aware": BOOL,
+                "sse": choice("AES256", "aws:kms"),
+                "connect_timeout": SECONDS,
+                "read_timeout": SECONDS,
             },
             label="S3",
         ),
@@ -487,7 +422,7 @@ TYPES: dict[str, BackendType] = {
                 "latency_ms": NON_NEGATIVE,
                 "jitter_ms": NON_NEGATIVE,
                 "failure_rate": PROBABILITY,
-                "seed": Kind("an integer", _is_int),
+                "seed": INTEGER,
                 "faults": FAULTS,
                 "wraps": MAPPING,
             },

@@ -34,6 +34,7 @@ from typing import Any, BinaryIO
 
 from storied import paths
 from storied.backends._location import url_key
+from storied.backends._s3_objectlock import S3ObjectLockMixin
 from storied.backends._s3_probe import Probes, delete_if_match, read_tagged
 from storied.backends._s3_stream import check_range, open_stream
 from storied.backends._s3_support import (
@@ -82,7 +83,7 @@ _CAPS = Capabilities(
 
 
 # --------------------------------------------------------------------------- the adapter
-class S3Backend(Backend):
+class S3Backend(S3ObjectLockMixin, Backend):
     """One S3 bucket; paths are object keys (``a/b.txt``), directories are key prefixes.
 
     Constructing the backend sends no request. :attr:`capabilities` probes the server on first

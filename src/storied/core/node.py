@@ -18,12 +18,15 @@ from storied import paths
 from storied.backends.base import Backend
 from storied.capabilities import Capabilities
 from storied.core import pinned
+from storied.core.copying import TransferMethods
 from storied.core.diffs import DiffMethods
 from storied.core.integration import IntegrationMethods
 from storied.core.locking import LockMethods
+from storied.core.objectlock import ObjectLockMethods
 from storied.core.pathlike import PathlibMethods
 from storied.core.removal import RemovalMethods
 from storied.core.sealed import opened, sealed_for_write
+from storied.core.streaming import StreamingMethods
 from storied.core.streams import (
     AtomicTextWriter,
     AtomicWriter,
@@ -62,7 +65,7 @@ _WRITE_MODES = frozenset("wax+")
 
 class StorageNode(
     RemovalMethods, VersionMethods, TagMethods, DiffMethods, IntegrationMethods, LockMethods,
-    PathlibMethods,
+    PathlibMethods, TransferMethods, StreamingMethods, ObjectLockMethods,
 ):
     """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
 
@@ -517,26 +520,6 @@ class StorageNode(
         """Create this directory (pathlib semantics)."""
         pinned.refuse_write(self)
         self._be.mkdir(self._path, parents=parents, exist_ok=exist_ok)
-
-    # ------------------------------------------------------------------ transfer & integration
-    def copy_to(self, dest: StorageNode | str, **options: Any) -> StorageNode:
-        """Copy this file or directory; see :func:`storied.core.transfer.copy_node`."""
-        from storied.core.transfer import copy_node
-
-        return copy_node(self, self._resolve_dest(dest), **options)
-
-    def move_to(self, dest: StorageNode | str) -> StorageNode:
-        """Move this file or directory: a rename when both are on the same mount, else copy +
-        delete. This node then points at the destination (genro-storage behaviour)."""
-        from storied.core.transfer import move_node
-
-        target = move_node(self, self._resolve_dest(dest))
-        self._mount_name, self._path = target._mount_name, target._path
-        self._backend, self._listed = target._backend, None
-        return self
-
-    def _resolve_dest(self, dest: StorageNode | str) -> StorageNode:
-        return self._manager.node(dest) if isinstance(dest, str) else dest
 
     # ------------------------------------------------------------------ value semantics
     def _key(self) -> tuple[str | None, str, int | str | None]:
