@@ -43,6 +43,7 @@ import errno
 
 __all__ = [
     "AmbiguousSnapshotError",
+    "ArchivedObjectError",
     "BinaryContentError",
     "DirectoryNotEmptyError",
     "InvalidArgumentError",
@@ -219,3 +220,10 @@ class StorageIOError(StorageError, OSError):
 
 class MissingDependencyError(StorageError, ModuleNotFoundError):
     """An optional dependency is missing; the message says which extra to install."""
+
+
+class ArchivedObjectError(StoragePermissionError):
+    """The object is in an archive storage class (S3 Glacier / Deep Archive, an Azure archive
+    tier) and cannot be read until it is restored; the message says how
+    (``node.restore_archived(days=1)``, then wait for the restore to finish)."""
+
