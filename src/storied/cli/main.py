@@ -406,6 +406,7 @@ def _register_extras() -> None:
         files,
         lock_command,
         manage,
+        objectlock_command,
         optimize_command,
         watch_command,
         web_command,
@@ -419,6 +420,7 @@ def _register_extras() -> None:
     lock_command.register(cli)
     web_command.register(cli)
     optimize_command.register(cli)
+    objectlock_command.register(cli)
 
 
 _register_extras()
