@@ -46,9 +46,43 @@ class _Object:
 
 @dataclass
 class _Store:
+    """Files and directories of one store. ``children`` indexes each directory's entries (in
+    creation order) so a listing costs its own size, not the store's; every change goes
+    through the methods below, under ``lock``."""
+
     files: dict[str, _Object] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=lambda: {""})
     lock: threading.RLock = field(default_factory=threading.RLock)
+    children: dict[str, dict[str, None]] = field(default_factory=dict)
+
+    def put_file(self, path: str, obj: _Object) -> None:
+        if path not in self.files:
+            self.children.setdefault(_parent(path), {})[path] = None
+        self.files[path] = obj
+
+    def pop_file(self, path: str) -> _Object | None:
+        obj = self.files.pop(path, None)
+        if obj is not None:
+            self._unlink(path)
+        return obj
+
+    def add_dir(self, path: str) -> None:
+        if path not in self.dirs:
+            self.dirs.add(path)
+            if path:
+                self.children.setdefault(_parent(path), {})[path] = None
+
+    def discard_dir(self, path: str) -> None:
+        if path in self.dirs and path:
+            self.dirs.discard(path)
+            self._unlink(path)
+
+    def _unlink(self, path: str) -> None:
+        siblings = self.children.get(_parent(path))
+        if siblings is not None:
+            siblings.pop(path, None)
+            if not siblings:
+                del self.children[_parent(path)]
 
 
 def clear_memory_stores() -> None:
@@ -106,7 +140,8 @@ class MemoryBackend(Backend):
                 raise NotADirectoryStorageError(f"Not a directory: {parent!r}")
             missing.append(parent)
             parent = _parent(parent)
-        self._store.dirs.update(missing)
+        for directory in reversed(missing):
+            self._store.add_dir(directory)
 
     # ---------------------------------------------------------------- contract
     def info(self, path: str) -> Info:
@@ -122,10 +157,10 @@ class MemoryBackend(Backend):
                 if path in self._store.files:
                     raise NotADirectoryStorageError(f"Not a directory: {path!r}")
                 raise StorageNotFoundError(f"No such directory: {path!r}")
-            entries = [Info(d, is_dir=True) for d in self._store.dirs if d and _parent(d) == path]
-            entries += [
-                self._info(p, o) for p, o in self._store.files.items() if _parent(p) == path
-            ]
+            names = self._store.children.get(path, {})
+            files = self._store.files
+            entries = [Info(d, is_dir=True) for d in names if d not in files]
+            entries += [self._info(p, files[p]) for p in names if p in files]
         return iter(entries)
 
     def walk(self, path: str) -> Iterator[Info]:
@@ -166,12 +201,12 @@ class MemoryBackend(Backend):
                 if current.etag != etag:
                     raise PreconditionFailedError(f"Etag mismatch on {path!r}")
             self._add_parents(path)
-            self._store.files[path] = obj
+            self._store.put_file(path, obj)
         return self._info(path, obj)
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         with self._store.lock:
-            if self._store.files.pop(path, None) is not None:
+            if self._store.pop_file(path) is not None:
                 return
             if path not in self._store.dirs:
                 raise StorageNotFoundError(f"No such file or directory: {path!r}")
@@ -181,10 +216,10 @@ class MemoryBackend(Backend):
             if (inside or subdirs) and not recursive:
                 raise DirectoryNotEmptyError(f"Directory not empty: {path!r}")
             for p in inside:
-                del self._store.files[p]
-            self._store.dirs.difference_update(subdirs)
-            if path:
-                self._store.dirs.discard(path)
+                self._store.pop_file(p)
+            for d in subdirs:
+                self._store.discard_dir(d)
+            self._store.discard_dir(path)
 
     def delete_if_match(self, path: str, etag: str) -> None:
         """Delete file ``path`` only while its etag is ``etag`` (under the store's lock)."""
@@ -192,7 +227,7 @@ class MemoryBackend(Backend):
             current = self._obj(path)
             if current.etag != etag:
                 raise PreconditionFailedError(f"Etag mismatch on {path!r}")
-            del self._store.files[path]
+            self._store.pop_file(path)
 
     def read_tagged(self, path: str) -> tuple[bytes, str]:
         """The content of file ``path`` and its etag, read together (locks use it)."""
@@ -211,7 +246,7 @@ class MemoryBackend(Backend):
             if not parents and _parent(path) not in self._store.dirs:
                 raise StorageNotFoundError(f"Parent directory missing: {_parent(path)!r}")
             self._add_parents(path)
-            self._store.dirs.add(path)
+            self._store.add_dir(path)
 
     # ---------------------------------------------------------------- faster derived ops
     def copy(self, src: str, dst: str) -> Info:
@@ -224,7 +259,8 @@ class MemoryBackend(Backend):
         empty directory; a file never replaces a directory nor a directory a file (nothing is
         moved then)."""
         with self._store.lock:
-            files, dirs = self._store.files, self._store.dirs
+            store = self._store
+            files, dirs = store.files, store.dirs
             if src not in files and src not in dirs:
                 raise StorageNotFoundError(f"No such file or directory: {src!r}")
             if src == dst:
@@ -233,7 +269,9 @@ class MemoryBackend(Backend):
                 if dst in dirs:
                     raise IsADirectoryStorageError(f"Is a directory: {dst!r}")
                 self._add_parents(dst)
-                files[dst] = files.pop(src)
+                moved = store.pop_file(src)
+                assert moved is not None
+                store.put_file(dst, moved)
                 return
             if dst in files:
                 raise NotADirectoryStorageError(f"Not a directory: {dst!r}")
@@ -241,11 +279,15 @@ class MemoryBackend(Backend):
                 raise DirectoryNotEmptyError(f"Directory not empty: {dst!r}")
             self._add_parents(dst)
             prefix = src + "/"
+            old_dirs = sorted(d for d in dirs if d == src or d.startswith(prefix))
+            for d in old_dirs:
+                store.add_dir(dst + d[len(src) :])
             for p in [p for p in files if p.startswith(prefix)]:
-                files[dst + p[len(src) :]] = files.pop(p)
-            for d in [d for d in dirs if d == src or d.startswith(prefix)]:
-                dirs.discard(d)
-                dirs.add(dst + d[len(src) :])
+                obj = store.pop_file(p)
+                assert obj is not None
+                store.put_file(dst + p[len(src) :], obj)
+            for d in reversed(old_dirs):
+                store.discard_dir(d)
 
     def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
         with self._store.lock:
