@@ -1,4 +1,5 @@
-"""Backends that wrap backends: mount root, permissions, retries.
+"""Backends that wrap backends: mount root, reserved area, permissions (and, re-exported from
+:mod:`storied.backends.retrying`, retries).
 
 Each keeps the :class:`~storied.backends.base.Backend` contract, so they stack in any order. The
 manager builds a mount as ``Permissions(Prefixed(Retrying(adapter)))`` (only the layers it needs).
@@ -7,31 +8,23 @@ manager builds a mount as ``Permissions(Prefixed(Retrying(adapter)))`` (only the
 from __future__ import annotations
 
 import builtins
-import hashlib
-import random
-import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import replace
 from enum import StrEnum
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, cast
 
 from storied import paths
 from storied.backends.base import Backend, WrappedBackend, delete_tree
+from storied.backends.retrying import Retrying as Retrying  # re-exported: its home until now
 from storied.capabilities import Capabilities
 from storied.errors import (
-    PreconditionFailedError,
-    StorageAlreadyExistsError,
     StorageConfigError,
-    StorageError,
     StorageNotFoundError,
     StoragePermissionError,
-    TransientStorageError,
 )
 from storied.info import Data, Info, ObjectVersion, WriteMode
 
 __all__ = ["HideReserved", "Permission", "Permissions", "Prefixed", "Retrying"]
-
-T = TypeVar("T")
 
 
 class Prefixed(WrappedBackend):
@@ -371,190 +364,3 @@ class Permissions(WrappedBackend):
     def move(self, src: str, dst: str) -> None:
         self._need_delete()
         self.inner.move(src, dst)
-
-
-class Retrying(WrappedBackend):
-    """Retry transient failures with exponential backoff and jitter.
-
-    Only :class:`~storied.errors.TransientStorageError` is retried. A write is retried only when
-    its data can be sent again (bytes, or a seekable stream rewound to where it started).
-
-    Args:
-        inner: The backend to wrap.
-        attempts: Total tries per operation (at least 1).
-        base_delay: Seconds before the first retry; doubled each time, capped at ``max_delay``.
-        max_delay: Upper bound of one wait.
-        sleep: The waiting function (tests pass a recorder).
-    """
-
-    def __init__(
-        self,
-        inner: Backend,
-        attempts: int = 4,
-        base_delay: float = 0.1,
-        max_delay: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        super().__init__(inner)
-        self.attempts = max(1, attempts)
-        self.base_delay, self.max_delay, self._sleep = base_delay, max_delay, sleep
-
-    def _run(self, call: Callable[[], T], rewind: Callable[[], None] | None = None,
-             settle: Callable[[StorageError], T] | None = None) -> T:
-        """``call()``, retried on transient errors. A retry that fails with another storage
-        error goes to ``settle`` (when given): the first attempt may have been applied with
-        its answer lost, and ``settle`` returns the result when the error says so ("already
-        exists" after a create, "not found" after a delete) or raises the error."""
-        for attempt in range(self.attempts):
-            try:
-                return call()
-            except TransientStorageError:
-                if attempt == self.attempts - 1:
-                    raise
-                self._wait(attempt)
-                if rewind is not None:
-                    rewind()
-            except StorageError as exc:
-                if attempt == 0 or settle is None:
-                    raise
-                return settle(exc)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _wait(self, attempt: int) -> None:
-        delay = min(self.max_delay, self.base_delay * 2**attempt)
-        self._sleep(delay * (0.5 + random.random() / 2))
-
-    def _written(self, path: str, data: Data) -> Callable[[StorageError], Info]:
-        """The ``settle`` of a retried create-only or conditional write: done when ``path``
-        holds exactly ``data`` now (bytes only: a stream is not read twice)."""
-        def settle(exc: StorageError) -> Info:
-            conflict = isinstance(exc, (StorageAlreadyExistsError, PreconditionFailedError))
-            if not conflict or not isinstance(data, (bytes, bytearray, memoryview)):
-                raise exc
-            info = self._run(lambda: self.inner.info(path))
-            body = bytes(data)
-            same = not info.is_dir and (
-                info.md5 == hashlib.md5(body).hexdigest() if info.md5 is not None
-                else info.size == len(body)
-                and self._run(lambda: self.inner.read_bytes(path)) == body)
-            if not same:
-                raise exc
-            return info
-
-        return settle
-
-    def info(self, path: str) -> Info:
-        return self._run(lambda: self.inner.info(path))
-
-    def list(self, path: str) -> Iterator[Info]:
-        return iter(self._run(lambda: list(self.inner.list(path))))
-
-    def list_names(self, path: str, start_after: str | None = None) -> Iterator[tuple[str, bool]]:
-        return iter(self._run(lambda: list(self.inner.list_names(path, start_after))))
-
-    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
-        return self._run(lambda: self.inner.list_versions(path))
-
-    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
-        return iter(self._run(lambda: list(self.inner.walk_versions(path))))
-
-    def walk(self, path: str) -> Iterator[Info]:
-        return iter(self._run(lambda: list(self.inner.walk(path))))
-
-    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        return self._run(lambda: self.inner.open_read(path, start, end))
-
-    def read_bytes(self, path: str) -> bytes:
-        return self._run(lambda: self.inner.read_bytes(path))
-
-    def write(
-        self,
-        path: str,
-        data: Data,
-        *,
-        mode: WriteMode = WriteMode.OVERWRITE,
-        etag: str | None = None,
-        metadata: dict[str, str] | None = None,
-    ) -> Info:
-        def call() -> Info:
-            return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
-
-        settle = self._written(path, data) if mode is not WriteMode.OVERWRITE else None
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            return self._run(call, rewind=lambda: None, settle=settle)
-        if getattr(data, "seekable", lambda: False)():
-            start = data.tell()
-
-            def rewind() -> None:
-                data.seek(start)
-
-            return self._run(call, rewind=rewind, settle=settle)
-        return call()
-
-    def delete(self, path: str, *, recursive: bool = False) -> None:
-        self._run(lambda: self.inner.delete(path, recursive=recursive), settle=_gone)
-
-    def delete_if_match(self, path: str, etag: str) -> None:
-        self._run(lambda: self.inner.delete_if_match(path, etag), settle=_gone)
-
-    def delete_version(self, path: str, version_id: str) -> None:
-        self._run(lambda: self.inner.delete_version(path, version_id), settle=_gone)
-
-    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
-        self._run(lambda: self.inner.delete_many(items))  # missing items are fine
-
-    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        def settle(exc: StorageError) -> None:  # made by the attempt whose answer was lost
-            if not (isinstance(exc, StorageAlreadyExistsError) and self._is_dir(path)):
-                raise exc
-
-        self._run(lambda: self.inner.mkdir(path, parents=parents, exist_ok=exist_ok),
-                  settle=settle)
-
-    def _is_dir(self, path: str) -> bool:
-        try:
-            return self.inner.info(path).is_dir
-        except StorageError:
-            return False
-
-    def copy(self, src: str, dst: str) -> Info:
-        return self._run(lambda: self.inner.copy(src, dst))  # copying again: the same result
-
-    def move(self, src: str, dst: str) -> None:
-        """Retried only while ``src`` is still there (nothing, or not all, was moved); a
-        failed attempt after which ``src`` is gone and ``dst`` exists was applied."""
-        for attempt in range(self.attempts):
-            try:
-                self.inner.move(src, dst)
-                return
-            except TransientStorageError as exc:
-                if attempt == self.attempts - 1:
-                    raise
-                self._wait(attempt)
-                if not self._run(lambda: self.inner.exists(src)):
-                    if self._run(lambda: self.inner.exists(dst)):
-                        return
-                    raise exc from None
-
-    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
-        self._run(lambda: self.inner.set_metadata(path, metadata))
-
-    def get_metadata(self, path: str) -> dict[str, str]:
-        return self._run(lambda: self.inner.get_metadata(path))
-
-    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
-        return self._run(lambda: self.inner.walk_split(path))
-
-    def open_version(
-        self, path: str, version_id: str, start: int = 0, end: int | None = None
-    ) -> BinaryIO:
-        return self._run(lambda: self.inner.open_version(path, version_id, start, end))
-
-    def exists(self, path: str) -> bool:
-        return self._run(lambda: self.inner.exists(path))
-
-
-def _gone(exc: StorageError) -> None:
-    """The ``settle`` of a retried delete: "not found" means an earlier attempt deleted it."""
-    if not isinstance(exc, StorageNotFoundError):
-        raise exc
