@@ -101,6 +101,8 @@ def split_header(data: bytes, strict: bool = True) -> tuple[bytes | None, str | 
 class Keyring:
     """Installed key material, by domain. Its repr never shows a key."""
 
+    default: str
+
     def __init__(self, keys: str) -> None:
         fernet = _crypto()
         entries = [k.strip() for k in (keys or "").split(",") if k.strip()]

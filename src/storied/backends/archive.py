@@ -109,7 +109,7 @@ class _Member:
 class _ArchiveBackend(ReadOnlyBackend):
     """The index and the read-only contract shared by zip and tar."""
 
-    capabilities = _READONLY
+    capabilities: Capabilities = _READONLY
 
     def __init__(self, file: str | os.PathLike[str]) -> None:
         self.file = os.fspath(file)
@@ -240,6 +240,8 @@ class TarBackend(_ArchiveBackend):
         StorageNotFoundError: ``file`` does not exist.
         StorageConfigError: Unknown compression, or ``file`` is not a (readable) tar archive.
     """
+
+    compression: str
 
     protocol = "tar"
 

@@ -326,6 +326,9 @@ class WrappedBackend(Backend):
     same things, so they stack in any order.
     """
 
+    inner: Backend
+    protocol: str
+
     def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.protocol = inner.protocol

@@ -40,7 +40,7 @@ class Base64Backend(Backend):
     """
 
     protocol = "base64"
-    capabilities = Capabilities(
+    capabilities: Capabilities = Capabilities(
         opaque_paths=True,
         readonly=True,
         write=False,

@@ -72,6 +72,9 @@ class GitBackend(ReadOnlyBackend):
         StorageConfigError: Not a git repository, or ``ref`` does not name a commit.
     """
 
+    repository: str
+    ref: str
+
     protocol = "git"
     capabilities = _CAPS
 

@@ -35,6 +35,7 @@ except (OSError, AttributeError) as _exc:  # libarchive-c is there, the C librar
 from storied import paths
 from storied.backends.archive import _READONLY, _ArchiveBackend, _Member, _prefixed
 from storied.backends.base import Backend
+from storied.capabilities import Capabilities
 from storied.errors import InvalidContentError, StorageConfigError, StorageError
 
 __all__ = ["LibarchiveBackend", "libarchive_from_config"]
@@ -52,7 +53,7 @@ class LibarchiveBackend(_ArchiveBackend):
     """
 
     protocol = "libarchive"
-    capabilities = _READONLY.replace(range_reads=False)
+    capabilities: Capabilities = _READONLY.replace(range_reads=False)
 
     def __init__(self, file: str | os.PathLike[str]) -> None:
         super().__init__(file)

@@ -106,8 +106,10 @@ class LocalBackend(Backend):
         fsync: Flush file contents to disk before the rename (durable across power loss; slower).
     """
 
+    base_url: str | None
+
     protocol = "local"
-    capabilities = Capabilities(
+    capabilities: Capabilities = Capabilities(
         conditional_write=True,
         copy_optimization=True,
         symbolic_links=True,

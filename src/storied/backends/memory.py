@@ -103,7 +103,7 @@ class MemoryBackend(Backend):
     """
 
     protocol = "memory"
-    capabilities = Capabilities(
+    capabilities: Capabilities = Capabilities(
         temporary=True,
         conditional_write=True,
         copy_optimization=True,

@@ -100,6 +100,8 @@ class WritableZipBackend(Backend):
         StorageConfigError: Bad ``mode``, missing directory, or ``file`` is not a zip archive.
     """
 
+    autoflush: bool
+
     protocol = "zip"
     capabilities = _CAPS
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["EventMethods", "Watch", "bus_of", "file_info", "needs_events", "notify",
            "notify_deleted", "notify_version", "notify_written", "version_info"]
 
-log = logging.getLogger("storied.events")
+log: logging.Logger = logging.getLogger("storied.events")
 
 
 def bus_of(node: StorageNode) -> EventBus:
@@ -107,6 +107,12 @@ class Watch:
     """A background tail of a journal (``storage.watch``); :meth:`stop` ends it (also on
     leaving a ``with`` block). ``cursor`` is the last event delivered; ``error`` what stopped
     the thread, if anything did."""
+
+    journal: Journal
+    below: str
+    callback: Callable[[Event], object]
+    poll: float
+    cursor: str
 
     def __init__(self, journal: Journal, below: str, callback: Callable[[Event], object],
                  poll: float, since: str | None) -> None:

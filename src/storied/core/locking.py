@@ -188,6 +188,11 @@ class Lock:
             grant of the path. None before the first grant.
     """
 
+    node: StorageNode
+    timeout: float | None
+    ttl: float
+    owner: str
+
     def __init__(self, node: StorageNode, timeout: float | None = 30, ttl: float = 60) -> None:
         _check_seconds("timeout", timeout, allow_none=True, minimum=0.0)
         _check_seconds("ttl", ttl, allow_none=False, minimum=_MIN_TTL)

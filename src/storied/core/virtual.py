@@ -81,6 +81,9 @@ class IterNode(_VirtualNode):
 class DiffNode(_VirtualNode):
     """The unified diff of two text nodes (empty when identical)."""
 
+    left: StorageNode
+    right: StorageNode
+
     def __init__(self, manager: StorageManager, left: StorageNode, right: StorageNode) -> None:
         super().__init__(manager)
         self.left, self.right = left, right

@@ -46,7 +46,7 @@ MAX_DEPTH = 8
 #: ``callback(node, info)``; ``info`` always holds ``'event'``.
 Callback = Callable[["StorageNode", dict[str, Any]], object]
 
-log = logging.getLogger("storied.events")
+log: logging.Logger = logging.getLogger("storied.events")
 
 
 def check_event(event: object, *, wildcard: bool = True) -> str:
@@ -62,6 +62,11 @@ def check_event(event: object, *, wildcard: bool = True) -> str:
 
 class Subscription:
     """One ``storage.on(...)`` registration; :meth:`cancel` ends it (idempotent)."""
+
+    event: str
+    callback: Callback
+    mount: str | None
+    path: str | None
 
     def __init__(self, bus: EventBus, event: str, callback: Callback,
                  mount: str | None, path: str | None) -> None:

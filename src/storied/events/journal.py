@@ -75,7 +75,7 @@ _READERS = 8
 _CHUNK = 32  # entries read ahead in parallel (a reader that stops early wastes <= this)
 _DATES = ("last_modified", "created")
 _ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=lambda v: _default(v))
-log = logging.getLogger("storied.events")
+log: logging.Logger = logging.getLogger("storied.events")
 
 
 def _entry_name(seq: int) -> str:
@@ -143,6 +143,9 @@ class JournalStore:
 
     Thread-safe; one per engine (see :func:`store_of`). Paths in entries are engine paths.
     """
+
+    backend: Backend
+    root: str
 
     def __init__(self, backend: Backend, root: str) -> None:
         self.backend, self.root = backend, root
@@ -420,6 +423,10 @@ def store_of(history: MountHistory) -> JournalStore:
 class Journal:
     """The journal as one mount sees it: entries below the mount's prefix, paths relative to
     the mount. ``Journal.read`` is what ``storage.events`` and webhook delivery read."""
+
+    store: JournalStore
+    mount: str
+    prefix: str
 
     def __init__(self, store: JournalStore, mount: str, prefix: str = "") -> None:
         self.store, self.mount, self.prefix = store, mount, prefix

@@ -33,12 +33,13 @@ from storied.events.webhooks import Webhook, message_body, redact_url
 from storied.info import WriteMode
 
 if TYPE_CHECKING:
+    from storied.backends.base import Backend
     from storied.events.journal import Journal
     from storied.events.model import Event
 
 __all__ = ["JournalSource"]
 
-log = logging.getLogger("storied.webhooks")
+log: logging.Logger = logging.getLogger("storied.webhooks")
 
 #: How often a worker reads the journal for events of other processes (seconds); events of
 #: its own process wake it at once.
@@ -61,6 +62,17 @@ def _later(a: str, b: str) -> bool:
 
 class JournalSource:
     """The journal of one mount as a source of messages for one endpoint."""
+
+    hook: Webhook
+    journal: Journal
+    mount: str
+    backend: Backend
+    key: str
+    lock: FileLock
+    due: bool
+    backlog: bool
+    read_at: float
+    gap: float
 
     def __init__(self, hook: Webhook, journal: Journal, spool_dir: Path) -> None:
         self.hook, self.journal, self.mount = hook, journal, journal.mount

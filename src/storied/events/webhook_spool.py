@@ -33,7 +33,7 @@ from typing import IO, Any
 
 __all__ = ["FileLock", "Message", "Spool", "default_root"]
 
-log = logging.getLogger("storied.webhooks")
+log: logging.Logger = logging.getLogger("storied.webhooks")
 
 _SUFFIX = ".msg"
 _TMP = ".tmp-"
@@ -113,6 +113,9 @@ class Message:
 
 class Spool:
     """The spool directory of one endpoint (see the module doc)."""
+
+    dir: Path
+    lock: FileLock
 
     def __init__(self, root: Path, key: str, label: dict[str, Any]) -> None:
         self.dir = Path(root) / key

@@ -40,7 +40,7 @@ from storied.events.webhooks import Webhook, redact_url
 
 __all__ = ["Outcome", "Worker", "attempt", "parse_retry_after"]
 
-log = logging.getLogger("storied.webhooks")
+log: logging.Logger = logging.getLogger("storied.webhooks")
 
 #: How often an idle worker looks for messages other processes spooled (seconds).
 POLL = 1.0
@@ -140,6 +140,10 @@ class Worker:
     ``changed`` is called (no arguments) after every message removed, so ``flush`` waiters
     can count again.
     """
+
+    hook: Webhook
+    spool: Spool
+    failures: int
 
     def __init__(self, hook: Webhook, spool: Spool, changed: Callable[[], None]) -> None:
         self.hook, self.spool, self._changed = hook, spool, changed

@@ -292,6 +292,12 @@ class Webhook:
         key: The endpoint's persisted identity (:func:`endpoint_key`).
     """
 
+    url: str
+    timeout: float
+    retry: RetryPolicy
+    key: str
+    removed: bool
+
     def __init__(self, url: str, events: Iterable[str] | None = None,
                  secret: Secret | Sequence[Secret] | None = None, mount: str | None = None,
                  timeout: float = 15.0,

@@ -27,6 +27,8 @@ class FaultyBackend(WrappedBackend):
         consume: For ``write``, read the data stream before failing (as a network upload would).
     """
 
+    operations: frozenset[str]
+
     def __init__(
         self,
         inner: Backend,

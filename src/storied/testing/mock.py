@@ -167,6 +167,11 @@ class MockBackend(WrappedBackend):
         StorageConfigError: A value out of range, an unknown fault kind, a bad ``wraps``.
     """
 
+    latency_ms: float
+    jitter_ms: float
+    failure_rate: float
+    faults: dict[str, float]
+
     def __init__(
         self,
         latency_ms: float = 0,

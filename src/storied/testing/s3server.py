@@ -334,6 +334,8 @@ class CountingProxy:
         endpoint_url: Where clients should connect.
     """
 
+    endpoint_url: str
+
     def __init__(self, target_url: str) -> None:
         target = urllib.parse.urlsplit(target_url)
         if target.scheme != "http":

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Web", "build_app", "status_for"]
 
-log = logging.getLogger("storied.web")
+log: logging.Logger = logging.getLogger("storied.web")
 HERE = Path(__file__).parent
 FLASH = "storied_flash"
 
@@ -68,6 +68,8 @@ def one_line(text: str, limit: int = 500) -> str:
 
 class Web:
     """What every endpoint needs: the manager, the mode, the token and the templates."""
+
+    csrf: str
 
     def __init__(self, storage: StorageManager, read_only: bool, token: str) -> None:
         self.storage = storage

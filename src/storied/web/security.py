@@ -75,6 +75,8 @@ class Guard:
     error page).
     """
 
+    cookie: str
+
     def __init__(self, app: ASGIApp, token: str,
                  refuse: Callable[[int, str], ASGIApp]) -> None:
         self.app = app
