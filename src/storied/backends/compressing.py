@@ -1,21 +1,360 @@
-"""Transparent compression of a mount's matching files (the ``compress`` key, issue 10).
+"""Transparent compression of a mount's matching files (the ``compress`` key, issue 10 §3).
 
-Placeholder until the compression layer lands: a mount that asks for compression is refused
-with a clear error instead of silently storing plain files."""
+``compress: ['*.json', 'logs/*.log']`` (globs matched with :func:`fnmatch.fnmatchcase` on the
+mount path and on the file name) and ``compression: 'gzip' | 'zstd'`` (default gzip; zstd
+needs ``storied[zstd]``). The layout of a compressed object is in
+:mod:`storied.backends._compress_format` and docs/adr/0020-transparent-compression.md.
+
+What the layer guarantees, for matching paths:
+
+- ``open_read`` (whole, ranged, seeking), ``read_bytes``, ``open_version`` give the original
+  bytes; a range read decompresses only the members (4 MiB of original each) it covers.
+- ``info()`` gives the original ``size`` and ``md5`` (from the object's metadata where the
+  storage keeps it, else from the index at the object's end: two small reads); ``etag`` stays
+  the stored object's, so conditional writes work unchanged.
+- Listings (``list``/``walk``) show the *stored* size of a compressed file unless the listing
+  carries its metadata, and never an MD5 for a matching file (the stored bytes' MD5 is not the
+  content's): ask ``info()``/``size()``/``md5hash()`` for the original.
+- A matching file smaller than 4 KiB, or whose first block does not shrink by 10%, is stored
+  plain; a plain object is read back unchanged whatever its bytes (an ordinary ``.gz`` too):
+  only storied's own marker (a gzip FEXTRA subfield ``St`` / a zstd skippable frame) makes an
+  object compressed, and content that starts with that marker is always stored compressed.
+- Paths in storied's reserved area are never compressed (the history engine compresses its
+  blobs itself). ``local_path`` and ``url`` are None for matching paths (they would expose the
+  stored bytes).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import builtins
+import fnmatch
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any, BinaryIO, cast
 
-from storied.backends.base import Backend
-from storied.errors import StorageConfigError
+from storied import paths
+from storied.backends._compress_format import (
+    BLOCK,
+    PEEK,
+    Codec,
+    Index,
+    codec_named,
+    detect,
+    is_marked,
+)
+from storied.backends._compress_io import Decoded, Encoder, Prepended, load_index, read_full
+from storied.backends.base import Backend, WrappedBackend, as_stream
+from storied.errors import StorageConfigError, StorageNotFoundError
+from storied.info import Data, Info, ObjectVersion, WriteMode
 
-__all__ = ["wrap"]
+__all__ = ["MIN_SIZE", "Compressing", "wrap"]
+
+#: Files smaller than this are stored plain.
+MIN_SIZE = 4096
+#: A first block that does not shrink below this fraction is stored plain.
+MIN_GAIN = 0.9
+#: No compressed object is smaller (marker, one member, trailer).
+_SMALLEST = 64
+_KEYS = ("storied-zcodec", "storied-zsize", "storied-zmd5")
+_FORWARD = frozenset({"create_linked", "through_link", "holding", "versioning_status"})
 
 
 def wrap(name: str, config: Mapping[str, Any], backend: Backend) -> Backend:
-    """``backend`` with the compression layer the mount's ``compress`` key asks for."""
-    if config.get("compress"):
-        raise StorageConfigError(f"Mount {name!r}: 'compress' is not available in this build")
-    return backend
+    """``backend`` with the compression layer the mount's ``compress`` key asks for.
+
+    Raises:
+        StorageConfigError: ``compress`` is not a list of non-empty glob strings.
+        MissingDependencyError: ``compression: 'zstd'`` without the zstandard package.
+    """
+    globs = config.get("compress")
+    if not globs:
+        return backend
+    if isinstance(globs, str):
+        globs = [globs]
+    if not all(isinstance(g, str) and g for g in globs):
+        raise StorageConfigError(f"Mount {name!r}: 'compress' must be a list of glob strings")
+    codec = codec_named(str(config.get("compression") or "gzip"))
+    return Compressing(backend, list(globs), codec)
+
+
+class Compressing(WrappedBackend):
+    """Compress files matching ``globs`` on write, decompress them on read (module doc)."""
+
+    def __init__(self, inner: Backend, globs: list[str], codec: Codec) -> None:
+        super().__init__(inner)
+        self.globs, self.codec = tuple(globs), codec
+        self._deep = any("/" in g for g in globs)
+        self._indexes: OrderedDict[tuple[object, ...], Index | None] = OrderedDict()
+
+    def __getattr__(self, name: str) -> Any:
+        # fast paths of the storage (local disks), used only on the reserved area / by name
+        if name in _FORWARD:
+            return getattr(self.inner, name)
+        raise AttributeError(name)
+
+    def applies(self, path: str) -> bool:
+        """True when ``path`` is compressed by this layer (it matches a glob and is outside
+        storied's reserved area)."""
+        if not path or paths.RESERVED in path.split("/"):
+            return False
+        base = path.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(path, g) or fnmatch.fnmatchcase(base, g)
+                   for g in self.globs)
+
+    # ------------------------------------------------------------------ writing
+    def write(
+        self,
+        path: str,
+        data: Data,
+        *,
+        mode: WriteMode = WriteMode.OVERWRITE,
+        etag: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Info:
+        if not self.applies(path):
+            return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
+        whole = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else None
+        stream = as_stream(data)
+        first = read_full(stream, BLOCK)
+        user = _strip(metadata)
+        member = b""
+        if first and (len(first) >= MIN_SIZE or is_marked(first)):
+            member = self.codec.member(first)
+        if not member or (len(member) > MIN_GAIN * len(first) and not is_marked(first)):
+            body = whole if whole is not None else cast(BinaryIO, Prepended(first, stream))
+            return self.inner.write(path, body, mode=mode, etag=etag, metadata=user or None)
+        encoder = Encoder(self.codec, first, member, stream)
+        extra = dict(user)
+        if self.inner.capabilities.metadata:
+            extra["storied-zcodec"] = self.codec.name
+            if whole is not None:
+                extra["storied-zsize"] = str(len(whole))
+                extra["storied-zmd5"] = hashlib.md5(whole).hexdigest()
+        with encoder:
+            info = self.inner.write(path, cast(BinaryIO, encoder), mode=mode, etag=etag,
+                                    metadata=extra or None)
+        if encoder.index is None:  # the storage stopped reading early: never acknowledge
+            from storied.errors import StorageIOError
+
+            raise StorageIOError(f"{path}: the storage did not take the whole compressed stream")
+        self._remember(path, info, encoder.index)
+        return replace(info, size=encoder.size, md5=encoder.md5, metadata=user or None)
+
+    def copy(self, src: str, dst: str) -> Info:
+        if self.applies(src) == self.applies(dst):
+            info = self.inner.copy(src, dst)
+            return self._logical(info) if self.applies(dst) else info
+        with self.open_read(src) as stream:
+            return self.write(dst, stream)
+
+    def move(self, src: str, dst: str) -> None:
+        same = self.applies(src) == self.applies(dst)
+        if same and not (self._deep and self.inner.info(src).is_dir):
+            self.inner.move(src, dst)
+            return
+        Backend.move(self, src, dst)  # file by file, through this layer
+
+    def set_metadata(self, path: str, metadata: dict[str, str]) -> None:
+        ours = {}
+        if self.applies(path):
+            current = self.inner.get_metadata(path)
+            ours = {k: current[k] for k in _KEYS if k in current}
+        self.inner.set_metadata(path, {**_strip(metadata), **ours})
+
+    def get_metadata(self, path: str) -> dict[str, str]:
+        return _strip(self.inner.get_metadata(path))
+
+    # ------------------------------------------------------------------ describing
+    def info(self, path: str) -> Info:
+        info = self.inner.info(path)
+        return self._logical(info) if self.applies(path) else info
+
+    def _logical(self, info: Info) -> Info:
+        """``info`` of a matching path with the original size and MD5."""
+        if info.is_dir:
+            return info
+        meta = info.metadata or {}
+        if "storied-zsize" in meta and "storied-zmd5" in meta:
+            return replace(info, size=int(meta["storied-zsize"]), md5=meta["storied-zmd5"],
+                           metadata=_strip(meta))
+        index = self._index_of(info)
+        if index is None:
+            return replace(info, metadata=_strip(meta) if info.metadata is not None else None)
+        return replace(info, size=index.size, md5=index.md5, metadata=_strip(meta))
+
+    def _listed(self, info: Info) -> Info:
+        """A listing entry with the original size and MD5 (costs, for a matching file the
+        listing says too little about, what :meth:`info` costs; cached per etag)."""
+        if info.is_dir or not self.applies(info.path):
+            return info
+        meta = info.metadata or {}
+        if "storied-zsize" in meta and "storied-zmd5" in meta:
+            return self._logical(info)
+        if info.size < _SMALLEST:
+            return info  # too small to be a compressed object
+        if self.inner.capabilities.metadata and info.metadata is None:
+            try:
+                return self._logical(self.inner.info(info.path))
+            except StorageNotFoundError:
+                return replace(info, md5=None)  # deleted since the listing
+        try:
+            return self._logical(info)
+        except StorageNotFoundError:
+            return replace(info, md5=None)
+
+    def list(self, path: str) -> Iterator[Info]:
+        return (self._listed(i) for i in self.inner.list(path))
+
+    def walk(self, path: str) -> Iterator[Info]:
+        return (self._listed(i) for i in self.inner.walk(path))
+
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
+        shown, hidden = self.inner.walk_split(path)
+        return [self._listed(i) for i in shown], hidden
+
+    def local_path(self, path: str) -> str | None:
+        return None if self.applies(path) else self.inner.local_path(path)
+
+    def url(self, path: str, expires_in: int = 3600) -> str | None:
+        return None if self.applies(path) else self.inner.url(path, expires_in)
+
+    # ------------------------------------------------------------------ reading
+    def _token(self, info: Info) -> tuple[object, ...]:
+        return (info.path, info.etag, info.size, info.mtime, info.version_id)
+
+    def _remember(self, path: str, info: Info, index: Index | None) -> None:
+        self._indexes[self._token(replace(info, path=path))] = index
+        while len(self._indexes) > 256:
+            self._indexes.popitem(last=False)
+
+    def _index_of(self, info: Info, head: bytes | None = None) -> Index | None:
+        """The index of the stored object ``info`` describes (None: stored plain)."""
+        token = self._token(info)
+        if token in self._indexes:
+            self._indexes.move_to_end(token)
+            return self._indexes[token]
+        path = info.path
+        index = load_index(lambda a, b: self.inner.open_read(path, a, b), info.size, head)
+        self._remember(path, info, index)
+        return index
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        if not self.applies(path):
+            return self.inner.open_read(path, start, end)
+        if start == 0 and end is None:
+            return self._whole(self.inner.open_read(path), path)
+        info = self.inner.info(path)
+        index = self._index_of(info)
+        if index is None:
+            return self.inner.open_read(path, start, end)
+        opener = self._opener(path)
+        return _buffered(Decoded(_codec(index), opener, index, start, end))
+
+    def _opener(self, path: str) -> Any:
+        def opener(a: int, b: int | None) -> BinaryIO:
+            return self.inner.open_read(path, a, b)
+        return opener
+
+    def _whole(self, stream: BinaryIO, path: str, version: str | None = None) -> BinaryIO:
+        """The decoded stream of a whole stored object (one request: the one given)."""
+        try:
+            head = read_full(stream, PEEK)
+            codec = detect(head)
+        except BaseException:
+            stream.close()
+            raise
+        if codec is None:
+            if stream.seekable():
+                stream.seek(0)
+                return stream
+            return _buffered(Prepended(head, stream))
+        first = [True]
+
+        def opener(a: int, b: int | None) -> BinaryIO:
+            if first[0] and a == 0 and b is None:
+                first[0] = False
+                return _buffered(Prepended(head, stream))
+            if version is None:
+                return self.inner.open_read(path, a, b)
+            return self.inner.open_version(path, version, a, b)
+
+        def index() -> Index:
+            if version is None:
+                found = self._index_of(self.inner.info(path), head)
+            else:
+                found = self._version_index(path, version)
+            if found is None:
+                from storied.errors import StorageIOError
+
+                raise StorageIOError(f"{path}: changed while read")
+            return found
+
+        return _buffered(Decoded(codec, opener, index))
+
+    def read_bytes(self, path: str) -> bytes:
+        if not self.applies(path):
+            return self.inner.read_bytes(path)
+        with self.open_read(path) as stream:
+            return stream.read()
+
+    # ------------------------------------------------------------------ native versions
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        if not self.applies(path):
+            return self.inner.open_version(path, version_id, start, end)
+        stream = self._whole(self.inner.open_version(path, version_id), path, version_id)
+        if start == 0 and end is None:
+            return stream
+        try:
+            stream.seek(start)
+        except BaseException:
+            stream.close()
+            raise
+        from storied.core.pinned import _Window
+
+        window = _Window(stream, 0, None if end is None else max(0, end - start))
+        return cast(BinaryIO, window)
+
+    def _version_index(self, path: str, version_id: str, size: int | None = None) -> Index | None:
+        token: tuple[object, ...] = ("version", path, version_id)
+        if token in self._indexes:
+            return self._indexes[token]
+        if size is None:
+            found = [v for v in self.inner.list_versions(path) if v.version_id == version_id]
+            size = found[0].size if found else 0
+        index = load_index(lambda a, b: self.inner.open_version(path, version_id, a, b), size)
+        self._indexes[token] = index
+        return index
+
+    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
+        versions = self.inner.list_versions(path)
+        if not self.applies(path):
+            return versions
+        shown = []
+        for v in versions:
+            index = None if v.is_delete_marker else self._version_index(path, v.version_id, v.size)
+            shown.append(v if index is None else replace(v, size=index.size, md5=index.md5))
+        return shown
+
+    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
+        for v in self.inner.walk_versions(path):
+            yield replace(v, md5=None) if self.applies(v.path) else v
+
+
+def _strip(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {k: v for k, v in (metadata or {}).items() if k.lower() not in _KEYS}
+
+
+def _codec(index: Index) -> Codec:
+    from storied.backends._compress_format import _codec as named
+
+    return named(index.codec)
+
+
+def _buffered(raw: Any) -> BinaryIO:
+    import io
+
+    return cast(BinaryIO, io.BufferedReader(raw, buffer_size=256 * 1024))

@@ -64,7 +64,7 @@ class MountBuilding:
         like a remote storage unless ``retries`` says otherwise."""
         if config.get("type") or config.get("protocol"):
             raise StorageConfigError(f"Mount {name!r}: give 'backend' or 'type', not both")
-        backend: Backend = config["backend"]
+        backend: Backend = compressing.wrap(name, config, config["backend"])
         attempts = config.get("retries")
         if attempts is None:
             attempts = 3

@@ -1,0 +1,295 @@
+"""Byte layout of storied's compressed objects (docs/adr/0020-transparent-compression.md).
+
+A compressed object is a standard gzip (RFC 1952, multi-member) or zstd (RFC 8878,
+multi-frame) stream that ``gzip -d`` / ``zstd -d`` open, laid out as::
+
+    gzip:  member(block 0) member(block 1) ... member(block n-1) trailer-member
+    zstd:  head-frame frame(block 0) ... frame(block n-1) trailer-frame
+
+Every block is ``block`` bytes of the original (the last one shorter), compressed on its own,
+so the block holding any offset can be decompressed alone. Markers:
+
+- gzip: every data member's header is the fixed :data:`GZIP_HEAD`: ``FEXTRA`` with a subfield
+  ``St`` whose payload is ``b"storied\\x01"`` plus the block size (u32 LE). The trailer member
+  has ``FCOMMENT`` (hex of the index, see below) and an empty deflate body: it decompresses to
+  nothing. The object's last :data:`GZIP_FOOT` bytes are the hex of the index's last 16 bytes,
+  the comment's NUL, the empty body and CRC/ISIZE (``03 00`` + 8 zero bytes).
+- zstd: a skippable frame (magic ``0x184D2A5D``) holding ``b"storied\\x01"`` and the block
+  size opens the object; the index is a second skippable frame (``0x184D2A5E``) at the end.
+
+The index (binary, little endian): ``b"STRDIDX1"``, block size u32, original size u64, MD5 of
+the original (16 bytes), count u32, then ``count + 1`` offsets u64 (where each block's
+member starts in the object, and where the trailer starts), then the trailer's own offset u64
+and ``b"STRDEND1"`` (so a reader of the last bytes finds the trailer).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Protocol
+
+from storied.errors import InvalidContentError, MissingDependencyError
+
+__all__ = [
+    "BLOCK",
+    "CODECS",
+    "PEEK",
+    "Codec",
+    "Index",
+    "codec_named",
+    "detect",
+    "parse_index",
+]
+
+#: Bytes of original content per independent member (frame).
+BLOCK = 4 * 1024 * 1024
+#: How many leading bytes tell a storied-compressed object from any other.
+PEEK = 28
+_SIG = b"storied\x01"
+_IDX = b"STRDIDX1"
+_END = b"STRDEND1"
+_HEAD = struct.Struct("<8sIQ16sI")  # signature, block, size, md5, count
+GZIP_HEAD_SIG = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x10\x00St\x0c\x00" + _SIG
+GZIP_FOOT = 32 + 1 + 10
+_GZIP_TAIL = b"\x00\x03\x00" + b"\x00" * 8
+_GZIP_TRAILER_HEAD = b"\x1f\x8b\x08\x10\x00\x00\x00\x00\x00\xff"
+ZSTD_HEAD_SIG = struct.pack("<II", 0x184D2A5D, 12) + _SIG
+_ZSTD_TRAILER_MAGIC = struct.pack("<I", 0x184D2A5E)
+_ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+@dataclass(frozen=True)
+class Index:
+    """Where a compressed object's blocks are.
+
+    Attributes:
+        codec: ``"gzip"`` or ``"zstd"``.
+        block: Original bytes per block.
+        size: The original size.
+        md5: Hex MD5 of the original content.
+        offsets: ``count + 1`` stored offsets: block ``i`` is ``[offsets[i], offsets[i+1])``;
+            the last one is where the trailer starts.
+    """
+
+    codec: str
+    block: int
+    size: int
+    md5: str
+    offsets: tuple[int, ...]
+
+    def payload(self, trailer_at: int) -> bytes:
+        """The index as bytes, ending with ``trailer_at`` and the end signature."""
+        count = len(self.offsets) - 1
+        head = _HEAD.pack(_IDX, self.block, self.size, bytes.fromhex(self.md5), count)
+        body = struct.pack(f"<{count + 1}Q", *self.offsets)
+        return head + body + struct.pack("<Q", trailer_at) + _END
+
+
+class Decoder(Protocol):
+    """One member's (frame's) decompressor: zlib's and zstandard's decompressobj."""
+
+    @property
+    def eof(self) -> bool: ...
+
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes) -> bytes: ...
+
+
+class Codec:
+    """How one compression format writes and recognises storied's layout."""
+
+    name = ""
+    head_sig = b""
+    foot = 0
+
+    def preamble(self, block: int) -> bytes:
+        """Bytes written once before the first member."""
+        return b""
+
+    def member(self, data: bytes) -> bytes:
+        """``data`` compressed as one independent member (frame)."""
+        raise NotImplementedError
+
+    def trailer(self, payload: bytes) -> bytes:
+        """The closing member/frame carrying ``payload`` (decompresses to nothing)."""
+        raise NotImplementedError
+
+    def decoder(self) -> Decoder:
+        """A decompressor for one member."""
+        raise NotImplementedError
+
+    def starts_member(self, buf: bytes) -> bool | None:
+        """At a member boundary: True for a data member, False for the trailer, None when
+        ``buf`` (at least :data:`PEEK` bytes unless the stream ended) is neither."""
+        raise NotImplementedError
+
+    def trailer_payload(self, trailer: bytes) -> bytes:
+        """The index payload inside the trailer bytes (from its start to the object's end)."""
+        raise NotImplementedError
+
+    def trailer_offset(self, tail: bytes) -> int | None:
+        """Where the trailer starts, from the object's last :attr:`foot` bytes (None: no
+        storied trailer there)."""
+        raise NotImplementedError
+
+
+class _Gzip(Codec):
+    name = "gzip"
+    head_sig = GZIP_HEAD_SIG
+    foot = GZIP_FOOT
+
+    def __init__(self, level: int = 1) -> None:
+        self.level = level
+
+    def member(self, data: bytes) -> bytes:
+        deflate = zlib.compressobj(self.level, zlib.DEFLATED, -15, 9)
+        body = deflate.compress(data) + deflate.flush()
+        tail = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
+        return GZIP_HEAD_SIG + struct.pack("<I", BLOCK) + body + tail
+
+    def trailer(self, payload: bytes) -> bytes:
+        return _GZIP_TRAILER_HEAD + payload.hex().encode() + _GZIP_TAIL
+
+    def decoder(self) -> Decoder:
+        return zlib.decompressobj(31)
+
+    def starts_member(self, buf: bytes) -> bool | None:
+        if buf.startswith(GZIP_HEAD_SIG):
+            return True
+        if buf.startswith(_GZIP_TRAILER_HEAD):
+            return False
+        return None
+
+    def trailer_payload(self, trailer: bytes) -> bytes:
+        if not trailer.startswith(_GZIP_TRAILER_HEAD) or not trailer.endswith(_GZIP_TAIL):
+            raise InvalidContentError("compressed object: malformed gzip trailer")
+        try:
+            return bytes.fromhex(trailer[len(_GZIP_TRAILER_HEAD) : -len(_GZIP_TAIL)].decode())
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidContentError("compressed object: malformed gzip index") from None
+
+    def trailer_offset(self, tail: bytes) -> int | None:
+        if len(tail) < GZIP_FOOT or not tail.endswith(_GZIP_TAIL):
+            return None
+        try:
+            end = bytes.fromhex(tail[-GZIP_FOOT : -len(_GZIP_TAIL)].decode())
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return struct.unpack("<Q", end[:8])[0] if end[8:] == _END else None
+
+
+class _Zstd(Codec):
+    name = "zstd"
+    head_sig = ZSTD_HEAD_SIG
+    foot = 16
+
+    def __init__(self, level: int = 3) -> None:
+        import zstandard
+
+        self._zstd = zstandard
+        self._compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+
+    def preamble(self, block: int) -> bytes:
+        return ZSTD_HEAD_SIG + struct.pack("<I", block)
+
+    def member(self, data: bytes) -> bytes:
+        return bytes(self._compressor.compress(data))
+
+    def trailer(self, payload: bytes) -> bytes:
+        return _ZSTD_TRAILER_MAGIC + struct.pack("<I", len(payload)) + payload
+
+    def decoder(self) -> Decoder:
+        return self._zstd.ZstdDecompressor().decompressobj()  # type: ignore[no-any-return,unused-ignore]
+
+    def starts_member(self, buf: bytes) -> bool | None:
+        if buf.startswith(_ZSTD_FRAME_MAGIC):
+            return True
+        if buf.startswith(_ZSTD_TRAILER_MAGIC):
+            return False
+        return None
+
+    def trailer_payload(self, trailer: bytes) -> bytes:
+        if len(trailer) < 8 or not trailer.startswith(_ZSTD_TRAILER_MAGIC):
+            raise InvalidContentError("compressed object: malformed zstd trailer")
+        (length,) = struct.unpack("<I", trailer[4:8])
+        if length != len(trailer) - 8:
+            raise InvalidContentError("compressed object: malformed zstd trailer")
+        return trailer[8:]
+
+    def trailer_offset(self, tail: bytes) -> int | None:
+        if len(tail) < 16 or tail[-8:] != _END:
+            return None
+        return struct.unpack("<Q", tail[-16:-8])[0]  # type: ignore[no-any-return]
+
+
+def codec_named(name: str) -> Codec:
+    """The codec called ``name`` (``gzip`` or ``zstd``).
+
+    Raises:
+        MissingDependencyError: ``zstd`` without the ``zstandard`` package.
+    """
+    if name == "zstd":
+        try:
+            return _Zstd()
+        except ImportError:
+            raise MissingDependencyError(
+                "compression 'zstd' needs the zstandard package: pip install 'storied[zstd]'"
+            ) from None
+    return _Gzip()
+
+
+#: Codec per name, built on first use (zstd only when installed).
+CODECS: dict[str, Codec] = {}
+
+
+def _codec(name: str) -> Codec:
+    if name not in CODECS:
+        CODECS[name] = codec_named(name)
+    return CODECS[name]
+
+
+def detect(head: bytes) -> Codec | None:
+    """The codec of an object starting with ``head`` (its first :data:`PEEK` bytes), or None
+    when it is not a storied-compressed object (any plain file, ordinary ``.gz`` included).
+
+    Raises:
+        MissingDependencyError: A zstd object and no ``zstandard`` package.
+    """
+    if head.startswith(GZIP_HEAD_SIG):
+        return _codec("gzip")
+    if head.startswith(ZSTD_HEAD_SIG):
+        return _codec("zstd")
+    return None
+
+
+def is_marked(data: bytes) -> bool:
+    """True when plain ``data`` would be taken for a compressed object (so it must be
+    stored compressed, never plain)."""
+    return data.startswith(GZIP_HEAD_SIG) or data.startswith(ZSTD_HEAD_SIG)
+
+
+def parse_index(codec: Codec, payload: bytes, stored_size: int, trailer_at: int) -> Index:
+    """The :class:`Index` in ``payload`` (checked against the object's geometry).
+
+    Raises:
+        InvalidContentError: The payload is malformed or does not fit the object.
+    """
+    try:
+        sig, block, size, md5, count = _HEAD.unpack_from(payload)
+        offsets = struct.unpack_from(f"<{count + 1}Q", payload, _HEAD.size)
+        (at,) = struct.unpack_from("<Q", payload, _HEAD.size + 8 * (count + 1))
+    except struct.error:
+        raise InvalidContentError("compressed object: truncated index") from None
+    ok = (
+        sig == _IDX and block > 0 and at == trailer_at == offsets[-1] < stored_size
+        and list(offsets) == sorted(offsets) and size <= block * count
+        and (count == 0 or size > block * (count - 1))
+        and len(payload) == _HEAD.size + 8 * (count + 2) + len(_END)
+    )
+    if not ok:
+        raise InvalidContentError("compressed object: inconsistent index")
+    return Index(codec.name, block, size, md5.hex(), offsets)

@@ -1,0 +1,308 @@
+"""Streams of the compression layer: the encoder a write hands to the storage, and the
+decoders reads return (sequential, ranged, seekable). Memory stays bounded by a few blocks
+(:data:`~storied.backends._compress_format.BLOCK`) whatever the file size."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+from storied.backends._compress_format import (
+    BLOCK,
+    PEEK,
+    Codec,
+    Decoder,
+    Index,
+    detect,
+    parse_index,
+)
+from storied.errors import InvalidContentError, StorageIOError
+
+__all__ = ["Decoded", "Encoder", "Prepended", "load_index", "read_full"]
+
+_READ = 256 * 1024
+
+
+def read_full(stream: BinaryIO, size: int) -> bytes:
+    """``size`` bytes of ``stream`` (fewer only at its end)."""
+    parts: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable stream over an iterator of byte strings."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buf = b""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while self._pos >= len(self._buf):
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return 0
+            self._buf, self._pos = nxt, 0
+        n = min(len(buffer), len(self._buf) - self._pos)
+        buffer[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+
+class Prepended(_ChunkStream):
+    """``head`` followed by the rest of ``stream`` (a peeked stream, replayed)."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self._stream = stream
+
+        def chunks() -> Iterator[bytes]:
+            if head:
+                yield head
+            while chunk := stream.read(_READ):
+                yield chunk
+
+        super().__init__(chunks())
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            super().close()
+
+
+class Encoder(_ChunkStream):
+    """The compressed form of ``first`` + the rest of ``stream``, produced block by block.
+
+    After the stream is read to its end, :attr:`size`, :attr:`md5` and :attr:`index` describe
+    the original content.
+    """
+
+    def __init__(self, codec: Codec, first: bytes, member0: bytes, stream: BinaryIO) -> None:
+        self.codec = codec
+        self.size = 0
+        self._md5 = hashlib.md5()
+        self.index: Index | None = None
+        super().__init__(self._produce(first, member0, stream))
+
+    @property
+    def md5(self) -> str:
+        return self._md5.hexdigest()
+
+    def _produce(self, block: bytes, member: bytes, stream: BinaryIO) -> Iterator[bytes]:
+        codec = self.codec
+        pre = codec.preamble(BLOCK)
+        at = len(pre)
+        if pre:
+            yield pre
+        offsets = []
+        while block:
+            self._md5.update(block)
+            self.size += len(block)
+            offsets.append(at)
+            at += len(member)
+            yield member
+            block = read_full(stream, BLOCK)
+            member = codec.member(block) if block else b""
+        offsets.append(at)
+        self.index = Index(codec.name, BLOCK, self.size, self.md5, tuple(offsets))
+        yield codec.trailer(self.index.payload(at))
+
+
+class Decoded(io.RawIOBase):
+    """The original bytes ``[start, end)`` of a compressed object, decoded member by member.
+
+    Args:
+        codec: The object's codec.
+        opener: ``opener(a, b)`` streams stored bytes ``[a, b)`` (``b=None``: to the end).
+        index: The object's index, or a callable fetching it (needed for ranges and seeks;
+            a whole-object read needs none).
+        start, end: The original-byte range (``end=None``: to the end).
+    """
+
+    def __init__(
+        self,
+        codec: Codec,
+        opener: Callable[[int, int | None], BinaryIO],
+        index: Index | Callable[[], Index] | None,
+        start: int = 0,
+        end: int | None = None,
+    ) -> None:
+        super().__init__()
+        self._codec, self._opener, self._index_src = codec, opener, index
+        self._end = end
+        self._pos = start
+        self._raw: BinaryIO | None = None
+        self._out = b""
+        self._out_at = 0
+        self._open_at(start)
+
+    # ------------------------------------------------------------------ positioning
+    def _index(self) -> Index:
+        if not isinstance(self._index_src, Index):
+            if self._index_src is None:
+                raise StorageIOError("compressed object: no index to seek with")
+            self._index_src = self._index_src()
+        return self._index_src
+
+    def _open_at(self, pos: int) -> None:
+        self._close_raw()
+        self._pos, self._out, self._out_at, self._done = pos, b"", 0, False
+        self._in, self._skip, self._drop = b"", 0, 0
+        self._dec: Decoder | None = None
+        if pos == 0 and self._end is None:
+            self._raw = self._opener(0, None)
+            self._drop = len(self._codec.preamble(BLOCK))
+            return
+        index = self._index()
+        end = index.size if self._end is None else min(self._end, index.size)
+        if pos >= end:
+            self._done = True
+            return
+        first, last = pos // index.block, (end - 1) // index.block
+        self._skip = pos - first * index.block
+        self._raw = self._opener(index.offsets[first], index.offsets[last + 1])
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            offset += self._index().size
+        elif whence != io.SEEK_SET:
+            raise ValueError(f"invalid whence {whence!r}")
+        if offset < 0:
+            raise ValueError(f"negative seek position {offset}")
+        if offset != self._pos:
+            self._open_at(offset)
+        return self._pos
+
+    # ------------------------------------------------------------------ decoding
+    def _fill(self) -> bool:
+        """Decode more original bytes into ``_out``; False at the end."""
+        assert self._raw is not None
+        while True:
+            if self._dec is None:
+                while len(self._in) < PEEK + self._drop:
+                    chunk = self._raw.read(_READ)
+                    if not chunk:
+                        break
+                    self._in += chunk
+                self._in, self._drop = self._in[self._drop :], 0
+                if not self._in:
+                    return False  # a ranged read ends at a member boundary
+                kind = self._codec.starts_member(self._in)
+                if kind is None:
+                    raise StorageIOError("compressed object is corrupt (no member where one "
+                                         "should start)")
+                if kind is False:
+                    return False  # the trailer: the content ended
+                self._dec = self._codec.decoder()
+            data, self._in = self._in, b""
+            if not data:
+                data = self._raw.read(_READ)
+                if not data:
+                    raise StorageIOError("compressed object is truncated")
+            try:
+                out = self._dec.decompress(data)
+            except Exception as exc:  # zlib.error, zstandard.ZstdError
+                raise StorageIOError(f"compressed object is corrupt: {exc}") from None
+            if self._dec.eof:
+                self._in, self._dec = self._dec.unused_data, None
+            if self._skip:
+                cut = min(self._skip, len(out))
+                out, self._skip = out[cut:], self._skip - cut
+            if out:
+                self._out, self._out_at = out, 0
+                return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._done:
+            return 0
+        want = len(buffer)
+        if self._end is not None:
+            want = min(want, self._end - self._pos)
+        if want <= 0:
+            return 0
+        if self._out_at >= len(self._out) and not self._fill():
+            self._done = True
+            return 0
+        n = min(want, len(self._out) - self._out_at)
+        buffer[:n] = self._out[self._out_at : self._out_at + n]
+        self._out_at += n
+        self._pos += n
+        return n
+
+    def _close_raw(self) -> None:
+        raw, self._raw = getattr(self, "_raw", None), None
+        if raw is not None:
+            raw.close()
+
+    def close(self) -> None:
+        try:
+            self._close_raw()
+        finally:
+            super().close()
+
+
+def load_index(opener: Callable[[int, int | None], BinaryIO], stored_size: int,
+               head: bytes | None = None) -> Index | None:
+    """The index of the stored object (``stored_size`` bytes), or None when it is not a
+    storied-compressed object. Two reads at most (its head, its tail); one when small.
+
+    Raises:
+        StorageIOError: It starts like one but its trailer is missing or malformed.
+    """
+    tail_len = 64 * 1024
+    whole = None
+    if head is None:
+        if stored_size <= tail_len:
+            with opener(0, None) as stream:
+                whole = stream.read()
+            head = whole[:PEEK]
+        else:
+            with opener(0, PEEK) as stream:
+                head = read_full(stream, PEEK)
+    codec = detect(head)
+    if codec is None:
+        return None
+    if whole is not None:
+        tail, tail_at = whole, 0
+    else:
+        tail_at = max(0, stored_size - tail_len)
+        with opener(tail_at, None) as stream:
+            tail = stream.read()
+        stored_size = tail_at + len(tail)
+    at = codec.trailer_offset(tail)
+    if at is None or at >= stored_size:
+        raise StorageIOError("compressed object has no index (truncated or not written by "
+                             "storied)")
+    if at < tail_at:
+        with opener(at, None) as stream:
+            trailer = stream.read()
+    else:
+        trailer = tail[at - tail_at :]
+    try:
+        return parse_index(codec, codec.trailer_payload(trailer), stored_size, at)
+    except InvalidContentError as exc:
+        raise StorageIOError(str(exc)) from None
