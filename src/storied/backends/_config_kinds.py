@@ -187,3 +187,23 @@ GLOBS = Kind(
 )
 
 INTEGER = Kind("an integer", _is_int)
+
+#: Defaults of the network mounts' ``connect_timeout`` and ``read_timeout`` (seconds): a hung
+#: endpoint fails in seconds, not minutes.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+DEFAULT_READ_TIMEOUT = 60.0
+
+
+def timeouts(config: Mapping[str, Any]) -> tuple[float, float]:
+    """``(connect, read)`` seconds of a network mount's checked config.
+
+    ``connect_timeout`` bounds opening the connection (TCP connect, TLS, the protocol's
+    handshake and login); ``read_timeout`` bounds each wait for the server's answer or the
+    next bytes of a body. genro-storage's single ``timeout`` (sftp, smb, github) sets both
+    where the specific key is absent. Defaults: :data:`DEFAULT_CONNECT_TIMEOUT`,
+    :data:`DEFAULT_READ_TIMEOUT`.
+    """
+    legacy = config.get("timeout")
+    connect = config.get("connect_timeout") or legacy or DEFAULT_CONNECT_TIMEOUT
+    read = config.get("read_timeout") or legacy or DEFAULT_READ_TIMEOUT
+    return float(connect), float(read)

@@ -29,6 +29,7 @@ from storied.errors import (
     StorageError,
     StorageNotFoundError,
     StoragePermissionError,
+    StorageTimeoutError,
     TransientStorageError,
 )
 from storied.info import Info
@@ -123,7 +124,23 @@ def _transient_types() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _timed_out(exc: BaseException) -> bool:
+    """A timeout anywhere in the chain (``TimeoutError``, httpx's ``ReadTimeout``, aiohttp's
+    ``ServerTimeoutError``, azure-core's ``ServiceResponseTimeoutError``...)."""
+    return any(
+        isinstance(link, TimeoutError) or any("Timeout" in c.__name__ for c in type(link).__mro__)
+        for link in _chain(exc)
+    )
+
+
 def _kind(exc: BaseException) -> type[StorageError] | None:
+    kind = _base_kind(exc)
+    if kind is TransientStorageError and _timed_out(exc):
+        return StorageTimeoutError
+    return kind
+
+
+def _base_kind(exc: BaseException) -> type[StorageError] | None:
     for cls in type(exc).__mro__:
         if cls.__name__ in _BY_NAME:
             return _BY_NAME[cls.__name__]
@@ -405,6 +422,8 @@ def reconnect_sftp(fs: Any) -> None:
 
 
 def sftp_timeout(fs: Any) -> None:
-    """paramiko's ``timeout`` covers the connection only; apply it to every SFTP request too."""
-    if fs.ssh_kwargs.get("timeout"):
-        fs.ftp.get_channel().settimeout(fs.ssh_kwargs["timeout"])
+    """paramiko's ``timeout`` covers the connection only; bound every SFTP request too, by the
+    mount's read timeout (``fs.storied_read_timeout``, else paramiko's ``timeout``)."""
+    seconds = getattr(fs, "storied_read_timeout", None) or fs.ssh_kwargs.get("timeout")
+    if seconds:
+        fs.ftp.get_channel().settimeout(seconds)

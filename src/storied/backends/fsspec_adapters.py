@@ -60,6 +60,7 @@ from storied.backends._fsspec_support import (
     write_via_open,
     write_webdav,
 )
+from storied.backends._logging import backend_logger, logged_request
 from storied.backends.base import CHUNK, Backend, as_stream
 from storied.backends.local import TMP_MARK
 from storied.capabilities import Capabilities
@@ -149,6 +150,7 @@ class FsspecBackend(Backend):
         self.capabilities = profile.capabilities
         self.location_key = location_key or (profile.protocol, id(self))
         self._broken = False
+        self._log = backend_logger(profile.protocol)
 
     def storage_key(self) -> Any:
         """The ``location_key`` given by the builder (protocol, host or URL or bucket...)."""
@@ -167,7 +169,8 @@ class FsspecBackend(Backend):
             with self._connect_lock:
                 if self._filesystem is None:
                     assert self._connect is not None
-                    with translated(self.root, self.protocol):
+                    with logged_request(self._log, "connect", ""), \
+                            translated(self.root, self.protocol):
                         self._filesystem = self._connect()
         return self._filesystem
 
@@ -183,15 +186,16 @@ class FsspecBackend(Backend):
         return self._full(self.profile.encode(path) if path else "")
 
     @contextmanager
-    def _mapped(self, path: str) -> Iterator[None]:
-        """Run one storage call: reconnect first if the last one broke the connection."""
+    def _mapped(self, path: str, op: str = "request") -> Iterator[None]:
+        """Run one storage call: reconnect first if the last one broke the connection; log it
+        at DEBUG on ``storied.backends.<type>`` (``op``, ``path``, duration, outcome)."""
         if self._broken:
             if self._filesystem is not None and self.profile.reconnect is not None:
                 with translated(path, self.protocol):
                     self.profile.reconnect(self._filesystem)
             self._broken = False
         try:
-            with translated(path, self.protocol):
+            with logged_request(self._log, op, path), translated(path, self.protocol):
                 yield
         except TransientStorageError:
             self._broken = True
@@ -199,7 +203,7 @@ class FsspecBackend(Backend):
 
     def _entry(self, path: str) -> dict[str, Any] | None:
         try:
-            with self._mapped(path):
+            with self._mapped(path, "info"):
                 return dict(self.fs.info(self._fs(path)))
         except StorageNotFoundError:
             return None
@@ -219,7 +223,7 @@ class FsspecBackend(Backend):
 
     # ---------------------------------------------------------------- contract
     def info(self, path: str) -> Info:
-        with self._mapped(path):
+        with self._mapped(path, "info"):
             entry = self.fs.info(self._fs(path))
         if self.profile.web:
             entry = http_entry(path, entry)
@@ -228,7 +232,7 @@ class FsspecBackend(Backend):
     def list(self, path: str) -> Iterator[Info]:
         full = self._full(path).rstrip("/")
         try:
-            with self._mapped(path):
+            with self._mapped(path, "list"):
                 listing = self.fs.ls(self._fs(path), detail=True)
         except StorageNotFoundError as exc:
             entry = self._entry(path)
@@ -265,7 +269,7 @@ class FsspecBackend(Backend):
         if not self.profile.flat_walk:
             return super().walk(path)
         full = self._full(path).rstrip("/")
-        with self._mapped(path):
+        with self._mapped(path, "find"):
             found = self.fs.find(self._fs(path), detail=True, withdirs=False)
         if not found:
             list(self.list(path))  # raises the right error for a missing path or a file
@@ -277,7 +281,7 @@ class FsspecBackend(Backend):
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         try:
-            with self._mapped(path):
+            with self._mapped(path, "open"):
                 raw = self._open(path, start)
         except StorageNotFoundError:
             raise
@@ -287,7 +291,7 @@ class FsspecBackend(Backend):
             raw.close()
             raise IsADirectoryStorageError(f"Is a directory: {path!r}")
         length = None if end is None else max(0, end - start)
-        reader = Reader(raw, lambda: self._mapped(path), length)
+        reader = Reader(raw, lambda: self._mapped(path, "read"), length)
         return io.BufferedReader(reader, CHUNK)
 
     def _open(self, path: str, start: int) -> Any:
@@ -318,7 +322,7 @@ class FsspecBackend(Backend):
         if not path:
             raise IsADirectoryStorageError("Cannot write to the backend root")
         try:
-            with self._mapped(path):
+            with self._mapped(path, "write"):
                 writer(self, path, as_stream(data))
         except StorageError as exc:
             raise self._explain(path, exc) from exc
@@ -327,7 +331,7 @@ class FsspecBackend(Backend):
     def delete(self, path: str, *, recursive: bool = False) -> None:
         self._refuse_readonly(f"delete {path!r}")
         if not self.info(path).is_dir:
-            with self._mapped(path):
+            with self._mapped(path, "delete"):
                 self.fs.rm_file(self._fs(path))
             return
         children = list(self.list(path))
@@ -337,7 +341,7 @@ class FsspecBackend(Backend):
             for child in children:
                 self.delete(child.path, recursive=True)
             return
-        with self._mapped(path):
+        with self._mapped(path, "delete"):
             if self.capabilities.empty_dirs and not children:
                 self.fs.rmdir(self._fs(path))
             else:
@@ -355,7 +359,7 @@ class FsspecBackend(Backend):
             raise StorageAlreadyExistsError(f"Directory exists: {path!r}")
         if not self.capabilities.empty_dirs:
             return  # directories are implied by the names of the files in them
-        with self._mapped(path):
+        with self._mapped(path, "mkdir"):
             if parents:
                 self.fs.makedirs(self._fs(path), exist_ok=True)
             else:
@@ -366,7 +370,7 @@ class FsspecBackend(Backend):
         self._refuse_readonly(f"copy to {dst!r}")
         if self.profile.copier is None:
             return super().copy(src, dst)
-        with self._mapped(src):
+        with self._mapped(src, "copy"):
             self._make_parent(dst)
             self.profile.copier(self, self._fs(src), self._fs(dst))
         self._forget()
@@ -378,7 +382,7 @@ class FsspecBackend(Backend):
             super().move(src, dst)
             return
         self.info(src)  # a missing source is StorageNotFoundError, whatever the server says
-        with self._mapped(src):
+        with self._mapped(src, "move"):
             self._make_parent(dst)
             self.profile.mover(self, self._fs(src), self._fs(dst))
         self._forget()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from storied.backends._config_kinds import timeouts
 from storied.backends._fsspec_support import (
     known_hosts_policy,
     quoting_webdav_client,
@@ -43,8 +44,11 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
     """Build an SFTP mount.
 
     Keys: ``host``, ``port`` (22), ``username``, ``password``, ``key_filename``, ``passphrase``,
-    ``timeout``, ``known_hosts`` (a file: the server key must be in it; without it any key is
-    accepted on first sight, as fsspec does), ``base_path``: the remote directory, absolute or
+    ``connect_timeout`` (TCP connect, SSH banner, key exchange and login; 10 s),
+    ``read_timeout`` (each SFTP request; 60 s), ``timeout`` (genro-storage's: both, where the
+    specific key is absent), ``known_hosts`` (a file: the server key must be in it; without it
+    any key is accepted on first sight, as fsspec does), ``base_path``: the remote directory,
+    absolute or
     (without a leading ``/``) relative to the login directory; default ``/``. It is applied with
     :class:`~storied.backends.wrappers.Prefixed` over the server root (``/`` or the login
     directory), so it goes through storied's path rules like every other prefix.
@@ -54,11 +58,12 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
 
     options: dict[str, Any] = {
         key: config[key]
-        for key in ("port", "username", "password", "key_filename", "passphrase", "timeout")
+        for key in ("port", "username", "password", "key_filename", "passphrase")
         if config.get(key) is not None
     }
-    if "timeout" in options:
-        options["banner_timeout"] = options["auth_timeout"] = options["timeout"]
+    connect_s, read_s = timeouts(config)
+    options.update(timeout=connect_s, banner_timeout=connect_s, auth_timeout=connect_s,
+                   channel_timeout=connect_s)
     explicit = bool(options.get("password") or options.get("key_filename"))
     options.update(look_for_keys=not explicit, allow_agent=not explicit)
     for option in ("key_filename", "known_hosts"):
@@ -75,6 +80,7 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
 
     def connect() -> Any:
         fs = SFTPFileSystem(host, skip_instance_cache=True, **options)
+        fs.storied_read_timeout = read_s
         sftp_timeout(fs)
         return fs
 
@@ -85,7 +91,9 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
 
 def webdav_from_config(config: dict[str, Any]) -> Backend:
     """Build a WebDAV mount: ``url``; ``username``/``password`` (basic auth) or ``token``
-    (bearer); ``cert``, ``verify_ssl``; ``base_path`` (a prefix on the server, via Prefixed)."""
+    (bearer); ``cert``, ``verify_ssl``; ``base_path`` (a prefix on the server, via Prefixed);
+    ``connect_timeout`` (10 s) and ``read_timeout`` (60 s) for httpx. webdav4's own retry
+    loop is turned off: the mount's ``retries`` (storied's Retrying) is the only one."""
     from webdav4.fsspec import WebdavFileSystem
 
     options: dict[str, Any] = {}
@@ -99,8 +107,13 @@ def webdav_from_config(config: dict[str, Any]) -> Backend:
         options["verify"] = bool(config["verify_ssl"])
     url = config["url"]
 
+    connect_s, read_s = timeouts(config)
+
     def connect() -> Any:
-        client = quoting_webdav_client(url, options)
+        import httpx
+
+        timeout = httpx.Timeout(read_s, connect=connect_s)
+        client = quoting_webdav_client(url, {**options, "timeout": timeout, "retry": False})
         return WebdavFileSystem(url, client=client, skip_instance_cache=True)
 
     key = ("webdav", url_key(url))
@@ -109,16 +122,23 @@ def webdav_from_config(config: dict[str, Any]) -> Backend:
 
 def gcs_from_config(config: dict[str, Any]) -> Backend:
     """Build a GCS mount: ``bucket``, ``token``, ``project``, ``endpoint_url`` (an emulator),
-    ``base_path`` (key prefix, via Prefixed). With an ``endpoint_url`` the classic gcsfs class is
-    used, never the experimental one that probes bucket types over gRPC."""
+    ``base_path`` (key prefix, via Prefixed), ``connect_timeout`` (10 s) and ``read_timeout``
+    (60 s: aiohttp's socket timeouts of every request). With an ``endpoint_url`` the classic
+    gcsfs class is used, never the experimental one that probes bucket types over gRPC."""
     import gcsfs
 
     cls = gcsfs.core.GCSFileSystem if config.get("endpoint_url") else gcsfs.GCSFileSystem
     options = {k: config[k] for k in ("token", "project", "endpoint_url") if config.get(k)}
     bucket = str(config["bucket"])
 
+    connect_s, read_s = timeouts(config)
+
     def connect() -> Any:  # finding default credentials may ask a metadata server
-        return cls(skip_instance_cache=True, use_listings_cache=False, **options)
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=read_s)
+        return cls(skip_instance_cache=True, use_listings_cache=False,
+                   session_kwargs={"timeout": timeout}, **options)
 
     key = ("gcs", url_key(config.get("endpoint_url")), bucket)
     return _prefixed(FsspecBackend(None, bucket, GCS, connect=connect, location_key=key), config)
@@ -126,16 +146,21 @@ def gcs_from_config(config: dict[str, Any]) -> Backend:
 
 def azure_from_config(config: dict[str, Any]) -> Backend:
     """Build an Azure Blob mount: ``container``, ``account_name``, ``account_key``,
-    ``sas_token``, ``connection_string``, ``base_path`` (blob prefix, via Prefixed)."""
+    ``sas_token``, ``connection_string``, ``base_path`` (blob prefix, via Prefixed),
+    ``connect_timeout`` (10 s) and ``read_timeout`` (60 s), given to the Azure SDK's
+    transport as ``connection_timeout``/``read_timeout``."""
     import adlfs
 
     keys = ("account_name", "account_key", "sas_token", "connection_string")
     options = {k: config[k] for k in keys if config.get(k)}
     container = str(config["container"])
 
+    connect_s, read_s = timeouts(config)
+
     def connect() -> Any:
         return adlfs.AzureBlobFileSystem(
-            skip_instance_cache=True, use_listings_cache=False, blocksize=8 * CHUNK, **options
+            skip_instance_cache=True, use_listings_cache=False, blocksize=8 * CHUNK,
+            connection_timeout=connect_s, read_timeout=read_s, **options
         )
 
     account = options.get("account_name") or options.get("connection_string")
@@ -146,16 +171,22 @@ def azure_from_config(config: dict[str, Any]) -> Backend:
 
 def http_from_config(config: dict[str, Any]) -> Backend:
     """Build a read-only HTTP mount: ``base_path`` is the base URL; ``headers`` are sent with
-    every request."""
+    every request; ``connect_timeout`` (10 s) and ``read_timeout`` (60 s) are aiohttp's socket
+    timeouts (no total limit: a large file streams as long as bytes keep coming)."""
     from fsspec.implementations.http import HTTPFileSystem
 
     client_kwargs = {"headers": dict(config["headers"])} if config.get("headers") else {}
     base = str(config["base_path"]).rstrip("/") + "/"
 
+    connect_s, read_s = timeouts(config)
+
     def connect() -> Any:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=read_s)
         return HTTPFileSystem(
             skip_instance_cache=True, use_listings_cache=False, encoded=True,
-            client_kwargs=client_kwargs,
+            client_kwargs={**client_kwargs, "timeout": timeout},
         )
 
     return FsspecBackend(None, base, HTTP, connect=connect, location_key=("http", url_key(base)))

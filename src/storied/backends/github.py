@@ -4,8 +4,10 @@ Mount keys (genro-storage's): ``org``, ``repo`` (required), ``sha`` (a branch, t
 default: the repository's default branch), ``username`` + ``token`` (basic auth, as fsspec's
 ``GithubFileSystem``) or ``token`` alone (a bearer token). storied adds ``base_path`` (a folder of
 the repository), ``api_url`` (default ``https://api.github.com``; a GitHub Enterprise
-``https://host/api/v3``) and ``timeout`` (seconds per request, 30). The standard library's HTTP
-client is used: no extra to install.
+``https://host/api/v3``), ``connect_timeout`` (TCP connect and TLS, 10 s), ``read_timeout`` (each
+wait for the answer or the next bytes of a body, 60 s) and ``timeout`` (genro-storage's: both,
+where the specific key is absent). The standard library's HTTP client is used: no extra to
+install. Every request is logged at DEBUG on ``storied.backends.github`` (never its headers).
 
 Requests: building the mount sends none. The first operation resolves the tree in at most two
 requests (``GET /repos/{org}/{repo}`` only when ``sha`` is absent, then ``GET
@@ -27,6 +29,7 @@ as are 5xx answers, timeouts and refused connections; anything else is
 from __future__ import annotations
 
 import base64
+import http.client
 import io
 import json
 import posixpath
@@ -39,6 +42,8 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from storied import paths
+from storied.backends._config_kinds import timeouts
+from storied.backends._logging import backend_logger, logged_request
 from storied.backends.base import CHUNK, Backend
 from storied.backends.readonly import ReadOnlyBackend
 from storied.capabilities import Capabilities
@@ -50,6 +55,7 @@ from storied.errors import (
     StorageIOError,
     StorageNotFoundError,
     StoragePermissionError,
+    StorageTimeoutError,
     TransientStorageError,
 )
 from storied.info import Info
@@ -77,7 +83,9 @@ class GitHubBackend(ReadOnlyBackend):
         sha: Branch, tag or commit (default: the default branch).
         username, token: Credentials (``token`` alone is sent as a bearer token).
         api_url: REST API root.
-        timeout: Seconds per request.
+        timeout: Seconds per request (connect and read, unless given apart).
+        connect_timeout: Seconds for the TCP connect and the TLS handshake.
+        read_timeout: Seconds of each wait for the server's answer or the next bytes.
     """
 
     protocol = "github"
@@ -85,9 +93,17 @@ class GitHubBackend(ReadOnlyBackend):
 
     def __init__(self, org: str, repo: str, sha: str | None = None, *,
                  username: str | None = None, token: str | None = None, api_url: str = API,
-                 timeout: float = 30) -> None:
+                 timeout: float = 30, connect_timeout: float | None = None,
+                 read_timeout: float | None = None) -> None:
         self.org, self.repo, self.sha = org, repo, sha
         self.api_url, self.timeout = api_url.rstrip("/"), timeout
+        self.connect_timeout = connect_timeout or timeout
+        self.read_timeout = read_timeout or timeout
+        self._opener = urllib.request.build_opener(
+            _TimedHTTP(self.connect_timeout, self.read_timeout),
+            _TimedHTTPS(self.connect_timeout, self.read_timeout),
+        )
+        self._log = backend_logger("github")
         self._headers = {"Accept": "application/vnd.github+json",
                          "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "storied"}
         if token and username:
@@ -114,10 +130,16 @@ class GitHubBackend(ReadOnlyBackend):
             headers["Accept"] = "application/vnd.github.raw"
         request = urllib.request.Request(self._url(tail), headers=headers)
         try:
-            response = urllib.request.urlopen(request, timeout=self.timeout)
+            with logged_request(self._log, "GET", tail):
+                response = self._opener.open(request, timeout=self.connect_timeout)
         except urllib.error.HTTPError as exc:
             raise self._http_error(exc, what) from exc
         except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            if isinstance(exc, TimeoutError) or isinstance(reason, TimeoutError):
+                raise StorageTimeoutError(
+                    f"GitHub API did not answer in time for {what}: {reason}"
+                ) from exc
             raise TransientStorageError(f"GitHub API unreachable for {what}: {exc}") from exc
         if raw:
             return response
@@ -255,6 +277,52 @@ class GitHubBackend(ReadOnlyBackend):
         )
 
 
+class _TimedConnection(http.client.HTTPConnection):
+    """Connects within ``connect_timeout``, then waits at most ``read_timeout`` per read."""
+
+    read_timeout: float = 60
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.settimeout(self.read_timeout)
+
+
+class _TimedSConnection(http.client.HTTPSConnection):
+    read_timeout: float = 60
+
+    def connect(self) -> None:
+        super().connect()  # TCP and TLS within the connect timeout
+        self.sock.settimeout(self.read_timeout)
+
+
+class _TimedHTTP(urllib.request.HTTPHandler):
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        super().__init__()
+        self._connect, self._read = connect_timeout, read_timeout
+
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(self._make, req)
+
+    def _make(self, host: str, **kwargs: Any) -> http.client.HTTPConnection:
+        conn = _TimedConnection(host, **{**kwargs, "timeout": self._connect})
+        conn.read_timeout = self._read
+        return conn
+
+
+class _TimedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        super().__init__()
+        self._connect, self._read = connect_timeout, read_timeout
+
+    def https_open(self, req: Any) -> Any:
+        return self.do_open(self._make, req, context=self._context)
+
+    def _make(self, host: str, **kwargs: Any) -> http.client.HTTPSConnection:
+        conn = _TimedSConnection(host, **{**kwargs, "timeout": self._connect})
+        conn.read_timeout = self._read
+        return conn
+
+
 class _Body(io.RawIOBase):
     """Bytes ``[start, start + length)`` of an HTTP body, read in chunks, errors mapped."""
 
@@ -267,7 +335,9 @@ class _Body(io.RawIOBase):
     def _read(self, size: int) -> bytes:
         try:
             return bytes(self._response.read(size))
-        except (OSError, TimeoutError) as exc:
+        except TimeoutError as exc:
+            raise StorageTimeoutError(f"GitHub read of {self._path!r} timed out") from exc
+        except OSError as exc:
             raise TransientStorageError(f"GitHub read of {self._path!r} failed: {exc}") from exc
 
     def readinto(self, buffer: Any) -> int:
@@ -302,11 +372,13 @@ def github_from_config(config: dict[str, Any]) -> Backend:
         if config.get(key) is not None and not isinstance(config[key], str):
             raise StorageConfigError(f"GitHub storage {name!r}: {key!r} must be a string")
     api_url = config.get("api_url") or API
+    connect_s, read_s = timeouts(config)
     if urllib.parse.urlsplit(api_url).scheme not in ("http", "https"):
         raise StorageConfigError(f"GitHub storage {name!r}: 'api_url' must be an http(s) URL")
     backend: Backend = GitHubBackend(
         config["org"], config["repo"], config.get("sha"), username=config.get("username"),
-        token=config.get("token"), api_url=api_url, timeout=config.get("timeout") or 30,
+        token=config.get("token"), api_url=api_url, timeout=connect_s,
+        connect_timeout=connect_s, read_timeout=read_s,
     )
     prefix = str(config.get("base_path") or "").strip("/")
     if prefix:

@@ -104,6 +104,9 @@ from storied.backends._config_kinds import (
 from storied.backends._config_kinds import (
     short_repr as short_repr,
 )
+from storied.backends._config_kinds import (
+    timeouts as timeouts,
+)
 from storied.backends.base import Backend
 from storied.errors import (
     InvalidPathError,
@@ -237,6 +240,9 @@ def _t(name: str, module: str, extra: str | None = None, **kw: Any) -> BackendTy
 
 
 _BUCKET = {"prefix": "base_path"}
+#: Per-mount timeouts of every network type (resolved by :func:`timeouts`; S3 has its own).
+_TIMEOUTS = ("connect_timeout", "read_timeout")
+_TIMEOUT_KINDS = {"connect_timeout": SECONDS, "read_timeout": SECONDS}
 TYPES: dict[str, BackendType] = {
     t.name: t
     for t in (
@@ -299,9 +305,9 @@ TYPES: dict[str, BackendType] = {
             "fsspec_builders",
             "gcs",
             required=("bucket",),
-            optional=("base_path", "token", "project", "endpoint_url"),
+            optional=("base_path", "token", "project", "endpoint_url", *_TIMEOUTS),
             aliases=_BUCKET,
-            kinds={"token": STR_OR_MAPPING},
+            kinds={"token": STR_OR_MAPPING, **_TIMEOUT_KINDS},
             label="GCS",
         ),
         _t(
@@ -309,7 +315,8 @@ TYPES: dict[str, BackendType] = {
             "fsspec_builders",
             "azure",
             required=("container", "account_name"),
-            optional=("base_path", "account_key", "sas_token", "connection_string"),
+            optional=("base_path", "account_key", "sas_token", "connection_string", *_TIMEOUTS),
+            kinds=_TIMEOUT_KINDS,
             label="Azure",
             unless={"account_name": ("connection_string",)},
         ),
@@ -326,9 +333,11 @@ TYPES: dict[str, BackendType] = {
                 "passphrase",
                 "timeout",
                 "known_hosts",
+                *_TIMEOUTS,
             ),
             aliases={"path": "base_path"},
             kinds={
+                **_TIMEOUT_KINDS,
                 "port": PORT,
                 "timeout": SECONDS,
                 "key_filename": PATHS,
@@ -341,9 +350,10 @@ TYPES: dict[str, BackendType] = {
             "fsspec_builders",
             "webdav",
             required=("url",),
-            optional=("base_path", "username", "password", "token", "cert", "verify_ssl"),
+            optional=("base_path", "username", "password", "token", "cert", "verify_ssl",
+                      *_TIMEOUTS),
             aliases={"base_url": "url"},
-            kinds={"cert": CERT, "verify_ssl": VERIFY},
+            kinds={"cert": CERT, "verify_ssl": VERIFY, **_TIMEOUT_KINDS},
             label="WebDAV",
         ),
         _t(
@@ -351,9 +361,9 @@ TYPES: dict[str, BackendType] = {
             "fsspec_builders",
             "http",
             required=("base_path",),
-            optional=("headers",),
+            optional=("headers", *_TIMEOUTS),
             aliases={"base_url": "base_path", "url": "base_path"},
-            kinds={"headers": STR_MAP},
+            kinds={"headers": STR_MAP, **_TIMEOUT_KINDS},
             label="HTTP",
         ),
         _t(
@@ -379,9 +389,10 @@ TYPES: dict[str, BackendType] = {
             "smb",
             "smb",
             required=("host", "share"),
-            optional=("base_path", "username", "password", "domain", "port", "timeout"),
+            optional=("base_path", "username", "password", "domain", "port", "timeout",
+                      *_TIMEOUTS),
             aliases={"path": "base_path"},
-            kinds={"port": PORT, "timeout": SECONDS},
+            kinds={"port": PORT, "timeout": SECONDS, **_TIMEOUT_KINDS},
             label="SMB",
         ),
         _t(
@@ -399,8 +410,8 @@ TYPES: dict[str, BackendType] = {
             "github",
             "github",
             required=("org", "repo"),
-            optional=("sha", "username", "token", "base_path", "api_url", "timeout"),
-            kinds={"timeout": SECONDS},
+            optional=("sha", "username", "token", "base_path", "api_url", "timeout", *_TIMEOUTS),
+            kinds={"timeout": SECONDS, **_TIMEOUT_KINDS},
             label="GitHub",
         ),
         _t(

@@ -2,7 +2,9 @@
 
 Mount keys (genro-storage's): ``host``, ``share`` (required), ``base_path`` (or ``path``: a folder
 inside the share), ``username``, ``password``, ``domain``, ``port`` (445); storied adds
-``timeout`` (seconds to connect, 60). Building the mount does no network I/O: the connection (and
+``connect_timeout`` (TCP connect and the SMB negotiation, 10 s), ``read_timeout`` (a server
+that stops answering an open connection is detected within it, 60 s) and ``timeout`` (both,
+where the specific key is absent). Building the mount does no network I/O: the connection (and
 the login) happens at the first operation, and a wrong password or an unreachable host is an error
 of that operation, not of ``configure``.
 
@@ -45,7 +47,9 @@ from smbprotocol.exceptions import (
     SMBResponseException,
 )
 
+from storied.backends._config_kinds import timeouts
 from storied.backends._location import host_key
+from storied.backends._logging import backend_logger, logged_request
 from storied.backends.base import CHUNK, Backend, as_stream
 from storied.backends.local import TMP_MARK
 from storied.capabilities import Capabilities
@@ -60,6 +64,7 @@ from storied.errors import (
     StorageIOError,
     StorageNotFoundError,
     StoragePermissionError,
+    StorageTimeoutError,
     TransientStorageError,
     UnsupportedOperation,
 )
@@ -100,7 +105,10 @@ class SmbBackend(Backend):
         base_path: Folder inside the share that is the mount's root (created on first write).
         username, password, domain: Credentials (``domain`` is prefixed as ``DOMAIN\\user``).
         port: TCP port (445).
-        timeout: Seconds allowed to connect.
+        timeout: Seconds allowed to connect (``connect_timeout`` wins when given).
+        connect_timeout: Seconds for the TCP connect and the SMB negotiation.
+        read_timeout: Seconds of silence on an open connection after which it is closed and
+            the waiting operation fails (smbprotocol's keep-alive echo, sent after half of it).
     """
 
     protocol = "smb"
@@ -108,16 +116,19 @@ class SmbBackend(Backend):
 
     def __init__(self, host: str, share: str, base_path: str = "", *, username: str | None = None,
                  password: str | None = None, domain: str | None = None, port: int = 445,
-                 timeout: float = 60) -> None:
+                 timeout: float = 60, connect_timeout: float | None = None,
+                 read_timeout: float = 60) -> None:
         self.host, self.share, self.port = host, share.strip("/\\"), port
         self.base = base_path.replace("\\", "/").strip("/")
         user = f"{domain}\\{username}" if domain and username else username
         self._cache: dict[str, Any] = {}
         self._kwargs: dict[str, Any] = {
             "username": user, "password": password, "port": port,
-            "connection_timeout": timeout, "connection_cache": self._cache,
+            "connection_timeout": connect_timeout or timeout, "connection_cache": self._cache,
         }
+        self._read_timeout = read_timeout
         self._lock = threading.Lock()
+        self._log = backend_logger("smb")
 
     def storage_key(self) -> Hashable:
         """One key per share: mounts of one share (any ``base_path``) see the same files."""
@@ -133,11 +144,14 @@ class SmbBackend(Backend):
         return f"\\\\{self.host}\\{self.share}{tail}"
 
     @contextmanager
-    def _mapped(self, path: str) -> Iterator[None]:
-        """The one place where smbprotocol's errors become storied errors."""
+    def _mapped(self, path: str, op: str = "request") -> Iterator[None]:
+        """The one place where smbprotocol's errors become storied errors (and where each
+        request is logged at DEBUG, ``op`` naming it)."""
         where = f"smb://{self.host}/{self.share}/{posixpath.join(self.base, path)}"
         try:
-            yield
+            with logged_request(self._log, op, path):
+                self._connection()
+                yield
         except StorageError:
             raise
         except SMBOSError as exc:
@@ -166,6 +180,10 @@ class SmbBackend(Backend):
             self._forget()
             raise TransientStorageError(f"SMB connection lost for {where!r}: {exc}") from exc
         except SMBException as exc:
+            if "timeout" in str(exc).lower():
+                self._forget()
+                raise StorageTimeoutError(f"SMB server did not answer for {where!r}: {exc}") \
+                    from exc
             raise StorageIOError(f"SMB error on {where!r}: {exc}") from exc
         except ValueError as exc:  # smbclient reports a refused connection as ValueError
             if "Failed to connect" not in str(exc):
@@ -173,11 +191,31 @@ class SmbBackend(Backend):
             self._forget()
             raise TransientStorageError(f"Cannot reach SMB server for {where!r}: {exc}") from exc
 
+    def _connection(self) -> None:
+        """Open the pooled connection with the mount's timeouts (smbclient's own pooling
+        would use its 10-minute keep-alive, under which a silent server hangs a call)."""
+        key = f"{self.host.lower()}:{self.port}"
+        conn = self._cache.get(key)
+        if conn is not None and conn.transport.connected:
+            return
+        with self._lock:
+            conn = self._cache.get(key)
+            if conn is not None and conn.transport.connected:
+                return
+            from smbclient._pool import ClientConfig
+            from smbprotocol.connection import Connection
+
+            conn = Connection(ClientConfig().client_guid, self.host, self.port,
+                              require_signing=True)
+            conn._receive_timeout = max(1.0, self._read_timeout / 2)
+            conn.connect(timeout=self._kwargs["connection_timeout"])
+            self._cache[key] = conn
+
     def _forget(self) -> None:
         smbclient.reset_connection_cache(fail_on_error=False, connection_cache=self._cache)
 
     def _stat(self, path: str) -> Any:
-        with self._mapped(path):
+        with self._mapped(path, "stat"):
             return smbclient.stat(self._unc(path), **self._kwargs)
 
     @staticmethod
@@ -189,12 +227,12 @@ class SmbBackend(Backend):
 
     # ------------------------------------------------------------------ reads
     def info(self, path: str) -> Info:
-        with self._mapped(path):
+        with self._mapped(path, "info"):
             return self._info(path, self._stat(path))
 
     def list(self, path: str) -> Iterator[Info]:
         out: list[Info] = []
-        with self._mapped(path):
+        with self._mapped(path, "list"):
             if not statmod.S_ISDIR(self._stat(path).st_mode):
                 raise NotADirectoryStorageError(f"Not a directory: {path!r}")
             with smbclient.scandir(self._unc(path), **self._kwargs) as entries:
@@ -213,7 +251,7 @@ class SmbBackend(Backend):
         return iter(out)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
-        with self._mapped(path):
+        with self._mapped(path, "open"):
             raw = smbclient.open_file(self._unc(path), mode="rb", share_access="rwd",
                                       buffering=0, **self._kwargs)
             try:
@@ -264,7 +302,7 @@ class SmbBackend(Backend):
         if not path:
             raise IsADirectoryStorageError("Cannot write to the mount root")
         tmp = self._tmp(path)
-        with self._mapped(path):
+        with self._mapped(path, "write"):
             self._ensure_parent(path)
             try:
                 st = self._stat(path)
@@ -290,7 +328,7 @@ class SmbBackend(Backend):
             pass  # best effort: the temporary name is hidden from listings anyway
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
-        with self._mapped(path):
+        with self._mapped(path, "delete"):
             st = self._stat(path)
             if not statmod.S_ISDIR(st.st_mode):
                 smbclient.remove(self._unc(path), **self._kwargs)
@@ -313,7 +351,7 @@ class SmbBackend(Backend):
             smbclient.rmdir(self._unc(path), **self._kwargs)
 
     def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
-        with self._mapped(path):
+        with self._mapped(path, "mkdir"):
             try:
                 st = self._stat(path)
             except StorageNotFoundError:
@@ -329,7 +367,7 @@ class SmbBackend(Backend):
 
     def copy(self, src: str, dst: str) -> Info:
         tmp = self._tmp(dst)
-        with self._mapped(src):
+        with self._mapped(src, "copy"):
             if self.info(src).is_dir:
                 raise IsADirectoryStorageError(f"Is a directory: {src!r}")
             self._ensure_parent(dst)
@@ -342,7 +380,7 @@ class SmbBackend(Backend):
             return self._info(dst, self._stat(dst))
 
     def move(self, src: str, dst: str) -> None:
-        with self._mapped(src):
+        with self._mapped(src, "move"):
             is_dir = self.info(src).is_dir
             self._ensure_parent(dst)
             if is_dir:
@@ -368,7 +406,7 @@ class _Reader(io.RawIOBase):
         want = len(buffer) if self._left is None else min(len(buffer), self._left)
         if want <= 0:
             return 0
-        with self._backend._mapped(self._path):
+        with self._backend._mapped(self._path, "read"):
             chunk = self._raw.read(want)
         buffer[: len(chunk)] = chunk
         if self._left is not None:
@@ -378,7 +416,7 @@ class _Reader(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             try:
-                with self._backend._mapped(self._path):
+                with self._backend._mapped(self._path, "close"):
                     self._raw.close()
             finally:
                 super().close()
@@ -394,18 +432,19 @@ def smb_from_config(config: dict[str, Any]) -> Backend:
     for key in ("host", "share", "base_path", "username", "password", "domain"):
         if config.get(key) is not None and not isinstance(config[key], str):
             raise StorageConfigError(f"SMB storage {name!r}: {key!r} must be a string")
-    for key in ("port", "timeout"):
+    for key in ("port", "timeout", "connect_timeout", "read_timeout"):
         value = config.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or value <= 0):
             raise StorageConfigError(f"SMB storage {name!r}: {key!r} must be a positive number")
     port = config.get("port") or 445
+    connect_s, read_s = timeouts(config)
     if not isinstance(port, int):
         raise StorageConfigError(f"SMB storage {name!r}: 'port' must be an integer")
     backend: Backend = SmbBackend(
         config["host"], config["share"], username=config.get("username"),
         password=config.get("password"), domain=config.get("domain"), port=port,
-        timeout=config.get("timeout") or 60,
+        timeout=connect_s, connect_timeout=connect_s, read_timeout=read_s,
     )
     prefix = (config.get("base_path") or "").replace("\\", "/").strip("/")
     if prefix:  # a mount prefix, so that locations (same storage, nesting) see it
