@@ -25,9 +25,11 @@ its ``VersionId`` when the bucket has one, else its ``ETag`` (``If-Match``). Aft
 from __future__ import annotations
 
 import io
+import logging
 import re
 from typing import Any, BinaryIO
 
+from storied.backends._s3_prefetch import Prefetcher, sequential_hint
 from storied.backends._s3_support import RangeNotSatisfiable, byte_range, mapped, unquote
 from storied.errors import (
     PreconditionFailedError,
@@ -52,6 +54,8 @@ RESUMES = 2
 BUFFER = 256 * 1024
 
 _TOTAL = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_PIECE = 1024 * 1024  # bytes per body read of a prefetched chunk
+_log = logging.getLogger("storied.s3")
 
 
 class S3ReadStream(io.RawIOBase):
@@ -63,7 +67,7 @@ class S3ReadStream(io.RawIOBase):
 
     def __init__(
         self, client: Any, bucket: str, key: str, base: int, size: int, response: dict[str, Any],
-        version_id: str | None,
+        version_id: str | None, body_end: int | None = None, workers: int = 1,
     ) -> None:  # fmt: skip
         self._client, self._bucket, self._key = client, bucket, key
         self._base, self._size = base, size
@@ -75,10 +79,21 @@ class S3ReadStream(io.RawIOBase):
         self._version = version if version and (version != "null" or version_id) else None
         self._pos = 0
         self._body: Any = response["Body"]
-        self._body_pos, self._body_end = 0, size
-        self._last_end = size  # the end of the last GET's range
+        self._body_pos = 0
+        self._body_end = size if body_end is None else min(size, body_end)
+        self._last_end = self._body_end  # the end of the last GET's range
         self._block, self._block_start = b"", 0
         self._window = 2 * READ_AHEAD
+        self._workers = max(1, workers)
+        self._prefetch: Prefetcher | None = None
+        chunk = sequential_hint()
+        if chunk is not None and self._body_end < size:  # read in chunks: fetch ahead now
+            self._prefetch = Prefetcher(self._fetch_range, self._body_end, size, chunk, workers)
+
+    @property
+    def storied_size(self) -> int:
+        """How many bytes the stream holds (known from the first response)."""
+        return self._size
 
     # ------------------------------------------------------------------ io protocol
     def readable(self) -> bool:
@@ -116,10 +131,10 @@ class S3ReadStream(io.RawIOBase):
             return 0
         if self._block_start <= self._pos < self._block_start + len(self._block):
             offset = self._pos - self._block_start
-            chunk = self._block[offset : offset + want]
-            return self._deliver(view, chunk)
+            return self._deliver(view, memoryview(self._block)[offset : offset + want])
         if not self._body_ready():
-            self._fetch(want)
+            if not self._take_prefetched():
+                self._fetch(want)
             if self._block_start <= self._pos < self._block_start + len(self._block):
                 return self.readinto(view)
         chunk = self._read_body(min(want, self._body_end - self._body_pos))
@@ -137,6 +152,8 @@ class S3ReadStream(io.RawIOBase):
                 chunk = self._block[self._pos - self._block_start :]
             else:
                 if not self._body_ready():
+                    if self._take_prefetched():
+                        continue
                     if self._size - self._pos <= READ_AHEAD:
                         self._fetch_block()  # a short tail: keep it (zipfile reads it again)
                         continue
@@ -146,10 +163,11 @@ class S3ReadStream(io.RawIOBase):
                     raise StorageIOError(f"S3 object {self._key!r} ended early at {self._pos}")
             self._pos += len(chunk)
             parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
 
     def close(self) -> None:
         if not self.closed:
+            self._stop_prefetch()
             self._drop_body()
             self._block = b""
         super().close()
@@ -159,7 +177,7 @@ class S3ReadStream(io.RawIOBase):
         if self.closed:
             raise ValueError("I/O operation on closed S3 stream")
 
-    def _deliver(self, view: memoryview, chunk: bytes) -> int:
+    def _deliver(self, view: memoryview, chunk: bytes | memoryview) -> int:
         view[: len(chunk)] = chunk
         self._pos += len(chunk)
         return len(chunk)
@@ -241,9 +259,66 @@ class S3ReadStream(io.RawIOBase):
             left -= len(chunk)
         return b"".join(parts)
 
+    # ------------------------------------------------------------------ prefetching
+    def _take_prefetched(self) -> bool:
+        """Serve the position from the prefetched chunks when it is where they continue (the
+        chunk becomes the block); a read elsewhere (a seek) stops the prefetching."""
+        if self._prefetch is None:
+            return False
+        chunk = self._prefetch.take(self._pos)
+        if chunk is None:
+            self._stop_prefetch()
+            return False
+        self._drop_body()
+        self._block, self._block_start = chunk, self._pos
+        self._last_end = self._pos + len(chunk)
+        return True
+
+    def _stop_prefetch(self) -> None:
+        if self._prefetch is not None:
+            prefetch, self._prefetch = self._prefetch, None
+            prefetch.close()
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        """Exactly stream bytes ``[start, end)`` by pinned GETs (thread-safe: no shared state).
+        A connection lost mid-body is resumed from the last byte received, never from
+        ``start`` again; :data:`RESUMES` failures in a row without progress raise."""
+        buffer = bytearray(end - start)
+        view, done, failures = memoryview(buffer), 0, 0
+        while done < end - start:
+            try:
+                body = self._pinned_get(start + done, end)
+                try:
+                    while done < end - start:
+                        with mapped(self._key, self._bucket):
+                            piece = body.read(min(_PIECE, end - start - done))
+                        if not piece:
+                            raise TransientStorageError(
+                                f"S3 body of {self._key!r} ended early at byte {start + done}"
+                            )
+                        view[done : done + len(piece)] = piece
+                        done, failures = done + len(piece), 0
+                finally:
+                    body.close()
+            except TransientStorageError as exc:
+                failures += 1
+                if failures > RESUMES:
+                    raise
+                _log.info("S3 GET of %r broke at byte %d (%s): resuming there",
+                          self._key, self._base + start + done, exc)
+        return buffer  # type: ignore[return-value]  # bytes-like; no copy of a whole chunk
+
+    # ------------------------------------------------------------------ requests
     def _request(self, start: int, end: int) -> None:
         """A pinned GET of stream bytes ``[start, end)`` becomes the current body."""
         self._drop_body()
+        self._body = self._pinned_get(start, end)
+        self._body_pos, self._body_end = start, end
+        self._last_end = end
+
+    def _pinned_get(self, start: int, end: int) -> Any:
+        """The body of one GET of stream bytes ``[start, end)`` pinned to the object first
+        read (its range and ETag checked)."""
         pin = _pin(self._version, self._etag)
         try:
             with mapped(self._key, self._bucket):
@@ -262,8 +337,7 @@ class S3ReadStream(io.RawIOBase):
             if first != self._base + start:
                 raise StorageIOError(_wrong_range(self._key, self._base + start, first))
             raise self._changed()
-        self._body, self._body_pos, self._body_end = response["Body"], start, end
-        self._last_end = end
+        return response["Body"]
 
     def _changed(self) -> PreconditionFailedError:
         return PreconditionFailedError(
@@ -330,20 +404,29 @@ def _size_by_head(
 
 def open_stream(
     client: Any, bucket: str, key: str, start: int = 0, end: int | None = None,
-    version_id: str | None = None,
+    version_id: str | None = None, workers: int = 1,
 ) -> BinaryIO:  # fmt: skip
     """One GET of bytes ``[start, end)`` of ``key`` (a version if given), as a seekable stream.
+
+    Inside :func:`~._s3_prefetch.sequential_reads` the GET is bounded to one chunk and the
+    next chunks are fetched ahead, ``workers`` at a time (see :mod:`._s3_prefetch`).
 
     Raises:
         StorageNotFoundError: No such key or version (mapped from the GET).
     """
     extra = {"VersionId": version_id} if version_id else {}
+    chunk = sequential_hint()
+    first_end = end
+    if chunk is not None and (end is None or end - start > chunk):
+        first_end = start + chunk
     try:
         with mapped(key, bucket):
-            response = client.get_object(Bucket=bucket, Key=key, **byte_range(start, end), **extra)
+            response = client.get_object(
+                Bucket=bucket, Key=key, **byte_range(start, first_end), **extra
+            )
     except RangeNotSatisfiable:
         return io.BytesIO(b"")
-    if start or end is not None:
+    if start or first_end is not None:
         first = _range_start(response)
         if first != start:
             response["Body"].close()
@@ -351,7 +434,9 @@ def open_stream(
                 raise StorageIOError(f"The S3 server ignored a Range request for {key!r}")
             raise StorageIOError(_wrong_range(key, start, first))
     base, size = _total_size(response, start, end)
-    if size is None:
+    total = _TOTAL.match(response.get("ContentRange") or "")
+    if size is None or (first_end != end and not (total and total.group(3) != "*")):
         size = _size_by_head(client, bucket, key, response, version_id, base, end)
-    raw = S3ReadStream(client, bucket, key, base, size, response, version_id)
+    body_end = None if first_end is None else first_end - base
+    raw = S3ReadStream(client, bucket, key, base, size, response, version_id, body_end, workers)
     return io.BufferedReader(raw, BUFFER)

@@ -16,22 +16,23 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
-import boto3
 import urllib3
-from botocore import UNSIGNED
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectTimeoutError,
     HTTPClientError,
     IncompleteReadError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from storied.errors import (
+    ArchivedObjectError,
     InvalidContentError,
     InvalidPathError,
     PreconditionFailedError,
@@ -41,6 +42,7 @@ from storied.errors import (
     StorageIOError,
     StorageNotFoundError,
     StoragePermissionError,
+    StorageTimeoutError,
     TransientStorageError,
     UnsupportedOperation,
 )
@@ -59,7 +61,6 @@ __all__ = [
     "exact_key",
     "is_marker",
     "listed_info",
-    "make_client",
     "mapped",
     "md5_of",
     "oldest_first",
@@ -69,7 +70,6 @@ __all__ = [
     "record_entry_order",
     "timestamp",
     "unquote",
-    "upload_multipart",
     "usable",
     "version_pages",
 ]
@@ -115,6 +115,12 @@ def error_for(code: str, status: int, path: str, bucket: str, create: bool) -> S
         if create:
             return StorageAlreadyExistsError(f"Already exists: {where}")
         return PreconditionFailedError(f"Etag mismatch on {where}")
+    if code == "InvalidObjectState":
+        return ArchivedObjectError(
+            f"{where} is archived (an S3 Glacier / Deep Archive storage class) and cannot be "
+            "read before it is restored: call node.restore_archived(days=1), wait for the "
+            "restore to finish, then read it again"
+        )
     if code in _DENIED:
         return StoragePermissionError(f"Access denied ({code}) to {where}")
     if code == "InvalidRange" or status == 416:
@@ -153,6 +159,12 @@ def _translate(exc: BaseException, path: str, bucket: str, create: bool) -> Stor
             return StorageNotFoundError(f"Deleted (a delete marker): {path!r} in bucket {bucket!r}")
         status = int(meta.get("HTTPStatusCode") or 0)
         return error_for(str(error.get("Code", status)), status, path, bucket, create)
+    timeouts = (ConnectTimeoutError, ReadTimeoutError, TimeoutError,
+                urllib3.exceptions.TimeoutError)  # fmt: skip
+    if isinstance(exc, timeouts):
+        return StorageTimeoutError(f"S3 request timed out on {path!r} in bucket {bucket!r}: {exc}")
+    if isinstance(exc, ProfileNotFound):
+        return StorageConfigError(f"S3 mount of bucket {bucket!r}: {exc}")
     if isinstance(exc, (HTTPClientError, BotoConnectionError, IncompleteReadError)):
         return TransientStorageError(f"S3 connection problem on {path!r}: {exc}")
     if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
@@ -405,76 +417,7 @@ def parts(head: bytes, stream: BinaryIO, part_size: int) -> Iterator[bytes]:
         buffer, number = buffer[size:], number + 1
 
 
-# --------------------------------------------------------------------------- client
-def make_client(
-    credentials: dict[str, str | None], anon: bool, client_kwargs: dict[str, Any] | None
-) -> Any:
-    """One boto3 S3 client (thread-safe), on its own session, with few retries.
-
-    Args:
-        credentials: ``region``, ``key``, ``secret``, ``token``, ``endpoint_url`` (each may be
-            None: boto3's usual chain and AWS endpoints apply; the region defaults to us-east-1).
-        anon: Send unsigned requests.
-        client_kwargs: Extra ``client()`` arguments, winning over the above; a ``config``
-            (botocore ``Config`` or dict) is merged over storied's (SigV4; 2 attempts in all,
-            as botocore's ``total_max_attempts``: storied's ``Retrying`` wrapper does the
-            retrying).
-    """
-    kwargs = dict(client_kwargs or {})
-    config = Config(
-        retries={"total_max_attempts": 2, "mode": "standard"},  # the request + 1 retry
-        signature_version=UNSIGNED if anon else "s3v4",
-    )
-    user_config = kwargs.pop("config", None)
-    if isinstance(user_config, dict):
-        user_config = Config(**user_config)
-    if user_config is not None:
-        config = config.merge(user_config)
-    kwargs.setdefault("region_name", credentials.get("region") or "us-east-1")
-    kwargs.setdefault("endpoint_url", credentials.get("endpoint_url"))
-    if not anon:
-        kwargs.setdefault("aws_access_key_id", credentials.get("key"))
-        kwargs.setdefault("aws_secret_access_key", credentials.get("secret"))
-        kwargs.setdefault("aws_session_token", credentials.get("token"))
-    return boto3.session.Session().client("s3", config=config, **kwargs)
-
-
 # --------------------------------------------------------------------------- writes
-def upload_multipart(
-    client: Any, bucket: str, path: str, head: bytes, stream: BinaryIO, extra: dict[str, Any],
-    *, create: bool, part_size: int,
-) -> dict[str, Any]:  # fmt: skip
-    """Create, upload ``head`` + ``stream`` in parts, complete; abort on any failure.
-
-    The conditions (``IfNoneMatch`` / ``IfMatch``) in ``extra`` go on the complete request.
-
-    Returns:
-        ``{"response": <CompleteMultipartUpload response>, "size": <bytes sent>}``.
-    """
-    conditions = {k: extra.pop(k) for k in ("IfNoneMatch", "IfMatch") if k in extra}
-    with mapped(path, bucket):
-        upload = client.create_multipart_upload(Bucket=bucket, Key=path, **extra)
-    target = {"Bucket": bucket, "Key": path, "UploadId": upload["UploadId"]}
-    try:
-        done, size = [], 0
-        for number, body in enumerate(parts(head, stream, part_size), 1):
-            with mapped(path, bucket):
-                part = client.upload_part(**target, PartNumber=number, Body=body)
-            done.append({"ETag": part["ETag"], "PartNumber": number})
-            size += len(body)
-        with mapped(path, bucket, create):
-            response = client.complete_multipart_upload(
-                **target, MultipartUpload={"Parts": done}, **conditions
-            )
-    except BaseException:
-        try:
-            client.abort_multipart_upload(**target)
-        except (ClientError, BotoCoreError):
-            pass
-        raise
-    return {"response": response, "size": size}
-
-
 def delete_keys(
     client: Any, bucket: str, path: str, keys: Iterable[str | tuple[str, str | None]]
 ) -> None:

@@ -26,7 +26,6 @@ process, and ``set_metadata`` on them is refused by S3.
 
 from __future__ import annotations
 
-import builtins
 import io
 import itertools
 from collections.abc import Hashable, Iterator
@@ -34,29 +33,37 @@ from typing import Any, BinaryIO
 
 from storied import paths
 from storied.backends._location import url_key
+from storied.backends._s3_config import (
+    DEFAULT_CHUNKSIZE,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_THRESHOLD,
+    backend_options,
+    is_reserved,
+    make_client,
+    write_options,
+)
 from storied.backends._s3_objectlock import S3ObjectLockMixin
 from storied.backends._s3_probe import Probes, delete_if_match, read_tagged
 from storied.backends._s3_stream import check_range, open_stream
 from storied.backends._s3_support import (
     MIN_PART,
-    by_key,
     check_key,
     content_type,
     delete_keys,
-    exact_key,
     is_marker,
     listed_info,
-    make_client,
     mapped,
     md5_of,
     read_full,
     record_entry_order,
     timestamp,
     unquote,
-    upload_multipart,
     usable,
-    version_pages,
 )
+from storied.backends._s3_upload import upload_multipart
+from storied.backends._s3_versions import S3VersionsMixin
 from storied.backends.base import Backend, as_stream
 from storied.capabilities import Capabilities
 from storied.errors import (
@@ -67,12 +74,12 @@ from storied.errors import (
     StorageNotFoundError,
     UnsupportedOperation,
 )
-from storied.info import Data, Info, ObjectVersion, WriteMode
+from storied.info import Data, Info, WriteMode
 
 __all__ = ["DEFAULT_MULTIPART_THRESHOLD", "S3Backend", "from_config"]
 
 #: Objects at least this large are sent as multipart uploads.
-DEFAULT_MULTIPART_THRESHOLD = 8 * 1024 * 1024
+DEFAULT_MULTIPART_THRESHOLD = DEFAULT_THRESHOLD
 _MAX_COPY = 5 * 1024 * 1024 * 1024  # CopyObject limit; larger objects are copied by streaming
 _CAPS = Capabilities(
     metadata=True, presigned_urls=True, public_urls=True, copy_optimization=True,
@@ -83,7 +90,7 @@ _CAPS = Capabilities(
 
 
 # --------------------------------------------------------------------------- the adapter
-class S3Backend(S3ObjectLockMixin, Backend):
+class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
     """One S3 bucket; paths are object keys (``a/b.txt``), directories are key prefixes.
 
     Constructing the backend sends no request. :attr:`capabilities` probes the server on first
@@ -102,8 +109,17 @@ class S3Backend(S3ObjectLockMixin, Backend):
         anon: Send unsigned requests (public buckets).
         client_kwargs: Extra ``boto3 client()`` arguments; a ``config`` (botocore ``Config`` or
             dict) is merged over storied's defaults.
-        multipart_threshold: Objects of this size or more are sent as multipart uploads, in
-            parts of ``max(threshold, 5 MiB)``.
+        multipart_threshold: Objects of this size or more are sent as multipart uploads.
+        multipart_chunksize: Bytes per part (at least 5 MiB), and per ranged GET of
+            ``stream_download`` unless it asks for another chunk size.
+        max_concurrency: Parts sent at once, and GETs of ``stream_download`` in flight.
+        profile: A profile of the shared AWS config files (boto3 ``Session(profile_name=)``).
+        sse: ``'AES256'`` or ``'aws:kms'``: server-side encryption asked for every new object
+            (PUT, CreateMultipartUpload, CopyObject); ``sse_kms_key_id`` names the KMS key.
+        storage_class: The storage class of new objects (storied's own, under ``.storied/``,
+            stay STANDARD so that the history stays readable).
+        connect_timeout / read_timeout: Seconds (botocore ``Config``): a hung endpoint fails
+            with StorageTimeoutError in seconds.
         probe_prefix: Key prefix under which the conditional-write probe writes (the mount's
             base path, so that credentials limited to that prefix can probe).
         probe_attempts: Tries of each probe on transient failures (the mount's ``retries``);
@@ -125,6 +141,14 @@ class S3Backend(S3ObjectLockMixin, Backend):
         anon: bool = False,
         client_kwargs: dict[str, Any] | None = None,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
+        multipart_chunksize: int = DEFAULT_CHUNKSIZE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        profile: str | None = None,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        storage_class: str | None = None,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
         probe_prefix: str = "",
         probe_attempts: int = 4,
         probe_delay: float = 0.1,
@@ -132,9 +156,16 @@ class S3Backend(S3ObjectLockMixin, Backend):
         self.bucket = bucket
         self.endpoint_url = endpoint_url or None
         self.multipart_threshold = max(1, int(multipart_threshold))
+        self.multipart_chunksize = max(MIN_PART, int(multipart_chunksize))
+        self.max_concurrency = max(1, int(max_concurrency))
+        self._sse, self._class = write_options(sse, sse_kms_key_id, storage_class)
+        self._trust_md5 = sse != "aws:kms"  # SSE-KMS ETags are not MD5s
         self.anon = anon
         creds = dict(region=region, key=key, secret=secret, token=token, endpoint_url=endpoint_url)
-        self._client = make_client(creds, anon, client_kwargs)
+        self._client = make_client(
+            creds, anon, client_kwargs, profile=profile, connect_timeout=connect_timeout,
+            read_timeout=read_timeout, max_concurrency=self.max_concurrency,
+        )  # fmt: skip
         record_entry_order(self._client)
         probe_key = paths.join(paths.normalize(probe_prefix), paths.RESERVED, "probe")
         self._probes = Probes(self._client, bucket, probe_key, probe_attempts, probe_delay)
@@ -287,7 +318,9 @@ class S3Backend(S3ObjectLockMixin, Backend):
     ) -> BinaryIO:
         """One GET of bytes ``[start, end)`` as a seekable stream (b"" past the end); later
         reads after a seek are bounded ranged GETs pinned to that version (see ``_s3_stream``)."""
-        return open_stream(self._client, self.bucket, path, start, end, version_id)
+        return open_stream(
+            self._client, self.bucket, path, start, end, version_id, self.max_concurrency
+        )
 
     def write(
         self,
@@ -306,7 +339,8 @@ class S3Backend(S3ObjectLockMixin, Backend):
             raise IsADirectoryStorageError(f"Cannot write to the root of bucket {self.bucket!r}")
         check_key(path)  # before any data is read or sent
         conditions = self._conditions(path, mode, etag)
-        extra: dict[str, Any] = {"ContentType": content_type(path), **conditions}
+        extra: dict[str, Any] = {"ContentType": content_type(path), **conditions,
+                                 **self._new_object(path)}  # fmt: skip
         if metadata:
             extra["Metadata"] = dict(metadata)
         create = mode is WriteMode.CREATE
@@ -335,20 +369,25 @@ class S3Backend(S3ObjectLockMixin, Backend):
             raise PreconditionFailedError(f"IF_MATCH write of {path!r} without an etag")
         return {"IfMatch": f'"{etag.strip(chr(34))}"'}
 
+    def _new_object(self, key: str) -> dict[str, str]:
+        """The SSE and storage-class arguments of a new object at ``key``."""
+        return {**self._sse, **({} if is_reserved(key) else self._class)}
+
     def _written(self, path: str, size: int, response: dict[str, Any]) -> Info:
         etag = unquote(response.get("ETag"))
         headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
         mtime = timestamp(headers.get("last-modified"))  # moto sends it; AWS may not
-        return Info(path, False, size, mtime, etag, md5_of(etag), None, response.get("VersionId"))
+        md5 = md5_of(etag) if self._trust_md5 else None
+        return Info(path, False, size, mtime, etag, md5, None, response.get("VersionId"))
 
     def _multipart(
         self, path: str, head: bytes, stream: BinaryIO, extra: dict[str, Any], create: bool
     ) -> Info:
-        """A multipart upload (conditions on the complete request); aborted on any failure."""
-        part_size = max(self.multipart_threshold, MIN_PART)
+        """A multipart upload, ``max_concurrency`` parts at once (conditions on the complete
+        request); aborted on any failure."""
         done = upload_multipart(
             self._client, self.bucket, path, head, stream, extra, create=create,
-            part_size=part_size,
+            part_size=self.multipart_chunksize, workers=self.max_concurrency,
         )  # fmt: skip
         return self._written(path, done["size"], done["response"])
 
@@ -416,11 +455,14 @@ class S3Backend(S3ObjectLockMixin, Backend):
                 return self.write(dst, stream, metadata=self.get_metadata(src))
         source = {"Bucket": self.bucket, "Key": src}
         with self._mapped(src):
-            response = self._client.copy_object(Bucket=self.bucket, Key=dst, CopySource=source)
+            response = self._client.copy_object(
+                Bucket=self.bucket, Key=dst, CopySource=source, **self._new_object(dst)
+            )
         result = response.get("CopyObjectResult", {})
         etag = unquote(result.get("ETag"))
         mtime = timestamp(result.get("LastModified"))
-        return Info(dst, False, size, mtime, etag, md5_of(etag), None, response.get("VersionId"))
+        md5 = md5_of(etag) if self._trust_md5 else None
+        return Info(dst, False, size, mtime, etag, md5, None, response.get("VersionId"))
 
     def move(self, src: str, dst: str) -> None:
         """Copy + delete (S3 has no rename).
@@ -463,6 +505,7 @@ class S3Backend(S3ObjectLockMixin, Backend):
                 Metadata=dict(metadata),
                 MetadataDirective="REPLACE",
                 ContentType=content_type(path),
+                **self._sse,
             )
 
     def url(self, path: str, expires_in: int = 3600) -> str | None:
@@ -473,74 +516,16 @@ class S3Backend(S3ObjectLockMixin, Backend):
             )
         return url
 
-    # ---------------------------------------------------------------- native versions
-    def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
-        """Every version and delete marker of exactly key ``path``, oldest first.
-
-        ListObjectVersions with ``Prefix=path``, one request per 1000 entries; entries of other
-        keys (``path.bak``, ``path/x``) are dropped, and the listing stops at the first page
-        that reaches them (the key's own entries sort first). The interleaving of versions and
-        markers follows the server's XML (see :func:`~._s3_support.oldest_first`). On a bucket
-        that never had versioning, the one object is version ``'null'``.
-        """
-        if not path:
-            return []
-        return exact_key(version_pages(self._client, self.bucket, path, path), path)
-
-    def walk_versions(self, path: str) -> Iterator[ObjectVersion]:
-        """Every version and delete marker of every key below directory ``path``.
-
-        One flat ListObjectVersions per 1000 entries. Keys come in S3's key order, each key's
-        entries oldest first. Nothing below ``path`` yields nothing (no error).
-        """
-        prefix = path + "/" if path else ""
-        return by_key(version_pages(self._client, self.bucket, path, prefix))
-
-    def open_version(
-        self, path: str, version_id: str, start: int = 0, end: int | None = None
-    ) -> BinaryIO:
-        """One GET with ``VersionId`` (and ``Range`` for a slice), streamed.
-
-        Raises:
-            StorageNotFoundError: No such version, or ``version_id`` is a delete marker.
-        """
-        check_range(start, end)
-        if end is not None and end <= start:
-            with self._mapped(path):
-                self._client.head_object(Bucket=self.bucket, Key=path, VersionId=version_id)
-            return io.BytesIO(b"")
-        return self._get(path, start, end, version_id)
-
-    def delete_version(self, path: str, version_id: str) -> None:
-        """One DELETE with ``VersionId``: the version (or delete marker) is gone for good.
-
-        Deleting a delete marker that is the latest entry makes the previous version current
-        again. S3 answers success for an id that does not exist.
-        """
-        with self._mapped(path):
-            self._client.delete_object(Bucket=self.bucket, Key=path, VersionId=version_id)
-
-    def delete_many(self, items: builtins.list[tuple[str, str | None]]) -> None:
-        """DeleteObjects: one request per 1,000 files or versions."""
-        delete_keys(self._client, self.bucket, "", items)
-
     def close(self) -> None:
         self._client.close()
 
 
 def from_config(config: dict[str, Any]) -> Backend:
-    """Build an S3 mount from its checked config (see the ``s3`` entry of the registry)."""
+    """Build an S3 mount from its checked config (see the ``s3`` entry of the registry): every
+    S3 key is used (see :func:`~._s3_config.backend_options`)."""
     from storied.backends.wrappers import Prefixed
 
-    prefix = paths.normalize(config.get("base_path") or "")
-    keys = ("region", "key", "secret", "token", "endpoint_url", "client_kwargs")
-    options: dict[str, Any] = {k: config.get(k) for k in keys}
-    backend: Backend = S3Backend(
-        config["bucket"],
-        **options,
-        anon=bool(config.get("anon")),
-        multipart_threshold=int(config.get("multipart_threshold") or DEFAULT_MULTIPART_THRESHOLD),
-        probe_prefix=prefix,
-        probe_attempts=int(config.get("retries") or 4),
-    )
+    options = backend_options(config)
+    backend: Backend = S3Backend(config["bucket"], **options)
+    prefix = options["probe_prefix"]
     return Prefixed(backend, prefix) if prefix else backend
