@@ -201,9 +201,12 @@ class TagMethods:
         """Remove the versions no rule keeps (see :mod:`storied.policies.retention`).
 
         With both rules a version stays if either keeps it. The current version, tagged
-        versions and versions in a snapshot always stay; protection is read under the
-        history's maintenance lease (:mod:`storied.versioning.maintenance`), so a tag or
-        snapshot another process adds meanwhile is honoured too. ``keep_last`` is an int >= 0,
+        versions, versions in a snapshot and versions under legal hold or unexpired retention
+        (reasons ``legal-hold``, ``retention:<MODE> until <iso>``; expiry is judged by
+        :func:`storied.policies.retention.clock`, never by ``now``) always stay; protection
+        is read under the history's maintenance lease
+        (:mod:`storied.versioning.maintenance`), so a tag, snapshot or hold another process
+        adds meanwhile is honoured too. ``keep_last`` is an int >= 0,
         ``keep_days`` a number >= 0 (``float('inf')`` keeps every version by age).
 
         Raises:
@@ -216,6 +219,7 @@ class TagMethods:
             Otherwise: the version dicts that were removed.
         """
         from storied.policies.retention import check_rules, plan_retention
+        from storied.versioning.history import merged_lock_reasons
         from storied.versioning.maintenance import maintenance
 
         check_rules(keep_last, keep_days)
@@ -228,7 +232,8 @@ class TagMethods:
             for name, vid in history.refs(self._path).tags.items():
                 tags.setdefault(vid, []).append(name)
             snaps = history.engine.catalog.snapshot_refs().get(history._p(self._path), {})
-            decisions = plan_retention(found, moment, keep_last, keep_days, tags, snaps)
+            holds = merged_lock_reasons(history.engine, found, history.locks(self._path))
+            decisions = plan_retention(found, moment, keep_last, keep_days, tags, snaps, holds)
             return decisions, {v.version_id: v for v in found}
 
         if dry_run:

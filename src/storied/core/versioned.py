@@ -162,33 +162,35 @@ class VersionMethods:
         """Remove one version for good.
 
         Protected, never removed: the current version (to remove the file, ``delete()`` it,
-        which keeps its history; or write a new version first), a tagged version and a version
-        a snapshot names. Of a deleted file every version may go (none is current). The check
-        and the removal happen under the history's maintenance lease, so a tag or snapshot
-        set meanwhile by another process is honoured (see
-        :mod:`storied.versioning.maintenance`).
+        which keeps its history; or write a new version first), a tagged version, a version
+        a snapshot names, a version under legal hold and a version whose retention period has
+        not expired (see :mod:`storied.core.objectlock`). Of a deleted file every unprotected
+        version may go (none is current). The check and the removal happen under the
+        history's maintenance lease, so a tag, snapshot or hold set meanwhile by another
+        process is honoured (see :mod:`storied.versioning.maintenance`).
 
         Raises:
             StoragePermissionError: The mount has no delete permission, or the version is
-                protected (the message says why and what to do).
+                protected (the message names the version, the rule and what to do).
         """
         from storied.versioning.maintenance import maintenance
 
         self._need_delete()
         history = self._need_history()
         with maintenance(history.engine.catalog):
-            target = history.resolve(self._path, version)
+            found = history.versions(self._path)
+            target = history.resolve_in(self._path, found, version)
             if target.is_latest:
                 raise StoragePermissionError(
                     f"Version {target.version_id} of {self.fullpath} is the current version, "
                     "which is protected: delete the file (its history is kept) or write a new "
                     "version first"
                 )
-            why = history.protected(self._path).get(target.version_id)
+            why = history.protected(self._path, found).get(target.version_id)
             if why is not None:
                 raise StoragePermissionError(
                     f"Version {target.version_id} of {self.fullpath} is protected ({why}); "
-                    "untag it or delete the snapshot first"
+                    f"{_unprotect_hint(why)}"
                 )
             history.delete_version(self._path, target)
         self._notify_deleted_versions([target])
@@ -220,18 +222,21 @@ class VersionMethods:
         """Remove consecutive duplicate versions; return how many (with ``dry_run``, how many
         would go: the same plan, tags and snapshots included).
 
-        Never removed: the current version, tagged versions, versions a snapshot names (read
-        under the maintenance lease when not a dry run).
+        Never removed: the current version, tagged versions, versions a snapshot names,
+        versions under legal hold or unexpired retention (read under the maintenance lease
+        when not a dry run).
         """
         from storied.versioning.history import compact_plan
         from storied.versioning.maintenance import maintenance
 
         history = self._need_history()
         if dry_run:
-            return len(compact_plan(history.versions(self._path), history.protected(self._path)))
+            found = history.versions(self._path)
+            return len(compact_plan(found, history.protected(self._path, found)))
         self._need_delete()
         with maintenance(history.engine.catalog) as lease:
-            doomed = compact_plan(history.versions(self._path), history.protected(self._path))
+            found = history.versions(self._path)
+            doomed = compact_plan(found, history.protected(self._path, found))
             self._drop_versions(history, doomed, lease.keep)
         self._notify_deleted_versions(doomed)  # after the lease: taggers wait on it
         return len(doomed)
@@ -256,3 +261,17 @@ class VersionMethods:
         with history.open_version(self._path, version) as stream:
             self._store(stream)
         return True
+
+
+def _unprotect_hint(why: str) -> str:
+    """What lifts the protections ``why`` lists."""
+    hints = []
+    if "tagged:" in why:
+        hints.append("untag it")
+    if "snapshot:" in why:
+        hints.append("delete the snapshot")
+    if "legal-hold" in why:
+        hints.append("remove the legal hold (set_legal_hold(False))")
+    if "retention:" in why:
+        hints.append("wait for the retention period to end")
+    return " and ".join(hints) + " first" if hints else "it cannot be removed now"

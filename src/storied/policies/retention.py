@@ -7,21 +7,200 @@ A version is kept when any rule keeps it; each rule that does adds a reason:
 - ``within-D-days``: written less than ``keep_days`` days before ``now``;
 - ``tagged:<name>``: a tag points at it (untag it first);
 - ``snapshot:<tag>``: a snapshot manifest refers to it;
-- ``hold:<why>``: a legal hold or retention period protects it.
+- ``legal-hold``: a legal hold protects it;
+- ``retention:<MODE> until <iso>``: a retention period that has not expired protects it
+  (these two come from ``holds`` given as reason tuples, :func:`lock_reasons`; a plain string
+  ``why`` in ``holds`` is shown as ``hold:<why>``).
+
+Legal holds and retention periods (:class:`Lock`) follow S3 Object Lock's rules on every engine
+(:func:`check_retention_change`); whether a retention period has expired is judged by
+:func:`clock`, which tests replace with :func:`use_clock` (never by the ``now`` a caller passes to
+a cleanup: moving that forward must not release a version).
 
 With neither ``keep_last`` nor ``keep_days`` nothing is removed (no rule means no cleanup).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
-from storied.errors import InvalidArgumentError
+from storied.errors import InvalidArgumentError, StoragePermissionError
 
-__all__ = ["Decision", "check_rules", "plan_retention"]
+__all__ = [
+    "MODES",
+    "Decision",
+    "Lock",
+    "check_retention_change",
+    "check_rules",
+    "clock",
+    "lock_reasons",
+    "normalize_until",
+    "plan_retention",
+    "use_clock",
+]
+
+#: The retention modes (S3 Object Lock's names).
+MODES = ("GOVERNANCE", "COMPLIANCE")
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+_clock: Callable[[], datetime] = _system_clock
+
+
+def clock() -> datetime:
+    """The moment retention expiry is judged at (tz-aware UTC; the system clock unless a test
+    installed another with :func:`use_clock`)."""
+    moment = _clock()
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@contextmanager
+def use_clock(source: Callable[[], datetime]) -> Iterator[None]:
+    """Judge retention expiry by ``source()`` inside the block (tests: an injectable clock)."""
+    global _clock
+    before, _clock = _clock, source
+    try:
+        yield
+    finally:
+        _clock = before
+
+
+def normalize_until(until: object) -> datetime:
+    """``until`` as a tz-aware UTC datetime rounded up to the whole second (S3 keeps seconds).
+
+    Raises:
+        InvalidArgumentError: Not a datetime, or a naive one.
+    """
+    if not isinstance(until, datetime):
+        raise InvalidArgumentError(f"until must be a datetime, not {until!r}")
+    if until.tzinfo is None or until.utcoffset() is None:
+        raise InvalidArgumentError(
+            f"until must be timezone-aware (e.g. tzinfo=UTC), not the naive {until!r}"
+        )
+    moment = until.astimezone(UTC)
+    if moment.microsecond:
+        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+    return moment
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The legal hold and retention period of one version.
+
+    Attributes:
+        legal_hold: A legal hold is on (it protects until it is removed).
+        mode: ``'GOVERNANCE'``, ``'COMPLIANCE'`` or None (no retention).
+        until: When the retention period ends (tz-aware UTC), None without one.
+    """
+
+    legal_hold: bool = False
+    mode: str | None = None
+    until: datetime | None = None
+
+    def retained(self, now: datetime | None = None) -> bool:
+        """True while the retention period has not expired (judged by :func:`clock`)."""
+        if self.mode is None or self.until is None:
+            return False
+        return self.until > (now or clock())
+
+    def reasons(self, now: datetime | None = None) -> tuple[str, ...]:
+        """``('legal-hold', 'retention:GOVERNANCE until <iso>')``: what protects it now."""
+        found: list[str] = ["legal-hold"] if self.legal_hold else []
+        if self.until is not None and self.retained(now):
+            found.append(f"retention:{self.mode} until {self.until.isoformat()}")
+        return tuple(found)
+
+    def retention(self) -> dict[str, Any] | None:
+        """``{'mode', 'until'}``, or None without a retention period (expired ones included:
+        S3 reports them too)."""
+        if self.mode is None or self.until is None:
+            return None
+        return {"mode": self.mode, "until": self.until}
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.legal_hold:
+            body["legal_hold"] = True
+        if self.mode is not None and self.until is not None:
+            body["mode"], body["until"] = self.mode, self.until.isoformat()
+        return body
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Lock:
+        """The lock a ``locks.json`` entry records (unknown or broken fields protect: a
+        malformed ``until`` is read as never expiring)."""
+        mode = data.get("mode")
+        until: datetime | None = None
+        if mode is not None:
+            mode = str(mode)
+            try:
+                until = datetime.fromisoformat(str(data.get("until")))
+                until = until if until.tzinfo else until.replace(tzinfo=UTC)
+            except ValueError:
+                until = datetime.max.replace(tzinfo=UTC)
+        return cls(bool(data.get("legal_hold", False)), mode, until)
+
+
+def check_retention_change(
+    target: str, current: Lock, mode: str | None, until: datetime | None,
+    bypass_governance: bool = False, now: datetime | None = None,
+) -> tuple[str | None, datetime | None]:
+    """Check a retention change against S3 Object Lock's rules; return ``(mode, until)``
+    normalised (``(None, None)`` removes the retention period).
+
+    Rules, while the current period has not expired: COMPLIANCE can only be extended (same
+    mode, later or equal ``until``), never shortened, weakened to GOVERNANCE or removed;
+    GOVERNANCE can be extended or turned into COMPLIANCE freely, shortened or removed only with
+    ``bypass_governance``. An expired period restricts nothing. A new ``until`` must lie in the
+    future.
+
+    Raises:
+        InvalidArgumentError: An unknown mode, ``mode`` without ``until`` (or the reverse), a
+            naive or past ``until``.
+        StoragePermissionError: The change is one the rules refuse (the message names
+            ``target``, the current period and the rule).
+    """
+    now = now or clock()
+    if (mode is None) != (until is None):
+        raise InvalidArgumentError("mode and until go together: give both, or neither to remove")
+    if mode is not None and mode not in MODES:
+        raise InvalidArgumentError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    new_until = normalize_until(until) if until is not None else None
+    if new_until is not None and new_until <= now:
+        raise InvalidArgumentError(
+            f"until {new_until.isoformat()} is not in the future (now {now.isoformat()})"
+        )
+    if not current.retained(now):
+        return mode, new_until
+    assert current.until is not None
+    held = f"{target} is under {current.mode} retention until {current.until.isoformat()}"
+    weaker = new_until is None or new_until < current.until
+    if current.mode == "COMPLIANCE":
+        if weaker or mode != "COMPLIANCE":
+            raise StoragePermissionError(
+                f"{held}: COMPLIANCE retention can only be extended, never shortened, "
+                "weakened or removed"
+            )
+    elif weaker and not bypass_governance:
+        raise StoragePermissionError(
+            f"{held}: shortening or removing GOVERNANCE retention needs bypass_governance=True"
+        )
+    return mode, new_until
+
+
+def lock_reasons(locks: Mapping[str, Lock], now: datetime | None = None
+                 ) -> dict[str, tuple[str, ...]]:
+    """``{version_id: reasons}`` for the versions a lock protects now (for ``holds=``)."""
+    now = now or clock()
+    found = {vid: lock.reasons(now) for vid, lock in locks.items()}
+    return {vid: why for vid, why in found.items() if why}
 
 
 class _Versionish(Protocol):
@@ -54,7 +233,7 @@ def plan_retention(
     keep_days: float | None = None,
     tags: Mapping[str, Sequence[str]] | None = None,
     snapshots: Mapping[str, Sequence[str]] | None = None,
-    holds: Mapping[str, str] | None = None,
+    holds: Mapping[str, str | Sequence[str]] | None = None,
 ) -> list[Decision]:
     """Decide, for each version (oldest first), whether it stays and why.
 
@@ -66,7 +245,9 @@ def plan_retention(
         keep_days: Keep versions younger than this many days.
         tags: ``{version_id: [tag names]}``.
         snapshots: ``{version_id: [snapshot tags]}``.
-        holds: ``{version_id: why}`` for versions under legal hold or retention.
+        holds: ``{version_id: reasons}`` for versions under legal hold or retention (see
+            :func:`lock_reasons`; each reason is shown as given), or ``{version_id: why}``
+            (shown as ``hold:<why>``).
 
     Raises:
         InvalidArgumentError: (a ``ValueError``) ``keep_last`` not an int >= 0 (a bool is
@@ -122,7 +303,7 @@ def _reasons(
     keep_days: float | None,
     tags: Mapping[str, Sequence[str]] | None,
     snapshots: Mapping[str, Sequence[str]] | None,
-    holds: Mapping[str, str] | None,
+    holds: Mapping[str, str | Sequence[str]] | None,
 ) -> tuple[str, ...]:
     vid = version.version_id
     reasons: list[str] = []
@@ -135,5 +316,6 @@ def _reasons(
     reasons += [f"tagged:{t}" for t in (tags or {}).get(vid, ())]
     reasons += [f"snapshot:{s}" for s in (snapshots or {}).get(vid, ())]
     if holds and vid in holds:
-        reasons.append(f"hold:{holds[vid]}")
+        why = holds[vid]
+        reasons += [f"hold:{why}"] if isinstance(why, str) else list(why)
     return tuple(reasons)

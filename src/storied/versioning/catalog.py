@@ -4,13 +4,18 @@ Layout under the history root (``.storied/`` by default)::
 
     refs/<path>/refs.json     {"schema_version": 1, "tags": {name: version_id},
                                "annotations": {version_id: {key: value}}}
+    refs/<path>/locks.json    {"schema_version": 1, "versions": {version_id: {"legal_hold":
+                               true, "mode": "GOVERNANCE", "until": "<iso>"}}}
     snapshots/<tag>.json      {"schema_version": 1, "tag", "prefix", "created", "files": {path: id}}
     locks/maintenance         the maintenance lease (storied.versioning.maintenance)
 
 A file's ``refs.json`` changes only by compare-and-swap (the backend's conditional write:
 replace-if-etag-matches, create-only when absent), retried on conflict, so two processes
-tagging or annotating the same file at once lose nothing. Snapshot manifests are written once,
-create-only, and never change.
+tagging or annotating the same file at once lose nothing. ``locks.json`` (legal holds and
+retention periods, see :mod:`storied.core.objectlock`) changes the same way; it is a separate
+object so that a writer of tags, old or new, can never drop a lock it does not know about, and so
+that files without locks cost a cleanup no read (a walk of ``refs/`` shows which have one).
+Snapshot manifests are written once, create-only, and never change.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from storied import paths
 from storied.backends.base import Backend
@@ -30,11 +35,13 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.info import WriteMode
+from storied.policies.retention import Lock
 
-__all__ = ["Catalog", "Refs", "Snapshot"]
+__all__ = ["Catalog", "Locks", "Refs", "Snapshot"]
 
 SCHEMA_VERSION = 1
 _MAX_ATTEMPTS = 50
+_T = TypeVar("_T", "Refs", "Locks")
 
 
 @dataclass
@@ -57,6 +64,36 @@ class Refs:
     def from_json(cls, raw: bytes) -> Refs:
         data = json.loads(raw)
         return cls(dict(data.get("tags", {})), dict(data.get("annotations", {})))
+
+
+@dataclass
+class Locks:
+    """The legal holds and retention periods of one file's versions."""
+
+    versions: dict[str, Lock] = field(default_factory=dict)
+
+    def get(self, version_id: str) -> Lock:
+        """The lock of ``version_id`` (an empty :class:`Lock` when none)."""
+        return self.versions.get(version_id, Lock())
+
+    def set(self, version_id: str, lock: Lock) -> None:
+        """Record ``lock`` (an empty one removes the entry)."""
+        if lock.to_json():
+            self.versions[version_id] = lock
+        else:
+            self.versions.pop(version_id, None)
+
+    def to_json(self) -> bytes:
+        body = {"schema_version": SCHEMA_VERSION,
+                "versions": {vid: lock.to_json() for vid, lock in self.versions.items()}}
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Locks:
+        data = json.loads(raw)
+        found = data.get("versions", {}) if isinstance(data, dict) else {}
+        return cls({str(vid): Lock.from_json(entry) for vid, entry in found.items()
+                    if isinstance(entry, dict)})
 
 
 @dataclass(frozen=True)
@@ -111,48 +148,87 @@ class Catalog:
         Raises:
             UnsupportedOperation: The storage has no conditional writes, so updates could be lost.
         """
+        return self._swap(path, "refs.json", Refs, change, "tags and annotations")
+
+    def _swap(self, path: str, name: str, kind: type[_T], change: Callable[[_T], None],
+              what: str) -> _T:
+        """Compare-and-swap ``refs/<path>/<name>`` (create-only when absent), retried."""
         if not self.backend.capabilities.conditional_write:
             raise UnsupportedOperation(
-                f"{self.backend.protocol}: tags and annotations need conditional writes, "
+                f"{self.backend.protocol}: {what} need conditional writes, "
                 "which this storage does not offer"
             )
-        key = self._key("refs", path, "refs.json")
+        key = self._key("refs", path, name)
         for attempt in range(_MAX_ATTEMPTS):
-            refs, etag = self._read_with_etag(key)
-            change(refs)
+            found, etag = self._read_with_etag(key, kind)
+            change(found)
             try:
                 if etag is None:
-                    self.backend.write(key, refs.to_json(), mode=WriteMode.CREATE)
+                    self.backend.write(key, found.to_json(), mode=WriteMode.CREATE)
                 else:
-                    self.backend.write(key, refs.to_json(), mode=WriteMode.IF_MATCH, etag=etag)
-                return refs
+                    self.backend.write(key, found.to_json(), mode=WriteMode.IF_MATCH, etag=etag)
+                return found
             except (PreconditionFailedError, StorageAlreadyExistsError, StorageNotFoundError):
                 time.sleep(min(0.2, 0.002 * 2**attempt))
-        raise PreconditionFailedError(f"Too much contention updating the refs of {path!r}")
+        raise PreconditionFailedError(f"Too much contention updating the {what} of {path!r}")
 
-    def _read_with_etag(self, key: str) -> tuple[Refs, str | None]:
+    def _read_with_etag(self, key: str, kind: type[_T]) -> tuple[_T, str | None]:
         try:
             info = self.backend.info(key)
             raw = self.backend.read_bytes(key)
         except StorageNotFoundError:
-            return Refs(), None
-        return Refs.from_json(raw), info.etag
+            return kind(), None
+        return kind.from_json(raw), info.etag
 
-    def refs_below(self, prefix: str) -> dict[str, Refs]:
-        """Refs of every file below ``prefix`` (or of the file ``prefix``): one listing, then one
-        read per file that has any (files without refs cost nothing)."""
+    # ---------------------------------------------------------------- locks
+    def locks(self, path: str) -> Locks:
+        """The legal holds and retention periods of ``path``'s versions: one read."""
+        try:
+            return Locks.from_json(self.backend.read_bytes(self._key("refs", path, "locks.json")))
+        except StorageNotFoundError:
+            return Locks()
+
+    def update_locks(self, path: str, change: Callable[[Locks], None]) -> Locks:
+        """Apply ``change`` to the locks of ``path`` atomically (as :meth:`update_refs`).
+
+        Raises:
+            UnsupportedOperation: The storage has no conditional writes.
+        """
+        return self._swap(path, "locks.json", Locks, change, "legal holds and retention")
+
+    def locks_below(self, prefix: str) -> dict[str, Locks]:
+        """Locks of every file below ``prefix`` (or of the file ``prefix``): one walk, then one
+        read per file that has any."""
+        return {p: Locks.from_json(raw) for p, _, raw in self._below(prefix, ("locks.json",))}
+
+    def records_below(self, prefix: str) -> tuple[dict[str, Refs], dict[str, Locks]]:
+        """:meth:`refs_below` and :meth:`locks_below` from one walk (bulk cleanup/compaction):
+        one read per file that has refs, one per file that has locks."""
+        refs: dict[str, Refs] = {}
+        locks: dict[str, Locks] = {}
+        for path, name, raw in self._below(prefix, ("refs.json", "locks.json")):
+            if name == "refs.json":
+                refs[path] = Refs.from_json(raw)
+            else:
+                locks[path] = Locks.from_json(raw)
+        return refs, locks
+
+    def _below(self, prefix: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, bytes]]:
         base = self._key("refs")
         try:
             entries = list(self.backend.walk(self._key("refs", prefix)))
         except (StorageNotFoundError, NotADirectoryError):
-            return {}
-        found: dict[str, Refs] = {}
+            return
         for entry in entries:
-            parent, _, name = entry.path.rpartition("/")
-            if name == "refs.json":
-                path = paths.relative_to(parent, base)
-                found[path] = Refs.from_json(self.backend.read_bytes(entry.path))
-        return found
+            parent, _, found = entry.path.rpartition("/")
+            if found in names:
+                raw = self.backend.read_bytes(entry.path)
+                yield paths.relative_to(parent, base), found, raw
+
+    def refs_below(self, prefix: str) -> dict[str, Refs]:
+        """Refs of every file below ``prefix`` (or of the file ``prefix``): one listing, then one
+        read per file that has any (files without refs cost nothing)."""
+        return {p: Refs.from_json(raw) for p, _, raw in self._below(prefix, ("refs.json",))}
 
     # ---------------------------------------------------------------- snapshots
     def create_snapshot(self, snapshot: Snapshot) -> None:

@@ -8,16 +8,61 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
 
 from storied import paths
 from storied.errors import VersionNotFoundError
 from storied.info import Data
-from storied.versioning.catalog import Refs
+from storied.policies.retention import Lock, clock, lock_reasons
+from storied.versioning.catalog import Locks, Refs
 from storied.versioning.engine import VerifyReport, Version, VersionEngine
 
-__all__ = ["MountHistory", "compact_plan"]
+__all__ = ["MountHistory", "compact_plan", "default_locks", "native_lock_backend"]
+
+#: A version made under a bucket's default retention is taken as protected this much past
+#: its LastModified + period (the server starts the period when it stores the object).
+_DEFAULT_MARGIN = timedelta(minutes=5)
+
+
+def native_lock_backend(engine: VersionEngine) -> Any | None:
+    """The S3 adapter below a native engine whose bucket has Object Lock, else None (the
+    first call on a bucket costs one GetObjectLockConfiguration, cached by the adapter)."""
+    if engine.name != "native":
+        return None
+    inner = getattr(engine, "backend", None)
+    inner = inner.unwrap() if inner is not None else None
+    enabled = getattr(inner, "object_lock_enabled", None)
+    return inner if callable(enabled) and enabled() else None
+
+
+def default_locks(engine: VersionEngine, found: list[Version]) -> dict[str, Lock]:
+    """The retention a bucket's default rule gave each version, computed from the listing
+    (no request per version): ``{}`` unless the engine is native on an Object Lock bucket
+    with a default retention."""
+    inner = native_lock_backend(engine)
+    rule = inner.object_lock_default() if inner is not None else None
+    if rule is None:
+        return {}
+    mode, period = rule
+    return {v.version_id: Lock(False, mode, v.last_modified + period + _DEFAULT_MARGIN)
+            for v in found}
+
+
+def merged_lock_reasons(engine: VersionEngine, found: list[Version], locks: Locks,
+                        now: datetime | None = None) -> dict[str, tuple[str, ...]]:
+    """``{version_id: reasons}`` of the versions in ``found`` a legal hold or retention
+    protects now: the recorded locks (storied's own, or its record of the locks it set on an
+    Object Lock bucket) plus the bucket's default retention (for ``plan_retention(holds=)``)."""
+    now = now or clock()
+    alive = {v.version_id for v in found}
+    merged = {vid: lock for vid, lock in locks.versions.items() if vid in alive}
+    reasons = lock_reasons(merged, now)
+    for vid, lock in default_locks(engine, found).items():
+        extra = tuple(r for r in lock.reasons(now) if r not in reasons.get(vid, ()))
+        if extra and not any(r.startswith("retention:") for r in reasons.get(vid, ())):
+            reasons[vid] = (*reasons.get(vid, ()), *extra)
+    return reasons
 
 
 @dataclass(frozen=True)
@@ -66,15 +111,31 @@ class MountHistory:
             dicts.append(item)
         return dicts
 
-    def protected(self, path: str) -> dict[str, str]:
-        """``{version_id: why}`` for versions that may not be removed (tags, snapshots)."""
-        why: dict[str, str] = {}
-        for name, vid in self.refs(path).tags.items():
-            why.setdefault(vid, f"tagged:{name}")
+    def locks(self, path: str) -> Locks:
+        """Legal holds and retention periods recorded for ``path`` (one read)."""
+        return self.engine.catalog.locks(self._p(path))
+
+    def update_locks(self, path: str, change: Callable[[Locks], None]) -> Locks:
+        """Compare-and-swap the locks of ``path``; see :meth:`Catalog.update_locks`."""
+        return self.engine.catalog.update_locks(self._p(path), change)
+
+    def protected(self, path: str, found: list[Version] | None = None) -> dict[str, str]:
+        """``{version_id: why}`` for versions that may not be removed: tags, snapshots, legal
+        holds and unexpired retention (``found``: the listing, when the caller has it; the
+        bucket's default retention needs it). ``why`` joins every reason (``'tagged:x,
+        legal-hold'``). Costs the refs read, the snapshot manifests and the locks read."""
+        why: dict[str, list[str]] = {}
+        for name, vid in sorted(self.refs(path).tags.items()):
+            why.setdefault(vid, []).append(f"tagged:{name}")
         full = self._p(path)
         for vid, tags in self.engine.catalog.snapshot_refs().get(full, {}).items():
-            why.setdefault(vid, f"snapshot:{tags[0]}")
-        return why
+            why.setdefault(vid, []).append(f"snapshot:{tags[0]}")
+        locks = self.locks(path)
+        listed = found if found is not None else (
+            self.versions(path) if locks.versions or native_lock_backend(self.engine) else [])
+        for vid, reasons in merged_lock_reasons(self.engine, listed, locks).items():
+            why.setdefault(vid, []).extend(reasons)
+        return {vid: ", ".join(reasons) for vid, reasons in why.items()}
 
     def open_version(self, path: str, version: Version) -> BinaryIO:
         return self.engine.open_version(self._p(path), version)
