@@ -9,12 +9,23 @@ when nothing changed.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, BinaryIO, cast
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING
 
 from storied import paths
+from storied.core._filecopy import (
+    FilterFn,
+    Item,
+    NodeCallback,
+    Plan,
+    Progress,
+    SkipCallback,
+    SkipFn,
+    SkipStrategy,
+    announce_new,
+    run_items,
+)
+from storied.core._parallel import TransferReport, check_policy, check_workers
 from storied.errors import (
     DirectoryNotEmptyError,
     InvalidArgumentError,
@@ -26,40 +37,7 @@ from storied.info import Info
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
 
-__all__ = ["SkipStrategy", "copy_node", "move_node"]
-
-Progress = Callable[[int, int], object]
-NodeCallback = Callable[["StorageNode"], object]
-SkipCallback = Callable[["StorageNode", str], object]
-FilterFn = Callable[["StorageNode", str], bool]
-SkipFn = Callable[["StorageNode", "StorageNode"], bool]
-
-
-class SkipStrategy(StrEnum):
-    """When ``copy_to`` leaves an existing destination file alone.
-
-    ``NEVER`` always copies; ``EXISTS`` skips when the destination exists; ``SIZE`` when sizes
-    match; ``HASH`` when MD5s match; ``CUSTOM`` when ``skip_fn(src, dest)`` returns True.
-    Plain strings (``'hash'``) work wherever a member does.
-    """
-
-    NEVER = "never"
-    EXISTS = "exists"
-    SIZE = "size"
-    HASH = "hash"
-    CUSTOM = "custom"
-
-
-@dataclass
-class _Plan:
-    include: list[str]
-    exclude: list[str]
-    filter: FilterFn | None
-    skip: SkipStrategy
-    skip_fn: SkipFn | None
-    progress: Progress | None
-    on_file: NodeCallback | None
-    on_skip: SkipCallback | None
+__all__ = ["SkipStrategy", "TransferReport", "copy_node", "move_node"]
 
 
 def _patterns(value: str | list[str] | None) -> list[str]:
@@ -79,6 +57,12 @@ def copy_node(
     progress: Progress | None = None,
     on_file: NodeCallback | None = None,
     on_skip: SkipCallback | None = None,
+    *,
+    workers: int | None = None,
+    executor: Executor | None = None,
+    progress_bytes: Progress | None = None,
+    on_error: str = "raise",
+    report: TransferReport | None = None,
 ) -> StorageNode:
     """Copy ``src`` (file or directory) to ``dest``; return ``dest``.
 
@@ -93,9 +77,30 @@ def copy_node(
     no-op; a version-pinned ``src`` writes that version's bytes (a restore). The files to copy
     are listed once before anything is written.
 
+    Parallelism: the files are copied by a bounded pool of ``workers`` threads (default: 8
+    when either side is remote, 1 when both are local disks or memory; see
+    :func:`storied.core._parallel.default_workers`), or on ``executor`` (any
+    ``concurrent.futures.Executor``: a ``ThreadPoolExecutor`` runs the copies on these very
+    nodes; any other executor, such as a ``ProcessPoolExecutor`` or a Dask client's
+    ``get_executor()``, gets picklable items, the mount configs and two paths, and rebuilds a
+    manager in the worker, so both mounts must be reachable from there). Every callback
+    (``progress``, ``progress_bytes``, ``on_file``, ``on_skip``) is called from the calling
+    thread only, ``progress``'s ``done`` going 1, 2, 3 ... in completion order.
+    ``progress_bytes(done, total)`` counts bytes (also within a large file, as it is read):
+    ``total`` is the listed size of the files to copy and only grows; a file skipped or failed
+    counts whole, so ``done == total`` at the end. Events of the copies may be delivered from
+    the pool's threads.
+
+    Errors: each file's outcome goes into ``report`` (a :class:`TransferReport` filled in as
+    files finish). ``on_error='raise'`` (the default) stops at the first failure: no new file
+    is started, the ones in flight finish, then that first error is raised. With
+    ``'continue'`` every other file is still copied and the first error is raised at the end.
+    Either way the error carries the report as ``.report`` and a note naming how many files
+    failed; files are written atomically, so each is whole or absent at ``dest``.
+
     Raises:
         StorageNotFoundError: ``src`` does not exist.
-        ValueError: ``skip='custom'`` without ``skip_fn``.
+        ValueError: ``skip='custom'`` without ``skip_fn``, or bad ``workers``/``on_error``.
         InvalidPathError: ``dest`` is inside ``src`` (also a ``ValueError``).
         StoragePermissionError: ``dest`` is on a mount that refuses writes (checked first).
     """
@@ -106,10 +111,12 @@ def copy_node(
         raise InvalidArgumentError(f"Unknown skip strategy {skip!r}; use one of {valid}") from None
     if strategy is SkipStrategy.CUSTOM and skip_fn is None:
         raise InvalidArgumentError("skip='custom' requires skip_fn parameter")
+    check_workers(workers)
+    check_policy(on_error)
     dest.require_writable()
-    plan = _Plan(
+    plan = Plan(
         _patterns(include), _patterns(exclude), filter, strategy, skip_fn, progress, on_file,
-        on_skip,
+        on_skip, workers, executor, progress_bytes, on_error, report or TransferReport(),
     )
     if src.version is None and _relation(src, dest) == "same":
         return dest
@@ -137,7 +144,7 @@ def _relation(src: StorageNode, dest: StorageNode) -> str | None:
     return None
 
 
-def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None:
+def _copy(src: StorageNode, dest: StorageNode, plan: Plan) -> list[Info] | None:
     """Copy; return the source files copied (None when ``src`` is a single file).
 
     A directory copy creates the destination directory first, and (without filters, between
@@ -145,9 +152,7 @@ def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None
     genro-storage does.
     """
     if src.version is not None:
-        _copy_one(src, src.info(), dest, _dest_if_skipping(dest, plan), plan)
-        if plan.progress:
-            plan.progress(1, 1)
+        run_items(src, dest, [(src, src.info(), dest, _dest_if_skipping(dest, plan))], 1, 0, plan)
         return None
     walked = _walk_if_dir(src)
     files, hidden = walked if walked is not None else (None, set())
@@ -157,9 +162,7 @@ def _copy(src: StorageNode, dest: StorageNode, plan: _Plan) -> list[Info] | None
         except StorageNotFoundError:
             raise StorageNotFoundError(f"Source not found: {src.fullpath}") from None
         if not info.is_dir:
-            _copy_one(src, info, dest, _dest_if_skipping(dest, plan), plan)
-            if plan.progress:
-                plan.progress(1, 1)
+            run_items(src, dest, [(src, info, dest, _dest_if_skipping(dest, plan))], 1, 0, plan)
             return None
         files = []
     dest.mkdir(parents=True, exist_ok=True)
@@ -199,7 +202,7 @@ def _make_empty_dirs(src: StorageNode, dest: StorageNode, files: list[Info]) -> 
         dest._related(paths.join(dest.path, rel)).mkdir(parents=True, exist_ok=True)
 
 
-def _dest_if_skipping(dest: StorageNode, plan: _Plan) -> Info | None:
+def _dest_if_skipping(dest: StorageNode, plan: Plan) -> Info | None:
     return _dest_info(dest) if plan.skip is not SkipStrategy.NEVER else None
 
 
@@ -230,34 +233,37 @@ def _walk_if_dir(src: StorageNode) -> tuple[list[Info], set[str]] | None:
 
 
 def _copy_dir(
-    src: StorageNode, dest: StorageNode, files: list[Info], hidden: set[str], plan: _Plan
+    src: StorageNode, dest: StorageNode, files: list[Info], hidden: set[str], plan: Plan
 ) -> list[Info]:
-    copied: list[Info] = []
+    """Filters are applied here, in the calling thread (``filter`` and ``on_skip`` are called
+    from it, in path order); the files that pass go to :func:`_run`."""
     existing: dict[str, Info] = {}
     if plan.skip is not SkipStrategy.NEVER:
         try:
             existing = {paths.relative_to(e.path, dest.path): e for e in dest._be.walk(dest.path)}
         except StorageNotFoundError:
             existing = {}
-    total = len(files)
-    for done, info in enumerate(sorted(files, key=lambda i: i.path), start=1):
+    total, done = len(files), 0
+    items: list[Item] = []
+    for info in sorted(files, key=lambda i: i.path):
         rel = paths.relative_to(info.path, src.path)
         node = src._related(info.path, info)
         hide = info.path in hidden or paths.is_hidden(rel)
         reason = "reserved" if hide else _filtered(node, rel, plan)
-        if reason is not None:
-            if plan.on_skip:
-                plan.on_skip(node, reason)
-        else:
+        if reason is None:
             target = dest._related(paths.join(dest.path, rel), existing.get(rel))
-            _copy_one(node, info, target, existing.get(rel), plan)
-            copied.append(info)
+            items.append((node, info, target, existing.get(rel)))
+            continue
+        plan.report.skipped[node.fullpath] = reason
+        if plan.on_skip:
+            plan.on_skip(node, reason)
+        done += 1
         if plan.progress:
             plan.progress(done, total)
-    return copied
+    return run_items(src, dest, items, total, done, plan)
 
 
-def _filtered(node: StorageNode, rel: str, plan: _Plan) -> str | None:
+def _filtered(node: StorageNode, rel: str, plan: Plan) -> str | None:
     if plan.include and not any(fnmatch.fnmatch(rel, p) for p in plan.include):
         return "not matching include patterns"
     for pattern in plan.exclude:
@@ -272,64 +278,31 @@ def _filtered(node: StorageNode, rel: str, plan: _Plan) -> str | None:
     return None
 
 
-def _skip_reason(
-    src: StorageNode, info: Info, dest: StorageNode, dinfo: Info, plan: _Plan
-) -> str | None:
-    try:
-        if plan.skip is SkipStrategy.EXISTS:
-            return "destination exists"
-        if plan.skip is SkipStrategy.SIZE:
-            return f"same size ({info.size} bytes)" if info.size == dinfo.size else None
-        if plan.skip is SkipStrategy.HASH:
-            if info.size != dinfo.size:
-                return None
-            digest = info.md5 or src.md5hash()
-            if digest == (dinfo.md5 or dest.md5hash()):
-                return f"same content (MD5: {digest[:8]}...)"
-            return None
-        if (
-            plan.skip is SkipStrategy.CUSTOM
-            and plan.skip_fn is not None
-            and plan.skip_fn(src, dest)
-        ):
-            return "custom function returned True"
-    except Exception:
-        return None  # any doubt means "copy"
-    return None
-
-
-def _copy_one(
-    src: StorageNode, info: Info, dest: StorageNode, dinfo: Info | None, plan: _Plan
-) -> None:
-    if dinfo is not None and plan.skip is not SkipStrategy.NEVER:
-        reason = _skip_reason(src, info, dest, dinfo, plan)
-        if reason is not None:
-            if plan.on_skip:
-                plan.on_skip(src, reason)
-            return
-    if src.version is not None:
-        with src.open("rb") as stream:
-            dest._store(cast(BinaryIO, stream))
-    elif src._be is dest._be and not dest._portable:
-        from storied.core.locking import guard_write
-
-        dest.require_writable()
-        guard_write(dest)
-        _announce_new(dest, src._be.copy(src.path, dest.path))
-    else:
-        with src._be.open_read(src.path) as stream:
-            dest._store(stream, info.metadata or None)
-    if plan.on_file:
-        plan.on_file(src)
-
-
-def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
+def move_node(
+    src: StorageNode,
+    dest: StorageNode,
+    *,
+    workers: int | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+    progress_bytes: Progress | None = None,
+    on_error: str = "raise",
+    report: TransferReport | None = None,
+) -> StorageNode:
     """Move ``src`` to ``dest``: one rename inside a mount, else copy then delete the source.
 
     Onto the same storage location (also through another mount naming it) a move is a no-op.
     Across mounts (and on versioned mounts) the files are listed once, copied, and then exactly
     the copied files are deleted (with a tombstone each on a versioned mount), then the
     directories that left empty: a file the listing did not show is never deleted.
+
+    The copies run as in :func:`copy_node` (``workers``, ``executor``, ``progress``,
+    ``progress_bytes``, ``report``; a rename reports nothing). A source is deleted only after
+    its copy is verified: the write succeeded and the bytes read equal the listed size (else
+    the source changed meanwhile and is kept, a ``PreconditionFailedError`` in the report).
+    With ``on_error='raise'`` (default) nothing at all is deleted when any copy failed; with
+    ``'continue'`` the sources of the verified copies are deleted and the failed ones stay.
+    Either way every file is whole on at least one side, and the first error is raised.
 
     Raises:
         StorageNotFoundError: ``src`` does not exist.
@@ -342,6 +315,8 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
     from storied.core.eventing import needs_events
     from storied.core.locking import guard_write
 
+    check_workers(workers)
+    check_policy(on_error)
     src.require_writable()
     dest.require_writable()
     if _relation(src, dest) == "same":
@@ -361,32 +336,19 @@ def move_node(src: StorageNode, dest: StorageNode) -> StorageNode:
             _announce_moved(src, dest, walked, single)
         return dest
     src._need_delete()
-    copied = _copy(src, dest, _Plan([], [], None, SkipStrategy.NEVER, None, None, None, None))
+    plan = Plan([], [], None, SkipStrategy.NEVER, None, progress, None, None, workers,
+                 executor, progress_bytes, on_error, report or TransferReport(), move=True)
+    try:
+        copied = _copy(src, dest, plan)
+    except BaseException as exc:
+        if on_error == "continue" and plan.copied and getattr(exc, "report", None) is plan.report:
+            src._remove_files([info.path for info in plan.copied])  # the verified ones only
+        raise
     if copied is None:
         src._remove(recursive=False)
     else:
         src._remove_files([info.path for info in copied])
     return dest
-
-
-def _announce_new(node: StorageNode, info: Info | None) -> None:
-    """Events for a file a server-side copy or rename put at ``node`` (``info``: what the
-    storage said, if anything). A native history needs the new version: from ``info`` when it
-    names one, else from one listing of the file's versions."""
-    from storied.core.eventing import file_info, notify, notify_version
-
-    history = node._history
-    if history is None:
-        notify(node, "file_written", lambda: file_info(node, info or node._info_or_none()))
-        return
-    if info is not None and info.version_id:
-        from storied.versioning.native import version_from_info
-
-        notify_version(node, version_from_info(info))
-        return
-    found = history.versions(node.path)
-    if found and found[-1].is_latest:
-        notify_version(node, found[-1])
 
 
 def _announce_moved(src: StorageNode, dest: StorageNode,
@@ -399,7 +361,7 @@ def _announce_moved(src: StorageNode, dest: StorageNode,
     if walked is None:
         if single:
             notify_deleted(src)
-            _announce_new(dest, None)
+            announce_new(dest, None)
         return
     files, hidden = walked
     for info in sorted(files, key=lambda i: i.path):
@@ -407,7 +369,7 @@ def _announce_moved(src: StorageNode, dest: StorageNode,
             continue
         rel = paths.relative_to(info.path, src.path)
         notify_deleted(src._related(info.path))
-        _announce_new(dest._related(paths.join(dest.path, rel)), None)
+        announce_new(dest._related(paths.join(dest.path, rel)), None)
 
 
 def _refuse_full_dir_target(src: StorageNode, dest: StorageNode) -> None:
