@@ -89,7 +89,37 @@ def dedup(ctx: click.Context, prefix: str, strategy: str, dry_run: bool, as_json
     click.echo(f"{verb}reclaim {_size(report['bytes_reclaimed'])}")
 
 
+@click.command("dedup-gc")
+@click.argument("mount")
+@click.option("--grace", type=click.FloatRange(min=0), default=3600.0, show_default=True,
+              help="Seconds between condemning an unreferenced content copy and removing it "
+                   "(0: both now; only while no dedup runs on the mount).")
+@click.option("--dry-run", "-n", is_flag=True, help="Show what would go; change nothing.")
+@json_option
+@click.pass_context
+def dedup_gc(ctx: click.Context, mount: str, grace: float, dry_run: bool,
+             as_json: bool) -> None:
+    """Remove the content copies of `dedup --strategy reference` that no file names any more
+    (MOUNT: a configured mount name)."""
+    from storied.cli.files import storage_for
+    from storied.cli.main import _size
+
+    name = mount.rstrip(":")
+    storage = storage_for(ctx, f"{name}:")
+    report = storage.collect_references(name, grace=grace, dry_run=dry_run)
+    if as_json:
+        print_json(report)
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in report["removed"]:
+        click.echo(f"{verb} {path}")
+    click.echo(f"{report['copies']} content copies, {report['referenced']} referenced, "
+               f"{len(report['condemned'])} condemned now, {verb} {len(report['removed'])} "
+               f"({_size(report['bytes_freed'])})")
+
+
 def register(group: click.Group) -> None:
     """Add the commands to ``group``."""
     group.add_command(dupes)
     group.add_command(dedup)
+    group.add_command(dedup_gc)

@@ -16,7 +16,10 @@ survivor is re-hashed too. Strategies:
   whose mode or owner differs from the survivor's is skipped (one inode has one of each: a
   link would make a private copy as readable as the survivor). A symbolic link is never
   replaced, and a file a listed symbolic link names is never deleted (``delete``).
-- ``reference``: not available yet (see the README): refused with UnsupportedOperation.
+- ``reference`` (every writable mount with the reference layer): every member becomes a small
+  reference to one content copy in the reserved area (:mod:`storied.optimize.references`,
+  :mod:`storied.backends.referencing`); deleting or writing any path never changes another.
+  Content copies nobody references any more are removed by ``collect_references`` (gc).
 
 A process killed at any point leaves every path readable with its original bytes: a delete
 or a rename is atomic, and a leftover ``.storied-tmp-*`` link is another name of the same
@@ -29,8 +32,10 @@ import os
 import stat
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
+from storied.backends.referencing import REF_SIZE
 from storied.core.foreign import is_history, portable_roots
 from storied.errors import (
     InvalidArgumentError,
@@ -39,7 +44,15 @@ from storied.errors import (
     StorageNotFoundError,
     UnsupportedOperation,
 )
-from storied.optimize.dedup import DuplicateGroup, Member, find_duplicates, full_sha256
+from storied.optimize.dedup import (
+    DuplicateGroup,
+    Member,
+    default_workers,
+    find_duplicates,
+    full_sha256,
+    run_all,
+)
+from storied.optimize.references import layer_of, reference_gain, reference_group
 from storied.paths import is_under
 
 if TYPE_CHECKING:
@@ -182,8 +195,18 @@ def _apply(group: DuplicateGroup, strategy: str, survivor: Member,
     row: dict[str, Any] = {"digest": group.digest, "size": group.size,
                            "kept": survivor.node.fullpath, "done": [], "skipped": []}
     others = [m for m in group.members if m is not survivor]
+    if strategy == "reference" and reference_gain(group) <= 0:
+        row["skipped"] = [{"path": m.node.fullpath, "reason": "too small: references and a "
+                           "content copy would take more space than the copies"}
+                          for m in [*others, survivor]]
+        return row
     if dry_run:
         row["done"] = [m.node.fullpath for m in others]
+        if strategy == "reference":
+            row["done"].append(survivor.node.fullpath)
+        return row
+    if strategy == "reference":
+        row["copied"] = reference_group(group, survivor, row)
         return row
     try:
         wanted, _ = _proof(survivor)
@@ -214,7 +237,9 @@ def _apply(group: DuplicateGroup, strategy: str, survivor: Member,
 
 
 def deduplicate(manager: StorageManager, prefix: str, strategy: str = "reference",
-                dry_run: bool = False, keep: Keep | None = None) -> dict[str, Any]:
+                dry_run: bool = False, keep: Keep | None = None, *,
+                workers: int | None = None, executor: Executor | None = None
+                ) -> dict[str, Any]:
     """Remove duplicate copies below ``prefix``; see the module doc for each strategy.
 
     Returns:
@@ -222,22 +247,45 @@ def deduplicate(manager: StorageManager, prefix: str, strategy: str = "reference
         'done': [paths], 'skipped': [{'path', 'reason'}]}]}`` (with ``dry_run``: the plan,
         ``done`` listing what would be done, nothing read beyond ``find_duplicates``).
 
+        With ``strategy='reference'`` every member (the survivor too, last) becomes a
+        reference, ``done`` lists them all and each row has ``copied``: the bytes of the
+        content copy made for it (0 when one existed); ``bytes_reclaimed`` is what the
+        references freed (each file's size minus the reference's) minus those copies (a dry
+        run assumes one new copy per group). A group whose references and copy would take
+        more space than it frees is skipped.
+
+    Args:
+        workers: Groups processed at once (each group in order); default
+            :func:`~storied.optimize.dedup.default_workers`. ``executor``: run them on this
+            ``concurrent.futures.Executor`` instead (its own bound applies).
+
     Raises:
-        InvalidArgumentError: an unknown strategy, or ``keep`` returned a node not in a group.
-        UnsupportedOperation: ``strategy='reference'`` (not available yet).
+        InvalidArgumentError: an unknown strategy, ``workers < 1``, or ``keep`` returned a
+            node not in a group.
+        UnsupportedOperation: ``strategy='reference'`` on a mount without the reference
+            layer, or whose storage keeps native versions.
     """
     if strategy not in STRATEGIES:
         raise InvalidArgumentError(
             f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if workers is not None and workers < 1:
+        raise InvalidArgumentError(f"workers must be at least 1, not {workers!r}")
     if strategy == "reference":
-        raise UnsupportedOperation(
-            "strategy='reference' is not available yet; use 'hardlink' (local mounts) or "
-            "'delete' (destructive; history keeps the content on versioned mounts)")
-    groups = find_duplicates(manager, prefix)
+        layer_of(manager.node(prefix))  # no reference layer, native versions: refused up front
+    groups = find_duplicates(manager, prefix, workers=workers, executor=executor)
     survivors = [_survivor(g, keep) for g in groups]  # a bad keep() fails before any change
     roots = foreign_roots(manager, prefix) if strategy == "delete" and groups else []
-    rows = [_apply(g, strategy, s, dry_run, roots) for g, s in zip(groups, survivors,
-                                                                  strict=True)]
-    reclaimed = sum(g.size * len(r["done"]) for g, r in zip(groups, rows, strict=True))
+    if workers is None:
+        workers = default_workers(manager.node(prefix))
+    tasks = [(_apply, (g, strategy, s, dry_run, roots)) for g, s in zip(groups, survivors,
+                                                                          strict=True)]
+    rows = run_all(tasks, workers, executor)
+    reclaimed = 0
+    for group, row in zip(groups, rows, strict=True):
+        if strategy == "reference":
+            reclaimed += (group.size - REF_SIZE) * len(row["done"])
+            reclaimed -= row.get("copied", group.size) if row["done"] else 0
+        else:
+            reclaimed += group.size * len(row["done"])
     return {"strategy": strategy, "dry_run": dry_run, "bytes_reclaimed": reclaimed,
             "groups": rows}

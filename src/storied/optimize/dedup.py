@@ -21,11 +21,13 @@ import hashlib
 import logging
 import os
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from storied.errors import StorageError, StorageNotFoundError
+from storied.backends.referencing import find_layer
+from storied.errors import InvalidArgumentError, StorageError, StorageNotFoundError
 from storied.info import Info
 
 if TYPE_CHECKING:
@@ -34,13 +36,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("storied.optimize")
 
-__all__ = ["BLOCK", "DuplicateGroup", "Member", "find_duplicates", "full_sha256"]
+__all__ = ["BLOCK", "REMOTE_WORKERS", "DuplicateGroup", "Member", "default_workers",
+           "find_duplicates", "full_sha256", "run_all"]
 
 #: Bytes hashed at each end of a file in the head/tail stage.
 BLOCK = 64 * 1024
 _CHUNK = 1 << 20
 
+#: Default pool size on remote storages (S3, SFTP, WebDAV...).
+REMOTE_WORKERS = 8
+
 Progress = Callable[[int, int], object]
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,10 +86,16 @@ class DuplicateGroup:
         return self.size * (len(self.nodes) - 1)
 
 
-def _identity(node: StorageNode, info: Info) -> tuple[tuple[int, int], bool] | None:
-    """``((device, inode), is_link)`` of a local file, else None. The identity is the file's
-    content: hard links share it, and so does a symbolic link (listed as a file when it names
-    one inside the mount) with its target."""
+def _identity(node: StorageNode, info: Info) -> tuple[Hashable, bool] | None:
+    """``((device, inode), is_link)`` of a local file, ``(('ref', sha256, gen), False)`` of a
+    reference (the walk resolved it: no request), else None. The identity is the file's
+    stored content: hard links share it, so does a symbolic link (listed as a file when it
+    names one inside the mount) with its target, and so do references to one content copy."""
+    found = find_layer(node._be, info.path)
+    if found is not None and info.etag is not None:
+        ref = found[0].cached(found[1], info)
+        if ref is not None:
+            return ("ref", ref.sha256, ref.gen), False
     try:
         where = node._be.local_path(info.path)
     except StorageError:
@@ -122,20 +135,65 @@ def full_sha256(node: StorageNode) -> str:
     return digest.hexdigest()
 
 
-def _split(members: list[Member], key: Callable[[Member], str | None]
+def default_workers(node: StorageNode) -> int:
+    """The pool size when none is given: 1 on a local disk (parallel reads only seek more),
+    :data:`REMOTE_WORKERS` elsewhere (each request waits on the network)."""
+    try:
+        local = node._be.local_path(node.path) is not None
+    except StorageError:
+        local = False
+    return 1 if local else REMOTE_WORKERS
+
+
+def run_all(tasks: list[tuple[Callable[..., T], tuple[Any, ...]]], workers: int,
+            executor: Executor | None = None,
+            done: Callable[[int], object] | None = None) -> list[T]:
+    """The results of ``fn(*args)`` for each task, in the tasks' order, at most ``workers``
+    at once (on ``executor`` when given); ``done(i)`` is called in this thread, once per
+    task as it finishes. The first exception is raised after every task has finished."""
+    if executor is None and (workers <= 1 or len(tasks) <= 1):
+        results = []
+        for i, (fn, args) in enumerate(tasks):
+            results.append(fn(*args))
+            if done is not None:
+                done(i)
+        return results
+    own = executor is None
+    pool = executor or ThreadPoolExecutor(max_workers=workers,
+                                          thread_name_prefix="storied-dedup")
+    try:
+        futures = {pool.submit(fn, *args): i for i, (fn, args) in enumerate(tasks)}
+        for future in as_completed(futures):
+            if done is not None:
+                done(futures[future])
+        return [f.result() for f in sorted(futures, key=futures.__getitem__)]
+    finally:
+        if own:
+            pool.shutdown(wait=True)
+
+
+def _safe(key: Callable[[Member], str | None], member: Member) -> str | None:
+    """``key(member)``, or None when it cannot be computed (deleted meanwhile, or its
+    folder swapped for a link the mount refuses to follow: logged on ``storied.optimize``,
+    never called a duplicate)."""
+    try:
+        return key(member)
+    except StorageNotFoundError:
+        return None
+    except StorageError as exc:
+        log.warning("find_duplicates: %s left out: %s", member.node.fullpath, exc)
+        return None
+
+
+def _split(members: list[Member], key: Callable[[Member], str | None], workers: int = 1,
+           executor: Executor | None = None, tick: Callable[[int], object] | None = None
            ) -> list[tuple[str, list[Member]]]:
-    """``(key, members)`` for each key two or more members share. A member whose key cannot
-    be computed drops out (deleted meanwhile, or its folder swapped for a link the mount
-    refuses to follow: it is logged on ``storied.optimize``, never called a duplicate)."""
+    """``(key, members)`` for each key two or more members share (keys computed by a pool
+    of ``workers``; ``tick`` once per member, in the caller's thread). A member whose key
+    cannot be computed drops out (:func:`_safe`)."""
+    values = run_all([(_safe, (key, m)) for m in members], workers, executor, tick)
     groups: dict[str, list[Member]] = defaultdict(list)
-    for member in members:
-        try:
-            value = key(member)
-        except StorageNotFoundError:
-            continue
-        except StorageError as exc:
-            log.warning("find_duplicates: %s left out: %s", member.node.fullpath, exc)
-            continue
+    for member, value in zip(members, values, strict=True):
         if value is not None:
             groups[value].append(member)
     return [(k, g) for k, g in groups.items() if len(g) > 1]
@@ -162,8 +220,8 @@ def _one_per_inode(members: list[Member]) -> list[Member]:
     """One member per local file: of the names sharing a content (hard links, symbolic
     links and their target) the first regular file is kept, marked ``linked`` when a
     symbolic link names it."""
-    chosen: dict[tuple[int, int], tuple[Member, bool]] = {}
-    order: list[Member | tuple[int, int]] = []
+    chosen: dict[Hashable, tuple[Member, bool]] = {}
+    order: list[Member | Hashable] = []
     for member in members:
         found = _identity(member.node, member.info)
         if found is None:
@@ -185,16 +243,27 @@ def _one_per_inode(members: list[Member]) -> list[Member]:
 
 
 def find_duplicates(manager: StorageManager, prefix: str, *, min_size: int = 1,
-                    progress: Progress | None = None) -> list[DuplicateGroup]:
+                    progress: Progress | None = None, workers: int | None = None,
+                    executor: Executor | None = None) -> list[DuplicateGroup]:
     """Groups of identical files below ``prefix`` (``'mount:'`` or ``'mount:dir'``), most
     wasted bytes first; see the module doc for what is read.
 
     Args:
         min_size: Files smaller than this many bytes are ignored (default 1: empty files
             are not reported as duplicates of each other).
-        progress: ``progress(done, total)`` after each file read in stages 3-4.
+        progress: ``progress(done, total)`` after each file read in stage 3, in the
+            caller's thread, ``done`` counting up by one whatever the pool.
+        workers: Files hashed at once (default :func:`default_workers`: 1 on a local disk,
+            :data:`REMOTE_WORKERS` elsewhere).
+        executor: A ``concurrent.futures.Executor`` to hash on instead of storied's pool.
+
+    Raises:
+        InvalidArgumentError: ``workers`` below 1.
     """
-    _, members = _walk(manager, prefix)
+    if workers is not None and workers < 1:
+        raise InvalidArgumentError(f"workers must be at least 1, not {workers!r}")
+    root, members = _walk(manager, prefix)
+    pool = workers if workers is not None else default_workers(root)
     by_size: dict[int, list[Member]] = defaultdict(list)
     for member in members:
         if member.info.size >= max(min_size, 0):
@@ -213,27 +282,41 @@ def find_duplicates(manager: StorageManager, prefix: str, *, min_size: int = 1,
     total = sum(len(g) for g in to_read)
     done = 0
 
-    def tick(member: Member) -> None:
+    def tick(_: int) -> None:
         nonlocal done
         done += 1
         if progress is not None:
             progress(done, total)
 
-    for same in to_read:
-        def ends(m: Member) -> str:
-            value = _head_tail(m)
-            tick(m)
-            return value
-
-        for key, candidates in _split(same, ends):
-            size = candidates[0].info.size
-            if key.startswith("full:"):  # the ends were the whole file: proven already
-                groups.append(_group(size, f"sha256:{key[5:]}", candidates))
-                continue
-            for digest, group in _split(candidates, lambda m: full_sha256(m.node)):
-                groups.append(_group(size, f"sha256:{digest}", group))
+    flat = [m for same in to_read for m in same]
+    ends = run_all([(_safe, (_head_tail, m)) for m in flat], pool, executor, tick)
+    by_ends: dict[tuple[int, str], list[Member]] = defaultdict(list)
+    for member, key in zip(flat, ends, strict=True):
+        if key is not None:
+            by_ends[(member.info.size, key)].append(member)
+    to_hash = [(size, key, c) for (size, key), c in by_ends.items() if len(c) > 1]
+    for size, key, candidates in to_hash:
+        if key.startswith("full:"):  # the ends were the whole file: proven already
+            groups.append(_group(size, f"sha256:{key[5:]}", candidates))
+    rest = [c for _, key, c in to_hash if not key.startswith("full:")]
+    flat = [m for c in rest for m in c]
+    fulls = run_all([(_safe, (_full, m)) for m in flat], pool, executor)
+    full_of = {id(m): v for m, v in zip(flat, fulls, strict=True)}
+    for candidates in rest:
+        by_full: dict[str, list[Member]] = defaultdict(list)
+        for member in candidates:
+            value = full_of[id(member)]
+            if value is not None:
+                by_full[value].append(member)
+        for digest, group in by_full.items():
+            if len(group) > 1:
+                groups.append(_group(candidates[0].info.size, f"sha256:{digest}", group))
     groups.sort(key=lambda g: (-g.wasted, g.nodes[0].fullpath))
     return groups
+
+
+def _full(member: Member) -> str:
+    return full_sha256(member.node)
 
 
 def _group(size: int, digest: str, members: list[Member]) -> DuplicateGroup:

@@ -1,0 +1,380 @@
+"""References: a path that stands for a content copy kept in the reserved area (issue 10 §2).
+
+``deduplicate(strategy='reference')`` replaces each duplicate by a small *reference object*;
+this layer makes a reference look like the file it stands for: reads give the original bytes
+(one extra request: the content copy), :meth:`info`, listings and walks give the logical size
+and MD5, and a write to the path simply replaces the reference (copy on write: the content
+copy and the other references are untouched).
+
+The layout (docs/adr/0020-dedup-references.md), below the mount's root::
+
+    .storied/dedup/keys/<keyid>                    a random 32-byte key (hex), never changed
+    .storied/dedup/blobs/<sha[0:2]>/<sha>/<gen>    one content copy (the plain bytes)
+    .storied/dedup/blobs/<sha[0:2]>/<sha>/<gen>.condemned.<ts_ns>
+                                                   gc's mark: no new reference may use <gen>
+
+A reference object is exactly :data:`REF_SIZE` bytes, one line::
+
+    storied-ref/1 <sha256> <size:020d> <md5> <keyid> <gen> <hmac>\\n
+
+``hmac`` is HMAC-SHA256 with the key ``keyid`` over ``sha256:size:md5:gen``. A file is a
+reference only when it has exactly that size and form *and* its HMAC checks with a key of this
+mount: a user's file holding the same-looking bytes is not (nobody can make one through
+storied without reading the reserved area, which the public API refuses), and a reference
+copied to another path (a server-side copy, a rename) is still a valid reference of the same
+content. The layer sends no request of its own for a plain file read from its start: the first
+bytes of the stream decide. Ranged reads and :meth:`info` of a file of exactly ``REF_SIZE``
+bytes read it once (cached by etag); ranged reads ask :meth:`info` first once the mount has a
+key.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import io
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import BinaryIO
+
+from storied.backends.base import Backend, WrappedBackend
+from storied.errors import StorageIOError, StorageNotFoundError
+from storied.info import Info
+from storied.paths import is_hidden
+
+__all__ = ["AREA", "BLOBS", "KEYS", "MAGIC", "REF_SIZE", "Ref", "Referencing", "find_layer"]
+
+AREA = ".storied/dedup"
+KEYS = f"{AREA}/keys"
+BLOBS = f"{AREA}/blobs"
+MAGIC = b"storied-ref/1 "
+REF_SIZE = len(MAGIC) + 64 + 1 + 20 + 1 + 32 + 1 + 16 + 1 + 12 + 1 + 64 + 1
+_LINE = re.compile(rb"storied-ref/1 ([0-9a-f]{64}) ([0-9]{20}) ([0-9a-f]{32}) ([0-9a-f]{16}) "
+                   rb"([0-9a-f]{12}) ([0-9a-f]{64})\n")
+#: Seconds a "this mount has no key" answer is trusted before the keys are listed again.
+KEY_TTL = 2.0
+_CACHE = 4096
+
+
+@dataclass(frozen=True)
+class Ref:
+    """What a reference stands for: the content's SHA-256, size and MD5, and its copy."""
+
+    sha256: str
+    size: int
+    md5: str
+    gen: str
+
+    @property
+    def blob(self) -> str:
+        """The content copy's path below the layer's root."""
+        return blob_path(self.sha256, self.gen)
+
+
+def blob_path(sha256: str, gen: str) -> str:
+    """``.storied/dedup/blobs/<sha[0:2]>/<sha>/<gen>``."""
+    return f"{BLOBS}/{sha256[:2]}/{sha256}/{gen}"
+
+
+def _mac(key: bytes, sha256: str, size: int, md5: str, gen: str) -> str:
+    return hmac.new(key, f"{sha256}:{size}:{md5}:{gen}".encode(), hashlib.sha256).hexdigest()
+
+
+class _Prefixed(io.RawIOBase):
+    """``head`` followed by the rest of ``stream`` (the bytes peeked at are given back)."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        super().__init__()
+        self._head = head
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        finally:
+            super().close()
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+    parts: list[bytes] = []
+    left = n
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+class Referencing(WrappedBackend):
+    """The reference layer: a plain wrapper, inserted below ``HideReserved`` (so the reserved
+    area stays hidden) and above the adapter (and its compression), so that history engines,
+    which write through the layers below ``HideReserved``, see logical files too.
+
+    Everything under ``.storied/`` passes through untouched.
+    """
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self._lock = threading.Lock()
+        self._keys: dict[str, bytes] = {}
+        self._keys_checked = float("-inf")
+        self._refs: OrderedDict[tuple[str, str], Ref | None] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str], Ref] = OrderedDict()
+
+    # ----------------------------------------------------------------- keys
+    def _load_keys(self, force: bool = False) -> dict[str, bytes]:
+        now = time.monotonic()
+        with self._lock:
+            fresh = now - self._keys_checked < KEY_TTL
+        if fresh and not force:
+            return self._keys
+        found: dict[str, bytes] = {}
+        try:
+            entries = builtins.list(self.inner.list(KEYS))
+        except (StorageNotFoundError, NotADirectoryError):
+            entries = []
+        for entry in entries:
+            if entry.is_dir or not re.fullmatch(r"[0-9a-f]{16}", entry.name):
+                continue
+            if entry.name in self._keys:
+                found[entry.name] = self._keys[entry.name]
+                continue
+            try:
+                text = self.inner.read_bytes(entry.path).decode("ascii").strip()
+                found[entry.name] = bytes.fromhex(text)
+            except (StorageNotFoundError, ValueError):
+                continue
+        with self._lock:
+            self._keys.update(found)
+            self._keys_checked = now
+            return self._keys
+
+    def has_keys(self) -> bool:
+        """Whether this mount has a reference key (it can hold references at all)."""
+        return bool(self._keys or self._load_keys())
+
+    def ensure_key(self) -> tuple[str, bytes]:
+        """A key to sign new references with (created on first use; keys never change, and
+        two processes creating one each at once both stay valid)."""
+        keys = self._keys or self._load_keys(force=True)
+        if keys:
+            keyid = sorted(keys)[0]
+            return keyid, keys[keyid]
+        keyid, key = os.urandom(8).hex(), os.urandom(32)
+        self.inner.write(f"{KEYS}/{keyid}", key.hex().encode("ascii"))
+        with self._lock:
+            self._keys[keyid] = key
+        return keyid, key
+
+    # ----------------------------------------------------------------- references
+    def make_reference(self, ref: Ref) -> bytes:
+        """The bytes of a reference object standing for ``ref``."""
+        keyid, key = self.ensure_key()
+        mac = _mac(key, ref.sha256, ref.size, ref.md5, ref.gen)
+        line = (f"storied-ref/1 {ref.sha256} {ref.size:020d} {ref.md5} {keyid} {ref.gen} "
+                f"{mac}\n").encode("ascii")
+        assert len(line) == REF_SIZE
+        return line
+
+    def parse(self, data: bytes) -> Ref | None:
+        """The reference ``data`` is, or None (wrong form, or an HMAC no key of this mount
+        checks: a user's file that merely looks like one)."""
+        if len(data) != REF_SIZE or not data.startswith(MAGIC):
+            return None
+        match = _LINE.fullmatch(data)
+        if match is None:
+            return None
+        sha, size, md5, keyid, gen, mac = (g.decode("ascii") for g in match.groups())
+        key = self._load_keys().get(keyid)
+        if key is None:
+            key = self._load_keys(force=True).get(keyid)
+        if key is None or not hmac.compare_digest(mac, _mac(key, sha, int(size), md5, gen)):
+            return None
+        return Ref(sha, int(size), md5, gen)
+
+    @staticmethod
+    def _key(path: str, info: Info) -> tuple[str, str] | None:
+        """The cache key of a stored object: its true MD5 when the storage gives one (the
+        same bytes wherever they are: every reference to one content shares it), else the
+        path and etag."""
+        if info.md5:
+            return "md5", info.md5
+        return None if info.etag is None else (path, info.etag)
+
+    def _remember(self, key: tuple[str, str] | None, ref: Ref | None) -> None:
+        if key is None:
+            return
+        with self._lock:
+            self._refs[key] = ref
+            self._refs.move_to_end(key)
+            while len(self._refs) > _CACHE:
+                self._refs.popitem(last=False)
+
+    def cached(self, path: str, info: Info) -> Ref | None:
+        """The reference at ``path`` (``info``: its record as this layer gave it) as this
+        layer last resolved it (no request), or None (plain, or not seen)."""
+        if info.etag is None:
+            return None
+        with self._lock:
+            return self._seen.get((path, info.etag))
+
+    def reference(self, path: str, info: Info | None = None) -> Ref | None:
+        """The reference at ``path`` (``info``: its inner record when known), or None for a
+        plain file. A file of any size but :data:`REF_SIZE` is plain without a read."""
+        if _reserved(path):
+            return None
+        if info is None:
+            info = self.inner.info(path)
+        if info.is_dir or info.size != REF_SIZE:
+            return None
+        key = self._key(path, info)
+        with self._lock:
+            if key is not None and key in self._refs:
+                ref = self._refs[key]
+                self._note(path, info, ref)
+                return ref
+        try:
+            data = self.inner.read_bytes(path)
+        except StorageNotFoundError:
+            return None
+        ref = self.parse(data)
+        self._remember(key, ref)
+        with self._lock:
+            self._note(path, info, ref)
+        return ref
+
+    def _note(self, path: str, info: Info, ref: Ref | None) -> None:
+        """Remember which reference ``path`` held at its etag (for :meth:`cached`); the lock
+        is held."""
+        if info.etag is None or ref is None:
+            return
+        self._seen[(path, info.etag)] = ref
+        self._seen.move_to_end((path, info.etag))
+        while len(self._seen) > _CACHE:
+            self._seen.popitem(last=False)
+
+    def _logical(self, info: Info) -> Info:
+        if info.is_dir or info.size != REF_SIZE or _reserved(info.path):
+            return info
+        try:
+            ref = self.reference(info.path, info)
+        except StorageNotFoundError:
+            return info
+        if ref is None:
+            return info
+        return replace(info, size=ref.size, md5=ref.md5)
+
+    def _open_blob(self, ref: Ref, path: str, start: int, end: int | None) -> BinaryIO:
+        try:
+            return self.inner.open_read(ref.blob, start, end)
+        except StorageNotFoundError as exc:
+            raise StorageIOError(
+                f"{path!r} is a reference whose content copy {ref.blob} is missing "
+                "(removed outside storied?)") from exc
+
+    # ----------------------------------------------------------------- the contract
+    def info(self, path: str) -> Info:
+        return self._logical(self.inner.info(path))
+
+    def list(self, path: str) -> Iterator[Info]:
+        return (self._logical(e) for e in self.inner.list(path))
+
+    def walk(self, path: str) -> Iterator[Info]:
+        return (self._logical(e) for e in self.inner.walk(path))
+
+    def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
+        shown, hidden = self.inner.walk_split(path)
+        return [self._logical(e) for e in shown], hidden
+
+    def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
+        if _reserved(path):
+            return self.inner.open_read(path, start, end)
+        if start or end is not None:
+            if not self.has_keys():
+                return self.inner.open_read(path, start, end)
+            ref = self.reference(path)
+            if ref is None:
+                return self.inner.open_read(path, start, end)
+            return self._open_blob(ref, path, start, end)
+        stream = self.inner.open_read(path)
+        try:
+            head = _read_exactly(stream, len(MAGIC))
+            if head != MAGIC:
+                return _wrap(head, stream)
+            rest = _read_exactly(stream, REF_SIZE - len(MAGIC) + 1)
+            data = head + rest
+            ref = self.parse(data)
+        except BaseException:
+            stream.close()
+            raise
+        if ref is None:
+            return _wrap(data, stream)
+        stream.close()
+        return self._open_blob(ref, path, 0, None)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.open_read(path) as stream:
+            return stream.read()
+
+    def open_version(
+        self, path: str, version_id: str, start: int = 0, end: int | None = None
+    ) -> BinaryIO:
+        stream = self.inner.open_version(path, version_id, start, end)
+        if start or end is not None or _reserved(path):
+            return stream
+        try:
+            data = _read_exactly(stream, REF_SIZE + 1)
+            ref = self.parse(data)
+        except BaseException:
+            stream.close()
+            raise
+        if ref is None:
+            return _wrap(data, stream)
+        stream.close()
+        return self._open_blob(ref, path, 0, None)
+
+
+def _wrap(head: bytes, stream: BinaryIO) -> BinaryIO:
+    return io.BufferedReader(_Prefixed(head, stream))
+
+
+def _reserved(path: str) -> bool:
+    """Storied's own names (the reserved area at any depth, temporary names) pass through."""
+    return is_hidden(path)
+
+
+def find_layer(backend: Backend, path: str) -> tuple[Referencing, str] | None:
+    """The :class:`Referencing` layer below ``backend`` (a mount's stack) and ``path`` as
+    that layer names it (the prefixes of relative mounts joined), or None."""
+    from storied import paths
+    from storied.backends.wrappers import Prefixed
+
+    current: Backend | None = backend
+    while current is not None:
+        if isinstance(current, Referencing):
+            return current, path
+        if isinstance(current, Prefixed):
+            path = paths.join(current.prefix, path) if path else current.prefix
+        current = getattr(current, "inner", None)
+    return None
