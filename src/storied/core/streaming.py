@@ -21,7 +21,13 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from storied.backends._s3_prefetch import sequential_reads
-from storied.errors import InvalidArgumentError, StorageIOError
+from storied.errors import (
+    InvalidArgumentError,
+    IsADirectoryStorageError,
+    StorageError,
+    StorageIOError,
+    StorageNotFoundError,
+)
 
 if TYPE_CHECKING:
     from storied.info import Info
@@ -155,6 +161,13 @@ class StreamingMethods:
         def _store(self, data: Any, metadata: dict[str, str] | None = None, *,
                    exclusive: bool = False, if_match: str | None = None) -> None: ...
 
+    def _info_or_none_dir(self) -> bool:
+        """Whether the path is a directory (False when nothing is there or it cannot tell)."""
+        try:
+            return self.info().is_dir
+        except StorageError:
+            return False
+
     def stream_download(
         self, chunk_size: int = DEFAULT_CHUNK, start: int = 0, end: int | None = None
     ) -> DownloadStream:
@@ -179,8 +192,14 @@ class StreamingMethods:
 
         chunk_size = _positive("chunk_size", chunk_size)
         check_range(start, end)
-        with sequential_reads(chunk_size):
-            stream = pinned.open_range(self, start, end)  # type: ignore[arg-type]
+        try:
+            with sequential_reads(chunk_size):
+                stream = pinned.open_range(self, start, end)  # type: ignore[arg-type]
+        except StorageNotFoundError:
+            # S3 answers 404 for an implied directory (a key prefix): say what it is
+            if self.version is None and self._info_or_none_dir():
+                raise IsADirectoryStorageError(f"Is a directory: {self.fullpath}") from None
+            raise
         try:
             known = getattr(getattr(stream, "raw", stream), "storied_size", None)
             if isinstance(known, int) and not isinstance(known, bool):
