@@ -181,9 +181,11 @@ class S3ObjectLockMixin:
         return klass, readable
 
     def change_storage_class(self, key: str, name: str,
-                             part_copy_threshold: int = PART_COPY_LIMIT) -> Info:
+                             part_copy_threshold: int | None = None) -> Info:
         """Copy the object onto itself in class ``name``, keeping metadata, content type and
-        tags (a new version on a versioned bucket); the new object's :class:`Info`.
+        tags (a new version on a versioned bucket); the new object's :class:`Info`. At or
+        above ``part_copy_threshold`` (default :data:`PART_COPY_LIMIT`, read at call time)
+        the copy is a multipart upload of UploadPartCopy ranges (parts of ``_PART`` bytes).
 
         Raises:
             InvalidArgumentError: ``name`` is not an S3 storage class.
@@ -207,7 +209,8 @@ class S3ObjectLockMixin:
         source = {"Bucket": self.bucket, "Key": key}
         if head.get("VersionId"):
             source["VersionId"] = head["VersionId"]
-        if size >= part_copy_threshold:
+        threshold = PART_COPY_LIMIT if part_copy_threshold is None else part_copy_threshold
+        if size >= threshold:
             return self._part_copy(key, name, head, source, size)
         with self._mapped(key):
             reply = self._client.copy_object(
@@ -261,7 +264,8 @@ class S3ObjectLockMixin:
 
     def restore_archived(self, key: str, days: int = 1) -> bool:
         """Start restoring an archived object for ``days`` days (one RestoreObject); True
-        when a restore was started, False when one is already running or done.
+        when a restore was started (or a finished one extended), False when one is already
+        in progress.
 
         Raises:
             InvalidArgumentError: ``days`` not an int >= 1, or the object is not archived.

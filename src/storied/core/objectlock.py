@@ -315,8 +315,8 @@ class ObjectLockMethods:
 
     def restore_archived(self, days: int = 1) -> bool:
         """Start restoring an archived (Glacier, Deep Archive) file for ``days`` days; True
-        when a restore was started, False when one was already running or done. Reads work
-        once the restore has finished (hours on AWS).
+        when a restore was started (or a finished one extended), False when one is already
+        in progress. Reads work once the restore has finished (hours on AWS).
 
         Raises:
             InvalidArgumentError: ``days`` is not an int >= 1, or the file is not archived.
