@@ -118,10 +118,21 @@ def _hash_both(node: Any) -> tuple[str, str, str | None]:
     return sha.hexdigest(), md5.hexdigest(), etag
 
 
-def _swap(layer: Referencing, path: str, data: bytes, etag: str | None,
+def _swap(layer: Referencing, path: str, data: bytes, etag: str | None, sha256: str,
           metadata: dict[str, str] | None) -> None:
-    """Replace ``path`` by the reference ``data`` only while its etag is ``etag``."""
-    if layer.capabilities.conditional_write and etag is not None:
+    """Replace ``path`` by the reference ``data`` only while its etag is ``etag`` (atomic
+    where the storage has conditional writes); without an etag, only after the content
+    hashed to ``sha256`` once more (the remaining window: between that read and the write)."""
+    if etag is None:
+        digest = hashlib.sha256()
+        with layer.open_read(path) as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != sha256:
+            raise PreconditionFailedError("changed")
+        layer.inner.write(path, data, metadata=metadata)
+        return
+    if layer.capabilities.conditional_write:
         layer.inner.write(path, data, mode=WriteMode.IF_MATCH, etag=etag, metadata=metadata)
         return
     if layer.inner.info(path).etag != etag:  # last check: the window is this one request
@@ -173,7 +184,7 @@ def reference_group(group: DuplicateGroup, survivor: Member, row: dict[str, Any]
             meta = None
             if layer.capabilities.metadata:
                 meta = layer.inner.get_metadata(mpath) or None
-            _swap(layer, mpath, layer.make_reference(ref), etag, meta)
+            _swap(layer, mpath, layer.make_reference(ref), etag, wanted, meta)
             row["done"].append(path)
         except (PreconditionFailedError, StorageNotFoundError) as exc:
             row["skipped"].append({"path": path, "reason": f"changed: {exc}"})
