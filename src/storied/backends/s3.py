@@ -26,6 +26,7 @@ process, and ``set_metadata`` on them is refused by S3.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import itertools
 from collections.abc import Hashable, Iterator
@@ -270,7 +271,7 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
             for obj in page.get("Contents") or ():
                 found = True
                 if usable(obj["Key"]):
-                    yield listed_info(obj)
+                    yield self._listed(obj)
         if not found and path:
             self._missing_dir(path)
 
@@ -281,7 +282,7 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         for page in self._pages(path, Prefix=prefix):
             for obj in page.get("Contents") or ():
                 if usable(obj["Key"]):
-                    yield listed_info(obj)
+                    yield self._listed(obj)
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         """One GET (with ``Range`` for a slice). A missing key is StorageNotFoundError with no
@@ -368,6 +369,11 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         if not etag:
             raise PreconditionFailedError(f"IF_MATCH write of {path!r} without an etag")
         return {"IfMatch": f'"{etag.strip(chr(34))}"'}
+
+    def _listed(self, obj: dict[str, Any]) -> Info:
+        """A listing entry; without the MD5 on an SSE-KMS mount (its ETags are not MD5s)."""
+        info = listed_info(obj)
+        return info if self._trust_md5 else dataclasses.replace(info, md5=None)
 
     def _new_object(self, key: str) -> dict[str, str]:
         """The SSE and storage-class arguments of a new object at ``key``."""
