@@ -225,7 +225,7 @@ def run_pool(pool: Pool[T, R], items: Iterable[T],
                 item = next(todo, _END)
                 if item is _END:
                     break
-                _submit(executor, pool, item, threaded, messages)  # type: ignore[arg-type]
+                _submit(executor, pool, item, threaded, messages)
                 in_flight += 1
             if in_flight == 0:
                 break

@@ -83,7 +83,8 @@ def shipper(src: StorageNode, dest: StorageNode, rule: tuple[Any, Any]
 
     Raises:
         InvalidArgumentError: A config or the ``skip_fn`` cannot be pickled (the message names
-            the mounts), or a side has no mount.
+            the mounts), a side has no mount, or a side keeps its files in this process's
+            memory (``capabilities.temporary``). Raised at the first item, before any copy.
     """
     blob: list[bytes] = []
 
@@ -93,6 +94,12 @@ def shipper(src: StorageNode, dest: StorageNode, rule: tuple[Any, Any]
             if src.mount_name is None or dest.mount_name is None:
                 raise InvalidArgumentError("executor=: both sides of the copy need a mount")
             names = [src.mount_name, dest.mount_name]
+            for side in (src, dest):
+                if side._be.capabilities.temporary:
+                    raise InvalidArgumentError(
+                        f"executor=: mount {side.mount_name!r} keeps its files in this "
+                        "process's memory, which another process cannot reach (use workers= "
+                        "or a ThreadPoolExecutor)")
             try:
                 blob.append(pickle.dumps(mount_configs(src._manager, names)))
                 pickle.dumps(rule[1])
@@ -126,8 +133,9 @@ def run_shipped(item: ShippedCopy) -> tuple[str, int | str]:
 
     manager = _manager(item.configs)
     src = manager.node(item.src, version=item.version)
-    src._listed = item.info
+    if item.version is None:
+        src = src._related(src.path, item.info)
     dest = manager.node(item.dest)
-    dest._listed = item.dinfo
+    dest = dest._related(dest.path, item.dinfo)
     return transfer_one((src, item.info, dest, item.dinfo),
                         (SkipStrategy(item.skip), item.skip_fn), None)
