@@ -20,6 +20,7 @@ _LABELS = (
     ("symbolic_links", "symbolic links"),
     ("readonly", "read-only"),
     ("temporary", "temporary storage"),
+    ("storage_classes", "storage classes"),
 )
 
 
@@ -60,6 +61,10 @@ class Capabilities:
         process_local_writes: Writes (conditional ones included) are seen by this process only
             until a later flush (a writable archive held in memory): other processes sharing
             the file cannot be excluded, so locks refuse such a mount.
+        storage_classes: Objects have storage classes (S3): ``storage_class()``,
+            ``set_storage_class()`` and ``restore_archived()`` work. Legal holds and retention
+            need no flag: they work on every mount with history (natively where the bucket has
+            S3 Object Lock, probed on first use), see :mod:`storied.core.objectlock`.
     """
 
     read: bool = True
@@ -89,6 +94,7 @@ class Capabilities:
     opaque_paths: bool = False
     hard_links: bool = False
     process_local_writes: bool = False
+    storage_classes: bool = False
 
     def replace(self, **changes: bool) -> Capabilities:
         """Return a copy with some flags changed."""
