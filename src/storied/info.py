@@ -42,6 +42,8 @@ class Info:
             content (a single-part S3 ETag, a memory object). Never a multipart ETag.
         metadata: User metadata when the request returned it, else None.
         version_id: The backend's version id for this content, when it has one.
+        storage_class: The storage class (S3: ``STANDARD``, ``GLACIER``...) when the request
+            that made this record reported it, else None.
     """
 
     path: str
@@ -52,6 +54,7 @@ class Info:
     md5: str | None = None
     metadata: dict[str, str] | None = field(default=None, compare=False)
     version_id: str | None = None
+    storage_class: str | None = field(default=None, compare=False)
 
     @property
     def name(self) -> str:
@@ -69,6 +72,7 @@ class Info:
             md5=self.md5,
             metadata=self.metadata,
             version_id=self.version_id,
+            storage_class=self.storage_class,
         )
 
 
