@@ -1,0 +1,45 @@
+"""mkdocs hooks of the storied site (``hooks:`` in mkdocs.yml; not a page: ``exclude_docs``).
+
+- The "Decisions (ADRs)" section of the nav lists every ``docs/adr/*.md`` under its first
+  heading, so an ADR added by anyone appears without editing mkdocs.yml.
+- Sphinx cross-reference roles left in docstrings (``:class:`~storied.errors.X```) render as
+  plain code (``X``) instead of showing the role's markup.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+ADR_SECTION = "Decisions (ADRs)"
+_ROLE = re.compile(r":(?:class|meth|func|data|mod|attr|exc|obj):<code>(~?)([^<]+)</code>")
+
+
+def _title(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("# "):
+            return line[2:].strip()
+    return path.stem
+
+
+def on_config(config: Any) -> Any:
+    """Fill the ADR section of the nav from the files in docs/adr/."""
+    adrs = sorted((Path(config["docs_dir"]) / "adr").glob("*.md"))
+    entries = [{_title(p): f"adr/{p.name}"} for p in adrs]
+    for i, item in enumerate(config["nav"] or []):
+        if isinstance(item, dict) and ADR_SECTION in item:
+            config["nav"][i] = {ADR_SECTION: entries}
+    return config
+
+
+def _plain(match: re.Match[str]) -> str:
+    name = match.group(2)
+    if match.group(1):  # ~a.b.C shows C, as Sphinx does
+        name = name.rsplit(".", 1)[-1]
+    return f"<code>{name}</code>"
+
+
+def on_page_content(html: str, **_: Any) -> str:
+    """Sphinx roles in rendered docstrings become plain ``<code>``."""
+    return _ROLE.sub(_plain, html)
