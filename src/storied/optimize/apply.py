@@ -44,6 +44,7 @@ from storied.errors import (
     StorageNotFoundError,
     UnsupportedOperation,
 )
+from storied.optimize._remote import ShippedGroup, pack, remote, run_group
 from storied.optimize.dedup import (
     DuplicateGroup,
     Member,
@@ -277,9 +278,17 @@ def deduplicate(manager: StorageManager, prefix: str, strategy: str = "reference
     roots = foreign_roots(manager, prefix) if strategy == "delete" and groups else []
     if workers is None:
         workers = default_workers(manager.node(prefix))
-    tasks = [(_apply, (g, strategy, s, dry_run, roots)) for g, s in zip(groups, survivors,
-                                                                          strict=True)]
-    rows = run_all(tasks, workers, executor)
+    if remote(executor) and groups:
+        configs = pack(manager.node(prefix))
+        shipped = [(run_group, (ShippedGroup(
+            configs, prefix, g.size, g.digest,
+            tuple((m.node.fullpath, m.linked) for m in g.members), s.node.fullpath,
+            strategy, dry_run),)) for g, s in zip(groups, survivors, strict=True)]
+        rows = run_all(shipped, workers, executor)
+    else:
+        tasks = [(_apply, (g, strategy, s, dry_run, roots))
+                 for g, s in zip(groups, survivors, strict=True)]
+        rows = run_all(tasks, workers, executor)
     reclaimed = 0
     for group, row in zip(groups, rows, strict=True):
         if strategy == "reference":

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from storied.backends.referencing import find_layer
 from storied.errors import InvalidArgumentError, StorageError, StorageNotFoundError
 from storied.info import Info
+from storied.optimize._remote import ShippedHash, pack, remote, run_hash
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
@@ -255,10 +256,13 @@ def find_duplicates(manager: StorageManager, prefix: str, *, min_size: int = 1,
             caller's thread, ``done`` counting up by one whatever the pool.
         workers: Files hashed at once (default :func:`default_workers`: 1 on a local disk,
             :data:`REMOTE_WORKERS` elsewhere).
-        executor: A ``concurrent.futures.Executor`` to hash on instead of storied's pool.
+        executor: A ``concurrent.futures.Executor`` to hash on instead of storied's pool;
+            one that is not a ``ThreadPoolExecutor`` (processes, Dask) gets picklable items
+            (:mod:`storied.optimize._remote`).
 
     Raises:
-        InvalidArgumentError: ``workers`` below 1.
+        InvalidArgumentError: ``workers`` below 1; an ``executor`` in other processes for
+            a mount they cannot rebuild (memory, a backend instance).
     """
     if workers is not None and workers < 1:
         raise InvalidArgumentError(f"workers must be at least 1, not {workers!r}")
@@ -288,8 +292,19 @@ def find_duplicates(manager: StorageManager, prefix: str, *, min_size: int = 1,
         if progress is not None:
             progress(done, total)
 
+    configs = pack(root) if remote(executor) and to_read else b""
+
+    def keys(members: list[Member], kind: str,
+             done: Callable[[int], object] | None = None) -> list[str | None]:
+        if configs:
+            return run_all([(run_hash, (ShippedHash(configs, m.node.fullpath, m.info.size,
+                                                    kind),)) for m in members],
+                           pool, executor, done)
+        fn = _head_tail if kind == "ends" else _full
+        return run_all([(_safe, (fn, m)) for m in members], pool, executor, done)
+
     flat = [m for same in to_read for m in same]
-    ends = run_all([(_safe, (_head_tail, m)) for m in flat], pool, executor, tick)
+    ends = keys(flat, "ends", tick)
     by_ends: dict[tuple[int, str], list[Member]] = defaultdict(list)
     for member, key in zip(flat, ends, strict=True):
         if key is not None:
@@ -300,7 +315,7 @@ def find_duplicates(manager: StorageManager, prefix: str, *, min_size: int = 1,
             groups.append(_group(size, f"sha256:{key[5:]}", candidates))
     rest = [c for _, key, c in to_hash if not key.startswith("full:")]
     flat = [m for c in rest for m in c]
-    fulls = run_all([(_safe, (_full, m)) for m in flat], pool, executor)
+    fulls = keys(flat, "full")
     full_of = {id(m): v for m, v in zip(flat, fulls, strict=True)}
     for candidates in rest:
         by_full: dict[str, list[Member]] = defaultdict(list)
