@@ -91,6 +91,9 @@ def test_plan_then_references_keep_every_path_logical(mount: tuple[StorageManage
     with storage.node(f"{m}:b/two.bin").open("rb") as stream:
         stream.seek(100)
         assert stream.read(50) == BIG[100:150]
+    stream = storage.node(f"{m}:c/three.bin").stream_download(chunk_size=64 * 1024)
+    with stream:
+        assert b"".join(stream) == BIG and stream.size == len(BIG)
     assert storage.find_duplicates(f"{m}:") == []  # references of one copy count once
     assert AREA not in {str(n.path) for n in storage.node(f"{m}:").iterdir()}
 
@@ -281,3 +284,40 @@ def test_cli_dedup_reference(tmp_path: Path, wired: None) -> None:
     result = runner.invoke(cli, ["-c", str(cfg), "dedup-gc", "l", "--grace", "0", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["bytes_freed"] == len(BIG)
+
+
+def test_portable_history_and_relative_mounts_see_logical_files(tmp_path: Path,
+                                                                wired: None) -> None:
+    (tmp_path / "v").mkdir()
+    storage = StorageManager()
+    storage.configure([{"name": "v", "type": "local", "base_path": str(tmp_path / "v"),
+                        "versioning": True}, {"name": "sub", "path": "v:x"}])
+    for path in ("x/a", "x/b", "c"):
+        storage.node(f"v:{path}").write_bytes(BIG)
+    report = storage.deduplicate("sub:", strategy="reference")
+    assert sorted(report["groups"][0]["done"]) == ["sub:a", "sub:b"]
+    assert (tmp_path / "v" / "x" / "a").stat().st_size == REF_SIZE
+    assert (tmp_path / "v" / "c").stat().st_size == len(BIG)  # outside the prefix
+    assert len(storage.node("v:x/a").versions) == 1  # a reference is no new version
+    assert storage.verify("v").problems == [] and storage.verify("v").stale == []
+    storage.node("sub:b").write_bytes(b"next")
+    assert [v["size"] for v in storage.node("v:x/b").versions] == [len(BIG), 4]
+    assert storage.node("v:x/a").read_bytes() == BIG == storage.node("sub:a").read_bytes()
+    stream = storage.node("v:x/a").stream_download(chunk_size=64 * 1024)
+    with stream:
+        assert b"".join(stream) == BIG
+
+
+def test_native_versions_are_refused(moto: MotoHandle, wired: None) -> None:
+    from storied.errors import UnsupportedOperation
+
+    bucket = make_bucket(moto.endpoint_url, f"refv-{uuid.uuid4().hex[:10]}", versioned=True)
+    storage = StorageManager()
+    storage.configure([{"name": "s3", "type": "s3", "bucket": bucket,
+                        "endpoint_url": moto.endpoint_url, "key": "testing",
+                        "secret": "testing"}])
+    storage.node("s3:a").write_bytes(BIG)
+    storage.node("s3:b").write_bytes(BIG)
+    with pytest.raises(UnsupportedOperation, match="version"):
+        storage.deduplicate("s3:", strategy="reference")
+    assert storage.node("s3:b").read_bytes() == BIG
