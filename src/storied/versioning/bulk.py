@@ -22,9 +22,9 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.policies.retention import check_rules, plan_retention
-from storied.versioning.catalog import Refs, Snapshot
+from storied.versioning.catalog import Locks, Refs, Snapshot
 from storied.versioning.engine import Version
-from storied.versioning.history import MountHistory, compact_plan
+from storied.versioning.history import MountHistory, compact_plan, merged_lock_reasons
 from storied.versioning.maintenance import ProtectionGuard, maintenance
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ def _files(history: MountHistory, sub: str) -> list[str]:
     return sorted(history.history_paths(sub))
 
 
-Choose = Callable[[list[Version], Refs, dict[str, list[str]]], list[Version]]
+Holds = dict[str, tuple[str, ...]]  # version id -> why a legal hold or retention keeps it
+Choose = Callable[[list[Version], Refs, dict[str, list[str]], Holds], list[Version]]
 
 
 def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progress | None,
@@ -127,7 +128,7 @@ def _plan_bulk(mount: str, sub: str, history: MountHistory, progress: Progress |
     root = history._p(sub)
     everything = _all_versions(history, root)
     keep()
-    refs = history.engine.catalog.refs_below(root)
+    refs, locks = history.engine.catalog.records_below(root)
     keep()
     snapshots = history.engine.catalog.snapshot_refs()
     keep()
@@ -135,7 +136,8 @@ def _plan_bulk(mount: str, sub: str, history: MountHistory, progress: Progress |
     items: list[tuple[str, str | None]] = []
     files = sorted(everything)
     for done, path in enumerate(files, start=1):
-        doomed = choose(everything[path], refs.get(path, Refs()), snapshots.get(path, {}))
+        holds = merged_lock_reasons(history.engine, everything[path], locks.get(path, Locks()))
+        doomed = choose(everything[path], refs.get(path, Refs()), snapshots.get(path, {}), holds)
         if doomed:
             result[f"{mount}:{paths.relative_to(path, history.prefix)}"] = doomed
             items += history.engine.removal_items(path, doomed)
@@ -165,8 +167,9 @@ def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
                  progress: Progress | None = None) -> dict[str, int]:
     """Compact every file with history under ``prefix``; ``{fullpath: versions removed}``."""
 
-    def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]]) -> list[Version]:
-        return compact_plan(found, set(refs.tags.values()) | set(snaps))
+    def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]],
+               holds: Holds) -> list[Version]:
+        return compact_plan(found, set(refs.tags.values()) | set(snaps) | set(holds))
 
     return {p: len(v) for p, v in _bulk(manager, prefix, dry_run, progress, choose).items()}
 
@@ -182,8 +185,9 @@ def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = N
     check_rules(keep_last, keep_days)
     now = datetime.now(UTC)
 
-    def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]]) -> list[Version]:
-        plan = plan_retention(found, now, keep_last, keep_days, _tag_map(refs), snaps)
+    def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]],
+               holds: Holds) -> list[Version]:
+        plan = plan_retention(found, now, keep_last, keep_days, _tag_map(refs), snaps, holds)
         return [v for v, d in zip(found, plan, strict=True) if not d.keep]
 
     result = _bulk(manager, prefix, dry_run, progress, choose)
