@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-__all__ = ["json_option", "print_json", "version_row"]
+__all__ = ["json_option", "print_json", "print_table", "version_row"]
 
 json_option = click.option(
     "--json", "as_json", is_flag=True, help="Print one JSON document (stable keys) instead."
@@ -26,6 +26,23 @@ def _default(value: Any) -> Any:
     if isinstance(value, (set, frozenset, tuple)):
         return sorted(value) if isinstance(value, (set, frozenset)) else list(value)
     return str(value)
+
+
+def print_table(console: Any, table: Any) -> None:
+    """Print a rich ``table`` on a terminal; elsewhere (a pipe, a file) plain lines that are
+    never cut or wrapped: the title, then one line per row with cells separated by two spaces
+    (the header line first when the table shows one). Cells print as they are, no markup."""
+    if sys.stdout.isatty():
+        console.print(table)
+        return
+    if table.title:
+        click.echo(str(table.title))
+    columns = table.columns
+    if table.show_header:
+        click.echo("  ".join(str(c.header) for c in columns).rstrip())
+    cells = [list(c.cells) for c in columns]
+    for row in zip(*cells, strict=False):
+        click.echo("  ".join(str(cell) for cell in row).rstrip())
 
 
 def print_json(document: Any) -> None:

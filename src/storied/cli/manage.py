@@ -17,7 +17,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from storied.cli.jsonout import json_option, print_json, version_row
+from storied.cli.jsonout import json_option, print_json, print_table, version_row
 
 __all__ = ["parse_version", "register"]
 
@@ -202,7 +202,7 @@ def tags_command(ctx: click.Context, path: str, as_json: bool) -> None:
         index, version = by_id.get(vid, (None, None))
         table.add_row(name, "-" if index is None else str(index), vid,
                       _when(version["last_modified"]) if version else "(gone)")
-    console.print(table)
+    print_table(console, table)
 
 
 @click.command("annotate", context_settings=_NEGATIVE_OK)
@@ -244,7 +244,7 @@ def find_command(ctx: click.Context, path: str, pairs: tuple[str, ...], as_json:
         console.print(f"{path}: no matching version", highlight=False)
         return
     rows = [{**v, "index": index.get(v["version_id"], "")} for v in found]
-    console.print(_version_table(rows, title=f"{len(found)} matching version(s) of {path}"))
+    print_table(console, _version_table(rows, title=f"{len(found)} matching version(s) of {path}"))
 
 
 def _is_prefix(storage: Any, target: str) -> bool:
@@ -300,7 +300,7 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
         for path, removed in sorted(result.items()):
             table.add_row(path, str(len(removed)))
         if result:
-            console.print(table)
+            print_table(console, table)
         total = sum(len(v) for v in result.values())
         verb = "would remove" if dry_run else "removed"
         console.print(f"{verb} {total} versions from {len(result)} files", highlight=False)
@@ -334,7 +334,7 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
         reasons = ", ".join(r for r in row["reasons"] if r != "remove") or "-"
         table.add_row(str(i), _short(row["version_id"]), _when(row["last_modified"]),
                       str(row["size"]), decision, reasons)
-    console.print(table)
+    print_table(console, table)
     verb = "would remove" if dry_run else "removed"
     console.print(f"{verb} {len(gone)} of {len(plan)} versions", highlight=False)
 
@@ -399,7 +399,7 @@ def snapshot_list(ctx: click.Context, prefix: str | None, as_json: bool) -> None
     table.add_column("files", justify="right")
     for row in rows:
         table.add_row(row["tag"], row["prefix"], _when(row["created"]), str(row["file_count"]))
-    console.print(table)
+    print_table(console, table)
 
 
 @snapshot_group.command("show")
@@ -421,7 +421,7 @@ def snapshot_show(ctx: click.Context, tag: str, as_json: bool) -> None:
     table.add_column("version")
     for path, vid in sorted(snap["files"].items()):
         table.add_row(path, vid)
-    console.print(table)
+    print_table(console, table)
 
 
 @snapshot_group.command("restore")
