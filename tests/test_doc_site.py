@@ -8,6 +8,7 @@ fails the build. Skipped only when the ``docs`` tools are not installed.
 from __future__ import annotations
 
 import importlib.util
+import resource
 import subprocess
 import sys
 import time
@@ -40,6 +41,7 @@ def _nav_files(nav: object) -> list[str]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
     started = time.monotonic()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
@@ -47,8 +49,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
              "HOME": str(out)},
     )
     elapsed = time.monotonic() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     assert done.returncode == 0, f"mkdocs build --strict failed:\n{done.stderr[-6000:]}"
-    assert elapsed < 60, f"the site took {elapsed:.0f} s to build"
+    # CPU time, not wall time: the machine may be shared (~5 s of CPU when idle)
+    assert cpu < 60, f"the site took {cpu:.0f} s of CPU ({elapsed:.0f} s) to build"
     return out
 
 
@@ -71,7 +76,8 @@ def test_every_guide_page_is_built_and_in_the_nav(site: Path) -> None:
                  "storied.StorageManager.record_mode", "storied.StorageManager.on"]),
     ("node", ["storied.StorageNode.read_text", "storied.StorageNode.copy_to",
               "storied.StorageNode.tag_version", "storied.StorageNode.diff_json_versions",
-              "storied.StorageNode.lock", "storied.StorageNode.glob"]),
+              "storied.StorageNode.lock", "storied.StorageNode.glob",
+              "storied.StorageNode.move_to|storied.core.copying.TransferMethods.move_to"]),
     ("errors", ["storied.errors.StorageError", "storied.errors.PathEscapeError"]),
     ("capabilities", ["storied.capabilities.Capabilities"]),
     ("info", ["storied.info.Info"]),
@@ -87,8 +93,8 @@ def test_reference_pages_are_generated_from_docstrings(site: Path, page: str,
                                                        anchors: list[str]) -> None:
     """The API reference renders the public names (mkdocstrings ``:::`` directives)."""
     html = (site / "reference" / page / "index.html").read_text(encoding="utf-8")
-    for anchor in anchors:
-        assert f'id="{anchor}"' in html, f"reference/{page}: no {anchor}"
+    for anchor in anchors:  # "a|b": either id
+        assert any(f'id="{a}"' in html for a in anchor.split("|")), f"reference/{page}: {anchor}"
     assert ":class:<code>" not in html and ":meth:<code>" not in html  # roles made plain
 
 

@@ -3,7 +3,8 @@
 - The "Decisions (ADRs)" section of the nav lists every ``docs/adr/*.md`` under its first
   heading, so an ADR added by anyone appears without editing mkdocs.yml.
 - Sphinx cross-reference roles left in docstrings (``:class:`~storied.errors.X```) render as
-  plain code (``X``) instead of showing the role's markup.
+  plain code (``X``) instead of showing the role's markup, and a reST literal-block marker
+  (a paragraph ending in ``::``) ends in one colon.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 ADR_SECTION = "Decisions (ADRs)"
+_LITERAL = re.compile(r"(?<!:)::</p>")
 _ROLE = re.compile(r":(?:class|meth|func|data|mod|attr|exc|obj):<code>(~?)([^<]+)</code>")
 
 
@@ -41,5 +43,5 @@ def _plain(match: re.Match[str]) -> str:
 
 
 def on_page_content(html: str, **_: Any) -> str:
-    """Sphinx roles in rendered docstrings become plain ``<code>``."""
-    return _ROLE.sub(_plain, html)
+    """Sphinx roles in rendered docstrings become plain ``<code>``; ``::`` ends as ``:``."""
+    return _LITERAL.sub(":</p>", _ROLE.sub(_plain, html))
