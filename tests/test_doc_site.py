@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -111,3 +112,42 @@ def test_nav_reader_finds_nested_pages() -> None:
     """The helper the nav check relies on reads nested sections and bare entries."""
     nav = ["index.md", {"Guide": [{"A": "guide/a.md"}, "guide/b.md"]}, {"X": {"Y": "y.md"}}]
     assert _nav_files(nav) == ["index.md", "guide/a.md", "guide/b.md", "y.md"]
+
+
+def _hooks() -> Any:
+    spec = importlib.util.spec_from_file_location("storied_docs_hooks",
+                                                  DOCS / "reference" / "mkdocs_hooks.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hook_lists_every_adr_and_config_page(tmp_path: Path) -> None:
+    """The nav hook fills the ADR section from docs/adr/ and adds CONFIG.md once it exists."""
+    hooks = _hooks()
+    (tmp_path / "adr").mkdir()
+    (tmp_path / "adr" / "0002-b.md").write_text("# ADR 0002: bee\n", encoding="utf-8")
+    (tmp_path / "adr" / "0001-a.md").write_text("intro\n# ADR 0001: ay\n", encoding="utf-8")
+
+    def nav() -> list[object]:
+        return [{"Design": [{"Storage format": "FORMAT.md"}]},
+                {"Decisions (ADRs)": ["adr/0001-a.md"]}]
+
+    config = {"docs_dir": str(tmp_path), "nav": nav()}
+    config = hooks.on_config(config)
+    assert config["nav"][1] == {"Decisions (ADRs)": [{"ADR 0001: ay": "adr/0001-a.md"},
+                                                     {"ADR 0002: bee": "adr/0002-b.md"}]}
+    assert config["nav"][0] == {"Design": [{"Storage format": "FORMAT.md"}]}
+    (tmp_path / "CONFIG.md").write_text("# keys\n", encoding="utf-8")
+    config = hooks.on_config({"docs_dir": str(tmp_path), "nav": nav()})
+    assert config["nav"][0]["Design"][0] == {"Configuration keys": "CONFIG.md"}
+
+
+def test_hook_makes_sphinx_roles_plain_code() -> None:
+    """``:class:`~a.B``` renders as ``B``, ``:meth:`x``` as ``x``, and ``::`` as ``:``."""
+    hooks = _hooks()
+    html = ("<p>See :class:<code>~storied.errors.StorageError</code> and "
+            ":meth:<code>copy_to</code>::</p>")
+    out = hooks.on_page_content(html, page=None, config=None, files=None)
+    assert out == "<p>See <code>StorageError</code> and <code>copy_to</code>:</p>"

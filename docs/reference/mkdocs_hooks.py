@@ -1,7 +1,8 @@
 """mkdocs hooks of the storied site (``hooks:`` in mkdocs.yml; not a page: ``exclude_docs``).
 
 - The "Decisions (ADRs)" section of the nav lists every ``docs/adr/*.md`` under its first
-  heading, so an ADR added by anyone appears without editing mkdocs.yml.
+  heading, so an ADR added by anyone appears without editing mkdocs.yml; likewise the "Design"
+  section gets ``docs/CONFIG.md`` (the generated list of mount keys) once that file exists.
 - Sphinx cross-reference roles left in docstrings (``:class:`~storied.errors.X```) render as
   plain code (``X``) instead of showing the role's markup, and a reST literal-block marker
   (a paragraph ending in ``::``) ends in one colon.
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 ADR_SECTION = "Decisions (ADRs)"
+DESIGN_SECTION = "Design"
+#: Optional pages of other owners: added to the Design section when present.
+OPTIONAL_DESIGN_PAGES = {"CONFIG.md": "Configuration keys"}
 _LITERAL = re.compile(r"(?<!:)::</p>")
 _ROLE = re.compile(r":(?:class|meth|func|data|mod|attr|exc|obj):<code>(~?)([^<]+)</code>")
 
@@ -27,11 +31,18 @@ def _title(path: Path) -> str:
 
 def on_config(config: Any) -> Any:
     """Fill the ADR section of the nav from the files in docs/adr/."""
-    adrs = sorted((Path(config["docs_dir"]) / "adr").glob("*.md"))
+    docs = Path(config["docs_dir"])
+    adrs = sorted((docs / "adr").glob("*.md"))
     entries = [{_title(p): f"adr/{p.name}"} for p in adrs]
     for i, item in enumerate(config["nav"] or []):
         if isinstance(item, dict) and ADR_SECTION in item:
             config["nav"][i] = {ADR_SECTION: entries}
+        if isinstance(item, dict) and isinstance(item.get(DESIGN_SECTION), list):
+            section = item[DESIGN_SECTION]
+            listed = {v for entry in section if isinstance(entry, dict) for v in entry.values()}
+            for name, label in OPTIONAL_DESIGN_PAGES.items():
+                if (docs / name).is_file() and name not in listed:
+                    section.insert(0, {label: name})
     return config
 
 
