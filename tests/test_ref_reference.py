@@ -116,13 +116,20 @@ def test_write_and_delete_one_path_leave_the_others(mount: tuple[StorageManager,
     assert storage.node(f"{m}:x/other1").read_bytes() == OTHER
 
 
-def test_gc_waits_a_grace_period_before_removing(mount: tuple[StorageManager, str]) -> None:
+def test_gc_waits_a_grace_period_before_removing(mount: tuple[StorageManager, str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from storied.errors import InvalidArgumentError
+    from storied.optimize import references
+
     storage, m = mount
     storage.deduplicate(f"{m}:", strategy="reference")
     for path in ("x/other1", "x/other2"):
         storage.node(f"{m}:{path}").delete()
+    with pytest.raises(InvalidArgumentError):
+        storage.collect_references(m, grace=10)  # shorter than deduplicate's re-check allows
     first = storage.collect_references(m, grace=3600)
     assert len(first["condemned"]) == 0  # a young copy is not even condemned
+    monkeypatch.setattr(references, "MIN_GRACE", 0.0)
     first = storage.collect_references(m, grace=0.0001)
     assert len(first["condemned"]) == 1 and first["removed"] == []
     # a condemned copy is never used again: a new deduplicate makes another generation

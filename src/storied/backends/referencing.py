@@ -6,7 +6,7 @@ this layer makes a reference look like the file it stands for: reads give the or
 and MD5, and a write to the path simply replaces the reference (copy on write: the content
 copy and the other references are untouched).
 
-The layout (docs/adr/0020-dedup-references.md), below the mount's root::
+The layout (docs/adr/0022-dedup-references.md), below the mount's root::
 
     .storied/dedup/keys/<keyid>                    a random 32-byte key (hex), never changed
     .storied/dedup/blobs/<sha[0:2]>/<sha>/<gen>    one content copy (the plain bytes)

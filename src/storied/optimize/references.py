@@ -1,6 +1,6 @@
 """``strategy='reference'`` and the collection of unreferenced content copies.
 
-Per group (see docs/adr/0020-dedup-references.md):
+Per group (see docs/adr/0022-dedup-references.md):
 
 1. the survivor's content is proven (SHA-256) and a content copy ``<sha>/<gen>`` that gc has
    not condemned is found, or made from the survivor's bytes staged locally and hashed first
@@ -19,8 +19,9 @@ removes it.
 no reference names is first *condemned* (a marker next to it), and removed only by a later
 pass whose walk started at least ``grace`` after the mark and still found no reference.
 ``deduplicate`` never makes a new reference to a condemned copy, and checks that right before
-its writes (again whenever ``grace / 4`` passed), so a reference written concurrently with gc
-is always seen by the walk that would remove its copy.
+its writes (again whenever :data:`RECHECK` seconds passed; ``grace`` is at least four times
+that), so a reference written concurrently with gc is always seen by the walk that would
+remove its copy.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from storied.backends.referencing import BLOBS, REF_SIZE, Ref, Referencing, blob_path, find_layer
 from storied.errors import (
+    InvalidArgumentError,
     PreconditionFailedError,
     StorageError,
     StorageNotFoundError,
@@ -48,6 +50,10 @@ __all__ = ["GRACE", "collect", "layer_of", "reference_gain", "reference_group"]
 
 #: Default seconds between gc's condemnation of a content copy and its removal.
 GRACE = 3600.0
+#: deduplicate checks again that its content copy is not condemned when this many seconds
+#: passed since the last check; gc's ``grace`` must be at least :data:`MIN_GRACE` (or 0).
+RECHECK = 60.0
+MIN_GRACE = 4 * RECHECK
 _CHUNK = 1 << 20
 _SPOOL = 8 << 20  # content copies are staged in memory up to this size, then on disk
 
@@ -146,8 +152,7 @@ def reference_gain(group: DuplicateGroup) -> int:
     return len(group.members) * (group.size - REF_SIZE) - group.size
 
 
-def reference_group(group: DuplicateGroup, survivor: Member, row: dict[str, Any],
-                    grace: float = GRACE) -> int:
+def reference_group(group: DuplicateGroup, survivor: Member, row: dict[str, Any]) -> int:
     """Turn the members of ``group`` into references (``row``: the report row to fill);
     return the bytes of new content copies made (to subtract from what was reclaimed)."""
     others = [m for m in group.members if m is not survivor] + [survivor]
@@ -177,7 +182,7 @@ def reference_group(group: DuplicateGroup, survivor: Member, row: dict[str, Any]
             digest, _, etag = _hash_both(member.node)
             if digest != wanted:
                 raise PreconditionFailedError("content differs from the survivor's")
-            if time.monotonic() - checked > grace / 4:
+            if time.monotonic() - checked > RECHECK:
                 if _usable(layer, wanted, ref.size) != ref.gen:
                     raise PreconditionFailedError("the content copy was condemned by gc")
                 checked = time.monotonic()
@@ -201,10 +206,17 @@ def collect(manager: StorageManager, mount: str, *, grace: float = GRACE,
     seconds after; ``grace=0`` does both in one call (safe only while no ``deduplicate`` runs
     on the mount).
 
+    Raises:
+        InvalidArgumentError: ``grace`` between 0 and :data:`MIN_GRACE` (exclusive).
+
     Returns:
         ``{'mount', 'copies', 'referenced', 'condemned': [paths], 'removed': [paths],
         'bytes_freed'}``.
     """
+    if 0 < grace < MIN_GRACE:
+        raise InvalidArgumentError(
+            f"grace must be 0 (no deduplicate running) or at least {MIN_GRACE:.0f} seconds "
+            f"(deduplicate re-checks its content copy every {RECHECK:.0f} s), not {grace!r}")
     node = manager.node(f"{mount}:")
     layer, _ = layer_of(node)
     report: dict[str, Any] = {"mount": mount, "copies": 0, "referenced": 0, "condemned": [],
