@@ -78,11 +78,19 @@ def _rel(node: Any, base: Any) -> str:
 
 
 class Tally:
-    """What a transfer did, for the summary line."""
+    """What a transfer did, for the summary line (printed on every run, terminal or not)."""
 
-    def __init__(self) -> None:
+    def __init__(self, verb: str = "copied") -> None:
         self.copied = self.skipped = self.failed = self.bytes = self.reserved = 0
+        self.not_started = 0
+        self.verb = verb
         self.started = time.monotonic()
+
+    def take(self, report: Any) -> None:
+        """Counts from a :class:`~storied.core.transfer.TransferReport` (the source of truth
+        once the transfer ended: callbacks may not have seen a failure)."""
+        self.failed, self.bytes = len(report.failed), report.bytes
+        self.not_started = len(report.not_started)
 
     def line(self) -> str:
         from storied.cli.main import _size
@@ -90,15 +98,33 @@ class Tally:
         took = max(time.monotonic() - self.started, 1e-6)
         history = (f" ({self.reserved} files of storied's history left out)"
                    if self.reserved else "")
-        return (f"{self.copied} copied, {self.skipped} skipped, {self.failed} failed, "
-                f"{_size(self.bytes)} in {took:.1f} s ({_size(int(self.bytes / took))}/s)"
-                f"{history}")
+        unstarted = f", {self.not_started} not started" if self.not_started else ""
+        return (f"{self.copied} {self.verb}, {self.skipped} skipped, {self.failed} failed"
+                f"{unstarted}, {_size(self.bytes)} in {took:.1f} s "
+                f"({_size(int(self.bytes / took))}/s){history}")
+
+
+class _Bar:
+    """The callbacks a transfer drives its bar with (no-ops off a terminal)."""
+
+    def __init__(self, bar: Any = None, task: Any = None) -> None:
+        self._bar, self._task = bar, task
+
+    def bytes(self, done: int, total: int) -> None:
+        """``progress_bytes``: bytes done of the total (rate and ETA follow from them)."""
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+
+    def name(self, name: str) -> None:
+        """The file last handled, shown beside the bar."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=name)
 
 
 @contextmanager
-def _bar(total_bytes: int) -> Iterator[Any]:
-    """A bytes/rate/ETA/current-file bar on a terminal (none elsewhere); yields
-    ``update(name, nbytes)``."""
+def _bar(first: str = "") -> Iterator[_Bar]:
+    """A bytes/rate/ETA/current-file bar on stderr when it is a terminal (none elsewhere, nor
+    with ``-q`` or ``NO_COLOR``)."""
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -112,33 +138,41 @@ def _bar(total_bytes: int) -> Iterator[Any]:
     from storied.cli.progress import _wanted
 
     if not _wanted(err):
-        yield lambda name, nbytes: None
+        yield _Bar()
         return
     bar = Progress(BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                   TextColumn("{task.description}"), console=err)
-    task = bar.add_task("", total=total_bytes)
+                   TextColumn("{task.description}", markup=False), console=err)
+    task = bar.add_task(first, total=None)
     with bar:
-        yield lambda name, nbytes: bar.update(task, advance=nbytes, description=name)
+        yield _Bar(bar, task)
 
 
-def _copy_tree(src: Any, dest: Any, skip: str, tally: Tally) -> None:
-    sizes = {f.path: (f._listed.size if f._listed else f.size()) for f in _files(src)}
+def _copy_tree(src: Any, dest: Any, skip: str, tally: Tally, workers: int | None,
+               include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> None:
+    """``src.copy_to(dest)`` with every other file still copied when one fails (the first
+    error is raised at the end, after ``tally`` took the report)."""
+    from storied.core.transfer import TransferReport
 
-    def copied(node: Any) -> None:
-        tally.copied += 1
-        nbytes = sizes.get(node.path, 0) or 0
-        tally.bytes += nbytes
-        update(node.basename, nbytes)
+    report = TransferReport()
+    with _bar(src.basename) as bar:
+        def copied(node: Any) -> None:
+            tally.copied += 1
+            bar.name(node.basename)
 
-    def skipped(node: Any, reason: str) -> None:
-        if reason == "reserved":  # never copied, never counted as a skip
-            tally.reserved += 1
-            return
-        tally.skipped += 1
-        update(node.basename, sizes.get(node.path, 0) or 0)
+        def skipped(node: Any, reason: str) -> None:
+            if reason == "reserved":  # never copied, never counted as a skip
+                tally.reserved += 1
+                return
+            tally.skipped += 1
+            bar.name(node.basename)
 
-    with _bar(sum(v or 0 for v in sizes.values())) as update:
-        src.copy_to(dest, skip=skip, on_file=copied, on_skip=skipped)
+        try:
+            src.copy_to(dest, skip=skip, include=list(include) or None,
+                        exclude=list(exclude) or None, on_file=copied, on_skip=skipped,
+                        progress_bytes=bar.bytes, workers=workers, on_error="continue",
+                        report=report)
+        finally:
+            tally.take(report)
 
 
 def _stream(source: str, dest: str, storage: Any, tally: Tally, dry_run: bool) -> None:
@@ -207,9 +241,12 @@ def _target(src: Any, dest: Any, word: str) -> Any:
 @click.option("--delete", is_flag=True,
               help="Sync: delete destination files the source does not have (listed first).")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be done; change nothing.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Files copied at once (default: 8 when a side is remote, else 1).")
 @click.pass_context
 def cp(ctx: click.Context, source: str, dest: str, recursive: bool, skip: str,
-       include: tuple[str, ...], exclude: tuple[str, ...], delete: bool, dry_run: bool) -> None:
+       include: tuple[str, ...], exclude: tuple[str, ...], delete: bool, dry_run: bool,
+       workers: int | None) -> None:
     """Copy SOURCE to DEST: mount:path, a local path, or - (standard input/output).
 
     `cp FILE DIR/` copies into DIR; a directory needs -r.
@@ -258,33 +295,25 @@ def cp(ctx: click.Context, source: str, dest: str, recursive: bool, skip: str,
     for f in extra:
         click.echo(f"deleting {shown(f)}", err=True)  # said before it is done
         f.delete()
-    if src.is_dir() and (include or exclude):
-        def copied(node: Any) -> None:
-            tally.copied += 1
-
-        def skipped(node: Any, reason: str) -> None:
-            if reason == "reserved":
-                tally.reserved += 1
-            else:
-                tally.skipped += 1
-
-        src.copy_to(target, skip=skip, include=list(include) or None,
-                    exclude=list(exclude) or None, on_file=copied, on_skip=skipped)
-    else:
-        _copy_tree(src, target, skip, tally)
-    click.echo(tally.line())
+    filters = (include, exclude) if src.is_dir() else ((), ())
+    try:
+        _copy_tree(src, target, skip, tally, workers, *filters)
+    finally:  # the summary also when a file failed (then the error line, exit 1)
+        click.echo(tally.line())
 
 
 @click.command("mv")
 @click.argument("source")
 @click.argument("dest")
 @click.option("--dry-run", "-n", is_flag=True, help="Show what would be done; change nothing.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Files copied at once across mounts (default: 8 when a side is remote).")
 @click.pass_context
-def mv(ctx: click.Context, source: str, dest: str, dry_run: bool) -> None:
+def mv(ctx: click.Context, source: str, dest: str, dry_run: bool, workers: int | None) -> None:
     """Move SOURCE to DEST (mount:path or a local path); `mv X DIR/` moves into DIR.
 
     Within one mount it is a rename; across mounts a copy, then the source is deleted only
-    once every file is copied.
+    once every file is copied and verified (a failed copy deletes no source at all).
     """
     storage = storage_for(ctx, source, dest)
     src, target = resolve(storage, source), resolve(storage, dest)
@@ -303,9 +332,25 @@ def mv(ctx: click.Context, source: str, dest: str, dry_run: bool) -> None:
     if dry_run:
         click.echo(f"would move {shown(src)} -> {shown(target)}")
         return
+    from storied.core.transfer import TransferReport
+
     count, said = len(_files(src)), f"{shown(src)} -> {shown(target)}"
-    src.move_to(target)
+    tally, report = Tally("moved"), TransferReport()
+    try:
+        with _bar(src.basename) as bar:
+            src.move_to(target, workers=workers, progress_bytes=bar.bytes, report=report)
+    except BaseException:
+        if report.copied or report.failed:  # a copy ran: say what it did, then the error
+            tally.copied, tally.skipped = len(report.copied), len(report.skipped)
+            tally.take(report)
+            click.echo(tally.line().replace(" moved,", " copied (no source deleted),", 1),
+                       err=True)
+        raise
     click.echo(f"moved {said} ({count} files)")
+    if report.copied:  # across mounts: what the copies did (a rename copies nothing)
+        tally.copied, tally.skipped = len(report.copied), len(report.skipped)
+        tally.take(report)
+        click.echo(tally.line(), err=True)
 
 
 @click.command("rm")
