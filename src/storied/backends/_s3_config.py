@@ -40,8 +40,9 @@ __all__ = [
 
 #: Objects at least this large are sent as multipart uploads (boto3's default too).
 DEFAULT_THRESHOLD = 8 * 1024 * 1024
-#: Bytes per part of a multipart upload (at least S3's 5 MiB).
-DEFAULT_CHUNKSIZE = 8 * 1024 * 1024
+#: Bytes per part of a multipart upload (at least S3's 5 MiB) when the mount does not say:
+#: the threshold (at least 5 MiB), so 8 MiB by default.
+DEFAULT_CHUNKSIZE: int | None = None
 #: Parts (uploads) or ranged GETs (``stream_download``) in flight at once.
 DEFAULT_MAX_CONCURRENCY = 8
 #: Seconds to wait for a TCP connection.
@@ -169,12 +170,11 @@ def backend_options(config: dict[str, Any]) -> dict[str, Any]:
     keys = ("region", "key", "secret", "token", "endpoint_url", "client_kwargs", "profile",
             "sse", "sse_kms_key_id", "storage_class")  # fmt: skip
     options: dict[str, Any] = {k: config.get(k) for k in keys}
-    numbers = {
-        "multipart_threshold": DEFAULT_THRESHOLD, "multipart_chunksize": DEFAULT_CHUNKSIZE,
-        "max_concurrency": DEFAULT_MAX_CONCURRENCY,
-    }  # fmt: skip
+    numbers = {"multipart_threshold": DEFAULT_THRESHOLD, "max_concurrency": DEFAULT_MAX_CONCURRENCY}
     for name, default in numbers.items():
         options[name] = int(config.get(name) or default)
+    chunksize = config.get("multipart_chunksize")
+    options["multipart_chunksize"] = int(chunksize) if chunksize else DEFAULT_CHUNKSIZE
     for name, seconds in (("connect_timeout", DEFAULT_CONNECT_TIMEOUT),
                           ("read_timeout", DEFAULT_READ_TIMEOUT)):  # fmt: skip
         options[name] = float(config.get(name) or seconds)

@@ -35,7 +35,6 @@ from typing import Any, BinaryIO
 from storied import paths
 from storied.backends._location import url_key
 from storied.backends._s3_config import (
-    DEFAULT_CHUNKSIZE,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_READ_TIMEOUT,
@@ -111,8 +110,8 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         client_kwargs: Extra ``boto3 client()`` arguments; a ``config`` (botocore ``Config`` or
             dict) is merged over storied's defaults.
         multipart_threshold: Objects of this size or more are sent as multipart uploads.
-        multipart_chunksize: Bytes per part (at least 5 MiB), and per ranged GET of
-            ``stream_download`` unless it asks for another chunk size.
+        multipart_chunksize: Bytes per part (at least 5 MiB); None: ``max(threshold, 5 MiB)``
+            (8 MiB by default, as boto3's).
         max_concurrency: Parts sent at once, and GETs of ``stream_download`` in flight.
         profile: A profile of the shared AWS config files (boto3 ``Session(profile_name=)``).
         sse: ``'AES256'`` or ``'aws:kms'``: server-side encryption asked for every new object
@@ -142,7 +141,7 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         anon: bool = False,
         client_kwargs: dict[str, Any] | None = None,
         multipart_threshold: int = DEFAULT_MULTIPART_THRESHOLD,
-        multipart_chunksize: int = DEFAULT_CHUNKSIZE,
+        multipart_chunksize: int | None = None,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         profile: str | None = None,
         sse: str | None = None,
@@ -157,7 +156,8 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         self.bucket = bucket
         self.endpoint_url = endpoint_url or None
         self.multipart_threshold = max(1, int(multipart_threshold))
-        self.multipart_chunksize = max(MIN_PART, int(multipart_chunksize))
+        self.multipart_chunksize = None if multipart_chunksize is None else max(
+            MIN_PART, int(multipart_chunksize))  # fmt: skip
         self.max_concurrency = max(1, int(max_concurrency))
         self._sse, self._class = write_options(sse, sse_kms_key_id, storage_class)
         self._trust_md5 = sse != "aws:kms"  # SSE-KMS ETags are not MD5s
@@ -393,7 +393,8 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         request); aborted on any failure."""
         done = upload_multipart(
             self._client, self.bucket, path, head, stream, extra, create=create,
-            part_size=self.multipart_chunksize, workers=self.max_concurrency,
+            part_size=self.multipart_chunksize or max(self.multipart_threshold, MIN_PART),
+            workers=self.max_concurrency,
         )  # fmt: skip
         return self._written(path, done["size"], done["response"])
 
