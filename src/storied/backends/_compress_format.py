@@ -1,4 +1,4 @@
-"""Byte layout of storied's compressed objects (docs/adr/0020-transparent-compression.md).
+"""Byte layout of storied's compressed objects (docs/adr/0021-transparent-compression.md).
 
 A compressed object is a standard gzip (RFC 1952, multi-member) or zstd (RFC 8878,
 multi-frame) stream that ``gzip -d`` / ``zstd -d`` open, laid out as::
@@ -26,6 +26,7 @@ and ``b"STRDEND1"`` (so a reader of the last bytes finds the trailer).
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from typing import Protocol
@@ -187,17 +188,21 @@ class _Zstd(Codec):
     head_sig = ZSTD_HEAD_SIG
     foot = 16
 
-    def __init__(self, level: int = 3) -> None:
+    def __init__(self, level: int = 1) -> None:
         import zstandard
 
-        self._zstd = zstandard
-        self._compressor = zstandard.ZstdCompressor(level=level, write_checksum=True)
+        self._zstd, self._level = zstandard, level
+        self._local = threading.local()  # a ZstdCompressor is not thread-safe: one per thread
 
     def preamble(self, block: int) -> bytes:
         return ZSTD_HEAD_SIG + struct.pack("<I", block)
 
     def member(self, data: bytes) -> bytes:
-        return bytes(self._compressor.compress(data))
+        compressor = getattr(self._local, "c", None)
+        if compressor is None:
+            compressor = self._local.c = self._zstd.ZstdCompressor(level=self._level,
+                                                                   write_checksum=True)
+        return bytes(compressor.compress(data))
 
     def trailer(self, payload: bytes) -> bytes:
         return _ZSTD_TRAILER_MAGIC + struct.pack("<I", len(payload)) + payload

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from storied.backends._compress_format import (
@@ -15,12 +19,16 @@ from storied.backends._compress_format import (
     Codec,
     Decoder,
     Index,
+    codec_named,
     detect,
+    is_marked,
     parse_index,
 )
 from storied.errors import InvalidContentError, StorageIOError
 
-__all__ = ["Decoded", "Encoder", "Prepended", "load_index", "read_full"]
+__all__ = [
+    "Decoded", "Encoder", "Prepended", "Restartable", "first_member", "load_index", "read_full",
+]
 
 _READ = 256 * 1024
 
@@ -36,6 +44,24 @@ def read_full(stream: BinaryIO, size: int) -> bytes:
         parts.append(chunk)
         left -= len(chunk)
     return b"".join(parts)
+
+
+def first_member(codec: Codec | None, first: bytes, min_size: int,
+                 min_gain: float) -> tuple[bytes | None, Codec | None]:
+    """``(first block compressed, codec)`` when content starting with block ``first`` is to
+    be stored compressed, ``(None, codec)`` when plain: empty, under ``min_size`` bytes, or
+    compressed to more than ``min_gain`` of its size. Content that starts with storied's
+    marker is always compressed (with gzip when ``codec`` is None), so that a stored object
+    starting with the marker is always a compressed one."""
+    marked = is_marked(first)
+    if marked and codec is None:
+        codec = codec_named("gzip")
+    if codec is None or not first or (len(first) < min_size and not marked):
+        return None, codec
+    member = codec.member(first)
+    if len(member) > min_gain * len(first) and not marked:
+        return None, codec
+    return member, codec
 
 
 class _ChunkStream(io.RawIOBase):
@@ -63,10 +89,11 @@ class _ChunkStream(io.RawIOBase):
 
 
 class Prepended(_ChunkStream):
-    """``head`` followed by the rest of ``stream`` (a peeked stream, replayed)."""
+    """``head`` followed by the rest of ``stream`` (a peeked stream, replayed); closing it
+    closes ``stream`` when ``owned``."""
 
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self._stream = stream
+    def __init__(self, head: bytes, stream: BinaryIO, owned: bool = True) -> None:
+        self._stream, self._owned = stream, owned
 
         def chunks() -> Iterator[bytes]:
             if head:
@@ -78,7 +105,8 @@ class Prepended(_ChunkStream):
 
     def close(self) -> None:
         try:
-            self._stream.close()
+            if self._owned:
+                self._stream.close()
         finally:
             super().close()
 
@@ -102,23 +130,88 @@ class Encoder(_ChunkStream):
         return self._md5.hexdigest()
 
     def _produce(self, block: bytes, member: bytes, stream: BinaryIO) -> Iterator[bytes]:
+        """Members in order; the next blocks are compressed meanwhile on a small thread pool
+        (zlib and zstd release the GIL), at most :data:`AHEAD` blocks ahead of the writer."""
         codec = self.codec
         pre = codec.preamble(BLOCK)
         at = len(pre)
         if pre:
             yield pre
         offsets = []
-        while block:
+        queue: deque[bytes | Future[bytes]] = deque()
+        pool = _pool()
+        eof = not block
+        if block:
             self._md5.update(block)
             self.size += len(block)
+            queue.append(member)
+        while queue:
+            while not eof and len(queue) <= AHEAD:
+                nxt = read_full(stream, BLOCK)
+                if not nxt:
+                    eof = True
+                    break
+                self._md5.update(nxt)
+                self.size += len(nxt)
+                queue.append(pool.submit(codec.member, nxt) if pool else codec.member(nxt))
+            head = queue.popleft()
+            done = head if isinstance(head, bytes) else head.result()
             offsets.append(at)
-            at += len(member)
-            yield member
-            block = read_full(stream, BLOCK)
-            member = codec.member(block) if block else b""
+            at += len(done)
+            yield done
         offsets.append(at)
         self.index = Index(codec.name, BLOCK, self.size, self.md5, tuple(offsets))
         yield codec.trailer(self.index.payload(at))
+
+
+#: Blocks compressed ahead of the one being written (memory: about AHEAD + 2 blocks).
+AHEAD = max(1, min(3, (os.cpu_count() or 1) - 1))
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor | None:
+    """The shared compression pool (None on a one-core machine)."""
+    if (os.cpu_count() or 1) < 2:
+        return None
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=AHEAD, thread_name_prefix="storied-z"))
+        return _POOL[0]
+
+
+class Restartable(io.RawIOBase):
+    """A stream made by ``make()`` that can be rewound to its start (``seek(0)`` makes it
+    again), so a retrying layer can send it twice."""
+
+    def __init__(self, make: Callable[[], BinaryIO]) -> None:
+        super().__init__()
+        self._make = make
+        self._cur = make()
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if (offset, whence) not in ((0, io.SEEK_SET), (self._pos, io.SEEK_SET), (0, io.SEEK_CUR)):
+            raise io.UnsupportedOperation("only a rewind to the start is possible")
+        if offset == 0 and whence == io.SEEK_SET and self._pos:
+            self._cur.close()
+            self._cur, self._pos = self._make(), 0
+        return self._pos
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self._cur.read(len(buffer))
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 class Decoded(io.RawIOBase):
@@ -252,6 +345,21 @@ class Decoded(io.RawIOBase):
         self._out_at += n
         self._pos += n
         return n
+
+    def readall(self) -> bytes:
+        parts: list[bytes] = []
+        if self._out_at < len(self._out):
+            parts.append(self._out[self._out_at :])
+            self._out_at = len(self._out)
+        while not self._done and self._fill():
+            parts.append(self._out)
+            self._out_at = len(self._out)
+        self._done = True
+        data = b"".join(parts)
+        if self._end is not None:
+            data = data[: max(0, self._end - self._pos)]
+        self._pos += len(data)
+        return data
 
     def _close_raw(self) -> None:
         raw, self._raw = getattr(self, "_raw", None), None

@@ -3,7 +3,7 @@
 ``compress: ['*.json', 'logs/*.log']`` (globs matched with :func:`fnmatch.fnmatchcase` on the
 mount path and on the file name) and ``compression: 'gzip' | 'zstd'`` (default gzip; zstd
 needs ``storied[zstd]``). The layout of a compressed object is in
-:mod:`storied.backends._compress_format` and docs/adr/0020-transparent-compression.md.
+:mod:`storied.backends._compress_format` and docs/adr/0021-transparent-compression.md.
 
 What the layer guarantees, for matching paths:
 
@@ -42,9 +42,15 @@ from storied.backends._compress_format import (
     Index,
     codec_named,
     detect,
-    is_marked,
 )
-from storied.backends._compress_io import Decoded, Encoder, Prepended, load_index, read_full
+from storied.backends._compress_io import (
+    Decoded,
+    Encoder,
+    Prepended,
+    first_member,
+    load_index,
+    read_full,
+)
 from storied.backends.base import Backend, WrappedBackend, as_stream
 from storied.errors import StorageConfigError, StorageNotFoundError
 from storied.info import Data, Info, ObjectVersion, WriteMode
@@ -119,16 +125,17 @@ class Compressing(WrappedBackend):
         stream = as_stream(data)
         first = read_full(stream, BLOCK)
         user = _strip(metadata)
-        member = b""
-        if first and (len(first) >= MIN_SIZE or is_marked(first)):
-            member = self.codec.member(first)
-        if not member or (len(member) > MIN_GAIN * len(first) and not is_marked(first)):
-            body = whole if whole is not None else cast(BinaryIO, Prepended(first, stream))
+        member, codec = first_member(self.codec, first, MIN_SIZE, MIN_GAIN)
+        if member is None or codec is None:
+            body = whole if whole is not None else cast(
+                BinaryIO, Prepended(first, stream, owned=False))
+            if self.inner.capabilities.metadata:
+                user = {**user, "storied-zcodec": "plain"}
             return self.inner.write(path, body, mode=mode, etag=etag, metadata=user or None)
-        encoder = Encoder(self.codec, first, member, stream)
+        encoder = Encoder(codec, first, member, stream)
         extra = dict(user)
         if self.inner.capabilities.metadata:
-            extra["storied-zcodec"] = self.codec.name
+            extra["storied-zcodec"] = codec.name
             if whole is not None:
                 extra["storied-zsize"] = str(len(whole))
                 extra["storied-zmd5"] = hashlib.md5(whole).hexdigest()
@@ -179,6 +186,8 @@ class Compressing(WrappedBackend):
         if "storied-zsize" in meta and "storied-zmd5" in meta:
             return replace(info, size=int(meta["storied-zsize"]), md5=meta["storied-zmd5"],
                            metadata=_strip(meta))
+        if meta.get("storied-zcodec") == "plain":
+            return replace(info, metadata=_strip(meta))
         index = self._index_of(info)
         if index is None:
             return replace(info, metadata=_strip(meta) if info.metadata is not None else None)
@@ -190,7 +199,7 @@ class Compressing(WrappedBackend):
         if info.is_dir or not self.applies(info.path):
             return info
         meta = info.metadata or {}
-        if "storied-zsize" in meta and "storied-zmd5" in meta:
+        if ("storied-zsize" in meta and "storied-zmd5" in meta) or "storied-zcodec" in meta:
             return self._logical(info)
         if info.size < _SMALLEST:
             return info  # too small to be a compressed object

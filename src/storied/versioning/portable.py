@@ -3,7 +3,7 @@
 History lives under a root (default ``.storied/`` in the mount itself)::
 
     <root>/format.json                 {"format": "storied-history", "schema_version": 2, ...}
-    <root>/blobs/<sha[:2]>/<sha256>    the bytes of one content, immutable
+    <root>/blobs/<sha[:2]>/<sha256>    one content, immutable (zstd-compressed from schema 4)
     <root>/versions/<path>/<record>    one empty object per write or delete (see records.py)
     <root>/recent/<h[:2]>/<h>/<record> announcements of recent records (see _recent.py)
     <root>/segments/<path>/<segment>   sealed records, schema 3 (see _segments.py)
@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import BinaryIO, TypeVar
 
 from storied import paths
+from storied.backends._compress_blobs import encode_blob, hash_blob, mark_schema, open_blob
 from storied.backends.base import CHUNK, Backend
 from storied.errors import (
     InvalidContentError,
@@ -45,12 +46,14 @@ from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version
 from storied.versioning.records import (
     BASE_SCHEMA,
-    SCHEMA_VERSION,
     Record,
     blob_path,
     new_writer_id,
     next_timestamp,
     parse_record,
+)
+from storied.versioning.records import (
+    READ_SCHEMA as SCHEMA_VERSION,
 )
 
 __all__ = ["PortableEngine"]
@@ -209,7 +212,7 @@ class PortableEngine:
     def open_version(self, path: str, version: Version) -> BinaryIO:
         if not version.sha256:
             raise StorageNotFoundError(f"Version {version.version_id} of {path!r} has no content")
-        return self.meta.open_read(self._meta(blob_path(version.sha256)))
+        return open_blob(self.meta, self._meta(blob_path(version.sha256)))
 
     # ---------------------------------------------------------------- writing
     def write(
@@ -352,9 +355,11 @@ class PortableEngine:
         """Blob, then record: one call where the storage can create a file and link it
         (local disks: ``create_linked``), else :meth:`_store_blob` and :meth:`_add_record`."""
         fused = getattr(self.meta, "create_linked", None)
-        raw = content.stream()
+        raw, packed = encode_blob(content.stream())  # compressed when that pays (schema 4)
+        if packed:
+            mark_schema(self)
         if fused is None or not isinstance(raw, bytes) or not self.meta.capabilities.hard_links:
-            self._store_blob(content)
+            self._store_blob(content, raw)
             record = Record(next_timestamp(), self.writer, False, content.size, content.md5,
                             content.sha256)
             self._add_record(path, record)
@@ -364,9 +369,9 @@ class PortableEngine:
         fused(self._meta(blob_path(content.sha256)), raw, self._record_key(path, record))
         return record
 
-    def _store_blob(self, content: _Content) -> None:
+    def _store_blob(self, content: _Content, raw: Data) -> None:
         try:
-            self._create(self._meta(blob_path(content.sha256)), content.stream())
+            self._create(self._meta(blob_path(content.sha256)), raw)
         except StorageAlreadyExistsError:
             pass  # identical content is stored once
 
@@ -492,7 +497,7 @@ class PortableEngine:
             except StorageNotFoundError:
                 pass
             return
-        with self.meta.open_read(self._meta(blob_path(record.sha256))) as stream:
+        with open_blob(self.meta, self._meta(blob_path(record.sha256))) as stream:
             self.data.write(path, stream)
 
     def delete_version(self, path: str, version: Version) -> None:
@@ -547,5 +552,5 @@ class PortableEngine:
 
     def blob_sha256(self, sha256: str) -> str:
         """Hash the stored blob ``sha256`` (for verify)."""
-        return _hash(self.meta, self._meta(blob_path(sha256)))
+        return hash_blob(self.meta, self._meta(blob_path(sha256)))
 

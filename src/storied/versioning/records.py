@@ -22,6 +22,7 @@ from functools import cached_property
 
 __all__ = [
     "BASE_SCHEMA",
+    "READ_SCHEMA",
     "SCHEMA_VERSION",
     "Record",
     "blob_path",
@@ -32,8 +33,10 @@ __all__ = [
     "parse_record",
 ]
 
-#: The newest history schema this storied reads and writes (3: sealed segments, ADR 0011).
+#: The schema a writer marks before its first sealed segment (3: sealed segments, ADR 0011).
 SCHEMA_VERSION = 3
+#: The newest history schema this storied reads (4: blobs may be compressed, FORMAT.md §2).
+READ_SCHEMA = 4
 #: The schema a new history starts with; a writer raises it to 3 before its first segment.
 BASE_SCHEMA = 2
 _RECORD = re.compile(

@@ -1,0 +1,131 @@
+"""The portable engine's compressed history blobs (history schema 4, docs/FORMAT.md §2).
+
+A blob is named by the SHA-256 of the *original* content, as always. Its stored bytes are
+either that content (plain, every blob before schema 4) or the content in storied's
+compressed layout (:mod:`storied.backends._compress_format`, zstd: a standard multi-frame
+stream with a block index). A blob is compressed when ``zstandard`` is installed, it has at
+least 4 KiB and its first block shrinks by 10% or more. Content that itself starts with
+storied's compression marker is always stored compressed (zstd, else gzip), so a stored blob
+that starts with the marker is always a compressed one: readers tell the two apart from the
+first bytes, with no metadata and no other name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+from storied.backends._compress_format import BLOCK, PEEK, Codec, Index, codec_named, detect
+from storied.backends._compress_io import (
+    Decoded,
+    Encoder,
+    Prepended,
+    Restartable,
+    first_member,
+    load_index,
+    read_full,
+)
+from storied.backends.base import CHUNK, Backend
+from storied.errors import MissingDependencyError, StorageIOError
+from storied.info import Data
+
+if TYPE_CHECKING:
+    from storied.versioning.portable import PortableEngine
+
+__all__ = ["COMPRESSED_SCHEMA", "blob_codec", "encode_blob", "hash_blob", "open_blob"]
+
+#: The history schema that allows compressed blobs (older storied refuses it: "reads up to 3").
+COMPRESSED_SCHEMA = 4
+_codec_cache: list[Codec | None] = []
+
+
+def blob_codec() -> Codec | None:
+    """zstd when ``zstandard`` is installed, else None (blobs stay plain)."""
+    if not _codec_cache:
+        try:
+            _codec_cache.append(codec_named("zstd"))
+        except MissingDependencyError:
+            _codec_cache.append(None)
+    return _codec_cache[0]
+
+
+def encode_blob(data: Data) -> tuple[Data, bool]:
+    """``(what to store, compressed?)`` for a blob holding ``data`` (bytes stay bytes, so the
+    local hard-link fast path keeps working; a stream becomes a compressing stream)."""
+    whole = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else None
+    stream = cast(BinaryIO, data) if whole is None else None
+    first = whole[:BLOCK] if whole is not None else read_full(cast(BinaryIO, stream), BLOCK)
+    codec = blob_codec()
+    member, codec = first_member(codec, first, 4096, 0.9)
+    if member is None or codec is None:
+        if whole is not None:
+            return whole, False
+        return cast(BinaryIO, Prepended(first, cast(BinaryIO, stream), owned=False)), False
+    if whole is not None:
+        encoder = Encoder(codec, first, member, io.BytesIO(whole[BLOCK:]))
+        return b"".join(iter(lambda: encoder.read(CHUNK), b"")), True
+    source = cast(BinaryIO, stream)
+    if not source.seekable():
+        return cast(BinaryIO, Encoder(codec, first, member, source)), True
+    rest_at = source.tell()
+
+    def make() -> BinaryIO:  # rewound by a retrying layer: encode again from the spool
+        source.seek(rest_at)
+        return cast(BinaryIO, Encoder(codec, first, member, source))
+
+    return cast(BinaryIO, Restartable(make)), True
+
+
+def open_blob(backend: Backend, key: str) -> BinaryIO:
+    """The original content of the blob at ``key`` (plain or compressed), streamed; seekable
+    when compressed (only the blocks needed are read after a seek)."""
+    stream = backend.open_read(key)
+    try:
+        head = read_full(stream, PEEK)
+        codec = detect(head)
+    except BaseException:
+        stream.close()
+        raise
+    if codec is None:
+        return cast(BinaryIO, io.BufferedReader(Prepended(head, stream)))
+    first = [True]
+
+    def opener(a: int, b: int | None) -> BinaryIO:
+        if first[0] and a == 0 and b is None:
+            first[0] = False
+            return cast(BinaryIO, io.BufferedReader(Prepended(head, stream)))
+        return backend.open_read(key, a, b)
+
+    def index() -> Index:
+        found = load_index(opener, backend.info(key).size, head)
+        if found is None:  # pragma: no cover - a blob never changes
+            raise StorageIOError(f"history blob {key!r} changed while read")
+        return found
+
+    return cast(BinaryIO, io.BufferedReader(Decoded(codec, opener, index), 256 * 1024))
+
+
+def hash_blob(backend: Backend, key: str) -> str:
+    """The SHA-256 hex of the blob's original content (what its name must be)."""
+    digest = hashlib.sha256()
+    with open_blob(backend, key) as stream:
+        while chunk := stream.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def mark_schema(engine: PortableEngine) -> None:
+    """Raise the history's ``format.json`` to schema 4 before its first compressed blob, so an
+    older storied refuses the history (its "reads up to N" error) instead of serving
+    compressed bytes. Never lowers a schema."""
+    if engine._schema >= COMPRESSED_SCHEMA:
+        return
+    marker = engine._meta("format.json")
+    found = engine._read_format(marker)
+    schema = found.get("schema_version", 0)
+    if not isinstance(schema, int) or schema < COMPRESSED_SCHEMA:
+        found["schema_version"] = COMPRESSED_SCHEMA
+        engine._put(marker, json.dumps(found).encode())
+    engine._schema = COMPRESSED_SCHEMA
