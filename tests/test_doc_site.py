@@ -89,6 +89,8 @@ def test_every_guide_page_is_built_and_in_the_nav(site: Path) -> None:
     ("crypto", ["storied.crypto.Keyring"]),
     ("optimize", ["storied.optimize.DuplicateGroup", "storied.optimize.find_duplicates"]),
     ("web", ["storied.web.create_app"]),
+    ("results", ["storied.versioning.engine.VerifyReport", "storied.SkipStrategy",
+                 "storied.events.model.Event", "storied.core.locking.Lock"]),
 ])
 def test_reference_pages_are_generated_from_docstrings(site: Path, page: str,
                                                        anchors: list[str]) -> None:
