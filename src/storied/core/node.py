@@ -65,7 +65,7 @@ _WRITE_MODES = frozenset("wax+")
 
 class StorageNode(
     RemovalMethods, VersionMethods, TagMethods, DiffMethods, IntegrationMethods, LockMethods,
-    PathlibMethods, TransferMethods, StreamingMethods, ObjectLockMethods,
+    TransferMethods, PathlibMethods, StreamingMethods, ObjectLockMethods,
 ):
     """A file or directory on a mount. Make them with ``StorageManager.node('mount:path')``.
 
