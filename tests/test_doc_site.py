@@ -78,7 +78,7 @@ def test_every_guide_page_is_built_and_in_the_nav(site: Path) -> None:
     ("node", ["storied.StorageNode.read_text", "storied.StorageNode.copy_to",
               "storied.StorageNode.tag_version", "storied.StorageNode.diff_json_versions",
               "storied.StorageNode.lock", "storied.StorageNode.glob",
-              "storied.StorageNode.move_to|storied.core.copying.TransferMethods.move_to"]),
+              "storied.StorageNode.move_to"]),
     ("errors", ["storied.errors.StorageError", "storied.errors.PathEscapeError"]),
     ("capabilities", ["storied.capabilities.Capabilities"]),
     ("info", ["storied.info.Info"]),
