@@ -44,7 +44,7 @@ DEFAULT_THRESHOLD = 8 * 1024 * 1024
 #: the threshold (at least 5 MiB), so 8 MiB by default.
 DEFAULT_CHUNKSIZE: int | None = None
 #: Parts (uploads) or ranged GETs (``stream_download``) in flight at once.
-DEFAULT_MAX_CONCURRENCY = 8
+DEFAULT_MAX_CONCURRENCY = 4
 #: Seconds to wait for a TCP connection.
 DEFAULT_CONNECT_TIMEOUT = 5.0
 #: Seconds to wait for a byte of an answer.

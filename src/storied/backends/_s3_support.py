@@ -402,19 +402,24 @@ def parts(head: bytes, stream: BinaryIO, part_size: int) -> Iterator[bytes]:
     """Cut ``head`` + the rest of ``stream`` into upload parts.
 
     Every part but the last has the full size, which doubles every 1000 parts (capped at 5 GiB)
-    so that an unknown-length stream fits S3's 10000-part limit. Holds one part in memory.
+    so that an unknown-length stream fits S3's 10000-part limit. Holds one part in memory
+    (plus what is left of ``head``), copying each byte at most once more.
     """
-    buffer, number = head, 0
+    pending, number = head, 0
     while True:
         size = min(part_size << (number // 1000), MAX_PART)
-        if len(buffer) < size:
-            buffer += read_full(stream, size - len(buffer))
-        if not buffer:
+        if len(pending) >= size:
+            part, pending = pending[:size], pending[size:]
+        else:
+            rest = read_full(stream, size - len(pending))
+            part, pending = (pending + rest if pending else rest), b""
+        if not part:
             return
-        yield buffer[:size]
-        if len(buffer) < size:
+        yield part
+        if len(part) < size:
             return  # a short part: the stream is exhausted
-        buffer, number = buffer[size:], number + 1
+        del part
+        number += 1
 
 
 # --------------------------------------------------------------------------- writes
