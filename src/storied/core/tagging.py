@@ -219,6 +219,7 @@ class TagMethods:
             Otherwise: the version dicts that were removed.
         """
         from storied.policies.retention import check_rules, plan_retention
+        from storied.versioning.catalog import Locks
         from storied.versioning.history import merged_lock_reasons
         from storied.versioning.maintenance import maintenance
 
@@ -229,10 +230,11 @@ class TagMethods:
         def plan() -> tuple[list[Any], dict[str, Any]]:
             found = history.versions(self._path)
             tags: dict[str, list[str]] = {}
-            for name, vid in history.refs(self._path).tags.items():
+            refs = history.refs(self._path)  # tags and locks: one read
+            for name, vid in refs.tags.items():
                 tags.setdefault(vid, []).append(name)
             snaps = history.engine.catalog.snapshot_refs().get(history._p(self._path), {})
-            holds = merged_lock_reasons(history.engine, found, history.locks(self._path))
+            holds = merged_lock_reasons(history.engine, found, Locks(refs.locks))
             decisions = plan_retention(found, moment, keep_last, keep_days, tags, snaps, holds)
             return decisions, {v.version_id: v for v in found}
 

@@ -3,18 +3,19 @@
 Layout under the history root (``.storied/`` by default)::
 
     refs/<path>/refs.json     {"schema_version": 1, "tags": {name: version_id},
-                               "annotations": {version_id: {key: value}}}
-    refs/<path>/locks.json    {"schema_version": 1, "versions": {version_id: {"legal_hold":
-                               true, "mode": "GOVERNANCE", "until": "<iso>"}}}
+                               "annotations": {version_id: {key: value}},
+                               "locks": {version_id: {"legal_hold": true,
+                                                      "mode": "GOVERNANCE", "until": "<iso>"}}}
     snapshots/<tag>.json      {"schema_version": 1, "tag", "prefix", "created", "files": {path: id}}
     locks/maintenance         the maintenance lease (storied.versioning.maintenance)
 
 A file's ``refs.json`` changes only by compare-and-swap (the backend's conditional write:
 replace-if-etag-matches, create-only when absent), retried on conflict, so two processes
-tagging or annotating the same file at once lose nothing. ``locks.json`` (legal holds and
-retention periods, see :mod:`storied.core.objectlock`) changes the same way; it is a separate
-object so that a writer of tags, old or new, can never drop a lock it does not know about, and so
-that files without locks cost a cleanup no read (a walk of ``refs/`` shows which have one).
+tagging or annotating the same file at once lose nothing. ``locks`` (legal holds and retention
+periods, see :mod:`storied.core.objectlock`) live in the same object, changed the same way, so
+a cleanup learns a file's tags and locks from the one read it already makes. Every writer keeps
+the keys it does not change (``Refs`` carries unknown top-level keys through), so a tag writer
+never drops a lock.
 Snapshot manifests are written once, create-only, and never change.
 """
 
@@ -24,7 +25,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from storied import paths
 from storied.backends.base import Backend
@@ -41,34 +42,44 @@ __all__ = ["Catalog", "Locks", "Refs", "Snapshot"]
 
 SCHEMA_VERSION = 1
 _MAX_ATTEMPTS = 50
-_T = TypeVar("_T", "Refs", "Locks")
 
 
 @dataclass
 class Refs:
-    """The mutable records of one file: tag names and per-version annotations."""
+    """The mutable records of one file: tag names, per-version annotations, legal holds and
+    retention periods (``locks``), and any other top-level key a newer writer added
+    (``extra``, written back unchanged)."""
 
     tags: dict[str, str] = field(default_factory=dict)
     annotations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    locks: dict[str, Lock] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def tags_of(self, version_id: str) -> list[str]:
         """Tag names pointing at ``version_id``, sorted."""
         return sorted(name for name, vid in self.tags.items() if vid == version_id)
 
     def to_json(self) -> bytes:
-        body = {"schema_version": SCHEMA_VERSION, "tags": self.tags,
-                "annotations": self.annotations}
+        body: dict[str, Any] = {**self.extra, "schema_version": SCHEMA_VERSION,
+                                "tags": self.tags, "annotations": self.annotations}
+        if self.locks:
+            body["locks"] = {vid: lock.to_json() for vid, lock in self.locks.items()}
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> Refs:
         data = json.loads(raw)
-        return cls(dict(data.get("tags", {})), dict(data.get("annotations", {})))
+        locks = data.get("locks") or {}
+        extra = {k: v for k, v in data.items()
+                 if k not in ("schema_version", "tags", "annotations", "locks")}
+        return cls(dict(data.get("tags", {})), dict(data.get("annotations", {})),
+                   {str(vid): Lock.from_json(entry) for vid, entry in locks.items()
+                    if isinstance(entry, dict)}, extra)
 
 
 @dataclass
 class Locks:
-    """The legal holds and retention periods of one file's versions."""
+    """The legal holds and retention periods of one file's versions (``Refs.locks``)."""
 
     versions: dict[str, Lock] = field(default_factory=dict)
 
@@ -82,18 +93,6 @@ class Locks:
             self.versions[version_id] = lock
         else:
             self.versions.pop(version_id, None)
-
-    def to_json(self) -> bytes:
-        body = {"schema_version": SCHEMA_VERSION,
-                "versions": {vid: lock.to_json() for vid, lock in self.versions.items()}}
-        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> Locks:
-        data = json.loads(raw)
-        found = data.get("versions", {}) if isinstance(data, dict) else {}
-        return cls({str(vid): Lock.from_json(entry) for vid, entry in found.items()
-                    if isinstance(entry, dict)})
 
 
 @dataclass(frozen=True)
@@ -148,19 +147,18 @@ class Catalog:
         Raises:
             UnsupportedOperation: The storage has no conditional writes, so updates could be lost.
         """
-        return self._swap(path, "refs.json", Refs, change, "tags and annotations")
+        return self._swap(path, change, "tags and annotations")
 
-    def _swap(self, path: str, name: str, kind: type[_T], change: Callable[[_T], None],
-              what: str) -> _T:
-        """Compare-and-swap ``refs/<path>/<name>`` (create-only when absent), retried."""
+    def _swap(self, path: str, change: Callable[[Refs], None], what: str) -> Refs:
+        """Compare-and-swap ``refs/<path>/refs.json`` (create-only when absent), retried."""
         if not self.backend.capabilities.conditional_write:
             raise UnsupportedOperation(
                 f"{self.backend.protocol}: {what} need conditional writes, "
                 "which this storage does not offer"
             )
-        key = self._key("refs", path, name)
+        key = self._key("refs", path, "refs.json")
         for attempt in range(_MAX_ATTEMPTS):
-            found, etag = self._read_with_etag(key, kind)
+            found, etag = self._read_with_etag(key)
             change(found)
             try:
                 if etag is None:
@@ -172,21 +170,35 @@ class Catalog:
                 time.sleep(min(0.2, 0.002 * 2**attempt))
         raise PreconditionFailedError(f"Too much contention updating the {what} of {path!r}")
 
-    def _read_with_etag(self, key: str, kind: type[_T]) -> tuple[_T, str | None]:
+    def _read_with_etag(self, key: str) -> tuple[Refs, str | None]:
         try:
             info = self.backend.info(key)
             raw = self.backend.read_bytes(key)
         except StorageNotFoundError:
-            return kind(), None
-        return kind.from_json(raw), info.etag
+            return Refs(), None
+        return Refs.from_json(raw), info.etag
+
+    def refs_below(self, prefix: str) -> dict[str, Refs]:
+        """Refs of every file below ``prefix`` (or of the file ``prefix``): one listing, then one
+        read per file that has any (files without refs cost nothing)."""
+        base = self._key("refs")
+        try:
+            entries = list(self.backend.walk(self._key("refs", prefix)))
+        except (StorageNotFoundError, NotADirectoryError):
+            return {}
+        found: dict[str, Refs] = {}
+        for entry in entries:
+            parent, _, name = entry.path.rpartition("/")
+            if name == "refs.json":
+                path = paths.relative_to(parent, base)
+                found[path] = Refs.from_json(self.backend.read_bytes(entry.path))
+        return found
 
     # ---------------------------------------------------------------- locks
     def locks(self, path: str) -> Locks:
-        """The legal holds and retention periods of ``path``'s versions: one read."""
-        try:
-            return Locks.from_json(self.backend.read_bytes(self._key("refs", path, "locks.json")))
-        except StorageNotFoundError:
-            return Locks()
+        """The legal holds and retention periods of ``path``'s versions (one read of its
+        refs; a caller that has the :class:`Refs` uses ``Locks(refs.locks)``)."""
+        return Locks(self.refs(path).locks)
 
     def update_locks(self, path: str, change: Callable[[Locks], None]) -> Locks:
         """Apply ``change`` to the locks of ``path`` atomically (as :meth:`update_refs`).
@@ -194,41 +206,14 @@ class Catalog:
         Raises:
             UnsupportedOperation: The storage has no conditional writes.
         """
-        return self._swap(path, "locks.json", Locks, change, "legal holds and retention")
-
-    def locks_below(self, prefix: str) -> dict[str, Locks]:
-        """Locks of every file below ``prefix`` (or of the file ``prefix``): one walk, then one
-        read per file that has any."""
-        return {p: Locks.from_json(raw) for p, _, raw in self._below(prefix, ("locks.json",))}
+        refs = self._swap(path, lambda r: change(Locks(r.locks)), "legal holds and retention")
+        return Locks(refs.locks)
 
     def records_below(self, prefix: str) -> tuple[dict[str, Refs], dict[str, Locks]]:
-        """:meth:`refs_below` and :meth:`locks_below` from one walk (bulk cleanup/compaction):
-        one read per file that has refs, one per file that has locks."""
-        refs: dict[str, Refs] = {}
-        locks: dict[str, Locks] = {}
-        for path, name, raw in self._below(prefix, ("refs.json", "locks.json")):
-            if name == "refs.json":
-                refs[path] = Refs.from_json(raw)
-            else:
-                locks[path] = Locks.from_json(raw)
-        return refs, locks
-
-    def _below(self, prefix: str, names: tuple[str, ...]) -> Iterator[tuple[str, str, bytes]]:
-        base = self._key("refs")
-        try:
-            entries = list(self.backend.walk(self._key("refs", prefix)))
-        except (StorageNotFoundError, NotADirectoryError):
-            return
-        for entry in entries:
-            parent, _, found = entry.path.rpartition("/")
-            if found in names:
-                raw = self.backend.read_bytes(entry.path)
-                yield paths.relative_to(parent, base), found, raw
-
-    def refs_below(self, prefix: str) -> dict[str, Refs]:
-        """Refs of every file below ``prefix`` (or of the file ``prefix``): one listing, then one
-        read per file that has any (files without refs cost nothing)."""
-        return {p: Refs.from_json(raw) for p, _, raw in self._below(prefix, ("refs.json",))}
+        """:meth:`refs_below`, and the locks of the files that have any (bulk cleanup and
+        compaction): one walk, one read per file that has refs."""
+        refs = self.refs_below(prefix)
+        return refs, {p: Locks(r.locks) for p, r in refs.items() if r.locks}
 
     # ---------------------------------------------------------------- snapshots
     def create_snapshot(self, snapshot: Snapshot) -> None:

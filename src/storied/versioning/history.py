@@ -123,14 +123,15 @@ class MountHistory:
         """``{version_id: why}`` for versions that may not be removed: tags, snapshots, legal
         holds and unexpired retention (``found``: the listing, when the caller has it; the
         bucket's default retention needs it). ``why`` joins every reason (``'tagged:x,
-        legal-hold'``). Costs the refs read, the snapshot manifests and the locks read."""
+        legal-hold'``). Costs the refs read (tags and locks) and the snapshot manifests."""
         why: dict[str, list[str]] = {}
-        for name, vid in sorted(self.refs(path).tags.items()):
+        refs = self.refs(path)
+        for name, vid in sorted(refs.tags.items()):
             why.setdefault(vid, []).append(f"tagged:{name}")
         full = self._p(path)
         for vid, tags in self.engine.catalog.snapshot_refs().get(full, {}).items():
             why.setdefault(vid, []).append(f"snapshot:{tags[0]}")
-        locks = self.locks(path)
+        locks = Locks(refs.locks)
         listed = found if found is not None else (
             self.versions(path) if locks.versions or native_lock_backend(self.engine) else [])
         for vid, reasons in merged_lock_reasons(self.engine, listed, locks).items():
