@@ -3,8 +3,10 @@
 A blob is named by the SHA-256 of the *original* content, as always. Its stored bytes are
 either that content (plain, every blob before schema 4) or the content in storied's
 compressed layout (:mod:`storied.backends._compress_format`, zstd: a standard multi-frame
-stream with a block index). A blob is compressed when ``zstandard`` is installed, it has at
-least 4 KiB and its first block shrinks by 10% or more. Content that itself starts with
+stream with a block index). A blob is compressed when ``zstandard`` is installed, it is
+larger than 4 KiB, its first block shrinks by 10% or more, and (for blobs held in memory) the
+result takes fewer 4 KiB allocation units than the content: a 4 KiB file costs one disk block
+however small it compresses. Content that itself starts with
 storied's compression marker is always stored compressed (zstd, else gzip), so a stored blob
 that starts with the marker is always a compressed one: readers tell the two apart from the
 first bytes, with no metadata and no other name.
@@ -17,7 +19,15 @@ import io
 import json
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from storied.backends._compress_format import BLOCK, PEEK, Codec, Index, codec_named, detect
+from storied.backends._compress_format import (
+    BLOCK,
+    PEEK,
+    Codec,
+    Index,
+    codec_named,
+    detect,
+    is_marked,
+)
 from storied.backends._compress_io import (
     Decoded,
     Encoder,
@@ -38,6 +48,8 @@ __all__ = ["COMPRESSED_SCHEMA", "blob_codec", "encode_blob", "hash_blob", "open_
 
 #: The history schema that allows compressed blobs (older storied refuses it: "reads up to 3").
 COMPRESSED_SCHEMA = 4
+#: Filesystem allocation unit: a blob is compressed only when that saves at least one.
+_BLOCK = 4096
 _codec_cache: list[Codec | None] = []
 
 
@@ -58,14 +70,17 @@ def encode_blob(data: Data) -> tuple[Data, bool]:
     stream = cast(BinaryIO, data) if whole is None else None
     first = whole[:BLOCK] if whole is not None else read_full(cast(BinaryIO, stream), BLOCK)
     codec = blob_codec()
-    member, codec = first_member(codec, first, 4096, 0.9)
+    member, codec = first_member(codec, first, _BLOCK + 1, 0.9)
     if member is None or codec is None:
         if whole is not None:
             return whole, False
         return cast(BinaryIO, Prepended(first, cast(BinaryIO, stream), owned=False)), False
     if whole is not None:
         encoder = Encoder(codec, first, member, io.BytesIO(whole[BLOCK:]))
-        return b"".join(iter(lambda: encoder.read(CHUNK), b"")), True
+        packed = b"".join(iter(lambda: encoder.read(CHUNK), b""))
+        if -(-len(packed) // _BLOCK) >= -(-len(whole) // _BLOCK) and not is_marked(whole):
+            return whole, False  # no disk block saved
+        return packed, True
     source = cast(BinaryIO, stream)
     if not source.seekable():
         return cast(BinaryIO, Encoder(codec, first, member, source)), True
