@@ -158,6 +158,21 @@ class LockConformance:
         node.cleanup_versions(keep_last=0)
         assert set(self._ids(node)) == {held, retained}
 
+    def test_bulk_cleanup_and_compaction_keep_locked_versions(self, sm: StorageManager) -> None:
+        a = self._history(sm, "v:bulk/a.txt", ["d", "d", "x", "y"])
+        b = self._history(sm, "v:bulk/b.txt", ["1", "2", "3"])
+        d1, d2, x, y = self._ids(a)
+        b0, b1, b2 = self._ids(b)
+        a.set_legal_hold(True, version=d2)  # the duplicate compaction would remove
+        a.set_retention("GOVERNANCE", _soon(3600), version=x)
+        b.set_legal_hold(True, version=b0)
+        assert sm.bulk_compact_versions("v:bulk", dry_run=True) == {}
+        assert sm.bulk_compact_versions("v:bulk") == {}
+        plan = sm.bulk_cleanup_versions("v:bulk", keep_last=1, dry_run=True)
+        assert plan == {"v:bulk/a.txt": [d1], "v:bulk/b.txt": [b1]}
+        assert sm.bulk_cleanup_versions("v:bulk", keep_last=1) == plan
+        assert self._ids(a) == [d2, x, y] and self._ids(b) == [b0, b2]
+
     def test_snapshot_deletion_keeps_locked_versions(self, sm: StorageManager) -> None:
         node = self._history(sm, "v:s/a.txt", ["a", "b"])
         first = self._ids(node)[0]
