@@ -187,7 +187,8 @@ class ObjectLockMethods:
         history, native = self._lock_where(what)
         target = history.resolve(self._path, self._wanted(version))
         if native is not None:
-            return native.object_lock(self._native_key(history), target.version_id)
+            found: Lock = native.object_lock(self._native_key(history), target.version_id)
+            return found
         return history.locks(self._path).get(target.version_id)
 
     def _change_lock(self, what: str, version: int | str, compute: Compute, protecting: bool,

@@ -12,6 +12,7 @@ that servers which enforce them on their own clock (S3) agree with storied's inj
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -104,13 +105,14 @@ class LockConformance:
         until = _soon(3600).replace(microsecond=0)
         node.set_retention("GOVERNANCE", until, version=0)
         node.set_retention("COMPLIANCE", until, version=0)  # raising the mode is allowed
-        for attempt in (
+        attempts: list[Callable[[], object]] = [
             lambda: node.set_retention("COMPLIANCE", until - timedelta(minutes=1), version=0,
                                        bypass_governance=True),
             lambda: node.set_retention("GOVERNANCE", until + timedelta(hours=1), version=0,
                                        bypass_governance=True),
             lambda: node.set_retention(None, None, version=0, bypass_governance=True),
-        ):
+        ]
+        for attempt in attempts:
             with pytest.raises(StoragePermissionError, match="COMPLIANCE"):
                 attempt()
         assert node.get_retention(0) == {"mode": "COMPLIANCE", "until": until}
@@ -120,14 +122,15 @@ class LockConformance:
     def test_bad_arguments_change_nothing(self, sm: StorageManager) -> None:
         node = self._history(sm, "v:b.txt", ["a", "b"])
         naive = datetime.now() + timedelta(days=1)
-        for attempt in (
+        bad: list[Callable[[], object]] = [
             lambda: node.set_retention("GOVERNANCE", naive),
             lambda: node.set_retention("GOVERNANCE", _soon(-60)),
             lambda: node.set_retention("FOREVER", _soon(60)),
             lambda: node.set_retention("GOVERNANCE", None),
             lambda: node.set_retention(None, _soon(60)),
-            lambda: node.set_legal_hold("yes"),  # type: ignore[arg-type]
-        ):
+            lambda: node.set_legal_hold("yes"),
+        ]
+        for attempt in bad:
             with pytest.raises(InvalidArgumentError):
                 attempt()
         with pytest.raises(StorageNotFoundError):
