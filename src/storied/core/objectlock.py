@@ -61,7 +61,6 @@ class ObjectLockMethods:
     _path: str
     _version: int | str | None
     _mount_name: str | None
-    _listed: Info | None
 
     if TYPE_CHECKING:
 
@@ -273,7 +272,8 @@ class ObjectLockMethods:
             StorageNotFoundError: No such file.
             UnsupportedOperation: The storage has no storage classes.
         """
-        listed = getattr(self._listed, "storage_class", None) if self._listed else None
+        known: Info | None = getattr(self, "_listed", None)  # what a listing said, if any
+        listed = getattr(known, "storage_class", None) if known is not None else None
         inner, key = self._s3_target("storage classes")
         if isinstance(listed, str) and listed:
             return listed
