@@ -129,7 +129,7 @@ def test_hook_lists_every_adr_and_config_page(tmp_path: Path) -> None:
     """The nav hook fills the ADR section from docs/adr/ and adds CONFIG.md once it exists."""
     hooks = _hooks()
     (tmp_path / "adr").mkdir()
-    (tmp_path / "adr" / "0002-b.md").write_text("# ADR 0002: bee\n", encoding="utf-8")
+    (tmp_path / "adr" / "0002-b.md").write_text("# 0002: `bee`\n", encoding="utf-8")
     (tmp_path / "adr" / "0001-a.md").write_text("intro\n# ADR 0001: ay\n", encoding="utf-8")
 
     def nav() -> list[object]:

@@ -22,11 +22,21 @@ _LITERAL = re.compile(r"(?<!:)::</p>")
 _ROLE = re.compile(r":(?:class|meth|func|data|mod|attr|exc|obj):<code>(~?)([^<]+)</code>")
 
 
+_ADR_NUMBER = re.compile(r"^(?:ADR\s*)?(\d{4})\s*[:.-]?\s*", re.IGNORECASE)
+
+
 def _title(path: Path) -> str:
+    """An ADR's nav label: its first heading as ``ADR NNNN: title``, without code marks."""
+    title = path.stem
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.startswith("# "):
-            return line[2:].strip()
-    return path.stem
+            title = line[2:].strip().replace("`", "")
+            break
+    match = _ADR_NUMBER.match(title) or _ADR_NUMBER.match(path.stem)
+    if match:
+        rest = title[match.end():] if _ADR_NUMBER.match(title) else title
+        title = f"ADR {match.group(1)}: {rest}"
+    return title
 
 
 def on_config(config: Any) -> Any:
