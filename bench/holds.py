@@ -7,7 +7,7 @@ One file with 1,000 versions per scenario, ``cleanup_versions(keep_last=10)``:
 
 (a) no lock anywhere: the baseline;
 (b) 20 of the versions under legal hold, set through storied (PutObjectLegalHold, recorded in
-    ``refs/<path>/locks.json`` too; not counted);
+    ``refs/<path>/refs.json`` too; not counted);
 (c) a bucket whose default retention (GOVERNANCE, 1 day) locks every version, no per-version
     call at all: the protection is computed from the listing's LastModified.
 
@@ -20,10 +20,10 @@ version: 1,000 requests.
 Run: ``.venv/bin/python bench/holds.py [--versions N] [--held M] [--real]`` (about 1.5
 minutes without ``--real``: seeding 3,000 versions into moto and setting the holds dominate).
 
-Measured (moto 5.2.5, 1,000 versions, keep_last=10): 4 requests for the plan in all three
-scenarios (LISTVERSIONS 1, GET 2 = refs.json + locks.json, LIST 1 = snapshot manifests): 0 extra
-per version; the lock feature costs one GET per file (locks.json, a 404 when it has none; bulk
-cleanups see from their one walk of refs/ which files have one, and read only those).
+Measured (moto 5.2.5, 1,000 versions, keep_last=10): 3 requests for the plan in all three
+scenarios (LISTVERSIONS 1, GET 1 = refs.json with tags and locks, LIST 1 = snapshot manifests):
+0 extra per version and 0 extra per file (locks ride in the refs read a cleanup already makes;
+the bucket's lock configuration is read once per mount and cached).
 """
 
 from __future__ import annotations

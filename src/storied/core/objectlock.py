@@ -6,14 +6,14 @@ Two engines, one set of rules (:func:`storied.policies.retention.check_retention
   GetObjectLockConfiguration): the native calls (PutObjectLegalHold, PutObjectRetention with
   ``BypassGovernanceRetention``; reads are one HEAD of the version). storied checks the rules
   itself before it sends anything (a server that does not, such as moto, cannot be talked into
-  shortening a COMPLIANCE period) and records what it set in the catalog too
-  (``refs/<path>/locks.json``), so a cleanup knows which versions are locked from the listing
-  and one read per file, without a request per version. The server stays the final judge: a
+  shortening a COMPLIANCE period) and records what it set in the catalog too (``locks`` in
+  ``refs/<path>/refs.json``), so a cleanup knows which versions are locked from the listing and
+  the refs read it makes anyway, without a request per version. The server stays the final judge: a
   delete it refuses is a :class:`~storied.errors.StoragePermissionError`.
 - **Every other versioned mount** (the portable engine anywhere, native S3 without Object
-  Lock): storied records holds and retention in ``refs/<path>/locks.json``, changed only by
-  compare-and-swap (like tags), so every process sees them and they survive restarts; storied
-  enforces them in every deletion path (``delete_version``, ``cleanup_versions``,
+  Lock): storied records holds and retention in ``refs/<path>/refs.json`` (key ``locks``),
+  changed only by compare-and-swap (like tags), so every process sees them and they survive
+  restarts; storied enforces them in every deletion path (``delete_version``, ``cleanup_versions``,
   ``compact_versions``, the bulk forms). It needs conditional writes (SFTP/WebDAV histories
   refuse, as they refuse tags).
 

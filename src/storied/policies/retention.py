@@ -134,7 +134,7 @@ class Lock:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Lock:
-        """The lock a ``locks.json`` entry records (unknown or broken fields protect: a
+        """The lock a ``refs.json`` ``locks`` entry records (unknown or broken fields protect: a
         malformed ``until`` is read as never expiring)."""
         mode = data.get("mode")
         until: datetime | None = None
