@@ -249,7 +249,8 @@ def listed_info(obj: dict[str, Any]) -> Info:
     """The :class:`Info` of one ``Contents`` entry of a listing (no HEAD needed)."""
     etag = unquote(obj.get("ETag"))
     mtime = timestamp(obj.get("LastModified"))
-    return Info(obj["Key"], False, int(obj.get("Size", 0)), mtime, etag, md5_of(etag))
+    return Info(obj["Key"], False, int(obj.get("Size", 0)), mtime, etag, md5_of(etag),
+                storage_class=obj.get("StorageClass") or None)  # fmt: skip
 
 
 def byte_range(start: int, end: int | None) -> dict[str, str]:

@@ -86,6 +86,7 @@ _CAPS = Capabilities(
     hash_on_metadata=True, range_reads=True, atomic_operations=True,
     empty_dirs=False, atomic_rename=False, append_mode=False,
     seek_support=True,  # seeks turn into bounded ranged GETs pinned to the version read
+    storage_classes=True,
 )  # fmt: skip
 
 
@@ -256,7 +257,8 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         md5 = None if head.get("ServerSideEncryption") == "aws:kms" else md5_of(etag)
         size, mtime = int(head.get("ContentLength", 0)), timestamp(head.get("LastModified"))
         metadata = dict(head.get("Metadata") or {})
-        return Info(path, False, size, mtime, etag, md5, metadata, head.get("VersionId"))
+        return Info(path, False, size, mtime, etag, md5, metadata, head.get("VersionId"),
+                    storage_class=head.get("StorageClass") or "STANDARD")  # fmt: skip
 
     def list(self, path: str) -> Iterator[Info]:
         """ListObjectsV2 with ``Delimiter='/'``: one request per 1000 children."""

@@ -30,7 +30,7 @@ from storied.errors import (
 )
 
 if TYPE_CHECKING:
-    from storied.info import Info
+    from storied.core.node import StorageNode
 
 __all__ = ["DEFAULT_CHUNK", "DownloadStream", "StreamingMethods"]
 
@@ -152,19 +152,11 @@ class _Source(io.RawIOBase):
 class StreamingMethods:
     """Mixed into :class:`~storied.core.node.StorageNode`."""
 
-    if TYPE_CHECKING:
-        fullpath: str
-        version: int | str | None
-
-        def info(self) -> Info: ...
-
-        def _store(self, data: Any, metadata: dict[str, str] | None = None, *,
-                   exclusive: bool = False, if_match: str | None = None) -> None: ...
-
     def _info_or_none_dir(self) -> bool:
         """Whether the path is a directory (False when nothing is there or it cannot tell)."""
+        node: StorageNode = self  # type: ignore[assignment]
         try:
-            return self.info().is_dir
+            return node.info().is_dir
         except StorageError:
             return False
 
@@ -190,28 +182,29 @@ class StreamingMethods:
         from storied.core import pinned
         from storied.info import check_range
 
+        node: StorageNode = self  # type: ignore[assignment]
         chunk_size = _positive("chunk_size", chunk_size)
         check_range(start, end)
         try:
             with sequential_reads(chunk_size):
-                stream = pinned.open_range(self, start, end)  # type: ignore[arg-type]
+                stream = pinned.open_range(node, start, end)
         except StorageNotFoundError:
             # S3 answers 404 for an implied directory (a key prefix): say what it is
-            if self.version is None and self._info_or_none_dir():
-                raise IsADirectoryStorageError(f"Is a directory: {self.fullpath}") from None
+            if node.version is None and self._info_or_none_dir():
+                raise IsADirectoryStorageError(f"Is a directory: {node.fullpath}") from None
             raise
         try:
             known = getattr(getattr(stream, "raw", stream), "storied_size", None)
             if isinstance(known, int) and not isinstance(known, bool):
                 size = known
             else:
-                total = self.info().size
+                total = node.info().size
                 stop = total if end is None else min(end, total)
                 size = max(0, stop - start)
         except BaseException:
             stream.close()
             raise
-        return DownloadStream(stream, size, chunk_size, self.fullpath)
+        return DownloadStream(stream, size, chunk_size, node.fullpath)
 
     def stream_upload(
         self,
@@ -245,12 +238,13 @@ class StreamingMethods:
         from storied.core.sealed import sealed_for_write
         from storied.core.writing import check_conditions
 
-        pinned.refuse_write(self)  # type: ignore[arg-type]
-        check_conditions(self, if_match, create_only)  # type: ignore[arg-type]
+        node: StorageNode = self  # type: ignore[assignment]
+        pinned.refuse_write(node)
+        check_conditions(node, if_match, create_only)
         reader = _Source(source, progress)
-        data = sealed_for_write(self, io.BufferedReader(reader, _READ), encrypted)
-        self._store(data, metadata, exclusive=create_only, if_match=if_match)
-        self._listed = None
+        data = sealed_for_write(node, io.BufferedReader(reader, _READ), encrypted)
+        node._store(data, metadata, exclusive=create_only, if_match=if_match)
+        node._listed = None
         if progress is not None:
             progress(reader.done)
         return reader.done
