@@ -102,7 +102,7 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
 
     Args:
         bucket: The bucket name.
-        region: AWS region (default ``us-east-1``).
+        region: AWS region (default: the profile's or environment's, else ``us-east-1``).
         key: Access key id (None: boto3's usual credential chain).
         secret: Secret access key.
         token: Session token.
