@@ -13,6 +13,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -62,11 +63,18 @@ def best(op: Callable[[], object]) -> float:
     return min(times)
 
 
-def measure(root: str, codec: str | None, name: str, data: bytes) -> dict[str, float]:
+def measure(root: str, codec: str | None, name: str, data: bytes,
+            s3: str | None = None) -> dict[str, float]:
     folder = os.path.join(root, codec or "plain")
     os.makedirs(folder, exist_ok=True)
     sm = StorageManager()
     mount: dict[str, object] = {"name": "m", "type": "local", "base_path": folder}
+    if s3 is not None:
+        from storied.testing.s3server import make_bucket
+
+        bucket = make_bucket(s3, f"bench-cmp-{codec or 'plain'}-{os.urandom(4).hex()}")
+        mount = {"name": "m", "type": "s3", "bucket": bucket, "endpoint_url": s3,
+                 "key": "testing", "secret": "testing"}
     if codec:
         mount.update(compress=["*.json", "*.log"], compression=codec)
     sm.configure([mount])
@@ -81,7 +89,10 @@ def measure(root: str, codec: str | None, name: str, data: bytes) -> dict[str, f
             f.read(64 * 1024)
 
     rng = best(ranged)
-    stored = os.path.getsize(os.path.join(folder, name))
+    below = sm._raw["m"]
+    while below.__class__.__name__ != "Compressing" and hasattr(below, "inner"):
+        below = below.inner
+    stored = below.inner.info(name).size if codec else node.info().size  # type: ignore[attr-defined]
     sm.close()
     mb = len(data) / 1e6
     return {"write": mb / write, "read": mb / read, "range_ms": rng * 1000, "stored": stored}
@@ -89,23 +100,36 @@ def measure(root: str, codec: str | None, name: str, data: bytes) -> dict[str, f
 
 def main() -> None:
     root = tempfile.mkdtemp(prefix="storied-bench-cmp-")
+    moto = None
+    if "--no-s3" not in sys.argv:
+        from storied.testing.s3server import start_moto
+
+        moto = start_moto()
     try:
-        for label, data, name in (("JSON", json_data(SIZE), "data.json"),
-                                  ("logs", log_data(SIZE), "app.log")):
-            plain = measure(root, None, name, data)
-            print(f"\n{label}: {len(data) / 1e6:.1f} MB")
+        cases = [("local", None, "JSON", json_data(SIZE), "data.json"),
+                 ("local", None, "logs", log_data(SIZE), "app.log")]
+        if moto is not None:
+            cases.append(("S3 (moto, 127.0.0.1)", moto.endpoint_url, "logs",
+                          log_data(SIZE // 4), "app.log"))
+        for where, s3, label, data, name in cases:
+            plain = measure(root, None, name, data, s3)
+            print(f"\n{label} on {where}: {len(data) / 1e6:.1f} MB")
             print(f"  {'':6} {'write MB/s':>11} {'read MB/s':>10} {'64K range ms':>13} "
                   f"{'stored MB':>10} {'smaller':>8} {'write x':>8} {'read x':>7}")
             print(f"  {'plain':6} {plain['write']:11.0f} {plain['read']:10.0f} "
                   f"{plain['range_ms']:13.2f} {plain['stored'] / 1e6:10.2f}")
             for codec in ("gzip", "zstd"):
-                got = measure(root, codec, name, data)
+                got = measure(root, codec, name, data, s3)
                 print(f"  {codec:6} {got['write']:11.0f} {got['read']:10.0f} "
                       f"{got['range_ms']:13.2f} {got['stored'] / 1e6:10.2f} "
                       f"{len(data) / got['stored']:7.1f}x {got['write'] / plain['write']:7.2f}x "
                       f"{got['read'] / plain['read']:6.2f}x")
         print("\ntargets: >= 4x smaller; write >= 0.5x plain (gzip), >= 0.8x plain (zstd)")
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"load average during the run: {load:.1f} on {os.cpu_count()} CPUs")
     finally:
+        if moto is not None:
+            moto.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

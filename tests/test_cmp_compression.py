@@ -432,3 +432,38 @@ def test_instance_mounts_compress_too() -> None:
     sm.node("i:a.json").write_bytes(data)
     assert gzip.decompress(inner.read_bytes("a.json")) == data
     assert sm.node("i:a.json").read_bytes() == data
+
+
+def test_s3_costs_info_one_head_and_a_range_read_one_member(moto: MotoHandle,
+                                                            proxy: Any) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"cmpc-{uuid.uuid4().hex[:12]}")
+    sm = StorageManager()
+    sm.configure([{"name": "c", "type": "s3", "bucket": bucket,
+                   "endpoint_url": proxy.endpoint_url, "key": "testing", "secret": "testing",
+                   "compress": ["*.log"], "retries": 1}])
+    data = text(4 * BLOCK + 10)
+    sm.node("c:a.log").write_bytes(data)
+    stored_size = len(stored(sm, "a.log"))
+    proxy.reset()
+    assert sm.node("c:a.log").size() == len(data)
+    assert dict(proxy.counts) == {"HEAD": 1}  # size and MD5 from the object's metadata
+    proxy.reset()
+    with layer(sm).open_read("a.log", 2 * BLOCK + 5, 2 * BLOCK + 50) as stream:
+        assert stream.read() == data[2 * BLOCK + 5 : 2 * BLOCK + 50]
+    assert proxy.bytes_sent < stored_size / 2  # the index and one member, not the object
+    sm.close()
+
+
+def test_find_duplicates_sees_the_original_content(tmp_path: Path) -> None:
+    sm = StorageManager()
+    sm.configure([{"name": "c", "type": "local", "base_path": str(tmp_path),
+                   "compress": ["*.json"]}])
+    data = text(60_000)
+    for path in ("a.json", "b.json", "c.txt"):  # c.txt stored plain, same content
+        sm.node(f"c:{path}").write_bytes(data)
+    sm.node("c:d.json").write_bytes(text(60_000, seed=9))
+    groups = sm.find_duplicates("c:")
+    assert len(groups) == 1
+    group = groups[0]
+    assert group.size == len(data)
+    assert sorted(str(n.path) for n in group.nodes) == ["a.json", "b.json", "c.txt"]

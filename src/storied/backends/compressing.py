@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins
 import fnmatch
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -93,6 +94,7 @@ class Compressing(WrappedBackend):
         self.globs, self.codec = tuple(globs), codec
         self._deep = any("/" in g for g in globs)
         self._indexes: OrderedDict[tuple[object, ...], Index | None] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         # fast paths of the storage (local disks), used only on the reserved area / by name
@@ -234,16 +236,27 @@ class Compressing(WrappedBackend):
         return (info.path, info.etag, info.size, info.mtime, info.version_id)
 
     def _remember(self, path: str, info: Info, index: Index | None) -> None:
-        self._indexes[self._token(replace(info, path=path))] = index
-        while len(self._indexes) > 256:
-            self._indexes.popitem(last=False)
+        self._cache(self._token(replace(info, path=path)), index)
+
+    def _cache(self, token: tuple[object, ...], index: Index | None) -> None:
+        with self._lock:  # parallel transfers share the layer
+            self._indexes[token] = index
+            while len(self._indexes) > 512:
+                self._indexes.popitem(last=False)
+
+    def _cached(self, token: tuple[object, ...]) -> tuple[bool, Index | None]:
+        with self._lock:
+            if token not in self._indexes:
+                return False, None
+            self._indexes.move_to_end(token)
+            return True, self._indexes[token]
 
     def _index_of(self, info: Info, head: bytes | None = None) -> Index | None:
         """The index of the stored object ``info`` describes (None: stored plain)."""
         token = self._token(info)
-        if token in self._indexes:
-            self._indexes.move_to_end(token)
-            return self._indexes[token]
+        known, found = self._cached(token)
+        if known:
+            return found
         path = info.path
         index = load_index(lambda a, b: self.inner.open_read(path, a, b), info.size, head)
         self._remember(path, info, index)
@@ -329,13 +342,14 @@ class Compressing(WrappedBackend):
 
     def _version_index(self, path: str, version_id: str, size: int | None = None) -> Index | None:
         token: tuple[object, ...] = ("version", path, version_id)
-        if token in self._indexes:
-            return self._indexes[token]
+        known, found_index = self._cached(token)
+        if known:
+            return found_index
         if size is None:
             found = [v for v in self.inner.list_versions(path) if v.version_id == version_id]
             size = found[0].size if found else 0
         index = load_index(lambda a, b: self.inner.open_version(path, version_id, a, b), size)
-        self._indexes[token] = index
+        self._cache(token, index)
         return index
 
     def list_versions(self, path: str) -> builtins.list[ObjectVersion]:
