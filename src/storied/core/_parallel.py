@@ -3,9 +3,11 @@
 One thread, the caller's, sees every result and calls every callback: workers only put
 messages on a queue (bytes read so far, a file done), and the calling thread drains it. So
 ``progress(done, total)`` is called with ``done`` going 1, 2, 3 ... and byte totals only grow,
-whatever the pool. At most ``workers`` items are in flight: a stop (the first error under the
-``'raise'`` policy) starts nothing new and waits for the items already running, so no file is
-left half-handled.
+whatever the pool. At most ``workers`` items run at once (storied's own pool has that many
+threads, with a few items queued ahead of them so that no thread idles while the calling
+thread waits for the interpreter lock; on a caller's executor at most ``workers`` items are
+submitted). A stop (the first error under the ``'raise'`` policy) cancels the queued items,
+starts nothing new and waits for the items already running, so no file is left half-handled.
 
 With ``workers=1`` and no executor, items run one after the other in the calling thread (no
 thread at all): exactly the sequential behaviour.
@@ -37,6 +39,8 @@ __all__ = [
 DEFAULT_REMOTE_WORKERS = 8
 #: Items kept in flight on a caller's executor when ``workers`` is not given.
 EXTERNAL_IN_FLIGHT = 16
+#: Items queued per thread of storied's own pool (started as soon as a thread is free).
+QUEUED_AHEAD = 4
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -216,39 +220,52 @@ def run_pool(pool: Pool[T, R], items: Iterable[T],
     if not threaded and pool.remote is None:
         raise InvalidArgumentError("this operation needs a ThreadPoolExecutor (its items "
                                    "cannot be sent to other processes)")
+    # our own pool runs ``workers`` threads; a few items queued ahead of them keep every
+    # thread busy while this thread waits for the interpreter lock to hand out results
+    window = pool.workers * QUEUED_AHEAD if own else pool.workers
     messages: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
-    in_flight = 0
-    stopped = False
+    submitted: dict[int, tuple[T, Future[Any]]] = {}
+    cancelled: list[tuple[int, T]] = []
+    stopped, order = False, 0
     try:
         while True:
-            while not stopped and in_flight < pool.workers:
+            while not stopped and len(submitted) < window:
                 item = next(todo, _END)
                 if item is _END:
                     break
-                _submit(executor, pool, item, threaded, messages)
-                in_flight += 1
-            if in_flight == 0:
+                submitted[order] = (item, _submit(executor, pool, order, item, threaded,
+                                                  messages))
+                order += 1
+            if not submitted:
                 break
             message = messages.get()
             if message[0] == _BYTES:
                 if on_bytes is not None:
                     on_bytes(message[1], message[2])
                 continue
-            in_flight -= 1
-            item, future = message[1], message[2]
+            item, future = submitted.pop(message[1])
+            if future.cancelled():
+                cancelled.append((message[1], item))
+                continue
             error = future.exception()
-            if not on_done(item, None if error else future.result(), error):
+            if not on_done(item, None if error else future.result(), error) and not stopped:
                 stopped = True
+                for _, waiting in submitted.values():
+                    waiting.cancel()  # queued, not started: they stay not started
     except BaseException:
-        stopped = True
-        while in_flight:  # never leave work running behind the caller's back
-            if messages.get()[0] == _DONE:
-                in_flight -= 1
+        for _, waiting in submitted.values():
+            waiting.cancel()
+        while submitted:  # never leave work running behind the caller's back
+            message = messages.get()
+            if message[0] == _DONE:
+                submitted.pop(message[1], None)
         raise
     finally:
         if own:
             executor.shutdown(wait=True)
-    return list(todo) if stopped else []
+    if not stopped:
+        return []
+    return [item for _, item in sorted(cancelled, key=lambda pair: pair[0])] + list(todo)
 
 
 _END: Any = object()
@@ -258,8 +275,8 @@ def _ignore(count: int) -> None:
     return None
 
 
-def _submit(executor: Executor, pool: Pool[T, R], item: T, threaded: bool,
-            messages: queue.SimpleQueue[tuple[Any, ...]]) -> None:
+def _submit(executor: Executor, pool: Pool[T, R], order: int, item: T, threaded: bool,
+            messages: queue.SimpleQueue[tuple[Any, ...]]) -> Future[Any]:
     future: Future[Any]
     if threaded:
         future = executor.submit(pool.work, item, lambda n: messages.put((_BYTES, item, n)))
@@ -267,4 +284,5 @@ def _submit(executor: Executor, pool: Pool[T, R], item: T, threaded: bool,
         assert pool.remote is not None
         function, argument = pool.remote(item)
         future = executor.submit(function, argument)
-    future.add_done_callback(lambda f: messages.put((_DONE, item, f)))
+    future.add_done_callback(lambda f: messages.put((_DONE, order)))
+    return future
