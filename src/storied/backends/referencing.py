@@ -97,6 +97,12 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    @property
+    def storied_size(self) -> int | None:
+        """The size the stream below announces (S3 streams do), for ``stream_download``."""
+        known = getattr(getattr(self._stream, "raw", self._stream), "storied_size", None)
+        return known if isinstance(known, int) else None
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         if self._head:
             n = min(len(buffer), len(self._head))
@@ -319,11 +325,9 @@ class Referencing(WrappedBackend):
             return self._open_blob(ref, path, start, end)
         stream = self.inner.open_read(path)
         try:
-            head = _read_exactly(stream, len(MAGIC))
-            if head != MAGIC:
-                return _wrap(head, stream)
-            rest = _read_exactly(stream, REF_SIZE - len(MAGIC) + 1)
-            data = head + rest
+            if _plain_by_peek(stream):
+                return stream  # untouched: no copy, no wrapper, seekable as it was
+            data = _read_exactly(stream, REF_SIZE + 1)
             ref = self.parse(data)
         except BaseException:
             stream.close()
@@ -355,7 +359,33 @@ class Referencing(WrappedBackend):
         return self._open_blob(ref, path, 0, None)
 
 
+def _plain_by_peek(stream: BinaryIO) -> bool:
+    """True when the stream's first bytes, looked at without consuming them, show a plain
+    file: a buffered stream's ``peek`` (local files, S3 streams) or a ``BytesIO``'s buffer;
+    False when they look like a reference or cannot be looked at."""
+    if isinstance(stream, io.BytesIO):
+        at = stream.tell()
+        with stream.getbuffer() as view, view[at:at + len(MAGIC)] as part:
+            head = part.tobytes()
+    else:
+        peek = getattr(stream, "peek", None)
+        if peek is None:
+            return False
+        head = peek(len(MAGIC))[: len(MAGIC)]
+    if len(head) < len(MAGIC) and isinstance(stream, io.BufferedReader) and head:
+        return not MAGIC.startswith(head)  # a short peek: only a mismatch decides
+    return head != MAGIC
+
+
 def _wrap(head: bytes, stream: BinaryIO) -> BinaryIO:
+    """``stream`` from its start again: rewound when it can seek (a local file: the stream
+    itself is returned, nothing in between), else the peeked bytes put in front of it."""
+    try:
+        if stream.seekable() and stream.tell() == len(head):
+            stream.seek(0)
+            return stream
+    except (OSError, ValueError, AttributeError):
+        pass
     return io.BufferedReader(_Prefixed(head, stream))
 
 
