@@ -201,3 +201,19 @@ def test_portable_history_mounts_refuse_storage_classes(moto: MotoHandle) -> Non
     with pytest.raises(UnsupportedOperation, match="portable"):
         node.set_storage_class("GLACIER")
     assert node.storage_class() == "STANDARD"  # reading it is fine
+
+
+def test_a_lock_set_outside_storied_is_named_and_skipped(moto: MotoHandle, client: Any) -> None:
+    bucket = _lock_bucket(client)
+    sm = _manager(moto.endpoint_url, bucket)
+    node = sm.node("v:o.txt")
+    for i in range(4):
+        node.write_text(f"v{i}")
+    ids = [v["version_id"] for v in node.versions]
+    client.put_object_legal_hold(Bucket=bucket, Key="o.txt", VersionId=ids[1],
+                                 LegalHold={"Status": "ON"})  # storied never heard of it
+    with pytest.raises(StoragePermissionError, match=f"{ids[1]}.*on the server.*legal-hold"):
+        node.delete_version(ids[1])
+    removed = {row["version_id"] for row in node.cleanup_versions(keep_last=1)}
+    assert removed == {ids[0], ids[2]}  # the server kept its locked version; the rest went
+    assert [v["version_id"] for v in node.versions] == [ids[1], ids[3]]

@@ -44,7 +44,7 @@ class TagMethods:
         def _notify_deleted_versions(self, gone: list[Any]) -> None: ...
 
         def _drop_versions(self, history: MountHistory, doomed: list[Any],
-                           keep: Callable[[], None]) -> None: ...
+                           keep: Callable[[], None]) -> list[Any]: ...
 
     # ---------------------------------------------------------------- tags
     def tag_version(self, version: int | str, tag: str, move: bool = False) -> str:
@@ -246,7 +246,7 @@ class TagMethods:
         with maintenance(history.engine.catalog) as lease:
             decisions, by_id = plan()
             gone = [by_id[d.version_id] for d in decisions if not d.keep]
-            self._drop_versions(history, gone, lease.keep)
+            gone = self._drop_versions(history, gone, lease.keep)
             removed = [version.as_dict() for version in gone]
         self._notify_deleted_versions(gone)  # after the lease: taggers wait on it
         return removed

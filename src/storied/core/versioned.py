@@ -8,11 +8,17 @@ anything that needs a version. The engines are imported only when a mount has hi
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from storied.errors import StorageAlreadyExistsError, StoragePermissionError, UnsupportedOperation
+from storied.errors import (
+    StorageAlreadyExistsError,
+    StorageError,
+    StoragePermissionError,
+    UnsupportedOperation,
+)
 from storied.info import Data, WriteMode
 
 if TYPE_CHECKING:
@@ -22,6 +28,8 @@ if TYPE_CHECKING:
     from storied.versioning.history import MountHistory
 
 __all__ = ["VersionMethods"]
+
+_log = logging.getLogger(__name__)
 
 
 class VersionMethods:
@@ -192,23 +200,62 @@ class VersionMethods:
                     f"Version {target.version_id} of {self.fullpath} is protected ({why}); "
                     f"{_unprotect_hint(why)}"
                 )
-            history.delete_version(self._path, target)
+            try:
+                history.delete_version(self._path, target)
+            except StoragePermissionError as exc:
+                self._explain_server_lock(history, target, exc)
+                raise
         self._notify_deleted_versions([target])
 
+    def _explain_server_lock(self, history: MountHistory, target: Version,
+                             exc: StoragePermissionError) -> None:
+        """A DELETE an Object Lock bucket refused (a lock set outside storied): raise an
+        error that names the version and the rule (one HEAD), else return."""
+        from storied.versioning.history import native_lock_backend
+
+        inner = native_lock_backend(history.engine)
+        if inner is None:
+            return
+        key = history.engine.backend.location(history._p(self._path))[1]  # type: ignore[attr-defined]
+        try:
+            why = ", ".join(inner.object_lock(key, target.version_id).reasons())
+        except StorageError:
+            return
+        if why:
+            raise StoragePermissionError(
+                f"Version {target.version_id} of {self.fullpath} is protected on the server "
+                f"({why}); {_unprotect_hint(why)}"
+            ) from exc
+
     def _drop_versions(self, history: MountHistory, doomed: list[Version],
-                       keep: Callable[[], None]) -> None:
+                       keep: Callable[[], None]) -> list[Version]:
         """Remove ``doomed`` (none of them current) under the caller's maintenance lease
-        (``keep`` renews it). Portable histories remove them in batches (a sealed segment is
-        rewritten once, not once per version); native ones one DELETE each."""
+        (``keep`` renews it); the versions removed. Portable histories remove them in batches
+        (a sealed segment is rewritten once, not once per version); native ones one DELETE
+        each. On an S3 Object Lock bucket a DELETE the server refuses (a lock set outside
+        storied) leaves that version, logged, and the others still go."""
+        from storied.versioning.history import native_lock_backend
+
         if history.name != "portable":
+            locked = native_lock_backend(history.engine) is not None
+            gone = []
             for version in doomed:
                 keep()
-                history.delete_version(self._path, version)
-            return
+                try:
+                    history.delete_version(self._path, version)
+                except StoragePermissionError:
+                    if not locked:
+                        raise
+                    _log.warning("%s: the server keeps locked version %s", self.fullpath,
+                                 version.version_id)
+                    continue
+                gone.append(version)
+            return gone
         items = history.engine.removal_items(history._p(self._path), doomed)
         for start in range(0, len(items), 1000):
             keep()
             history.engine.remove_items(items[start:start + 1000])
+        return doomed
 
     def _notify_deleted_versions(self, gone: list[Version]) -> None:
         """``version_deleted`` for each version in ``gone`` (info: its version dict)."""
@@ -237,7 +284,7 @@ class VersionMethods:
         with maintenance(history.engine.catalog) as lease:
             found = history.versions(self._path)
             doomed = compact_plan(found, history.protected(self._path, found))
-            self._drop_versions(history, doomed, lease.keep)
+            doomed = self._drop_versions(history, doomed, lease.keep)
         self._notify_deleted_versions(doomed)  # after the lease: taggers wait on it
         return len(doomed)
 
