@@ -58,11 +58,10 @@ Apply = Callable[[Any, str, str, Lock, Lock], None]
 class ObjectLockMethods:
     """Mixed into :class:`~storied.core.node.StorageNode`."""
 
-    _path: str
-    _version: int | str | None
-    _mount_name: str | None
-
     if TYPE_CHECKING:
+        _path: str
+        _version: int | str | None
+        _mount_name: str | None
 
         @property
         def fullpath(self) -> str: ...
