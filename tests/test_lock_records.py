@@ -83,3 +83,27 @@ def test_until_is_checked_and_rounded_up() -> None:
             normalize_until(bad)
     with use_clock(lambda: NOW), pytest.raises(InvalidArgumentError, match="future"):
         check_retention_change("v", Lock(), "GOVERNANCE", NOW)
+
+
+def test_a_failing_storage_records_no_half_lock() -> None:
+    from storied.backends.memory import MemoryBackend
+    from storied.errors import StorageError
+    from storied.testing.doubles import FaultyBackend
+
+    faulty = FaultyBackend(MemoryBackend(f"lf-{uuid.uuid4().hex[:8]}"), fail_times=0)
+    sm = StorageManager()
+    sm.configure([{"name": "v", "backend": faulty, "versioning": True, "retries": 1}])
+    node = sm.node("v:f.txt")
+    for text in ("a", "b", "c"):
+        node.write_text(text)
+    faulty.calls.clear()
+    faulty.fail_times, faulty.operations = 10**6, frozenset({"write"})
+    until = datetime.now(UTC) + timedelta(days=1)
+    with pytest.raises(StorageError):
+        node.set_legal_hold(True, version=0)
+    with pytest.raises(StorageError):
+        node.set_retention("COMPLIANCE", until, version=1)
+    faulty.fail_times = 0
+    assert node.get_legal_hold(0) is False and node.get_retention(1) is None
+    node.set_legal_hold(True, version=0)
+    assert len(node.cleanup_versions(keep_last=1)) == 1 and node.get_legal_hold(0) is True
