@@ -217,3 +217,24 @@ def test_a_lock_set_outside_storied_is_named_and_skipped(moto: MotoHandle, clien
     removed = {row["version_id"] for row in node.cleanup_versions(keep_last=1)}
     assert removed == {ids[0], ids[2]}  # the server kept its locked version; the rest went
     assert [v["version_id"] for v in node.versions] == [ids[1], ids[3]]
+
+
+def test_relative_mounts_and_base_paths_lock_the_right_key(moto: MotoHandle,
+                                                           client: Any) -> None:
+    bucket = _lock_bucket(client)
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "s3", "bucket": bucket, "endpoint_url": moto.endpoint_url,
+                   "key": "k", "secret": "s", "base_path": "root"},
+                  {"name": "sub", "path": "v:dir"}])
+    node = sm.node("sub:f.txt")
+    node.write_text("a")
+    node.write_text("b")
+    node.set_legal_hold(True, version=0)
+    vid = node.versions[0]["version_id"]
+    hold = client.get_object_legal_hold(Bucket=bucket, Key="root/dir/f.txt", VersionId=vid)
+    assert hold["LegalHold"]["Status"] == "ON"
+    assert sm.node("v:dir/f.txt").get_legal_hold(vid) is True
+    with pytest.raises(StoragePermissionError, match="legal-hold"):
+        sm.node("v:dir/f.txt").delete_version(vid)
+    with pytest.raises(StoragePermissionError):
+        sm.node("sub:f.txt", version=vid).set_storage_class("STANDARD_IA")  # pinned: read-only

@@ -74,6 +74,8 @@ class ObjectLockMethods:
         @property
         def _history(self) -> MountHistory | None: ...
 
+        def require_writable(self) -> None: ...
+
     # ---------------------------------------------------------------- legal hold
     def set_legal_hold(self, on: bool, version: int | str = -1) -> None:
         """Put a legal hold on a version (``on=True``) or take it off.
@@ -295,9 +297,7 @@ class ObjectLockMethods:
         from storied.core.locking import guard_write
         from storied.versioning.native import version_from_info
 
-        if not self._be.capabilities.write:
-            raise StoragePermissionError(
-                f"{self.fullpath}: mount is read-only. Write operations are not permitted.")
+        self.require_writable()  # a pinned node refuses too: this writes the current content
         inner, key = self._s3_target("storage classes")
         history = self._history
         if history is not None and history.name != "native":
