@@ -118,10 +118,11 @@ def _upgrade_format(engine: PortableEngine) -> None:
         return
     marker = engine._meta("format.json")
     found = engine._read_format(marker)
-    if found.get("schema_version") != SCHEMA_VERSION:
-        found["schema_version"] = SCHEMA_VERSION
+    current = found.get("schema_version")
+    if not isinstance(current, int) or current < SCHEMA_VERSION:  # never lowers a newer schema
+        found["schema_version"] = current = SCHEMA_VERSION
         engine._put(marker, json.dumps(found).encode())
-    engine._schema = SCHEMA_VERSION
+    engine._schema = max(engine._schema, current)
 
 
 def seal_under_lease(engine: PortableEngine, path: str,
