@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_REMOTE_WORKERS",
+    "BulkReport",
     "Counted",
     "TransferReport",
     "default_workers",
     "is_remote",
+    "pool_map",
     "run_pool",
 ]
 
@@ -286,3 +288,58 @@ def _submit(executor: Executor, pool: Pool[T, R], order: int, item: T, threaded:
         future = executor.submit(function, argument)
     future.add_done_callback(lambda f: messages.put((_DONE, order)))
     return future
+
+
+@dataclass
+class BulkReport:
+    """What a bulk operation's per-file (or per-batch) work did, attached as ``.report`` to
+    the error it raises.
+
+    Attributes:
+        done: Keys (paths, or batch numbers) finished.
+        failed: ``{key: the exception}``.
+        not_started: Keys never attempted because an error stopped the work.
+        workers: The pool size used.
+    """
+
+    done: list[Any] = field(default_factory=list)
+    failed: dict[Any, BaseException] = field(default_factory=dict)
+    not_started: list[Any] = field(default_factory=list)
+    workers: int = 1
+
+
+def pool_map(keys: list[T], work: Callable[[T], R], workers: int,
+             progress: Callable[[int, int], object] | None = None,
+             after: Callable[[T, R], None] | None = None) -> dict[T, R]:
+    """``{key: work(key)}`` on a pool of ``workers`` threads (in this thread when 1).
+
+    ``after(key, result)`` and ``progress(done, len(keys))`` are called from the calling
+    thread as keys finish. The first error stops the work (queued keys are not started, the
+    running ones finish) and is raised with a :class:`BulkReport` as ``.report``.
+    """
+    results: dict[T, R] = {}
+    report = BulkReport(workers=workers)
+    errors: list[BaseException] = []
+
+    def on_done(key: T, result: R | None, error: BaseException | None) -> bool:
+        if error is not None:
+            report.failed[key] = error
+            errors.append(error)
+        else:
+            results[key] = result  # type: ignore[assignment]
+            report.done.append(key)
+            if after is not None:
+                after(key, result)  # type: ignore[arg-type]
+        if progress is not None:
+            progress(len(report.done) + len(report.failed), len(keys))
+        return not errors
+
+    left = run_pool(Pool(lambda key, sink: work(key), workers), keys, on_done)
+    report.not_started = list(left)
+    if errors:
+        try:
+            errors[0].report = report  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+        raise errors[0]
+    return results

@@ -2,6 +2,14 @@
 
 Each works on both engines. Deletions are collected first and sent in batches (S3: one
 DeleteObjects per 1,000 versions), after one listing per file.
+
+Per-file requests (a snapshot's listing of each file, a restore's listing and write of each
+file) and removal batches run on a bounded pool: ``workers=`` (default 8 on a remote storage,
+1 on a local disk or in memory; see :func:`storied.core._parallel.default_workers`). Progress
+and events are reported from the calling thread. The first error stops the work (nothing new
+is started, what runs finishes) and is raised with a per-key report as ``.report``
+(:class:`storied.core._parallel.BulkReport`); a snapshot or a restore's plan that fails
+writes nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from storied import paths
+from storied.core._parallel import check_workers, default_workers, pool_map
 from storied.errors import (
     AmbiguousSnapshotError,
     StorageAlreadyExistsError,
@@ -46,6 +55,14 @@ _BULK_TTL = 120.0  # seconds: one flat listing step of a large prefix must fit i
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
+def _workers(manager: StorageManager, mount: str, workers: int | None) -> int:
+    check_workers(workers)
+    if workers is not None:
+        return workers
+    backend = manager.get_backend(mount)
+    return default_workers(backend, backend)
+
+
 def _split(manager: StorageManager, prefix: str) -> tuple[str, str, MountHistory]:
     mount, sub = paths.split_fullpath(prefix)
     history = manager.history(mount)
@@ -63,31 +80,42 @@ Choose = Callable[[list[Version], Refs, dict[str, list[str]], Holds], list[Versi
 
 
 def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progress | None,
-          choose: Choose) -> dict[str, list[Version]]:
+          choose: Choose, workers: int | None = None) -> dict[str, list[Version]]:
     """One flat listing of every version under ``prefix``, one listing of the refs (plus a read
     per file that has tags or annotations), the snapshot manifests once; then ``choose`` picks
-    each file's doomed versions and they are deleted in batches."""
+    each file's doomed versions and they are deleted in batches (on the pool; the lease is
+    renewed from the calling thread as batches finish)."""
     mount, sub, history = _split(manager, prefix)
+    pool = _workers(manager, mount, workers)
     _need_delete(manager, mount, dry_run)
     if dry_run:
         return _plan_bulk(mount, sub, history, progress, choose)[0]
     # versions, refs and manifests are read under the lease: a tag or snapshot set meanwhile
     # by another process is either read here or checked by its setter (maintenance.py)
     owners: list[tuple[str, Version]] = []
-    done, aligned = 0, False
+    finished: set[int] = set()  # removal batches done
+    batches, aligned = 0, False
     try:
         with maintenance(history.engine.catalog, ttl=_BULK_TTL) as lease:
             result, items = _plan_bulk(mount, sub, history, progress, choose, lease.keep)
             owners = [(path, v) for path, doomed in result.items() for v in doomed]
             aligned = len(owners) == len(items)  # one removal item per version (both engines)
-            for start in range(0, len(items), _BATCH):
+            batches = -(-len(items) // _BATCH)
+
+            def removed(number: int, _: None) -> None:
+                finished.add(number)
                 lease.keep()
-                history.engine.remove_items(items[start:start + _BATCH])
-                done = min(start + _BATCH, len(items))
+
+            lease.keep()
+            pool_map(list(range(batches)),
+                     lambda n: history.engine.remove_items(items[n * _BATCH:(n + 1) * _BATCH]),
+                     min(pool, max(batches, 1)), after=removed)
     finally:  # the events of what went, after the lease (taggers wait on it)
-        if owners and not aligned:
-            done = len(owners) if done and done == len(items) else 0
-        _announce_removed(manager, owners[:done])
+        if aligned:
+            gone = [o for n in sorted(finished) for o in owners[n * _BATCH:(n + 1) * _BATCH]]
+        else:
+            gone = owners if owners and len(finished) == batches else []
+        _announce_removed(manager, gone)
     _expire_journal(history)
     return result
 
@@ -164,19 +192,22 @@ def _tag_map(refs: Refs) -> dict[str, list[str]]:
 
 
 def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
-                 progress: Progress | None = None) -> dict[str, int]:
+                 progress: Progress | None = None, *, workers: int | None = None
+                 ) -> dict[str, int]:
     """Compact every file with history under ``prefix``; ``{fullpath: versions removed}``."""
 
     def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]],
                holds: Holds) -> list[Version]:
         return compact_plan(found, set(refs.tags.values()) | set(snaps) | set(holds))
 
-    return {p: len(v) for p, v in _bulk(manager, prefix, dry_run, progress, choose).items()}
+    found = _bulk(manager, prefix, dry_run, progress, choose, workers)
+    return {p: len(v) for p, v in found.items()}
 
 
 def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = None,
                  keep_days: float | None = None, dry_run: bool = False,
-                 progress: Progress | None = None) -> dict[str, list[str]]:
+                 progress: Progress | None = None, *, workers: int | None = None
+                 ) -> dict[str, list[str]]:
     """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``.
 
     Raises:
@@ -190,7 +221,7 @@ def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = N
         plan = plan_retention(found, now, keep_last, keep_days, _tag_map(refs), snaps, holds)
         return [v for v, d in zip(found, plan, strict=True) if not d.keep]
 
-    result = _bulk(manager, prefix, dry_run, progress, choose)
+    result = _bulk(manager, prefix, dry_run, progress, choose, workers)
     return {p: [v.version_id for v in found] for p, found in result.items()}
 
 
@@ -202,7 +233,8 @@ def _need_delete(manager: StorageManager, mount: str, dry_run: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------- snapshots
-def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str, Any]:
+def create_snapshot(manager: StorageManager, prefix: str, tag: str, *,
+                    workers: int | None = None) -> dict[str, Any]:
     """Record which version of every file under ``prefix`` is current (no content copied).
 
     Each file's current version comes from its own listing, so a file written meanwhile is
@@ -233,10 +265,12 @@ def create_snapshot(manager: StorageManager, prefix: str, tag: str) -> dict[str,
         )
     if _candidates(manager, tag):
         raise StorageAlreadyExistsError(f"Snapshot {tag!r} already exists")
+    pool = _workers(manager, mount, workers)
     guard = ProtectionGuard(catalog)  # before the listings: see maintenance.py
+    listed = pool_map(_files(history, sub), history.versions, pool)  # one listing per file
     files: dict[str, str] = {}
-    for path in _files(history, sub):
-        current = [v for v in history.versions(path) if v.is_latest]
+    for path in sorted(listed):
+        current = [v for v in listed[path] if v.is_latest]
         if current:
             files[history._p(path)] = current[0].version_id
     snapshot = Snapshot(tag, f"{mount}:{sub}", time.time(), files, history._p(sub))
@@ -370,8 +404,8 @@ def delete_snapshot(manager: StorageManager, tag: str) -> None:
 
 
 def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
-                     delete_new: bool = False, progress: Progress | None = None
-                     ) -> dict[str, list[str]]:
+                     delete_new: bool = False, progress: Progress | None = None, *,
+                     workers: int | None = None) -> dict[str, list[str]]:
     """Bring every file of a snapshot back to its recorded version, as new versions.
 
     Files already at the recorded content are left alone. Files created under the prefix after
@@ -386,11 +420,13 @@ def restore_snapshot(manager: StorageManager, tag: str, dry_run: bool = False,
     recorded = {paths.relative_to(p, history.prefix): vid for p, vid in snap.files.items()}
     # every recorded version is found before anything is written: a snapshot whose versions
     # are not all there restores nothing (never half of it)
-    plan = [_restore_plan(history, path, vid) for path, vid in sorted(recorded.items())]
-    for done, (path, target, current) in enumerate(plan, start=1):
-        _restore_one(manager, mount, history, path, target, current, dry_run, report)
-        if progress:
-            progress(done, len(recorded))
+    pool = _workers(manager, mount, workers)
+    order = sorted(recorded)
+    plan = pool_map(order, lambda p: _restore_plan(history, p, recorded[p]), pool)
+    outcome = pool_map(order, lambda p: _restore_one(manager, mount, history, *plan[p],
+                                                     dry_run), pool, progress)
+    for path in order:  # the report in path order, whatever order the pool finished in
+        report[outcome[path]].append(path)
     for path in _files(history, sub):
         node = manager.node(mount, path) if path else None
         if path not in recorded and node is not None and node.exists():
@@ -419,12 +455,12 @@ def _restore_plan(history: MountHistory, path: str, vid: str
 
 
 def _restore_one(manager: StorageManager, mount: str, history: MountHistory, path: str,
-                 target: Version, current: Version | None, dry_run: bool,
-                 report: dict[str, list[str]]) -> None:
+                 target: Version, current: Version | None, dry_run: bool) -> str:
+    """Write ``target`` back unless it is the current content: ``'restored'`` or
+    ``'unchanged'`` (the report key; runs in a pool thread)."""
     if current is not None and current.etag and current.etag == target.etag:
-        report["unchanged"].append(path)
-        return
-    report["restored"].append(path)
+        return "unchanged"
     if not dry_run:
         with history.open_version(path, target) as stream:
             manager.node(mount, path)._store(stream)
+    return "restored"
