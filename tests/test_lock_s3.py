@@ -238,3 +238,18 @@ def test_relative_mounts_and_base_paths_lock_the_right_key(moto: MotoHandle,
         sm.node("v:dir/f.txt").delete_version(vid)
     with pytest.raises(StoragePermissionError):
         sm.node("sub:f.txt", version=vid).set_storage_class("STANDARD_IA")  # pinned: read-only
+
+
+def test_storage_class_from_a_listing_costs_no_request(moto: MotoHandle, client: Any,
+                                                       proxy: CountingProxy) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"sl-{uuid.uuid4().hex[:12]}")
+    client.put_object(Bucket=bucket, Key="d/cold.txt", Body=b"x", StorageClass="GLACIER")
+    client.put_object(Bucket=bucket, Key="d/warm.txt", Body=b"y")
+    sm = _manager(proxy.endpoint_url, bucket)
+    assert sm.get_backend("v").capabilities.storage_classes
+    children = {c.basename: c for c in sm.node("v:d").children()}
+    proxy.reset()
+    assert children["cold.txt"].storage_class() == "GLACIER"
+    assert children["warm.txt"].storage_class() == "STANDARD"
+    assert proxy.total == 0
+    assert sm.node("v:d/cold.txt").storage_class() == "GLACIER" and proxy.total == 1  # a HEAD
