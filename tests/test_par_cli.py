@@ -99,3 +99,47 @@ def test_terminal_bar_shows_bytes_rate_and_current_file(
     assert code == 0 and "1 copied" in out
     shown = screen.getvalue()
     assert "large.bin" in shown and "2.1 MB" in shown and "/s" in shown
+
+
+def _whole_tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".storied" not in p.parts and ".storied-tmp-" not in p.name}
+
+
+@pytest.mark.parametrize("phase", ["copying", "deleting"])
+def test_parallel_mv_sigkilled_keeps_every_file_whole_on_one_side(
+    tmp_path: Path, phase: str
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src, dst = tmp_path / "a", tmp_path / "b"
+    files = {f"t/{i:03}.bin": os.urandom(20_000) for i in range(200)}
+    for name, data in files.items():
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        (src / name).write_bytes(data)
+    dst.mkdir()
+    cfg = tmp_path / "s.json"
+    cfg.write_text(json.dumps([{"name": "a", "type": "local", "base_path": str(src)},
+                               {"name": "b", "type": "local", "base_path": str(dst)}]))
+    proc = subprocess.Popen([sys.executable, "-m", "storied", "-c", str(cfg), "mv", "-j", "8",
+                             "a:t", "b:t"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def reached() -> bool:
+        if phase == "copying":
+            return any((dst / "t").glob("*.bin"))
+        return len(list((src / "t").glob("*.bin"))) < len(files)  # deletes began
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not reached():
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    left, moved = _whole_tree(src), _whole_tree(dst)
+    for name, data in files.items():
+        assert left.get(name) == data or moved.get(name) == data, name  # whole somewhere
+    for side in (left, moved):
+        assert all(files[name] == data for name, data in side.items())  # nothing partial
