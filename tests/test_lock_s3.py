@@ -253,3 +253,19 @@ def test_storage_class_from_a_listing_costs_no_request(moto: MotoHandle, client:
     assert children["warm.txt"].storage_class() == "STANDARD"
     assert proxy.total == 0
     assert sm.node("v:d/cold.txt").storage_class() == "GLACIER" and proxy.total == 1  # a HEAD
+
+
+def test_lock_configuration_not_readable_falls_back_to_storieds_records(
+        moto: MotoHandle, client: Any, proxy: CountingProxy) -> None:
+    bucket = _lock_bucket(client)
+    sm = _manager(proxy.endpoint_url, bucket)
+    node = sm.node("v:p.txt")
+    node.write_text("a")
+    node.write_text("b")
+    proxy.fail(1, status=403, query="object-lock", code="AccessDenied")
+    node.set_legal_hold(True, version=0)  # recorded by storied, enforced by storied
+    proxy.reset()
+    assert node.get_legal_hold(0) is True
+    with pytest.raises(StoragePermissionError, match="legal-hold"):
+        node.delete_version(0)
+    assert node.cleanup_versions(keep_last=1) == []

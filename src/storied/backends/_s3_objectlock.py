@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,12 +29,15 @@ from storied.errors import (
     InvalidArgumentError,
     StorageError,
     StorageNotFoundError,
+    StoragePermissionError,
     UnsupportedOperation,
 )
 from storied.info import Info
 from storied.policies.retention import Lock
 
 __all__ = ["ARCHIVE_CLASSES", "PART_COPY_LIMIT", "STORAGE_CLASSES", "S3ObjectLockMixin"]
+
+_log = logging.getLogger(__name__)
 
 #: Largest object one CopyObject may copy (above it: UploadPartCopy).
 PART_COPY_LIMIT = 5 * 1024**3
@@ -78,7 +82,8 @@ class S3ObjectLockMixin:
     # ---------------------------------------------------------------- configuration
     def object_lock_config(self) -> dict[str, Any] | None:
         """The bucket's ``ObjectLockConfiguration`` (``{'ObjectLockEnabled': 'Enabled',
-        'Rule': ...}``) or None when Object Lock is not enabled: asked once, cached.
+        'Rule': ...}``) or None when Object Lock is not enabled or the configuration may not be
+        read (access denied): asked once, cached.
 
         Raises:
             TransientStorageError: The server could not answer (not cached).
@@ -99,6 +104,12 @@ class S3ObjectLockMixin:
                                     "MethodNotAllowed", "InvalidRequest"):
                         raise
         except UnsupportedOperation:
+            found = None
+        except StoragePermissionError:
+            # credentials without s3:GetBucketObjectLockConfiguration (or an anonymous mount):
+            # storied then keeps its own records and the server still refuses what it locks
+            _log.info("bucket %r: Object Lock configuration not readable; storied records "
+                      "holds itself", self.bucket)
             found = None
         if found is not None and found.get("ObjectLockEnabled") != "Enabled":
             found = None
