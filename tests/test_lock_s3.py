@@ -265,6 +265,9 @@ def test_lock_configuration_not_readable_falls_back_to_storieds_records(
     proxy.fail(1, status=403, query="object-lock", code="AccessDenied")
     node.set_legal_hold(True, version=0)  # recorded by storied, enforced by storied
     proxy.reset()
+    vid = node.versions[0]["version_id"]
+    head = client.head_object(Bucket=bucket, Key="p.txt", VersionId=vid)
+    assert head.get("ObjectLockLegalHoldStatus") != "ON"  # not sent to the server
     assert node.get_legal_hold(0) is True
     with pytest.raises(StoragePermissionError, match="legal-hold"):
         node.delete_version(0)
