@@ -70,25 +70,25 @@ def encode_blob(data: Data) -> tuple[Data, bool]:
     stream = cast(BinaryIO, data) if whole is None else None
     first = whole[:BLOCK] if whole is not None else read_full(cast(BinaryIO, stream), BLOCK)
     codec = blob_codec()
-    member, codec = first_member(codec, first, _BLOCK + 1, 0.9)
+    member, codec, obj = first_member(codec, first, _BLOCK + 1, 0.9)
     if member is None or codec is None:
         if whole is not None:
             return whole, False
         return cast(BinaryIO, Prepended(first, cast(BinaryIO, stream), owned=False)), False
     if whole is not None:
-        encoder = Encoder(codec, first, member, io.BytesIO(whole[BLOCK:]))
+        encoder = Encoder(codec, first, member, io.BytesIO(whole[BLOCK:]), obj)
         packed = b"".join(iter(lambda: encoder.read(CHUNK), b""))
         if -(-len(packed) // _BLOCK) >= -(-len(whole) // _BLOCK) and not is_marked(whole):
             return whole, False  # no disk block saved
         return packed, True
     source = cast(BinaryIO, stream)
     if not source.seekable():
-        return cast(BinaryIO, Encoder(codec, first, member, source)), True
+        return cast(BinaryIO, Encoder(codec, first, member, source, obj)), True
     rest_at = source.tell()
 
     def make() -> BinaryIO:  # rewound by a retrying layer: encode again from the spool
         source.seek(rest_at)
-        return cast(BinaryIO, Encoder(codec, first, member, source))
+        return cast(BinaryIO, Encoder(codec, first, member, source, obj))
 
     return cast(BinaryIO, Restartable(make)), True
 

@@ -4,23 +4,29 @@ A compressed object is a standard gzip (RFC 1952, multi-member) or zstd (RFC 887
 multi-frame) stream that ``gzip -d`` / ``zstd -d`` open, laid out as::
 
     gzip:  member(block 0) member(block 1) ... member(block n-1) trailer-member
-    zstd:  head-frame frame(block 0) ... frame(block n-1) trailer-frame
+    zstd:  head-frame [tag-frame frame(block 0)] ... [tag-frame frame(block n-1)] trailer-frame
 
 Every block is ``block`` bytes of the original (the last one shorter), compressed on its own,
-so the block holding any offset can be decompressed alone. Markers:
+so the block holding any offset can be decompressed alone. Each member carries a 12-byte
+*label*: the object id (8 random bytes chosen per write, also in the index) and its block
+number (u32 LE), so a ranged read that meets a member of another write (the object was
+replaced after its index was read) fails instead of returning spliced bytes. Markers:
 
-- gzip: every data member's header is the fixed :data:`GZIP_HEAD`: ``FEXTRA`` with a subfield
-  ``St`` whose payload is ``b"storied\\x01"`` plus the block size (u32 LE). The trailer member
-  has ``FCOMMENT`` (hex of the index, see below) and an empty deflate body: it decompresses to
-  nothing. The object's last :data:`GZIP_FOOT` bytes are the hex of the index's last 16 bytes,
-  the comment's NUL, the empty body and CRC/ISIZE (``03 00`` + 8 zero bytes).
-- zstd: a skippable frame (magic ``0x184D2A5D``) holding ``b"storied\\x01"`` and the block
-  size opens the object; the index is a second skippable frame (``0x184D2A5E``) at the end.
+- gzip: every data member's header starts with the fixed :data:`GZIP_HEAD_SIG`: ``FEXTRA``
+  with one subfield ``St`` (24 bytes: ``b"storied\x01"``, block size u32, label). The trailer
+  member has ``FCOMMENT`` (hex of the index, see below) and an empty deflate body: it
+  decompresses to nothing. The object's last :data:`GZIP_FOOT` bytes are the hex of the
+  index's last 16 bytes, the comment's NUL, the empty body and CRC/ISIZE (``03 00`` + 8 zero
+  bytes).
+- zstd: a skippable frame (magic ``0x184D2A5D``) holding ``b"storied\x01"`` and the block
+  size opens the object; each data frame follows a skippable tag frame (``0x184D2A5F``,
+  12 bytes: the label); the index is a last skippable frame (``0x184D2A5E``).
 
-The index (binary, little endian): ``b"STRDIDX1"``, block size u32, original size u64, MD5 of
-the original (16 bytes), count u32, then ``count + 1`` offsets u64 (where each block's
-member starts in the object, and where the trailer starts), then the trailer's own offset u64
-and ``b"STRDEND1"`` (so a reader of the last bytes finds the trailer).
+The index (binary, little endian): ``b"STRDIDX1"``, object id (8 bytes), block size u32,
+original size u64, MD5 of the original (16 bytes), count u32, then ``count + 1`` offsets u64
+(where each block's member starts in the object, and where the trailer starts), then the
+trailer's own offset u64 and ``b"STRDEND1"`` (so a reader of the last bytes finds the
+trailer).
 """
 
 from __future__ import annotations
@@ -47,18 +53,23 @@ __all__ = [
 #: Bytes of original content per independent member (frame).
 BLOCK = 4 * 1024 * 1024
 #: How many leading bytes tell a storied-compressed object from any other.
-PEEK = 28
+PEEK = 40
 _SIG = b"storied\x01"
 _IDX = b"STRDIDX1"
 _END = b"STRDEND1"
-_HEAD = struct.Struct("<8sIQ16sI")  # signature, block, size, md5, count
-GZIP_HEAD_SIG = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x10\x00St\x0c\x00" + _SIG
+_HEAD = struct.Struct("<8s8sIQ16sI")  # signature, object id, block, size, md5, count
+GZIP_HEAD_SIG = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x1c\x00St\x18\x00" + _SIG
 GZIP_FOOT = 32 + 1 + 10
 _GZIP_TAIL = b"\x00\x03\x00" + b"\x00" * 8
 _GZIP_TRAILER_HEAD = b"\x1f\x8b\x08\x10\x00\x00\x00\x00\x00\xff"
 ZSTD_HEAD_SIG = struct.pack("<II", 0x184D2A5D, 12) + _SIG
 _ZSTD_TRAILER_MAGIC = struct.pack("<I", 0x184D2A5E)
-_ZSTD_FRAME_MAGIC = b"\x28\xb5\x2f\xfd"
+_ZSTD_TAG_MAGIC = struct.pack("<II", 0x184D2A5F, 12)
+
+
+def tag(obj: bytes, number: int) -> bytes:
+    """The 12 bytes naming block ``number`` of object ``obj`` (8 random bytes per write)."""
+    return obj + struct.pack("<I", number)
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,7 @@ class Index:
         md5: Hex MD5 of the original content.
         offsets: ``count + 1`` stored offsets: block ``i`` is ``[offsets[i], offsets[i+1])``;
             the last one is where the trailer starts.
+        obj: The object id every member carries (8 random bytes chosen by the writer).
     """
 
     codec: str
@@ -79,11 +91,12 @@ class Index:
     size: int
     md5: str
     offsets: tuple[int, ...]
+    obj: bytes = b"\x00" * 8
 
     def payload(self, trailer_at: int) -> bytes:
         """The index as bytes, ending with ``trailer_at`` and the end signature."""
         count = len(self.offsets) - 1
-        head = _HEAD.pack(_IDX, self.block, self.size, bytes.fromhex(self.md5), count)
+        head = _HEAD.pack(_IDX, self.obj, self.block, self.size, bytes.fromhex(self.md5), count)
         body = struct.pack(f"<{count + 1}Q", *self.offsets)
         return head + body + struct.pack("<Q", trailer_at) + _END
 
@@ -111,8 +124,9 @@ class Codec:
         """Bytes written once before the first member."""
         return b""
 
-    def member(self, data: bytes) -> bytes:
-        """``data`` compressed as one independent member (frame)."""
+    def member(self, data: bytes, label: bytes) -> bytes:
+        """``data`` compressed as one independent member (frame) carrying ``label``
+        (:func:`tag`: which object, which block)."""
         raise NotImplementedError
 
     def trailer(self, payload: bytes) -> bytes:
@@ -123,9 +137,10 @@ class Codec:
         """A decompressor for one member."""
         raise NotImplementedError
 
-    def starts_member(self, buf: bytes) -> bool | None:
-        """At a member boundary: True for a data member, False for the trailer, None when
-        ``buf`` (at least :data:`PEEK` bytes unless the stream ended) is neither."""
+    def starts_member(self, buf: bytes) -> tuple[bool | None, bytes, int]:
+        """At a member boundary: ``(True, label, bytes to drop before decompressing)`` for a
+        data member, ``(False, ...)`` for the trailer, ``(None, ...)`` when ``buf`` (at least
+        :data:`PEEK` bytes unless the stream ended) is neither."""
         raise NotImplementedError
 
     def trailer_payload(self, trailer: bytes) -> bytes:
@@ -146,11 +161,11 @@ class _Gzip(Codec):
     def __init__(self, level: int = 1) -> None:
         self.level = level
 
-    def member(self, data: bytes) -> bytes:
+    def member(self, data: bytes, label: bytes) -> bytes:
         deflate = zlib.compressobj(self.level, zlib.DEFLATED, -15, 9)
         body = deflate.compress(data) + deflate.flush()
         tail = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
-        return GZIP_HEAD_SIG + struct.pack("<I", BLOCK) + body + tail
+        return GZIP_HEAD_SIG + struct.pack("<I", BLOCK) + label + body + tail
 
     def trailer(self, payload: bytes) -> bytes:
         return _GZIP_TRAILER_HEAD + payload.hex().encode() + _GZIP_TAIL
@@ -158,12 +173,12 @@ class _Gzip(Codec):
     def decoder(self) -> Decoder:
         return zlib.decompressobj(31)
 
-    def starts_member(self, buf: bytes) -> bool | None:
-        if buf.startswith(GZIP_HEAD_SIG):
-            return True
+    def starts_member(self, buf: bytes) -> tuple[bool | None, bytes, int]:
+        if buf.startswith(GZIP_HEAD_SIG) and len(buf) >= PEEK:
+            return True, buf[28:40], 0
         if buf.startswith(_GZIP_TRAILER_HEAD):
-            return False
-        return None
+            return False, b"", 0
+        return None, b"", 0
 
     def trailer_payload(self, trailer: bytes) -> bytes:
         if not trailer.startswith(_GZIP_TRAILER_HEAD) or not trailer.endswith(_GZIP_TAIL):
@@ -197,12 +212,12 @@ class _Zstd(Codec):
     def preamble(self, block: int) -> bytes:
         return ZSTD_HEAD_SIG + struct.pack("<I", block)
 
-    def member(self, data: bytes) -> bytes:
+    def member(self, data: bytes, label: bytes) -> bytes:
         compressor = getattr(self._local, "c", None)
         if compressor is None:
             compressor = self._local.c = self._zstd.ZstdCompressor(level=self._level,
                                                                    write_checksum=True)
-        return bytes(compressor.compress(data))
+        return _ZSTD_TAG_MAGIC + label + bytes(compressor.compress(data))
 
     def trailer(self, payload: bytes) -> bytes:
         return _ZSTD_TRAILER_MAGIC + struct.pack("<I", len(payload)) + payload
@@ -210,12 +225,12 @@ class _Zstd(Codec):
     def decoder(self) -> Decoder:
         return self._zstd.ZstdDecompressor().decompressobj()  # type: ignore[no-any-return,unused-ignore]
 
-    def starts_member(self, buf: bytes) -> bool | None:
-        if buf.startswith(_ZSTD_FRAME_MAGIC):
-            return True
+    def starts_member(self, buf: bytes) -> tuple[bool | None, bytes, int]:
+        if buf.startswith(_ZSTD_TAG_MAGIC) and len(buf) >= 20:
+            return True, buf[8:20], 20
         if buf.startswith(_ZSTD_TRAILER_MAGIC):
-            return False
-        return None
+            return False, b"", 0
+        return None, b"", 0
 
     def trailer_payload(self, trailer: bytes) -> bytes:
         if len(trailer) < 8 or not trailer.startswith(_ZSTD_TRAILER_MAGIC):
@@ -284,7 +299,7 @@ def parse_index(codec: Codec, payload: bytes, stored_size: int, trailer_at: int)
         InvalidContentError: The payload is malformed or does not fit the object.
     """
     try:
-        sig, block, size, md5, count = _HEAD.unpack_from(payload)
+        sig, obj, block, size, md5, count = _HEAD.unpack_from(payload)
         offsets = struct.unpack_from(f"<{count + 1}Q", payload, _HEAD.size)
         (at,) = struct.unpack_from("<Q", payload, _HEAD.size + 8 * (count + 1))
     except struct.error:
@@ -297,4 +312,4 @@ def parse_index(codec: Codec, payload: bytes, stored_size: int, trailer_at: int)
     )
     if not ok:
         raise InvalidContentError("compressed object: inconsistent index")
-    return Index(codec.name, block, size, md5.hex(), offsets)
+    return Index(codec.name, block, size, md5.hex(), offsets, obj)

@@ -23,6 +23,7 @@ from storied.backends._compress_format import (
     detect,
     is_marked,
     parse_index,
+    tag,
 )
 from storied.errors import InvalidContentError, StorageIOError
 
@@ -47,21 +48,22 @@ def read_full(stream: BinaryIO, size: int) -> bytes:
 
 
 def first_member(codec: Codec | None, first: bytes, min_size: int,
-                 min_gain: float) -> tuple[bytes | None, Codec | None]:
-    """``(first block compressed, codec)`` when content starting with block ``first`` is to
-    be stored compressed, ``(None, codec)`` when plain: empty, under ``min_size`` bytes, or
-    compressed to more than ``min_gain`` of its size. Content that starts with storied's
-    marker is always compressed (with gzip when ``codec`` is None), so that a stored object
-    starting with the marker is always a compressed one."""
+                 min_gain: float) -> tuple[bytes | None, Codec | None, bytes]:
+    """``(first block compressed, codec, object id)`` when content starting with block
+    ``first`` is to be stored compressed, ``(None, codec, id)`` when plain: empty, under
+    ``min_size`` bytes, or compressed to more than ``min_gain`` of its size. Content that
+    starts with storied's marker is always compressed (with gzip when ``codec`` is None), so
+    that a stored object starting with the marker is always a compressed one."""
     marked = is_marked(first)
     if marked and codec is None:
         codec = codec_named("gzip")
+    obj = os.urandom(8)
     if codec is None or not first or (len(first) < min_size and not marked):
-        return None, codec
-    member = codec.member(first)
+        return None, codec, obj
+    member = codec.member(first, tag(obj, 0))
     if len(member) > min_gain * len(first) and not marked:
-        return None, codec
-    return member, codec
+        return None, codec, obj
+    return member, codec, obj
 
 
 class _ChunkStream(io.RawIOBase):
@@ -118,8 +120,9 @@ class Encoder(_ChunkStream):
     the original content.
     """
 
-    def __init__(self, codec: Codec, first: bytes, member0: bytes, stream: BinaryIO) -> None:
-        self.codec = codec
+    def __init__(self, codec: Codec, first: bytes, member0: bytes, stream: BinaryIO,
+                 obj: bytes) -> None:
+        self.codec, self.obj = codec, obj
         self.size = 0
         self._md5 = hashlib.md5()
         self.index: Index | None = None
@@ -137,7 +140,7 @@ class Encoder(_ChunkStream):
         at = len(pre)
         if pre:
             yield pre
-        offsets = []
+        offsets: list[int] = []
         queue: deque[bytes | Future[bytes]] = deque()
         pool = _pool()
         eof = not block
@@ -153,14 +156,16 @@ class Encoder(_ChunkStream):
                     break
                 self._md5.update(nxt)
                 self.size += len(nxt)
-                queue.append(pool.submit(codec.member, nxt) if pool else codec.member(nxt))
+                label = tag(self.obj, len(offsets) + len(queue))
+                queue.append(pool.submit(codec.member, nxt, label) if pool
+                             else codec.member(nxt, label))
             head = queue.popleft()
             done = head if isinstance(head, bytes) else head.result()
             offsets.append(at)
             at += len(done)
             yield done
         offsets.append(at)
-        self.index = Index(codec.name, BLOCK, self.size, self.md5, tuple(offsets))
+        self.index = Index(codec.name, BLOCK, self.size, self.md5, tuple(offsets), self.obj)
         yield codec.trailer(self.index.payload(at))
 
 
@@ -255,6 +260,8 @@ class Decoded(io.RawIOBase):
         self._pos, self._out, self._out_at, self._done = pos, b"", 0, False
         self._in, self._skip, self._drop = b"", 0, 0
         self._dec: Decoder | None = None
+        self._obj: bytes | None = None  # the object id every member must carry
+        self._number = 0  # the block the next member must be
         if pos == 0 and self._end is None:
             self._raw = self._opener(0, None)
             self._drop = len(self._codec.preamble(BLOCK))
@@ -266,6 +273,7 @@ class Decoded(io.RawIOBase):
             return
         first, last = pos // index.block, (end - 1) // index.block
         self._skip = pos - first * index.block
+        self._obj, self._number = index.obj, first
         self._raw = self._opener(index.offsets[first], index.offsets[last + 1])
 
     def readable(self) -> bool:
@@ -304,12 +312,19 @@ class Decoded(io.RawIOBase):
                 self._in, self._drop = self._in[self._drop :], 0
                 if not self._in:
                     return False  # a ranged read ends at a member boundary
-                kind = self._codec.starts_member(self._in)
+                kind, label, strip = self._codec.starts_member(self._in)
                 if kind is None:
                     raise StorageIOError("compressed object is corrupt (no member where one "
                                          "should start)")
                 if kind is False:
                     return False  # the trailer: the content ended
+                if self._obj is None:
+                    self._obj = label[:8]
+                if label != tag(self._obj, self._number):  # rewritten since the index was read
+                    raise StorageIOError("compressed object changed while read (or is corrupt): "
+                                         f"block {self._number} is not where its index says")
+                self._number += 1
+                self._in = self._in[strip:]
                 self._dec = self._codec.decoder()
             data, self._in = self._in, b""
             if not data:

@@ -127,14 +127,14 @@ class Compressing(WrappedBackend):
         stream = as_stream(data)
         first = read_full(stream, BLOCK)
         user = _strip(metadata)
-        member, codec = first_member(self.codec, first, MIN_SIZE, MIN_GAIN)
+        member, codec, obj = first_member(self.codec, first, MIN_SIZE, MIN_GAIN)
         if member is None or codec is None:
             body = whole if whole is not None else cast(
                 BinaryIO, Prepended(first, stream, owned=False))
             if self.inner.capabilities.metadata:
                 user = {**user, "storied-zcodec": "plain"}
             return self.inner.write(path, body, mode=mode, etag=etag, metadata=user or None)
-        encoder = Encoder(codec, first, member, stream)
+        encoder = Encoder(codec, first, member, stream, obj)
         extra = dict(user)
         if self.inner.capabilities.metadata:
             extra["storied-zcodec"] = codec.name
