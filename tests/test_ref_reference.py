@@ -328,3 +328,24 @@ def test_native_versions_are_refused(moto: MotoHandle, wired: None) -> None:
     with pytest.raises(UnsupportedOperation, match="version"):
         storage.deduplicate("s3:", strategy="reference")
     assert storage.node("s3:b").read_bytes() == BIG
+
+
+def test_the_layer_keeps_the_local_fast_paths_and_alias_refusal(tmp_path: Path,
+                                                                 wired: None) -> None:
+    from storied.errors import PathEscapeError
+
+    (tmp_path / "v").mkdir()
+    storage = StorageManager()
+    storage.configure([{"name": "v", "type": "local", "base_path": str(tmp_path / "v"),
+                        "versioning": True}])
+    raw = storage._raw["v"]
+    assert find_layer(raw, "") is not None
+    for name in ("create_linked", "through_link", "holding", "dir_stamp", "list_file_names"):
+        assert callable(getattr(raw, name)), name
+    assert not hasattr(raw, "no_such_fast_path")
+    os.symlink(".", tmp_path / "v" / "cur")
+    with pytest.raises(PathEscapeError):
+        storage.node("v:cur/f.txt").write_bytes(b"through a link")
+    storage.node("v:f.txt").write_bytes(BIG)
+    record = next((tmp_path / "v" / ".storied" / "versions" / "f.txt").iterdir())
+    assert record.stat().st_nlink == 2  # the record is a hard link of its blob (ADR 0012)

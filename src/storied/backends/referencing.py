@@ -41,7 +41,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from storied.backends.base import Backend, WrappedBackend
 from storied.errors import StorageIOError, StorageNotFoundError
@@ -132,6 +132,14 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
+#: The storage's own fast paths that engines look up by name (``getattr``) on the backend
+#: they write through: they act on storied's reserved names (history blobs, records and
+#: listings), on path resolution (``through_link``) or on probes, never on a user file's
+#: content, so the layer hands them on unchanged.
+_FORWARD = frozenset({"create_linked", "through_link", "holding", "versioning_status",
+                      "dir_stamp", "list_file_names"})
+
+
 class Referencing(WrappedBackend):
     """The reference layer: a plain wrapper, inserted below ``HideReserved`` (so the reserved
     area stays hidden) and above the adapter (and its compression), so that history engines,
@@ -147,6 +155,11 @@ class Referencing(WrappedBackend):
         self._keys_checked = float("-inf")
         self._refs: OrderedDict[tuple[str, str], Ref | None] = OrderedDict()
         self._seen: OrderedDict[tuple[str, str], Ref] = OrderedDict()
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FORWARD:  # see _FORWARD; absent ones stay absent (hasattr is False)
+            return getattr(self.inner, name)
+        raise AttributeError(name)
 
     # ----------------------------------------------------------------- keys
     def _load_keys(self, force: bool = False) -> dict[str, bytes]:
