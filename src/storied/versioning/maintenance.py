@@ -1,10 +1,12 @@
-"""The maintenance lease: version deletions and new protections (tags, snapshots) never cross.
+"""The maintenance lease: version deletions and new protections (tags, snapshots, legal holds,
+retention periods) never cross.
 
 A deleter (``delete_version``, ``compact_versions``, ``cleanup_versions``, the bulk forms) and a
-protector (``tag_version``, ``create_snapshot``) in different processes must never end with a
-tag or a snapshot entry naming a version that was deleted. Both sides use one small object per
-history, ``<root>/locks/maintenance`` (``.storied/locks/maintenance`` by default), written only
-with conditional writes::
+protector (``tag_version``, ``create_snapshot``, ``set_legal_hold(True)``, ``set_retention``) in
+different processes must never end with a tag, snapshot entry or lock naming a version that was
+deleted, nor with a version deleted after its lock was acknowledged. Both sides use one small
+object per history, ``<root>/locks/maintenance`` (``.storied/locks/maintenance`` by default),
+written only with conditional writes::
 
     {"owner": "<uuid>", "state": "held" | "released", "expires": <unix time>, "nonce": "<uuid>"}
 
