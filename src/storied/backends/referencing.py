@@ -293,6 +293,13 @@ class Referencing(WrappedBackend):
         while len(self._seen) > _CACHE:
             self._seen.popitem(last=False)
 
+    def logical(self, info: Info) -> Info:
+        """``info`` (a record of the storage below) as users see it: a reference's logical
+        size and MD5; anything else unchanged. Reads the object only when it is exactly
+        :data:`REF_SIZE` bytes and not cached (for layers that list on their own, e.g. the
+        native async path)."""
+        return self._logical(info)
+
     def _logical(self, info: Info) -> Info:
         if info.is_dir or info.size != REF_SIZE or _reserved(info.path):
             return info
