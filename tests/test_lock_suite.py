@@ -56,3 +56,13 @@ class TestLockPortableLocal(LockConformance):
     @pytest.fixture
     def mount_config(self, tmp_path: Path) -> dict[str, Any]:
         return {"name": "v", "type": "local", "base_path": str(tmp_path), "versioning": True}
+
+
+class TestLockPortableMockFaults(LockConformance):
+    """The same rules through MockBackend injecting transient faults (retried by storied)."""
+
+    @pytest.fixture
+    def mount_config(self) -> dict[str, Any]:
+        return {"name": "v", "type": "mock", "failure_rate": 0.05, "seed": 11,
+                "faults": ["transient"], "wraps": {"type": "memory", "store": uuid.uuid4().hex},
+                "versioning": True, "retries": 8}
