@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import base64
 import builtins
+import datetime
 import hashlib
 import importlib
 import io
 import os
+import pkgutil
 import re
 import threading
+import time
+import types
 import urllib.parse
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -21,8 +26,8 @@ from storied.capabilities import Capabilities
 from storied.errors import StorageIOError
 from storied.info import Info, ObjectVersion
 
-__all__ = ["INLINE_LIMIT", "REDACTED", "BodyStore", "Redactor", "arg", "describe", "error_of",
-           "secrets_of"]
+__all__ = ["INLINE_LIMIT", "REDACTED", "VOLATILE_PACKAGES", "BodyStore", "Redactor",
+           "VolatileInputs", "arg", "describe", "error_of", "secrets_of"]
 
 #: Bodies up to this many bytes are stored inline (base64); larger ones in the bodies folder.
 INLINE_LIMIT = 1024
@@ -212,3 +217,159 @@ def error_of(record: Mapping[str, Any]) -> BaseException:
 def describe(mount: str, op: str, args: Mapping[str, Any]) -> str:
     shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
     return f"{mount}: {op}({shown})"
+
+
+# ------------------------------------------------------------------------------- volatile inputs
+#: Packages whose clock, random ids and uuids a cassette session records and replays: the
+#: code above the cassette layer (history engines, locks, tags, journal, retention, dedup).
+VOLATILE_PACKAGES = ("storied.core", "storied.versioning", "storied.events", "storied.policies",
+                     "storied.optimize")
+_REAL_DATETIME = datetime.datetime
+
+
+class _Shim:
+    """A stand-in for a module in one storied module's globals: every attribute is the real
+    module's, except the volatile functions, which go through ``inputs``."""
+
+    def __init__(self, real: Any, overrides: dict[str, Any]) -> None:
+        self._real, self._overrides = real, overrides
+
+    def __getattr__(self, name: str) -> Any:
+        found = self._overrides.get(name)
+        return found if found is not None else getattr(self._real, name)
+
+
+class _DatetimeMeta(type):
+    """``datetime`` in a patched module: instances, construction and class methods are the
+    real class's; only ``now`` is recorded/replayed."""
+
+    inputs: VolatileInputs
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        return isinstance(obj, _REAL_DATETIME)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        return issubclass(sub, _REAL_DATETIME)
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        return _REAL_DATETIME(*args, **kwargs)
+
+    def __getattr__(cls, name: str) -> Any:
+        return getattr(_REAL_DATETIME, name)
+
+
+_PLAN: list[tuple[Any, str, Any]] = []  # (module, global name, real value) to stand in for
+_PLAN_SIZE = [-1]  # len(sys.modules) when _PLAN was made
+_IMPORTED: list[bool] = []
+
+
+def _import_volatile_packages() -> None:
+    """Import every module of :data:`VOLATILE_PACKAGES` once (an engine a session builds
+    later must find its stand-ins in place)."""
+    if _IMPORTED:
+        return
+    for package in VOLATILE_PACKAGES:
+        found = importlib.import_module(package)
+        for info in pkgutil.walk_packages(found.__path__, package + "."):
+            try:
+                importlib.import_module(info.name)
+            except ImportError:  # an optional dependency: that module is not in use
+                continue
+    _IMPORTED.append(True)
+
+
+class VolatileInputs:
+    """The non-deterministic inputs of storied's engines (``time.time``/``time_ns``,
+    ``os.urandom``, ``uuid.uuid4``, ``datetime.now``), recorded while recording and given
+    back, in the same order per function, while replaying: version ids, record names, lease
+    and lock nonces and journal ids come out as they were recorded, so the storage calls that
+    name them match (see docs/CASSETTE.md, "Volatile inputs").
+
+    While installed, the modules of :data:`VOLATILE_PACKAGES` (every manager of the process)
+    see these functions through the session; a replay that runs out of recorded values gets
+    live ones again.
+    """
+
+    def __init__(self, recorded: Mapping[str, Any] | None, replaying: bool) -> None:
+        self.replaying = replaying
+        self.values: dict[str, list[Any]] = {
+            k: list(v) for k, v in (recorded or {}).items() if isinstance(v, list)}
+        self._next: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._undo: list[tuple[Any, str, Any]] = []
+        self.used = False
+
+    def take(self, source: str, live: Any, check: Any = None) -> Any:
+        """The next recorded value of ``source`` (replay), or ``live()`` recorded."""
+        with self._lock:
+            if self.replaying:
+                queue, index = self.values.get(source, []), self._next.get(source, 0)
+                if index < len(queue) and (check is None or check(queue[index])):
+                    self._next[source] = index + 1
+                    return queue[index]
+                return live()
+            value = live()
+            self.values.setdefault(source, []).append(value)
+            self.used = True
+            return value
+
+    def dump(self) -> dict[str, list[Any]]:
+        return self.values
+
+    # ---------------------------------------------------------------- the stand-ins
+    def _time(self) -> float:
+        return float(self.take("time", time.time))
+
+    def _time_ns(self) -> int:
+        return int(self.take("time_ns", time.time_ns))
+
+    def _urandom(self, size: int) -> bytes:
+        hexed = self.take("urandom", lambda: os.urandom(size).hex(),
+                          check=lambda v: isinstance(v, str) and len(v) == 2 * size)
+        return bytes.fromhex(hexed)
+
+    def _uuid4(self) -> uuid.UUID:
+        return uuid.UUID(hex=self.take("uuid4", lambda: uuid.uuid4().hex))
+
+    def _now(self, tz: Any = None) -> datetime.datetime:
+        stamp = self.take("now", lambda: _REAL_DATETIME.now(datetime.UTC).timestamp())
+        return _REAL_DATETIME.fromtimestamp(float(stamp), tz)
+
+    def install(self) -> None:
+        """Put the stand-ins into every module of :data:`VOLATILE_PACKAGES` (scanned once per
+        process, then again only for modules loaded since)."""
+        import sys
+
+        _import_volatile_packages()
+        shims: dict[Any, Any] = {
+            time: _Shim(time, {"time": self._time, "time_ns": self._time_ns}),
+            os: _Shim(os, {"urandom": self._urandom}),
+            uuid: _Shim(uuid, {"uuid4": self._uuid4}),
+            _REAL_DATETIME: _DatetimeMeta("datetime", (), {"now": staticmethod(self._now)}),
+        }
+        if _PLAN_SIZE[0] != len(sys.modules):  # modules were loaded since the last scan
+            _PLAN[:] = [
+                (module, attr, value)
+                for name, module in list(sys.modules.items())
+                if module is not None and name.startswith(VOLATILE_PACKAGES)
+                for attr, value in list(vars(module).items())
+                if value is _REAL_DATETIME or (isinstance(value, types.ModuleType)
+                                               and value in (time, os, uuid))]
+            _PLAN_SIZE[0] = len(sys.modules)
+        for module, attr, value in _PLAN:
+            if vars(module).get(attr) is value:
+                self._undo.append((module, attr, value))
+                setattr(module, attr, shims[value])
+        records = sys.modules.get("storied.versioning.records")
+        if records is not None and hasattr(records, "_last_ts"):
+            # ids are max(clock, last + 1): the sequence restarts where the recording's did
+            self._undo.append((records, "_last_ts", getattr(records, "_last_ts")))  # noqa: B009
+            setattr(records, "_last_ts", 0)  # noqa: B010
+
+    def uninstall(self) -> None:
+        """Put the real functions back (and the id clock past every id given out)."""
+        for module, attr, value in reversed(self._undo):
+            if attr == "_last_ts":
+                value = max(value, getattr(module, attr, 0))
+            setattr(module, attr, value)
+        self._undo = []

@@ -37,6 +37,7 @@ from storied.testing._cassette import (
     INLINE_LIMIT,
     BodyStore,
     Redactor,
+    VolatileInputs,
     arg,
     describe,
     error_of,
@@ -53,8 +54,12 @@ __all__ = [
     "secrets_of",
 ]
 
-#: The ``storied_cassette`` value of the format this module writes.
-CASSETTE_FORMAT = 1
+#: The ``storied_cassette`` value of the format this module writes (2: with the recorded
+#: volatile inputs); it reads format 1 too.
+CASSETTE_FORMAT = 2
+_READABLE = (1, 2)
+_installed: list[VolatileInputs] = []  # the one session whose volatile inputs are in place
+_installing = threading.Lock()
 _MODES = ("record", "none", "new_episodes")
 #: What a write's ``data`` argument is in a cassette when the write is one of storied's own
 #: records (below the reserved area): matched by path, not by content.
@@ -99,8 +104,14 @@ class CassetteSession:
         self._decoded: dict[tuple[str, str], Any] = {}
         self._changed = False
         self._undo: list[Callable[[], None]] = []
+        self._recorded_volatile: Mapping[str, Any] | None = None
         if mode != "record":
             self._load()
+        self.volatile = VolatileInputs(self._recorded_volatile, replaying=mode != "record")
+        with _installing:
+            if not _installed:  # a second session at once runs without them (documented)
+                self.volatile.install()
+                _installed.append(self.volatile)
 
     def _load(self) -> None:
         try:
@@ -111,10 +122,13 @@ class CassetteSession:
             return
         except (ValueError, UnicodeDecodeError) as exc:
             raise StorageIOError(f"Cassette {self.path} is not valid JSON: {exc}") from exc
-        if not isinstance(document, dict) or document.get("storied_cassette") != CASSETTE_FORMAT:
+        if not isinstance(document, dict) or document.get("storied_cassette") not in _READABLE:
             raise StorageIOError(
-                f"{self.path} is not a storied cassette of format {CASSETTE_FORMAT}"
+                f"{self.path} is not a storied cassette of format "
+                f"{' or '.join(map(str, _READABLE))}"
             )
+        volatile = document.get("volatile")
+        self._recorded_volatile = volatile if isinstance(volatile, dict) else None
         mounts, items = document.get("mounts") or {}, document.get("interactions") or []
         if not isinstance(mounts, dict) or not isinstance(items, list):
             raise StorageIOError(f"Cassette {self.path}: 'mounts' or 'interactions' malformed")
@@ -236,6 +250,7 @@ class CassetteSession:
             document = {
                 "storied_cassette": CASSETTE_FORMAT,
                 "mounts": self.mounts,
+                "volatile": self.volatile.dump(),
                 "interactions": self.interactions,
             }
             text = json.dumps(document, indent=1, sort_keys=False)
@@ -250,6 +265,10 @@ class CassetteSession:
         undo, self._undo = self._undo, []
         for step in reversed(undo):
             step()
+        with _installing:
+            if self.volatile in _installed:
+                self.volatile.uninstall()
+                _installed.remove(self.volatile)
         self.save()
 
     def __enter__(self) -> CassetteSession:
