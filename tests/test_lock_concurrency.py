@@ -99,3 +99,41 @@ def test_concurrent_retention_changes_keep_the_stricter(tmp_path: Path) -> None:
         w.join(30)
     assert not failures
     assert node.get_retention(vid) == {"mode": "COMPLIANCE", "until": untils[-1]}
+
+
+def test_an_acknowledged_hold_always_names_a_surviving_version(tmp_path: Path) -> None:
+    """A hold and a cleanup racing (two managers, threads): whenever set_legal_hold returns,
+    the version it held still exists after the cleanup; otherwise it raised and set nothing."""
+    from storied.errors import StorageNotFoundError
+
+    for round_ in range(6):
+        sm = _manager(tmp_path)
+        node = sm.node(f"v:race{round_}.txt")
+        for i in range(6):
+            node.write_text(f"c{i}")
+        target = node.versions[2]["version_id"]
+        holder = _manager(tmp_path).node(f"v:race{round_}.txt")
+        outcome: list[str] = []
+
+        def hold(holder: Any = holder, target: str = target, outcome: list[str] = outcome
+                 ) -> None:
+            try:
+                holder.set_legal_hold(True, version=target)
+                outcome.append("held")
+            except StorageNotFoundError:
+                outcome.append("gone")
+
+        worker = threading.Thread(target=hold)
+        cleaner = threading.Thread(target=lambda node=node: node.cleanup_versions(keep_last=1))
+        first, second = (worker, cleaner) if round_ % 2 else (cleaner, worker)
+        first.start()
+        time.sleep(0.003 * (round_ // 2))
+        second.start()
+        worker.join(30)
+        cleaner.join(30)
+        alive = {v["version_id"] for v in node.versions}
+        assert outcome in (["held"], ["gone"]), outcome
+        if outcome == ["held"]:
+            assert target in alive and node.get_legal_hold(target) is True
+        else:
+            assert target not in alive
