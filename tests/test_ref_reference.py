@@ -349,3 +349,28 @@ def test_the_layer_keeps_the_local_fast_paths_and_alias_refusal(tmp_path: Path,
     storage.node("v:f.txt").write_bytes(BIG)
     record = next((tmp_path / "v" / ".storied" / "versions" / "f.txt").iterdir())
     assert record.stat().st_nlink == 2  # the record is a hard link of its blob (ADR 0012)
+
+
+def test_one_layer_only_and_gc_sees_stored_objects(tmp_path: Path, wired: None) -> None:
+    from storied.backends import registry
+    from storied.backends.wrappers import Retrying
+
+    inner = registry.build("memory", "x", {})
+    layer = Referencing(inner)
+    assert Referencing(layer) is layer and layer.inner is inner
+    assert Referencing(Retrying(layer)).inner is layer  # handed back: no second layer
+    (tmp_path / "d").mkdir()
+    storage = StorageManager()
+    storage.configure([{"name": "l", "type": "local", "base_path": str(tmp_path / "d")}])
+    chain, count = storage.node("l:")._be, 0
+    while chain is not None:
+        count += isinstance(chain, Referencing)
+        chain = getattr(chain, "inner", None)
+    assert count == 1
+    for name in ("a", "b", "c"):
+        storage.node(f"l:{name}").write_bytes(BIG)
+    storage.deduplicate("l:", strategy="reference")
+    storage.node("l:a").delete()
+    gc = storage.collect_references("l", grace=0)
+    assert gc["referenced"] == 1 and gc["removed"] == []
+    assert storage.node("l:b").read_bytes() == BIG

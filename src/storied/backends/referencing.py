@@ -148,7 +148,17 @@ class Referencing(WrappedBackend):
     Everything under ``.storied/`` passes through untouched.
     """
 
+    def __new__(cls, inner: Backend) -> Referencing:
+        """A second reference layer over one is never made: ``Referencing(x)`` where ``x``
+        already has one below returns ``x`` itself (two layers would resolve references
+        twice and show gc logical sizes instead of the stored objects)."""
+        if find_layer(inner, "") is not None:
+            return inner  # type: ignore[return-value]
+        return super().__new__(cls)
+
     def __init__(self, inner: Backend) -> None:
+        if "_lock" in self.__dict__:  # __new__ handed back an existing layer: keep it as is
+            return
         super().__init__(inner)
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
