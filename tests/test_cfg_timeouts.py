@@ -80,13 +80,19 @@ def _mounts(port: int) -> dict[str, dict[str, Any]]:
         "smb": {"type": "smb", "host": "127.0.0.1", "port": port, "share": "s",
                 "username": "u", "password": "pw"},
         "github": {"type": "github", "org": "o", "repo": "r", "api_url": url, "token": "tk"},
+        "gcs": {"type": "gcs", "bucket": "b", "endpoint_url": url, "token": "anon"},
+        "azure": {"type": "azure", "container": "c", "connection_string": (
+            "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey="
+            "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+            f"BlobEndpoint={url}/devstoreaccount1;")},
     }
 
 
-NEEDS = {"sftp": "paramiko", "webdav": "webdav4", "http": "aiohttp", "smb": "smbclient"}
+NEEDS = {"sftp": "paramiko", "webdav": "webdav4", "http": "aiohttp", "smb": "smbclient",
+         "gcs": "gcsfs", "azure": "adlfs"}
 
 
-@pytest.mark.parametrize("kind", ["sftp", "webdav", "http", "smb", "github"])
+@pytest.mark.parametrize("kind", ["sftp", "webdav", "http", "smb", "github", "gcs", "azure"])
 def test_a_silent_endpoint_fails_within_the_timeouts(silent: SilentServer, kind: str) -> None:
     if kind in NEEDS:
         pytest.importorskip(NEEDS[kind])
@@ -100,7 +106,7 @@ def test_a_silent_endpoint_fails_within_the_timeouts(silent: SilentServer, kind:
     elapsed = time.monotonic() - start
     assert elapsed < LIMIT, f"{kind}: {elapsed:.1f} s"
     assert silent.accepted >= 1  # it did reach the silent server (not a refused connection)
-    if kind in ("webdav", "http", "github", "smb"):
+    if kind in ("webdav", "http", "github", "smb", "gcs"):
         assert isinstance(info.value, StorageTimeoutError), repr(info.value)
 
 

@@ -11,6 +11,7 @@ import base64
 import email.utils
 import io
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -419,6 +420,41 @@ def reconnect_sftp(fs: Any) -> None:
     fs.client.close()
     fs._connect()  # fsspec's own (re)connection routine
     sftp_timeout(fs)
+
+
+def threaded_sftp(base: type) -> type:
+    """A subclass of fsspec's ``SFTPFileSystem`` whose ``ftp`` is one SFTP channel per thread
+    over the one SSH connection: a paramiko ``SFTPClient`` serves one thread at a time
+    (concurrent requests and pipelined writes of several threads on one channel can hang).
+    A thread whose channel the server refuses (``MaxSessions``) shares the first one."""
+
+    class ThreadedSFTP(base):  # type: ignore[misc, valid-type]
+        @property
+        def ftp(self) -> Any:
+            state = self.__dict__["_storied_sftp"]
+            local = state["local"]
+            if getattr(local, "generation", None) != state["generation"]:
+                try:
+                    channel = self.client.open_sftp()
+                    seconds = getattr(self, "storied_read_timeout", None) or self.ssh_kwargs.get(
+                        "timeout")
+                    if seconds:
+                        channel.get_channel().settimeout(seconds)
+                except Exception as exc:
+                    if type(exc).__name__ != "ChannelException":
+                        raise
+                    channel = state["first"]
+                local.channel, local.generation = channel, state["generation"]
+            return local.channel
+
+        @ftp.setter
+        def ftp(self, channel: Any) -> None:  # fsspec's _connect: a new SSH connection
+            state = self.__dict__.setdefault("_storied_sftp", {"generation": 0})
+            state.update(generation=state["generation"] + 1, first=channel,
+                         local=threading.local())
+            state["local"].channel, state["local"].generation = channel, state["generation"]
+
+    return ThreadedSFTP
 
 
 def sftp_timeout(fs: Any) -> None:

@@ -18,6 +18,7 @@ from storied.backends._fsspec_support import (
     known_hosts_policy,
     quoting_webdav_client,
     sftp_timeout,
+    threaded_sftp,
 )
 from storied.backends._location import host_key, url_key
 from storied.backends.base import CHUNK, Backend
@@ -79,7 +80,7 @@ def sftp_from_config(config: dict[str, Any]) -> Backend:
     host = config["host"]
 
     def connect() -> Any:
-        fs = SFTPFileSystem(host, skip_instance_cache=True, **options)
+        fs = threaded_sftp(SFTPFileSystem)(host, skip_instance_cache=True, **options)
         fs.storied_read_timeout = read_s
         sftp_timeout(fs)
         return fs
@@ -124,7 +125,9 @@ def gcs_from_config(config: dict[str, Any]) -> Backend:
     """Build a GCS mount: ``bucket``, ``token``, ``project``, ``endpoint_url`` (an emulator),
     ``base_path`` (key prefix, via Prefixed), ``connect_timeout`` (10 s) and ``read_timeout``
     (60 s: aiohttp's socket timeouts of every request). With an ``endpoint_url`` the classic
-    gcsfs class is used, never the experimental one that probes bucket types over gRPC."""
+    gcsfs class is used, never the experimental one that probes bucket types over gRPC.
+    gcsfs's own retry loop (6 tries, up to 31 s of backoff per request) is turned off: the
+    mount's ``retries`` is the only one, so a hung endpoint fails in seconds."""
     import gcsfs
 
     cls = gcsfs.core.GCSFileSystem if config.get("endpoint_url") else gcsfs.GCSFileSystem
@@ -137,18 +140,46 @@ def gcs_from_config(config: dict[str, Any]) -> Backend:
         import aiohttp
 
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=read_s)
-        return cls(skip_instance_cache=True, use_listings_cache=False,
-                   session_kwargs={"timeout": timeout}, **options)
+        # gcsfs passes its requests_timeout to every request (None would mean no limit at all)
+        fs = cls(skip_instance_cache=True, use_listings_cache=False, requests_timeout=timeout,
+                 session_kwargs={"timeout": timeout}, **options)
+        _single_attempt(fs, ("_request", "_get_file_request", "_get_file_concurrent"))
+        return fs
 
     key = ("gcs", url_key(config.get("endpoint_url")), bucket)
     return _prefixed(FsspecBackend(None, bucket, GCS, connect=connect, location_key=key), config)
+
+
+def _single_attempt(fs: Any, methods: tuple[str, ...]) -> None:
+    """Replace methods that a library decorated with its own retry loop by the undecorated
+    ones, on this instance only (storied's Retrying retries whole operations instead)."""
+    import types
+
+    for name in methods:
+        inner = getattr(getattr(type(fs), name, None), "__wrapped__", None)
+        if inner is not None:
+            setattr(fs, name, types.MethodType(inner, fs))
+
+
+def _azure_limits(client: Any, connect_s: float, read_s: float) -> None:
+    """The Azure client's default timeouts and retry policy, as the mount says (the client
+    and the container clients made from it share these pipeline objects)."""
+    pipeline = getattr(client, "_pipeline", None)
+    config = getattr(getattr(pipeline, "_transport", None), "connection_config", None)
+    if config is not None:
+        config.timeout, config.read_timeout = connect_s, read_s
+    for policy in getattr(pipeline, "_impl_policies", ()):
+        if hasattr(policy, "total_retries"):
+            policy.total_retries = 0
 
 
 def azure_from_config(config: dict[str, Any]) -> Backend:
     """Build an Azure Blob mount: ``container``, ``account_name``, ``account_key``,
     ``sas_token``, ``connection_string``, ``base_path`` (blob prefix, via Prefixed),
     ``connect_timeout`` (10 s) and ``read_timeout`` (60 s), given to the Azure SDK's
-    transport as ``connection_timeout``/``read_timeout``."""
+    transport as ``connection_timeout``/``read_timeout`` (adlfs passes them to a few calls
+    only, so they are set on the client's transport too). The SDK's own retry policy (3
+    retries after 15-45 s) is turned off: the mount's ``retries`` is the only one."""
     import adlfs
 
     keys = ("account_name", "account_key", "sas_token", "connection_string")
@@ -158,10 +189,12 @@ def azure_from_config(config: dict[str, Any]) -> Backend:
     connect_s, read_s = timeouts(config)
 
     def connect() -> Any:
-        return adlfs.AzureBlobFileSystem(
+        fs = adlfs.AzureBlobFileSystem(
             skip_instance_cache=True, use_listings_cache=False, blocksize=8 * CHUNK,
             connection_timeout=connect_s, read_timeout=read_s, **options
         )
+        _azure_limits(fs.service_client, connect_s, read_s)
+        return fs
 
     account = options.get("account_name") or options.get("connection_string")
     key = ("azure", account, container)

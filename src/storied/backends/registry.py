@@ -19,6 +19,7 @@ is reported with genro-storage's wording (``SFTP storage 'x' missing required fi
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,7 @@ from storied.backends._config_kinds import (
 from storied.backends._config_kinds import (
     timeouts as timeouts,
 )
+from storied.backends._unavailable import UnavailableBackend
 from storied.backends.base import Backend
 from storied.errors import (
     InvalidPathError,
@@ -127,6 +129,16 @@ __all__ = [
     "check_common",
     "check_value",
 ]
+
+
+log = logging.getLogger("storied.backends")
+
+
+def _missing_name(exc: ModuleNotFoundError) -> str:
+    """The module a MissingDependencyError raised by an adapter names, if it says."""
+    text = str(exc)
+    start = text.find("needs '")
+    return text[start + 7 : text.find("'", start + 7)] if start >= 0 else ""
 
 
 def _is_backend(value: Any) -> bool:
@@ -447,12 +459,15 @@ TYPES["az"] = TYPES["azure"]
 def build(type_name: str, mount: str, config: Mapping[str, Any]) -> Backend:
     """Build the adapter for ``type_name`` from a mount's ``config``.
 
-    No network I/O happens here: adapters of remote storages connect at first use.
+    No network I/O happens here: adapters of remote storages connect at first use. A type
+    whose optional extra is not installed still gets its config fully checked, then an
+    :class:`~storied.backends._unavailable.UnavailableBackend`: the mount's first operation
+    raises :class:`MissingDependencyError` naming the extra (``pip install 'storied[gcs]'``),
+    and the other mounts of the same config keep working.
 
     Raises:
         StorageConfigError: Unknown type, unknown key, missing required key, a value of the
             wrong type, or a value the adapter refuses.
-        MissingDependencyError: The type's optional extra is not installed.
     """
     spec = TYPES.get(type_name)
     if spec is None:
@@ -466,15 +481,15 @@ def build(type_name: str, mount: str, config: Mapping[str, Any]) -> Backend:
     module_name, _, func = spec.target.partition(":")
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").startswith("storied"):
-            raise
-        hint = f"pip install 'storied[{spec.extra}]'" if spec.extra else "reinstall storied"
-        raise MissingDependencyError(
-            f"Mount {mount!r} of type {type_name!r} needs {exc.name!r}: {hint}"
-        ) from exc
-    try:
         backend: Backend = getattr(module, func)(options)
+    except ModuleNotFoundError as exc:  # MissingDependencyError too
+        missing = exc.name or _missing_name(exc)
+        if missing.startswith("storied") and not isinstance(exc, MissingDependencyError):
+            raise
+        log.info("mount %r (%s) is unavailable until %r is installed", mount, type_name,
+                    missing)
+        detail = str(exc) if isinstance(exc, MissingDependencyError) else None
+        return UnavailableBackend(type_name, mount, missing or None, spec.extra, detail)
     except StorageConfigError as exc:
         if repr(mount) in str(exc):
             raise

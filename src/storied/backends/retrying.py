@@ -2,7 +2,8 @@
 
 :class:`Retrying` wraps a mount's adapter (the manager adds it when the mount's ``retries`` is
 above 1). Only :class:`~storied.errors.TransientStorageError` (timeouts, refused or dropped
-connections, throttling, 5xx answers) is retried. Each retry is logged at INFO on
+connections, throttling, 5xx answers) is retried; a :class:`~storied.errors.StorageTimeoutError`
+at most once (each already waited the mount's whole timeout). Each retry is logged at INFO on
 ``storied.backends.<type>`` (``attempt n/N failed: <error>; retrying in <s> s``) and a give-up
 (the last attempt failed too) at WARNING; error texts are redacted
 (:func:`storied.backends._logging.redact`).
@@ -24,6 +25,7 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageError,
     StorageNotFoundError,
+    StorageTimeoutError,
     TransientStorageError,
 )
 from storied.info import Data, Info, ObjectVersion, WriteMode
@@ -67,13 +69,17 @@ class Retrying(WrappedBackend):
         error goes to ``settle`` (when given): the first attempt may have been applied with
         its answer lost, and ``settle`` returns the result when the error says so ("already
         exists" after a create, "not found" after a delete) or raises the error. ``op`` and
-        ``path`` name the operation in log records."""
+        ``path`` name the operation in log records. A second timeout ends the retries: each
+        one already waited the mount's whole timeout (a hung endpoint fails in about two
+        timeouts, not ``attempts`` of them)."""
+        timed_out = 0
         for attempt in range(self.attempts):
             try:
                 return call()
             except TransientStorageError as exc:
-                if attempt == self.attempts - 1:
-                    self._give_up(op, path, exc)
+                timed_out += isinstance(exc, StorageTimeoutError)
+                if attempt == self.attempts - 1 or timed_out > 1:
+                    self._give_up(op, path, exc, attempt + 1)
                     raise
                 self._wait(attempt, op, path, exc)
                 if rewind is not None:
@@ -92,10 +98,10 @@ class Retrying(WrappedBackend):
                        attempt + 1, self.attempts, _describe(exc), delay)
         self._sleep(delay)
 
-    def _give_up(self, op: str, path: str, exc: BaseException) -> None:
+    def _give_up(self, op: str, path: str, exc: BaseException, tries: int) -> None:
         if self.attempts > 1:
-            self._log.warning("%s %r: giving up after %d attempts: %s", op, path,
-                              self.attempts, _describe(exc))
+            self._log.warning("%s %r: giving up after %d attempts: %s", op, path, tries,
+                              _describe(exc))
 
     def _written(self, path: str, data: Data) -> Callable[[StorageError], Info]:
         """The ``settle`` of a retried create-only or conditional write: done when ``path``
@@ -212,7 +218,7 @@ class Retrying(WrappedBackend):
                 return
             except TransientStorageError as exc:
                 if attempt == self.attempts - 1:
-                    self._give_up("move", src, exc)
+                    self._give_up("move", src, exc, attempt + 1)
                     raise
                 self._wait(attempt, "move", src, exc)
                 if not self._run(lambda: self.inner.exists(src), op="exists", path=src):
