@@ -78,6 +78,8 @@ def test_rules_table() -> None:
 def test_until_is_checked_and_rounded_up() -> None:
     assert normalize_until(datetime(2027, 1, 1, 0, 0, 0, 1, tzinfo=UTC)) == datetime(
         2027, 1, 1, 0, 0, 1, tzinfo=UTC)
+    top = datetime.max.replace(tzinfo=UTC)
+    assert normalize_until(top) == top.replace(microsecond=0)
     for bad in (datetime(2027, 1, 1), "2027-01-01", 5):
         with pytest.raises(InvalidArgumentError):
             normalize_until(bad)

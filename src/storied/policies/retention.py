@@ -84,9 +84,15 @@ def normalize_until(until: object) -> datetime:
         raise InvalidArgumentError(
             f"until must be timezone-aware (e.g. tzinfo=UTC), not the naive {until!r}"
         )
-    moment = until.astimezone(UTC)
+    try:
+        moment = until.astimezone(UTC)
+    except OverflowError:
+        raise InvalidArgumentError(f"until {until!r} is out of range") from None
     if moment.microsecond:
-        moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+        try:
+            moment = moment.replace(microsecond=0) + timedelta(seconds=1)
+        except OverflowError:  # the last second datetime can hold: keep it, rounded down
+            moment = moment.replace(microsecond=0)
     return moment
 
 
