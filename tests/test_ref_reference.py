@@ -374,3 +374,27 @@ def test_one_layer_only_and_gc_sees_stored_objects(tmp_path: Path, wired: None) 
     gc = storage.collect_references("l", grace=0)
     assert gc["referenced"] == 1 and gc["removed"] == []
     assert storage.node("l:b").read_bytes() == BIG
+
+
+def test_gc_respects_the_mount_permissions(tmp_path: Path, wired: None) -> None:
+    from storied.errors import StoragePermissionError
+
+    (tmp_path / "d").mkdir()
+    storage = StorageManager()
+    storage.configure([{"name": "l", "type": "local", "base_path": str(tmp_path / "d")},
+                       {"name": "ro", "path": "l:", "permissions": "readonly"},
+                       {"name": "nodel", "path": "l:", "permissions": "readwrite"}])
+    for name in ("a", "b", "c"):
+        storage.node(f"l:{name}").write_bytes(BIG)
+    report = storage.deduplicate("ro:", strategy="reference")
+    assert report["bytes_reclaimed"] == 0 and len(report["groups"][0]["skipped"]) == 3
+    assert all("read-only" in s["reason"] for s in report["groups"][0]["skipped"])
+    assert (tmp_path / "d" / "a").stat().st_size == len(BIG)
+    storage.deduplicate("l:", strategy="reference")
+    for name in ("a", "b", "c"):
+        storage.node(f"l:{name}").delete()
+    for mount in ("ro", "nodel"):
+        with pytest.raises(StoragePermissionError):
+            storage.collect_references(mount, grace=0)
+        assert len(storage.collect_references(mount, grace=0, dry_run=True)["condemned"]) == 1
+    assert storage.collect_references("l", grace=0)["bytes_freed"] == len(BIG)

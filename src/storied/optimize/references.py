@@ -38,6 +38,7 @@ from storied.errors import (
     PreconditionFailedError,
     StorageError,
     StorageNotFoundError,
+    StoragePermissionError,
     UnsupportedOperation,
 )
 from storied.info import WriteMode
@@ -208,6 +209,7 @@ def collect(manager: StorageManager, mount: str, *, grace: float = GRACE,
 
     Raises:
         InvalidArgumentError: ``grace`` between 0 and :data:`MIN_GRACE` (exclusive).
+        StoragePermissionError: The mount refuses writes or deletes (a dry run is allowed).
 
     Returns:
         ``{'mount', 'copies', 'referenced', 'condemned': [paths], 'removed': [paths],
@@ -219,6 +221,11 @@ def collect(manager: StorageManager, mount: str, *, grace: float = GRACE,
             f"(deduplicate re-checks its content copy every {RECHECK:.0f} s), not {grace!r}")
     node = manager.node(f"{mount}:")
     layer, _ = layer_of(node)
+    if not dry_run:
+        node.require_writable()
+        if not node._be.capabilities.delete:
+            raise StoragePermissionError(
+                f"mount {mount!r} does not allow deletes: its content copies cannot be removed")
     report: dict[str, Any] = {"mount": mount, "copies": 0, "referenced": 0, "condemned": [],
                               "removed": [], "bytes_freed": 0}
     for _ in range(2 if grace <= 0 else 1):
