@@ -259,3 +259,22 @@ def test_parallel_copy_costs_the_same_requests_as_sequential(
         sm.node("s3:tree").copy_to(f"home:w{workers}", workers=workers)
         counts.append(dict(proxy.counts))
     assert counts[0] == counts[1] == {"LIST": 1, "GET": 40}
+
+
+def test_large_file_copied_alone_is_fetched_in_parts_with_byte_progress(
+    moto: MotoHandle, proxy: CountingProxy, tmp_path: Path,
+) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"parl-{uuid.uuid4().hex[:12]}")
+    sm = StorageManager()
+    sm.configure([_s3("s3", proxy.endpoint_url, bucket),
+                  {"name": "home", "type": "local", "base_path": str(tmp_path)}])
+    data = os.urandom(20 * 1024 * 1024 + 5)
+    sm.node("s3:big.bin").write_bytes(data)
+    sent: list[tuple[int, int]] = []
+    proxy.reset()
+    sm.node("s3:big.bin").copy_to("home:big.bin", progress_bytes=lambda d, t: sent.append((d, t)))
+    assert (tmp_path / "big.bin").read_bytes() == data
+    ranges = [r for r in proxy.ranges if r]
+    assert len(ranges) >= 3  # bounded ranged GETs (parts fetched ahead), not one long GET
+    assert sent[-1] == (len(data), len(data)) and len(sent) > 3
+    assert all(a[0] < b[0] for a, b in itertools.pairwise(sent))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, BinaryIO, cast
@@ -131,10 +132,12 @@ def run_items(src: StorageNode, dest: StorageNode, items: list[Item], total: int
             plan.progress(counts["done"], total)
         return not errors or plan.on_error == "continue"
 
-    rule = (plan.skip, plan.skip_fn)
+    # one file at a time: a large one may fetch its parts ahead (parallel ranged GETs on S3);
+    # with a pool, the files are the parallelism (memory stays one buffer per worker)
+    rule: Rule = (plan.skip, plan.skip_fn, workers == 1 and plan.executor is None)
     pool: Pool[Item, tuple[str, int | str]] = Pool(
         lambda item, sink: transfer_one(item, rule, sink), workers, plan.executor,
-        shipper(src, dest, rule) if plan.executor is not None else None)
+        shipper(src, dest, rule[:2]) if plan.executor is not None else None)
     left = run_pool(pool, items, on_done, on_bytes if plan.progress_bytes else None)
     report.not_started += [item[0].fullpath for item in left]
     if errors:
@@ -168,13 +171,17 @@ def _with_report(error: BaseException, report: TransferReport, total: int) -> Ba
     return error
 
 
-Rule = tuple[SkipStrategy, "SkipFn | None"]
+#: ``(skip strategy, skip_fn, prefetch)``; ``prefetch``: a file of :data:`LARGE` bytes or
+#: more is read with the sequential-read hint (S3 fetches its next parts ahead, in parallel).
+Rule = tuple[SkipStrategy, "SkipFn | None", bool]
+#: From this size a copy made one file at a time reads with the sequential-read hint.
+LARGE = 8 * 1024 * 1024
 
 
 def _skip_reason(
     src: StorageNode, info: Info, dest: StorageNode, dinfo: Info, rule: Rule
 ) -> str | None:
-    skip, skip_fn = rule
+    skip, skip_fn = rule[0], rule[1]
     try:
         if skip is SkipStrategy.EXISTS:
             return "destination exists"
@@ -216,10 +223,21 @@ def transfer_one(item: Item, rule: Rule, sink: ByteSink | None) -> tuple[str, in
         if sink is not None and info.size:
             sink(info.size)
         return "copied", info.size or 0
-    with src._be.open_read(src.path) as stream:
+    hint = rule[2] and (info.size or 0) >= LARGE
+    with _sequential(hint), src._be.open_read(src.path) as stream:
         counted = Counted(stream, sink)
         dest._store(cast(BinaryIO, counted), info.metadata or None)
     return "copied", counted.count
+
+
+def _sequential(wanted: bool) -> AbstractContextManager[None]:
+    """The sequential-read hint of :mod:`storied.backends._s3_prefetch` when ``wanted``: the
+    same stored bytes as a plain read, fetched ahead in parts (S3; other backends ignore it)."""
+    if not wanted:
+        return nullcontext()
+    from storied.backends._s3_prefetch import sequential_reads
+
+    return sequential_reads(LARGE)
 
 
 def announce_new(node: StorageNode, info: Info | None) -> None:
