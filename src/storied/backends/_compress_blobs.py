@@ -38,8 +38,8 @@ from storied.backends._compress_io import (
     read_full,
 )
 from storied.backends.base import CHUNK, Backend
-from storied.errors import MissingDependencyError, StorageIOError
-from storied.info import Data
+from storied.errors import MissingDependencyError, PreconditionFailedError, StorageIOError
+from storied.info import Data, WriteMode
 
 if TYPE_CHECKING:
     from storied.versioning.portable import PortableEngine
@@ -134,13 +134,33 @@ def hash_blob(backend: Backend, key: str) -> str:
 def mark_schema(engine: PortableEngine) -> None:
     """Raise the history's ``format.json`` to schema 4 before its first compressed blob, so an
     older storied refuses the history (its "reads up to N" error) instead of serving
-    compressed bytes. Never lowers a schema."""
+    compressed bytes. Never lowers a schema; a compare-and-swap (replace-if-etag-matches,
+    retried) where the storage has conditional writes, so a concurrent rewrite of the marker
+    is never overwritten with older content.
+
+    Raises:
+        StorageIOError: The marker kept changing (another writer rewrote it 8 times running).
+    """
     if engine._schema >= COMPRESSED_SCHEMA:
         return
     marker = engine._meta("format.json")
-    found = engine._read_format(marker)
-    schema = found.get("schema_version", 0)
-    if not isinstance(schema, int) or schema < COMPRESSED_SCHEMA:
+    meta = engine.meta
+    for _ in range(8):
+        etag = meta.info(marker).etag if meta.capabilities.conditional_write else None
+        found = engine._read_format(marker)
+        schema = found.get("schema_version", 0)
+        if isinstance(schema, int) and schema >= COMPRESSED_SCHEMA:
+            break
         found["schema_version"] = COMPRESSED_SCHEMA
-        engine._put(marker, json.dumps(found).encode())
+        body = json.dumps(found).encode()
+        if etag is None:
+            engine._put(marker, body)
+            break
+        try:
+            meta.write(marker, body, mode=WriteMode.IF_MATCH, etag=etag)
+            break
+        except PreconditionFailedError:
+            continue  # rewritten meanwhile: read it again
+    else:
+        raise StorageIOError(f"History marker {marker!r} keeps changing; try again")
     engine._schema = COMPRESSED_SCHEMA

@@ -65,7 +65,8 @@ MIN_GAIN = 0.9
 #: No compressed object is smaller (marker, one member, trailer).
 _SMALLEST = 64
 _KEYS = ("storied-zcodec", "storied-zsize", "storied-zmd5")
-_FORWARD = frozenset({"create_linked", "through_link", "holding", "versioning_status"})
+_FORWARD = frozenset({"create_linked", "through_link", "holding", "versioning_status",
+                      "dir_stamp", "list_file_names"})
 
 
 def wrap(name: str, config: Mapping[str, Any], backend: Backend) -> Backend:

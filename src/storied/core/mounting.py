@@ -1,7 +1,8 @@
 """How a mount's configuration becomes its layered backend.
 
-Layers, from the storage up: the adapter (:mod:`storied.backends.registry`), ``Retrying`` for
-transient errors, ``HideReserved`` (the ``.storied`` area), then ``Permissions``. The manager
+Layers, from the storage up: the adapter (:mod:`storied.backends.registry`), ``Compressing``
+(the ``compress`` globs, ADR 0021), ``Retrying`` for transient errors, ``Referencing`` (dedup
+references, ADR 0022), ``HideReserved`` (the ``.storied`` area), then ``Permissions``. The manager
 keeps ``_raw`` (below the reserved-area layer: what history engines write through) and
 ``_hiders`` per root mount; a relative mount is a ``Prefixed`` view of its parent.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from storied import paths
 from storied.backends import compressing, registry
 from storied.backends.base import Backend
+from storied.backends.referencing import Referencing, find_layer
 from storied.backends.wrappers import HideReserved, Permission, Permissions, Prefixed, Retrying
 from storied.errors import StorageConfigError, StoragePermissionError
 
@@ -55,6 +57,7 @@ class MountBuilding:
                 attempts = registry.TYPES[kind].retries
             if attempts > 1:
                 backend = Retrying(backend, attempts=attempts)
+            backend = Referencing(backend)  # dedup references (REF, ADR 0022)
             self._raw[name] = backend
             backend = self._hiders[name] = HideReserved(backend)
         return self._apply_permissions(name, config, backend)
@@ -70,6 +73,8 @@ class MountBuilding:
             attempts = 3
         if attempts > 1:
             backend = Retrying(backend, attempts=attempts)
+        if find_layer(backend, "") is None:
+            backend = Referencing(backend)  # dedup references, unless the instance has them
         self._raw[name] = backend
         backend = self._hiders[name] = HideReserved(backend)
         return self._apply_permissions(name, config, backend)
