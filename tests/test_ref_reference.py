@@ -398,3 +398,21 @@ def test_gc_respects_the_mount_permissions(tmp_path: Path, wired: None) -> None:
             storage.collect_references(mount, grace=0)
         assert len(storage.collect_references(mount, grace=0, dry_run=True)["condemned"]) == 1
     assert storage.collect_references("l", grace=0)["bytes_freed"] == len(BIG)
+
+
+def test_cli_reference_needs_a_configured_mount_and_takes_workers(tmp_path: Path,
+                                                                  wired: None) -> None:
+    from click.testing import CliRunner
+
+    from storied.cli.main import cli
+
+    (tmp_path / "d").mkdir()
+    for name in ("a", "b", "c"):
+        (tmp_path / "d" / name).write_bytes(BIG)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["dedup", str(tmp_path / "d"), "--strategy", "reference"])
+    assert result.exit_code == 2 and "configured mount" in result.output
+    assert not (tmp_path / "d" / ".storied").exists()
+    assert (tmp_path / "d" / "a").stat().st_size == len(BIG)
+    result = runner.invoke(cli, ["dupes", str(tmp_path / "d"), "--workers", "2", "--json"])
+    assert result.exit_code == 0 and len(json.loads(result.stdout)[0]["paths"]) == 3

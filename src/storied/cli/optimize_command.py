@@ -35,16 +35,19 @@ def _shown(fullpath: str) -> str:
 @click.argument("prefix")
 @click.option("--min-size", type=click.IntRange(min=0), default=1, show_default=True,
               help="Ignore files smaller than this many bytes.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Files hashed at once (default: 1 on local disks, 8 elsewhere).")
 @json_option
 @click.pass_context
-def dupes(ctx: click.Context, prefix: str, min_size: int, as_json: bool) -> None:
+def dupes(ctx: click.Context, prefix: str, min_size: int, workers: int | None,
+          as_json: bool) -> None:
     """List groups of identical files under PREFIX (mount:path or a local directory), most
     wasted space first."""
     from storied.cli.main import _size
     from storied.optimize.dedup import describe
 
     storage, where = _where(ctx, prefix)
-    groups = storage.find_duplicates(where, min_size=min_size)
+    groups = storage.find_duplicates(where, min_size=min_size, workers=workers)
     if as_json:
         print_json([{**describe(g), "paths": [_shown(n.fullpath) for n in g.nodes]}
                     for g in groups])
@@ -63,15 +66,26 @@ def dupes(ctx: click.Context, prefix: str, min_size: int, as_json: bool) -> None
 @click.option("--strategy", type=click.Choice(["hardlink", "delete", "reference"]),
               required=True, help="How duplicates are removed (delete is destructive).")
 @click.option("--dry-run", "-n", is_flag=True, help="Show the plan; change nothing.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Groups handled at once (default: 1 on local disks, 8 elsewhere).")
 @json_option
 @click.pass_context
-def dedup(ctx: click.Context, prefix: str, strategy: str, dry_run: bool, as_json: bool) -> None:
+def dedup(ctx: click.Context, prefix: str, strategy: str, dry_run: bool, workers: int | None,
+          as_json: bool) -> None:
     """Keep one copy of each group of identical files under PREFIX (mount:path or a local
-    directory)."""
+    directory). `reference`: every copy becomes a small reference to one content copy kept
+    in the mount's .storied/ area (reads, sizes and MD5s stay those of the file; writing a
+    path replaces only it); `storied dedup-gc MOUNT` removes copies no file names any more."""
+    from storied.cli.files import _LOCAL
     from storied.cli.main import _size
 
     storage, where = _where(ctx, prefix)
-    report = storage.deduplicate(where, strategy=strategy, dry_run=dry_run)
+    if strategy == "reference" and where.partition(":")[0] == _LOCAL:
+        raise click.UsageError(
+            "--strategy reference needs a configured mount (its content copies live in the "
+            "mount's .storied/ area, and only that mount resolves its references): give "
+            "mount:path, with the mount in storied.yaml")
+    report = storage.deduplicate(where, strategy=strategy, dry_run=dry_run, workers=workers)
     for group in report["groups"]:
         group["kept"] = _shown(group["kept"])
         group["done"] = [_shown(p) for p in group["done"]]
