@@ -58,7 +58,8 @@ def test_retention_set_print_and_rules(project: Path) -> None:
     assert code == 0, err
     assert out.strip() == f"home:a.txt version -2: GOVERNANCE until {until.isoformat()}"
     code, out, _ = invoke(project, "retention", "home:a.txt", "--version", "-2", "--json")
-    assert json.loads(out)["retention"] == {"mode": "GOVERNANCE", "until": until.isoformat()}
+    assert json.loads(out)["retention"] == {"mode": "GOVERNANCE", "until": until.isoformat(),
+                                            "expired": False}
     shorter = (until - timedelta(days=1)).isoformat()
     code, out, err = invoke(project, "retention", "home:a.txt", "--version", "-2",
                             "--mode", "GOVERNANCE", "--until", shorter)

@@ -126,16 +126,21 @@ def retention_command(ctx: click.Context, path: str, version: str, mode: str | N
     elif mode is not None and until is not None:
         node.set_retention(mode.upper(), _until(until), version=wanted,
                            bypass_governance=bypass_governance)
+    from storied.policies.retention import clock
+
     found = node.get_retention(version=wanted)
+    expired = found is not None and found["until"] <= clock()
     if as_json:
         print_json({"path": path, "version": wanted,
                     "retention": None if found is None else
-                    {"mode": found["mode"], "until": found["until"]}})
+                    {"mode": found["mode"], "until": found["until"], "expired": expired}})
         return
     if found is None:
         _echo(f"{path} version {version}: no retention")
     else:
-        _echo(f"{path} version {version}: {found['mode']} until {found['until'].isoformat()}")
+        note = " (expired: no longer protects)" if expired else ""
+        _echo(f"{path} version {version}: {found['mode']} until "
+              f"{found['until'].isoformat()}{note}")
 
 
 @click.command("class")
