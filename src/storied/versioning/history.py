@@ -18,7 +18,8 @@ from storied.policies.retention import Lock, clock, lock_reasons
 from storied.versioning.catalog import Locks, Refs
 from storied.versioning.engine import VerifyReport, Version, VersionEngine
 
-__all__ = ["MountHistory", "compact_plan", "default_locks", "native_lock_backend"]
+__all__ = ["MountHistory", "compact_plan", "default_locks", "merged_lock_reasons",
+           "native_lock_backend"]
 
 #: A version made under a bucket's default retention is taken as protected this much past
 #: its LastModified + period (the server starts the period when it stores the object).
