@@ -11,16 +11,18 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from storied.backends import _compress_blobs, _compress_format
-from storied.backends.base import Backend
+from storied.backends.base import Backend, WrappedBackend
 from storied.backends.local import LocalBackend
 from storied.backends.memory import MemoryBackend
 from storied.backends.retrying import Retrying
 from storied.backends.s3 import S3Backend
 from storied.errors import UnsupportedOperation
+from storied.info import WriteMode
 from storied.testing.doubles import FaultyBackend
 from storied.testing.s3server import MotoHandle, make_bucket
 from storied.versioning import portable
@@ -169,3 +171,30 @@ def test_a_retried_blob_upload_sends_the_whole_blob_again(tmp_path: Path) -> Non
     with engine.open_version("r.log", version) as stream:
         assert stream.read() == data
     assert engine.verify().ok
+
+
+class _Racing(WrappedBackend):
+    """A storage where another process rewrites format.json right before our first
+    conditional write of it (the marker then has a new etag)."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.raced = False
+
+    def write(self, path: str, data: Any, **kw: Any) -> Any:
+        if path.endswith("format.json") and kw.get("mode") is WriteMode.IF_MATCH and not self.raced:
+            self.raced = True
+            found = json.loads(self.inner.read_bytes(path))
+            found["other"] = "kept"
+            self.inner.write(path, json.dumps(found).encode())
+        return self.inner.write(path, data, **kw)
+
+
+def test_the_schema_is_raised_by_compare_and_swap(tmp_path: Path) -> None:
+    racing = _Racing(LocalBackend(str(tmp_path)))
+    engine = PortableEngine(racing, racing)
+    engine.write("a.txt", b"small: schema 2")
+    engine.write("b.log", text(80_000))
+    marker = json.loads((tmp_path / ".storied/format.json").read_text())
+    assert racing.raced
+    assert marker["schema_version"] == 4 and marker["other"] == "kept"  # nothing lost

@@ -487,3 +487,22 @@ def test_a_range_read_never_splices_a_rewritten_object() -> None:
     assert fresh is not None and fresh.offsets == old.offsets and fresh.obj != old.obj
     with be.open_read("x.txt", BLOCK + 1, BLOCK + 10) as stream:
         assert stream.read() == data[BLOCK + 1 : BLOCK + 10]
+
+
+def test_deduplicate_by_reference_over_compressed_files(make: Any) -> None:
+    sm = make()
+    data = text(BLOCK + 4321, seed=11)
+    for path in ("a.json", "b.json", "d/c.txt"):
+        sm.node(f"c:{path}").write_bytes(data)
+    report = sm.deduplicate("c:", strategy="reference")
+    assert report
+    for path in ("a.json", "b.json", "d/c.txt"):
+        node = sm.node(f"c:{path}")
+        assert node.read_bytes() == data
+        assert node.size() == len(data) and node.md5hash() == hashlib.md5(data).hexdigest()
+        with node.open("rb") as f:
+            f.seek(BLOCK - 2)
+            assert f.read(4) == data[BLOCK - 2 : BLOCK + 2]
+    sm.node("c:b.json").write_bytes(b"changed " * 1000)  # copy on write, compressed again
+    assert sm.node("c:a.json").read_bytes() == data
+    assert gzip.decompress(stored(sm, "b.json")) == b"changed " * 1000
