@@ -416,3 +416,22 @@ def test_cli_reference_needs_a_configured_mount_and_takes_workers(tmp_path: Path
     assert (tmp_path / "d" / "a").stat().st_size == len(BIG)
     result = runner.invoke(cli, ["dupes", str(tmp_path / "d"), "--workers", "2", "--json"])
     assert result.exit_code == 0 and len(json.loads(result.stdout)[0]["paths"]) == 3
+
+
+def test_a_reference_url_serves_the_file_bytes(moto: MotoHandle) -> None:
+    import urllib.request
+
+    bucket = make_bucket(moto.endpoint_url, f"refu-{uuid.uuid4().hex[:10]}")
+    storage = StorageManager()
+    storage.configure([{"name": "s3", "type": "s3", "bucket": bucket,
+                        "endpoint_url": moto.endpoint_url, "key": "testing",
+                        "secret": "testing"}])
+    storage.node("s3:a").write_bytes(BIG)
+    storage.node("s3:b").write_bytes(BIG)
+    storage.node("s3:plain").write_bytes(OTHER)
+    storage.deduplicate("s3:", strategy="reference")
+    for path, data in (("s3:a", BIG), ("s3:plain", OTHER)):
+        url = storage.node(path).url()
+        assert url is not None
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert response.read() == data

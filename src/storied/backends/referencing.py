@@ -371,6 +371,18 @@ class Referencing(WrappedBackend):
         with self.open_read(path) as stream:
             return stream.read()
 
+    def url(self, path: str, expires_in: int = 3600) -> str | None:
+        """A reference's URL is its content copy's (one ``info`` first, once the mount has a
+        key): whoever follows it gets the file's bytes, not the reference line."""
+        if not _reserved(path) and self.has_keys():
+            try:
+                ref = self.reference(path)
+            except StorageNotFoundError:
+                ref = None
+            if ref is not None:
+                return self.inner.url(ref.blob, expires_in)
+        return self.inner.url(path, expires_in)
+
     def open_version(
         self, path: str, version_id: str, start: int = 0, end: int | None = None
     ) -> BinaryIO:
