@@ -146,3 +146,37 @@ def test_the_timeouts_reach_the_real_clients() -> None:
     gh = registry.build("github", "g", {"org": "o", "repo": "r", "timeout": 5,
                                         "read_timeout": 6})
     assert (gh.connect_timeout, gh.read_timeout) == (5, 6)  # type: ignore[attr-defined]
+
+
+def test_a_timeout_is_retried_at_most_once() -> None:
+    """Each timeout already waited the whole timeout: the second one ends the retries, other
+    transient errors still get every attempt."""
+    from storied.backends.base import WrappedBackend
+    from storied.backends.memory import MemoryBackend
+    from storied.backends.retrying import Retrying
+    from storied.info import Info
+
+    class Flaky(WrappedBackend):
+        def __init__(self, inner: MemoryBackend, error: type[TransientStorageError]) -> None:
+            super().__init__(inner)
+            self.error, self.calls = error, 0
+
+        def info(self, path: str) -> Info:
+            self.calls += 1
+            raise self.error("no answer")
+
+    for error, tries in ((StorageTimeoutError, 2), (TransientStorageError, 5)):
+        flaky = Flaky(MemoryBackend(), error)
+        with pytest.raises(error):
+            Retrying(flaky, attempts=5, sleep=lambda _s: None).info("a")
+        assert flaky.calls == tries, error
+
+
+def test_many_retries_still_fail_in_about_two_timeouts(silent: SilentServer) -> None:
+    storage = StorageManager()
+    storage.configure([{**_mounts(silent.port)["github"], "name": "m", "read_timeout": T,
+                        "retries": 10}])
+    start = time.monotonic()
+    with pytest.raises(StorageTimeoutError):
+        storage.node("m:x").read_bytes()
+    assert time.monotonic() - start < 3 * T + 1.5

@@ -12,6 +12,7 @@ for plain files (``except FileNotFoundError``) keeps working::
     ├── StoragePermissionError (PermissionError)        refused by mount permissions
     │   ├── PathEscapeError (ValueError)                 a path that would leave its mount
     │   ├── ReadOnlyVersionError (ValueError)            a write on a version-pinned node
+    │   ├── ArchivedObjectError                          an archived object not restored yet
     │   └── UnsupportedOperation                         the backend cannot do this at all
     ├── StorageConfigError (ValueError)                 a bad mount configuration
     ├── BinaryContentError (ValueError)                 a text diff of binary content

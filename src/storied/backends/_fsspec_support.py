@@ -428,7 +428,7 @@ def threaded_sftp(base: type) -> type:
     (concurrent requests and pipelined writes of several threads on one channel can hang).
     A thread whose channel the server refuses (``MaxSessions``) shares the first one."""
 
-    class ThreadedSFTP(base):  # type: ignore[misc, valid-type]
+    class ThreadedSFTP(base):  # type: ignore[misc]
         @property
         def ftp(self) -> Any:
             state = self.__dict__["_storied_sftp"]

@@ -315,7 +315,8 @@ class _TimedHTTPS(urllib.request.HTTPSHandler):
         self._connect, self._read = connect_timeout, read_timeout
 
     def https_open(self, req: Any) -> Any:
-        return self.do_open(self._make, req, context=self._context)
+        context = getattr(self, "_context", None)  # HTTPSHandler's (None: the default)
+        return self.do_open(self._make, req, context=context)
 
     def _make(self, host: str, **kwargs: Any) -> http.client.HTTPSConnection:
         conn = _TimedSConnection(host, **{**kwargs, "timeout": self._connect})
