@@ -506,3 +506,19 @@ def test_deduplicate_by_reference_over_compressed_files(make: Any) -> None:
     sm.node("c:b.json").write_bytes(b"changed " * 1000)  # copy on write, compressed again
     assert sm.node("c:a.json").read_bytes() == data
     assert gzip.decompress(stored(sm, "b.json")) == b"changed " * 1000
+
+
+def test_a_truncated_compressed_object_is_an_error_not_a_short_read() -> None:
+    from storied.errors import StorageIOError
+
+    be = compressing.wrap("r", {"compress": ["*.txt"]}, MemoryBackend(uuid.uuid4().hex))
+    assert isinstance(be, Compressing)
+    data = text(2 * BLOCK + 10)
+    be.write("x.txt", data)
+    index = be._index_of(be.inner.info("x.txt"))
+    assert index is not None
+    raw = be.inner.read_bytes("x.txt")
+    for cut in (index.offsets[1], index.offsets[2], index.offsets[1] + 100, len(raw) - 5):
+        be.inner.write("y.txt", raw[:cut])  # cut at a member boundary, inside one, in the index
+        with pytest.raises(StorageIOError):
+            be.read_bytes("y.txt")

@@ -292,6 +292,21 @@ def is_marked(data: bytes) -> bool:
     return data.startswith(GZIP_HEAD_SIG) or data.startswith(ZSTD_HEAD_SIG)
 
 
+def index_totals(payload: bytes) -> tuple[int, int]:
+    """``(original size, block count)`` from an index payload (a whole read's final check).
+
+    Raises:
+        InvalidContentError: The payload is malformed.
+    """
+    try:
+        sig, _obj, _block, size, _md5, count = _HEAD.unpack_from(payload)
+    except struct.error:
+        raise InvalidContentError("compressed object: truncated index") from None
+    if sig != _IDX or not payload.endswith(_END):
+        raise InvalidContentError("compressed object: malformed index")
+    return size, count
+
+
 def parse_index(codec: Codec, payload: bytes, stored_size: int, trailer_at: int) -> Index:
     """The :class:`Index` in ``payload`` (checked against the object's geometry).
 

@@ -21,6 +21,7 @@ from storied.backends._compress_format import (
     Index,
     codec_named,
     detect,
+    index_totals,
     is_marked,
     parse_index,
     tag,
@@ -262,7 +263,9 @@ class Decoded(io.RawIOBase):
         self._dec: Decoder | None = None
         self._obj: bytes | None = None  # the object id every member must carry
         self._number = 0  # the block the next member must be
-        if pos == 0 and self._end is None:
+        self._produced = 0  # original bytes decoded (before a range's skip)
+        self._whole = pos == 0 and self._end is None  # the whole object, trailer included
+        if self._whole:
             self._raw = self._opener(0, None)
             self._drop = len(self._codec.preamble(BLOCK))
             return
@@ -311,13 +314,17 @@ class Decoded(io.RawIOBase):
                     self._in += chunk
                 self._in, self._drop = self._in[self._drop :], 0
                 if not self._in:
+                    if self._whole:  # cut at a member boundary: never a silent short read
+                        raise StorageIOError("compressed object is truncated (no trailer)")
                     return False  # a ranged read ends at a member boundary
                 kind, label, strip = self._codec.starts_member(self._in)
                 if kind is None:
                     raise StorageIOError("compressed object is corrupt (no member where one "
                                          "should start)")
-                if kind is False:
-                    return False  # the trailer: the content ended
+                if kind is False:  # the trailer: the content ended
+                    if self._whole:
+                        self._check_trailer()
+                    return False
                 if self._obj is None:
                     self._obj = label[:8]
                 if label != tag(self._obj, self._number):  # rewritten since the index was read
@@ -335,6 +342,7 @@ class Decoded(io.RawIOBase):
                 out = self._dec.decompress(data)
             except Exception as exc:  # zlib.error, zstandard.ZstdError
                 raise StorageIOError(f"compressed object is corrupt: {exc}") from None
+            self._produced += len(out)
             if self._dec.eof:
                 self._in, self._dec = self._dec.unused_data, None
             if self._skip:
@@ -343,6 +351,19 @@ class Decoded(io.RawIOBase):
             if out:
                 self._out, self._out_at = out, 0
                 return True
+
+    def _check_trailer(self) -> None:
+        """A whole read ends only at an intact trailer whose index agrees with what was
+        decoded (size, block count): a truncated or spliced object is an error."""
+        assert self._raw is not None
+        trailer = self._in + self._raw.read()
+        try:
+            size, count = index_totals(self._codec.trailer_payload(trailer))
+        except InvalidContentError as exc:
+            raise StorageIOError(f"compressed object is truncated or corrupt: {exc}") from None
+        if (size, count) != (self._produced, self._number):
+            raise StorageIOError("compressed object is corrupt: its index does not match "
+                                 "its members")
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         if self._done:
