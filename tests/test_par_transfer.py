@@ -278,3 +278,29 @@ def test_large_file_copied_alone_is_fetched_in_parts_with_byte_progress(
     assert len(ranges) >= 3  # bounded ranged GETs (parts fetched ahead), not one long GET
     assert sent[-1] == (len(data), len(data)) and len(sent) > 3
     assert all(a[0] < b[0] for a, b in itertools.pairwise(sent))
+
+
+def test_parallel_copy_into_a_versioned_mount_records_every_version_and_event(
+    storage: StorageManager, tmp_path: Path,
+) -> None:
+    (tmp_path / "ver").mkdir()
+    storage.add_mount({"name": "ver", "type": "local", "base_path": str(tmp_path / "ver"),
+                       "versioning": True})
+    files = _fill(storage, "s3:tree", 40)
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def written(node: Any, info: Any) -> None:
+        with lock:
+            seen.append(str(node.path))
+
+    storage.on("file_written", written, mount="ver")
+    storage.node("s3:tree").copy_to("ver:t", workers=8)
+    for rel in files:
+        storage.node(f"s3:tree/{rel}").write_bytes(files[rel] + b"!")
+    storage.node("s3:tree").copy_to("ver:t", workers=8)
+    assert all(len(storage.node(f"ver:t/{rel}").versions) == 2 for rel in files)
+    assert _read_tree(storage, "ver:t") == {k: v + b"!" for k, v in files.items()}
+    assert sorted(seen) == sorted(f"t/{rel}" for rel in files for _ in range(2))
+    journal = [e for e in storage.events("ver:t") if e.type == "version_created"]
+    assert len(journal) == 80 and len({e.id for e in journal}) == 80
