@@ -4,6 +4,7 @@ memory, S3 and versioned/compressing mounts; capabilities are data, never class 
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
 from collections.abc import Iterator
@@ -106,6 +107,8 @@ def test_errors_are_the_same_everywhere(sm: StorageManager) -> None:
         sm.node("m:d/x.bin").stream_download(start=-1)
     with pytest.raises(InvalidArgumentError):
         sm.node("m:d/x.bin").stream_upload(12)  # type: ignore[arg-type]
+    with io.StringIO("text, not bytes") as text, pytest.raises(InvalidArgumentError):
+        sm.node("m:d/x.bin").stream_upload(text)  # type: ignore[arg-type]
     assert sm.node("m:d/x.bin").read_bytes() == b"x"
 
 

@@ -95,11 +95,14 @@ class _Source(io.RawIOBase):
         self._progress, self.done = progress, 0
         self._pending, self._offset, self._ended = b"", 0, False
         self._read: Callable[[int], object] | None = None
+        self._readinto: Callable[[Any], object] | None = None
         self._chunks: Iterator[object] | None = None
         if isinstance(source, (bytes, bytearray, memoryview)):
             self._chunks = iter([bytes(source)])
         elif callable(getattr(source, "read", None)):
             self._read = source.read  # type: ignore[attr-defined]
+            if not isinstance(source, io.TextIOBase):  # binary files fill the buffer directly
+                self._readinto = getattr(source, "readinto", None)
         elif isinstance(source, Iterable) and not isinstance(source, str):
             self._chunks = iter(source)
         else:
@@ -134,6 +137,13 @@ class _Source(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
+        if self._readinto is not None:
+            count = self._readinto(view)
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                raise InvalidArgumentError(
+                    f"stream_upload() source's readinto() gave {count!r}, not a byte count"
+                )
+            return self._count(count)
         if self._offset >= len(self._pending):
             piece = None if self._ended else self._next(max(len(view), _READ))
             if piece is None:
@@ -143,8 +153,11 @@ class _Source(io.RawIOBase):
         count = min(len(view), len(self._pending) - self._offset)
         view[:count] = memoryview(self._pending)[self._offset : self._offset + count]
         self._offset += count
+        return self._count(count)
+
+    def _count(self, count: int) -> int:
         self.done += count
-        if self._progress is not None:
+        if self._progress is not None and count:
             self._progress(self.done)
         return count
 
