@@ -43,6 +43,7 @@ from storied.backends._compress_format import (
     Index,
     codec_named,
     detect,
+    is_marked,
 )
 from storied.backends._compress_io import (
     Decoded,
@@ -74,7 +75,6 @@ def wrap(name: str, config: Mapping[str, Any], backend: Backend) -> Backend:
 
     Raises:
         StorageConfigError: ``compress`` is not a list of non-empty glob strings.
-        MissingDependencyError: ``compression: 'zstd'`` without the zstandard package.
     """
     globs = config.get("compress")
     if not globs:
@@ -83,16 +83,17 @@ def wrap(name: str, config: Mapping[str, Any], backend: Backend) -> Backend:
         globs = [globs]
     if not all(isinstance(g, str) and g for g in globs):
         raise StorageConfigError(f"Mount {name!r}: 'compress' must be a list of glob strings")
-    codec = codec_named(str(config.get("compression") or "gzip"))
-    return Compressing(backend, list(globs), codec)
+    return Compressing(backend, list(globs), str(config.get("compression") or "gzip"))
 
 
 class Compressing(WrappedBackend):
     """Compress files matching ``globs`` on write, decompress them on read (module doc)."""
 
-    def __init__(self, inner: Backend, globs: list[str], codec: Codec) -> None:
+    def __init__(self, inner: Backend, globs: list[str], codec: Codec | str) -> None:
         super().__init__(inner)
-        self.globs, self.codec = tuple(globs), codec
+        self.globs = tuple(globs)
+        self._codec = codec if isinstance(codec, Codec) else None
+        self.codec_name = codec if isinstance(codec, str) else codec.name
         self._deep = any("/" in g for g in globs)
         self._indexes: OrderedDict[tuple[object, ...], Index | None] = OrderedDict()
         self._lock = threading.Lock()
@@ -102,6 +103,19 @@ class Compressing(WrappedBackend):
         if name in _FORWARD:
             return getattr(self.inner, name)
         raise AttributeError(name)
+
+    @property
+    def codec(self) -> Codec:
+        """The codec new files are written with, loaded at first use: a ``zstd`` mount
+        without the zstandard package configures fine (its plain and gzip files stay
+        readable, other mounts are untouched); its first compressing write raises.
+
+        Raises:
+            MissingDependencyError: ``zstd`` without the zstandard package.
+        """
+        if self._codec is None:
+            self._codec = codec_named(self.codec_name)
+        return self._codec
 
     def applies(self, path: str) -> bool:
         """True when ``path`` is compressed by this layer (it matches a glob and is outside
@@ -128,7 +142,9 @@ class Compressing(WrappedBackend):
         stream = as_stream(data)
         first = read_full(stream, BLOCK)
         user = _strip(metadata)
-        member, codec, obj = first_member(self.codec, first, MIN_SIZE, MIN_GAIN)
+        wanted = bool(first) and (len(first) >= MIN_SIZE or is_marked(first))
+        member, codec, obj = first_member(self.codec if wanted else None, first, MIN_SIZE,
+                                          MIN_GAIN)
         if member is None or codec is None:
             body = whole if whole is not None else cast(
                 BinaryIO, Prepended(first, stream, owned=False))
