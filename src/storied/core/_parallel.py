@@ -19,7 +19,7 @@ import queue
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, BinaryIO, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, Generic, Literal, TypeVar
 
 from storied.errors import InvalidArgumentError
 
@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_REMOTE_WORKERS",
     "BulkReport",
     "Counted",
+    "OnError",
     "TransferReport",
     "default_workers",
     "is_remote",
@@ -44,6 +45,8 @@ EXTERNAL_IN_FLIGHT = 16
 #: Items queued per thread of storied's own pool (started as soon as a thread is free).
 QUEUED_AHEAD = 4
 
+#: The error policy of a transfer: stop at the first failure, or copy the others first.
+OnError = Literal["raise", "continue"]
 T = TypeVar("T")
 R = TypeVar("R")
 ByteSink = Callable[[int], None]

@@ -7,6 +7,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING
 
 from storied.core._filecopy import SkipStrategy
+from storied.core._parallel import OnError
 
 if TYPE_CHECKING:
     from storied.core._parallel import TransferReport
@@ -33,7 +34,7 @@ class TransferMethods:
         workers: int | None = None,
         executor: Executor | None = None,
         progress_bytes: Callable[[int, int], object] | None = None,
-        on_error: str = "raise",
+        on_error: OnError = "raise",
         report: TransferReport | None = None,
     ) -> StorageNode:
         """Copy this file or directory to ``dest`` (a node or ``'mount:path'``); return the
@@ -78,7 +79,7 @@ class TransferMethods:
         executor: Executor | None = None,
         progress: Callable[[int, int], object] | None = None,
         progress_bytes: Callable[[int, int], object] | None = None,
-        on_error: str = "raise",
+        on_error: OnError = "raise",
         report: TransferReport | None = None,
     ) -> StorageNode:
         """Move this file or directory: a rename when both are on the same mount, else copy +

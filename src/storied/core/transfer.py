@@ -25,7 +25,7 @@ from storied.core._filecopy import (
     announce_new,
     run_items,
 )
-from storied.core._parallel import TransferReport, check_policy, check_workers
+from storied.core._parallel import OnError, TransferReport, check_policy, check_workers
 from storied.errors import (
     DirectoryNotEmptyError,
     InvalidArgumentError,
@@ -61,7 +61,7 @@ def copy_node(
     workers: int | None = None,
     executor: Executor | None = None,
     progress_bytes: Progress | None = None,
-    on_error: str = "raise",
+    on_error: OnError = "raise",
     report: TransferReport | None = None,
 ) -> StorageNode:
     """Copy ``src`` (file or directory) to ``dest``; return ``dest``.
@@ -286,7 +286,7 @@ def move_node(
     executor: Executor | None = None,
     progress: Progress | None = None,
     progress_bytes: Progress | None = None,
-    on_error: str = "raise",
+    on_error: OnError = "raise",
     report: TransferReport | None = None,
 ) -> StorageNode:
     """Move ``src`` to ``dest``: one rename inside a mount, else copy then delete the source.
