@@ -32,7 +32,7 @@ __all__ = [
     "Decoded", "Encoder", "Prepended", "Restartable", "first_member", "load_index", "read_full",
 ]
 
-_READ = 256 * 1024
+_READ = 1024 * 1024
 
 
 def read_full(stream: BinaryIO, size: int) -> bytes:
