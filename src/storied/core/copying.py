@@ -22,6 +22,7 @@ class TransferMethods:
     def copy_to(
         self,
         dest: StorageNode | str,
+        *,
         include: str | list[str] | None = None,
         exclude: str | list[str] | None = None,
         filter: Callable[[StorageNode, str], bool] | None = None,
@@ -30,7 +31,6 @@ class TransferMethods:
         progress: Callable[[int, int], object] | None = None,
         on_file: Callable[[StorageNode], object] | None = None,
         on_skip: Callable[[StorageNode, str], object] | None = None,
-        *,
         workers: int | None = None,
         executor: Executor | None = None,
         progress_bytes: Callable[[int, int], object] | None = None,
@@ -60,7 +60,8 @@ class TransferMethods:
                 others; either raises the first error at the end, with ``.report``.
             report: A :class:`~storied.core.transfer.TransferReport` filled in file by file.
 
-        Every callback is called from the calling thread. Full contract:
+        Every option is keyword-only (as before, when they were ``**options``). Every callback
+        is called from the calling thread. Full contract:
         :func:`storied.core.transfer.copy_node`.
         """
         from storied.core.transfer import copy_node
