@@ -304,3 +304,24 @@ def test_parallel_copy_into_a_versioned_mount_records_every_version_and_event(
     assert sorted(seen) == sorted(f"t/{rel}" for rel in files for _ in range(2))
     journal = [e for e in storage.events("ver:t") if e.type == "version_created"]
     assert len(journal) == 80 and len({e.id for e in journal}) == 80
+
+
+def test_a_callback_that_raises_stops_the_pool_and_leaves_no_thread_running(
+    storage: StorageManager,
+) -> None:
+    files = _fill(storage, "s3:tree", 60)
+    before = {t.ident for t in threading.enumerate()}
+
+    class Stop(Exception):
+        pass
+
+    def progress(done: int, total: int) -> None:
+        if done == 5:
+            raise Stop("user pressed stop")
+
+    with pytest.raises(Stop):
+        storage.node("s3:tree").copy_to("home:copy", workers=8, progress=progress)
+    assert not [t for t in threading.enumerate()
+                if t.ident not in before and t.name.startswith("storied-transfer")]
+    landed = _read_tree(storage, "home:copy")
+    assert 5 <= len(landed) < 60 and all(files[k] == v for k, v in landed.items())
