@@ -530,3 +530,23 @@ def test_a_truncated_compressed_object_is_an_error_not_a_short_read() -> None:
         be.inner.write("y.txt", raw[:cut])  # cut at a member boundary, inside one, in the index
         with pytest.raises(StorageIOError):
             be.read_bytes("y.txt")
+
+
+def test_s3_whole_reads_cost_one_get_plain_or_compressed(moto: MotoHandle, proxy: Any) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"cmpg-{uuid.uuid4().hex[:12]}")
+    sm = StorageManager()
+    sm.configure([{"name": "c", "type": "s3", "bucket": bucket,
+                   "endpoint_url": proxy.endpoint_url, "key": "testing", "secret": "testing",
+                   "compress": ["*.log", "*.bin"], "retries": 1}])
+    noise, logs = os.urandom(300_000), text(2 * BLOCK + 3)
+    sm.node("c:noise.bin").write_bytes(noise)  # stored plain
+    sm.node("c:app.log").write_bytes(logs)  # compressed
+    for path, data in (("noise.bin", noise), ("app.log", logs)):
+        proxy.reset()
+        assert sm.node(f"c:{path}").read_bytes() == data
+        assert dict(proxy.counts) == {"GET": 1}, path
+        proxy.reset()
+        with sm.node(f"c:{path}").open("rb") as f:
+            assert f.read() == data
+        assert dict(proxy.counts) == {"GET": 1}, path
+    sm.close()
