@@ -49,7 +49,7 @@ _CHILD = textwrap.dedent("""
         sm = StorageManager()
         sm.configure([{"name": "s3", "type": "s3", "bucket": args["bucket"],
                        "endpoint_url": args["endpoint"], "key": "testing",
-                       "secret": "testing"}])
+                       "secret": "testing", **args["mount"]}])
         node = sm.node("s3:" + args["key"])
         sm.node("s3:warm-up.txt").write_bytes(b"x")  # probes, imports: before the baseline
         node.versions
@@ -93,6 +93,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=1024, help="object size in MiB (1024)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (best of; 1)")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="storied's max_concurrency (0: the mount default)")
     options = parser.parse_args()
     size = options.mib * MiB
     moto = start_moto()
@@ -104,7 +106,8 @@ def main() -> None:
                 f.write(os.urandom(MiB))
         expected = _md5(source)
         rows: dict[str, dict[str, float]] = {}
-        common = {"endpoint": moto.endpoint_url, "bucket": bucket}
+        mount = {"max_concurrency": options.concurrency} if options.concurrency else {}
+        common = {"endpoint": moto.endpoint_url, "bucket": bucket, "mount": mount}
         client = s3_client(moto.endpoint_url)
         for round_ in range(options.repeat):  # the order alternates: the server's state too
             for tool in ("storied", "boto3") if round_ % 2 == 0 else ("boto3", "storied"):
