@@ -230,7 +230,8 @@ class StreamingMethods:
         encrypted: bool | str | None = None,
     ) -> int:
         """Write the file from ``source`` (bytes, a binary file object read to its end, or an
-        iterable of bytes) without holding it in memory; returns the bytes written.
+        iterable of bytes) without holding it in memory; returns how many bytes it read from
+        ``source``.
 
         The write takes the node's normal path (history records one version, events,
         permissions, locks; ``if_match`` / ``create_only`` / ``metadata`` / ``encrypted`` as
