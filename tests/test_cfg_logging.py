@@ -176,3 +176,19 @@ def test_the_library_configures_no_handler() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no last-resort output: the NullHandler swallows it
+
+
+def test_cli_verbose_shows_retries_and_quiet_by_default(tmp_path: Path) -> None:
+    config = tmp_path / "storied.yaml"
+    config.write_text("- name: flaky\n  type: mock\n  failure_rate: 0.6\n  seed: 3\n"
+                      "  faults: [transient]\n  retries: 10\n")
+    script = "from storied.cli.main import main; main()"
+    runs = {}
+    for flags in ([], ["-v"]):
+        runs[bool(flags)] = subprocess.run(
+            [sys.executable, "-c", script, *flags, "-c", str(config), "ls", "flaky:"],
+            capture_output=True, text=True, timeout=120)
+    assert runs[True].returncode == 0, runs[True].stderr
+    assert "storied.backends." in runs[True].stderr and "attempt 1/10" in runs[True].stderr
+    assert "failed" in runs[True].stderr and "retrying in" in runs[True].stderr
+    assert "retrying in" not in runs[False].stderr and "storied." not in runs[False].stderr
