@@ -104,17 +104,22 @@ def test_deduplicate_reports_match_across_pools(tmp_path: Path) -> None:
     assert reports[0]["bytes_reclaimed"] > 0
 
 
-def test_bad_workers_and_defaults(tmp_path: Path) -> None:
+def test_bad_workers_and_defaults(tmp_path: Path, moto: MotoHandle) -> None:
     storage = StorageManager()
     (tmp_path / "d").mkdir()
     storage.configure([{"name": "l", "type": "local", "base_path": str(tmp_path / "d")},
-                       {"name": "mem", "type": "memory"}])
+                       {"name": "mem", "type": "memory"},
+                       {"name": "s3", "type": "s3", "bucket": make_bucket(
+                           moto.endpoint_url, f"wd-{uuid.uuid4().hex[:10]}"),
+                        "endpoint_url": moto.endpoint_url, "key": "testing",
+                        "secret": "testing"}])
     with pytest.raises(InvalidArgumentError):
         storage.find_duplicates("l:", workers=0)
     with pytest.raises(InvalidArgumentError):
         storage.deduplicate("l:", strategy="delete", workers=0)
     assert default_workers(storage.node("l:")) == 1
-    assert default_workers(storage.node("mem:")) == REMOTE_WORKERS
+    assert default_workers(storage.node("mem:")) == 1
+    assert default_workers(storage.node("s3:")) == REMOTE_WORKERS
 
 
 def test_a_failing_write_is_reported_for_its_file_only(tmp_path: Path) -> None:

@@ -137,13 +137,14 @@ def full_sha256(node: StorageNode) -> str:
 
 
 def default_workers(node: StorageNode) -> int:
-    """The pool size when none is given: 1 on a local disk (parallel reads only seek more),
-    :data:`REMOTE_WORKERS` elsewhere (each request waits on the network)."""
+    """The pool size when none is given: 1 on a local disk (parallel reads only seek more)
+    or in memory (nothing to wait for), :data:`REMOTE_WORKERS` elsewhere (each request
+    waits on the network). Decided without a request (as for copies)."""
     try:
         local = node._be.local_path(node.path) is not None
     except StorageError:
         local = False
-    return 1 if local else REMOTE_WORKERS
+    return 1 if local or node._be.static_capabilities.temporary else REMOTE_WORKERS
 
 
 def run_all(tasks: list[tuple[Callable[..., T], tuple[Any, ...]]], workers: int,
@@ -254,8 +255,8 @@ def find_duplicates(manager: StorageManager, prefix: str, *, min_size: int = 1,
             are not reported as duplicates of each other).
         progress: ``progress(done, total)`` after each file read in stage 3, in the
             caller's thread, ``done`` counting up by one whatever the pool.
-        workers: Files hashed at once (default :func:`default_workers`: 1 on a local disk,
-            :data:`REMOTE_WORKERS` elsewhere).
+        workers: Files hashed at once (default :func:`default_workers`: 1 on a local disk
+            or in memory, :data:`REMOTE_WORKERS` elsewhere).
         executor: A ``concurrent.futures.Executor`` to hash on instead of storied's pool;
             one that is not a ``ThreadPoolExecutor`` (processes, Dask) gets picklable items
             (:mod:`storied.optimize._remote`).
