@@ -44,6 +44,7 @@ __all__ = [
     "copy_stream",
     "http_entry",
     "known_hosts_policy",
+    "makedirs",
     "quoting_webdav_client",
     "skip",
     "to_info",
@@ -306,7 +307,7 @@ def write_sftp(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
     fs, full = backend.fs, backend._fs(path)
     parent, _, name = full.rpartition("/")
     if parent and parent != ".":
-        fs.makedirs(parent, exist_ok=True)
+        makedirs(fs, parent)
     tmp = f"{parent}/.{name[:100]}{TMP_MARK}{uuid.uuid4().hex[:12]}"
     try:
         with fs.ftp.open(tmp, "wb") as out:
@@ -319,6 +320,17 @@ def write_sftp(backend: FsspecBackend, path: str, data: BinaryIO) -> None:
         except OSError:
             pass
         raise
+
+
+def makedirs(fs: Any, path: str) -> None:
+    """``fs.makedirs(path, exist_ok=True)``, safe against another writer creating the same
+    directories at the same time (fsspec checks, then creates: the loser of that race gets
+    "File exists")."""
+    try:
+        fs.makedirs(path, exist_ok=True)
+    except OSError:
+        if not fs.isdir(path):
+            raise
 
 
 def _sftp_replace(ftp: Any, tmp: str, full: str) -> None:

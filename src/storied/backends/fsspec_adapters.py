@@ -49,6 +49,7 @@ from storied.backends._fsspec_support import (
     copy_fs,
     copy_webdav,
     http_entry,
+    makedirs,
     move_sftp,
     move_webdav,
     quote_path,
@@ -361,7 +362,7 @@ class FsspecBackend(Backend):
             return  # directories are implied by the names of the files in them
         with self._mapped(path, "mkdir"):
             if parents:
-                self.fs.makedirs(self._fs(path), exist_ok=True)
+                makedirs(self.fs, self._fs(path))
             else:
                 self.fs.mkdir(self._fs(path), create_parents=False)
 
@@ -390,7 +391,7 @@ class FsspecBackend(Backend):
     def _make_parent(self, path: str) -> None:
         parent = path.rpartition("/")[0]
         if self.capabilities.empty_dirs and parent:
-            self.fs.makedirs(self._fs(parent), exist_ok=True)
+            makedirs(self.fs, self._fs(parent))
 
     def _forget(self) -> None:
         self.fs.invalidate_cache()
