@@ -435,3 +435,19 @@ def test_a_reference_url_serves_the_file_bytes(moto: MotoHandle) -> None:
         assert url is not None
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.read() == data
+
+
+def test_files_the_mount_compresses_are_left_compressed(tmp_path: Path, wired: None) -> None:
+    (tmp_path / "d").mkdir()
+    storage = StorageManager()
+    storage.configure([{"name": "z", "type": "local", "base_path": str(tmp_path / "d"),
+                        "compress": ["*.log"]}])
+    text = b"2026-12-02 03:00:00 INFO a line that repeats\n" * 5000
+    for name in ("a.log", "b.log", "a.bin", "b.bin"):
+        storage.node(f"z:{name}").write_bytes(text if name.endswith(".log") else BIG)
+    report = storage.deduplicate("z:", strategy="reference")
+    by_size = {g["size"]: g for g in report["groups"]}
+    assert all("compresses" in s["reason"] for s in by_size[len(text)]["skipped"])
+    assert sorted(by_size[len(BIG)]["done"]) == ["z:a.bin", "z:b.bin"]
+    assert storage.node("z:a.log").read_bytes() == text
+    assert (tmp_path / "d" / "a.log").stat().st_size < len(text) // 4

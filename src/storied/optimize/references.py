@@ -147,6 +147,19 @@ def _swap(layer: Referencing, path: str, data: bytes, etag: str | None, sha256: 
     layer.inner.write(path, data, metadata=metadata)
 
 
+def compressed_below(layer: Referencing, path: str) -> bool:
+    """Whether a compression layer below the reference layer compresses ``path`` (the
+    mount's ``compress`` globs): its copies are stored compressed, while a content copy in
+    the reserved area would be stored plain."""
+    current: Any = layer.inner
+    while current is not None:
+        applies = getattr(type(current), "applies", None)
+        if callable(applies):
+            return bool(current.applies(path))
+        current = current.__dict__.get("inner")
+    return False
+
+
 def reference_gain(group: DuplicateGroup) -> int:
     """Bytes turning every member of ``group`` into a reference frees, a new content copy
     counted (negative for files barely larger than a reference)."""
@@ -163,6 +176,10 @@ def reference_group(group: DuplicateGroup, survivor: Member, row: dict[str, Any]
         wanted, md5, _ = _hash_both(survivor.node)
         if group.digest.startswith("sha256:") and group.digest[7:] != wanted:
             raise PreconditionFailedError("the survivor changed since the scan")
+        if compressed_below(layer, spath):
+            raise UnsupportedOperation(
+                "the mount compresses these files: a plain content copy could take more "
+                "space than the compressed copies")
         ref, made = _content_copy(layer, survivor, spath, wanted, md5)
     except StorageError as exc:
         row["skipped"] = [{"path": m.node.fullpath, "reason": f"survivor: {exc}"}
