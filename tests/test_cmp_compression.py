@@ -550,3 +550,25 @@ def test_s3_whole_reads_cost_one_get_plain_or_compressed(moto: MotoHandle, proxy
             assert f.read() == data
         assert dict(proxy.counts) == {"GET": 1}, path
     sm.close()
+
+
+def test_an_s3_listing_shows_original_sizes_with_heads_in_parallel(moto: MotoHandle,
+                                                                   proxy: Any) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"cmpl-{uuid.uuid4().hex[:12]}")
+    sm = StorageManager()
+    sm.configure([{"name": "c", "type": "s3", "bucket": bucket,
+                   "endpoint_url": proxy.endpoint_url, "key": "testing", "secret": "testing",
+                   "compress": ["*.log"], "retries": 1}])
+    sizes = {f"d/f{i}.log": 5000 + 997 * i for i in range(20)}
+    for path, size in sizes.items():
+        sm.node(f"c:{path}").write_bytes(text(size, seed=size))
+    sm.node("c:d/plain.txt").write_bytes(b"not matching")
+    proxy.reset()
+    listed = {i.path: i.size for i in layer(sm).list("d")}
+    assert listed == {**sizes, "d/plain.txt": 12}
+    assert proxy.counts["HEAD"] == 20  # one per matching file, none for the others
+    assert {n.path: n.size() for n in sm.node("c:d").children()} == listed
+    walked = {i.path: (i.size, i.md5) for i in layer(sm).walk("d")}
+    assert all(walked[p] == (s, hashlib.md5(text(s, seed=s)).hexdigest())
+               for p, s in sizes.items())
+    sm.close()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins
 import fnmatch
 import hashlib
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -63,6 +64,8 @@ __all__ = ["MIN_SIZE", "Compressing", "wrap"]
 MIN_SIZE = 4096
 #: A first block that does not shrink below this fraction is stored plain.
 MIN_GAIN = 0.9
+#: Concurrent HEADs while a listing resolves the original sizes of matching files.
+_LIST_WORKERS = 8
 #: No compressed object is smaller (marker, one member, trailer).
 _SMALLEST = 64
 _KEYS = ("storied-zcodec", "storied-zsize", "storied-zmd5")
@@ -232,15 +235,39 @@ class Compressing(WrappedBackend):
         except StorageNotFoundError:
             return replace(info, md5=None)
 
+    def _resolved(self, entries: Iterator[Info]) -> Iterator[Info]:
+        """:meth:`_listed` of each entry, in order; on storages that answer with metadata
+        (one HEAD per matching file) up to :data:`_LIST_WORKERS` requests run at once."""
+        if not self.inner.capabilities.metadata:
+            yield from (self._listed(i) for i in entries)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool: ThreadPoolExecutor | None = None
+        try:
+            while batch := list(itertools.islice(entries, 256)):
+                heads = sum(1 for i in batch if i.metadata is None and not i.is_dir
+                            and i.size >= _SMALLEST and self.applies(i.path))
+                if heads < 2:
+                    yield from (self._listed(i) for i in batch)
+                    continue
+                if pool is None:
+                    pool = ThreadPoolExecutor(max_workers=_LIST_WORKERS,
+                                              thread_name_prefix="storied-zlist")
+                yield from pool.map(self._listed, batch)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+
     def list(self, path: str) -> Iterator[Info]:
-        return (self._listed(i) for i in self.inner.list(path))
+        return self._resolved(iter(self.inner.list(path)))
 
     def walk(self, path: str) -> Iterator[Info]:
-        return (self._listed(i) for i in self.inner.walk(path))
+        return self._resolved(iter(self.inner.walk(path)))
 
     def walk_split(self, path: str) -> tuple[builtins.list[Info], builtins.list[Info]]:
         shown, hidden = self.inner.walk_split(path)
-        return [self._listed(i) for i in shown], hidden
+        return list(self._resolved(iter(shown))), hidden
 
     def local_path(self, path: str) -> str | None:
         return None if self.applies(path) else self.inner.local_path(path)
