@@ -8,10 +8,12 @@
 True
 """
 
+import logging as _logging
+
 from storied.capabilities import Capabilities
 from storied.core.manager import StorageManager
 from storied.core.node import StorageNode
-from storied.core.transfer import SkipStrategy
+from storied.core.transfer import SkipStrategy, TransferReport
 from storied.errors import (
     AmbiguousSnapshotError,
     BinaryContentError,
@@ -46,6 +48,8 @@ from storied.info import Info, WriteMode
 
 __version__ = "0.1.0"
 
+_logging.getLogger("storied").addHandler(_logging.NullHandler())  # the application configures
+
 __all__ = [
     "AmbiguousSnapshotError",
     "BinaryContentError",
@@ -77,6 +81,7 @@ __all__ = [
     "StorageTimeoutError",
     "TextDecodeError",
     "TextEncodeError",
+    "TransferReport",
     "TransientStorageError",
     "UnsupportedOperation",
     "VersionNotFoundError",

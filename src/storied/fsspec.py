@@ -23,16 +23,22 @@ import io
 from datetime import datetime
 from typing import Any
 
-from fsspec.spec import AbstractFileSystem
-
 from storied.core.manager import StorageManager
 from storied.core.node import StorageNode
 from storied.errors import (
     InvalidPathError,
     IsADirectoryStorageError,
+    MissingDependencyError,
     ReadOnlyVersionError,
     StorageNotFoundError,
 )
+
+try:
+    from fsspec.spec import AbstractFileSystem
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise MissingDependencyError(
+        "storied.fsspec needs 'fsspec': pip install 'storied[fsspec]'"
+    ) from exc
 
 __all__ = ["StoriedFileSystem"]
 

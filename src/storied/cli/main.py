@@ -195,7 +195,8 @@ def cli(ctx: click.Context, config: str | None, debug: bool, verbose: int, quiet
         for name in ("storied", "botocore") if verbose > 1 else ("storied",):
             logger = logging.getLogger(name)
             logger.addHandler(handler)
-            logger.setLevel(logging.DEBUG if verbose > 1 or name == "storied" else logging.INFO)
+            # -v: storied at INFO (retries, give-ups); -vv: storied at DEBUG (every request)
+            logger.setLevel(logging.DEBUG if verbose > 1 and name == "storied" else logging.INFO)
 
 
 @cli.command()

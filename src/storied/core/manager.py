@@ -57,7 +57,7 @@ class StorageManager(
 ):
     """Holds named mounts and makes nodes for ``'mount:path'`` strings.
 
-    Example:
+    Examples:
         >>> storage = StorageManager()
         >>> storage.configure([{'name': 'scratch', 'type': 'memory'}])
         >>> storage.node('scratch:notes/today.txt').write_text('hello')
