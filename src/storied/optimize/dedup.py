@@ -3,7 +3,8 @@
 The funnel (each stage only sees what the previous one could not tell apart):
 
 1. one walk of the prefix (sizes, etags and trustworthy MD5s from the listing); files of a
-   size no other file has are never read; local hard links of one file count once;
+   size no other file has are never read; local hard links of one file count once, and so
+   do references (``strategy='reference'``) to one content copy;
 2. a content MD5 the storage already knows (``Info.md5``: a single-part S3 ETag, a memory
    object; never a multipart ETag) groups files with **no read at all**;
 3. otherwise a hash of the first and last :data:`BLOCK` bytes (two ranged reads; the whole
