@@ -31,8 +31,10 @@ from storied.errors import (
     NotADirectoryStorageError,
     PreconditionFailedError,
     StorageError,
+    StorageIOError,
     StorageNotFoundError,
 )
+from storied.info import WriteMode
 from storied.versioning import _segments
 from storied.versioning._listing import SEALED_MARK
 from storied.versioning._segments import Segment, effective, parse_segment_name, plan_segment
@@ -117,11 +119,25 @@ def _upgrade_format(engine: PortableEngine) -> None:
     if engine._schema >= SCHEMA_VERSION:
         return
     marker = engine._meta("format.json")
-    found = engine._read_format(marker)
-    current = found.get("schema_version")
-    if not isinstance(current, int) or current < SCHEMA_VERSION:  # never lowers a newer schema
+    meta = engine.meta
+    for _ in range(8):  # compare-and-swap where possible: a newer schema is never overwritten
+        etag = meta.info(marker).etag if meta.capabilities.conditional_write else None
+        found = engine._read_format(marker)
+        current = found.get("schema_version")
+        if isinstance(current, int) and current >= SCHEMA_VERSION:
+            break
         found["schema_version"] = current = SCHEMA_VERSION
-        engine._put(marker, json.dumps(found).encode())
+        body = json.dumps(found).encode()
+        if etag is None:
+            engine._put(marker, body)
+            break
+        try:
+            meta.write(marker, body, mode=WriteMode.IF_MATCH, etag=etag)
+            break
+        except PreconditionFailedError:
+            continue  # rewritten meanwhile (another sealer, a schema 4 marker): read again
+    else:
+        raise StorageIOError(f"History marker {marker!r} keeps changing; try again")
     engine._schema = max(engine._schema, current)
 
 
