@@ -396,7 +396,8 @@ def test_gc_respects_the_mount_permissions(tmp_path: Path, wired: None) -> None:
     for mount in ("ro", "nodel"):
         with pytest.raises(StoragePermissionError):
             storage.collect_references(mount, grace=0)
-        assert len(storage.collect_references(mount, grace=0, dry_run=True)["condemned"]) == 1
+        plan = storage.collect_references(mount, grace=0, dry_run=True)
+        assert len(plan["condemned"]) == 1 and plan["bytes_freed"] == len(BIG)
     assert storage.collect_references("l", grace=0)["bytes_freed"] == len(BIG)
 
 

@@ -299,4 +299,7 @@ def _pass(layer: Referencing, grace: float, dry_run: bool, report: dict[str, Any
             condemned_any = True
             if not dry_run:
                 layer.inner.write(f"{entry.path}.condemned.{time.time_ns()}", b"")
+            elif grace <= 0:  # the plan of grace=0: its second pass would remove it
+                report["removed"].append(entry.path)
+                report["bytes_freed"] += entry.size
     return condemned_any
