@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Bootstrap and run: ``python3 dev.py demo`` | ``test [pytest args]`` | ``bench`` | ``lint``.
+"""Bootstrap and run: ``python3 dev.py demo`` | ``test [pytest args]`` | ``bench`` | ``lint`` |
+``docs [serve]`` (the documentation site into ``site/``, warnings as errors).
 
 Creates ``.venv`` beside this file on first use (Python 3.11+, standard library only) and
 re-installs when ``pyproject.toml`` changes. ``demo`` installs only storied itself (its three
@@ -85,7 +86,14 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(PY), str(ROOT / "bench" / "run_all.py"), *rest], cwd=ROOT)
     if command == "storied":
         return subprocess.call([str(BIN / "storied"), *rest])
-    sys.exit(f"unknown command {command!r}: use demo, test, lint, bench or storied")
+    if command == "docs":  # python3 dev.py docs [serve]: the site, warnings as errors
+        env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+        if rest[:1] == ["serve"]:
+            return subprocess.call([str(PY), "-m", "mkdocs", "serve", "--strict", *rest[1:]],
+                                   cwd=ROOT, env=env)
+        return subprocess.call([str(PY), "-m", "mkdocs", "build", "--strict", "--site-dir",
+                                str(ROOT / "site"), *rest], cwd=ROOT, env=env)
+    sys.exit(f"unknown command {command!r}: use demo, test, lint, bench, docs or storied")
 
 
 if __name__ == "__main__":
