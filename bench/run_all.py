@@ -16,6 +16,13 @@ SCRIPTS = [
     "replay.py",
     "web.py",
     "locks.py",
+    "events.py",
+    "compression.py",
+    "dedup.py",
+    "copy_many.py",
+    "s3_large.py",
+    "holds.py",
+    "aio.py",
 ]
 
 if __name__ == "__main__":

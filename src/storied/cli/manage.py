@@ -269,11 +269,14 @@ def _is_prefix(storage: Any, target: str) -> bool:
 @click.option("--keep-days", type=click.FloatRange(min=0), default=None,
               help="Keep versions written less than D days ago.")
 @click.option("--dry-run", is_flag=True, help="Show the plan; delete nothing.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Files worked on at once (default 8 on a remote storage, else 1).")
 @json_option
 @click.pass_context
 @_friendly
 def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
-                    keep_days: float | None, dry_run: bool, as_json: bool) -> None:
+                    keep_days: float | None, dry_run: bool, workers: int | None,
+                    as_json: bool) -> None:
     """Remove old versions of a file, or of every file under a prefix (ending in ':' or '/').
 
     A version stays when any rule keeps it; the current version, tagged versions and versions
@@ -287,7 +290,7 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
         with _progress("planning" if dry_run else "cleaning") as progress:
             result = storage.bulk_cleanup_versions(target, keep_last=keep_last,
                                                    keep_days=keep_days, dry_run=dry_run,
-                                                   progress=progress)
+                                                   progress=progress, workers=workers)
         if as_json:
             print_json({"target": target, "dry_run": dry_run,
                         "files": {p: list(v) for p, v in sorted(result.items())},
@@ -342,14 +345,17 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
 @click.command("compact")
 @click.argument("prefix")
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Files worked on at once (default 8 on a remote storage, else 1).")
 @click.pass_context
 @_friendly
-def compact_command(ctx: click.Context, prefix: str, dry_run: bool) -> None:
+def compact_command(ctx: click.Context, prefix: str, dry_run: bool, workers: int | None) -> None:
     """Remove consecutive duplicate versions of every file under PREFIX."""
     console, _ = _consoles()
     storage = _manager(ctx)
     with _progress("planning" if dry_run else "compacting") as progress:
-        result = storage.bulk_compact_versions(prefix, dry_run=dry_run, progress=progress)
+        result = storage.bulk_compact_versions(prefix, dry_run=dry_run, progress=progress,
+                                               workers=workers)
     for path, count in sorted(result.items()):
         console.print(f"{path}: {count}", highlight=False)
     verb = "would remove" if dry_run else "removed"
@@ -366,12 +372,14 @@ def snapshot_group() -> None:
 @snapshot_group.command("create")
 @click.argument("prefix")
 @click.argument("tag")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Files worked on at once (default 8 on a remote storage, else 1).")
 @click.pass_context
 @_friendly
-def snapshot_create(ctx: click.Context, prefix: str, tag: str) -> None:
+def snapshot_create(ctx: click.Context, prefix: str, tag: str, workers: int | None) -> None:
     """Record the current version of every file under PREFIX as snapshot TAG."""
     console, _ = _consoles()
-    snap = _manager(ctx).create_snapshot(prefix, tag)
+    snap = _manager(ctx).create_snapshot(prefix, tag, workers=workers)
     console.print(f"snapshot {snap['tag']}: {len(snap['files'])} files of {snap['prefix']}",
                   highlight=False)
 
@@ -429,15 +437,18 @@ def snapshot_show(ctx: click.Context, tag: str, as_json: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
 @click.option("--delete-new", is_flag=True,
               help="Also delete files created under the prefix after the snapshot.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
+              help="Files worked on at once (default 8 on a remote storage, else 1).")
 @click.pass_context
 @_friendly
-def snapshot_restore(ctx: click.Context, tag: str, dry_run: bool, delete_new: bool) -> None:
+def snapshot_restore(ctx: click.Context, tag: str, dry_run: bool, delete_new: bool,
+                     workers: int | None) -> None:
     """Write every file of snapshot TAG back as it was (as new versions)."""
     console, _ = _consoles()
     storage = _manager(ctx)
     with _progress("checking" if dry_run else "restoring") as progress:
         report = storage.restore_snapshot(tag, dry_run=dry_run, delete_new=delete_new,
-                                          progress=progress)
+                                          progress=progress, workers=workers)
     would = "would be " if dry_run else ""
     for path in report["restored"]:
         console.print(f"{would}restored {path}", highlight=False)
