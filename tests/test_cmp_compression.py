@@ -574,3 +574,18 @@ def test_an_s3_listing_shows_original_sizes_with_heads_in_parallel(moto: MotoHan
     assert all(walked[p] == (s, hashlib.md5(text(s, seed=s)).hexdigest())
                for p, s in sizes.items())
     sm.close()
+
+
+def test_a_compressing_local_history_keeps_its_fast_paths(tmp_path: Path) -> None:
+    sm = StorageManager()
+    sm.configure([{"name": "c", "type": "local", "base_path": str(tmp_path),
+                   "versioning": True, "compress": ["*.log"]}])
+    raw = sm._raw["c"]
+    assert callable(getattr(raw, "create_linked", None))  # records hard-linked to blobs
+    assert callable(getattr(raw, "through_link", None))  # symlinked-parent writes refused
+    data = text(40_000)
+    version = sm.node("c:app.log").write_bytes(data)
+    assert version
+    blobs = [p for p in (tmp_path / ".storied" / "blobs").rglob("*") if p.is_file()]
+    assert len(blobs) == 1 and blobs[0].stat().st_nlink == 2
+    assert gzip.decompress((tmp_path / "app.log").read_bytes()) == data
