@@ -325,3 +325,20 @@ def test_a_callback_that_raises_stops_the_pool_and_leaves_no_thread_running(
                 if t.ident not in before and t.name.startswith("storied-transfer")]
     landed = _read_tree(storage, "home:copy")
     assert 5 <= len(landed) < 60 and all(files[k] == v for k, v in landed.items())
+
+
+def test_large_files_in_a_pool_are_byte_exact_one_prefetching_at_a_time(
+    moto: MotoHandle, proxy: CountingProxy, tmp_path: Path,
+) -> None:
+    bucket = make_bucket(moto.endpoint_url, f"parl2-{uuid.uuid4().hex[:12]}")
+    sm = StorageManager()
+    sm.configure([_s3("s3", proxy.endpoint_url, bucket),
+                  {"name": "home", "type": "local", "base_path": str(tmp_path)}])
+    files = {f"big{i}.bin": os.urandom(9 * 1024 * 1024 + i) for i in range(3)}
+    files.update({f"small{i}.txt": b"s%d" % i for i in range(6)})
+    for name, data in files.items():
+        sm.node(f"s3:tree/{name}").write_bytes(data)
+    proxy.reset()
+    sm.node("s3:tree").copy_to("home:copy", workers=4)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "copy").iterdir()} == files
+    assert any(proxy.ranges)  # at least one large file was fetched in bounded parts

@@ -6,6 +6,7 @@ Every caller callback is called from the calling thread (see :mod:`storied.core.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
 from contextlib import AbstractContextManager, nullcontext
@@ -132,9 +133,10 @@ def run_items(src: StorageNode, dest: StorageNode, items: list[Item], total: int
             plan.progress(counts["done"], total)
         return not errors or plan.on_error == "continue"
 
-    # one file at a time: a large one may fetch its parts ahead (parallel ranged GETs on S3);
-    # with a pool, the files are the parallelism (memory stays one buffer per worker)
-    rule: Rule = (plan.skip, plan.skip_fn, workers == 1 and plan.executor is None)
+    # one large file at a time fetches its parts ahead (parallel ranged GETs on S3): memory
+    # stays one prefetching file plus one buffer per other worker
+    rule: Rule = (plan.skip, plan.skip_fn,
+                  threading.BoundedSemaphore(1) if plan.executor is None else None)
     pool: Pool[Item, tuple[str, int | str]] = Pool(
         lambda item, sink: transfer_one(item, rule, sink), workers, plan.executor,
         shipper(src, dest, rule[:2]) if plan.executor is not None else None)
@@ -171,10 +173,11 @@ def _with_report(error: BaseException, report: TransferReport, total: int) -> Ba
     return error
 
 
-#: ``(skip strategy, skip_fn, prefetch)``; ``prefetch``: a file of :data:`LARGE` bytes or
-#: more is read with the sequential-read hint (S3 fetches its next parts ahead, in parallel).
-Rule = tuple[SkipStrategy, "SkipFn | None", bool]
-#: From this size a copy made one file at a time reads with the sequential-read hint.
+#: ``(skip strategy, skip_fn, prefetch)``; ``prefetch``: whoever holds it reads a file of
+#: :data:`LARGE` bytes or more with the sequential-read hint (S3 fetches the next parts ahead,
+#: in parallel); one file of a transfer at a time, the others are read plainly. None: never.
+Rule = tuple[SkipStrategy, "SkipFn | None", "threading.BoundedSemaphore | None"]
+#: From this size a file may be read with the sequential-read hint.
 LARGE = 8 * 1024 * 1024
 
 
@@ -223,10 +226,15 @@ def transfer_one(item: Item, rule: Rule, sink: ByteSink | None) -> tuple[str, in
         if sink is not None and info.size:
             sink(info.size)
         return "copied", info.size or 0
-    hint = rule[2] and (info.size or 0) >= LARGE
-    with _sequential(hint), src._be.open_read(src.path) as stream:
-        counted = Counted(stream, sink)
-        dest._store(cast(BinaryIO, counted), info.metadata or None)
+    prefetch = rule[2]
+    hint = prefetch is not None and (info.size or 0) >= LARGE and prefetch.acquire(False)
+    try:
+        with _sequential(hint), src._be.open_read(src.path) as stream:
+            counted = Counted(stream, sink)
+            dest._store(cast(BinaryIO, counted), info.metadata or None)
+    finally:
+        if hint and prefetch is not None:
+            prefetch.release()
     return "copied", counted.count
 
 

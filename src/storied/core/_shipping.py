@@ -138,4 +138,4 @@ def run_shipped(item: ShippedCopy) -> tuple[str, int | str]:
     dest = manager.node(item.dest)
     dest = dest._related(dest.path, item.dinfo)
     return transfer_one((src, item.info, dest, item.dinfo),
-                        (SkipStrategy(item.skip), item.skip_fn, False), None)
+                        (SkipStrategy(item.skip), item.skip_fn, None), None)
