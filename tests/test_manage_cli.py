@@ -94,7 +94,8 @@ def test_tag_tags_untag(project: Path) -> None:
     assert node.open(version="first").read() == "two"
 
     table = ok(["tags", "v:a.txt"], project)
-    assert ids[3] in line_of(table, "release-v1.0") and "3" in line_of(table, "release-v1.0").split()
+    row = line_of(table, "release-v1.0")
+    assert ids[3] in row and "3" in row.split()
     assert ids[1] in line_of(table, "by-id") and " 1 " in line_of(table, "by-id")
 
     ok(["untag", "v:a.txt", "alias"], project)
