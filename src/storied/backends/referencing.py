@@ -44,7 +44,7 @@ from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
 from storied.backends.base import Backend, WrappedBackend
-from storied.errors import StorageIOError, StorageNotFoundError
+from storied.errors import StorageError, StorageIOError, StorageNotFoundError
 from storied.info import Info
 from storied.paths import is_hidden
 
@@ -180,9 +180,10 @@ class Referencing(WrappedBackend):
             return self._keys
         found: dict[str, bytes] = {}
         try:
-            entries = builtins.list(self.inner.list(KEYS))
-        except (StorageNotFoundError, NotADirectoryError):
-            entries = []
+            listable = self.inner.static_capabilities.list_dir
+            entries = builtins.list(self.inner.list(KEYS)) if listable else []
+        except (StorageError, NotADirectoryError, OSError):
+            entries = []  # nothing listable there (no keys yet, a read-only or web storage)
         for entry in entries:
             if entry.is_dir or not re.fullmatch(r"[0-9a-f]{16}", entry.name):
                 continue
@@ -192,7 +193,7 @@ class Referencing(WrappedBackend):
             try:
                 text = self.inner.read_bytes(entry.path).decode("ascii").strip()
                 found[entry.name] = bytes.fromhex(text)
-            except (StorageNotFoundError, ValueError):
+            except (StorageError, ValueError, OSError):
                 continue
         with self._lock:
             self._keys.update(found)
