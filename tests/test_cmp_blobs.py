@@ -198,3 +198,16 @@ def test_the_schema_is_raised_by_compare_and_swap(tmp_path: Path) -> None:
     marker = json.loads((tmp_path / ".storied/format.json").read_text())
     assert racing.raced
     assert marker["schema_version"] == 4 and marker["other"] == "kept"  # nothing lost
+
+
+def test_version_streams_are_seekable(backend: Backend) -> None:
+    engine = PortableEngine(backend, backend)
+    for path, data in (("small.csv", b"1,2\n3,4\n"), ("big.log", text(5 * MIB, seed=8))):
+        version = engine.write(path, data)
+        with engine.open_version(path, version) as f:
+            assert f.seekable()
+            assert f.seek(0, io.SEEK_END) == len(data)
+            f.seek(3)
+            assert f.read(5) == data[3:8]
+            f.seek(0)
+            assert f.read() == data

@@ -103,7 +103,10 @@ def open_blob(backend: Backend, key: str) -> BinaryIO:
     except BaseException:
         stream.close()
         raise
-    if codec is None:
+    if codec is None:  # a plain blob: the storage's own stream (seekable where it is)
+        if stream.seekable():
+            stream.seek(0)
+            return stream
         return cast(BinaryIO, io.BufferedReader(Prepended(head, stream)))
     first = [True]
 
