@@ -33,7 +33,7 @@ from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 from storied import paths
-from storied.backends.base import Backend
+from storied.backends.base import Backend, WrappedBackend
 from storied.backends.wrappers import Prefixed, Retrying
 from storied.errors import (
     InvalidArgumentError,
@@ -133,8 +133,9 @@ def _read_tagged(backend: Backend, key: str) -> tuple[bytes, str | None] | None:
             return data, etag
         if isinstance(inner, Prefixed):
             path, inner = paths.join(inner.prefix, path) if inner.prefix else path, inner.inner
-        elif isinstance(inner, Retrying):
-            inner = inner.inner
+        elif isinstance(inner, Retrying) or (
+                isinstance(inner, WrappedBackend) and getattr(inner, "reserved_passthrough", False)):
+            inner = inner.inner  # a layer that passes `.storied/` paths through untouched
         else:
             break
     try:
