@@ -452,3 +452,47 @@ def test_files_the_mount_compresses_are_left_compressed(tmp_path: Path, wired: N
     assert sorted(by_size[len(BIG)]["done"]) == ["z:a.bin", "z:b.bin"]
     assert storage.node("z:a.log").read_bytes() == text
     assert (tmp_path / "d" / "a.log").stat().st_size < len(text) // 4
+
+
+class _UnreadableOnce(WrappedBackend):
+    """``path`` cannot be read (a storage error, not a missing file) while ``failing``."""
+
+    def __init__(self, inner: Any, path: str) -> None:
+        super().__init__(inner)
+        self.path, self.failing = path, False
+
+    def read_bytes(self, path: str) -> bytes:
+        if self.failing and path == self.path:
+            from storied.errors import StorageIOError
+
+            raise StorageIOError("injected: unreadable right now")
+        return self.inner.read_bytes(path)
+
+
+def test_gc_never_decides_on_a_partial_view(tmp_path: Path) -> None:
+    from storied.backends import registry
+    from storied.errors import StorageIOError
+
+    (tmp_path / "d").mkdir()
+    flaky = _UnreadableOnce(registry.build("local", "l", {"base_path": str(tmp_path / "d")}),
+                            "b")
+    storage = StorageManager()
+    storage.add_mount({"name": "l", "backend": Referencing(flaky), "retries": 1})
+    for name in ("a", "b"):
+        storage.node(f"l:{name}").write_bytes(BIG)
+    storage.deduplicate("l:", strategy="reference")
+    raw = flaky.inner.read_bytes("a")
+    storage.node("l:a").delete()
+    fresh = StorageManager()  # nothing cached about b
+    fresh.add_mount({"name": "l", "backend": Referencing(flaky), "retries": 1})
+    flaky.failing = True
+    with pytest.raises(StorageIOError):
+        fresh.collect_references("l", grace=0)
+    flaky.failing = False
+    assert fresh.node("l:b").read_bytes() == BIG  # its copy is still there
+    # a reference-shaped line with a wrong HMAC still keeps the copy it names alive
+    flaky.inner.write("forged", raw[:-10] + b"000000000\n")
+    fresh.node("l:b").delete()
+    assert fresh.collect_references("l", grace=0)["removed"] == []
+    fresh.node("l:forged").delete()
+    assert len(fresh.collect_references("l", grace=0)["removed"]) == 1

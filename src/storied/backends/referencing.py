@@ -227,6 +227,28 @@ class Referencing(WrappedBackend):
         assert len(line) == REF_SIZE
         return line
 
+    def named_copy(self, path: str, info: Info) -> tuple[str, str] | None:
+        """``(sha256, gen)`` of the content copy the object at ``path`` names if it has a
+        reference's *form*, whether its HMAC checks or not (gc keeps whatever any
+        reference-shaped object names: a forged one can only keep a copy alive). Read errors
+        other than the object being gone are raised, so that gc never decides on a partial
+        view."""
+        if _reserved(path) or info.is_dir or info.size != REF_SIZE:
+            return None
+        key = self._key(path, info)
+        with self._lock:
+            cached = self._refs.get(key) if key is not None else None
+        if cached is not None:
+            return cached.sha256, cached.gen
+        try:
+            data = self.inner.read_bytes(path)
+        except StorageNotFoundError:
+            return None
+        match = _LINE.fullmatch(data)
+        if match is None:
+            return None
+        return match.group(1).decode("ascii"), match.group(5).decode("ascii")
+
     def parse(self, data: bytes) -> Ref | None:
         """The reference ``data`` is, or None (wrong form, or an HMAC no key of this mount
         checks: a user's file that merely looks like one)."""

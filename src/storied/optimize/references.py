@@ -224,9 +224,13 @@ def collect(manager: StorageManager, mount: str, *, grace: float = GRACE,
     seconds after; ``grace=0`` does both in one call (safe only while no ``deduplicate`` runs
     on the mount).
 
+    Any reference-shaped object keeps the copy it names (its HMAC is not required), and a
+    read error during the walk stops gc before it condemns or removes anything.
+
     Raises:
         InvalidArgumentError: ``grace`` between 0 and :data:`MIN_GRACE` (exclusive).
         StoragePermissionError: The mount refuses writes or deletes (a dry run is allowed).
+        StorageError: A file could not be listed or read (nothing was changed by that pass).
 
     Returns:
         ``{'mount', 'copies', 'referenced', 'condemned': [paths], 'removed': [paths],
@@ -270,12 +274,9 @@ def _pass(layer: Referencing, grace: float, dry_run: bool, report: dict[str, Any
     for entry in layer.inner.walk(""):
         if entry.is_dir or entry.size != REF_SIZE or entry.path.startswith(".storied/dedup/"):
             continue
-        try:
-            ref = layer.reference(entry.path, entry)
-        except StorageError:
-            continue
-        if ref is not None:
-            used.add((ref.sha256, ref.gen))
+        named = layer.named_copy(entry.path, entry)  # a read error stops gc: no partial view
+        if named is not None:
+            used.add(named)
     report["copies"] = len(blobs)
     report["referenced"] = len(used & set(blobs))
     condemned_any = False
