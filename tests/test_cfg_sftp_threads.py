@@ -13,13 +13,28 @@ import pytest
 from storied import StorageManager
 from storied.testing import servers
 
+NEEDS = {"sftp": ("asyncssh", "paramiko"), "webdav": ("wsgidav", "webdav4"),
+         "smb": ("smbclient",)}
 
-@pytest.mark.parametrize("kind", ["sftp", "webdav"])
+
+def _start(kind: str, root: Path) -> servers.ServerHandle:
+    if kind != "smb":
+        handle: servers.ServerHandle = getattr(servers, f"start_{kind}")(root)
+        return handle
+    from storied.testing.smbserver import smbd_missing_reason, start_smbd
+
+    reason = smbd_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    return start_smbd(root)
+
+
+@pytest.mark.parametrize("kind", ["sftp", "webdav", "smb"])
 def test_parallel_reads_and_writes_on_one_mount(tmp_path: Path, kind: str) -> None:
-    for module in ("asyncssh", "paramiko") if kind == "sftp" else ("wsgidav", "webdav4"):
+    for module in NEEDS[kind]:
         pytest.importorskip(module)
     (tmp_path / "root").mkdir()
-    server = getattr(servers, f"start_{kind}")(tmp_path / "root")
+    server = _start(kind, tmp_path / "root")
     try:
         storage = StorageManager()
         storage.configure([{"name": "s", "type": kind, **server.config, "read_timeout": 20}])

@@ -33,6 +33,7 @@ import io
 import posixpath
 import stat as statmod
 import threading
+import time
 import uuid
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
@@ -94,6 +95,7 @@ _NAME_INVALID = {0xC0000033, 0xC0000039, 0xC000003B}
 #: NTSTATUS codes of a refused login (logon failure, wrong password, expired, disabled, locked).
 _LOGIN_REFUSED = {0xC000006D, 0xC000006A, 0xC0000071, 0xC0000072, 0xC0000234}
 _BAD_NETWORK_NAME = 0xC00000CC  # no such share
+_ACCESS_DENIED = 0xC0000022
 
 
 class SmbBackend(Backend):
@@ -161,6 +163,8 @@ class SmbBackend(Backend):
             if status in _LOGIN_REFUSED:
                 self._forget()
                 raise StoragePermissionError(f"SMB login refused for {where!r}") from exc
+            if status == _ACCESS_DENIED:
+                raise StoragePermissionError(f"SMB access denied: {where!r}") from exc
             if status == _BAD_NETWORK_NAME:
                 raise StorageNotFoundError(f"No such SMB share: {where!r}") from exc
             if exc.errno == errno.ENOTEMPTY:
@@ -180,6 +184,8 @@ class SmbBackend(Backend):
             self._forget()
             raise TransientStorageError(f"SMB connection lost for {where!r}: {exc}") from exc
         except SMBException as exc:
+            if "credits" in str(exc).lower():  # too many requests in flight on the connection
+                raise TransientStorageError(f"SMB server busy for {where!r}: {exc}") from exc
             if "timeout" in str(exc).lower():
                 self._forget()
                 raise StorageTimeoutError(f"SMB server did not answer for {where!r}: {exc}") \
@@ -286,6 +292,9 @@ class SmbBackend(Backend):
             except StorageNotFoundError:
                 smbclient.makedirs(self._unc(parent), exist_ok=True, **self._kwargs)
                 return
+            except StoragePermissionError:  # Samba, while another writer creates that folder
+                time.sleep(0.05)
+                st = self._stat(parent)
             if not statmod.S_ISDIR(st.st_mode):
                 raise NotADirectoryStorageError(f"A parent of {path!r} is a file")
 
