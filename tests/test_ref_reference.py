@@ -496,3 +496,40 @@ def test_gc_never_decides_on_a_partial_view(tmp_path: Path) -> None:
     assert fresh.collect_references("l", grace=0)["removed"] == []
     fresh.node("l:forged").delete()
     assert len(fresh.collect_references("l", grace=0)["removed"]) == 1
+
+
+class _KeysUnlistable(WrappedBackend):
+    """The keys folder cannot be listed while ``failing`` (a storage error)."""
+
+    failing = False
+
+    def list(self, path: str) -> Any:
+        if self.failing and path.startswith(".storied/dedup/keys"):
+            from storied.errors import StorageIOError
+
+            raise StorageIOError("injected: cannot list the keys")
+        return self.inner.list(path)
+
+
+def test_unreadable_keys_never_turn_a_reference_into_its_line(tmp_path: Path) -> None:
+    from storied.backends import registry
+    from storied.errors import StorageIOError
+
+    (tmp_path / "d").mkdir()
+    flaky = _KeysUnlistable(registry.build("local", "l", {"base_path": str(tmp_path / "d")}))
+    storage = StorageManager()
+    storage.add_mount({"name": "l", "backend": Referencing(flaky), "retries": 1})
+    for name in ("a", "b"):
+        storage.node(f"l:{name}").write_bytes(BIG)
+    storage.node("l:plain").write_bytes(OTHER)
+    storage.deduplicate("l:", strategy="reference")
+    fresh = StorageManager()  # a new process, whose first key listing fails
+    fresh.add_mount({"name": "l", "backend": Referencing(flaky), "retries": 1})
+    flaky.failing = True
+    with pytest.raises(StorageIOError):
+        fresh.node("l:a").read_bytes()
+    with pytest.raises(StorageIOError):
+        fresh.node("l:b").size()
+    assert fresh.node("l:plain").read_bytes() == OTHER  # plain files are unaffected
+    flaky.failing = False  # an unknown key id lists the keys again at once
+    assert fresh.node("l:a").read_bytes() == BIG

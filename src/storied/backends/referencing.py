@@ -163,6 +163,7 @@ class Referencing(WrappedBackend):
         self._lock = threading.Lock()
         self._keys: dict[str, bytes] = {}
         self._keys_checked = float("-inf")
+        self._keys_failure: Exception | None = None
         self._refs: OrderedDict[tuple[str, str], Ref | None] = OrderedDict()
         self._seen: OrderedDict[tuple[str, str], Ref] = OrderedDict()
 
@@ -179,11 +180,14 @@ class Referencing(WrappedBackend):
         if fresh and not force:
             return self._keys
         found: dict[str, bytes] = {}
+        failure: Exception | None = None
         try:
             listable = self.inner.static_capabilities.list_dir
             entries = builtins.list(self.inner.list(KEYS)) if listable else []
-        except (StorageError, NotADirectoryError, OSError):
-            entries = []  # nothing listable there (no keys yet, a read-only or web storage)
+        except (StorageNotFoundError, NotADirectoryError):
+            entries = []  # no key yet
+        except (StorageError, OSError) as exc:
+            entries, failure = [], exc  # no key known; parse() refuses to call a line plain
         for entry in entries:
             if entry.is_dir or not re.fullmatch(r"[0-9a-f]{16}", entry.name):
                 continue
@@ -193,16 +197,20 @@ class Referencing(WrappedBackend):
             try:
                 text = self.inner.read_bytes(entry.path).decode("ascii").strip()
                 found[entry.name] = bytes.fromhex(text)
-            except (StorageError, ValueError, OSError):
+            except StorageNotFoundError:
                 continue
+            except (StorageError, ValueError, OSError) as exc:
+                failure = exc
         with self._lock:
             self._keys.update(found)
             self._keys_checked = now
+            self._keys_failure = failure
             return self._keys
 
     def has_keys(self) -> bool:
-        """Whether this mount has a reference key (it can hold references at all)."""
-        return bool(self._keys or self._load_keys())
+        """Whether this mount has a reference key (it can hold references at all); True too
+        when the keys could not be listed (then each read checks)."""
+        return bool(self._keys or self._load_keys()) or self._keys_failure is not None
 
     def ensure_key(self) -> tuple[str, bytes]:
         """A key to sign new references with (created on first use; keys never change, and
@@ -251,7 +259,12 @@ class Referencing(WrappedBackend):
 
     def parse(self, data: bytes) -> Ref | None:
         """The reference ``data`` is, or None (wrong form, or an HMAC no key of this mount
-        checks: a user's file that merely looks like one)."""
+        checks: a user's file that merely looks like one).
+
+        Raises:
+            StorageIOError: The line has a reference's form and the keys could not be read
+                (a transient failure never turns a reference into its line).
+        """
         if len(data) != REF_SIZE or not data.startswith(MAGIC):
             return None
         match = _LINE.fullmatch(data)
@@ -261,6 +274,10 @@ class Referencing(WrappedBackend):
         key = self._load_keys().get(keyid)
         if key is None:
             key = self._load_keys(force=True).get(keyid)
+        if key is None and self._keys_failure is not None:
+            raise StorageIOError(
+                "a reference's key could not be read, so whether this file is a reference "
+                f"cannot be told: {self._keys_failure}") from self._keys_failure
         if key is None or not hmac.compare_digest(mac, _mac(key, sha, int(size), md5, gen)):
             return None
         return Ref(sha, int(size), md5, gen)
