@@ -4,10 +4,15 @@ The names are the sync API's; every method that touches storage is an awaitable,
 sync API's I/O properties (``await node.versions()``, ``await node.version_count()``). Pure path
 operations (``path``, ``parent``, ``child``, ``basename``...) stay plain attributes. The
 pathlib iterators (``iterdir``, ``glob``, ``rglob``, ``walk``) are awaitables giving lists.
-Storage work runs in worker threads (:func:`asyncio.to_thread`), never on the event loop, so
-a slow storage never stalls other tasks; a :class:`asyncio.Semaphore` (``max_concurrency``,
-default 32) bounds how many run at once. A cancelled call cannot stop its thread: a cancelled
-``write_bytes`` may still complete (whole, never a part); see :class:`AsyncFile` for files.
+Storage work never runs on the event loop. With ``AsyncStorageManager(native=True)`` the
+common calls of S3 nodes are native async requests through aiobotocore (see
+:mod:`storied._aio_native` for exactly which calls, and on which mounts; every rule of the sync
+API holds); every other call, every other backend, and every call by default, runs the sync
+API in worker threads (:func:`asyncio.to_thread`), so a slow storage never stalls other tasks. A :class:`asyncio.Semaphore` (``max_concurrency``,
+default 32) bounds how many calls run at once. A cancelled threaded call cannot stop its
+thread: a cancelled ``write_bytes`` may still complete (whole, never a part); see
+:class:`AsyncFile` for files. ``await storage.aclose()`` (or ``async with storage``) closes
+the async S3 clients of the running loop (``asyncio.run`` closes them itself at its end).
 
 ::
 
@@ -31,11 +36,12 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
+from storied import _aio_native
 from storied.core.manager import StorageManager
 from storied.core.node import StorageNode
 
-__all__ = ["NODE_IO", "NODE_IO_ITERATORS", "NODE_PURE", "AsyncFile", "AsyncStorageManager",
-           "AsyncStorageNode"]
+__all__ = ["NODE_IO", "NODE_IO_ITERATORS", "NODE_PURE", "AsyncDownload", "AsyncFile",
+           "AsyncStorageManager", "AsyncStorageNode"]
 
 T = TypeVar("T")
 
@@ -50,13 +56,17 @@ NODE_IO = frozenset({
     "diff_csv_versions", "diff_image_versions", "call", "fill_from_url", "to_base64", "zip",
     "lock", "local_path", "serve",
     "rename", "replace", "rmdir", "samefile", "stat", "touch", "unlink",
+    "set_legal_hold", "get_legal_hold", "set_retention", "get_retention", "set_storage_class",
+    "storage_class", "restore_archived",
+    "stream_upload",  # the source (a sync iterable or file) is consumed in the worker thread
 })
 #: Node methods that return iterators doing I/O as they are consumed: awaitables giving a list
 #: (consumed whole in a worker thread, never on the event loop).
 NODE_IO_ITERATORS = frozenset({"iterdir", "glob", "rglob", "walk"})
 #: Node methods that touch no storage (plain calls here, as are pure properties).
 NODE_PURE = frozenset({"child", "joinpath", "match", "splitext", "with_name", "with_suffix",
-                       "internal_url", "require_writable", "open", "iter_bytes"})
+                       "internal_url", "require_writable", "open", "iter_bytes",
+                       "stream_download"})
 #: Sync properties that touch storage: awaitable methods of the same name here.
 NODE_IO_PROPERTIES = frozenset({"versions", "version_count", "ext_attributes", "capabilities"})
 #: Manager methods that touch storage.
@@ -96,8 +106,8 @@ class Limits:
     by several ``asyncio.run`` calls one after the other, must not carry one). Held weakly:
     a closed loop's semaphore goes with it."""
 
-    def __init__(self, most: int) -> None:
-        self.most = most
+    def __init__(self, most: int, router: _aio_native.Router | None = None) -> None:
+        self.most, self.router = most, router
         self.by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self.by_loop = weakref.WeakKeyDictionary()
 
@@ -209,12 +219,22 @@ class _Opening:
 
     def __init__(self, node: AsyncStorageNode, args: tuple[Any, ...], kwargs: dict[str, Any]):
         self._node, self._args, self._kwargs = node, args, kwargs
-        self._file: AsyncFile | None = None
+        self._file: Any = None
 
     def __await__(self) -> Any:
         return self._open().__await__()
 
-    async def _open(self) -> AsyncFile:
+    async def _open(self) -> Any:
+        router = self._node._limit.router
+        route = await router.route(self._node.sync) if router is not None else None
+        if route is not None:
+            try:
+                found = await _aio_native.open_read(route, self._node.sync, *self._args,
+                                                    **self._kwargs)
+            except TypeError:
+                found = _aio_native.THREAD
+            if found is not _aio_native.THREAD:
+                return found  # an AsyncS3Reader: the same awaitable file methods
         opening = asyncio.ensure_future(
             _run(self._node._limit, self._node.sync.open, *self._args, **self._kwargs))
         try:
@@ -224,13 +244,42 @@ class _Opening:
             raise
         return AsyncFile(raw, self._node._limit)
 
-    async def __aenter__(self) -> AsyncFile:
+    async def __aenter__(self) -> Any:
         self._file = await self._open()
         return self._file
 
     async def __aexit__(self, typ: object, exc: BaseException | None, tb: object) -> None:
         assert self._file is not None
         await self._file.__aexit__(typ, exc, tb)
+
+
+class AsyncDownload:
+    """What ``await node.stream_download(...)`` gives: ``size`` (the bytes it will yield),
+    ``async for chunk in stream`` (each chunk taken in a worker thread, prefetching as the
+    sync stream does), and ``async with`` / ``await stream.close()`` to stop early."""
+
+    def __init__(self, stream: Any, limit: Limits) -> None:
+        self._stream, self._limit = stream, limit
+        self._chunks = iter(stream)
+        self.size: int = stream.size
+
+    def __aiter__(self) -> AsyncDownload:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await _run(self._limit, next, self._chunks, None)
+        if chunk is None:
+            raise StopAsyncIteration
+        return cast(bytes, chunk)
+
+    async def close(self) -> None:
+        await _run(self._limit, self._stream.close)
+
+    async def __aenter__(self) -> AsyncDownload:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
 
 class AsyncStorageNode:
@@ -246,10 +295,36 @@ class AsyncStorageNode:
             return _wrap(getattr(self.sync, name), self._limit)  # a pure property
         value = getattr(self.sync, name)
         if name in NODE_IO:
-            return self._io(value)
+            return self._native(name, self._io(value))
         if name in NODE_IO_ITERATORS:
-            return self._io(_listed(value), name)
+            return self._native(name, self._io(_listed(value), name))
         return _wrap(value, self._limit)
+
+    def _native(self, name: str, threaded: Callable[..., Awaitable[Any]]
+                ) -> Callable[..., Awaitable[Any]]:
+        """``threaded`` itself, or a call that first tries the native route (S3 mounts)."""
+        handler = _aio_native.NATIVE.get(name)
+        router = self._limit.router
+        if handler is None or router is None:
+            return threaded
+        signature = _aio_native.SIGNATURES[name]
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            route = await router.route(self.sync)
+            if route is not None:
+                try:
+                    signature.bind(route, self.sync, *args, **kwargs)
+                except TypeError:
+                    return await threaded(*args, **kwargs)  # the sync API's own TypeError
+                async with self._limit.get():
+                    result = await handler(route, self.sync, *args, **kwargs)
+                if result is not _aio_native.THREAD:
+                    return _wrap(result, self._limit)
+            return await threaded(*args, **kwargs)
+
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = threaded.__doc__
+        return call
 
     def _io(self, method: Callable[..., Any], name: str | None = None
             ) -> Callable[..., Awaitable[Any]]:
@@ -267,13 +342,29 @@ class AsyncStorageNode:
         return _Opening(self, args, kwargs)
 
     async def iter_bytes(self, chunk_size: int = 1024 * 1024) -> AsyncIterator[bytes]:
-        """The content in chunks, each read in a worker thread."""
+        """The content in chunks: natively streamed on S3 mounts, else each chunk read in a
+        worker thread."""
+        router = self._limit.router
+        route = await router.route(self.sync) if router is not None else None
+        if route is not None:
+            reader = await _aio_native.open_read(route, self.sync, "rb")
+            try:
+                while chunk := await reader.read(chunk_size):
+                    yield chunk
+            finally:
+                await reader.close()
+            return
         stream = await _run(self._limit, self.sync.open, "rb")
         try:
             while chunk := await _run(self._limit, stream.read, chunk_size):
                 yield chunk
         finally:
             await _run(self._limit, stream.close)
+
+    async def stream_download(self, *args: Any, **kwargs: Any) -> AsyncDownload:
+        """Like :meth:`StorageNode.stream_download` (same arguments), as an async iterator."""
+        stream = await _run(self._limit, self.sync.stream_download, *args, **kwargs)
+        return AsyncDownload(stream, self._limit)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AsyncStorageNode) and other.sync == self.sync
@@ -293,13 +384,31 @@ class AsyncStorageManager:
 
     Args:
         storage: An existing manager to share (default: a new one).
-        max_concurrency: How many storage calls may run in worker threads at once.
+        max_concurrency: How many storage calls may run at once (in worker threads, or as
+            native requests).
+        native: Run the common calls of S3 nodes as native async requests (aiobotocore, the
+            ``aio`` extra; see :mod:`storied._aio_native`) instead of worker threads. Off by
+            default: on moto the thread path was as fast or faster (bench/aio.py, ADR 0028);
+            native serves many concurrent requests without a thread each.
     """
 
-    def __init__(self, storage: StorageManager | None = None, max_concurrency: int = 32) -> None:
+    def __init__(self, storage: StorageManager | None = None, max_concurrency: int = 32, *,
+                 native: bool = False) -> None:
         self.sync = storage if storage is not None else StorageManager()
         self._max = max_concurrency
-        self._limit = Limits(max_concurrency)
+        router = _aio_native.Router(max(10, max_concurrency)) if native else None
+        self._limit = Limits(max_concurrency, router)
+
+    async def aclose(self) -> None:
+        """Close the running loop's async S3 clients (the sync manager stays open)."""
+        if self._limit.router is not None:
+            await self._limit.router.aclose()
+
+    async def __aenter__(self) -> AsyncStorageManager:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def node(self, *args: Any, **kwargs: Any) -> AsyncStorageNode:
         """Like :meth:`StorageManager.node` (no I/O)."""
