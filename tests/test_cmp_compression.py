@@ -589,3 +589,30 @@ def test_a_compressing_local_history_keeps_its_fast_paths(tmp_path: Path) -> Non
     blobs = [p for p in (tmp_path / ".storied" / "blobs").rglob("*") if p.is_file()]
     assert len(blobs) == 1 and blobs[0].stat().st_nlink == 2
     assert gzip.decompress((tmp_path / "app.log").read_bytes()) == data
+
+
+def test_reserved_objects_cost_the_same_requests_with_compression(moto: MotoHandle,
+                                                                  proxy: Any) -> None:
+    def storied_requests(compress: list[str] | None, data: bytes) -> Any:
+        from collections import Counter
+
+        bucket = make_bucket(moto.endpoint_url, f"cmpr-{uuid.uuid4().hex[:12]}")
+        sm = StorageManager()
+        mount: dict[str, Any] = {"name": "c", "type": "s3", "bucket": bucket,
+                                 "endpoint_url": proxy.endpoint_url, "key": "testing",
+                                 "secret": "testing", "versioning": True, "retries": 1}
+        if compress:
+            mount["compress"] = compress
+        sm.configure([mount])
+        sm.node("c:warm.txt").write_bytes(b"warm up: probes, format.json")
+        proxy.reset()
+        sm.node("c:f.log").write_bytes(data)
+        sm.node("c:f.log").write_bytes(data + b"2")
+        sm.close()
+        return Counter(m for m, p, _q in proxy.requests if ".storied" in p)
+
+    assert Compressing.reserved_passthrough
+    for data in (b"small", text(300_000)):
+        plain = storied_requests(None, data)
+        assert plain["PUT"] >= 2  # blobs and records were counted
+        assert storied_requests(["*"], data) == plain

@@ -90,7 +90,13 @@ def wrap(name: str, config: Mapping[str, Any], backend: Backend) -> Backend:
 
 
 class Compressing(WrappedBackend):
-    """Compress files matching ``globs`` on write, decompress them on read (module doc)."""
+    """Compress files matching ``globs`` on write, decompress them on read (module doc).
+
+    Paths in storied's reserved area pass through untouched (``reserved_passthrough``:
+    layers that need the adapter's own calls for ``.storied/`` objects may skip this one).
+    """
+
+    reserved_passthrough = True
 
     def __init__(self, inner: Backend, globs: list[str], codec: Codec | str) -> None:
         super().__init__(inner)
