@@ -703,3 +703,18 @@ def test_the_conformance_loop_catches_a_blocking_call() -> None:
     finally:
         loop.close()
     assert len(loop.blocking) == 1 and loop.blocking[0][1] >= 0.5
+
+
+def test_the_default_is_the_thread_path(moto_process: str) -> None:
+    sm = StorageManager()
+    sm.configure([s3_mount("s", moto_process, bucket_on(moto_process))])
+    storage = AsyncStorageManager(sm)  # native=False: the figures chose it (ADR 0028)
+    loop = Loop()
+    try:
+        node = storage.node("s:x.txt")
+        loop.run(node.write_text("x"))
+        text, threads = _threads_used(loop, node.read_text)
+        assert (text, threads) == ("x", 1)
+    finally:
+        loop.close(storage)
+        sm.close()
