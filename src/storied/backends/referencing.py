@@ -145,8 +145,11 @@ class Referencing(WrappedBackend):
     area stays hidden) and above the adapter (and its compression), so that history engines,
     which write through the layers below ``HideReserved``, see logical files too.
 
-    Everything under ``.storied/`` passes through untouched.
+    Everything under ``.storied/`` passes through untouched (``reserved_passthrough``: code
+    that reads storied's own records may unwrap this layer).
     """
+
+    reserved_passthrough = True
 
     def __new__(cls, inner: Backend) -> Referencing:
         """A second reference layer over one is never made: ``Referencing(x)`` where ``x``
