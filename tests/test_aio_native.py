@@ -718,3 +718,22 @@ def test_the_default_is_the_thread_path(moto_process: str) -> None:
     finally:
         loop.close(storage)
         sm.close()
+
+
+def test_a_layer_the_route_does_not_know_sends_every_call_to_threads(moto_process: str) -> None:
+    """A compressed mount (a layer between the node and S3 that the native route does not
+    replay) is never bypassed: its calls run the sync API, and read back what was written."""
+    sm = StorageManager()
+    sm.configure([s3_mount("s", moto_process, bucket_on(moto_process), compress=["*.txt"])])
+    storage = AsyncStorageManager(sm, native=True)
+    loop = Loop()
+    try:
+        node = storage.node("s:a.txt")
+        _, threads = _threads_used(loop, lambda: node.write_text("z" * 5000))
+        assert threads >= 1
+        text, threads = _threads_used(loop, node.read_text)
+        assert text == "z" * 5000 and threads == 1
+        assert sm.node("s:a.txt").read_text() == "z" * 5000
+    finally:
+        loop.close(storage)
+        sm.close()
