@@ -1,7 +1,8 @@
 """Multipart uploads with parts in parallel (private to :mod:`storied.backends.s3`).
 
 The source is read by the calling thread only, part after part, in order; up to ``workers``
-parts are being sent at once by a thread pool, so memory holds about ``workers + 1`` parts.
+parts are being sent at once by a thread pool and one more waits for a free worker (so no
+worker idles while the next part is read), so memory holds about ``workers + 2`` parts.
 A part that fails transiently is sent again (its bytes are in memory) a few times. Any other
 failure, or an interruption (``KeyboardInterrupt``, a source that raises), cancels the parts
 not yet started, waits for those being sent, then aborts the upload: no part is left on the
@@ -76,7 +77,7 @@ def upload_multipart(
     try:
         size = 0
         for number, body in enumerate(parts(head, stream, part_size), 1):
-            collect(max(1, workers) - 1)
+            collect(max(1, workers))  # one part waits in the pool: no worker idles on a read
             future = pool.submit(_send_part, client, target, path, number, body)
             pending.add(future)
             numbers[future] = number
