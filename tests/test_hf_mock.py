@@ -14,6 +14,7 @@ from storied import StorageManager
 from storied.backends import registry
 from storied.backends.base import WrappedBackend
 from storied.backends.memory import MemoryBackend
+from storied.backends.retrying import Retrying
 from storied.errors import (
     PreconditionFailedError,
     StorageConfigError,
@@ -210,9 +211,11 @@ def test_config_form_is_retried_like_a_remote_storage() -> None:
                        "faults": ["transient"]})  # fmt: skip
     for i in range(30):
         storage.node(f"flaky:f{i}.txt").write_bytes(b"x")  # 4 attempts: none gives up here
-    retrying = storage._raw["flaky"]  # the Retrying layer wraps the mock
-    assert isinstance(retrying, WrappedBackend)
-    mock = retrying.inner
+    layer = storage._raw["flaky"]  # Retrying (below the reference layer) wraps the mock
+    while isinstance(layer, WrappedBackend) and not isinstance(layer, Retrying):
+        layer = layer.inner
+    assert isinstance(layer, Retrying)
+    mock = layer.inner
     assert isinstance(mock, MockBackend)
     assert any(e.fault for e in mock.trace)
 

@@ -118,6 +118,12 @@ def _check_lockable(node: StorageNode, backend: Backend) -> None:
         )
 
 
+def _passes_reserved(backend: Backend) -> bool:
+    """True for a layer that passes paths under ``.storied/`` through untouched."""
+    return isinstance(backend, WrappedBackend) and bool(
+        getattr(backend, "reserved_passthrough", False))
+
+
 def _read_tagged(backend: Backend, key: str) -> tuple[bytes, str | None] | None:
     """The lock object's bytes and etag, or None when absent: one GET where the adapter
     offers ``read_tagged`` (S3, memory), else a HEAD then a GET (in that order: a body newer
@@ -133,8 +139,8 @@ def _read_tagged(backend: Backend, key: str) -> tuple[bytes, str | None] | None:
             return data, etag
         if isinstance(inner, Prefixed):
             path, inner = paths.join(inner.prefix, path) if inner.prefix else path, inner.inner
-        elif isinstance(inner, Retrying) or (
-                isinstance(inner, WrappedBackend) and getattr(inner, "reserved_passthrough", False)):
+        elif isinstance(inner, Retrying) or _passes_reserved(inner):
+            assert isinstance(inner, WrappedBackend)
             inner = inner.inner  # a layer that passes `.storied/` paths through untouched
         else:
             break
