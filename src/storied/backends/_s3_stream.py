@@ -282,7 +282,7 @@ class S3ReadStream(io.RawIOBase):
     def _fetch_range(self, start: int, end: int) -> bytes:
         """Exactly stream bytes ``[start, end)`` by pinned GETs (thread-safe: no shared state).
         A connection lost mid-body is resumed from the last byte received, never from
-        ``start`` again; :data:`RESUMES` failures in a row without progress raise."""
+        ``start`` again; the failure after :data:`RESUMES` resumes of one range raises."""
         buffer = bytearray(end - start)
         view, done, failures = memoryview(buffer), 0, 0
         while done < end - start:
@@ -297,7 +297,7 @@ class S3ReadStream(io.RawIOBase):
                                 f"S3 body of {self._key!r} ended early at byte {start + done}"
                             )
                         view[done : done + len(piece)] = piece
-                        done, failures = done + len(piece), 0
+                        done += len(piece)
                 finally:
                     body.close()
             except TransientStorageError as exc:
