@@ -4,15 +4,16 @@ The names are the sync API's; every method that touches storage is an awaitable,
 sync API's I/O properties (``await node.versions()``, ``await node.version_count()``). Pure path
 operations (``path``, ``parent``, ``child``, ``basename``...) stay plain attributes. The
 pathlib iterators (``iterdir``, ``glob``, ``rglob``, ``walk``) are awaitables giving lists.
-Storage work never runs on the event loop. With ``AsyncStorageManager(native=True)`` the
-common calls of S3 nodes are native async requests through aiobotocore (see
-:mod:`storied._aio_native` for exactly which calls, and on which mounts; every rule of the sync
-API holds); every other call, every other backend, and every call by default, runs the sync
-API in worker threads (:func:`asyncio.to_thread`), so a slow storage never stalls other tasks. A :class:`asyncio.Semaphore` (``max_concurrency``,
-default 32) bounds how many calls run at once. A cancelled threaded call cannot stop its
-thread: a cancelled ``write_bytes`` may still complete (whole, never a part); see
-:class:`AsyncFile` for files. ``await storage.aclose()`` (or ``async with storage``) closes
-the async S3 clients of the running loop (``asyncio.run`` closes them itself at its end).
+Storage work never runs on the event loop. With ``AsyncStorageManager(native=True)`` the common
+calls of S3 nodes are native async requests through aiobotocore (see :mod:`storied._aio_native`
+for exactly which calls, and on which mounts; every rule of the sync API holds); every other
+call, every other backend, and every call by default, runs the sync API in worker threads
+(:func:`asyncio.to_thread`), so a slow storage never stalls other tasks. A
+:class:`asyncio.Semaphore` (``max_concurrency``, default 32) bounds how many calls run at once.
+A cancelled threaded call cannot stop its thread: a cancelled ``write_bytes`` may still
+complete (whole, never a part); see :class:`AsyncFile` for files. ``await storage.aclose()``
+(or ``async with storage``) closes the async S3 clients of the running loop (``asyncio.run``
+closes them itself at its end).
 
 ::
 
@@ -105,6 +106,9 @@ class Limits:
     semaphore belongs to the loop that first waits on it: nodes made outside a loop, or used
     by several ``asyncio.run`` calls one after the other, must not carry one). Held weakly:
     a closed loop's semaphore goes with it."""
+
+    most: int
+    router: _aio_native.Router | None
 
     def __init__(self, most: int, router: _aio_native.Router | None = None) -> None:
         self.most, self.router = most, router
@@ -285,6 +289,8 @@ class AsyncDownload:
 class AsyncStorageNode:
     """The async face of a :class:`~storied.core.node.StorageNode` (``.sync`` is that node)."""
 
+    sync: StorageNode
+
     def __init__(self, node: StorageNode, limit: Limits) -> None:
         self.sync, self._limit = node, limit
 
@@ -391,6 +397,8 @@ class AsyncStorageManager:
             default: on moto the thread path was as fast or faster (bench/aio.py, ADR 0028);
             native serves many concurrent requests without a thread each.
     """
+
+    sync: StorageManager
 
     def __init__(self, storage: StorageManager | None = None, max_concurrency: int = 32, *,
                  native: bool = False) -> None:

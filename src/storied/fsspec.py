@@ -35,10 +35,10 @@ from storied.errors import (
 
 try:
     from fsspec.spec import AbstractFileSystem
-except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
+except ModuleNotFoundError as _missing:  # pragma: no cover - a subprocess test hides fsspec
     raise MissingDependencyError(
         "storied.fsspec needs 'fsspec': pip install 'storied[fsspec]'"
-    ) from exc
+    ) from _missing
 
 __all__ = ["StoriedFileSystem"]
 

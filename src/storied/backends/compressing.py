@@ -96,6 +96,9 @@ class Compressing(WrappedBackend):
     layers that need the adapter's own calls for ``.storied/`` objects may skip this one).
     """
 
+    globs: tuple[str, ...]
+    codec_name: str
+
     reserved_passthrough = True
 
     def __init__(self, inner: Backend, globs: list[str], codec: Codec | str) -> None:

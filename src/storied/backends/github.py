@@ -88,6 +88,14 @@ class GitHubBackend(ReadOnlyBackend):
         read_timeout: Seconds of each wait for the server's answer or the next bytes.
     """
 
+    org: str
+    repo: str
+    sha: str | None
+    api_url: str
+    timeout: float
+    connect_timeout: float
+    read_timeout: float
+
     protocol = "github"
     capabilities = _CAPS
 

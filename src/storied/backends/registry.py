@@ -131,7 +131,7 @@ __all__ = [
 ]
 
 
-log = logging.getLogger("storied.backends")
+log: logging.Logger = logging.getLogger("storied.backends")
 
 
 def _missing_name(exc: ModuleNotFoundError) -> str:

@@ -49,6 +49,10 @@ class Retrying(WrappedBackend):
         sleep: The waiting function (tests pass a recorder).
     """
 
+    attempts: int
+    base_delay: float
+    max_delay: float
+
     def __init__(
         self,
         inner: Backend,

@@ -128,6 +128,11 @@ class S3Backend(S3VersionsMixin, S3ObjectLockMixin, Backend):
         probe_delay: Seconds before the first probe retry, doubled each time (at most 2 s).
     """
 
+    endpoint_url: str | None
+    multipart_threshold: int
+    multipart_chunksize: int | None
+    max_concurrency: int
+
     protocol = "s3"
 
     def __init__(

@@ -113,6 +113,11 @@ class SmbBackend(Backend):
             the waiting operation fails (smbprotocol's keep-alive echo, sent after half of it).
     """
 
+    host: str
+    share: str
+    port: int
+    base: str
+
     protocol = "smb"
     capabilities = _CAPS
 

@@ -34,6 +34,8 @@ class Prefixed(WrappedBackend):
     are too. A mount root exists even before anything is stored under the prefix.
     """
 
+    prefix: str
+
     def __init__(self, inner: Backend, prefix: str) -> None:
         super().__init__(inner)
         self.prefix = paths.normalize(prefix)

@@ -80,6 +80,11 @@ def _rel(node: Any, base: Any) -> str:
 class Tally:
     """What a transfer did, for the summary line (printed on every run, terminal or not)."""
 
+    failed: int
+    bytes: int
+    not_started: int
+    started: float
+
     def __init__(self, verb: str = "copied") -> None:
         self.copied = self.skipped = self.failed = self.bytes = self.reserved = 0
         self.not_started = 0

@@ -56,6 +56,8 @@ class DownloadStream:
         bytes_read: How many it has yielded so far.
     """
 
+    bytes_read: int
+
     def __init__(self, stream: BinaryIO, size: int, chunk_size: int, where: str) -> None:
         self._stream, self._chunk, self._where = stream, chunk_size, where
         self.size = size

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["WebhookMethods"]
 
-log = logging.getLogger("storied.webhooks")
+log: logging.Logger = logging.getLogger("storied.webhooks")
 
 #: Keys of one entry of a mount's ``webhooks:`` list.
 _CONFIG_KEYS = frozenset({"url", "events", "secret", "secret_env", "timeout"})

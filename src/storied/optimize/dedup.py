@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from storied.core.manager import StorageManager
     from storied.core.node import StorageNode
 
-log = logging.getLogger("storied.optimize")
+log: logging.Logger = logging.getLogger("storied.optimize")
 
 __all__ = ["BLOCK", "REMOTE_WORKERS", "DuplicateGroup", "Member", "default_workers",
            "find_duplicates", "full_sha256", "run_all"]

@@ -63,6 +63,9 @@ class StoriedCassette:
         record_mode: The ``--record-mode`` in effect.
     """
 
+    path: Path
+    record_mode: str
+
     def __init__(self, path: Path, record_mode: str) -> None:
         self.path, self.record_mode = path, record_mode
         self._sessions: list[tuple[StorageManager, CassetteSession]] = []

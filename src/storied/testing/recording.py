@@ -74,6 +74,9 @@ class ReplayMismatchError(StorageError, LookupError):
         closest: The most similar recorded call, or None when the cassette is empty.
     """
 
+    call: str
+    closest: str | None
+
     def __init__(self, message: str, call: str, closest: str | None) -> None:
         super().__init__(message)
         self.call, self.closest = call, closest
@@ -87,6 +90,11 @@ class CassetteSession:
     (or :meth:`stop`) puts the mounts back and, when anything was recorded, writes the
     cassette (atomically: a crash leaves the previous file).
     """
+
+    path: Path
+    redact: Redactor
+    store: BodyStore
+    volatile: VolatileInputs
 
     def __init__(self, path: str | os.PathLike[str], mode: str, secrets: Iterable[str]) -> None:
         if mode not in _MODES:
@@ -287,6 +295,9 @@ class CassetteBackend(WrappedBackend):
     replayed by ``session`` (see :class:`CassetteSession`). ``local_path`` is None and
     ``unwrap()`` is this backend, in recording as in replay, so the code under test takes the
     same (storage API) paths both times."""
+
+    mount: str
+    session: CassetteSession
 
     def __init__(self, inner: Backend, mount: str, session: CassetteSession) -> None:
         super().__init__(inner)

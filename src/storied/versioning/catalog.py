@@ -124,6 +124,9 @@ class Snapshot:
 class Catalog:
     """Reads and compare-and-swaps the catalog objects under ``root`` of ``backend``."""
 
+    backend: Backend
+    root: str
+
     def __init__(self, backend: Backend, root: str = paths.RESERVED) -> None:
         self.backend, self.root = backend, root
 

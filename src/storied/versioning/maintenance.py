@@ -121,6 +121,11 @@ class MaintenanceLease:
         wait: Seconds :meth:`acquire` waits for another owner before giving up.
     """
 
+    catalog: Catalog
+    ttl: float
+    wait: float
+    owner: str
+
     def __init__(self, catalog: Catalog, ttl: float = DEFAULT_TTL,
                  wait: float = DEFAULT_WAIT) -> None:
         self.catalog, self.ttl, self.wait = catalog, ttl, wait
@@ -253,6 +258,11 @@ class ProtectionGuard:
         catalog: The catalog the tag or manifest is written to.
         wait: Seconds :meth:`settle` waits for a deleter to finish.
     """
+
+    catalog: Catalog
+    wait: float
+    needed: bool
+    before: bytes | None
 
     def __init__(self, catalog: Catalog, wait: float = DEFAULT_WAIT) -> None:
         self.catalog, self.wait = catalog, wait

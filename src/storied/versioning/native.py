@@ -67,6 +67,8 @@ class NativeEngine:
         backend: The backend whose versions are the history.
     """
 
+    catalog: Catalog
+
     name = "native"
 
     def __init__(self, backend: Backend) -> None:

@@ -87,6 +87,13 @@ class PortableEngine:
         root: The history root inside ``meta`` (default ``.storied``).
     """
 
+    data: Backend
+    meta: Backend
+    root: str
+    writer: str
+    segments: _segments.SegmentStore
+    catalog: Catalog
+
     name = "portable"
 
     def __init__(self, data: Backend, meta: Backend, root: str = paths.RESERVED) -> None:
