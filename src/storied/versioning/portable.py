@@ -21,7 +21,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from datetime import datetime
 from typing import BinaryIO, TypeVar
 
@@ -87,13 +87,12 @@ class PortableEngine:
         root: The history root inside ``meta`` (default ``.storied``).
     """
 
-    data: Backend
+    data: Backend  # the instance attributes, typed for API tools (pyright --verifytypes)
     meta: Backend
     root: str
     writer: str
     segments: _segments.SegmentStore
     catalog: Catalog
-
     name = "portable"
 
     def __init__(self, data: Backend, meta: Backend, root: str = paths.RESERVED) -> None:
@@ -519,10 +518,8 @@ class PortableEngine:
         target = next((r for r in records if r.version_id == version.version_id), None)
         if target is None:
             raise StorageNotFoundError(f"No version {version.version_id} of {path!r}")
-        try:
+        with suppress(StorageNotFoundError):  # sealed only
             self.meta.delete(self._meta("versions", path, target.name))
-        except StorageNotFoundError:
-            pass  # sealed only
         if marked:
             _sealing.drop_sealed(self, path, {target.version_id})
         if target == records[-1]:
@@ -554,7 +551,6 @@ class PortableEngine:
     def verify(self, prefix: str = "") -> VerifyReport:
         """Check records and blobs below ``prefix``; see :class:`VerifyReport`."""
         from storied.versioning.verify import verify_portable
-
         return verify_portable(self, prefix)
 
     def blob_sha256(self, sha256: str) -> str:
