@@ -102,6 +102,14 @@ def test_reference_pages_are_generated_from_docstrings(site: Path, page: str,
 
 
 @needs_mkdocs
+def test_docstring_doctests_render_as_code(site: Path) -> None:
+    """``Examples:`` doctests become highlighted prompts, never Markdown quotes."""
+    html = (site / "reference" / "manager" / "index.html").read_text(encoding="utf-8")
+    assert '<span class="gp">&gt;&gt;&gt;' in html
+    assert "<blockquote>" not in html
+
+
+@needs_mkdocs
 def test_unexecuted_examples_are_marked_on_the_page(site: Path) -> None:
     """A block the example test does not run carries its class, which the CSS labels."""
     html = (site / "guide" / "object-lock" / "index.html").read_text(encoding="utf-8")
