@@ -23,7 +23,9 @@ Per type (build them with the ``*_from_config`` functions of
   ``atomic_operations`` is false: wsgidav writes in place); server-side COPY and MOVE.
 * **gcs** (gcsfs) and **azure** (adlfs): the object is committed when the upload completes;
   directories are implied by names (``empty_dirs`` false, ``mkdir`` is a no-op); ``walk`` is one
-  flat listing; copies are server-side. GCS reports the MD5 of every object.
+  flat listing; copies are server-side. GCS reports the MD5 of every object. Both have storage
+  classes (GCS classes, Azure access tiers): the backends are the subclasses in
+  :mod:`storied.backends._cloud_tiers`; GCS listings fill ``Info.storage_class``.
 * **http** (``HTTPFileSystem``, aiohttp): read-only. ``list`` reads the links of an HTML index
   (best effort, hence ``list_dir`` false; sizes of listed files are 0, as index pages do not give
   them); a byte range is served by streaming and skipping (``range_reads`` false).
@@ -39,7 +41,7 @@ import io
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 from urllib.parse import unquote
 
@@ -103,6 +105,8 @@ class Profile:
             one streamed GET.
         closer: Releases the filesystem's connection.
         reconnect: Re-opens the connection after a transient failure (None: the library does).
+        listed_class: The storage class an ``info``/``ls`` record carries (GCS's
+            ``storageClass``), put in :attr:`Info.storage_class`; None: records carry none.
     """
 
     protocol: str
@@ -115,6 +119,7 @@ class Profile:
     web: bool = False
     closer: Callable[[Any], None] = field(default=lambda fs: None)
     reconnect: Callable[[Any], None] | None = None
+    listed_class: Callable[[dict[str, Any]], str | None] | None = None
 
 
 class FsspecBackend(Backend):
@@ -228,7 +233,12 @@ class FsspecBackend(Backend):
             entry = self.fs.info(self._fs(path))
         if self.profile.web:
             entry = http_entry(path, entry)
-        return to_info(path, entry, self.capabilities.hash_on_metadata)
+        return self._to_info(path, entry)
+
+    def _to_info(self, path: str, entry: dict[str, Any]) -> Info:
+        info = to_info(path, entry, self.capabilities.hash_on_metadata)
+        klass = self.profile.listed_class(entry) if self.profile.listed_class else None
+        return replace(info, storage_class=klass) if klass and not info.is_dir else info
 
     def list(self, path: str) -> Iterator[Info]:
         full = self._full(path).rstrip("/")
@@ -263,7 +273,7 @@ class FsspecBackend(Backend):
             if name in ("", ".", "..") or TMP_MARK in name:
                 continue
             child = f"{path}/{name}" if path else name
-            out.append(to_info(child, entry, self.capabilities.hash_on_metadata))
+            out.append(self._to_info(child, entry))
         return out
 
     def walk(self, path: str) -> Iterator[Info]:
@@ -277,8 +287,7 @@ class FsspecBackend(Backend):
         if full in found:
             raise NotADirectoryStorageError(f"Not a directory: {path!r}")
         base = len(self._full("").rstrip("/")) + 1 if self.root else 0
-        with_md5 = self.capabilities.hash_on_metadata
-        return iter([to_info(name[base:], entry, with_md5) for name, entry in found.items()])
+        return iter([self._to_info(name[base:], entry) for name, entry in found.items()])
 
     def open_read(self, path: str, start: int = 0, end: int | None = None) -> BinaryIO:
         try:
@@ -424,14 +433,24 @@ WEBDAV = Profile(
     copier=copy_webdav,
     closer=lambda fs: fs.client.http.close(),
 )
+
+
+def _gcs_class(entry: dict[str, Any]) -> str | None:
+    found = entry.get("storageClass")
+    return str(found) if found else None
+
+
+# GCS and Azure are built as the subclasses in storied.backends._cloud_tiers (storage classes)
 GCS = Profile(
     "gcs",
-    _OBJECT_STORE.replace(hash_on_metadata=True),
+    _OBJECT_STORE.replace(hash_on_metadata=True, storage_classes=True),
     write_via_open,
     copier=copy_fs,
     flat_walk=True,
+    listed_class=_gcs_class,
 )
-AZURE = Profile("azure", _OBJECT_STORE, write_via_open, copier=copy_fs, flat_walk=True)
+AZURE = Profile("azure", _OBJECT_STORE.replace(storage_classes=True), write_via_open,
+                copier=copy_fs, flat_walk=True)
 HTTP = Profile(
     "http",
     Capabilities(

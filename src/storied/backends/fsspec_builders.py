@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from storied.backends._cloud_tiers import AzureBackend, GcsBackend
 from storied.backends._config_kinds import timeouts
 from storied.backends._fsspec_support import (
     known_hosts_policy,
@@ -147,7 +148,7 @@ def gcs_from_config(config: dict[str, Any]) -> Backend:
         return fs
 
     key = ("gcs", url_key(config.get("endpoint_url")), bucket)
-    return _prefixed(FsspecBackend(None, bucket, GCS, connect=connect, location_key=key), config)
+    return _prefixed(GcsBackend(None, bucket, GCS, connect=connect, location_key=key), config)
 
 
 def _single_attempt(fs: Any, methods: tuple[str, ...]) -> None:
@@ -198,7 +199,7 @@ def azure_from_config(config: dict[str, Any]) -> Backend:
 
     account = options.get("account_name") or options.get("connection_string")
     key = ("azure", account, container)
-    backend = FsspecBackend(None, container, AZURE, connect=connect, location_key=key)
+    backend = AzureBackend(None, container, AZURE, connect=connect, location_key=key)
     return _prefixed(backend, config)
 
 
