@@ -21,7 +21,8 @@ Names (accepted case-insensitively; answered in the storage's own spelling):
 - **Azure**: ``Hot``, ``Cool``, ``Cold``, ``Archive`` (the access tier, changed in place with
   Set Blob Tier: no copy, same etag and metadata). adlfs listings omit the tier, so
   ``storage_class_of`` is one Get Blob Properties. An Archive blob must be rehydrated before
-  it can be read: ``restore_archived`` sets tier ``Hot`` with standard priority (hours);
+  it can be read (a read raises :class:`~storied.errors.ArchivedObjectError`):
+  ``restore_archived`` sets tier ``Hot`` with standard priority (hours);
   Azure's rehydration is permanent, so ``days`` is checked and otherwise unused.
 
 S3 class names are refused with the equivalent named (``GLACIER`` on GCS: "use ARCHIVE"):
@@ -32,6 +33,8 @@ in a rewrite) is reported as :class:`~storied.errors.StorageIOError`, never as s
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -40,6 +43,7 @@ from storied.backends.fsspec_adapters import FsspecBackend
 from storied.errors import (
     ArchivedObjectError,
     InvalidArgumentError,
+    StorageError,
     StorageIOError,
 )
 from storied.info import Info
@@ -169,7 +173,23 @@ def _check_days(days: Any) -> None:
 
 
 class AzureBackend(FsspecBackend):
-    """An Azure Blob container (adlfs) with access tiers."""
+    """An Azure Blob container (adlfs) with access tiers. Reading an ``Archive`` blob (Azure
+    answers 409 ``BlobArchived``) raises :class:`~storied.errors.ArchivedObjectError`."""
+
+    @contextmanager
+    def _mapped(self, path: str, op: str = "request") -> Iterator[None]:
+        try:
+            with super()._mapped(path, op):
+                yield
+        except ArchivedObjectError:
+            raise
+        except StorageError as exc:
+            if not _blob_archived(exc):
+                raise
+            raise ArchivedObjectError(
+                f"{path!r} in container {self.root!r} is in the Archive tier: rehydrate it "
+                "first (node.restore_archived()) and wait for the rehydration to finish"
+            ) from exc
 
     def _blob(self, key: str) -> tuple[str, str]:
         if not key:
@@ -257,6 +277,18 @@ class AzureBackend(FsspecBackend):
 
         self._run(key, "rehydrate", rehydrate)
         return True
+
+
+def _blob_archived(exc: BaseException) -> bool:
+    """Whether Azure refused the request because the blob is archived."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if getattr(seen, "error_code", None) == "BlobArchived" or "BlobArchived" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _azure_name(tier: Any) -> str:
