@@ -167,3 +167,28 @@ def test_names_are_canonical_per_storage() -> None:
     assert _canonical("HOT", AZURE_TIERS, {}, "Azure") == "Hot"
     with pytest.raises(InvalidArgumentError, match="one of: Hot, Cool, Cold, Archive"):
         _canonical("HOTTER", AZURE_TIERS, {}, "Azure")
+
+
+def test_a_write_racing_the_change_wins(gcs: servers.ServerHandle, bucket: str) -> None:
+    from storied.backends._cloud_tiers import GcsBackend
+    from storied.backends.fsspec_builders import gcs_from_config
+    from storied.errors import PreconditionFailedError
+
+    config = {"name": "g", **gcs.config, "bucket": bucket}
+    other = gcs_from_config(config)
+    racing = gcs_from_config(config)
+    assert isinstance(racing, GcsBackend)
+
+    class Interleaved(GcsBackend):
+        def _object(self, key: str) -> dict[str, Any]:
+            found = super()._object(key)
+            other.write(key, b"written by another process")  # between the read and the rewrite
+            return found
+
+    racing.__class__ = Interleaved
+    other.write("r.txt", b"first")
+    with pytest.raises(PreconditionFailedError, match="nothing was changed"):
+        racing.change_storage_class("r.txt", "COLDLINE")
+    assert other.read_bytes("r.txt") == b"written by another process"
+    other.close()
+    racing.close()

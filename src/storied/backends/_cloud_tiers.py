@@ -17,7 +17,7 @@ Names (accepted case-insensitively; answered in the storage's own spelling):
   ``done``), sending the source's content type, encoding, disposition, language, cache control
   and custom metadata with the new class (GCS would otherwise reset what the body omits), pinned
   to the generation read (``sourceGeneration`` and ``ifGenerationMatch``: a concurrent write
-  wins and the change is a :class:`~storied.errors.PreconditionFailedError`).
+  or delete wins and the change is a :class:`~storied.errors.PreconditionFailedError`).
 - **Azure**: ``Hot``, ``Cool``, ``Cold``, ``Archive`` (the access tier, changed in place with
   Set Blob Tier: no copy, same etag and metadata). adlfs listings omit the tier, so
   ``storage_class_of`` is one Get Blob Properties. An Archive blob must be rehydrated before
@@ -43,8 +43,10 @@ from storied.backends.fsspec_adapters import FsspecBackend
 from storied.errors import (
     ArchivedObjectError,
     InvalidArgumentError,
+    PreconditionFailedError,
     StorageError,
     StorageIOError,
+    StorageNotFoundError,
 )
 from storied.info import Info
 
@@ -117,7 +119,8 @@ class GcsBackend(FsspecBackend):
         Raises:
             InvalidArgumentError: ``name`` is not a GCS class.
             StorageNotFoundError: No such object.
-            PreconditionFailedError: The object was rewritten by someone else meanwhile.
+            PreconditionFailedError: The object was replaced or deleted by someone else
+                meanwhile (the generation read is gone: nothing was changed).
             StorageIOError: The server answered but did not apply the class.
         """
         klass = _canonical(name, GCS_CLASSES, _S3_ON_GCS, "GCS")
@@ -131,11 +134,17 @@ class GcsBackend(FsspecBackend):
         token: str | None = None
         while True:
             params = dict(pinned, rewriteToken=token) if token else dict(pinned)
-            with self._mapped(key, "rewrite"):
-                reply = self.fs.call(
-                    "POST", "b/{}/o/{}/rewriteTo/b/{}/o/{}", bucket, obj, bucket, obj,
-                    json_out=True, json=body, **params,
-                )
+            try:
+                with self._mapped(key, "rewrite"):
+                    reply = self.fs.call(
+                        "POST", "b/{}/o/{}/rewriteTo/b/{}/o/{}", bucket, obj, bucket, obj,
+                        json_out=True, json=body, **params,
+                    )
+            except StorageNotFoundError as exc:  # the generation read is gone
+                raise PreconditionFailedError(
+                    f"{key!r} was replaced or deleted while its storage class was being set; "
+                    "nothing was changed"
+                ) from exc
             if reply.get("done"):
                 break
             token = reply.get("rewriteToken")
