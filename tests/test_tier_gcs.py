@@ -192,3 +192,19 @@ def test_a_write_racing_the_change_wins(gcs: servers.ServerHandle, bucket: str) 
     assert other.read_bytes("r.txt") == b"written by another process"
     other.close()
     racing.close()
+
+
+def test_a_prefixed_mount_reaches_the_right_object(gcs: servers.ServerHandle,
+                                                   bucket: str) -> None:
+    _upload(gcs, bucket, "pre/fix/n.txt", b"n", "NEARLINE")
+    _upload(gcs, bucket, "n.txt", b"root", "ARCHIVE")
+    storage = StorageManager()
+    storage.configure([{"name": "p", "type": "gcs", **gcs.config, "bucket": bucket,
+                        "base_path": "pre/fix"}])
+    try:
+        assert storage.node("p:n.txt").storage_class() == "NEARLINE"
+        assert [c.storage_class() for c in storage.node("p:").children()] == ["NEARLINE"]
+        with pytest.raises(InvalidArgumentError):
+            storage.node("p:n.txt").set_storage_class("DEEP_ARCHIVE")
+    finally:
+        storage.close()

@@ -128,7 +128,8 @@ def gcs_from_config(config: dict[str, Any]) -> Backend:
     (60 s: aiohttp's socket timeouts of every request). With an ``endpoint_url`` the classic
     gcsfs class is used, never the experimental one that probes bucket types over gRPC.
     gcsfs's own retry loop (6 tries, up to 31 s of backoff per request) is turned off: the
-    mount's ``retries`` is the only one, so a hung endpoint fails in seconds."""
+    mount's ``retries`` is the only one, so a hung endpoint fails in seconds. The backend is a
+    :class:`~storied.backends._cloud_tiers.GcsBackend` (storage classes)."""
     import gcsfs
 
     cls = gcsfs.core.GCSFileSystem if config.get("endpoint_url") else gcsfs.GCSFileSystem
@@ -180,7 +181,8 @@ def azure_from_config(config: dict[str, Any]) -> Backend:
     ``connect_timeout`` (10 s) and ``read_timeout`` (60 s), given to the Azure SDK's
     transport as ``connection_timeout``/``read_timeout`` (adlfs passes them to a few calls
     only, so they are set on the client's transport too). The SDK's own retry policy (3
-    retries after 15-45 s) is turned off: the mount's ``retries`` is the only one."""
+    retries after 15-45 s) is turned off: the mount's ``retries`` is the only one. The backend
+    is a :class:`~storied.backends._cloud_tiers.AzureBackend` (access tiers)."""
     import adlfs
 
     keys = ("account_name", "account_key", "sas_token", "connection_string")
