@@ -25,6 +25,7 @@ Names (accepted case-insensitively; answered in the storage's own spelling):
   ``restore_archived`` sets tier ``Hot`` with standard priority (hours);
   Azure's rehydration is permanent, so ``days`` is checked and otherwise unused.
 
+Writing a file again gives it the bucket's (container's) default class, as on the storages.
 S3 class names are refused with the equivalent named (``GLACIER`` on GCS: "use ARCHIVE"):
 mapping them silently would make ``storage_class()`` answer another name than the one set.
 A server that accepts a change but does not apply it (fake-gcs-server ignores ``storageClass``
