@@ -72,6 +72,18 @@ def _ensure_debian_tools() -> None:
         subprocess.run(["apt-get", *step], check=False, stdout=subprocess.DEVNULL, env=env)
 
 
+def _ensure_npm_tools() -> None:
+    """Install Azurite (the Azure Storage emulator the Azure tests start on 127.0.0.1) from npm
+    when npm is there and Azurite is not; without npm those tests skip, saying why."""
+    import shutil
+
+    if shutil.which("azurite-blob") or not shutil.which("npm"):
+        return
+    print("installing Azurite from npm for the Azure tests ...", flush=True)
+    subprocess.run(["npm", "install", "-g", "--silent", "--no-audit", "--no-fund", "azurite@3"],
+                   check=False, stdout=subprocess.DEVNULL)
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("demo", [])
     _ensure_env(full=command != "demo")
@@ -79,6 +91,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(BIN / "storied"), "demo", *rest])
     if command == "test":
         _ensure_debian_tools()
+        _ensure_npm_tools()
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
     if command == "lint":
         return subprocess.call([str(PY), "-m", "ruff", "check", "src", "tests", "bench"], cwd=ROOT)

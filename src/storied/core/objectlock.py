@@ -260,7 +260,7 @@ class ObjectLockMethods:
         inner = self._be.unwrap()
         if not callable(getattr(inner, "change_storage_class", None)):
             raise UnsupportedOperation(
-                f"{self._mount_name} backend does not support {what} (S3 only). "
+                f"{self._mount_name} backend does not support {what} (S3, GCS and Azure only). "
                 f"Supported features: {self._be.capabilities}"
             )
         return inner, str(self._be.location(self._path)[1])
@@ -286,7 +286,8 @@ class ObjectLockMethods:
         history; multipart part copies at or above 5 GiB).
 
         Raises:
-            InvalidArgumentError: Not an S3 storage class.
+            InvalidArgumentError: Not a class of this storage (S3: STANDARD, GLACIER...;
+                GCS: STANDARD, NEARLINE, COLDLINE, ARCHIVE; Azure: Hot, Cool, Cold, Archive).
             ArchivedObjectError: The file is archived and not restored.
             StoragePermissionError: The mount is read-only.
             UnsupportedOperation: The storage has no storage classes, or the mount keeps a
@@ -307,6 +308,7 @@ class ObjectLockMethods:
             )
         guard_write(self)  # type: ignore[arg-type]
         info = inner.change_storage_class(key, name)
+        self._listed = None  # a listing's class is stale now
         node: Any = self
         if history is None:
             notify_written(node, None)
@@ -316,7 +318,9 @@ class ObjectLockMethods:
     def restore_archived(self, days: int = 1) -> bool:
         """Start restoring an archived (Glacier, Deep Archive) file for ``days`` days; True
         when a restore was started (or a finished one extended), False when one is already
-        in progress. Reads work once the restore has finished (hours on AWS).
+        in progress. Reads work once the restore has finished (hours on AWS). On Azure an
+        archived blob is rehydrated to Hot for good (``days`` is checked, not used); GCS has
+        no restores (every class is readable).
 
         Raises:
             InvalidArgumentError: ``days`` is not an int >= 1, or the file is not archived.
