@@ -62,6 +62,7 @@ class ObjectLockMethods:
         _path: str
         _version: int | str | None
         _mount_name: str | None
+        _listed: Info | None
 
         @property
         def fullpath(self) -> str: ...
