@@ -44,7 +44,10 @@ from storied.info import Data, WriteMode
 if TYPE_CHECKING:
     from storied.versioning.portable import PortableEngine
 
-__all__ = ["COMPRESSED_SCHEMA", "blob_codec", "encode_blob", "hash_blob", "open_blob"]
+__all__ = [
+    "COMPRESSED_SCHEMA", "blob_codec", "encode_blob", "hash_blob", "mark_schema", "open_blob",
+    "raise_schema",
+]
 
 #: The history schema that allows compressed blobs (older storied refuses it: "reads up to 3").
 COMPRESSED_SCHEMA = 4
@@ -137,14 +140,20 @@ def hash_blob(backend: Backend, key: str) -> str:
 def mark_schema(engine: PortableEngine) -> None:
     """Raise the history's ``format.json`` to schema 4 before its first compressed blob, so an
     older storied refuses the history (its "reads up to N" error) instead of serving
-    compressed bytes. Never lowers a schema; a compare-and-swap (replace-if-etag-matches,
-    retried) where the storage has conditional writes, so a concurrent rewrite of the marker
-    is never overwritten with older content.
+    compressed bytes (see :func:`raise_schema`)."""
+    raise_schema(engine, COMPRESSED_SCHEMA)
+
+
+def raise_schema(engine: PortableEngine, target: int) -> None:
+    """Raise the history's ``format.json`` to at least schema ``target``. Never lowers a schema;
+    a compare-and-swap (replace-if-etag-matches, retried) where the storage has conditional
+    writes, so a concurrent rewrite of the marker (another process raising it further) is never
+    overwritten with older content.
 
     Raises:
         StorageIOError: The marker kept changing (another writer rewrote it 8 times running).
     """
-    if engine._schema >= COMPRESSED_SCHEMA:
+    if engine._schema >= target:
         return
     marker = engine._meta("format.json")
     meta = engine.meta
@@ -152,9 +161,9 @@ def mark_schema(engine: PortableEngine) -> None:
         etag = meta.info(marker).etag if meta.capabilities.conditional_write else None
         found = engine._read_format(marker)
         schema = found.get("schema_version", 0)
-        if isinstance(schema, int) and schema >= COMPRESSED_SCHEMA:
+        if isinstance(schema, int) and schema >= target:
             break
-        found["schema_version"] = COMPRESSED_SCHEMA
+        found["schema_version"] = schema = target
         body = json.dumps(found).encode()
         if etag is None:
             engine._put(marker, body)
@@ -166,4 +175,4 @@ def mark_schema(engine: PortableEngine) -> None:
             continue  # rewritten meanwhile: read it again
     else:
         raise StorageIOError(f"History marker {marker!r} keeps changing; try again")
-    engine._schema = COMPRESSED_SCHEMA
+    engine._schema = max(engine._schema, schema)

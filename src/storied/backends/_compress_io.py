@@ -26,6 +26,7 @@ from storied.backends._compress_format import (
     parse_index,
     tag,
 )
+from storied.backends.base import read_full
 from storied.errors import InvalidContentError, StorageIOError
 
 __all__ = [
@@ -35,17 +36,6 @@ __all__ = [
 _READ = 1024 * 1024
 
 
-def read_full(stream: BinaryIO, size: int) -> bytes:
-    """``size`` bytes of ``stream`` (fewer only at its end)."""
-    parts: list[bytes] = []
-    left = size
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
 
 
 def first_member(codec: Codec | None, first: bytes, min_size: int,

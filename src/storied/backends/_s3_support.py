@@ -31,6 +31,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from storied.backends.base import read_full
 from storied.errors import (
     ArchivedObjectError,
     InvalidContentError,
@@ -386,17 +387,6 @@ def by_key(pages: Iterator[dict[str, Any]]) -> Iterator[ObjectVersion]:
 
 
 # --------------------------------------------------------------------------- streams
-def read_full(stream: BinaryIO, size: int) -> bytes:
-    """Read ``size`` bytes, fewer only at end of stream (raw streams may return short reads)."""
-    chunks: list[bytes] = []
-    left = size
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 def parts(head: bytes, stream: BinaryIO, part_size: int) -> Iterator[bytes]:

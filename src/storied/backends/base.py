@@ -31,7 +31,10 @@ from storied.errors import (
 )
 from storied.info import Data, Info, ObjectVersion, WriteMode
 
-__all__ = ["CHUNK", "Backend", "WrappedBackend", "as_stream", "delete_tree", "prune_empty_dirs"]
+__all__ = [
+    "CHUNK", "Backend", "WrappedBackend", "as_stream", "delete_tree", "prune_empty_dirs",
+    "read_full",
+]
 
 #: Chunk size for streamed copies and hashing.
 CHUNK = 1024 * 1024
@@ -42,6 +45,19 @@ def as_stream(data: Data) -> BinaryIO:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return io.BytesIO(bytes(data))
     return data
+
+
+def read_full(stream: BinaryIO, size: int) -> bytes:
+    """Read ``size`` bytes, fewer only at end of stream (raw streams may return short reads)."""
+    chunks: list[bytes] = []
+    left = size
+    while left > 0:
+        chunk = stream.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 class Backend(abc.ABC):

@@ -43,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any, BinaryIO
 
-from storied.backends.base import Backend, WrappedBackend
+from storied.backends.base import Backend, WrappedBackend, read_full
 from storied.errors import StorageError, StorageIOError, StorageNotFoundError
 from storied.info import Info
 from storied.paths import is_hidden
@@ -120,16 +120,6 @@ class _Prefixed(io.RawIOBase):
             super().close()
 
 
-def _read_exactly(stream: BinaryIO, n: int) -> bytes:
-    parts: list[bytes] = []
-    left = n
-    while left > 0:
-        chunk = stream.read(left)
-        if not chunk:
-            break
-        parts.append(chunk)
-        left -= len(chunk)
-    return b"".join(parts)
 
 
 #: The storage's own fast paths that engines look up by name (``getattr``) on the backend
@@ -400,7 +390,7 @@ class Referencing(WrappedBackend):
         try:
             if _plain_by_peek(stream):
                 return stream  # untouched: no copy, no wrapper, seekable as it was
-            data = _read_exactly(stream, REF_SIZE + 1)
+            data = read_full(stream, REF_SIZE + 1)
             ref = self.parse(data)
         except BaseException:
             stream.close()
@@ -433,7 +423,7 @@ class Referencing(WrappedBackend):
         if start or end is not None or _reserved(path):
             return stream
         try:
-            data = _read_exactly(stream, REF_SIZE + 1)
+            data = read_full(stream, REF_SIZE + 1)
             ref = self.parse(data)
         except BaseException:
             stream.close()

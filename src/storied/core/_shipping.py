@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from storied.core.manager import StorageManager
     from storied.core.node import StorageNode
 
-__all__ = ["ShippedCopy", "mount_configs", "run_shipped", "shipper"]
+__all__ = ["ShippedCopy", "mount_configs", "run_shipped", "shipped_manager", "shipper"]
 
 _MANAGERS: dict[bytes, StorageManager] = {}
 _LOCK = threading.Lock()
@@ -113,7 +113,9 @@ def shipper(src: StorageNode, dest: StorageNode, rule: tuple[Any, Any]
     return ship
 
 
-def _manager(configs: bytes) -> StorageManager:
+def shipped_manager(configs: bytes) -> StorageManager:
+    """The manager of pickled mount ``configs`` in this (worker) process, made once per
+    distinct configuration and reused by every item shipped with it."""
     key = hashlib.sha256(configs).digest()
     with _LOCK:
         found = _MANAGERS.get(key)
@@ -131,7 +133,7 @@ def run_shipped(item: ShippedCopy) -> tuple[str, int | str]:
     ``('copied', bytes)`` or ``('skipped', reason)``; errors propagate (pickled back)."""
     from storied.core._filecopy import SkipStrategy, transfer_one
 
-    manager = _manager(item.configs)
+    manager = shipped_manager(item.configs)
     src = manager.node(item.src, version=item.version)
     if item.version is None:
         src = src._related(src.path, item.info)

@@ -10,24 +10,20 @@ live in this process's memory are refused, as for copies.
 
 from __future__ import annotations
 
-import hashlib
 import pickle
-import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from storied.core._shipping import shipped_manager
 from storied.errors import InvalidArgumentError
 from storied.info import Info
 
 if TYPE_CHECKING:
-    from storied.core.manager import StorageManager
     from storied.core.node import StorageNode
 
 __all__ = ["ShippedGroup", "ShippedHash", "pack", "remote", "run_group", "run_hash"]
 
-_MANAGERS: dict[bytes, StorageManager] = {}
-_LOCK = threading.Lock()
 
 
 def remote(executor: Executor | None) -> bool:
@@ -59,17 +55,6 @@ def pack(root: StorageNode) -> bytes:
             f"{exc}") from exc
 
 
-def _manager(configs: bytes) -> StorageManager:
-    key = hashlib.sha256(configs).digest()
-    with _LOCK:
-        found = _MANAGERS.get(key)
-        if found is None:
-            from storied.core.manager import StorageManager
-
-            found = StorageManager()
-            found.configure(pickle.loads(configs))
-            _MANAGERS[key] = found
-        return found
 
 
 @dataclass(frozen=True)
@@ -86,7 +71,7 @@ def run_hash(item: ShippedHash) -> str | None:
     """The key of one shipped file, or None when it cannot be read (as in-process)."""
     from storied.optimize.dedup import Member, _full, _head_tail, _safe
 
-    node = _manager(item.configs).node(item.fullpath)
+    node = shipped_manager(item.configs).node(item.fullpath)
     member = Member(node, Info(node.path, size=item.size))
     return _safe(_head_tail if item.kind == "ends" else _full, member)
 
@@ -113,7 +98,7 @@ def run_group(item: ShippedGroup) -> dict[str, Any]:
     from storied.optimize.apply import _apply, foreign_roots
     from storied.optimize.dedup import DuplicateGroup, Member
 
-    manager = _manager(item.configs)
+    manager = shipped_manager(item.configs)
     members: list[Member] = []
     gone: list[dict[str, str]] = []
     for fullpath, linked in item.members:

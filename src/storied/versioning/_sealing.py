@@ -20,21 +20,19 @@ them, as a superseding segment of the same range, then delete the old ones.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
 from storied import paths
+from storied.backends._compress_blobs import raise_schema
 from storied.errors import (
     InvalidContentError,
     NotADirectoryStorageError,
     PreconditionFailedError,
     StorageError,
-    StorageIOError,
     StorageNotFoundError,
 )
-from storied.info import WriteMode
 from storied.versioning import _segments
 from storied.versioning._listing import SEALED_MARK
 from storied.versioning._segments import Segment, effective, parse_segment_name, plan_segment
@@ -115,30 +113,9 @@ def seal(engine: PortableEngine, path: str, wait: float = 60.0) -> int:
 
 
 def _upgrade_format(engine: PortableEngine) -> None:
-    """Mark the history schema 3 before its first segment (older readers then refuse it)."""
-    if engine._schema >= SCHEMA_VERSION:
-        return
-    marker = engine._meta("format.json")
-    meta = engine.meta
-    for _ in range(8):  # compare-and-swap where possible: a newer schema is never overwritten
-        etag = meta.info(marker).etag if meta.capabilities.conditional_write else None
-        found = engine._read_format(marker)
-        current = found.get("schema_version")
-        if isinstance(current, int) and current >= SCHEMA_VERSION:
-            break
-        found["schema_version"] = current = SCHEMA_VERSION
-        body = json.dumps(found).encode()
-        if etag is None:
-            engine._put(marker, body)
-            break
-        try:
-            meta.write(marker, body, mode=WriteMode.IF_MATCH, etag=etag)
-            break
-        except PreconditionFailedError:
-            continue  # rewritten meanwhile (another sealer, a schema 4 marker): read again
-    else:
-        raise StorageIOError(f"History marker {marker!r} keeps changing; try again")
-    engine._schema = max(engine._schema, current)
+    """Mark the history schema 3 before its first segment (older readers then refuse it); a
+    newer schema is never lowered."""
+    raise_schema(engine, SCHEMA_VERSION)
 
 
 def seal_under_lease(engine: PortableEngine, path: str,
