@@ -41,3 +41,21 @@ def test_bulk_commands_with_workers(tmp_path: Path) -> None:
     assert all(sm.node(f"home:d/f{i}.txt").read_text() == "c" for i in range(6))
     bad = CliRunner().invoke(cli, ["-c", str(config), "compact", "home:d/", "--workers", "0"])
     assert bad.exit_code == 2
+
+
+def test_a_refused_record_start_leaves_the_real_clock(tmp_path: Path) -> None:
+    """record_mode naming an unknown mount is refused and leaves no stand-ins behind: a later
+    session on another manager still replays portable-history writes."""
+    import time as real_time
+
+    import pytest
+
+    from storied.errors import MountNotFoundError
+    from storied.versioning import records
+
+    sm = StorageManager()
+    sm.configure([{"name": "m", "type": "memory"}])
+    with pytest.raises(MountNotFoundError):
+        sm.record_mode(tmp_path / "x.json", mounts=["nope"])
+    assert records.time is real_time
+    assert not (tmp_path / "x.json").exists()

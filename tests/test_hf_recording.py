@@ -22,6 +22,17 @@ SECRET = "hf/Secret+Value=0123456789abcdefghij"
 TOKEN = "FwoGZXIvYXdzHFTESTSESSIONTOKEN0123456789"
 
 
+@pytest.fixture(autouse=True)
+def _no_session_outlives_its_test() -> Iterator[None]:
+    """Sessions a test leaves open (a tampered cassette kept in replay) end with the test: an
+    open session keeps the clock and id stand-ins in place for the whole process."""
+    yield
+    from storied.core.recording import _ACTIVE
+
+    for session in list(_ACTIVE):
+        session.stop()
+
+
 @pytest.fixture
 def own_moto() -> Iterator[MotoHandle]:
     """A moto server of this test alone: the test stops it before replaying."""

@@ -149,6 +149,8 @@ class AsyncFile:
     Calls on one file run one at a time, in order, even after a cancellation.
     """
 
+    raw: Any
+
     def __init__(self, raw: Any, limit: Limits) -> None:
         self.raw, self._limit = raw, limit
         self._turn = threading.Lock()  # held by the worker thread running a call

@@ -110,6 +110,7 @@ class _ArchiveBackend(ReadOnlyBackend):
     """The index and the read-only contract shared by zip and tar."""
 
     capabilities: Capabilities = _READONLY
+    file: str
 
     def __init__(self, file: str | os.PathLike[str]) -> None:
         self.file = os.fspath(file)
@@ -240,6 +241,8 @@ class TarBackend(_ArchiveBackend):
         StorageNotFoundError: ``file`` does not exist.
         StorageConfigError: Unknown compression, or ``file`` is not a (readable) tar archive.
     """
+
+    capabilities: Capabilities  # by compression: set in __init__
 
     compression: str
 

@@ -136,6 +136,10 @@ class FsspecBackend(Backend):
         location_key: What identifies the storage (same key: same files at the same paths).
     """
 
+    protocol: str
+    capabilities: Capabilities  # per profile, set in __init__
+    location_key: tuple[Any, ...]
+
     def __init__(
         self,
         fs: Any,

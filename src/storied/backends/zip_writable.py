@@ -101,6 +101,7 @@ class WritableZipBackend(Backend):
     """
 
     autoflush: bool
+    file: str
 
     protocol = "zip"
     capabilities = _CAPS

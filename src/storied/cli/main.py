@@ -28,8 +28,8 @@ __all__ = ["StoriedGroup", "cli", "main"]
 
 # markup=False: file names, tags and messages are printed as they are ("[red]" in a name is text,
 # "[/x]" no crash); styled output uses rich Text objects.
-console = Console(markup=False)
-err = Console(stderr=True, markup=False)
+console: Console = Console(markup=False)
+err: Console = Console(stderr=True, markup=False)
 
 
 def _manager(config: str | None) -> StorageManager:

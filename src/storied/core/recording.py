@@ -114,12 +114,16 @@ class RecordingMethods:
         self, session: CassetteSession, mounts: Iterable[str] | None
     ) -> CassetteSession:
         self.stop_cassette()
-        roots = self._roots(mounts)
-        for name in roots:
-            if name not in self._hiders:
-                raise StorageConfigError(f"Mount {name!r} cannot be recorded or replayed")
-        for name in roots:
-            self._wrap_in_cassette(session, name)
+        try:
+            roots = self._roots(mounts)
+            for name in roots:
+                if name not in self._hiders:
+                    raise StorageConfigError(f"Mount {name!r} cannot be recorded or replayed")
+            for name in roots:
+                self._wrap_in_cassette(session, name)
+        except BaseException:
+            session.stop()  # a refused start leaves no clock or id stand-ins behind
+            raise
         self._histories.clear()  # engines are rebuilt over the cassette (and back after)
         self.__dict__["_cassette"] = session
         self.__dict__["_cassette_all"] = mounts is None

@@ -34,7 +34,17 @@ class _VirtualNode(StorageNode):
     def _refuse(self, *args: Any, **kwargs: Any) -> bool:
         raise InvalidArgumentError("Cannot write to virtual node (no path)")
 
-    write_bytes = write_text = write = _refuse
+    def write_bytes(self, *args: Any, **kwargs: Any) -> bool:
+        """Refused: a virtual node has no path (InvalidArgumentError)."""
+        return self._refuse()
+
+    def write_text(self, *args: Any, **kwargs: Any) -> bool:
+        """Refused: a virtual node has no path (InvalidArgumentError)."""
+        return self._refuse()
+
+    def write(self, *args: Any, **kwargs: Any) -> bool:
+        """Refused: a virtual node has no path (InvalidArgumentError)."""
+        return self._refuse()
 
     def read_text(self, encoding: str = "utf-8", errors: str | None = None) -> str:
         codec = check_encoding(encoding)

@@ -74,6 +74,11 @@ def secrets_of(config: Mapping[str, Any], environ: Mapping[str, str] | None = No
 
 
 class Redactor:
+    """Removes the given secrets (and signed-URL parameters, URL passwords) from what a
+    cassette records."""
+
+    secrets: list[str]
+
     def __init__(self, secrets: Iterable[str]) -> None:
         self.secrets = sorted(set(secrets), key=len, reverse=True)
         self._raw = [s.encode() for s in self.secrets]
@@ -115,6 +120,9 @@ def arg(value: Any, redact: Redactor) -> Any:
 
 class BodyStore:
     """Bodies of one cassette: inline when small, else files named by hash beside it."""
+
+    folder: Path
+    redact: Redactor
 
     def __init__(self, folder: Path, redact: Redactor) -> None:
         self.folder, self.redact = folder, redact
@@ -289,6 +297,8 @@ class VolatileInputs:
     see these functions through the session; a replay that runs out of recorded values gets
     live ones again.
     """
+
+    used: bool
 
     def __init__(self, recorded: Mapping[str, Any] | None, replaying: bool) -> None:
         self.replaying = replaying

@@ -296,6 +296,8 @@ class CassetteBackend(WrappedBackend):
     ``unwrap()`` is this backend, in recording as in replay, so the code under test takes the
     same (storage API) paths both times."""
 
+    protocol: str
+
     mount: str
     session: CassetteSession
 

@@ -168,6 +168,9 @@ class SegmentStore:
         root: The history root inside ``meta``.
     """
 
+    meta: Backend
+    root: str
+
     def __init__(self, meta: Backend, root: str) -> None:
         self.meta, self.root = meta, root
         self._cache: OrderedDict[str, tuple[list[str], list[Version] | None]] = OrderedDict()

@@ -70,6 +70,7 @@ class Web:
     """What every endpoint needs: the manager, the mode, the token and the templates."""
 
     csrf: str
+    env: Environment
 
     def __init__(self, storage: StorageManager, read_only: bool, token: str) -> None:
         self.storage = storage
