@@ -24,6 +24,7 @@ import io
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,6 +61,15 @@ CASSETTE_FORMAT = 2
 _READABLE = (1, 2)
 _installed: list[VolatileInputs] = []  # the one session whose volatile inputs are in place
 _installing = threading.Lock()
+
+
+def _release(volatile: VolatileInputs) -> None:
+    """Put the real clock and ids back if ``volatile`` is in place (a session stopped, or
+    collected without being stopped: its manager was dropped)."""
+    with _installing:
+        if volatile in _installed:
+            volatile.uninstall()
+            _installed.remove(volatile)
 _MODES = ("record", "none", "new_episodes")
 #: What a write's ``data`` argument is in a cassette when the write is one of storied's own
 #: records (below the reserved area): matched by path, not by content.
@@ -120,6 +130,7 @@ class CassetteSession:
             if not _installed:  # a second session at once runs without them (documented)
                 self.volatile.install()
                 _installed.append(self.volatile)
+        weakref.finalize(self, _release, self.volatile)  # never left in place by a lost session
 
     def _load(self) -> None:
         try:
@@ -273,10 +284,7 @@ class CassetteSession:
         undo, self._undo = self._undo, []
         for step in reversed(undo):
             step()
-        with _installing:
-            if self.volatile in _installed:
-                self.volatile.uninstall()
-                _installed.remove(self.volatile)
+        _release(self.volatile)
         self.save()
 
     def __enter__(self) -> CassetteSession:
