@@ -60,7 +60,7 @@ __all__ = [
 CASSETTE_FORMAT = 2
 _READABLE = (1, 2)
 _installed: list[VolatileInputs] = []  # the one session whose volatile inputs are in place
-_installing = threading.Lock()
+_installing = threading.RLock()  # re-entrant: a collected session releases from a finalizer
 
 
 def _release(volatile: VolatileInputs) -> None:
