@@ -390,6 +390,15 @@ class Referencing(WrappedBackend):
         try:
             if _plain_by_peek(stream):
                 return stream  # untouched: no copy, no wrapper, seekable as it was
+        except BaseException:
+            stream.close()
+            raise
+        return self._resolved(stream, path)
+
+    def _resolved(self, stream: BinaryIO, path: str) -> BinaryIO:
+        """``stream`` (read from its start) as the logical file: the content copy when its
+        head is a reference, else the stream with the head it read put back."""
+        try:
             data = read_full(stream, REF_SIZE + 1)
             ref = self.parse(data)
         except BaseException:
@@ -422,16 +431,7 @@ class Referencing(WrappedBackend):
         stream = self.inner.open_version(path, version_id, start, end)
         if start or end is not None or _reserved(path):
             return stream
-        try:
-            data = read_full(stream, REF_SIZE + 1)
-            ref = self.parse(data)
-        except BaseException:
-            stream.close()
-            raise
-        if ref is None:
-            return _wrap(data, stream)
-        stream.close()
-        return self._open_blob(ref, path, 0, None)
+        return self._resolved(stream, path)
 
 
 def _plain_by_peek(stream: BinaryIO) -> bool:
