@@ -10,11 +10,18 @@ and events are reported from the calling thread. The first error stops the work 
 is started, what runs finishes) and is raised with a per-key report as ``.report``
 (:class:`storied.core._parallel.BulkReport`); a snapshot or a restore's plan that fails
 writes nothing.
+
+On an S3 Object Lock bucket the server is the final judge: a version it refuses to delete
+(a legal hold or retention set outside storied, which storied's plan could not see) is left,
+logged and reported in the result's ``kept_by_server`` (``{fullpath: [version ids]}``, see
+:class:`BulkResult`), and every other version still goes; the result then counts only what
+was removed.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -28,18 +35,25 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageNotFoundError,
+    StoragePermissionError,
     UnsupportedOperation,
 )
 from storied.policies.retention import check_rules, plan_retention
 from storied.versioning.catalog import Locks, Refs, Snapshot
 from storied.versioning.engine import Version
-from storied.versioning.history import MountHistory, compact_plan, merged_lock_reasons
+from storied.versioning.history import (
+    MountHistory,
+    compact_plan,
+    merged_lock_reasons,
+    native_lock_backend,
+)
 from storied.versioning.maintenance import ProtectionGuard, maintenance
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager
 
 __all__ = [
+    "BulkResult",
     "bulk_cleanup",
     "bulk_compact",
     "create_snapshot",
@@ -53,6 +67,21 @@ Progress = Callable[[int, int], object]
 _BATCH = 1000  # removal items per request (S3 DeleteObjects' limit); the lease is kept between
 _BULK_TTL = 120.0  # seconds: one flat listing step of a large prefix must fit in 3/4 of it
 _TAG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_log = logging.getLogger(__name__)
+Item = tuple[str, str | None]
+
+
+class BulkResult(dict[str, Any]):
+    """What a bulk cleanup or compaction removed (a ``dict`` as before: ``{fullpath: ...}``),
+    plus ``kept_by_server``: ``{fullpath: [version ids]}`` of the versions an S3 Object Lock
+    bucket refused to delete (locked outside storied); empty when the server refused none."""
+
+    kept_by_server: dict[str, list[str]]
+
+    def __init__(self, found: dict[str, Any] | None = None,
+                 kept_by_server: dict[str, list[str]] | None = None) -> None:
+        super().__init__(found or {})
+        self.kept_by_server = dict(kept_by_server or {})
 
 
 def _workers(manager: StorageManager, mount: str, workers: int | None) -> int:
@@ -80,21 +109,26 @@ Choose = Callable[[list[Version], Refs, dict[str, list[str]], Holds], list[Versi
 
 
 def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progress | None,
-          choose: Choose, workers: int | None = None) -> dict[str, list[Version]]:
+          choose: Choose, workers: int | None = None
+          ) -> tuple[dict[str, list[Version]], dict[str, list[str]]]:
     """One flat listing of every version under ``prefix``, one listing of the refs (plus a read
     per file that has tags or annotations), the snapshot manifests once; then ``choose`` picks
     each file's doomed versions and they are deleted in batches (on the pool; the lease is
-    renewed from the calling thread as batches finish)."""
+    renewed from the calling thread as batches finish).
+
+    Returns ``(removed, kept_by_server)``: the versions removed per fullpath, and the version
+    ids an Object Lock bucket refused to delete (see :func:`_remove_batch`)."""
     mount, sub, history = _split(manager, prefix)
     pool = _workers(manager, mount, workers)
     _need_delete(manager, mount, dry_run)
     if dry_run:
-        return _plan_bulk(mount, sub, history, progress, choose)[0]
+        return _plan_bulk(mount, sub, history, progress, choose)[0], {}
     # versions, refs and manifests are read under the lease: a tag or snapshot set meanwhile
     # by another process is either read here or checked by its setter (maintenance.py)
     owners: list[tuple[str, Version]] = []
-    finished: set[int] = set()  # removal batches done
+    finished: dict[int, list[Item]] = {}  # removal batches done: the items the server kept
     batches, aligned = 0, False
+    locked = native_lock_backend(history.engine) is not None
     try:
         with maintenance(history.engine.catalog, ttl=_BULK_TTL) as lease:
             result, items = _plan_bulk(mount, sub, history, progress, choose, lease.keep)
@@ -102,22 +136,63 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
             aligned = len(owners) == len(items)  # one removal item per version (both engines)
             batches = -(-len(items) // _BATCH)
 
-            def removed(number: int, _: None) -> None:
-                finished.add(number)
+            def removed(number: int, kept: list[Item]) -> None:
+                finished[number] = kept
                 lease.keep()
 
             lease.keep()
             pool_map(list(range(batches)),
-                     lambda n: history.engine.remove_items(items[n * _BATCH:(n + 1) * _BATCH]),
+                     lambda n: _remove_batch(history, items[n * _BATCH:(n + 1) * _BATCH],
+                                             locked),
                      min(pool, max(batches, 1)), after=removed)
     finally:  # the events of what went, after the lease (taggers wait on it)
+        refused = {item for kept in finished.values() for item in kept}
         if aligned:
-            gone = [o for n in sorted(finished) for o in owners[n * _BATCH:(n + 1) * _BATCH]]
+            gone = [o for n in sorted(finished)
+                    for o, item in zip(owners[n * _BATCH:(n + 1) * _BATCH],
+                                       items[n * _BATCH:(n + 1) * _BATCH], strict=True)
+                    if item not in refused]
         else:
             gone = owners if owners and len(finished) == batches else []
         _announce_removed(manager, gone)
     _expire_journal(history)
-    return result
+    if not refused:
+        return result, {}
+    kept_by_server: dict[str, list[str]] = {}
+    for (fullpath, version), item in zip(owners, items, strict=True):  # aligned: native
+        if item in refused:
+            kept_by_server.setdefault(fullpath, []).append(version.version_id)
+            result[fullpath] = [v for v in result[fullpath] if v is not version]
+    return {p: v for p, v in result.items() if v}, kept_by_server
+
+
+def _remove_batch(history: MountHistory, batch: list[Item], locked: bool) -> list[Item]:
+    """Remove one batch; the items an S3 Object Lock bucket refused because the version is
+    locked there (a lock set outside storied). A batch the server refused in part is sent
+    again one item at a time (S3 DeleteObjects reports only its first refusal to us); an
+    item refused again is looked up (one HEAD) and kept only when the server really holds
+    a lock on it. Any other refusal, and every refusal on other storages, is raised."""
+    try:
+        history.engine.remove_items(batch)
+        return []
+    except StoragePermissionError:
+        if not locked:
+            raise
+    native: Any = native_lock_backend(history.engine)
+    backend: Any = history.engine.backend  # type: ignore[attr-defined]
+    kept = []
+    for item in batch:
+        try:
+            history.engine.remove_items([item])
+        except StoragePermissionError:
+            path, vid = item
+            state = native.object_lock(str(backend.location(path)[1]), vid)
+            if not (state.legal_hold or state.mode is not None):
+                raise  # not a lock: no delete permission, a policy... stop as before
+            _log.warning("%s: the server keeps locked version %s (%s)", path, vid,
+                         ", ".join(state.reasons()) or "locked")
+            kept.append(item)
+    return kept
 
 
 def _expire_journal(history: MountHistory) -> None:
@@ -194,21 +269,23 @@ def _tag_map(refs: Refs) -> dict[str, list[str]]:
 def bulk_compact(manager: StorageManager, prefix: str, dry_run: bool = False,
                  progress: Progress | None = None, *, workers: int | None = None
                  ) -> dict[str, int]:
-    """Compact every file with history under ``prefix``; ``{fullpath: versions removed}``."""
+    """Compact every file with history under ``prefix``; ``{fullpath: versions removed}`` (a
+    :class:`BulkResult`: versions an Object Lock bucket refused are in ``kept_by_server``)."""
 
     def choose(found: list[Version], refs: Refs, snaps: dict[str, list[str]],
                holds: Holds) -> list[Version]:
         return compact_plan(found, set(refs.tags.values()) | set(snaps) | set(holds))
 
-    found = _bulk(manager, prefix, dry_run, progress, choose, workers)
-    return {p: len(v) for p, v in found.items()}
+    found, kept = _bulk(manager, prefix, dry_run, progress, choose, workers)
+    return BulkResult({p: len(v) for p, v in found.items()}, kept)
 
 
 def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = None,
                  keep_days: float | None = None, dry_run: bool = False,
                  progress: Progress | None = None, *, workers: int | None = None
                  ) -> dict[str, list[str]]:
-    """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``.
+    """Apply retention to every file under ``prefix``; ``{fullpath: [removed version ids]}``
+    (a :class:`BulkResult`: versions an Object Lock bucket refused are in ``kept_by_server``).
 
     Raises:
         InvalidArgumentError: (a ``ValueError``) a rule of the wrong type or range.
@@ -221,8 +298,8 @@ def bulk_cleanup(manager: StorageManager, prefix: str, keep_last: int | None = N
         plan = plan_retention(found, now, keep_last, keep_days, _tag_map(refs), snaps, holds)
         return [v for v, d in zip(found, plan, strict=True) if not d.keep]
 
-    result = _bulk(manager, prefix, dry_run, progress, choose, workers)
-    return {p: [v.version_id for v in found] for p, found in result.items()}
+    result, kept = _bulk(manager, prefix, dry_run, progress, choose, workers)
+    return BulkResult({p: [v.version_id for v in found] for p, found in result.items()}, kept)
 
 
 def _need_delete(manager: StorageManager, mount: str, dry_run: bool) -> None:
