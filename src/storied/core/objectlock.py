@@ -25,6 +25,11 @@ the locks under the lease, so it never deletes a version locked before it starte
 
 Deleting the file itself (a delete marker / tombstone) stays allowed, as S3 allows it.
 Mounts without history raise :class:`~storied.errors.UnsupportedOperation`.
+
+A change that changes something emits an event through :func:`storied.core.eventing.notify`
+(ADR 0013), after it is settled: :data:`HOLD_EVENT` (info ``version_id``, ``legal_hold``,
+``previous``) and :data:`RETENTION_EVENT` (info ``version_id``, ``retention``: ``{'mode',
+'until'}`` or None, ``previous``). Setting what is already set emits nothing.
 """
 
 from __future__ import annotations
@@ -49,7 +54,12 @@ if TYPE_CHECKING:
     from storied.versioning.catalog import Locks
     from storied.versioning.history import MountHistory
 
-__all__ = ["ObjectLockMethods"]
+__all__ = ["HOLD_EVENT", "RETENTION_EVENT", "ObjectLockMethods"]
+
+#: The event a legal hold put on or taken off emits.
+HOLD_EVENT = "legal_hold_changed"
+#: The event a retention period set, extended, shortened or removed emits.
+RETENTION_EVENT = "retention_changed"
 
 Compute = Callable[[Lock], Lock]
 Apply = Callable[[Any, str, str, Lock, Lock], None]
@@ -99,8 +109,11 @@ class ObjectLockMethods:
             if old.legal_hold != new.legal_hold:
                 inner.put_legal_hold(key, vid, on)
 
-        self._change_lock("legal holds", version, lambda cur: replace(cur, legal_hold=on),
-                          on, apply)
+        vid, old, new = self._change_lock("legal holds", version,
+                                          lambda cur: replace(cur, legal_hold=on), on, apply)
+        if old.legal_hold != new.legal_hold:
+            self._announce(HOLD_EVENT, vid, {"legal_hold": new.legal_hold,
+                                             "previous": old.legal_hold})
 
     def get_legal_hold(self, version: int | str = -1) -> bool:
         """Whether a legal hold is on the version (one request, after the version is found).
@@ -154,7 +167,11 @@ class ObjectLockMethods:
                 bypass = bypass_governance and old.mode == "GOVERNANCE" and old.retained()
                 inner.put_retention(key, vid, new.mode, new.until, bypass)
 
-        lock = self._change_lock("retention", version, compute, mode is not None, apply, label)
+        vid, old, lock = self._change_lock("retention", version, compute, mode is not None,
+                                           apply, label)
+        if old.retention() != lock.retention():
+            self._announce(RETENTION_EVENT, vid, {"retention": lock.retention(),
+                                                  "previous": old.retention()})
         return lock.retention()
 
     def get_retention(self, version: int | str = -1) -> dict[str, Any] | None:
@@ -192,11 +209,19 @@ class ObjectLockMethods:
             return found
         return history.locks(self._path).get(target.version_id)
 
+    def _announce(self, event: str, vid: str, info: dict[str, Any]) -> None:
+        """``event`` for version ``vid`` of this file (after the change is settled)."""
+        from storied.core.eventing import notify
+
+        node: Any = self
+        notify(node, event, lambda: {"version_id": vid, **info}, vid)
+
     def _change_lock(self, what: str, version: int | str, compute: Compute, protecting: bool,
-                     apply: Apply, label: list[str] | None = None) -> Lock:
+                     apply: Apply, label: list[str] | None = None) -> tuple[str, Lock, Lock]:
         """Resolve the version, compute its new lock from the current one (rules checked),
         apply it (natively, then the catalog record; or the catalog alone, by compare-and-
-        swap) and, for a protecting change, settle with the maintenance lease."""
+        swap) and, for a protecting change, settle with the maintenance lease; ``(version id,
+        lock before, lock now)`` (before: the server's on an Object Lock bucket)."""
         from storied.versioning.maintenance import ProtectionGuard
 
         if not self._be.capabilities.write:
@@ -213,6 +238,7 @@ class ObjectLockMethods:
         if native is not None:
             key = self._native_key(history)
             current = native.object_lock(key, vid)
+            previous = current
             new = compute(current)
             apply(native, key, vid, current, new)
             before[0] = history.locks(self._path).get(vid)
@@ -225,9 +251,10 @@ class ObjectLockMethods:
                 locks.set(vid, compute(before[0]))
 
             new = history.update_locks(self._path, change).get(vid)
+            previous = before[0]
         if guard is not None:
             self._settle(history, guard, vid, before[0], new)
-        return new
+        return vid, previous, new
 
     def _settle(self, history: MountHistory, guard: Any, vid: str, before: Lock,
                 new: Lock) -> None:

@@ -1,0 +1,91 @@
+"""Legal hold and retention changes emit events through ``core.eventing.notify`` (ADR 0013):
+``legal_hold_changed`` and ``retention_changed``, once per real change, after it is settled,
+on the portable engine and on an S3 Object Lock bucket; a refused or no-op change emits
+nothing. (Until the event names are in ``events.bus.EVENTS`` only ``'*'`` subscribers can
+receive them.)"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from storied import StorageManager
+from storied.core.objectlock import HOLD_EVENT, RETENTION_EVENT
+from storied.errors import StorageNotFoundError, StoragePermissionError
+from storied.testing.s3server import MotoHandle, s3_client
+
+
+def _memory() -> StorageManager:
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "memory", "store": uuid.uuid4().hex,
+                   "versioning": True}])
+    return sm
+
+
+def _lock_bucket(moto: MotoHandle) -> StorageManager:
+    client = s3_client(moto.endpoint_url)
+    bucket = f"ge-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+    client.close()
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "s3", "bucket": bucket,
+                   "endpoint_url": moto.endpoint_url, "key": "k", "secret": "s"}])
+    return sm
+
+
+def _seen(sm: StorageManager) -> list[tuple[str, str, dict[str, Any]]]:
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+
+    def record(node: Any, info: dict[str, Any]) -> None:
+        if info["event"] in (HOLD_EVENT, RETENTION_EVENT):
+            seen.append((info["event"], node.fullpath, info))
+
+    sm.on("*", record)
+    return seen
+
+
+@pytest.mark.parametrize("where", ["memory", "s3-object-lock"])
+def test_hold_and_retention_changes_emit_events(where: str, moto: MotoHandle) -> None:
+    sm = _memory() if where == "memory" else _lock_bucket(moto)
+    node = sm.node("v:doc.txt")
+    node.write_text("one")
+    node.write_text("two")
+    vid = node.versions[0]["version_id"]
+    seen = _seen(sm)
+    node.set_legal_hold(True, version=0)
+    node.set_legal_hold(True, version=0)  # already on: nothing changes, nothing is emitted
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    node.set_retention("GOVERNANCE", until, version=0)
+    later = until + timedelta(hours=1)
+    node.set_retention("GOVERNANCE", later, version=0)
+    with pytest.raises(StoragePermissionError):
+        node.set_retention(None, None, version=0)  # GOVERNANCE removal needs the bypass
+    node.set_retention(None, None, version=0, bypass_governance=True)
+    node.set_legal_hold(False, version=0)
+    events = [(e, info) for e, _, info in seen]
+    assert all(path == "v:doc.txt" for _, path, _ in seen)
+    assert [e for e, _ in events] == [HOLD_EVENT, RETENTION_EVENT, RETENTION_EVENT,
+                                      RETENTION_EVENT, HOLD_EVENT]
+    assert all(info["version_id"] == vid for _, info in events)
+    assert (events[0][1]["legal_hold"], events[0][1]["previous"]) == (True, False)
+    assert events[1][1]["retention"] == {"mode": "GOVERNANCE", "until": until}
+    assert events[1][1]["previous"] is None
+    assert events[2][1]["retention"]["until"] == later
+    assert events[2][1]["previous"] == {"mode": "GOVERNANCE", "until": until}
+    assert events[3][1]["retention"] is None
+    assert (events[4][1]["legal_hold"], events[4][1]["previous"]) == (False, True)
+
+
+def test_a_change_that_fails_emits_nothing() -> None:
+    sm = _memory()
+    node = sm.node("v:a.txt")
+    node.write_text("x")
+    seen = _seen(sm)
+    with pytest.raises(ValueError):
+        node.set_retention("GOVERNANCE", datetime.now(UTC) - timedelta(days=1))
+    with pytest.raises(StorageNotFoundError):
+        node.set_legal_hold(True, version=5)
+    assert seen == []
