@@ -118,7 +118,11 @@ def dedup_gc(ctx: click.Context, mount: str, grace: float, dry_run: bool,
     from storied.cli.files import storage_for
     from storied.cli.main import _size
 
-    name = mount.rstrip(":")
+    name, _, rest = mount.partition(":")
+    if rest.strip("/") or not name:
+        raise click.ClickException(
+            f"dedup-gc works on a whole mount: give its name (e.g. {name or 'home'!r}), "
+            f"not {mount!r}")
     storage = storage_for(ctx, f"{name}:")
     report = storage.collect_references(name, grace=grace, dry_run=dry_run)
     if as_json:

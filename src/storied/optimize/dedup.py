@@ -204,7 +204,12 @@ def _split(members: list[Member], key: Callable[[Member], str | None], workers: 
 
 def _walk(manager: StorageManager, prefix: str) -> tuple[StorageNode, list[Member]]:
     """The files below ``prefix``: one walk (one flat listing on object stores); a prefix
-    naming a file is that file (asked only when the walk found nothing)."""
+    naming a file is that file (asked only when the walk found nothing).
+
+    Raises:
+        StorageNotFoundError: ``prefix`` names neither a file nor a directory (a typo must
+            not read as "no duplicates").
+    """
     root = manager.node(prefix)
     try:
         infos: list[Info] = [i for i in root._be.walk(root.path) if not i.is_dir]
@@ -214,8 +219,9 @@ def _walk(manager: StorageManager, prefix: str) -> tuple[StorageNode, list[Membe
         try:
             found = root.info()
         except StorageNotFoundError:
-            found = None
-        infos = [found] if found is not None and not found.is_dir else []
+            raise StorageNotFoundError(
+                f"No such file or directory: {root.fullpath!r}") from None
+        infos = [found] if not found.is_dir else []
     return root, [Member(root._related(i.path, i), i) for i in infos]
 
 

@@ -256,10 +256,17 @@ def collect(manager: StorageManager, mount: str, *, grace: float = GRACE,
 
 
 def _pass(layer: Referencing, grace: float, dry_run: bool, report: dict[str, Any]) -> bool:
-    """One mark-and-sweep pass; True when it condemned something."""
+    """One mark-and-sweep pass; True when it condemned something. A mount that never kept a
+    content copy (no ``.storied/dedup/blobs`` yet) has nothing to collect: no walk of it."""
     blobs: dict[tuple[str, str], Any] = {}
     marks: dict[tuple[str, str], list[tuple[str, int]]] = {}
-    for entry in layer.inner.walk(BLOBS):
+    try:
+        stored = list(layer.inner.walk(BLOBS))
+    except (StorageNotFoundError, NotADirectoryError):
+        stored = []
+    if not stored:
+        return False
+    for entry in stored:
         parts = entry.path.split("/")
         if len(parts) < 3:
             continue
