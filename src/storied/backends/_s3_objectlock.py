@@ -10,9 +10,12 @@ maps S3's errors through the backend's one mapping site (``_mapped``). Request c
 - :meth:`put_legal_hold`, :meth:`put_retention`: one PUT each, with ``Content-MD5`` added to the
   body before signing (S3 refuses these requests without an integrity header; botocore sends a
   CRC32 checksum where the server accepts one, some S3-compatible servers want the MD5);
-- :meth:`change_storage_class`: one CopyObject onto the key itself (``MetadataDirective=COPY``,
-  ``TaggingDirective=COPY``), or, at or above ``part_copy_threshold`` (5 GiB, CopyObject's
-  limit), a multipart upload whose parts are UploadPartCopy ranges of the source version;
+- :meth:`change_storage_class`: one HEAD and one CopyObject onto the key itself
+  (``MetadataDirective=COPY``, ``TaggingDirective=COPY``, ``CopySourceIfMatch`` the HEAD's
+  ETag, so a write landing in between is never undone: the copy is refused and tried again),
+  or, at or above ``part_copy_threshold`` (5 GiB, CopyObject's limit), a multipart upload
+  whose parts are UploadPartCopy ranges of the source version, checked by one more HEAD
+  before it completes;
 - :meth:`restore_archived`: one RestoreObject.
 """
 
@@ -27,6 +30,7 @@ from typing import Any
 from storied.errors import (
     ArchivedObjectError,
     InvalidArgumentError,
+    PreconditionFailedError,
     StorageError,
     StorageNotFoundError,
     StoragePermissionError,
@@ -49,6 +53,7 @@ STORAGE_CLASSES = (
 )  # fmt: skip
 #: Classes whose objects must be restored before they can be read.
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+_ATTEMPTS = 3  # class changes tried while the key keeps being written
 _LOCK_OPS = ("PutObjectLegalHold", "PutObjectRetention", "PutObjectLockConfiguration")
 
 
@@ -201,40 +206,57 @@ class S3ObjectLockMixin:
         Raises:
             InvalidArgumentError: ``name`` is not an S3 storage class.
             ArchivedObjectError: The object is archived and not restored.
+            PreconditionFailedError: The key was written again and again while the class
+                was being changed (three tries), or during a part copy; nothing changed.
             StorageNotFoundError: No such object.
         """
         if name not in STORAGE_CLASSES:
             raise InvalidArgumentError(
                 f"Unknown S3 storage class {name!r}; one of: {', '.join(STORAGE_CLASSES)}"
             )
-        with self._mapped(key):
-            head = self._client.head_object(Bucket=self.bucket, Key=key)
-        klass = str(head.get("StorageClass") or "STANDARD")
-        restore = str(head.get("Restore") or "")
-        if klass in ARCHIVE_CLASSES and 'ongoing-request="false"' not in restore:
-            raise ArchivedObjectError(
-                f"{key!r} in bucket {self.bucket!r} is archived ({klass}): restore it first "
-                "(node.restore_archived(days=1)) and wait for the restore to finish"
-            )
-        size = int(head.get("ContentLength", 0))
+        for _ in range(_ATTEMPTS):
+            with self._mapped(key):
+                head = self._client.head_object(Bucket=self.bucket, Key=key)
+            klass = str(head.get("StorageClass") or "STANDARD")
+            restore = str(head.get("Restore") or "")
+            if klass in ARCHIVE_CLASSES and 'ongoing-request="false"' not in restore:
+                raise ArchivedObjectError(
+                    f"{key!r} in bucket {self.bucket!r} is archived ({klass}): restore it "
+                    "first (node.restore_archived(days=1)) and wait for the restore to finish"
+                )
+            size = int(head.get("ContentLength", 0))
+            threshold = PART_COPY_LIMIT if part_copy_threshold is None else part_copy_threshold
+            if size >= threshold:
+                return self._part_copy(key, name, head, size)
+            # the current object, only while it is still the one the HEAD saw: a copy pinned
+            # to that version would put its old bytes back on top of a write made since
+            source = {"Bucket": self.bucket, "Key": key}
+            try:
+                with self._mapped(key):
+                    reply = self._client.copy_object(
+                        Bucket=self.bucket, Key=key, CopySource=source, StorageClass=name,
+                        MetadataDirective="COPY", TaggingDirective="COPY",
+                        CopySourceIfMatch=head["ETag"],
+                    )
+            except PreconditionFailedError:
+                continue  # written meanwhile: look again
+            etag = str((reply.get("CopyObjectResult") or {}).get("ETag", "")).strip('"')
+            return Info(key, False, size, None, etag or None, None, None,
+                        reply.get("VersionId"))
+        raise PreconditionFailedError(
+            f"{key!r} in bucket {self.bucket!r} changed {_ATTEMPTS} times while its storage "
+            "class was being changed; nothing was changed, try again")
+
+    def _part_copy(self, key: str, name: str, head: dict[str, Any], size: int) -> Info:
+        """The multipart form of :meth:`change_storage_class` (UploadPartCopy ranges of the
+        object the HEAD saw: pinned to its version, and to its ETag; metadata and content type
+        carried over; tags copied). When the key was written while the parts were copied
+        (checked with one HEAD before completing) the upload is aborted and
+        :class:`~storied.errors.PreconditionFailedError` raised: completing it would put the
+        old bytes back on top of that write. (The window left: that HEAD to the completion.)"""
         source = {"Bucket": self.bucket, "Key": key}
         if head.get("VersionId"):
             source["VersionId"] = head["VersionId"]
-        threshold = PART_COPY_LIMIT if part_copy_threshold is None else part_copy_threshold
-        if size >= threshold:
-            return self._part_copy(key, name, head, source, size)
-        with self._mapped(key):
-            reply = self._client.copy_object(
-                Bucket=self.bucket, Key=key, CopySource=source, StorageClass=name,
-                MetadataDirective="COPY", TaggingDirective="COPY",
-            )
-        etag = str((reply.get("CopyObjectResult") or {}).get("ETag", "")).strip('"') or None
-        return Info(key, False, size, None, etag, None, None, reply.get("VersionId"))
-
-    def _part_copy(self, key: str, name: str, head: dict[str, Any], source: dict[str, str],
-                   size: int) -> Info:
-        """The multipart form of :meth:`change_storage_class` (UploadPartCopy ranges of the
-        pinned source version; metadata and content type carried over; tags copied)."""
         extra: dict[str, Any] = {"Metadata": dict(head.get("Metadata") or {})}
         for field in ("ContentType", "ContentEncoding", "ContentDisposition", "CacheControl"):
             if head.get(field):
@@ -255,8 +277,15 @@ class S3ObjectLockMixin:
                     reply = self._client.upload_part_copy(
                         Bucket=self.bucket, Key=key, UploadId=upload, PartNumber=number,
                         CopySource=source, CopySourceRange=f"bytes={start}-{end}",
+                        CopySourceIfMatch=head["ETag"],
                     )
                 done.append({"PartNumber": number, "ETag": reply["CopyPartResult"]["ETag"]})
+            with self._mapped(key):
+                now = self._client.head_object(Bucket=self.bucket, Key=key)
+            if (now.get("VersionId"), now.get("ETag")) != (head.get("VersionId"), head["ETag"]):
+                raise PreconditionFailedError(
+                    f"{key!r} in bucket {self.bucket!r} changed while its storage class was "
+                    "being changed; nothing was changed, try again")
             with self._mapped(key):
                 reply = self._client.complete_multipart_upload(
                     Bucket=self.bucket, Key=key, UploadId=upload,

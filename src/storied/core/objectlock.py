@@ -317,6 +317,8 @@ class ObjectLockMethods:
             InvalidArgumentError: Not a class of this storage (S3: STANDARD, GLACIER...;
                 GCS: STANDARD, NEARLINE, COLDLINE, ARCHIVE; Azure: Hot, Cool, Cold, Archive).
             ArchivedObjectError: The file is archived and not restored.
+            PreconditionFailedError: The file was being written meanwhile (S3: the copy onto
+                itself never undoes such a write; nothing was changed, try again).
             StoragePermissionError: The mount is read-only.
             UnsupportedOperation: The storage has no storage classes, or the mount keeps a
                 portable history (its versions live in storied's blobs, which keep their
