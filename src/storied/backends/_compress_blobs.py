@@ -33,7 +33,7 @@ from storied.backends._compress_io import (
     Encoder,
     Prepended,
     Restartable,
-    first_member,
+    choose,
     load_index,
     read_full,
 )
@@ -70,28 +70,39 @@ def encode_blob(data: Data) -> tuple[Data, bool]:
     """``(what to store, compressed?)`` for a blob holding ``data`` (bytes stay bytes, so the
     local hard-link fast path keeps working; a stream becomes a compressing stream)."""
     whole = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else None
-    stream = cast(BinaryIO, data) if whole is None else None
-    first = whole[:BLOCK] if whole is not None else read_full(cast(BinaryIO, stream), BLOCK)
-    codec = blob_codec()
-    member, codec, obj = first_member(codec, first, _BLOCK + 1, 0.9)
-    if member is None or codec is None:
+    if whole is not None:
+        view = memoryview(whole)
+        first: bytes | memoryview = view[:BLOCK]
+    else:
+        source = cast(BinaryIO, data)
+        first = read_full(source, BLOCK)
+    codec, obj = choose(blob_codec(), first, _BLOCK + 1)
+    if codec is None:
         if whole is not None:
             return whole, False
-        return cast(BinaryIO, Prepended(first, cast(BinaryIO, stream), owned=False)), False
+        return cast(BinaryIO, Prepended(bytes(first), source, owned=False)), False
     if whole is not None:
-        encoder = Encoder(codec, first, member, io.BytesIO(whole[BLOCK:]), obj)
-        packed = b"".join(iter(lambda: encoder.read(CHUNK), b""))
+        encoder = Encoder(codec, first, view[BLOCK:], obj)
+        with encoder:
+            if not encoder.shrinks(0.9) and not is_marked(whole):
+                return whole, False
+            packed = b"".join(iter(lambda: encoder.read(CHUNK), b""))
         if -(-len(packed) // _BLOCK) >= -(-len(whole) // _BLOCK) and not is_marked(whole):
             return whole, False  # no disk block saved
         return packed, True
-    source = cast(BinaryIO, stream)
-    if not source.seekable():
-        return cast(BinaryIO, Encoder(codec, first, member, source, obj)), True
-    rest_at = source.tell()
+    rest_at = source.tell() if source.seekable() else None
+    encoder = Encoder(codec, first, source, obj)
+    if not encoder.shrinks(0.9) and not is_marked(first):
+        return encoder.plain(), False
+    if rest_at is None:
+        return cast(BinaryIO, encoder), True
+    made = [encoder]
 
     def make() -> BinaryIO:  # rewound by a retrying layer: encode again from the spool
+        if made:
+            return cast(BinaryIO, made.pop())
         source.seek(rest_at)
-        return cast(BinaryIO, Encoder(codec, first, member, source, obj))
+        return cast(BinaryIO, Encoder(codec, first, source, obj))
 
     return cast(BinaryIO, Restartable(make)), True
 

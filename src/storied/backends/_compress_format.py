@@ -34,6 +34,7 @@ from __future__ import annotations
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -42,6 +43,7 @@ from storied.errors import InvalidContentError, MissingDependencyError
 __all__ = [
     "BLOCK",
     "CODECS",
+    "DEFLATERS",
     "PEEK",
     "Codec",
     "Index",
@@ -124,7 +126,7 @@ class Codec:
         """Bytes written once before the first member."""
         return b""
 
-    def member(self, data: bytes, label: bytes) -> bytes:
+    def member(self, data: bytes | memoryview, label: bytes) -> bytes:
         """``data`` compressed as one independent member (frame) carrying ``label``
         (:func:`tag`: which object, which block)."""
         raise NotImplementedError
@@ -152,26 +154,75 @@ class Codec:
         storied trailer there)."""
         raise NotImplementedError
 
+    #: Where a data member's label sits from the member's first byte.
+    label_at = 0
+
+    def decode(self, member: bytes | memoryview, size: int) -> bytes:
+        """The original bytes of one whole data member (from its first byte after the
+        ``strip`` of :meth:`starts_member`), ``size`` their expected length (a hint for
+        the output buffer). Thread-safe: pool workers call it at once.
+
+        Raises:
+            Exception: The member is corrupt (the codec library's own error).
+        """
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Deflater:
+    """One deflate implementation: ``compress(data, level, wbits)``, ``crc32(data)``,
+    ``decompress(data, wbits, bufsize)``, ``decompressobj(wbits)`` and the level used."""
+
+    compress: Callable[..., bytes]
+    crc32: Callable[..., int]
+    decompress: Callable[..., bytes]
+    decompressobj: Callable[[int], Decoder]
+    level: int
+
+
+def _deflaters() -> dict[str, Deflater]:
+    """Deflate implementations by name: ``zlib`` always; ``isal`` (ISA-L, the
+    ``storied[isal]`` extra: about 4x faster than zlib at level 1, similar ratio) when
+    installed. Both write standard deflate: any gzip reader decodes either's output."""
+    found = {"zlib": Deflater(zlib.compress, zlib.crc32, zlib.decompress,
+                              zlib.decompressobj, 1)}
+    try:
+        from isal import isal_zlib  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return found
+    found["isal"] = Deflater(isal_zlib.compress, isal_zlib.crc32, isal_zlib.decompress,
+                             isal_zlib.decompressobj, 1)
+    return found
+
+
+DEFLATERS = _deflaters()
+
 
 class _Gzip(Codec):
     name = "gzip"
     head_sig = GZIP_HEAD_SIG
     foot = GZIP_FOOT
+    label_at = 28
 
-    def __init__(self, level: int = 1) -> None:
-        self.level = level
+    def __init__(self, impl: str | None = None) -> None:
+        """``impl``: ``"isal"`` or ``"zlib"`` (None: isal when installed, else zlib)."""
+        self.impl = impl or ("isal" if "isal" in DEFLATERS else "zlib")
+        self._d = DEFLATERS[self.impl]
+        self.level = self._d.level
 
-    def member(self, data: bytes, label: bytes) -> bytes:
-        deflate = zlib.compressobj(self.level, zlib.DEFLATED, -15, 9)
-        body = deflate.compress(data) + deflate.flush()
-        tail = struct.pack("<II", zlib.crc32(data), len(data) & 0xFFFFFFFF)
-        return GZIP_HEAD_SIG + struct.pack("<I", BLOCK) + label + body + tail
+    def member(self, data: bytes | memoryview, label: bytes) -> bytes:
+        body = self._d.compress(data, self.level, -15)
+        tail = struct.pack("<II", self._d.crc32(data), len(data) & 0xFFFFFFFF)
+        return b"".join((GZIP_HEAD_SIG, struct.pack("<I", BLOCK), label, body, tail))
+
+    def decode(self, member: bytes | memoryview, size: int) -> bytes:
+        return self._d.decompress(member, 31, max(size, 1))
 
     def trailer(self, payload: bytes) -> bytes:
         return _GZIP_TRAILER_HEAD + payload.hex().encode() + _GZIP_TAIL
 
     def decoder(self) -> Decoder:
-        return zlib.decompressobj(31)
+        return self._d.decompressobj(31)
 
     def starts_member(self, buf: bytes) -> tuple[bool | None, bytes, int]:
         if buf.startswith(GZIP_HEAD_SIG) and len(buf) >= PEEK:
@@ -202,22 +253,30 @@ class _Zstd(Codec):
     name = "zstd"
     head_sig = ZSTD_HEAD_SIG
     foot = 16
+    label_at = 8
+    impl = "zstandard"
 
     def __init__(self, level: int = 1) -> None:
         import zstandard
 
-        self._zstd, self._level = zstandard, level
-        self._local = threading.local()  # a ZstdCompressor is not thread-safe: one per thread
+        self._zstd, self.level = zstandard, level
+        self._local = threading.local()  # (de)compressors are not thread-safe: one per thread
 
     def preamble(self, block: int) -> bytes:
         return ZSTD_HEAD_SIG + struct.pack("<I", block)
 
-    def member(self, data: bytes, label: bytes) -> bytes:
+    def member(self, data: bytes | memoryview, label: bytes) -> bytes:
         compressor = getattr(self._local, "c", None)
         if compressor is None:
-            compressor = self._local.c = self._zstd.ZstdCompressor(level=self._level,
+            compressor = self._local.c = self._zstd.ZstdCompressor(level=self.level,
                                                                    write_checksum=True)
-        return _ZSTD_TAG_MAGIC + label + bytes(compressor.compress(data))
+        return b"".join((_ZSTD_TAG_MAGIC, label, compressor.compress(data)))
+
+    def decode(self, member: bytes | memoryview, size: int) -> bytes:
+        dctx = getattr(self._local, "d", None)
+        if dctx is None:
+            dctx = self._local.d = self._zstd.ZstdDecompressor()
+        return dctx.decompress(member, max_output_size=max(size, 1))  # type: ignore[no-any-return,unused-ignore]
 
     def trailer(self, payload: bytes) -> bytes:
         return _ZSTD_TRAILER_MAGIC + struct.pack("<I", len(payload)) + payload
@@ -286,10 +345,11 @@ def detect(head: bytes) -> Codec | None:
     return None
 
 
-def is_marked(data: bytes) -> bool:
+def is_marked(data: bytes | memoryview) -> bool:
     """True when plain ``data`` would be taken for a compressed object (so it must be
     stored compressed, never plain)."""
-    return data.startswith(GZIP_HEAD_SIG) or data.startswith(ZSTD_HEAD_SIG)
+    head = bytes(data[:PEEK])
+    return head.startswith(GZIP_HEAD_SIG) or head.startswith(ZSTD_HEAD_SIG)
 
 
 def index_totals(payload: bytes) -> tuple[int, int]:

@@ -50,7 +50,7 @@ from storied.backends._compress_io import (
     Decoded,
     Encoder,
     Prepended,
-    first_member,
+    choose,
     load_index,
     read_full,
 )
@@ -151,25 +151,43 @@ class Compressing(WrappedBackend):
         if not self.applies(path):
             return self.inner.write(path, data, mode=mode, etag=etag, metadata=metadata)
         whole = bytes(data) if isinstance(data, (bytes, bytearray, memoryview)) else None
-        stream = as_stream(data)
-        first = read_full(stream, BLOCK)
+        rest: BinaryIO | memoryview
+        first: bytes | memoryview
+        if whole is not None:  # no copy: the members are compressed from slices of it
+            view = memoryview(whole)
+            first, rest = view[:BLOCK], view[BLOCK:]
+        else:
+            rest = as_stream(data)
+            first = read_full(rest, BLOCK)
         user = _strip(metadata)
         wanted = bool(first) and (len(first) >= MIN_SIZE or is_marked(first))
-        member, codec, obj = first_member(self.codec if wanted else None, first, MIN_SIZE,
-                                          MIN_GAIN)
-        if member is None or codec is None:
-            body = whole if whole is not None else cast(
-                BinaryIO, Prepended(first, stream, owned=False))
+        codec, obj = choose(self.codec if wanted else None, first, MIN_SIZE)
+        encoder = None
+        if codec is not None:
+            md5 = None
+            if whole is not None and self.inner.capabilities.metadata:
+                md5 = hashlib.md5(whole).hexdigest()  # for the metadata; the encoder reuses it
+            encoder = Encoder(codec, first, rest, obj, md5=md5)
+        if encoder is None or (not encoder.shrinks(MIN_GAIN) and not is_marked(first)):
+            body: Data
+            if whole is not None:
+                body = whole
+            elif encoder is not None:
+                body = encoder.plain()  # the blocks it read, then the rest of the stream
+            else:
+                body = cast(BinaryIO, Prepended(bytes(first), cast(BinaryIO, rest), owned=False))
+            if encoder is not None:
+                encoder.close()
             if self.inner.capabilities.metadata:
                 user = {**user, "storied-zcodec": "plain"}
             return self.inner.write(path, body, mode=mode, etag=etag, metadata=user or None)
-        encoder = Encoder(codec, first, member, stream, obj)
+        assert codec is not None
         extra = dict(user)
         if self.inner.capabilities.metadata:
             extra["storied-zcodec"] = codec.name
             if whole is not None:
                 extra["storied-zsize"] = str(len(whole))
-                extra["storied-zmd5"] = hashlib.md5(whole).hexdigest()
+                extra["storied-zmd5"] = encoder.md5
         with encoder:
             info = self.inner.write(path, cast(BinaryIO, encoder), mode=mode, etag=etag,
                                     metadata=extra or None)
