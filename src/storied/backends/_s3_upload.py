@@ -7,6 +7,16 @@ A part that fails transiently is sent again (its bytes are in memory) a few time
 failure, or an interruption (``KeyboardInterrupt``, a source that raises), cancels the parts
 not yet started, waits for those being sent, then aborts the upload: no part is left on the
 server (``ListMultipartUploads`` shows nothing).
+
+Checksums, as boto3's ``upload_file`` (s3transfer) does them: when the client computes request
+checksums by default (botocore's ``request_checksum_calculation="when_supported"``) the upload
+is created with ``ChecksumAlgorithm=CRC32`` (unless the caller chose one), every part carries
+its CRC32 (computed by botocore while signing; S3 verifies it) and the complete request lists
+each part's checksum, so S3 keeps a composite CRC32 of the parts. Without it S3 (and moto)
+compute a full-object CRC64NVME at the complete step, over the whole object at once: on moto
+that step copies the object twice more in memory and hashes it in one thread, which made
+storied's large uploads up to 2x slower than ``upload_file``. With ``"when_required"``
+(servers that refuse checksums) no checksum is asked for anywhere.
 """
 
 from __future__ import annotations
@@ -21,20 +31,41 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storied.backends._s3_support import mapped, parts
 from storied.errors import TransientStorageError
 
-__all__ = ["PART_ATTEMPTS", "upload_multipart"]
+__all__ = ["PART_ATTEMPTS", "checksum_algorithm", "upload_multipart"]
 
 #: Tries of one part on transient failures (each try is botocore's request + its one retry).
 PART_ATTEMPTS = 3
 _log = logging.getLogger("storied.s3")
 
 
-def _send_part(client: Any, target: dict[str, Any], path: str, number: int, body: bytes) -> str:
-    """UploadPart ``number``; its ETag. Transient failures are tried again, with backoff."""
+def checksum_algorithm(client: Any, extra: dict[str, Any]) -> str | None:
+    """The checksum algorithm of a new multipart upload: the caller's ``ChecksumAlgorithm``,
+    else ``"CRC32"`` when ``client`` computes request checksums when supported (botocore's
+    default, as s3transfer decides), else None (no checksum asked for)."""
+    chosen = extra.get("ChecksumAlgorithm")
+    if chosen:
+        return str(chosen).upper()
+    mode = getattr(client.meta.config, "request_checksum_calculation", None)
+    return "CRC32" if mode in (None, "when_supported") else None
+
+
+def _send_part(
+    client: Any, target: dict[str, Any], path: str, number: int, body: bytes,
+    algorithm: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """UploadPart ``number``; its entry of the complete request (``ETag``, ``PartNumber`` and
+    the part's checksum when the server answered one). Transient failures are tried again,
+    with backoff."""
+    extra = {"ChecksumAlgorithm": algorithm} if algorithm else {}
     for attempt in range(PART_ATTEMPTS):
         try:
             with mapped(path, target["Bucket"]):
-                part = client.upload_part(**target, PartNumber=number, Body=body)
-            return str(part["ETag"])
+                part = client.upload_part(**target, PartNumber=number, Body=body, **extra)
+            done: dict[str, Any] = {"ETag": str(part["ETag"]), "PartNumber": number}
+            member = f"Checksum{algorithm}" if algorithm else ""
+            if member and part.get(member):
+                done[member] = str(part[member])
+            return done
         except TransientStorageError as exc:
             if attempt == PART_ATTEMPTS - 1:
                 raise
@@ -58,13 +89,16 @@ def upload_multipart(
     """
     extra = dict(extra)
     conditions = {k: extra.pop(k) for k in ("IfNoneMatch", "IfMatch") if k in extra}
+    algorithm = checksum_algorithm(client, extra)
+    if algorithm:
+        extra["ChecksumAlgorithm"] = algorithm
     with mapped(path, bucket):
         upload = client.create_multipart_upload(Bucket=bucket, Key=path, **extra)
     target = {"Bucket": bucket, "Key": path, "UploadId": upload["UploadId"]}
     pool = cf.ThreadPoolExecutor(max(1, workers), thread_name_prefix="storied-s3-part")
-    pending: set[cf.Future[str]] = set()
-    numbers: dict[cf.Future[str], int] = {}
-    etags: dict[int, str] = {}
+    pending: set[cf.Future[dict[str, Any]]] = set()
+    numbers: dict[cf.Future[dict[str, Any]], int] = {}
+    etags: dict[int, dict[str, Any]] = {}
 
     def collect(until: int) -> None:
         """Wait until at most ``until`` parts are in flight; a failed part raises."""
@@ -78,13 +112,13 @@ def upload_multipart(
         size = 0
         for number, body in enumerate(parts(head, stream, part_size), 1):
             collect(max(1, workers))  # one part waits in the pool: no worker idles on a read
-            future = pool.submit(_send_part, client, target, path, number, body)
+            future = pool.submit(_send_part, client, target, path, number, body, algorithm)
             pending.add(future)
             numbers[future] = number
             size += len(body)
             del body
         collect(0)
-        done = [{"ETag": etags[n], "PartNumber": n} for n in sorted(etags)]
+        done = [etags[n] for n in sorted(etags)]
         with mapped(path, bucket, create):
             response = client.complete_multipart_upload(
                 **target, MultipartUpload={"Parts": done}, **conditions
