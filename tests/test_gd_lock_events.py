@@ -1,11 +1,13 @@
 """Legal hold and retention changes emit events through ``core.eventing.notify`` (ADR 0013):
 ``legal_hold_changed`` and ``retention_changed``, once per real change, after it is settled,
 on the portable engine and on an S3 Object Lock bucket; a refused or no-op change emits
-nothing. (Until the event names are in ``events.bus.EVENTS`` only ``'*'`` subscribers can
+nothing. Holds and retention on a folder say it is one (it was "No versions available").
+(Until the event names are in ``events.bus.EVENTS`` only ``'*'`` subscribers can
 receive them.)"""
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,7 +16,7 @@ import pytest
 
 from storied import StorageManager
 from storied.core.objectlock import HOLD_EVENT, RETENTION_EVENT
-from storied.errors import StorageNotFoundError, StoragePermissionError
+from storied.errors import IsADirectoryStorageError, StorageNotFoundError, StoragePermissionError
 from storied.testing.s3server import MotoHandle, s3_client
 
 
@@ -89,3 +91,23 @@ def test_a_change_that_fails_emits_nothing() -> None:
     with pytest.raises(StorageNotFoundError):
         node.set_legal_hold(True, version=5)
     assert seen == []
+
+
+def test_holds_and_retention_on_a_folder_say_so(tmp_path: Any) -> None:
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "local", "base_path": str(tmp_path),
+                   "versioning": True}])
+    sm.node("v:dir/f.txt").write_text("x")
+    until = datetime.now(UTC) + timedelta(days=1)
+    for path in ("v:dir", "v:"):
+        node = sm.node(path)
+        calls = (functools.partial(node.set_legal_hold, True), node.get_legal_hold,
+                 node.get_retention, functools.partial(node.set_retention, "GOVERNANCE", until))
+        for call in calls:
+            with pytest.raises(IsADirectoryStorageError, match="is a folder"):
+                call()
+    with pytest.raises(StorageNotFoundError, match="No versions"):
+        sm.node("v:missing.txt").set_legal_hold(True)
+    sm.node("v:dir/f.txt").delete()
+    sm.node("v:dir/f.txt/sub.txt").write_text("y")  # a folder now, a file's history before
+    assert sm.node("v:dir/f.txt").get_legal_hold(0) is False

@@ -1,8 +1,8 @@
 """set_storage_class against unlucky timing and bad input, on moto: a write that lands between
 the class change's HEAD and its copy stays the current content (the copy onto itself used to
 pin the version the HEAD saw, bringing the old bytes back on top of the new write); on a
-folder, a missing file, a bad class name: clear errors, nothing changed; on a held version
-of an Object Lock bucket the hold stays on that version."""
+folder (it said "no such file"), a missing file, a bad class name: clear errors, nothing
+changed; on a held version of an Object Lock bucket the hold stays on that version."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 
 from storied import StorageManager
-from storied.errors import InvalidArgumentError, PreconditionFailedError, StorageNotFoundError
+from storied.errors import (
+    InvalidArgumentError,
+    IsADirectoryStorageError,
+    PreconditionFailedError,
+    StorageNotFoundError,
+)
 from storied.testing.s3server import MotoHandle, s3_client
 
 
@@ -80,8 +85,11 @@ def test_a_write_racing_a_part_copy_aborts_it(moto: MotoHandle, client: Any) -> 
 def test_bad_targets_and_names(moto: MotoHandle, client: Any) -> None:
     sm, _ = _manager(moto, client)
     sm.node("v:dir/f.txt").write_text("x")
-    with pytest.raises(StorageNotFoundError):
-        sm.node("v:dir").set_storage_class("GLACIER")
+    for folder in ("v:dir", "v:"):
+        with pytest.raises(IsADirectoryStorageError, match="is a folder"):
+            sm.node(folder).set_storage_class("GLACIER")
+        with pytest.raises(IsADirectoryStorageError, match="is a folder"):
+            sm.node(folder).storage_class()
     with pytest.raises(StorageNotFoundError):
         sm.node("v:missing.txt").set_storage_class("GLACIER")
     for bad in ("glacierr", "", "Hot"):

@@ -41,10 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from storied.errors import (
     InvalidArgumentError,
+    IsADirectoryStorageError,
     StorageError,
     StorageNotFoundError,
     StoragePermissionError,
     UnsupportedOperation,
+    VersionNotFoundError,
 )
 from storied.policies.retention import Lock, check_retention_change, clock
 
@@ -98,6 +100,7 @@ class ObjectLockMethods:
         Raises:
             InvalidArgumentError: ``on`` is not a bool.
             StoragePermissionError: The mount is read-only.
+            IsADirectoryStorageError: The path is a folder (without a history of its own).
             StorageNotFoundError: No such version (or it was deleted while being held).
             UnsupportedOperation: The mount keeps no history, or its storage has no
                 conditional writes.
@@ -148,6 +151,7 @@ class ObjectLockMethods:
                 ``until`` or the reverse.
             StoragePermissionError: The rules refuse the change (the message names the
                 version and the rule), or the mount is read-only.
+            IsADirectoryStorageError: The path is a folder (without a history of its own).
             StorageNotFoundError: No such version (or it was deleted while being locked).
             UnsupportedOperation: The mount keeps no history, or its storage has no
                 conditional writes.
@@ -201,9 +205,25 @@ class ObjectLockMethods:
         backend = history.engine.backend  # type: ignore[attr-defined]
         return str(backend.location(history._p(self._path))[1])
 
+    def _lock_target(self, history: MountHistory, what: str, version: int | str) -> Any:
+        """The version ``version`` names; a folder without versions is named as such.
+
+        Raises:
+            IsADirectoryStorageError: The path is a folder with no history of its own.
+            VersionNotFoundError: No such version.
+        """
+        try:
+            return history.resolve(self._path, self._wanted(version))
+        except VersionNotFoundError as exc:
+            if self._is_folder() and not history.versions(self._path):
+                raise IsADirectoryStorageError(
+                    f"{self.fullpath} is a folder: {what} apply to the versions of a file"
+                ) from exc
+            raise
+
     def _read_lock(self, what: str, version: int | str) -> Lock:
         history, native = self._lock_where(what)
-        target = history.resolve(self._path, self._wanted(version))
+        target = self._lock_target(history, what, version)
         if native is not None:
             found: Lock = native.object_lock(self._native_key(history), target.version_id)
             return found
@@ -230,7 +250,7 @@ class ObjectLockMethods:
         history, native = self._lock_where(what)
         catalog = history.engine.catalog
         guard = ProtectionGuard(catalog) if protecting else None  # before resolving
-        target = history.resolve(self._path, self._wanted(version))
+        target = self._lock_target(history, what, version)
         vid = target.version_id
         if label is not None:
             label[0] = f"Version {vid} of {self.fullpath}"
@@ -291,13 +311,32 @@ class ObjectLockMethods:
                 f"{self._mount_name} backend does not support {what} (S3, GCS and Azure only). "
                 f"Supported features: {self._be.capabilities}"
             )
+        if not self._path:
+            raise IsADirectoryStorageError(
+                f"{self.fullpath} is a folder (the mount's root): {what} apply to files")
         return inner, str(self._be.location(self._path)[1])
+
+    def _is_folder(self) -> bool:
+        """Whether a folder is at this path (one request; only asked on an error path)."""
+        if not self._path:
+            return True
+        try:
+            return bool(self._be.info(self._path).is_dir)
+        except StorageError:
+            return False
+
+    def _not_a_folder(self, exc: StorageNotFoundError) -> None:
+        """Raise :class:`IsADirectoryStorageError` when this missing file is a folder."""
+        if self._is_folder():
+            raise IsADirectoryStorageError(
+                f"{self.fullpath} is a folder: storage classes apply to files") from exc
 
     def storage_class(self) -> str:
         """The file's storage class (``'STANDARD'``, ``'GLACIER'``...): no request when this
         node came from a listing that carried it, else one HEAD.
 
         Raises:
+            IsADirectoryStorageError: The path is a folder.
             StorageNotFoundError: No such file.
             UnsupportedOperation: The storage has no storage classes.
         """
@@ -306,7 +345,11 @@ class ObjectLockMethods:
         inner, key = self._s3_target("storage classes")
         if isinstance(listed, str) and listed:
             return listed
-        return str(inner.storage_class_of(key))
+        try:
+            return str(inner.storage_class_of(key))
+        except StorageNotFoundError as exc:
+            self._not_a_folder(exc)
+            raise
 
     def set_storage_class(self, name: str) -> None:
         """Move the file to storage class ``name`` (S3: a copy onto itself that keeps
@@ -317,6 +360,8 @@ class ObjectLockMethods:
             InvalidArgumentError: Not a class of this storage (S3: STANDARD, GLACIER...;
                 GCS: STANDARD, NEARLINE, COLDLINE, ARCHIVE; Azure: Hot, Cool, Cold, Archive).
             ArchivedObjectError: The file is archived and not restored.
+            IsADirectoryStorageError: The path is a folder.
+            StorageNotFoundError: No such file.
             PreconditionFailedError: The file was being written meanwhile (S3: the copy onto
                 itself never undoes such a write; nothing was changed, try again).
             StoragePermissionError: The mount is read-only.
@@ -337,7 +382,11 @@ class ObjectLockMethods:
                 "history (its versions are storied's blobs; a bucket lifecycle rule moves them)"
             )
         guard_write(self)  # type: ignore[arg-type]
-        info = inner.change_storage_class(key, name)
+        try:
+            info = inner.change_storage_class(key, name)
+        except StorageNotFoundError as exc:
+            self._not_a_folder(exc)
+            raise
         self._listed = None  # a listing's class is stale now
         node: Any = self
         if history is None:
