@@ -36,6 +36,8 @@ EVENTS: tuple[str, ...] = (
     "snapshot_deleted",
     "lock_acquired",
     "lock_released",
+    "legal_hold_changed",
+    "retention_changed",
 )
 _KNOWN = frozenset(EVENTS)
 #: Events emitted from inside callbacks nest at most this deep (per thread); deeper ones are
