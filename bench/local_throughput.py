@@ -142,9 +142,10 @@ def _payload() -> bytes:
 
 def floor_write(root: str, journal: bool) -> Callable[[int], object]:
     """The system calls of one versioned write of ``f<i % 100>.bin`` at the mount root, in
-    storied's order (blob and record linked from one unnamed file, the announcement renamed,
-    the working copy by temp+rename, the announcements listed, the held directories closed),
-    plus the journal's entry when ``journal``; nothing else."""
+    storied's order (the blob linked from an unnamed file, the record linked from the blob's
+    name, the announcement renamed, the working copy by temp+rename, the announcements
+    listed, the held directories closed), plus the journal's entry when ``journal`` (an
+    unnamed file linked, no ``fstat``); nothing else."""
     for k in range(256):
         os.makedirs(os.path.join(root, ".storied", "blobs", f"{k:02x}"))
     for k in range(100):
@@ -168,7 +169,7 @@ def floor_write(root: str, journal: bool) -> Callable[[int], object]:
         src = f"/proc/self/fd/{fd}"
         os.link(src, sha, dst_dir_fd=bd)
         vd = openat2(base, f".storied/versions/f{k}.bin", _OPATH)
-        os.link(src, record, dst_dir_fd=vd)
+        os.link(sha, record, src_dir_fd=bd, dst_dir_fd=vd, follow_symlinks=False)
         os.close(fd)
         rd = openat2(base, f".storied/recent/r{k}", _OPATH)
         os.rename(last[k], record, src_dir_fd=rd, dst_dir_fd=rd)
@@ -190,7 +191,6 @@ def floor_write(root: str, journal: bool) -> Callable[[int], object]:
             jd = openat2(base, ".storied/journal/000000000", _OPATH)
             fd = os.open(".", tmpfile, 0o666, dir_fd=jd)
             os.write(fd, entry)
-            os.fstat(fd)
             os.link(f"/proc/self/fd/{fd}", f"{next(seq):012d}.json", dst_dir_fd=jd)
             os.close(fd)
             os.close(jd)

@@ -149,7 +149,7 @@ class Walk:
         self._chain: list[int] = [root_fd]  # the directories from the root to the current one
         self._owned: list[int] = []  # every descriptor opened, closed by close()/restore()
         self._links = 0
-        self._shortcuts: dict[int, list[str]] = {}  # fd opened by openat2 -> the names it took
+        self._shortcuts: dict[int, str] = {}  # fd reached in one step -> the path it took
 
     @property
     def fd(self) -> int:
@@ -185,12 +185,22 @@ class Walk:
         self._owned.append(fd)
         self._chain.append(fd)
 
-    def stand(self, fd: int, names: list[str]) -> None:
+    def stand(self, fd: int, path: str) -> None:
         """Stand in directory ``fd``, borrowed (never closed here), reached earlier from the
-        root through ``names`` by a walk of its own (``..`` below it walks ``names`` again,
+        root through ``path`` by a walk of its own (``..`` below it walks ``path`` again,
         as after a shortcut). The walk must stand at the root."""
         self._chain.append(fd)
-        self._shortcuts[fd] = names
+        self._shortcuts[fd] = path
+
+    def enter(self, head: str, create: bool = False) -> None:
+        """:meth:`descend` through the directories of relative path ``head`` (``a/b``): one
+        ``openat2`` first when it holds several names and the walk stands at the root."""
+        if "/" in head and len(self._chain) == 1 and not self._links:
+            if self._shortcut(head):
+                return
+            self.descend(head.split("/"), create, tried=True)
+            return
+        self.descend(head.split("/"), create)
 
     def detach(self) -> int | None:
         """Hand the directory the walk stands in over to the caller, who closes it (the walk
@@ -201,22 +211,23 @@ class Walk:
         self._owned.remove(fd)
         return fd
 
-    def descend(self, names: list[str], create: bool = False) -> None:
+    def descend(self, names: list[str], create: bool = False, tried: bool = False) -> None:
         """Walk through directories ``names`` (``.``/``..``/links resolved, never by the kernel).
 
         Args:
             names: Path segments, relative to the current directory.
             create: Create missing directories (``mkdir -p``); what appears meanwhile at a name
                 is opened without following, like anything else.
+            tried: The one-call shortcut of all of ``names`` failed already (:meth:`enter`).
 
         Raises:
             PathEscapeError: A link or ``..`` leads outside the mount.
             OSError: ENOENT, ENOTDIR (a file on the way), ELOOP (too many links), EACCES...
         """
         if len(names) > 1 and len(self._chain) == 1 and not self._links:  # after a link:
-            if self._shortcut(names):  # name by name (a target's ".." could reach .storied)
-                return
-            if create and len(names) > 2 and self._shortcut(names[:-1]):
+            if not tried and self._shortcut("/".join(names)):  # name by name (a target's
+                return  # ".." could reach .storied)
+            if create and len(names) > 2 and self._shortcut("/".join(names[:-1])):
                 names = names[-1:]  # a new directory in an existing one (blob fan-out)
         pending = list(reversed(names))
         retries = 8  # a directory removed as fast as it is made: give up, do not spin
@@ -346,16 +357,16 @@ class Walk:
         if self._links and len(self._chain) == 1 and _is_reserved(name):
             raise PathEscapeError(f"Path leads into the reserved history area: {self._path!r}")
 
-    def _shortcut(self, names: list[str]) -> bool:
-        """Open ``names`` below the root in one ``openat2(RESOLVE_BENEATH)``: the kernel then
-        follows only links that stay below the root, atomically. Any failure (a link leaving,
-        an absolute link, a missing directory, a rename race) says nothing: the caller walks
-        name by name and decides."""
-        fd = self._openat2("/".join(names), _OPATH_DIR)
+    def _shortcut(self, path: str) -> bool:
+        """Open directory ``path`` (several names) below the root in one
+        ``openat2(RESOLVE_BENEATH)``: the kernel then follows only links that stay below the
+        root, atomically. Any failure (a link leaving, an absolute link, a missing directory,
+        a rename race) says nothing: the caller walks name by name and decides."""
+        fd = self._openat2(path, _OPATH_DIR)
         if fd is None:
             return False
         self.push(fd)
-        self._shortcuts[fd] = names
+        self._shortcuts[fd] = path
         return True
 
     def _openat2(self, path: str, flags: int) -> int | None:
@@ -371,10 +382,10 @@ class Walk:
             return None
 
     def _up(self) -> None:
-        names = self._shortcuts.get(self.fd)
-        if names is not None:  # the chain of a shortcut is not known: walk it to go up
+        path = self._shortcuts.get(self.fd)
+        if path is not None:  # the chain of a shortcut is not known: walk it to go up
             self._chain.pop()
-            for name in names:  # one at a time: never a shortcut again
+            for name in path.split("/"):  # one at a time: never a shortcut again
                 self.descend([name])
         if len(self._chain) == 1:
             raise PathEscapeError(f"Path escapes base directory: {self._path!r}")

@@ -150,9 +150,9 @@ class At:
             if head:
                 fd = held.get((root_fd, head)) if held is not None else None
                 if fd is not None:
-                    walk.stand(fd, head.split("/"))
+                    walk.stand(fd, head)
                 else:
-                    walk.descend(head.split("/"), self._create)
+                    walk.enter(head, self._create)
                     if held is not None and not walk.followed:
                         kept = walk.detach()
                         if kept is not None:

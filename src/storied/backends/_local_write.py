@@ -120,27 +120,28 @@ def anonymous(dir_fd: int, data: bytes, fsync: bool) -> int:
 
 
 def create_unnamed(
-    dir_fd: int, name: str, path: str, data: bytes, fsync: bool
-) -> os.stat_result | None:
+    dir_fd: int, name: str, path: str, data: bytes, fsync: bool, stat: bool = True
+) -> os.stat_result | bool:
     """Create-only ``name`` (in ``dir_fd``) as one link to an unnamed file holding ``data``:
-    nothing to remove afterwards, nothing left by a crash. None where that cannot be done
-    (no ``O_TMPFILE`` on this filesystem, or links from /proc refused).
+    nothing to remove afterwards, nothing left by a crash. Returns the file's stat (with
+    ``stat=False``: True, and no ``fstat`` is made); False where that cannot be done (no
+    ``O_TMPFILE`` on this filesystem, or links from /proc refused).
 
     Raises:
         StorageAlreadyExistsError: something is at ``name`` (``path`` on the mount).
     """
     fd = anonymous(dir_fd, data, fsync)
     if fd < 0:
-        return None
+        return False
     try:
-        st = os.fstat(fd)
+        st = os.fstat(fd) if stat else True
         os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)  # follows the magic link
     except FileExistsError:
         raise StorageAlreadyExistsError(f"Already exists: {path!r}") from None
     except OSError as exc:
         if exc.errno not in PROC_REFUSED:
             raise
-        return None
+        return False
     finally:
         os.close(fd)
     return st
@@ -166,11 +167,13 @@ def link_both(
     try:
         with backend._walk(link, create=True) as (lw, lname):
             check_name(lname, link)
-            if created:  # the same inode as name: its complete bytes
-                os.link(src, lname, src_dir_fd=src_fd, dst_dir_fd=lw.fd, follow_symlinks=follow)
-            else:  # an existing name: a link to it, never to our (other) bytes
+            try:  # the name just made (a plain name: no /proc lookup), or the existing one
                 os.link(name, lname, src_dir_fd=walk.fd, dst_dir_fd=lw.fd,
                         follow_symlinks=False)
+            except FileNotFoundError:  # removed meanwhile (gc of an unreferenced blob)
+                if not created:
+                    raise
+                os.link(src, lname, src_dir_fd=src_fd, dst_dir_fd=lw.fd, follow_symlinks=follow)
     except FileExistsError:
         raise StorageAlreadyExistsError(f"Already exists: {link!r}") from None
     return created

@@ -204,6 +204,26 @@ class MemoryBackend(Backend):
             self._store.put_file(path, obj)
         return self._info(path, obj)
 
+    def create_new(self, path: str, data: bytes) -> None:
+        """``write(path, data, mode=CREATE)`` returning nothing (no ``Info`` built): for
+        storied's own create-only objects (history blobs, journal entries).
+
+        Raises:
+            StorageAlreadyExistsError: something is at ``path``.
+            IsADirectoryStorageError: ``path`` is a directory.
+        """
+        payload = bytes(data)
+        md5 = hashlib.md5(payload).hexdigest()
+        obj = _Object(payload, time.time(), f"{md5}-{next(_GENERATION)}", md5, {})
+        store = self._store
+        with store.lock:
+            if path in store.dirs:
+                raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+            if path in store.files:
+                raise StorageAlreadyExistsError(f"Already exists: {path!r}")
+            self._add_parents(path)
+            store.put_file(path, obj)
+
     def delete(self, path: str, *, recursive: bool = False) -> None:
         with self._store.lock:
             if self._store.pop_file(path) is not None:

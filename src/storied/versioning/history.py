@@ -6,6 +6,7 @@ either mount land in the same history.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,11 @@ def merged_lock_reasons(engine: VersionEngine, found: list[Version], locks: Lock
     return reasons
 
 
+#: ``paths.join`` (pure: same arguments, same result or the same error) remembered for the
+#: paths written lately: a write joins its path twice (the engine's and the journal's).
+_joined = functools.lru_cache(maxsize=4096)(paths.join)
+
+
 @dataclass(frozen=True)
 class MountHistory:
     """The history of one mount: an engine and the mount's path prefix inside it."""
@@ -74,7 +80,7 @@ class MountHistory:
     prefix: str = ""
 
     def _p(self, path: str) -> str:
-        return paths.join(self.prefix, path) if path else self.prefix
+        return _joined(self.prefix, path) if path else self.prefix
 
     @property
     def name(self) -> str:

@@ -21,7 +21,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import suppress
 from datetime import datetime
 from typing import BinaryIO, TypeVar
 
@@ -42,6 +42,7 @@ from storied.versioning import _sealing, _segments
 from storied.versioning._content import Content as _Content
 from storied.versioning._listing import SEALED_MARK, Listing, Listings, as_version, versions_of
 from storied.versioning._recent import Recent
+from storied.versioning._wp_fast import holding_of, reserved_adapter
 from storied.versioning.catalog import Catalog
 from storied.versioning.engine import VerifyReport, Version
 from storied.versioning.records import (
@@ -71,13 +72,6 @@ def _hash(backend: Backend, path: str) -> str:
     return digest.hexdigest()
 
 
-def _holding(backend: Backend) -> AbstractContextManager[object]:
-    """The storage's ``holding()`` block where it has one (local: parent directories walked
-    once per write, see :meth:`LocalBackend.holding`), else nothing."""
-    hold = getattr(backend.unwrap(), "holding", None)
-    return hold() if callable(hold) else nullcontext()
-
-
 class PortableEngine:
     """Version history kept by storied itself, in the storage.
 
@@ -105,6 +99,8 @@ class PortableEngine:
         self.segments = _segments.SegmentStore(meta, self.root)
         self._listings = Listings(meta, self._history_dir, self.segments)
         self.catalog = Catalog(meta, self.root)
+        self._hold = holding_of(meta, data)  # parent directories walked once per write
+        self._own = reserved_adapter(meta, self.root)  # for blobs, records, announcements
 
     # ---------------------------------------------------------------- layout
     def _meta(self, *parts: str) -> str:
@@ -145,7 +141,7 @@ class PortableEngine:
         way = str(found.get("converge", "listing"))
         if way not in ("recent", "listing"):
             raise UnsupportedOperation(f"History at {marker!r} converges by {way!r}, unknown here")
-        self._recent = Recent(self.meta, self.root) if way == "recent" else None
+        self._recent = Recent(self._own, self.root) if way == "recent" else None
         self._format_checked = True
 
     def _read_format(self, marker: str) -> dict[str, object]:
@@ -160,6 +156,9 @@ class PortableEngine:
     def _create(self, path: str, data: Data) -> None:
         """Create-only where the backend can; else check then write (same-content objects)."""
         if self.meta.capabilities.conditional_write:
+            fast = getattr(self._own, "create_new", None)
+            if fast is not None and isinstance(data, bytes):
+                return fast(path, data)  # type: ignore[no-any-return]  # builds no Info
             self.meta.write(path, data, mode=WriteMode.CREATE)
             return
         if self.meta.exists(path):
@@ -251,7 +250,7 @@ class PortableEngine:
             IsADirectoryStorageError: ``path`` is a directory.
             NotADirectoryStorageError: a parent of ``path`` is a file.
         """
-        with _holding(self.meta), _holding(self.data):
+        with self._hold():
             return self._write(path, data, metadata, exclusive, if_match)
 
     def _write(
@@ -360,7 +359,7 @@ class PortableEngine:
     def _store(self, path: str, content: _Content) -> Record:
         """Blob, then record: one call where the storage can create a file and link it
         (local disks: ``create_linked``), else :meth:`_store_blob` and :meth:`_add_record`."""
-        fused = getattr(self.meta, "create_linked", None)
+        fused = getattr(self._own, "create_linked", None)
         raw, packed = encode_blob(content.stream())  # compressed when that pays (schema 4)
         if packed:
             mark_schema(self)
