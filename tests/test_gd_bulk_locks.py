@@ -86,3 +86,23 @@ def test_a_bucket_without_refusals_reports_nothing_kept(moto: MotoHandle, client
     assert result == {p: found[:1] for p, found in ids.items()}
     assert result.kept_by_server == {}
     assert sm.bulk_cleanup_versions("v:d", keep_last=1, dry_run=True).kept_by_server == {}
+
+
+def test_refusals_across_several_batches_and_workers(moto: MotoHandle, client: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from storied.versioning import bulk
+
+    monkeypatch.setattr(bulk, "_BATCH", 2)  # 9 doomed versions: five batches
+    sm, bucket, ids = _setup(moto, client, files=3, versions=4)
+    _outside_hold(client, bucket, "d/f1.txt", ids["v:d/f1.txt"][1])
+    _outside_hold(client, bucket, "d/f1.txt", ids["v:d/f1.txt"][2])
+    deleted: list[str] = []
+    sm.on("version_deleted", lambda node, info: deleted.append(info["version_id"]))
+    result = sm.bulk_cleanup_versions("v:d", keep_last=1, workers=3)
+    assert result.kept_by_server == {"v:d/f1.txt": ids["v:d/f1.txt"][1:3]}
+    assert result["v:d/f1.txt"] == ids["v:d/f1.txt"][:1]
+    assert sorted(deleted) == sorted(v for gone in result.values() for v in gone)
+    assert len(deleted) == 7
+    for path, found in ids.items():
+        left = {v["version_id"] for v in sm.node(path).versions}
+        assert left == {found[-1], *result.kept_by_server.get(path, [])}
