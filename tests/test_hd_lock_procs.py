@@ -207,14 +207,15 @@ def test_sigstopped_holder_finds_its_lease_lost_and_its_write_refused(
 CHAOS = r"""
 import json, random, sys, time
 from storied import StorageManager, LockLostError
-config, out, seconds = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3])
+config, out = json.loads(sys.argv[1]), sys.argv[2]
 storage = StorageManager()
 storage.configure([config])
 node = storage.node("disk:chaos.txt")
 rnd = random.Random()
-end = time.time() + seconds
+stop = sys.argv[3]  # the test creates this file when it has seen enough
+import os
 with open(out, "a") as log:
-    while time.time() < end:
+    while not os.path.exists(stop):
         lock = node.lock(timeout=None, ttl=1.0)
         try:
             with lock:
@@ -240,8 +241,9 @@ def test_no_double_grant_while_holders_are_paused_past_their_ttl(
     config = _configs(kind, tmp_path / "data", atomic_s3)
     (tmp_path / "data").mkdir()
     out = tmp_path / "grants.jsonl"
+    stop = tmp_path / "stop"
     procs = [
-        subprocess.Popen([sys.executable, "-c", CHAOS, json.dumps(config), str(out), "6"],
+        subprocess.Popen([sys.executable, "-c", CHAOS, json.dumps(config), str(out), str(stop)],
                          stderr=subprocess.PIPE, env=_env(), text=True)
         for _ in range(3)
     ]  # fmt: skip
@@ -251,19 +253,27 @@ def test_no_double_grant_while_holders_are_paused_past_their_ttl(
     storage.configure([config])
     backend, key, _ = locking._where(storage.node("disk:chaos.txt"))
     pids = {proc.pid for proc in procs}
-    try:
-        end = time.monotonic() + 6
-        while time.monotonic() < end:
+    def lost_seen() -> bool:  # a holder that knew its lease was lost has logged its grant
+        lines = out.read_text().splitlines() if out.exists() else []
+        return any(line.endswith("false]") for line in lines)
+
+    try:  # pause holders until one of them was paused past its TTL (under load that can
+        start = time.monotonic()  # take several tries: a victim may have just released)
+        while time.monotonic() - start < 6 or not (paused >= 3 and lost_seen()):
+            assert time.monotonic() - start < 90, "no holder was ever paused past its TTL"
             time.sleep(rnd.uniform(0.1, 0.4))
             seen = locking._read_tagged(backend, key)  # pause the holder, or anyone
-            owner = json.loads(seen[0]).get("owner", "") if seen else ""
+            body = json.loads(seen[0]) if seen else {}
+            owner = str(body.get("owner", ""))
             pid = int(owner.split(":")[1]) if owner.count(":") == 2 else 0
-            victim = pid if pid in pids else rnd.choice(procs).pid
-            os.kill(victim, signal.SIGSTOP)
+            if body.get("state") != "held" or pid not in pids:
+                continue  # nobody holds it right now: look again
+            os.kill(pid, signal.SIGSTOP)
             time.sleep(1.5)
-            os.kill(victim, signal.SIGCONT)
+            os.kill(pid, signal.SIGCONT)
             paused += 1
     finally:
+        stop.touch()
         for proc in procs:
             os.kill(proc.pid, signal.SIGCONT)
     for proc in procs:
