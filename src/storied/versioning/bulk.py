@@ -199,10 +199,18 @@ def _expire_journal(history: MountHistory) -> None:
     """Bulk cleanup and compaction also do the journal's upkeep: full buckets older than two
     hours are sealed, buckets older than :data:`~storied.events.journal.DEFAULT_KEEP_DAYS`
     removed (never the newest; docs/EVENTS.md §6). Two listings of the journal and one per
-    bucket looked at when there is nothing to do."""
+    bucket looked at when there is nothing to do. On an S3 Object Lock bucket whose
+    retention protects journal entries the server refuses to delete them: that is logged and
+    the entries stay (readable as before); the cleanup that ran is not failed for it."""
     from storied.events.journal import store_of
 
-    store_of(history).expire()
+    try:
+        store_of(history).expire()
+    except StoragePermissionError as exc:
+        if native_lock_backend(history.engine) is None:
+            raise
+        _log.warning("journal upkeep: the bucket's Object Lock keeps journal entries it "
+                     "would have removed (%s); they stay until their retention ends", exc)
 
 
 def _announce_removed(manager: StorageManager, owners: list[tuple[str, Version]]) -> None:
