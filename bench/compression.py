@@ -11,6 +11,8 @@ For JSON and log data (32 MiB each, generated, realistic repetition), on a local
   (``_compress_pool.THREADS`` workers) and with one worker, MB/s, the ratios (compressed /
   plain; targets: stored >= 4x smaller, write >= 0.5x plain with gzip, >= 0.8x with zstd)
   and the write speed against the raw codec's single-thread speed;
+- the physical limit of each variant: what the raw codec + MD5 + a plain write allow with one
+  core and with the variant's threads (see :func:`limit`);
 - the load average before and after (the machine is shared: read the ratios, not the MB/s).
 
 Best of a few rounds. Run: ``python bench/compression.py [--no-s3]``.
@@ -109,7 +111,16 @@ def raw_codecs(data: bytes) -> dict[str, float]:
               f"{mb / back:16.0f}")
     md5 = best(lambda: hashlib.md5(data).digest())
     print(f"  {'md5 (every write)':20} {mb / md5:13.0f}")
+    speeds["md5"] = mb / md5
     return speeds
+
+
+def limit(codec: float, md5: float, plain: float, cores: int) -> float:
+    """The fastest compressed write the machine allows (MB/s), CPU-bound: every byte is
+    compressed (parallel), hashed and written (both in order, one thread), so with ``cores``
+    free cores the time per MB is at least max(all of it / cores, hashing + writing)."""
+    total = 1 / codec + 1 / md5 + 1 / plain
+    return 1 / max(total / cores, 1 / md5 + 1 / plain)
 
 
 @contextmanager
@@ -207,7 +218,7 @@ def main() -> None:
             plain = measure(root, None, name, data, s3)
             print(f"  {'storied':14} {'write MB/s':>11} {'read MB/s':>10} {'64K range ms':>13} "
                   f"{'stored MB':>10} {'smaller':>8} {'write x':>8} {'read x':>7} "
-                  f"{'vs raw 1T':>9}")
+                  f"{'vs raw 1T':>9} {'limit 1c/Nc':>12}")
             print(f"  {'plain':14} {plain['write']:11.0f} {plain['read']:10.0f} "
                   f"{plain['range_ms']:13.2f} {plain['stored'] / 1e6:10.2f}")
             for shown, codec, impl, count in variants():
@@ -216,15 +227,23 @@ def main() -> None:
                     got = measure(root, codec, name, data, s3)
                 used = impl or ("isal" if "isal" in _compress_format.DEFLATERS else "zlib")
                 ref = raw.get(f"{used} -1" if codec == "gzip" else "zstd 1")
-                vs = f"{got['write'] / ref:8.2f}x" if ref else ""
+                vs = bound = ""
+                if ref:
+                    vs = f"{got['write'] / ref:8.2f}x"
+                    one = limit(ref, raw["md5"], plain["write"], 1)
+                    many = limit(ref, raw["md5"], plain["write"], count)
+                    bound = f"{one:6.0f}/{many:.0f}"
                 print(f"  {shown:14} {got['write']:11.0f} {got['read']:10.0f} "
                       f"{got['range_ms']:13.2f} {got['stored'] / 1e6:10.2f} "
                       f"{len(data) / got['stored']:7.1f}x {got['write'] / plain['write']:7.2f}x "
-                      f"{got['read'] / plain['read']:6.2f}x {vs}")
+                      f"{got['read'] / plain['read']:6.2f}x {vs} {bound:>12}")
             _compress_pool.set_threads(threads)
         print("\ntargets: >= 4x smaller; write >= 0.5x plain (gzip), >= 0.8x plain (zstd)")
         print("'vs raw 1T': storied's write speed over the raw codec's single-thread speed "
               "(> 1: the pool uses more than one core)")
+        print("'limit 1c/Nc': the fastest write this machine allows (MB/s) with 1 core and with "
+              "the variant's thread count, from the raw codec, MD5 and plain-write speeds above "
+              "(CPU-bound; other load on the machine takes cores from it)")
         print(f"load average at the end: {load()}")
     finally:
         _compress_pool.set_threads(threads)

@@ -65,16 +65,38 @@ class _ChunkStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+    def _ready(self) -> bool:
+        """Make ``_buf[_pos:]`` non-empty; False at the end."""
         while self._pos >= len(self._buf):
             nxt = next(self._chunks, None)
             if nxt is None:
-                return 0
+                return False
             self._buf, self._pos = nxt, 0
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if not self._ready():
+            return 0
         n = min(len(buffer), len(self._buf) - self._pos)
         buffer[:n] = self._buf[self._pos : self._pos + n]
         self._pos += n
         return n
+
+    def read(self, size: int | None = -1) -> bytes:
+        """Up to ``size`` bytes, at most one chunk's worth: a whole chunk is handed on as it
+        is (no copy), a part of one is one slice."""
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if size is None or size < 0:
+            return self.readall()
+        if not size or not self._ready():
+            return b""
+        if self._pos == 0 and size >= len(self._buf):
+            out, self._pos = self._buf, len(self._buf)
+            return out
+        out = self._buf[self._pos : self._pos + size]
+        self._pos += len(out)
+        return out
 
 
 class Prepended(_ChunkStream):
