@@ -443,6 +443,9 @@ _STORES_LOCK = threading.Lock()
 def store_of(history: MountHistory) -> JournalStore:
     """The journal store of ``history``'s engine (one per engine object, kept with it)."""
     engine = history.engine
+    store = _STORES.get(engine)  # the common case, without the lock (a read of a dict)
+    if store is not None:
+        return store
     with _STORES_LOCK:
         store = _STORES.get(engine)
         if store is None:
