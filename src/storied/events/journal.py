@@ -39,6 +39,7 @@ from storied.errors import (
 )
 from storied.events.model import Event
 from storied.info import WriteMode
+from storied.versioning._wp_fast import reserved_adapter
 
 if TYPE_CHECKING:
     from storied.backends.base import Backend
@@ -173,11 +174,7 @@ class JournalStore:
         """How an entry is created: the adapter's ``create_new`` (no ``Info`` built, one
         ``fstat`` fewer on disks) when every layer above it passes storied's reserved area
         through untouched and the journal is in that area, else :meth:`_create`."""
-        inner: Any = self.backend
-        if paths.is_hidden(self.root):
-            while getattr(inner, "reserved_passthrough", False) and hasattr(inner, "inner"):
-                inner = inner.inner
-        fast = getattr(inner, "create_new", None)
+        fast = getattr(reserved_adapter(self.backend, self.root), "create_new", None)
         if fast is None or not self.backend.capabilities.conditional_write:
             fast = self._create
         self._fast = fast
