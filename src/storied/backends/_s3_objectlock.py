@@ -37,7 +37,7 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.info import Info
-from storied.policies.retention import Lock
+from storied.policies.retention import Lock, clock
 
 __all__ = ["ARCHIVE_CLASSES", "PART_COPY_LIMIT", "STORAGE_CLASSES", "S3ObjectLockMixin"]
 
@@ -54,6 +54,7 @@ STORAGE_CLASSES = (
 #: Classes whose objects must be restored before they can be read.
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 _ATTEMPTS = 3  # class changes tried while the key keeps being written
+_SKEW = timedelta(minutes=5)  # a retention ended this recently may still be in force there
 _LOCK_OPS = ("PutObjectLegalHold", "PutObjectRetention", "PutObjectLockConfiguration")
 
 
@@ -156,6 +157,22 @@ class S3ObjectLockMixin:
         mode = head.get("ObjectLockMode") or None
         return Lock(head.get("ObjectLockLegalHoldStatus") == "ON",
                     str(mode) if mode and until else None, until if mode else None)
+
+    def refusal_reasons(self, key: str, version_id: str) -> tuple[str, ...]:
+        """Why the server refuses to delete this version, when its Object Lock is the cause
+        (one HEAD): the lock's reasons (``legal-hold``, ``retention:MODE until ISO``; a
+        retention ending less than :data:`_SKEW` ago still counts, the server's clock may be
+        behind ours), or ``()`` when no lock holds it (the refusal has another cause: a
+        policy, missing permissions) or the version no longer exists.
+
+        Raises:
+            StorageError: The HEAD failed otherwise.
+        """
+        try:
+            state = self.object_lock(key, version_id)
+        except StorageNotFoundError:
+            return ()
+        return state.reasons(clock() - _SKEW)
 
     def put_legal_hold(self, key: str, version_id: str, on: bool) -> None:
         """PutObjectLegalHold ``ON``/``OFF`` on one version (one request)."""

@@ -13,6 +13,7 @@ import mimetypes
 import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 from xml.etree import ElementTree
 
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_PART",
     "MIN_PART",
     "RangeNotSatisfiable",
+    "Refusal",
     "by_key",
     "byte_range",
     "check_key",
@@ -69,6 +71,7 @@ __all__ = [
     "parts",
     "read_full",
     "record_entry_order",
+    "refusals_of",
     "timestamp",
     "unquote",
     "usable",
@@ -414,21 +417,48 @@ def parts(head: bytes, stream: BinaryIO, part_size: int) -> Iterator[bytes]:
 
 
 # --------------------------------------------------------------------------- writes
+@dataclass(frozen=True)
+class Refusal:
+    """One key (or version) a DeleteObjects request refused: the server's per-key error."""
+
+    key: str
+    version_id: str | None
+    code: str
+    message: str
+
+
+def refusals_of(exc: BaseException) -> list[Refusal]:
+    """Every refusal a :func:`delete_keys` error carries (``[]`` for any other error)."""
+    found = getattr(exc, "refused", None)
+    return list(found) if isinstance(found, list) else []
+
+
 def delete_keys(
     client: Any, bucket: str, path: str, keys: Iterable[str | tuple[str, str | None]]
 ) -> None:
-    """DeleteObjects per 1000 keys (or ``(key, version_id)`` pairs); the first per-key error
-    is raised, mapped."""
+    """DeleteObjects per 1000 keys (or ``(key, version_id)`` pairs), every batch sent.
+
+    When the server refused some of them (per-key errors: an Object Lock, a policy...), the
+    first refusal is raised, mapped, after the last batch, carrying every refusal of the call
+    as its ``refused`` (a list of :class:`Refusal`, read with :func:`refusals_of`); every
+    item not in it is gone. (Before, only the first refusal was reported and the batches
+    after it were not sent.) A whole request failing raises at once, as before.
+    """
     iterator = iter(keys)
+    refused: list[Refusal] = []
     while batch := list(itertools.islice(iterator, _BATCH)):
         objects = [_object_ref(item) for item in batch]
         with mapped(path, bucket):
             response = client.delete_objects(
                 Bucket=bucket, Delete={"Objects": objects, "Quiet": True}
             )
-        for error in response.get("Errors") or ():
-            key = error.get("Key", path)
-            raise error_for(str(error.get("Code")), 0, key, bucket, False)
+        refused += [Refusal(str(error.get("Key", path)), error.get("VersionId") or None,
+                            str(error.get("Code")), str(error.get("Message") or ""))
+                    for error in response.get("Errors") or ()]
+    if refused:
+        exc = error_for(refused[0].code, 0, refused[0].key, bucket, False)
+        exc.refused = refused  # type: ignore[attr-defined]
+        raise exc
 
 
 def _object_ref(item: str | tuple[str, str | None]) -> dict[str, str]:

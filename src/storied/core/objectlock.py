@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from storied.versioning.catalog import Locks
     from storied.versioning.history import MountHistory
 
-__all__ = ["HOLD_EVENT", "RETENTION_EVENT", "ObjectLockMethods"]
+__all__ = ["HOLD_EVENT", "RETENTION_EVENT", "ObjectLockMethods", "lock_refusal"]
 
 #: The event a legal hold put on or taken off emits.
 HOLD_EVENT = "legal_hold_changed"
@@ -65,6 +65,21 @@ RETENTION_EVENT = "retention_changed"
 
 Compute = Callable[[Lock], Lock]
 Apply = Callable[[Any, str, str, Lock, Lock], None]
+
+
+def lock_refusal(history: MountHistory, path: str, version_id: str | None
+                 ) -> tuple[str, ...]:
+    """Why the Object Lock of ``history``'s bucket keeps version ``version_id`` of engine
+    path ``path``, whose deletion the server just refused (one HEAD): the lock's reasons, or
+    ``()`` when the refusal is not a lock's (no Object Lock, no lock on that version, the
+    version gone): the caller then raises the refusal."""
+    from storied.versioning.history import native_lock_backend
+
+    native: Any = native_lock_backend(history.engine)
+    if native is None or version_id is None:
+        return ()
+    backend: Any = history.engine.backend  # type: ignore[attr-defined]
+    return tuple(native.refusal_reasons(str(backend.location(path)[1]), version_id))
 
 
 class ObjectLockMethods:

@@ -168,29 +168,35 @@ def _bulk(manager: StorageManager, prefix: str, dry_run: bool, progress: Progres
 
 def _remove_batch(history: MountHistory, batch: list[Item], locked: bool) -> list[Item]:
     """Remove one batch; the items an S3 Object Lock bucket refused because the version is
-    locked there (a lock set outside storied). A batch the server refused in part is sent
-    again one item at a time (S3 DeleteObjects reports only its first refusal to us); an
-    item refused again is looked up (one HEAD) and kept only when the server really holds
-    a lock on it. Any other refusal, and every refusal on other storages, is raised."""
+    locked there (a lock set outside storied). When the server refused part of the batch,
+    the items it named (S3 DeleteObjects reports every refused key, AWS with its version
+    id; nothing named: the whole batch) are sent again one at a time, and an item refused
+    again is kept only when :func:`~storied.core.objectlock.lock_refusal` finds a lock on
+    it. Any other refusal, and every refusal on other storages, is raised."""
+    from storied.backends._s3_support import refusals_of
+    from storied.core.objectlock import lock_refusal
+
     try:
         history.engine.remove_items(batch)
         return []
-    except StoragePermissionError:
+    except StoragePermissionError as exc:
         if not locked:
             raise
-    native: Any = native_lock_backend(history.engine)
+        named = {(r.key, r.version_id) for r in refusals_of(exc)}
     backend: Any = history.engine.backend  # type: ignore[attr-defined]
     kept = []
     for item in batch:
+        key = str(backend.location(item[0])[1])
+        if named and not {(key, item[1]), (key, None)} & named:
+            continue  # removed by the batch (a refusal without a version id names the key)
         try:
             history.engine.remove_items([item])
         except StoragePermissionError:
-            path, vid = item
-            state = native.object_lock(str(backend.location(path)[1]), vid)
-            if not (state.legal_hold or state.mode is not None):
+            reasons = lock_refusal(history, *item)
+            if not reasons:
                 raise  # not a lock: no delete permission, a policy... stop as before
-            _log.warning("%s: the server keeps locked version %s (%s)", path, vid,
-                         ", ".join(state.reasons()) or "locked")
+            _log.warning("%s: the server keeps locked version %s (%s)", item[0], item[1],
+                         ", ".join(reasons))
             kept.append(item)
     return kept
 
