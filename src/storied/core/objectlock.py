@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from storied.versioning.catalog import Locks
     from storied.versioning.history import MountHistory
 
-__all__ = ["HOLD_EVENT", "RETENTION_EVENT", "ObjectLockMethods", "lock_refusal"]
+__all__ = ["HOLD_EVENT", "RETENTION_EVENT", "CleanupResult", "ObjectLockMethods", "lock_refusal"]
 
 #: The event a legal hold put on or taken off emits.
 HOLD_EVENT = "legal_hold_changed"
@@ -65,6 +65,19 @@ RETENTION_EVENT = "retention_changed"
 
 Compute = Callable[[Lock], Lock]
 Apply = Callable[[Any, str, str, Lock, Lock], None]
+
+
+class CleanupResult(list[dict[str, Any]]):
+    """What a single file's ``cleanup_versions`` removed (a ``list`` of version dicts as
+    before), plus ``kept_by_server``: the ids of versions an S3 Object Lock bucket refused to
+    delete (locked outside storied); empty when the server refused none."""
+
+    kept_by_server: list[str]
+
+    def __init__(self, removed: list[dict[str, Any]] | None = None,
+                 kept_by_server: list[str] | None = None) -> None:
+        super().__init__(removed or [])
+        self.kept_by_server = list(kept_by_server or [])
 
 
 def lock_refusal(history: MountHistory, path: str, version_id: str | None

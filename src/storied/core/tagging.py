@@ -44,7 +44,8 @@ class TagMethods:
         def _notify_deleted_versions(self, gone: list[Any]) -> None: ...
 
         def _drop_versions(self, history: MountHistory, doomed: list[Any],
-                           keep: Callable[[], None]) -> list[Any]: ...
+                           keep: Callable[[], None], kept: list[str] | None = None
+                           ) -> list[Any]: ...
 
     # ---------------------------------------------------------------- tags
     def tag_version(self, version: int | str, tag: str, move: bool = False) -> str:
@@ -216,8 +217,11 @@ class TagMethods:
         Returns:
             With ``dry_run``: the plan, one dict per version with ``version_id``,
             ``last_modified``, ``size``, ``keep`` and ``reasons``; nothing is deleted.
-            Otherwise: the version dicts that were removed.
+            Otherwise: the version dicts that were removed (a ``CleanupResult``, whose
+            ``kept_by_server`` lists the versions an S3 Object Lock bucket refused to delete
+            because they are locked there).
         """
+        from storied.core.objectlock import CleanupResult
         from storied.policies.retention import check_rules, plan_retention
         from storied.versioning.catalog import Locks
         from storied.versioning.history import merged_lock_reasons
@@ -246,8 +250,9 @@ class TagMethods:
         with maintenance(history.engine.catalog) as lease:
             decisions, by_id = plan()
             gone = [by_id[d.version_id] for d in decisions if not d.keep]
-            gone = self._drop_versions(history, gone, lease.keep)
-            removed = [version.as_dict() for version in gone]
+            kept: list[str] = []
+            gone = self._drop_versions(history, gone, lease.keep, kept)
+            removed = CleanupResult([version.as_dict() for version in gone], kept)
         self._notify_deleted_versions(gone)  # after the lease: taggers wait on it
         return removed
 

@@ -228,26 +228,31 @@ class VersionMethods:
             ) from exc
 
     def _drop_versions(self, history: MountHistory, doomed: list[Version],
-                       keep: Callable[[], None]) -> list[Version]:
+                       keep: Callable[[], None], kept: list[str] | None = None
+                       ) -> list[Version]:
         """Remove ``doomed`` (none of them current) under the caller's maintenance lease
         (``keep`` renews it); the versions removed. Portable histories remove them in batches
         (a sealed segment is rewritten once, not once per version); native ones one DELETE
-        each. On an S3 Object Lock bucket a DELETE the server refuses (a lock set outside
-        storied) leaves that version, logged, and the others still go."""
-        from storied.versioning.history import native_lock_backend
+        each. On an S3 Object Lock bucket a DELETE the server refuses because the version is
+        locked there (a lock set outside storied; one HEAD checks it) leaves that version,
+        logged and added to ``kept``, and the others still go; any other refusal raises."""
+        from storied.core.objectlock import lock_refusal
 
         if history.name != "portable":
-            locked = native_lock_backend(history.engine) is not None
             gone = []
             for version in doomed:
                 keep()
                 try:
                     history.delete_version(self._path, version)
                 except StoragePermissionError:
-                    if not locked:
+                    reasons = lock_refusal(history, history._p(self._path),
+                                           version.version_id)
+                    if not reasons:
                         raise
-                    _log.warning("%s: the server keeps locked version %s", self.fullpath,
-                                 version.version_id)
+                    _log.warning("%s: the server keeps locked version %s (%s)", self.fullpath,
+                                 version.version_id, ", ".join(reasons))
+                    if kept is not None:
+                        kept.append(version.version_id)
                     continue
                 gone.append(version)
             return gone
