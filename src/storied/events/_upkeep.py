@@ -1,19 +1,32 @@
 """Upkeep of an event journal: sealing old full buckets and expiring old ones
 (docs/EVENTS.md §6). Called through :meth:`JournalStore.seal` and :meth:`JournalStore.expire`.
+
+On an S3 Object Lock bucket the server may refuse to delete entries (its default retention, or
+a hold set outside storied). Upkeep then never raises for that: it removes a bucket's entries
+oldest first so that what stays of a bucket is always its newest entries (the entries a reader
+reads from the oldest kept one, §5), skips the rest, logs it (``storied.events``) and does
+not count it, and stops expiring at that bucket. Entries the default retention still protects
+are not even sent (their retention is computed from their listed time, no request). A batch
+the server refused in part leaves holes above the oldest refused entry: those entries are
+written back from their bodies (read before the batch, or the sealed object), create-only.
+Any refusal that is not a lock's (one HEAD per refused entry says) still raises.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from storied.errors import (
     InvalidArgumentError,
     InvalidContentError,
     StorageAlreadyExistsError,
     StorageNotFoundError,
+    StoragePermissionError,
 )
 from storied.events.journal import (
     BUCKET,
@@ -21,6 +34,7 @@ from storied.events.journal import (
     SEAL_AFTER,
     JournalStore,
     _seq_of,
+    log,
 )
 
 if TYPE_CHECKING:
@@ -29,6 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["expire", "seal"]
 
 _READERS = 8
+_MARGIN = timedelta(minutes=5)  # a default retention is taken to end this much later
+Bodies = dict[int, dict[str, Any]]
 
 
 def seal(store: JournalStore, now: datetime | None = None) -> int:
@@ -68,17 +84,127 @@ def seal(store: JournalStore, now: datetime | None = None) -> int:
             except StorageAlreadyExistsError:
                 pass  # another process sealed it
             count += 1
-        _drop(store, folder, entries)
+            _drop(store, folder, entries, dict(zip(seqs, bodies, strict=True)))
+        else:  # what a drop the server refused in part left
+            _drop(store, folder, entries, functools.partial(_sealed_bodies, store, bucket))
     return count
 
 
-def _drop(store: JournalStore, folder: str, entries: list[Info]) -> None:
-    if entries:
-        store.backend.delete_many(_removal(store, folder, entries))
+def _drop(store: JournalStore, folder: str, entries: list[Info],
+          bodies: Bodies | Callable[[], Bodies] | None = None) -> int:
+    """Remove ``entries`` of one bucket folder, then the folder when all went; how many
+    went. On an Object Lock bucket see the module docstring (``bodies``: the entries' bodies,
+    or how to get them, needed only there)."""
+    locks = _lock_backend(store)
+    if locks is None:
+        if entries:
+            store.backend.delete_many(_removal(store, folder, entries))
+        _remove_folder(store, folder)
+        return len(entries)
+    ordered = sorted(entries, key=lambda e: _seq_of(e.name) or 0)
+    doomed = _unretained(locks, ordered)
+    if doomed:
+        known = bodies() if callable(bodies) else bodies
+        if known is None:
+            known = _read_bodies(store, doomed)
+        kept = _delete_locked(store, locks, folder, doomed, known)
+        if kept:
+            return len(doomed) - kept
+    if len(doomed) < len(ordered):
+        _kept_log(store, folder, len(ordered) - len(doomed), "the bucket's default retention")
+        return len(doomed)
+    _remove_folder(store, folder)
+    return len(entries)
+
+
+def _remove_folder(store: JournalStore, folder: str) -> None:
     try:
         store.backend.delete(folder)
     except Exception:  # an object store has no directory to remove
         pass
+
+
+def _lock_backend(store: JournalStore) -> Any | None:
+    """The S3 adapter below the journal when its bucket has Object Lock, else None (no
+    request on other storages; one GetObjectLockConfiguration per adapter on S3)."""
+    inner = store.backend.unwrap()
+    enabled = getattr(inner, "object_lock_enabled", None)
+    return inner if callable(enabled) and enabled() else None
+
+
+def _unretained(locks: Any, ordered: list[Info]) -> list[Info]:
+    """The oldest entries up to the first the bucket's default retention still protects
+    (computed from the listed time: no request)."""
+    from storied.policies.retention import clock
+
+    rule = locks.object_lock_default()
+    if rule is None:
+        return ordered
+    limit = (clock() - rule[1] - _MARGIN).timestamp()
+    for n, entry in enumerate(ordered):
+        if entry.mtime is None or entry.mtime >= limit:
+            return ordered[:n]
+    return ordered
+
+
+def _read_bodies(store: JournalStore, entries: list[Info]) -> Bodies:
+    seqs = [s for s in (_seq_of(e.name) for e in entries) if s is not None]
+    with ThreadPoolExecutor(_READERS) as pool:
+        return dict(zip(seqs, pool.map(store._read_entry, seqs), strict=True))
+
+
+def _sealed_bodies(store: JournalStore, bucket: int) -> Bodies:
+    return store._load_sealed(bucket, {}) or {}
+
+
+def _delete_locked(store: JournalStore, locks: Any, folder: str, doomed: list[Info],
+                   bodies: Bodies) -> int:
+    """One batch for ``doomed`` (oldest first) on an Object Lock bucket; how many entries
+    the server kept. Refused entries are checked (one HEAD each) to be locked, else the
+    refusal raises; entries removed above the oldest kept one are written back."""
+    from storied.backends._s3_support import refusals_of
+
+    items = _removal(store, folder, doomed)
+    try:
+        store.backend.delete_many(items)
+        return 0
+    except StoragePermissionError as exc:
+        named = {r.key for r in refusals_of(exc)}
+        refusal = exc
+    found: set[int] = set()
+    for path, vid in items:
+        key = str(store.backend.location(path)[1])
+        if named and key not in named:
+            continue  # removed by the batch
+        if not _locked(locks, key, vid):
+            raise refusal  # not a lock: no delete permission, a policy...
+        found.add(_seq_of(path.rsplit("/", 1)[-1]) or 0)
+    kept = sorted(found)
+    if not kept:
+        raise refusal
+    for entry in doomed:  # holes above the oldest kept entry: written back
+        seq = _seq_of(entry.name) or 0
+        if seq > kept[0] and seq not in kept and seq in bodies:
+            data = json.dumps(bodies[seq], separators=(",", ":"), sort_keys=True).encode()
+            try:
+                store._create(store._entry_key(seq), data)
+            except StorageAlreadyExistsError:
+                pass
+    kept_from = sum(1 for e in doomed if (_seq_of(e.name) or 0) >= kept[0])
+    _kept_log(store, folder, kept_from, f"a lock on entry {kept[0]}")
+    return kept_from
+
+
+def _locked(locks: Any, key: str, version_id: str | None) -> bool:
+    """Whether the server keeps version ``version_id`` of ``key`` because it is locked
+    (one HEAD)."""
+    return version_id is not None and bool(locks.refusal_reasons(key, version_id))
+
+
+def _kept_log(store: JournalStore, where: str, count: int, why: str) -> None:
+    log.warning("journal upkeep of %r: the bucket's Object Lock keeps %d entries of %s "
+                "(%s); they stay, readable, until it no longer does", store._key(), count,
+                where, why)
 
 
 def expire(store: JournalStore, keep_days: float = DEFAULT_KEEP_DAYS,
@@ -99,6 +225,7 @@ def expire(store: JournalStore, keep_days: float = DEFAULT_KEEP_DAYS,
     dirs, sealed = store._layout()
     removed = 0
     for bucket in sorted(set(dirs[:-1]) | {b for b in sealed if not dirs or b < dirs[-1]}):
+        folder = store._key(f"{bucket:09d}")
         if bucket in sealed:
             key = store._sealed_key(bucket)
             try:
@@ -107,23 +234,52 @@ def expire(store: JournalStore, keep_days: float = DEFAULT_KEEP_DAYS,
                 continue
             if info.mtime is None or info.mtime >= cutoff:
                 break
-            if store.backend.capabilities.native_versions:  # every version of it
-                store.backend.delete_many([(key, v.version_id)
-                                          for v in store.backend.list_versions(key)])
-            else:
-                store.backend.delete(key)
+            if bucket in dirs and not _drop_all(store, folder, functools.partial(
+                    _sealed_bodies, store, bucket)):
+                break  # entries left by a refused seal stay, and so does their sealed copy
+            if not _drop_sealed(store, key):
+                break
             removed += BUCKET - (bucket == 0)
             continue
-        folder = store._key(f"{bucket:09d}")
         try:
             entries = [e for e in store.backend.list(folder) if not e.is_dir]
         except (StorageNotFoundError, NotADirectoryError):
             continue
         if any(e.mtime is None or e.mtime >= cutoff for e in entries):
             break
-        _drop(store, folder, entries)
-        removed += len(entries)
+        went = _drop(store, folder, entries)
+        removed += went
+        if went < len(entries):
+            break
     return removed
+
+
+def _drop_all(store: JournalStore, folder: str, bodies: Callable[[], Bodies]) -> bool:
+    """Remove what is left in ``folder`` (see :func:`_drop`); True when all of it went."""
+    try:
+        entries = [e for e in store.backend.list(folder) if not e.is_dir]
+    except (StorageNotFoundError, NotADirectoryError):
+        return True
+    return _drop(store, folder, entries, bodies) == len(entries)
+
+
+def _drop_sealed(store: JournalStore, key: str) -> bool:
+    """Remove sealed object ``key`` (every version of it); False when an Object Lock keeps
+    it (checked with one HEAD per version; any other refusal raises)."""
+    if not store.backend.capabilities.native_versions:
+        store.backend.delete(key)
+        return True
+    versions = [v.version_id for v in store.backend.list_versions(key)]
+    try:
+        store.backend.delete_many([(key, v) for v in versions])
+        return True
+    except StoragePermissionError:
+        locks = _lock_backend(store)
+        full = str(store.backend.location(key)[1])
+        if locks is None or not any(_locked(locks, full, v) for v in versions):
+            raise
+    _kept_log(store, key, BUCKET, "a lock on the sealed bucket")
+    return False
 
 
 def _removal(store: JournalStore, folder: str, entries: list[Info]

@@ -205,18 +205,12 @@ def _expire_journal(history: MountHistory) -> None:
     """Bulk cleanup and compaction also do the journal's upkeep: full buckets older than two
     hours are sealed, buckets older than :data:`~storied.events.journal.DEFAULT_KEEP_DAYS`
     removed (never the newest; docs/EVENTS.md §6). Two listings of the journal and one per
-    bucket looked at when there is nothing to do. On an S3 Object Lock bucket whose
-    retention protects journal entries the server refuses to delete them: that is logged and
-    the entries stay (readable as before); the cleanup that ran is not failed for it."""
+    bucket looked at when there is nothing to do. Entries an S3 Object Lock bucket keeps
+    are skipped and logged by the upkeep itself (:mod:`storied.events._upkeep`); any other
+    failure raises."""
     from storied.events.journal import store_of
 
-    try:
-        store_of(history).expire()
-    except StoragePermissionError as exc:
-        if native_lock_backend(history.engine) is None:
-            raise
-        _log.warning("journal upkeep: the bucket's Object Lock keeps journal entries it "
-                     "would have removed (%s); they stay until their retention ends", exc)
+    store_of(history).expire()
 
 
 def _announce_removed(manager: StorageManager, owners: list[tuple[str, Version]]) -> None:
