@@ -211,3 +211,26 @@ def test_version_streams_are_seekable(backend: Backend) -> None:
             assert f.read(5) == data[3:8]
             f.seek(0)
             assert f.read() == data
+
+
+@pytest.mark.parametrize("codec_name", ["gzip", "zstd"])
+@pytest.mark.parametrize("size", [1, 4096, 4097, 70_000, _compress_format.BLOCK])
+def test_the_one_member_shortcut_makes_the_encoders_bytes(codec_name: str, size: int) -> None:
+    """``encode_one`` (small blobs and files) writes exactly what the streaming Encoder
+    writes for the same content and object id, and decodes back to the content."""
+    from storied.backends._compress_io import Encoder, encode_one
+
+    codec = _compress_format.codec_named(codec_name)
+    data = (b"storied one member " * (size // 19 + 1))[:size]
+    obj = os.urandom(8)
+    one = encode_one(codec, data, obj, float("inf"))
+    assert (encode_one(codec, data, obj, 0.9) is None) == (size < 100)  # tiny: no gain
+    with Encoder(codec, memoryview(data), memoryview(b""), obj, hashing=False) as encoder:
+        streamed = encoder.read()
+    assert one == streamed
+    backend = MemoryBackend(store=uuid.uuid4().hex)
+    assert one is not None
+    backend.write("x", one)
+    with _compress_blobs.open_blob(backend, "x") as f:
+        assert f.read() == data
+    assert encode_one(codec, os.urandom(size), obj, 0.9) is None  # random: does not shrink

@@ -617,3 +617,35 @@ def test_reserved_objects_cost_the_same_requests_with_compression(moto: MotoHand
         plain = storied_requests(None, data)
         assert plain["PUT"] >= 2  # blobs and records were counted
         assert storied_requests(["*"], data) == plain
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_the_original_md5_is_recorded_where_plain_files_have_one(kind: str, make: Any,
+                                                                 codec: str) -> None:
+    """Object stores and memory list an MD5 for plain files: a compressed file's ``info()``
+    gives the original's. A disk gives none for plain files, so the compressed write does not
+    spend a core on MD5 either: ``info().md5`` is None there, and ``md5hash()`` still answers
+    from the content (ADR 0030)."""
+    sm = make(compression=codec)
+    data = text(BLOCK + 5000, seed=7)
+    node = sm.node("c:m.txt")
+    node.write_bytes(data)
+    want = hashlib.md5(data).hexdigest()
+    caps = layer(sm).inner.capabilities
+    recorded = caps.metadata or caps.hash_on_metadata
+    assert recorded == (kind != "local")
+    assert layer(sm).info("m.txt").md5 == (want if recorded else None)
+    assert layer(sm).info("m.txt").size == len(data)
+    assert node.md5hash() == want
+    assert len(stored(sm, "m.txt")) < len(data) / 2  # it was stored compressed
+    index = layer(sm)._index_of(layer(sm).inner.info("m.txt"))
+    assert index is not None and index.md5 == (want if recorded else None)
+
+
+def test_an_index_without_md5_round_trips_and_one_with_md5_still_reads() -> None:
+    codec = _compress_format.codec_named("gzip")
+    for md5 in (None, hashlib.md5(b"x").hexdigest(), hashlib.md5(b"").hexdigest()):
+        index = _compress_format.Index("gzip", BLOCK, 10, md5, (0, 40), b"\x01" * 8)
+        payload = index.payload(40)
+        parsed = _compress_format.parse_index(codec, payload, 200, 40)
+        assert parsed.md5 == md5 and parsed.size == 10 and parsed.offsets == (0, 40)

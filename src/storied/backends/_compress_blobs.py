@@ -34,6 +34,7 @@ from storied.backends._compress_io import (
     Prepended,
     Restartable,
     choose,
+    encode_one,
     load_index,
     read_full,
 )
@@ -81,8 +82,16 @@ def encode_blob(data: Data) -> tuple[Data, bool]:
         if whole is not None:
             return whole, False
         return cast(BinaryIO, Prepended(bytes(first), source, owned=False)), False
+    if whole is not None and len(whole) <= BLOCK:  # one member: no stream machinery
+        one = encode_one(codec, whole, obj, 0.9)
+        if one is None and is_marked(whole):
+            one = encode_one(codec, whole, obj, float("inf"))
+        if one is None or (-(-len(one) // _BLOCK) >= -(-len(whole) // _BLOCK)
+                           and not is_marked(whole)):
+            return whole, False
+        return one, True
     if whole is not None:
-        encoder = Encoder(codec, first, view[BLOCK:], obj)
+        encoder = Encoder(codec, first, view[BLOCK:], obj, hashing=False)
         with encoder:
             if not encoder.shrinks(0.9) and not is_marked(whole):
                 return whole, False
@@ -91,7 +100,7 @@ def encode_blob(data: Data) -> tuple[Data, bool]:
             return whole, False  # no disk block saved
         return packed, True
     rest_at = source.tell() if source.seekable() else None
-    encoder = Encoder(codec, first, source, obj)
+    encoder = Encoder(codec, first, source, obj, hashing=False)
     if not encoder.shrinks(0.9) and not is_marked(first):
         return encoder.plain(), False
     if rest_at is None:
@@ -102,7 +111,7 @@ def encode_blob(data: Data) -> tuple[Data, bool]:
         if made:
             return cast(BinaryIO, made.pop())
         source.seek(rest_at)
-        return cast(BinaryIO, Encoder(codec, first, source, obj))
+        return cast(BinaryIO, Encoder(codec, first, source, obj, hashing=False))
 
     return cast(BinaryIO, Restartable(make)), True
 

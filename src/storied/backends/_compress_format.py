@@ -23,10 +23,10 @@ replaced after its index was read) fails instead of returning spliced bytes. Mar
   12 bytes: the label); the index is a last skippable frame (``0x184D2A5E``).
 
 The index (binary, little endian): ``b"STRDIDX1"``, object id (8 bytes), block size u32,
-original size u64, MD5 of the original (16 bytes), count u32, then ``count + 1`` offsets u64
-(where each block's member starts in the object, and where the trailer starts), then the
-trailer's own offset u64 and ``b"STRDEND1"`` (so a reader of the last bytes finds the
-trailer).
+original size u64, MD5 of the original (16 bytes; 16 zero bytes: not recorded), count u32,
+then ``count + 1`` offsets u64 (where each block's member starts in the object, and where
+the trailer starts), then the trailer's own offset u64 and ``b"STRDEND1"`` (so a reader of
+the last bytes finds the trailer).
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ class Index:
         codec: ``"gzip"`` or ``"zstd"``.
         block: Original bytes per block.
         size: The original size.
-        md5: Hex MD5 of the original content.
+        md5: Hex MD5 of the original content; None when the writer did not compute it
+            (stored as 16 zero bytes, which no content hashes to in practice).
         offsets: ``count + 1`` stored offsets: block ``i`` is ``[offsets[i], offsets[i+1])``;
             the last one is where the trailer starts.
         obj: The object id every member carries (8 random bytes chosen by the writer).
@@ -91,16 +92,20 @@ class Index:
     codec: str
     block: int
     size: int
-    md5: str
+    md5: str | None
     offsets: tuple[int, ...]
     obj: bytes = b"\x00" * 8
 
     def payload(self, trailer_at: int) -> bytes:
         """The index as bytes, ending with ``trailer_at`` and the end signature."""
         count = len(self.offsets) - 1
-        head = _HEAD.pack(_IDX, self.obj, self.block, self.size, bytes.fromhex(self.md5), count)
+        head = _HEAD.pack(_IDX, self.obj, self.block, self.size, _md5_bytes(self.md5), count)
         body = struct.pack(f"<{count + 1}Q", *self.offsets)
         return head + body + struct.pack("<Q", trailer_at) + _END
+
+
+def _md5_bytes(md5: str | None) -> bytes:
+    return bytes(16) if md5 is None else bytes.fromhex(md5)
 
 
 class Decoder(Protocol):
@@ -387,4 +392,4 @@ def parse_index(codec: Codec, payload: bytes, stored_size: int, trailer_at: int)
     )
     if not ok:
         raise InvalidContentError("compressed object: inconsistent index")
-    return Index(codec.name, block, size, md5.hex(), offsets, obj)
+    return Index(codec.name, block, size, md5.hex() if any(md5) else None, offsets, obj)

@@ -9,9 +9,12 @@ What the layer guarantees, for matching paths:
 
 - ``open_read`` (whole, ranged, seeking), ``read_bytes``, ``open_version`` give the original
   bytes; a range read decompresses only the members (4 MiB of original each) it covers.
-- ``info()`` gives the original ``size`` and ``md5`` (from the object's metadata where the
-  storage keeps it, else from the index at the object's end: two small reads); ``etag`` stays
-  the stored object's, so conditional writes work unchanged.
+- ``info()`` gives the original ``size`` and, on storages whose plain files come with an MD5
+  (object stores: ``hash_on_metadata``/``metadata``), the original's ``md5`` (from the
+  object's metadata where the storage keeps it, else from the index at the object's end: two
+  small reads). Elsewhere (disks) ``md5`` is None, as for their plain files, and
+  ``md5hash()`` reads the content. ``etag`` stays the stored object's, so conditional writes
+  work unchanged.
 - Listings (``list``/``walk``) show the *stored* size of a compressed file unless the listing
   carries its metadata, and never an MD5 for a matching file (the stored bytes' MD5 is not the
   content's): ask ``info()``/``size()``/``md5hash()`` for the original.
@@ -165,9 +168,14 @@ class Compressing(WrappedBackend):
         encoder = None
         if codec is not None:
             md5 = None
-            if whole is not None and self.inner.capabilities.metadata:
+            caps = self.inner.capabilities
+            if whole is not None and caps.metadata:
                 md5 = hashlib.md5(whole).hexdigest()  # for the metadata; the encoder reuses it
-            encoder = Encoder(codec, first, rest, obj, md5=md5)
+            # The original's MD5 only where the storage's plain files come with one (object
+            # stores); a disk gives none for plain files either, and computes md5hash() by
+            # reading. MD5 on one core is the ceiling of a parallel codec's write (ADR 0030).
+            encoder = Encoder(codec, first, rest, obj, md5=md5,
+                              hashing=caps.metadata or caps.hash_on_metadata)
         if encoder is None or (not encoder.shrinks(MIN_GAIN) and not is_marked(first)):
             body: Data
             if whole is not None:
@@ -185,7 +193,7 @@ class Compressing(WrappedBackend):
         extra = dict(user)
         if self.inner.capabilities.metadata:
             extra["storied-zcodec"] = codec.name
-            if whole is not None:
+            if whole is not None and encoder.md5 is not None:
                 extra["storied-zsize"] = str(len(whole))
                 extra["storied-zmd5"] = encoder.md5
         with encoder:
