@@ -291,28 +291,36 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
             result = storage.bulk_cleanup_versions(target, keep_last=keep_last,
                                                    keep_days=keep_days, dry_run=dry_run,
                                                    progress=progress, workers=workers)
+        kept = _kept_by_server(result)
         if as_json:
             print_json({"target": target, "dry_run": dry_run,
                         "files": {p: list(v) for p, v in sorted(result.items())},
                         "removed" if not dry_run else "would_remove":
-                            sum(len(v) for v in result.values())})
+                            sum(len(v) for v in result.values()),
+                        "kept_by_server": kept})
             return
         table = Table(title=f"cleanup of {target}" + (" (dry run)" if dry_run else ""))
         table.add_column("file")
         table.add_column("versions " + ("to remove" if dry_run else "removed"), justify="right")
-        for path, removed in sorted(result.items()):
-            table.add_row(path, str(len(removed)))
-        if result:
+        if kept:
+            table.add_column("kept by the server (object lock)", justify="right")
+        for path in sorted(set(result) | set(kept)):
+            row = [path, str(len(result.get(path, ())))]
+            table.add_row(*row, *([str(len(kept.get(path, ())))] if kept else []))
+        if result or kept:
             print_table(console, table)
         total = sum(len(v) for v in result.values())
         verb = "would remove" if dry_run else "removed"
         console.print(f"{verb} {total} versions from {len(result)} files", highlight=False)
+        _print_kept(console, kept)
         return
     node = storage.node(target)
     plan = node.cleanup_versions(keep_last=keep_last, keep_days=keep_days, dry_run=True)
+    held: list[str] = []
     if not dry_run:
         removed = node.cleanup_versions(keep_last=keep_last, keep_days=keep_days)
         gone = {v["version_id"] for v in removed}
+        held = list(getattr(removed, "kept_by_server", []))
     else:
         gone = {row["version_id"] for row in plan if not row["keep"]}
     if as_json:
@@ -320,7 +328,8 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
             {"version_id": row["version_id"], "last_modified": row["last_modified"],
              "size": row["size"], "removed" if not dry_run else "would_remove":
                  row["version_id"] in gone,
-             "reasons": [r for r in row["reasons"] if r != "remove"]} for row in plan]})
+             "reasons": _reasons(row, held)} for row in plan],
+            "kept_by_server": held})
         return
     table = Table(title=f"cleanup of {target}" + (" (dry run)" if dry_run else ""))
     table.add_column("#", justify="right")
@@ -334,12 +343,38 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
             decision = Text("remove" if dry_run else "removed", style="red")
         else:
             decision = Text("keep", style="green")
-        reasons = ", ".join(r for r in row["reasons"] if r != "remove") or "-"
+        reasons = ", ".join(_reasons(row, held)) or "-"
         table.add_row(str(i), _short(row["version_id"]), _when(row["last_modified"]),
                       str(row["size"]), decision, reasons)
     print_table(console, table)
     verb = "would remove" if dry_run else "removed"
     console.print(f"{verb} {len(gone)} of {len(plan)} versions", highlight=False)
+    _print_kept(console, {node.fullpath: held} if held else {})
+
+
+def _kept_by_server(result: Any) -> dict[str, list[str]]:
+    """``{path: [version ids]}`` an S3 Object Lock bucket refused to delete (a bulk result's
+    ``kept_by_server``), sorted by path."""
+    kept = getattr(result, "kept_by_server", None) or {}
+    return {path: list(ids) for path, ids in sorted(kept.items()) if ids}
+
+
+def _reasons(row: dict[str, Any], held: list[str]) -> list[str]:
+    """A plan row's reasons, plus ``kept by the server (object lock)`` for a version the
+    server refused to delete."""
+    reasons = [r for r in row["reasons"] if r != "remove"]
+    return [*reasons, _KEPT] if row["version_id"] in held else reasons
+
+
+_KEPT = "kept by the server (object lock)"
+
+
+def _print_kept(console: Any, kept: dict[str, list[str]]) -> None:
+    """The summary line of the versions an Object Lock bucket refused to delete (nothing
+    when it refused none)."""
+    if kept:
+        count = sum(len(ids) for ids in kept.values())
+        console.print(f"{_KEPT}: {count} versions in {len(kept)} files", highlight=False)
 
 
 @click.command("compact")
@@ -347,20 +382,30 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
 @click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=None,
               help="Files worked on at once (default 8 on a remote storage, else 1).")
+@json_option
 @click.pass_context
 @_friendly
-def compact_command(ctx: click.Context, prefix: str, dry_run: bool, workers: int | None) -> None:
+def compact_command(ctx: click.Context, prefix: str, dry_run: bool, workers: int | None,
+                    as_json: bool) -> None:
     """Remove consecutive duplicate versions of every file under PREFIX."""
     console, _ = _consoles()
     storage = _manager(ctx)
     with _progress("planning" if dry_run else "compacting") as progress:
         result = storage.bulk_compact_versions(prefix, dry_run=dry_run, progress=progress,
                                                workers=workers)
-    for path, count in sorted(result.items()):
-        console.print(f"{path}: {count}", highlight=False)
+    kept = _kept_by_server(result)
+    if as_json:
+        print_json({"target": prefix, "dry_run": dry_run, "files": dict(sorted(result.items())),
+                    "removed" if not dry_run else "would_remove": sum(result.values()),
+                    "kept_by_server": kept})
+        return
+    for path in sorted(set(result) | set(kept)):
+        held = f" (kept by the server: {len(kept[path])})" if path in kept else ""
+        console.print(f"{path}: {result.get(path, 0)}{held}", highlight=False)
     verb = "would remove" if dry_run else "removed"
     console.print(f"{verb} {sum(result.values())} duplicate versions from {len(result)} files",
                   highlight=False)
+    _print_kept(console, kept)
 
 
 # ---------------------------------------------------------------------------- snapshots
