@@ -234,3 +234,22 @@ def test_the_one_member_shortcut_makes_the_encoders_bytes(codec_name: str, size:
     with _compress_blobs.open_blob(backend, "x") as f:
         assert f.read() == data
     assert encode_one(codec, os.urandom(size), obj, 0.9) is None  # random: does not shrink
+
+
+def test_object_ids_are_unique_and_not_shared_with_a_forked_child() -> None:
+    from storied.backends import _compress_io
+
+    ids = [_compress_io._new_obj() for _ in range(300)]
+    assert len(set(ids)) == 300 and all(len(i) == 8 for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child's next ids must not be the parent's next ones
+        os.write(write, b"".join(_compress_io._new_obj() for _ in range(10)))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 80)
+    os.close(read)
+    os.close(write)
+    mine = b"".join(_compress_io._new_obj() for _ in range(10))
+    assert len(child) == 80 and child != mine
+    assert not {child[i:i + 8] for i in range(0, 80, 8)} & {mine[i:i + 8] for i in range(0, 80, 8)}

@@ -38,6 +38,20 @@ _READ = 1024 * 1024
 
 
 
+_OBJS: list[bytes] = []  # object ids drawn ahead (one getrandom per 64 writes)
+os.register_at_fork(after_in_child=_OBJS.clear)  # a child never reuses its parent's ids
+
+
+def _new_obj() -> bytes:
+    """8 random bytes naming one compressed object (lock-free: list pop/extend are atomic)."""
+    try:
+        return _OBJS.pop()
+    except IndexError:
+        raw = os.urandom(8 * 64)
+        _OBJS.extend(raw[i:i + 8] for i in range(8, len(raw), 8))
+        return raw[:8]
+
+
 def choose(codec: Codec | None, first: bytes | memoryview,
            min_size: int) -> tuple[Codec | None, bytes]:
     """``(codec, object id)`` for content starting with block ``first``: ``codec`` None when
@@ -48,7 +62,7 @@ def choose(codec: Codec | None, first: bytes | memoryview,
     marked = is_marked(first)
     if marked and codec is None:
         codec = codec_named("gzip")
-    obj = os.urandom(8)
+    obj = _new_obj()
     if codec is None or not len(first) or (len(first) < min_size and not marked):
         return None, obj
     return codec, obj
