@@ -15,7 +15,10 @@ maps S3's errors through the backend's one mapping site (``_mapped``). Request c
   ETag, so a write landing in between is never undone: the copy is refused and tried again),
   or, at or above ``part_copy_threshold`` (5 GiB, CopyObject's limit), a multipart upload
   whose parts are UploadPartCopy ranges of the source version, checked by one more HEAD
-  before it completes;
+  before it completes; like :mod:`storied.backends._s3_upload` it asks for a CRC32 per part
+  (``ChecksumAlgorithm`` at create, each part's checksum listed at complete: a composite
+  checksum, not a full-object one computed at the complete step), none when the client
+  computes checksums only when required;
 - :meth:`restore_archived`: one RestoreObject.
 """
 
@@ -27,6 +30,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from storied.backends._s3_upload import checksum_algorithm
 from storied.errors import (
     ArchivedObjectError,
     InvalidArgumentError,
@@ -283,6 +287,9 @@ class S3ObjectLockMixin:
                                                    **_version(source)).get("TagSet") or []
             if tags:
                 extra["Tagging"] = "&".join(f"{_q(t['Key'])}={_q(t['Value'])}" for t in tags)
+            algorithm = checksum_algorithm(self._client, {})
+            if algorithm:  # a composite checksum of the parts, as _s3_upload asks for
+                extra["ChecksumAlgorithm"] = algorithm
             upload = self._client.create_multipart_upload(
                 Bucket=self.bucket, Key=key, StorageClass=name, **extra)["UploadId"]
         part = max(_PART, -(-size // 10_000))
@@ -296,7 +303,7 @@ class S3ObjectLockMixin:
                         CopySource=source, CopySourceRange=f"bytes={start}-{end}",
                         CopySourceIfMatch=head["ETag"],
                     )
-                done.append({"PartNumber": number, "ETag": reply["CopyPartResult"]["ETag"]})
+                done.append(_part_entry(number, reply["CopyPartResult"], algorithm))
             with self._mapped(key):
                 now = self._client.head_object(Bucket=self.bucket, Key=key)
             if (now.get("VersionId"), now.get("ETag")) != (head.get("VersionId"), head["ETag"]):
@@ -348,6 +355,16 @@ class S3ObjectLockMixin:
                     raise StorageNotFoundError(f"No such file: {key!r}") from exc
                 raise
         return True
+
+
+def _part_entry(number: int, result: dict[str, Any], algorithm: str | None) -> dict[str, Any]:
+    """A copied part's entry of the complete request: its ETag and, when the upload asked
+    for a checksum, the part's checksum the server answered (S3 computes it for a copy)."""
+    entry: dict[str, Any] = {"PartNumber": number, "ETag": result["ETag"]}
+    member = f"Checksum{algorithm}" if algorithm else ""
+    if member and result.get(member):
+        entry[member] = str(result[member])
+    return entry
 
 
 def _version(source: dict[str, str]) -> dict[str, str]:
