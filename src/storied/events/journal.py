@@ -61,10 +61,13 @@ BUCKET = 1000
 #: Default age after which a full bucket may expire (``JournalStore.expire``).
 DEFAULT_KEEP_DAYS = 30.0
 #: The events a journal records. ``file_written`` on a versioned mount is the
-#: ``version_created`` entry (one entry per write); locks are not journaled.
+#: ``version_created`` entry (one entry per write); ``node.lock()`` events are not journaled.
+#: Legal hold and retention changes are (they change what may be deleted; one entry per
+#: change, nothing on an ordinary write).
 JOURNALED = frozenset({
     "version_created", "version_deleted", "file_deleted", "tag_created", "tag_deleted",
     "version_annotated", "snapshot_created", "snapshot_restored", "snapshot_deleted",
+    "legal_hold_changed", "retention_changed",
 })
 SCHEMA_VERSION = 1
 _REFRESH = 3600.0  # seconds a cached tail is trusted before it is listed again
