@@ -2,8 +2,7 @@
 ``legal_hold_changed`` and ``retention_changed``, once per real change, after it is settled,
 on the portable engine and on an S3 Object Lock bucket; a refused or no-op change emits
 nothing. Holds and retention on a folder say it is one (it was "No versions available").
-(Until the event names are in ``events.bus.EVENTS`` only ``'*'`` subscribers can
-receive them.)"""
+Both events are also journaled (tests/test_lo_lock_journal.py)."""
 
 from __future__ import annotations
 
