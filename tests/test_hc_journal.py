@@ -301,20 +301,22 @@ def test_s3_requests_per_write_and_per_read(moto: MotoHandle, proxy: CountingPro
     sm.close()
 
 
-def test_expiry_on_a_versioned_bucket_removes_every_version(moto: MotoHandle) -> None:
+def test_expiry_on_a_versioned_bucket_removes_every_version(moto: MotoHandle,
+                                                            small_journal_buckets: int) -> None:
     from storied.backends.s3 import S3Backend
 
+    size = small_journal_buckets
     bucket = make_bucket(moto.endpoint_url, f"jx-{uuid.uuid4().hex[:12]}", versioned=True)
     backend = S3Backend(bucket, key="testing", secret="testing",
                         endpoint_url=moto.endpoint_url)
     store = JournalStore(backend, ".storied")
-    for i in range(BUCKET + 1):
+    for i in range(size + 1):
         store.append("file_deleted", f"f{i}", None, {})
-    assert store.expire(keep_days=1, now=datetime.now(UTC) + timedelta(days=3)) == BUCKET - 1
+    assert store.expire(keep_days=1, now=datetime.now(UTC) + timedelta(days=3)) == size - 1
     left = list(backend.walk_versions(".storied/journal"))
     assert sorted(v.path.rsplit("/", 1)[1] for v in left) == [
-        "000000001000.json", "000000001001.json"]  # no delete markers, no old versions
-    assert [seq for seq, _ in store.read(None)] == [BUCKET, BUCKET + 1]
+        f"{size:012d}.json", f"{size + 1:012d}.json"]  # no delete markers, no old versions
+    assert [seq for seq, _ in store.read(None)] == [size, size + 1]
     backend.close()
 
 
