@@ -2,7 +2,7 @@
 ``legal_hold_changed`` and ``retention_changed``, once per real change, after it is settled,
 on the portable engine and on an S3 Object Lock bucket; a refused or no-op change emits
 nothing. Holds and retention on a folder say it is one (it was "No versions available").
-Both events are also journaled (tests/test_lo_lock_journal.py)."""
+Both events are also journaled (the last tests below)."""
 
 from __future__ import annotations
 
@@ -110,3 +110,45 @@ def test_holds_and_retention_on_a_folder_say_so(tmp_path: Any) -> None:
     sm.node("v:dir/f.txt").delete()
     sm.node("v:dir/f.txt/sub.txt").write_text("y")  # a folder now, a file's history before
     assert sm.node("v:dir/f.txt").get_legal_hold(0) is False
+
+
+@pytest.mark.parametrize("kind", ["portable", "s3-object-lock"])
+def test_hold_and_retention_changes_are_in_the_journal(kind: str, moto: MotoHandle) -> None:
+    """Journaled too (docs/EVENTS.md §4): once per real change; an ordinary write after them
+    records its one version_created."""
+    sm = _memory() if kind == "portable" else _lock_bucket(moto)
+    node = sm.node("v:doc.txt")
+    node.write_text("one")
+    node.write_text("two")
+    vid = node.versions[0]["version_id"]
+    cursor = sm.events("v:")
+    start = [e.cursor for e in cursor][-1]
+    node.set_legal_hold(True, version=0)
+    node.set_legal_hold(True, version=0)  # no change: no entry
+    until = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+    node.set_retention("GOVERNANCE", until, version=0)
+    node.set_legal_hold(False, version=0)
+    events = list(sm.events("v:", since=start))
+    assert [e.type for e in events] == ["legal_hold_changed", "retention_changed",
+                                        "legal_hold_changed"]
+    assert all(e.path == "doc.txt" and e.version_id == vid for e in events)
+    assert (events[0].info["legal_hold"], events[0].info["previous"]) == (True, False)
+    assert events[1].info["retention"] == {"mode": "GOVERNANCE", "until": until.isoformat()}
+    assert events[1].info["previous"] is None
+    assert (events[2].info["legal_hold"], events[2].info["previous"]) == (False, True)
+    node.write_text("three")  # an ordinary write: one entry, its version_created
+    after = list(sm.events("v:", since=events[-1].cursor))
+    assert [e.type for e in after] == ["version_created"]
+
+
+def test_an_ordinary_write_sends_no_extra_request(moto: MotoHandle) -> None:
+    """Journaling hold events costs an ordinary write on a lock bucket nothing."""
+    sm = _lock_bucket(moto)
+    node = sm.node("v:w.txt")
+    node.write_text("warm")  # the tail is known, the lock configuration asked
+    inner: Any = sm.get_backend("v").unwrap()
+    sent: list[str] = []
+    inner._client.meta.events.register("before-call.s3.*",
+                                       lambda model, **_: sent.append(model.name))
+    node.write_text("again")
+    assert sent == ["PutObject", "PutObject"]  # the object, its journal entry

@@ -1,6 +1,10 @@
 """Deletes an S3 Object Lock bucket refuses, as storied reports them (moto server, real
 requests): a batch DeleteObjects reports *every* refused key, not only the first (and sends
-every batch), so a bulk cleanup sends again only the versions the server named."""
+every batch), so a bulk cleanup sends again only the versions the server named.
+A single file's ``cleanup_versions`` / ``compact_versions`` there: a version the server keeps
+locked (a legal hold set outside storied) is skipped, logged and reported in
+``kept_by_server``; any other refusal (a bucket policy denying deletes) raises, instead of
+being skipped as if it were a lock."""
 
 from __future__ import annotations
 
@@ -112,3 +116,46 @@ def test_bulk_cleanup_resends_only_the_refused_versions(moto: MotoHandle, client
     assert [len(p["Delete"]["Objects"]) for p in singles] == [9] + [1] * 6
     again = {o["Key"] for p in singles[1:] for o in p["Delete"]["Objects"]}
     assert again == {"d/f1.txt", "d/f2.txt"}
+
+
+def test_single_file_cleanup_skips_and_reports_a_lock(moto: MotoHandle, client: Any) -> None:
+    sm, bucket = _lock_mount(moto, client)
+    ids = _versions(sm, "v:held.txt", 4)
+    _hold(client, bucket, "held.txt", ids[1])
+    removed: Any = sm.node("v:held.txt").cleanup_versions(keep_last=1)
+    assert [v["version_id"] for v in removed] == [ids[0], ids[2]]
+    assert removed.kept_by_server == [ids[1]]
+    assert [v["version_id"] for v in sm.node("v:held.txt").versions] == [ids[1], ids[3]]
+    again: Any = sm.node("v:held.txt").cleanup_versions(keep_last=1)
+    assert again == [] and again.kept_by_server == [ids[1]]
+
+
+def test_single_file_cleanup_raises_a_refusal_that_is_no_lock(moto: MotoHandle,
+                                                              client: Any) -> None:
+    sm, bucket = _lock_mount(moto, client)
+    ids = _versions(sm, "v:denied.txt", 3)
+    _deny_deletes(client, bucket, "denied.txt")  # a policy, not a lock
+    deleted: list[str] = []
+    sm.on("version_deleted", lambda node, info: deleted.append(info["version_id"]))
+    with pytest.raises(StoragePermissionError):
+        sm.node("v:denied.txt").cleanup_versions(keep_last=1)
+    assert [v["version_id"] for v in sm.node("v:denied.txt").versions] == ids
+    assert deleted == []
+    same = sm.node("v:same.txt")
+    for _ in range(3):
+        same.write_text("same")
+    _deny_deletes(client, bucket, "same.txt")
+    with pytest.raises(StoragePermissionError):
+        same.compact_versions()  # the same check on compaction
+    assert same.version_count == 3
+
+
+def test_single_file_compaction_keeps_a_locked_duplicate(moto: MotoHandle, client: Any) -> None:
+    sm, bucket = _lock_mount(moto, client)
+    node = sm.node("v:same.txt")
+    for _ in range(3):
+        node.write_text("same")
+    ids = [v["version_id"] for v in node.versions]
+    _hold(client, bucket, "same.txt", ids[0])
+    assert node.compact_versions() == 1
+    assert [v["version_id"] for v in node.versions] == [ids[0], ids[2]]
