@@ -116,13 +116,14 @@ def raw_codecs(data: bytes) -> dict[str, float]:
     return speeds
 
 
-def limit(codec: float, md5: float | None, plain: float, cores: int) -> float:
-    """The fastest compressed write the machine allows (MB/s), CPU-bound: every byte is
-    compressed (parallel), hashed (``md5``: only where the storage's plain files come with an
-    MD5, i.e. S3 here, not the local disk) and written (both in order, one thread), so with
-    ``cores`` free cores the time per MB is at least max(all of it / cores, hashing +
-    writing)."""
-    serial = (1 / md5 if md5 else 0.0) + 1 / plain
+def limit(codec: float, md5: float | None, plain: float, cores: int,
+          smaller: float = 1.0) -> float:
+    """The fastest compressed write the machine allows (MB/s of original), CPU-bound: every
+    byte is compressed (parallel), hashed (``md5``: only where the storage's plain files come
+    with an MD5, i.e. S3 here, not the local disk) and its compressed form (``smaller`` times
+    fewer bytes) written (both in order, one thread), so with ``cores`` free cores the time
+    per MB is at least max(all of it / cores, hashing + writing)."""
+    serial = (1 / md5 if md5 else 0.0) + 1 / (plain * smaller)
     return 1 / max((1 / codec + serial) / cores, serial)
 
 
@@ -234,8 +235,9 @@ def main() -> None:
                 if ref:
                     vs = f"{got['write'] / ref:8.2f}x"
                     md5 = raw["md5"] if s3 else None  # a disk's plain files have no MD5
-                    one = limit(ref, md5, plain["write"], 1)
-                    many = limit(ref, md5, plain["write"], count)
+                    smaller = len(data) / got["stored"]
+                    one = limit(ref, md5, plain["write"], 1, smaller)
+                    many = limit(ref, md5, plain["write"], count, smaller)
                     bound = f"{one:6.0f}/{many:.0f}"
                 print(f"  {shown:14} {got['write']:11.0f} {got['read']:10.0f} "
                       f"{got['range_ms']:13.2f} {got['stored'] / 1e6:10.2f} "
