@@ -20,7 +20,12 @@ from storied import StorageManager
 from storied.testing.s3server import MotoHandle, s3_client
 
 STORIED = [sys.executable, "-c", "from storied.cli.main import main; main()"]
-SUMMARY = "kept by the server (object lock): {} versions in {} files"
+SUMMARY = "kept by the server (object lock): {}"
+
+
+def _summary(versions: int, files: int) -> str:
+    return SUMMARY.format(f"{versions} version{'s' * (versions != 1)} in "
+                          f"{files} file{'s' * (files != 1)}")
 
 
 @pytest.fixture
@@ -64,11 +69,11 @@ def test_cleanup_of_a_prefix_shows_the_kept_versions(setup: Any, tmp_path: Path)
     _hold(client, bucket, "d/a.txt", a[0])
     _hold(client, bucket, "d/a.txt", a[1])
     out = _run(["cleanup", "v:d/", "--keep-last", "1"], tmp_path)
-    assert SUMMARY.format(2, 1) in out
+    assert _summary(2, 1) in out
     assert out.count("kept by the server (object lock)") == 2  # the column, the summary
     row = next(line for line in out.splitlines() if "v:d/a.txt" in line)
     assert row.split()[-2:] == ["0", "2"]  # none removed, two kept by the server
-    assert "removed 2 versions from 1 files" in out  # b.txt's two
+    assert "removed 2 versions from 1 file" in out  # b.txt's two
     c = _write(sm, "v:d/c.txt", ["1", "2"])
     _hold(client, bucket, "d/c.txt", c[0])
     doc = json.loads(_run(["cleanup", "v:d/", "--keep-last", "1", "--json"], tmp_path))
@@ -82,7 +87,7 @@ def test_cleanup_of_one_file_shows_the_kept_versions(setup: Any, tmp_path: Path)
     ids = _write(sm, "v:f.txt", ["1", "2", "3"])
     _hold(client, bucket, "f.txt", ids[0])
     out = _run(["cleanup", "v:f.txt", "--keep-last", "1"], tmp_path)
-    assert "removed 1 of 3 versions" in out and SUMMARY.format(1, 1) in out
+    assert "removed 1 of 3 versions" in out and _summary(1, 1) in out
     doc = json.loads(_run(["cleanup", "v:f.txt", "--keep-last", "1", "--json"], tmp_path))
     assert doc["kept_by_server"] == [ids[0]]
     first = next(v for v in doc["versions"] if v["version_id"] == ids[0])
@@ -96,8 +101,8 @@ def test_compact_shows_the_kept_versions(setup: Any, tmp_path: Path) -> None:
     _hold(client, bucket, "d/same.txt", ids[0])
     out = _run(["compact", "v:d/"], tmp_path)
     assert "v:d/same.txt: 2 (kept by the server: 1)" in out
-    assert "removed 2 duplicate versions from 1 files" in out
-    assert SUMMARY.format(1, 1) in out
+    assert "removed 2 duplicate versions from 1 file" in out
+    assert _summary(1, 1) in out
     doc = json.loads(_run(["compact", "v:d/", "--json"], tmp_path))
     assert doc["kept_by_server"] == {"v:d/same.txt": [ids[0]]}
     assert doc["files"] == {} and doc["removed"] == 0

@@ -199,7 +199,7 @@ def test_cleanup_prefix_in_bulk(project: Path) -> None:
     assert all(sm.node(p).read_text() == f"{p} 3" for p in files)
 
     whole = run(["cleanup", "v:", "--keep-last", "1"], project)
-    assert whole.returncode == 0 and "removed 3 versions from 1 files" in whole.stdout
+    assert whole.returncode == 0 and "removed 3 versions from 1 file" in whole.stdout
     assert "no such file" in fails(["cleanup", "v:missing.txt", "--keep-last", "1"], project)
     assert "keeps no history" in fails(["cleanup", "plain:", "--keep-last", "1"], project)
 

@@ -145,6 +145,12 @@ def _version_table(rows: list[dict[str, Any]], title: str | None = None) -> Tabl
 _NEGATIVE_OK = {"ignore_unknown_options": True}  # so that ``-1`` is a version, not an option
 
 
+
+
+def _n(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless it is one ("1 file", "2 files")."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
 @click.command("tag", context_settings=_NEGATIVE_OK)
 @click.argument("path")
 @click.argument("version")
@@ -311,7 +317,8 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
             print_table(console, table)
         total = sum(len(v) for v in result.values())
         verb = "would remove" if dry_run else "removed"
-        console.print(f"{verb} {total} versions from {len(result)} files", highlight=False)
+        console.print(f"{verb} {_n(total, 'version')} from {_n(len(result), 'file')}",
+                      highlight=False)
         _print_kept(console, kept)
         return
     node = storage.node(target)
@@ -348,7 +355,7 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
                       str(row["size"]), decision, reasons)
     print_table(console, table)
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {len(gone)} of {len(plan)} versions", highlight=False)
+    console.print(f"{verb} {len(gone)} of {_n(len(plan), 'version')}", highlight=False)
     _print_kept(console, {node.fullpath: held} if held else {})
 
 
@@ -374,7 +381,8 @@ def _print_kept(console: Any, kept: dict[str, list[str]]) -> None:
     when it refused none)."""
     if kept:
         count = sum(len(ids) for ids in kept.values())
-        console.print(f"{_KEPT}: {count} versions in {len(kept)} files", highlight=False)
+        console.print(f"{_KEPT}: {_n(count, 'version')} in {_n(len(kept), 'file')}",
+                  highlight=False)
 
 
 @click.command("compact")
@@ -403,7 +411,8 @@ def compact_command(ctx: click.Context, prefix: str, dry_run: bool, workers: int
         held = f" (kept by the server: {len(kept[path])})" if path in kept else ""
         console.print(f"{path}: {result.get(path, 0)}{held}", highlight=False)
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {sum(result.values())} duplicate versions from {len(result)} files",
+    console.print(f"{verb} {_n(sum(result.values()), 'duplicate version')} from "
+                  f"{_n(len(result), 'file')}",
                   highlight=False)
     _print_kept(console, kept)
 
@@ -425,7 +434,7 @@ def snapshot_create(ctx: click.Context, prefix: str, tag: str, workers: int | No
     """Record the current version of every file under PREFIX as snapshot TAG."""
     console, _ = _consoles()
     snap = _manager(ctx).create_snapshot(prefix, tag, workers=workers)
-    console.print(f"snapshot {snap['tag']}: {len(snap['files'])} files of {snap['prefix']}",
+    console.print(f"snapshot {snap['tag']}: {_n(len(snap['files']), 'file')} of {snap['prefix']}",
                   highlight=False)
 
 
