@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from storied import StorageManager
-from storied.backends import _s3_objectlock
+from storied.backends import _s3_objectlock, _s3_upload
 from storied.testing.s3server import MotoHandle, make_bucket, s3_client
 
 MiB = 1024 * 1024
@@ -77,11 +77,11 @@ def test_a_copied_part_s_checksum_is_listed_when_the_server_answers_one() -> Non
     # builds the composite itself): it is listed in the complete request, as for UploadPart
     crc = base64.b64encode(zlib.crc32(b"part").to_bytes(4, "big")).decode()
     result = {"ETag": '"e"', "ChecksumCRC32": crc}
-    assert _s3_objectlock._part_entry(2, result, "CRC32") == {
+    assert _s3_upload.part_entry(2, result, "CRC32") == {
         "PartNumber": 2, "ETag": '"e"', "ChecksumCRC32": crc}
-    assert _s3_objectlock._part_entry(2, {"ETag": '"e"'}, "CRC32") == {
+    assert _s3_upload.part_entry(2, {"ETag": '"e"'}, "CRC32") == {
         "PartNumber": 2, "ETag": '"e"'}
-    assert _s3_objectlock._part_entry(2, result, None) == {"PartNumber": 2, "ETag": '"e"'}
+    assert _s3_upload.part_entry(2, result, None) == {"PartNumber": 2, "ETag": '"e"'}
 
 
 def test_a_client_computing_checksums_only_when_required_asks_for_none(

@@ -30,7 +30,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from storied.backends._s3_upload import checksum_algorithm
+from storied.backends._s3_upload import checksum_algorithm, part_entry
 from storied.errors import (
     ArchivedObjectError,
     InvalidArgumentError,
@@ -41,7 +41,7 @@ from storied.errors import (
     UnsupportedOperation,
 )
 from storied.info import Info
-from storied.policies.retention import Lock, clock
+from storied.policies.retention import CLOCK_MARGIN, Lock, clock
 
 __all__ = ["ARCHIVE_CLASSES", "PART_COPY_LIMIT", "STORAGE_CLASSES", "S3ObjectLockMixin"]
 
@@ -58,7 +58,6 @@ STORAGE_CLASSES = (
 #: Classes whose objects must be restored before they can be read.
 ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
 _ATTEMPTS = 3  # class changes tried while the key keeps being written
-_SKEW = timedelta(minutes=5)  # a retention ended this recently may still be in force there
 _LOCK_OPS = ("PutObjectLegalHold", "PutObjectRetention", "PutObjectLockConfiguration")
 
 
@@ -165,8 +164,8 @@ class S3ObjectLockMixin:
     def refusal_reasons(self, key: str, version_id: str) -> tuple[str, ...]:
         """Why the server refuses to delete this version, when its Object Lock is the cause
         (one HEAD): the lock's reasons (``legal-hold``, ``retention:MODE until ISO``; a
-        retention ending less than :data:`_SKEW` ago still counts, the server's clock may be
-        behind ours), or ``()`` when no lock holds it (the refusal has another cause: a
+        retention ending less than ``CLOCK_MARGIN`` ago still counts, the server's clock may
+        be behind ours), or ``()`` when no lock holds it (the refusal has another cause: a
         policy, missing permissions) or the version no longer exists.
 
         Raises:
@@ -176,7 +175,7 @@ class S3ObjectLockMixin:
             state = self.object_lock(key, version_id)
         except StorageNotFoundError:
             return ()
-        return state.reasons(clock() - _SKEW)
+        return state.reasons(clock() - CLOCK_MARGIN)
 
     def put_legal_hold(self, key: str, version_id: str, on: bool) -> None:
         """PutObjectLegalHold ``ON``/``OFF`` on one version (one request)."""
@@ -303,7 +302,7 @@ class S3ObjectLockMixin:
                         CopySource=source, CopySourceRange=f"bytes={start}-{end}",
                         CopySourceIfMatch=head["ETag"],
                     )
-                done.append(_part_entry(number, reply["CopyPartResult"], algorithm))
+                done.append(part_entry(number, reply["CopyPartResult"], algorithm))
             with self._mapped(key):
                 now = self._client.head_object(Bucket=self.bucket, Key=key)
             if (now.get("VersionId"), now.get("ETag")) != (head.get("VersionId"), head["ETag"]):
@@ -355,16 +354,6 @@ class S3ObjectLockMixin:
                     raise StorageNotFoundError(f"No such file: {key!r}") from exc
                 raise
         return True
-
-
-def _part_entry(number: int, result: dict[str, Any], algorithm: str | None) -> dict[str, Any]:
-    """A copied part's entry of the complete request: its ETag and, when the upload asked
-    for a checksum, the part's checksum the server answered (S3 computes it for a copy)."""
-    entry: dict[str, Any] = {"PartNumber": number, "ETag": result["ETag"]}
-    member = f"Checksum{algorithm}" if algorithm else ""
-    if member and result.get(member):
-        entry[member] = str(result[member])
-    return entry
 
 
 def _version(source: dict[str, str]) -> dict[str, str]:

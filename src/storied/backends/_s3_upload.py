@@ -31,7 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from storied.backends._s3_support import mapped, parts
 from storied.errors import TransientStorageError
 
-__all__ = ["PART_ATTEMPTS", "checksum_algorithm", "upload_multipart"]
+__all__ = ["PART_ATTEMPTS", "checksum_algorithm", "part_entry", "upload_multipart"]
 
 #: Tries of one part on transient failures (each try is botocore's request + its one retry).
 PART_ATTEMPTS = 3
@@ -49,6 +49,17 @@ def checksum_algorithm(client: Any, extra: dict[str, Any]) -> str | None:
     return "CRC32" if mode in (None, "when_supported") else None
 
 
+def part_entry(number: int, reply: dict[str, Any], algorithm: str | None) -> dict[str, Any]:
+    """Part ``number``'s entry of the complete request, from the server's reply to its
+    UploadPart (or UploadPartCopy's ``CopyPartResult``): its ETag and, when the upload asked
+    for ``algorithm``, the part's checksum the server answered."""
+    entry: dict[str, Any] = {"ETag": str(reply["ETag"]), "PartNumber": number}
+    member = f"Checksum{algorithm}" if algorithm else ""
+    if member and reply.get(member):
+        entry[member] = str(reply[member])
+    return entry
+
+
 def _send_part(
     client: Any, target: dict[str, Any], path: str, number: int, body: bytes,
     algorithm: str | None = None,
@@ -61,11 +72,7 @@ def _send_part(
         try:
             with mapped(path, target["Bucket"]):
                 part = client.upload_part(**target, PartNumber=number, Body=body, **extra)
-            done: dict[str, Any] = {"ETag": str(part["ETag"]), "PartNumber": number}
-            member = f"Checksum{algorithm}" if algorithm else ""
-            if member and part.get(member):
-                done[member] = str(part[member])
-            return done
+            return part_entry(number, part, algorithm)
         except TransientStorageError as exc:
             if attempt == PART_ATTEMPTS - 1:
                 raise

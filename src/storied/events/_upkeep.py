@@ -29,6 +29,7 @@ from storied.errors import (
     StoragePermissionError,
 )
 from storied.events.journal import (
+    _ENCODER,
     BUCKET,
     DEFAULT_KEEP_DAYS,
     SEAL_AFTER,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["expire", "seal"]
 
 _READERS = 8
-_MARGIN = timedelta(minutes=5)  # a default retention is taken to end this much later
 Bodies = dict[int, dict[str, Any]]
 
 
@@ -125,22 +125,21 @@ def _remove_folder(store: JournalStore, folder: str) -> None:
 
 
 def _lock_backend(store: JournalStore) -> Any | None:
-    """The S3 adapter below the journal when its bucket has Object Lock, else None (no
-    request on other storages; one GetObjectLockConfiguration per adapter on S3)."""
-    inner = store.backend.unwrap()
-    enabled = getattr(inner, "object_lock_enabled", None)
-    return inner if callable(enabled) and enabled() else None
+    """The S3 adapter below the journal when its bucket has Object Lock, else None."""
+    from storied.versioning.history import object_lock_adapter
+
+    return object_lock_adapter(store.backend)
 
 
 def _unretained(locks: Any, ordered: list[Info]) -> list[Info]:
     """The oldest entries up to the first the bucket's default retention still protects
     (computed from the listed time: no request)."""
-    from storied.policies.retention import clock
+    from storied.policies.retention import CLOCK_MARGIN, clock
 
     rule = locks.object_lock_default()
     if rule is None:
         return ordered
-    limit = (clock() - rule[1] - _MARGIN).timestamp()
+    limit = (clock() - rule[1] - CLOCK_MARGIN).timestamp()
     for n, entry in enumerate(ordered):
         if entry.mtime is None or entry.mtime >= limit:
             return ordered[:n]
@@ -185,7 +184,7 @@ def _delete_locked(store: JournalStore, locks: Any, folder: str, doomed: list[In
     for entry in doomed:  # holes above the oldest kept entry: written back
         seq = _seq_of(entry.name) or 0
         if seq > kept[0] and seq not in kept and seq in bodies:
-            data = json.dumps(bodies[seq], separators=(",", ":"), sort_keys=True).encode()
+            data = _ENCODER.encode(bodies[seq]).encode()  # as the entry was written
             try:
                 store._create(store._entry_key(seq), data)
             except StorageAlreadyExistsError:

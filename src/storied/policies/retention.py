@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from storied.errors import InvalidArgumentError, StoragePermissionError
 
 __all__ = [
+    "CLOCK_MARGIN",
     "MODES",
     "Decision",
     "Lock",
@@ -45,6 +46,12 @@ __all__ = [
 
 #: The retention modes (S3 Object Lock's names).
 MODES = ("GOVERNANCE", "COMPLIANCE")
+
+
+#: How far the storage's clock may be from ours when Object Lock retention is judged from
+#: this side (a retention ending, or a default period starting, this close to now is taken
+#: as still in force).
+CLOCK_MARGIN = timedelta(minutes=5)
 
 
 def _system_clock() -> datetime:

@@ -9,33 +9,33 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from storied import paths
 from storied.errors import VersionNotFoundError
 from storied.info import Data
-from storied.policies.retention import Lock, clock, lock_reasons
+from storied.policies.retention import CLOCK_MARGIN, Lock, clock, lock_reasons
 from storied.versioning.catalog import Locks, Refs
 from storied.versioning.engine import VerifyReport, Version, VersionEngine
 
 __all__ = ["MountHistory", "compact_plan", "default_locks", "merged_lock_reasons",
-           "native_lock_backend"]
+           "native_lock_backend", "object_lock_adapter"]
 
-#: A version made under a bucket's default retention is taken as protected this much past
-#: its LastModified + period (the server starts the period when it stores the object).
-_DEFAULT_MARGIN = timedelta(minutes=5)
+def object_lock_adapter(backend: Any) -> Any | None:
+    """The S3 adapter below ``backend`` when its bucket has Object Lock, else None (no
+    request on other storages; the first call on a bucket costs one
+    GetObjectLockConfiguration, cached by the adapter)."""
+    inner = backend.unwrap() if backend is not None else None
+    enabled = getattr(inner, "object_lock_enabled", None)
+    return inner if callable(enabled) and enabled() else None
 
 
 def native_lock_backend(engine: VersionEngine) -> Any | None:
-    """The S3 adapter below a native engine whose bucket has Object Lock, else None (the
-    first call on a bucket costs one GetObjectLockConfiguration, cached by the adapter)."""
+    """The S3 adapter below a native engine whose bucket has Object Lock, else None."""
     if engine.name != "native":
         return None
-    inner = getattr(engine, "backend", None)
-    inner = inner.unwrap() if inner is not None else None
-    enabled = getattr(inner, "object_lock_enabled", None)
-    return inner if callable(enabled) and enabled() else None
+    return object_lock_adapter(getattr(engine, "backend", None))
 
 
 def default_locks(engine: VersionEngine, found: list[Version]) -> dict[str, Lock]:
@@ -47,7 +47,7 @@ def default_locks(engine: VersionEngine, found: list[Version]) -> dict[str, Lock
     if rule is None:
         return {}
     mode, period = rule
-    return {v.version_id: Lock(False, mode, v.last_modified + period + _DEFAULT_MARGIN)
+    return {v.version_id: Lock(False, mode, v.last_modified + period + CLOCK_MARGIN)
             for v in found}
 
 
