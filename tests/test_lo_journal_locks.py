@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -17,7 +21,7 @@ from typing import Any
 import pytest
 
 from storied import StorageManager
-from storied.errors import StorageNotFoundError, StoragePermissionError
+from storied.errors import StorageNotFoundError, StoragePermissionError, TransientStorageError
 from storied.events import _upkeep, journal
 from storied.testing.s3server import MotoHandle, s3_client
 
@@ -123,3 +127,112 @@ def test_bulk_cleanup_runs_the_same_upkeep(moto: MotoHandle, client: Any) -> Non
     result: Any = sm.bulk_cleanup_versions("v:d", keep_last=1)
     assert list(result) == ["v:d/f.txt"]
     assert _cursors(sm)[:9] == list(range(1, 10))
+
+
+def _hold_entry(client: Any, bucket: str, seq: int) -> None:
+    listed = client.list_object_versions(Bucket=bucket, Prefix=_entry_key(seq))["Versions"]
+    client.put_object_legal_hold(Bucket=bucket, Key=_entry_key(seq),
+                                 VersionId=listed[0]["VersionId"], LegalHold={"Status": "ON"})
+
+
+def test_a_failing_write_back_leaves_every_kept_entry_readable(
+        moto: MotoHandle, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage refuses the write-back of entry 5 (removed in the batch the server refused
+    for held entry 4): the upkeep raises, and every entry from the oldest kept one still
+    reads (from the bucket's sealed copy); the next upkeep that can write puts entry 5
+    back, so a reader going through entry 4 reads on from 5 again. (Until then a reader that
+    reaches 4 from a cursor at or past 3 stops there: its listing finds nothing after it.)"""
+    sm, bucket = _setup(moto, client)
+    _hold_entry(client, bucket, 4)
+    real = journal.JournalStore._create
+
+    def failing(store: Any, key: str, data: bytes) -> None:
+        if key.endswith(".json"):
+            raise TransientStorageError(f"injected: cannot write {key}")
+        real(store, key, data)
+
+    monkeypatch.setattr(journal.JournalStore, "_create", failing)
+    with pytest.raises(TransientStorageError):
+        sm.expire_events("v", keep_days=1)  # fails while sealing bucket 1: nothing expired
+    assert _cursors(sm) == list(range(1, 10))
+    monkeypatch.setattr(journal.JournalStore, "_create", real)
+    assert sm.expire_events("v", keep_days=1) == 2  # bucket 0 goes; held bucket 1 stays
+    assert _cursors(sm) == list(range(3, 10))
+    assert _cursors(sm, since="4") == list(range(5, 10))  # entry 5 is back
+
+
+_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    from datetime import datetime, timedelta
+    from storied import StorageManager
+    from storied.events import _upkeep, journal
+
+    class Later(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.now(tz) + timedelta(days=3)
+
+    journal.BUCKET = _upkeep.BUCKET = 3
+    _upkeep.SEAL_AFTER = -60.0
+    _upkeep.datetime = Later
+    endpoint, bucket, role = sys.argv[1:4]
+    sm = StorageManager()
+    sm.configure([{"name": "v", "type": "s3", "bucket": bucket, "endpoint_url": endpoint,
+                   "key": "k", "secret": "s"}])
+    if role == "kill-at-write-back":
+        real = journal.JournalStore._create
+        def create(store, key, data):
+            if key.endswith(".json"):  # after the refused batch, before the write-back
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(store, key, data)
+        journal.JournalStore._create = create
+        sm.expire_events("v", keep_days=1)
+    else:  # a writer: 15 more versions, one journal entry each
+        node = sm.node("v:d/g.txt")
+        for i in range(15):
+            node.write_text(f"g{i}")
+    print("done")
+""")
+
+
+def _child(moto: MotoHandle, bucket: str, role: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", _CHILD, moto.endpoint_url, bucket, role],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_upkeep_killed_before_its_write_back_loses_no_kept_entry(
+        moto: MotoHandle, client: Any) -> None:
+    """SIGKILL between the batch the server refused in part and the write-back of what it
+    removed above the held entry: the hole reads from the sealed copy, and the next upkeep
+    neither fails nor loses anything."""
+    sm, bucket = _setup(moto, client)
+    _hold_entry(client, bucket, 4)
+    child = _child(moto, bucket, "kill-at-write-back")
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == -signal.SIGKILL, (out, err)
+    assert _cursors(sm) == list(range(1, 10))  # killed while sealing: nothing expired yet
+    assert sm.expire_events("v", keep_days=1) == 2  # bucket 0 goes; held bucket 1 stays
+    assert _cursors(sm) == list(range(3, 10))
+    assert _cursors(sm, since="4") == list(range(5, 10))  # the hole repaired
+    sm.node("v:d/f.txt").write_text("after")
+    assert _cursors(sm, since="9") == [10]
+
+
+def test_upkeep_racing_a_writer_process_keeps_every_event_in_order(
+        moto: MotoHandle, client: Any) -> None:
+    """Another process appends 15 events while this one runs the upkeep again and again
+    against a held entry (each run refused, checked, written back): every event from the
+    oldest kept one reads once, in order, with no hole."""
+    sm, bucket = _setup(moto, client)
+    _hold_entry(client, bucket, 4)
+    writer = _child(moto, bucket, "write")
+    runs = 0
+    while writer.poll() is None or runs == 0:
+        sm.expire_events("v", keep_days=1)
+        runs += 1
+    out, err = writer.communicate(timeout=60)
+    assert writer.returncode == 0 and out.strip() == "done", err
+    sm.expire_events("v", keep_days=1)
+    seqs = _cursors(sm)
+    assert seqs == list(range(3, 25))  # 9 before, 15 from the writer
+    assert sum(e.path == "d/g.txt" for e in sm.events("v:")) == 15

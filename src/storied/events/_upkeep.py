@@ -181,9 +181,11 @@ def _delete_locked(store: JournalStore, locks: Any, folder: str, doomed: list[In
     kept = sorted(found)
     if not kept:
         raise refusal
-    for entry in doomed:  # holes above the oldest kept entry: written back
-        seq = _seq_of(entry.name) or 0
-        if seq > kept[0] and seq not in kept and seq in bodies:
+    # Holes above the oldest kept entry are written back: the ones this batch made, and
+    # (from a sealed bucket's bodies, which hold all of it) any an upkeep killed or failing
+    # before its write-back left, so what stays of a bucket is again its newest entries.
+    for seq in sorted(bodies):
+        if seq > kept[0] and seq not in kept:
             data = _ENCODER.encode(bodies[seq]).encode()  # as the entry was written
             try:
                 store._create(store._entry_key(seq), data)
