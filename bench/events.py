@@ -29,7 +29,7 @@ from typing import Any
 from storied import StorageManager
 from storied.backends.memory import clear_memory_stores
 from storied.core import eventing
-from storied.events.journal import journal_for
+from storied.events.view import journal_for
 from storied.testing.s3server import CountingProxy, make_bucket, start_moto
 from storied.versioning.history import MountHistory
 

@@ -28,8 +28,9 @@ from storied.errors import (
     TransientStorageError,
     UnsupportedOperation,
 )
-from storied.events.journal import BUCKET, Journal, JournalStore, journal_for
+from storied.events.journal import BUCKET, JournalStore
 from storied.events.model import Event
+from storied.events.view import Journal, journal_for
 from storied.testing.s3server import CountingProxy, MotoHandle, make_bucket
 
 _ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}

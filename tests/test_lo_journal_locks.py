@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -236,3 +237,48 @@ def test_upkeep_racing_a_writer_process_keeps_every_event_in_order(
     seqs = _cursors(sm)
     assert seqs == list(range(3, 25))  # 9 before, 15 from the writer
     assert sum(e.path == "d/g.txt" for e in sm.events("v:")) == 15
+
+
+def test_a_reader_crosses_a_hole_the_write_back_left(moto: MotoHandle, client: Any) -> None:
+    """A hole above the held entry (entry 5 removed, its write-back never made: a failed or
+    killed upkeep) before any upkeep repairs it: readers from every cursor read on through
+    the bucket's sealed copy, and a watcher in another process parked on the held entry reads
+    on at once (its first check of that bucket is not delayed)."""
+    sm, bucket = _setup(moto, client)
+    _hold_entry(client, bucket, 4)
+    assert sm.expire_events("v", keep_days=1) == 2
+    client.delete_object(Bucket=bucket, Key=_entry_key(5))  # the write-back undone: a hole
+    assert _cursors(sm) == list(range(3, 10))
+    assert _cursors(sm, since="3") == list(range(4, 10))
+    assert _cursors(sm, since="4") == list(range(5, 10))
+    got: list[int] = []
+    sm2 = StorageManager()  # another process's view: it never wrote, no tail cached
+    sm2.configure([{"name": "v", "type": "s3", "bucket": bucket,
+                    "endpoint_url": moto.endpoint_url, "key": "k", "secret": "s"}])
+    with sm2.watch("v:", lambda event: got.append(int(event.cursor)), poll=0.01,
+                   since="4") as watch:
+        deadline = time.monotonic() + 10
+        while len(got) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert watch.error is None
+    assert got == list(range(5, 10))
+    sm2.close()
+
+
+def test_a_tail_reader_checks_for_a_hole_once_a_minute(moto: MotoHandle, client: Any) -> None:
+    """A reader that cannot tell a tail from a hole (it never wrote to that bucket) looks for
+    the bucket's sealed copy at most once per ``HOLE_CHECK_EVERY`` seconds: idle polls stay
+    one listing each."""
+    _, bucket = _setup(moto, client)
+    gets: list[str] = []
+    sm2 = StorageManager()
+    sm2.configure([{"name": "v", "type": "s3", "bucket": bucket,
+                    "endpoint_url": moto.endpoint_url, "key": "k", "secret": "s"}])
+    inner: Any = sm2.get_backend("v").unwrap()
+    inner._client.meta.events.register(
+        "provide-client-params.s3.GetObject", lambda params, **_: gets.append(params["Key"]))
+    for _ in range(5):
+        assert _cursors(sm2, since="9") == []
+    sealed = [k for k in gets if k.endswith(".jsonl")]
+    assert sealed == [".storied/journal/000000003.jsonl"]  # once, not once per poll
+    sm2.close()

@@ -26,7 +26,8 @@ from storied.errors import (
     TransientStorageError,
 )
 from storied.events import journal as journal_mod
-from storied.events.journal import JournalStore, journal_for, store_of
+from storied.events.journal import JournalStore
+from storied.events.view import journal_for, store_of
 from storied.info import WriteMode
 from storied.versioning._wp_fast import holding_of, reserved_adapter
 

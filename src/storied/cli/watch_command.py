@@ -63,7 +63,8 @@ def register(group: click.Group) -> None:
               once: bool) -> None:  # fmt: skip
         """Print the journal events of a versioned mount (at or below PATH) as they happen."""
         from storied.cli.main import _manager
-        from storied.events.journal import journal_for, parse_cursor
+        from storied.events.journal import parse_cursor
+        from storied.events.view import journal_for
 
         storage = _manager(ctx.obj["config"])
         try:

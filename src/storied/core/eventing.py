@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from storied import paths
 from storied.errors import InvalidArgumentError, UnsupportedOperation
 from storied.events.bus import Callback, EventBus, Subscription
-from storied.events.journal import JOURNALED, Journal, journal_for, store_of
+from storied.events.journal import JOURNALED
 from storied.events.model import Event
+from storied.events.view import Journal, journal_for, store_of
 
 if TYPE_CHECKING:
     from storied.core.manager import StorageManager

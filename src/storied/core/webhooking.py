@@ -74,7 +74,7 @@ def _store_of(node: StorageNode) -> object | None:
     history = getattr(node, "_history", None)
     if history is None:
         return None
-    from storied.events.journal import store_of
+    from storied.events.view import store_of
 
     return store_of(history)
 
@@ -198,7 +198,7 @@ class WebhookMethods:
         if hook.mount is None:
             return None
         try:
-            from storied.events.journal import journal_for
+            from storied.events.view import journal_for
         except ImportError:  # pragma: no cover - the journal ships with storied
             return None
         try:

@@ -25,35 +25,29 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from storied import errors, paths
+from storied import errors
 from storied.errors import (
     InvalidArgumentError,
     StorageAlreadyExistsError,
     StorageNotFoundError,
 )
-from storied.events.model import Event
 from storied.info import WriteMode
 from storied.versioning._wp_fast import reserved_adapter
 
 if TYPE_CHECKING:
     from storied.backends.base import Backend
-    from storied.core.manager import StorageManager
-    from storied.versioning.history import MountHistory
 
 __all__ = [
     "BUCKET",
     "DEFAULT_KEEP_DAYS",
     "JOURNALED",
-    "Journal",
     "JournalStore",
-    "journal_for",
-    "store_of",
+    "parse_cursor",
 ]
 
 #: Entries per bucket (one listing page on object stores).
@@ -71,9 +65,15 @@ JOURNALED = frozenset({
 })
 SCHEMA_VERSION = 1
 _REFRESH = 3600.0  # seconds a cached tail is trusted before it is listed again
+#: Seconds between a reader's checks, per bucket, that a bucket which looks like the tail (its
+#: entries end before its last number) is not a sealed bucket with a hole: a failed or killed
+#: upkeep write-back on an Object Lock bucket (EVENTS.md §6). One GET (usually a 404) per
+#: bucket and process this often; a reader parked on such a hole reads on within it.
+HOLE_CHECK_EVERY = 60.0
 #: Seconds a full bucket's newest entry must have aged before it is sealed (more than the
 #: hour a writer trusts its tail: no writer can still try a number in it).
 SEAL_AFTER = 2 * 3600.0
+_CLOCK_SLACK = 600.0  # seconds of clock difference allowed between a writer and an upkeep
 _MAX_ATTEMPTS = 10_000
 _READERS = 8
 _CHUNK = 32  # entries read ahead in parallel (a reader that stops early wastes <= this)
@@ -172,6 +172,8 @@ class JournalStore:
         self._lock = threading.Lock()
         self._entries = self._key("")  # "<root>/journal": entry keys are built on it
         self._fast: Any = None  # the adapter's create_new, found on the first append
+        self._hole_checked: dict[int, float] = {}  # bucket -> monotonic time of its check
+        self._young: dict[int, float] = {}  # bucket -> monotonic time it may be sealed from
 
     def _creator(self) -> Any:
         """How an entry is created: the adapter's ``create_new`` (no ``Info`` built, one
@@ -294,6 +296,7 @@ class JournalStore:
                     seq = self._newest_from(seq) + 1
                     continue
                 self._tail, self._tail_at = seq, time.monotonic()
+                self._young[seq // BUCKET] = self._tail_at + SEAL_AFTER - _CLOCK_SLACK
                 return seq
         raise StorageAlreadyExistsError(f"Journal {self._key()!r}: too much contention")
 
@@ -331,23 +334,33 @@ class JournalStore:
         # known: entry expected - 1 exists (so an idle poll needs one listing, nothing more)
         known = since is not None and since >= 1 and not verify
         cache: dict[int, dict[int, dict[str, Any]] | None] = {}  # sealed buckets read
+        body: dict[int, dict[str, Any]] | None = None  # the sealed copy read from, if any
         with ThreadPoolExecutor(_READERS) as pool:
             while True:
-                low = expected - 2 if verify else expected - 1
-                found = self._in_bucket(bucket, low)
-                body = None
-                idle = not found and known and not verify and expected % BUCKET
-                if not idle and not (found and found[0] in (low + 1, expected)):
-                    body = self._load_sealed(bucket, cache)  # off the common path only
-                    if body is not None:
-                        found = sorted(seq for seq in body if seq > low)
-                if verify:
-                    verify = False
-                    if found and found[0] == expected - 1:
-                        found, known = found[1:], True
-                if not found:
-                    if known and expected % BUCKET:
+                if body is None:
+                    low = expected - 2 if verify else expected - 1
+                    found = self._in_bucket(bucket, low)
+                    idle = not found and known and not verify and expected % BUCKET
+                    if not idle and not (found and found[0] in (low + 1, expected)):
+                        body = self._load_sealed(bucket, cache)  # off the common path only
+                        if body is not None:
+                            found = sorted(seq for seq in body if seq > low)
+                    if verify:
+                        verify = False
+                        if found and found[0] == expected - 1:
+                            found, known = found[1:], True
+                    if body is None and found and found[-1] - found[0] + 1 != len(found):
+                        body = self._load_sealed(bucket, cache)  # a hole: its sealed copy
+                        found = found if body is None else sorted(s for s in body
+                                                                  if s >= expected)
+                else:
+                    found = sorted(seq for seq in body if seq >= expected)
+                if not found and known and expected % BUCKET and body is None:
+                    body = self._hidden(bucket, expected, cache)
+                    if body is None:
                         return  # sequential numbers: nothing can follow a missing one
+                    continue
+                if not found:
                     first = self._first_after(bucket)
                     if first is None:
                         if not known and since is not None and since >= 1:
@@ -358,25 +371,71 @@ class JournalStore:
                         return
                     if first != expected:
                         raise self._gap(expected, first, since)
-                    bucket, known = first // BUCKET, True
+                    bucket, known, body = first // BUCKET, True, None
                     continue
                 if found[0] != expected:
                     raise self._gap(expected, found[0], since)
                 known = True
                 run = [seq for i, seq in enumerate(found) if seq == expected + i]
-                if body is not None:
-                    yield from ((seq, body[seq]) for seq in run)
-                for at in range(0, len(run) if body is None else 0, _CHUNK):
-                    chunk = run[at:at + _CHUNK]  # read ahead a chunk, not the bucket
-                    read = functools.partial(self._read_entry, cache=cache)
-                    bodies = pool.map(read, chunk) if len(chunk) > 2 else map(read, chunk)
-                    yield from zip(chunk, bodies, strict=True)
+                yield from self._bodies(bucket, run, body, pool, cache)
                 expected += len(run)
                 if len(run) != len(found):
                     raise self._gap(expected, found[len(run)], since)
                 if expected % BUCKET:
-                    return  # the bucket is not full: that was the tail
-                bucket += 1
+                    if body is not None:
+                        return  # the sealed copy ends here: so does the bucket
+                    body = self._hidden(bucket, expected, cache)
+                    if body is None:
+                        return  # the bucket is not full: that was the tail
+                    continue
+                bucket, body = bucket + 1, None
+
+    def _bodies(self, bucket: int, run: list[int], body: dict[int, dict[str, Any]] | None,
+                pool: ThreadPoolExecutor, cache: dict[int, dict[int, dict[str, Any]] | None]
+                ) -> Iterator[tuple[int, dict[str, Any]]]:
+        """The entries numbered ``run`` of ``bucket``: from its sealed copy ``body``, or read
+        a chunk ahead in parallel (the newest one read tells how young the bucket is)."""
+        if body is not None:
+            yield from ((seq, body[seq]) for seq in run)
+            return
+        for at in range(0, len(run), _CHUNK):
+            chunk = run[at:at + _CHUNK]  # read ahead a chunk, not the bucket
+            read = functools.partial(self._read_entry, cache=cache)
+            bodies = list(pool.map(read, chunk) if len(chunk) > 2 else map(read, chunk))
+            if at + _CHUNK >= len(run):
+                self._note_age(bucket, bodies[-1])
+            yield from zip(chunk, bodies, strict=True)
+
+    def _note_age(self, bucket: int, entry: dict[str, Any]) -> None:
+        """Remember until when ``bucket`` cannot be sealed, from the time of its newest
+        entry read (sealing waits :data:`SEAL_AFTER` after a bucket's newest entry)."""
+        try:
+            when = datetime.fromisoformat(str(entry.get("time"))).timestamp()
+        except (ValueError, TypeError, OverflowError):
+            return
+        left = when + SEAL_AFTER - _CLOCK_SLACK - time.time()
+        if left > 0:
+            self._young[bucket] = max(self._young.get(bucket, 0.0), time.monotonic() + left)
+
+    def _hidden(self, bucket: int, expected: int,
+                cache: dict[int, dict[int, dict[str, Any]] | None]
+                ) -> dict[int, dict[str, Any]] | None:
+        """The sealed copy of ``bucket`` when it holds ``expected`` that the listing, which
+        ended before it, did not show: a hole a failed or killed upkeep write-back left above
+        a held entry (EVENTS.md §6), else None. A tail looks the same from its listing, so
+        the sealed copy is looked for only when it may exist: not while the bucket is too
+        young to be sealed (this process appended to it, or read a recent entry of it), and
+        at most once per :data:`HOLE_CHECK_EVERY` seconds unless this process knows a newer
+        entry than the listing showed."""
+        now = time.monotonic()
+        if not (self._tail is not None and self._tail >= expected):
+            if self._young.get(bucket, 0.0) > now:
+                return None
+            if now - self._hole_checked.get(bucket, -HOLE_CHECK_EVERY - 1.0) < HOLE_CHECK_EVERY:
+                return None
+        self._hole_checked[bucket] = now
+        body = self._load_sealed(bucket, cache)
+        return body if body is not None and expected in body else None
 
     def _first_after(self, bucket: int) -> int | None:
         """The first number kept in a bucket after ``bucket`` (one listing of the journal,
@@ -434,105 +493,3 @@ class JournalStore:
         from storied.events._upkeep import expire
 
         return expire(self, keep_days, now)
-
-
-_STORES: weakref.WeakKeyDictionary[object, JournalStore] = weakref.WeakKeyDictionary()
-_STORES_LOCK = threading.Lock()
-
-
-def store_of(history: MountHistory) -> JournalStore:
-    """The journal store of ``history``'s engine (one per engine object, kept with it)."""
-    engine = history.engine
-    store = _STORES.get(engine)  # the common case, without the lock (a read of a dict)
-    if store is not None:
-        return store
-    with _STORES_LOCK:
-        store = _STORES.get(engine)
-        if store is None:
-            catalog = engine.catalog
-            store = _STORES[engine] = JournalStore(catalog.backend, catalog.root)
-        return store
-
-
-class Journal:
-    """The journal as one mount sees it: entries below the mount's prefix, paths relative to
-    the mount. ``Journal.read`` is what ``storage.events`` and webhook delivery read."""
-
-    store: JournalStore
-    mount: str
-    prefix: str
-
-    def __init__(self, store: JournalStore, mount: str, prefix: str = "") -> None:
-        self.store, self.mount, self.prefix = store, mount, prefix
-
-    def tail_cursor(self) -> str:
-        """The cursor of the newest event now (``'0'`` when none): reading from it yields
-        only events appended later."""
-        return str(self.store.tail())
-
-    def read(self, since: str | None = None, limit: int | None = None,
-             path: str = "") -> Iterator[Event]:
-        """Events after cursor ``since`` (None: the oldest kept), in journal order, at most
-        ``limit``, only those at or below mount-relative ``path``.
-
-        Raises:
-            InvalidArgumentError: A malformed cursor or limit (at the call), or a cursor ahead
-                of the journal (when iterating).
-            StorageNotFoundError: ``since`` has expired (older than the oldest kept entry).
-        """
-        after = parse_cursor(since) if since is not None else None
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
-                                  or limit < 0):
-            raise InvalidArgumentError(f"limit must be an int >= 0, not {limit!r}")
-        return self._read(after, limit, path)
-
-    def _read(self, after: int | None, limit: int | None, path: str) -> Iterator[Event]:
-        if limit == 0:
-            return
-        count = 0
-        for seq, entry in self.store.read(after):
-            event = self._event(seq, entry, path)
-            if event is None:
-                continue
-            yield event
-            count += 1
-            if limit is not None and count >= limit:
-                return
-
-    def _event(self, seq: int, entry: dict[str, Any], below: str) -> Event | None:
-        try:
-            full = paths.normalize(str(entry.get("path", "")))
-        except errors.StorageError:  # '..', control characters: not a path storied wrote
-            log.warning("journal entry %d names no valid path; skipped", seq)
-            return None
-        if self.prefix and not paths.is_under(full, self.prefix):
-            return None
-        rel = paths.relative_to(full, self.prefix) if self.prefix else full
-        if below and not paths.is_under(rel, below):
-            return None
-        try:
-            when = datetime.fromisoformat(str(entry.get("time")))
-        except ValueError:
-            when = datetime.fromtimestamp(0, UTC)
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        raw = entry.get("info")
-        info = _revive(dict(raw) if isinstance(raw, dict) else {})
-        info["event"] = str(entry.get("type"))
-        vid = entry.get("version_id")
-        return Event(type=str(entry.get("type")), mount=self.mount, path=rel,
-                     version_id=None if vid is None else str(vid), time=when, info=info,
-                     cursor=str(seq), id=str(entry.get("id") or seq))
-
-
-def journal_for(manager: StorageManager, mount: str) -> Journal | None:
-    """The journal ``mount`` reads (its history's, filtered to the mount's prefix), or None
-    for a mount without history.
-
-    Raises:
-        MountNotFoundError: No such mount.
-    """
-    history = manager.history(mount)
-    if history is None:
-        return None
-    return Journal(store_of(history), mount, history.prefix)

@@ -34,8 +34,8 @@ from storied.info import WriteMode
 
 if TYPE_CHECKING:
     from storied.backends.base import Backend
-    from storied.events.journal import Journal
     from storied.events.model import Event
+    from storied.events.view import Journal
 
 __all__ = ["JournalSource"]
 

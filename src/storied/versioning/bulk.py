@@ -208,7 +208,7 @@ def _expire_journal(history: MountHistory) -> None:
     bucket looked at when there is nothing to do. Entries an S3 Object Lock bucket keeps
     are skipped and logged by the upkeep itself (:mod:`storied.events._upkeep`); any other
     failure raises."""
-    from storied.events.journal import store_of
+    from storied.events.view import store_of
 
     store_of(history).expire()
 
