@@ -141,8 +141,8 @@ def test_a_failing_write_back_leaves_every_kept_entry_readable(
     """The storage refuses the write-back of entry 5 (removed in the batch the server refused
     for held entry 4): the upkeep raises, and every entry from the oldest kept one still
     reads (from the bucket's sealed copy); the next upkeep that can write puts entry 5
-    back, so a reader going through entry 4 reads on from 5 again. (Until then a reader that
-    reaches 4 from a cursor at or past 3 stops there: its listing finds nothing after it.)"""
+    back, so a reader going through entry 4 reads on from 5 from the folder again (until
+    then it reads on from the sealed copy: test_a_reader_crosses_a_hole_the_write_back_left)."""
     sm, bucket = _setup(moto, client)
     _hold_entry(client, bucket, 4)
     real = journal.JournalStore._create
