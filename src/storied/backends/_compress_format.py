@@ -36,7 +36,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, cast
 
 from storied.errors import InvalidContentError, MissingDependencyError
 
@@ -164,12 +164,35 @@ class Codec:
 
     def decode(self, member: bytes | memoryview, size: int) -> bytes:
         """The original bytes of one whole data member (from its first byte after the
-        ``strip`` of :meth:`starts_member`), ``size`` their expected length (a hint for
-        the output buffer). Thread-safe: pool workers call it at once.
+        ``strip`` of :meth:`starts_member`), ``size`` the most it may hold (its block):
+        never more is decompressed (a member that holds more, a decompression bomb, is
+        refused after at most ``size + 1`` bytes of output). Thread-safe: pool workers call
+        it at once.
 
         Raises:
+            InvalidContentError: The member holds more than ``size`` bytes, or is not one
+                whole member.
             Exception: The member is corrupt (the codec library's own error).
         """
+        raise NotImplementedError
+
+    def split_last(self, data: bytes, size: int) -> tuple[bytes, bytes]:
+        """``(original bytes, what follows)`` of the member at the start of ``data`` (a whole
+        read's last member, followed by the trailer), decompressing at most ``size + 1``
+        bytes (as :meth:`decode`).
+
+        Raises:
+            InvalidContentError: The member holds more than ``size`` bytes, or is cut.
+            Exception: The member is corrupt (the codec library's own error).
+        """
+        dec = self.decoder()
+        out = self._bounded(dec, data, size)
+        if not dec.eof:
+            raise InvalidContentError("compressed object: a member is cut short")
+        return out, dec.unused_data
+
+    def _bounded(self, dec: Decoder, data: bytes | memoryview, size: int) -> bytes:
+        """``dec.decompress(data)``, refused past ``size`` bytes of output."""
         raise NotImplementedError
 
 
@@ -221,7 +244,18 @@ class _Gzip(Codec):
         return b"".join((GZIP_HEAD_SIG, struct.pack("<I", BLOCK), label, body, tail))
 
     def decode(self, member: bytes | memoryview, size: int) -> bytes:
-        return self._d.decompress(member, 31, max(size, 1))
+        dec = self._d.decompressobj(31)
+        out = self._bounded(dec, member, size)
+        if not dec.eof or dec.unused_data:
+            raise InvalidContentError("compressed object: a member is cut or padded")
+        return out
+
+    def _bounded(self, dec: Decoder, data: bytes | memoryview, size: int) -> bytes:
+        out: bytes = cast(Any, dec).decompress(data, size + 1)  # zlib/isal: max_length
+        if len(out) > size:
+            raise InvalidContentError(f"compressed object: a member holds more than {size} "
+                                      "bytes (its block)")
+        return out
 
     def trailer(self, payload: bytes) -> bytes:
         return _GZIP_TRAILER_HEAD + payload.hex().encode() + _GZIP_TAIL
@@ -281,7 +315,22 @@ class _Zstd(Codec):
         dctx = getattr(self._local, "d", None)
         if dctx is None:
             dctx = self._local.d = self._zstd.ZstdDecompressor()
+        self._check_size(member, size)
         return dctx.decompress(member, max_output_size=max(size, 1))  # type: ignore[no-any-return,unused-ignore]
+
+    def _check_size(self, frame: bytes | memoryview, size: int) -> None:
+        """Refuse a frame that does not announce its content size or announces more than
+        ``size``: zstandard allocates what a frame announces, whatever ``max_output_size``
+        says, and libzstd refuses to decode more than it announced (storied's writer always
+        records the size)."""
+        announced = self._zstd.frame_content_size(bytes(frame[:18]))
+        if not 0 <= announced <= size:
+            raise InvalidContentError(f"compressed object: a frame announces {announced} "
+                                      f"bytes (unknown: -1), more than {size} (its block)")
+
+    def _bounded(self, dec: Decoder, data: bytes | memoryview, size: int) -> bytes:
+        self._check_size(data, size)
+        return dec.decompress(bytes(data))
 
     def trailer(self, payload: bytes) -> bytes:
         return _ZSTD_TRAILER_MAGIC + struct.pack("<I", len(payload)) + payload
@@ -385,7 +434,7 @@ def parse_index(codec: Codec, payload: bytes, stored_size: int, trailer_at: int)
     except struct.error:
         raise InvalidContentError("compressed object: truncated index") from None
     ok = (
-        sig == _IDX and block > 0 and at == trailer_at == offsets[-1] < stored_size
+        sig == _IDX and 0 < block <= BLOCK and at == trailer_at == offsets[-1] < stored_size
         and list(offsets) == sorted(offsets) and size <= block * count
         and (count == 0 or size > block * (count - 1))
         and len(payload) == _HEAD.size + 8 * (count + 2) + len(_END)

@@ -53,7 +53,7 @@ class Decoded(io.RawIOBase):
         self._end = end
         self._pos = start
         self._raw: BinaryIO | None = None
-        self._pending: deque[tuple[Future[Any], bool]] = deque()
+        self._pending: deque[tuple[Future[Any], bool, int | None]] = deque()
         self._out = b""
         self._out_at = 0
         self._open_at(start)
@@ -176,10 +176,19 @@ class Decoded(io.RawIOBase):
             self._base += len(buf)
             buf.clear()
         else:
-            self._submit(self._codec.decode, bytes(buf[strip:end]), BLOCK, last=last)
+            self._submit(self._codec.decode, bytes(buf[strip:end]), self._expected(),
+                         last=last, size=self._expected())
             del buf[:end]
             self._base += end
         self._launched = last
+
+    def _expected(self) -> int:
+        """The original bytes the member just cut (block ``_number - 1``) must hold: a whole
+        block before the last one of a whole read; what the index says in a ranged read."""
+        if self._whole:
+            return BLOCK
+        index = self._index()
+        return min(index.block, index.size - (self._number - 1) * index.block)
 
     def _member_end(self) -> int | None:
         """Where the member at the buffer's start ends in the buffer (None: a whole read's
@@ -211,16 +220,18 @@ class Decoded(io.RawIOBase):
                 return None
 
     def _tail(self, data: bytes) -> tuple[bytes, bytes]:
-        """``(original bytes, what follows)`` of the last member at the start of ``data``."""
-        dec = self._codec.decoder()
-        out = dec.decompress(data)
-        if not dec.eof:
-            raise StorageIOError("compressed object is truncated")
-        return out, dec.unused_data
+        """``(original bytes, what follows)`` of the last member at the start of ``data``
+        (at most a block: a member that holds more is refused, never decompressed whole)."""
+        try:
+            return self._codec.split_last(data, BLOCK)
+        except InvalidContentError as exc:
+            raise StorageIOError(f"compressed object is truncated or corrupt: {exc}") from None
 
-    def _submit(self, fn: Callable[..., Any], *args: Any, last: bool, tail: bool = False) -> None:
+    def _submit(self, fn: Callable[..., Any], *args: Any, last: bool, tail: bool = False,
+                size: int | None = None) -> None:
         """Run ``fn(*args)`` on the pool, or here when it is the only member left to decode
-        (nothing to overlap it with: a small file or a short range)."""
+        (nothing to overlap it with: a small file or a short range). ``size``: the exact
+        number of bytes the member must decode to (checked by :meth:`_fill`)."""
         if last and not self._pending:
             fut: Future[Any] = Future()
             try:
@@ -229,7 +240,7 @@ class Decoded(io.RawIOBase):
                 fut.set_exception(exc)
         else:
             fut = _compress_pool.pool().submit(fn, *args)
-        self._pending.append((fut, tail))
+        self._pending.append((fut, tail, size))
 
     # ------------------------------------------------------------------ decoding
     def _fill(self) -> bool:
@@ -242,13 +253,16 @@ class Decoded(io.RawIOBase):
                 if self._whole:
                     self._check_trailer()
                 return False
-            fut, tail = self._pending.popleft()
+            fut, tail, size = self._pending.popleft()
             try:
                 got = fut.result()
             except StorageIOError:
                 raise
             except Exception as exc:  # zlib.error, IsalError, zstandard.ZstdError
                 raise StorageIOError(f"compressed object is corrupt: {exc}") from None
+            if size is not None and len(got) != size:
+                raise StorageIOError(f"compressed object is corrupt: a member holds {len(got)} "
+                                     f"bytes where its index says {size}")
             if tail:
                 out, self._trailer = got
                 self._trailer_at = self._base - len(self._trailer)
@@ -317,7 +331,7 @@ class Decoded(io.RawIOBase):
         """Drop the members in flight and close the stored stream."""
         pending = getattr(self, "_pending", None)
         if pending:
-            _compress_pool.cancel(fut for fut, _tail in pending)
+            _compress_pool.cancel(fut for fut, _tail, _size in pending)
             pending.clear()
         raw, self._raw = getattr(self, "_raw", None), None
         if raw is not None:
