@@ -95,10 +95,12 @@ def _usable(layer: Referencing, sha256: str, size: int) -> str | None:
 
 def _content_copy(layer: Referencing, survivor: Member, path: str, sha256: str,
                   md5: str) -> tuple[Ref, bool]:
-    """``(ref, made)``: a usable content copy of the survivor's content."""
+    """``(ref, made)``: a usable content copy of the survivor's content. A copy found is
+    re-hashed first (one read): one changed outside storied (cut, rotted, replaced) is never
+    named by new references; a new generation is made instead."""
     size = survivor.info.size
     gen = _usable(layer, sha256, size)
-    if gen is not None:
+    if gen is not None and _holds(layer, blob_path(sha256, gen), sha256):
         return Ref(sha256, size, md5, gen), False
     gen = os.urandom(6).hex()
     with tempfile.SpooledTemporaryFile(_SPOOL) as spool:
@@ -112,6 +114,18 @@ def _content_copy(layer: Referencing, survivor: Member, path: str, sha256: str,
         spool.seek(0)
         layer.inner.write(blob_path(sha256, gen), spool)  # type: ignore[arg-type]
     return Ref(sha256, size, md5, gen), True
+
+
+def _holds(layer: Referencing, blob: str, sha256: str) -> bool:
+    """Whether the content copy ``blob`` still hashes to ``sha256`` (False when it is gone)."""
+    digest = hashlib.sha256()
+    try:
+        with layer.inner.open_read(blob) as stream:
+            while chunk := stream.read(_CHUNK):
+                digest.update(chunk)
+    except StorageNotFoundError:
+        return False
+    return digest.hexdigest() == sha256
 
 
 def _hash_both(node: Any) -> tuple[str, str, str | None]:
