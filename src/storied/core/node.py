@@ -521,6 +521,14 @@ class StorageNode(
         pinned.refuse_write(self)
         self._be.mkdir(self._path, parents=parents, exist_ok=exist_ok)
 
+    def append(self, node: StorageNode) -> None:
+        """Only an iternode takes sources (``InvalidArgumentError``, a ``ValueError``)."""
+        raise InvalidArgumentError("append() is only available for iternode virtual nodes")
+
+    def extend(self, *nodes: StorageNode) -> None:
+        """Only an iternode takes sources (``InvalidArgumentError``, a ``ValueError``)."""
+        raise InvalidArgumentError("extend() is only available for iternode virtual nodes")
+
     # ------------------------------------------------------------------ value semantics
     def _key(self) -> tuple[str | None, str, int | str | None]:
         return (self._mount_name, self._path, self._version)
