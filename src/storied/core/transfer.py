@@ -69,7 +69,8 @@ def copy_node(
     Filters (``include``/``exclude`` fnmatch globs on the path relative to the copied directory,
     then ``filter(node, relpath)``) apply to directory copies. Skip strategies compare with the
     destination file and never apply when it is missing. ``progress(done, total)`` is called
-    after every file, copied or skipped; ``on_file(src_node)`` after each copy;
+    after every file, copied or skipped (never for a directory with no file: ``total`` is
+    never 0); ``on_file(src_node)`` after each copy;
     ``on_skip(src_node, reason)`` for each file left out (``'reserved'`` for a name below
     storied's reserved ``.storied`` area, which is never copied).
 
@@ -166,9 +167,8 @@ def _copy(src: StorageNode, dest: StorageNode, plan: Plan) -> list[Info] | None:
             return None
         files = []
     dest.mkdir(parents=True, exist_ok=True)
-    copied = _copy_dir(src, dest, files, hidden, plan)
-    if not files and plan.progress:
-        plan.progress(0, 0)
+    copied = _copy_dir(src, dest, files, hidden, plan)  # no file, no progress call: genro's
+    # callers may divide by ``total``
     if not (plan.include or plan.exclude or plan.filter):
         _make_empty_dirs(src, dest, copied)
     return copied
