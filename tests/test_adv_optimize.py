@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import random
+import signal
 import struct
+import subprocess
+import sys
 import tracemalloc
 import uuid
 import zlib
@@ -21,6 +25,7 @@ import pytest
 
 from storied import StorageManager
 from storied.backends import _compress_format as fmt
+from storied.backends.referencing import REF_SIZE, find_layer
 from storied.errors import StorageError, StorageIOError
 from storied.testing.s3server import MotoHandle, make_bucket
 
@@ -75,7 +80,7 @@ def _gzip_body(data: bytes) -> bytes:
 def _zstd_body(data: bytes, **options: Any) -> bytes:
     import zstandard
 
-    return zstandard.ZstdCompressor(level=3, **options).compress(data)  # type: ignore[no-any-return]
+    return zstandard.ZstdCompressor(level=3, **options).compress(data)
 
 
 def _peak(fn: Any) -> tuple[BaseException | None, int]:
@@ -274,3 +279,210 @@ def test_deduplicate_never_names_a_changed_content_copy(tmp_path: Path) -> None:
     (group,) = report["groups"]
     assert sorted(group["done"]) == ["m:y1", "m:y2"] and group["copied"] == len(data)
     assert storage.node("m:y1").read_bytes() == data == storage.node("m:y2").read_bytes()
+
+
+# --------------------------------------------------------------------- other processes
+WRITER = r'''
+import json, sys, time
+from storied import StorageManager
+config, paths = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+seconds, seed = float(sys.argv[3]), int(sys.argv[4])
+storage = StorageManager()
+storage.configure([config])
+import random
+import signal
+rng = random.Random(seed)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    path, value = rng.choice(paths), rng.randrange(4)
+    storage.node("m:" + path).write_bytes(bytes([value]) * 3000)
+    print(path, value, flush=True)  # acknowledged
+'''
+
+DEDUPER = r'''
+import json, sys, time
+from storied import StorageManager
+config, seconds, gc = json.loads(sys.argv[1]), float(sys.argv[2]), sys.argv[3] == "gc"
+storage = StorageManager()
+storage.configure([config])
+end = time.monotonic() + seconds
+runs = 0
+while time.monotonic() < end:
+    storage.deduplicate("m:", strategy="reference")
+    if gc:
+        storage.collect_references("m", grace=0)
+    runs += 1
+print(runs, flush=True)
+'''
+
+PATHS = [f"d{i % 3}/f{i}.bin" for i in range(12)]
+
+
+def _child(script: str, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": SRC, "AWS_EC2_METADATA_DISABLED": "true"}
+    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+
+
+def _race(config: dict[str, Any], seconds: float, dedupers: list[str]) -> None:
+    """Writers and deduplicating processes at once on one mount; afterwards every path holds
+    its last acknowledged write, byte for byte, and a last run and gc keep it so."""
+    storage = StorageManager()
+    storage.configure([config])
+    for i, path in enumerate(PATHS):
+        storage.node(f"m:{path}").write_bytes(bytes([i % 4]) * 3000)
+    last = {path: i % 4 for i, path in enumerate(PATHS)}
+    writers = [_child(WRITER, json.dumps(config), json.dumps(PATHS[k::2]), str(seconds),
+                      str(k)) for k in range(2)]
+    others = [_child(DEDUPER, json.dumps(config), str(seconds), mode) for mode in dedupers]
+    for writer in writers:
+        out, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err.decode()[-2000:]
+        for line in out.decode().splitlines():
+            path, value = line.split()
+            last[path] = int(value)
+    runs = []
+    for other in others:
+        out, err = other.communicate(timeout=120)
+        assert other.returncode == 0, err.decode()[-2000:]
+        runs.append(int(out))
+    assert all(runs), runs  # each deduplicated at least once while the writers wrote
+
+    def check() -> None:
+        for path, value in last.items():
+            assert storage.node(f"m:{path}").read_bytes() == bytes([value]) * 3000, path
+
+    check()
+    storage.deduplicate("m:", strategy="reference")
+    storage.collect_references("m", grace=0)
+    check()
+    layer = find_layer(storage.node("m:")._be, "")
+    assert layer is not None
+    stored = {i.path: i.size for i in layer[0].inner.walk("") if not i.path.startswith(".")}
+    shared = [p for p in PATHS if list(last.values()).count(last[p]) > 1]
+    assert shared and all(stored[p] == REF_SIZE for p in shared)  # references in the end
+
+
+LOCAL_CAS = (
+    "local.py: a replace-if-etag-matches write holds the directory's flock while it compares "
+    "and renames, but plain overwrites never take it, so an overwrite landing between the "
+    "compare and the rename is silently replaced (dedup's swap then loses that write)")
+
+CAS_A = r'''
+import sys, time
+from storied.backends.local import LocalBackend
+from storied.errors import PreconditionFailedError
+from storied.info import WriteMode
+be, end, n = LocalBackend(sys.argv[1]), time.monotonic() + 1.5, 0
+while time.monotonic() < end:
+    try:
+        etag = be.info("f").etag
+        be.write("f", b"A:" + etag.encode(), mode=WriteMode.IF_MATCH, etag=etag)
+        n += 1
+    except PreconditionFailedError:
+        pass
+print(n)
+'''
+
+CAS_B = r'''
+import sys, time
+from storied.backends.local import LocalBackend
+be, end, lost, n = LocalBackend(sys.argv[1]), time.monotonic() + 1.5, 0, 0
+while time.monotonic() < end:
+    info = be.write("f", b"B%d" % n)
+    n += 1
+    got = be.read_bytes("f")
+    lost += got.startswith(b"A:") and got[2:].decode() != info.etag
+print(lost)
+'''
+
+
+@pytest.mark.xfail(reason=LOCAL_CAS, strict=False)
+def test_a_local_conditional_write_never_replaces_an_acknowledged_overwrite(
+        tmp_path: Path) -> None:
+    """Process A replaces ``f`` only while its etag is the one it just read (``A:<etag>``);
+    process B overwrites ``f`` and reads it back: B finding an ``A:`` body naming another
+    etag than its own write's means A replaced B's acknowledged write (~30 a second here)."""
+    (tmp_path / "f").write_bytes(b"init")
+    a, b = _child(CAS_A, str(tmp_path)), _child(CAS_B, str(tmp_path))
+    swaps, lost = (int(p.communicate(timeout=60)[0]) for p in (a, b))
+    assert swaps > 0 and lost == 0, lost
+
+
+@pytest.mark.xfail(reason=LOCAL_CAS, strict=False)
+def test_writers_and_a_deduplicating_gc_process_lose_nothing_local(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    _race({"name": "m", "type": "local", "base_path": str(tmp_path / "d")}, 4.0, ["gc"])
+
+
+def test_writers_and_two_deduplicating_processes_lose_nothing_s3(moto: MotoHandle) -> None:
+    """(gc with grace=0 is documented unsafe next to another deduplicate: not raced here.)"""
+    _race(_s3_config(moto), 4.0, ["plain", "plain"])
+
+
+# --------------------------------------------------------------------- SIGKILL inside gc
+GC_CHILD = r'''
+import json, os, signal, sys
+from storied import StorageManager
+from storied.backends.base import WrappedBackend
+from storied.backends.referencing import Referencing
+from storied.core import mounting
+
+config, kill_at = json.loads(sys.argv[1]), int(sys.argv[2])
+calls = 0
+
+def tick():
+    global calls
+    calls += 1
+    if calls == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+class Killer(WrappedBackend):
+    def write(self, path, data, **kw):
+        tick()
+        return self.inner.write(path, data, **kw)
+    def delete_many(self, items):
+        for item in items:  # one by one: a kill can land between two deletes
+            tick()
+            self.inner.delete_many([item])
+        return None
+
+original = mounting.compressing.wrap
+mounting.compressing.wrap = lambda n, c, b: Referencing(Killer(original(n, c, b)))
+storage = StorageManager()
+storage.configure([config])
+storage.collect_references("m", grace=0)
+print("finished", flush=True)
+'''
+
+
+def test_sigkill_inside_gc_never_removes_a_used_copy(tmp_path: Path) -> None:
+    """gc (grace=0) killed before each of its marks and deletes: every path keeps its bytes,
+    and a later gc finishes the job (only the unused copies go)."""
+    (tmp_path / "d").mkdir()
+    config = {"name": "m", "type": "local", "base_path": str(tmp_path / "d")}
+    storage = StorageManager()
+    storage.configure([config])
+    contents = {f"g{g}/{i}.bin": bytes([g]) * 3000 for g in range(4) for i in range(2)}
+    for path, data in contents.items():
+        storage.node(f"m:{path}").write_bytes(data)
+    storage.deduplicate("m:", strategy="reference")
+    for g in (0, 1):  # two copies nobody names any more
+        for i in range(2):
+            contents[f"g{g}/{i}.bin"] = b"plain %d %d" % (g, i) * 300
+            storage.node(f"m:g{g}/{i}.bin").write_bytes(contents[f"g{g}/{i}.bin"])
+    env = {**os.environ, "PYTHONPATH": SRC}
+    finished, killed = False, 0
+    for kill_at in range(1, 12):
+        child = subprocess.run([sys.executable, "-c", GC_CHILD, json.dumps(config),
+                                str(kill_at)], capture_output=True, env=env, timeout=60)
+        assert child.returncode in (0, -signal.SIGKILL), child.stderr.decode()[-2000:]
+        for path, data in contents.items():
+            assert storage.node(f"m:{path}").read_bytes() == data, (kill_at, path)
+        if child.returncode == 0:
+            finished = True
+            break
+        killed += 1
+    assert finished and killed >= 3, killed  # kills landed at marks and deletes, then done
+    report = storage.collect_references("m", grace=0)
+    assert report["copies"] == report["referenced"] == 2 and not report["condemned"]
