@@ -635,20 +635,7 @@ EXPECTED: dict[tuple[str | None, str], tuple[str, Any, Any]] = {
 
 #: (mount, case) -> why: storied differs from genro here and should not, but the fix is outside
 #: the files this suite's author may change (reported). Strict xfails: they fail once fixed.
-STORIED_OPEN: dict[tuple[str | None, str], str] = {
-    (None, "zip_dir"): "storied prefixes the directory's own name to every entry ('dir/z.txt'; "
-    "genro: 'z.txt'); tests/test_virtual_nodes.py pins storied's layout, zip() is in "
-    "core/integration.py",
-    (None, "zip_missing"): "zip() of a missing node: genro raises ValueError, storied "
-    "FileNotFoundError; the fix belongs in core/integration.py (zip)",
-    **dict.fromkeys(
-        [(None, "copy_include"), (None, "copy_exclude"), (None, "copy_filter"),
-         (None, "copy_filter_raises")],
-        "filtered copy: genro's progress total counts the files the filters let through and "
-        "it recreates every source directory; storied counts every listed file and creates "
-        "only directories that receive one; src/storied/testing/node_suite.py and "
-        "tests/test_hard_node_errors.py pin storied's way"),
-}
+STORIED_OPEN: dict[tuple[str | None, str], str] = {}
 
 
 def assert_same(theirs: Any, ours: Any, messages: bool = False, where: str = "result") -> None:
@@ -902,10 +889,7 @@ MANAGER_MESSAGE = {
 MANAGER_EXPECTED: dict[str, tuple[str, Any, Any]] = {}
 
 #: case -> why, as ``STORIED_OPEN``.
-MANAGER_OPEN: dict[str, str] = {
-    "configure_bad_source": "configure(42): genro raises TypeError, storied StorageConfigError "
-    "(a ValueError only); tests/test_hard_cfg_validation.py requires it NOT to be a TypeError",
-}
+MANAGER_OPEN: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("case", sorted(MANAGER))

@@ -175,7 +175,10 @@ def test_refused_mounts_change_nothing(tmp_path: Path) -> None:
 def test_mistyped_sources_are_config_errors(source: Any) -> None:
     with pytest.raises(StorageConfigError) as caught:
         StorageManager().configure(source)
-    assert not isinstance(caught.value, (TypeError, AttributeError))
+    assert not isinstance(caught.value, AttributeError)
+    # a source that is neither a list nor a path is also the TypeError genro-storage raises;
+    # a list holding a wrong item is a configuration error only
+    assert isinstance(caught.value, TypeError) == (not isinstance(source, list))
 
 
 @pytest.mark.parametrize(
@@ -269,3 +272,20 @@ def test_mistyped_node_paths_are_storied_errors(args: tuple[Any, ...]) -> None:
     sm.add_mount({"name": "m", "type": "memory"})
     with pytest.raises(InvalidPathError):
         sm.node(*args)
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_a_file_may_hold_its_mounts_under_a_mounts_key(tmp_path: Any, suffix: str) -> None:
+    """What a new user writes first (``mounts:`` then the list, as TOML's ``[[mounts]]``) is
+    read as the list; any other mapping is still refused, saying what the file must hold."""
+    import json
+
+    good = tmp_path / f"good{suffix}"
+    good.write_text(json.dumps({"mounts": [{"name": "m", "type": "memory"}]}))
+    sm = StorageManager()
+    sm.configure(str(good))
+    assert sm.has_mount("m")
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_text(json.dumps({"mounts": [{"name": "m", "type": "memory"}], "other": 1}))
+    with pytest.raises(StorageConfigError, match=r"list of mounts \(or a 'mounts' key"):
+        StorageManager().configure(str(bad))

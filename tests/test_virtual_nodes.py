@@ -47,4 +47,13 @@ def test_directory_zip(sm: StorageManager) -> None:
     sm.node("m:d/x.txt").write_text("x")
     sm.node("m:d/sub/y.txt").write_text("y")
     names = sorted(zipfile.ZipFile(io.BytesIO(sm.node("m:d").zip())).namelist())
-    assert names == ["d/sub/y.txt", "d/x.txt"]
+    assert names == ["sub/y.txt", "x.txt"]  # relative to the directory, as genro-storage
+    root = sorted(zipfile.ZipFile(io.BytesIO(sm.node("m:").zip())).namelist())
+    assert {"d/sub/y.txt", "d/x.txt"} <= set(root)  # a mount root: no leading '/'
+    assert not [name for name in root if name.startswith("/")]
+    both = sm.iternode(sm.node("m:d"), sm.node("m:d/x.txt"))
+    assert sorted(zipfile.ZipFile(io.BytesIO(both.zip())).namelist()) == [
+        "d/sub/y.txt", "d/x.txt", "x.txt"]  # an iternode keeps its sources apart
+    with pytest.raises(FileNotFoundError) as caught:
+        sm.node("m:nothing").zip()
+    assert isinstance(caught.value, ValueError)  # genro-storage raises ValueError

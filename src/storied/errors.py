@@ -46,6 +46,7 @@ __all__ = [
     "AmbiguousSnapshotError",
     "ArchivedObjectError",
     "BinaryContentError",
+    "ConfigSourceTypeError",
     "DirectoryNotEmptyError",
     "InvalidArgumentError",
     "InvalidContentError",
@@ -72,6 +73,7 @@ __all__ = [
     "TransientStorageError",
     "UnsupportedOperation",
     "VersionNotFoundError",
+    "ZipSourceNotFoundError",
 ]
 
 
@@ -96,6 +98,11 @@ class VersionNotFoundError(StorageNotFoundError, IndexError):
 
     def __str__(self) -> str:
         return Exception.__str__(self)
+
+
+class ZipSourceNotFoundError(StorageNotFoundError, ValueError):
+    """``node.zip()`` of a path where nothing is (also a ``ValueError``, as genro-storage
+    raises)."""
 
 
 class StorageAlreadyExistsError(StorageError, FileExistsError):
@@ -125,6 +132,11 @@ class UnsupportedOperation(StoragePermissionError):
 
 class StorageConfigError(StorageError, ValueError):
     """A mount configuration is invalid; the message names the mount and the key."""
+
+
+class ConfigSourceTypeError(StorageConfigError, TypeError):
+    """``configure(source)`` got neither a list of mounts nor a file path (also a
+    ``TypeError``, as genro-storage raises)."""
 
 
 class BinaryContentError(StorageError, ValueError):

@@ -16,6 +16,7 @@ from storied.backends.base import Backend, WrappedBackend
 from storied.backends.registry import short_repr
 from storied.backends.wrappers import Permission, Permissions, Prefixed
 from storied.errors import (
+    ConfigSourceTypeError,
     NotADirectoryStorageError,
     StorageConfigError,
     StorageNotFoundError,
@@ -137,9 +138,11 @@ def load_mounts(source: Any) -> list[dict[str, Any]]:
     Raises:
         StorageNotFoundError: The file does not exist (also a ``FileNotFoundError``).
         StoragePermissionError: The file cannot be read for lack of permission.
-        StorageConfigError: ``source`` is neither a path nor a list (also a ``ValueError``); the
-            file is not UTF-8, cannot be parsed (the message gives the parser's line), or its top
-            level is not a list of mappings.
+        ConfigSourceTypeError: ``source`` is neither a path nor a list (a
+            ``StorageConfigError``, so a ``ValueError``, and a ``TypeError`` as in genro-storage).
+        StorageConfigError: The file is not UTF-8, cannot be parsed (the message gives the
+            parser's line), or its top level is not a list of mappings (YAML and JSON files
+            may also hold that list under a single ``mounts`` key).
     """
     if isinstance(source, (str, os.PathLike)):
         try:
@@ -147,17 +150,21 @@ def load_mounts(source: Any) -> list[dict[str, Any]]:
         except TypeError as exc:  # a PathLike whose fspath is bytes
             raise StorageConfigError(f"Invalid configuration path {source!r}: {exc}") from exc
         data, where = _parse_file(path), str(path)
+        if isinstance(data, Mapping) and set(data) == {"mounts"}:
+            data = data["mounts"]  # a 'mounts:' key, as TOML's [[mounts]] (genro: no such key)
         if not isinstance(data, list):
-            raise StorageConfigError(f"{where}: the top level must be a list of mounts")
+            raise StorageConfigError(
+                f"{where}: the top level must be a list of mounts (or a 'mounts' key holding "
+                "one)")
     elif isinstance(source, Mapping):
-        raise StorageConfigError(
+        raise ConfigSourceTypeError(
             "configure() takes a list of mount dicts or a file path, not one mapping: "
             "wrap it in a list ([{...}]) or call add_mount()"
         )
     elif isinstance(source, Sequence) and not isinstance(source, (bytes, bytearray)):
         data, where = source, "configuration list"
     else:
-        raise StorageConfigError(
+        raise ConfigSourceTypeError(
             "configure() takes a list of mount dicts or a file path, "
             f"not {type(source).__name__}: {short_repr(source)}"
         )

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, cast
 
+from storied.errors import ZipSourceNotFoundError
+
 if TYPE_CHECKING:
     from storied.core.node import StorageNode
 
@@ -60,7 +62,18 @@ class IntegrationMethods:
         return to_base64(self._as_node(), mime, include_uri)
 
     def zip(self) -> bytes:
-        """A ZIP archive of this file (one entry) or directory (recursive)."""
+        """A ZIP archive (deflated) of this file (one entry, its basename) or directory (every
+        file below it, by its path relative to the directory; an empty directory gives an
+        empty archive), as genro-storage makes it.
+
+        Raises:
+            ZipSourceNotFoundError: Nothing is at this path (a ``FileNotFoundError`` and, as
+                genro-storage raises, a ``ValueError``).
+        """
         from storied.core.virtual import zip_nodes
 
-        return zip_nodes([self._as_node()])
+        node = self._as_node()
+        if not node.exists():
+            raise ZipSourceNotFoundError(
+                f"Cannot create ZIP: node doesn't exist or is invalid type: {node.fullpath}")
+        return zip_nodes([node], dir_prefix=False)

@@ -69,8 +69,9 @@ def copy_node(
     Filters (``include``/``exclude`` fnmatch globs on the path relative to the copied directory,
     then ``filter(node, relpath)``) apply to directory copies. Skip strategies compare with the
     destination file and never apply when it is missing. ``progress(done, total)`` is called
-    after every file, copied or skipped (never for a directory with no file: ``total`` is
-    never 0); ``on_file(src_node)`` after each copy;
+    after every file the filters let through, copied or skipped by the skip strategy
+    (``total`` counts those files only, as genro-storage does, and is never 0: no file, no
+    call); ``on_file(src_node)`` after each copy;
     ``on_skip(src_node, reason)`` for each file left out (``'reserved'`` for a name below
     storied's reserved ``.storied`` area, which is never copied).
 
@@ -148,9 +149,9 @@ def _relation(src: StorageNode, dest: StorageNode) -> str | None:
 def _copy(src: StorageNode, dest: StorageNode, plan: Plan) -> list[Info] | None:
     """Copy; return the source files copied (None when ``src`` is a single file).
 
-    A directory copy creates the destination directory first, and (without filters, between
-    storages with real directories) every source sub-directory that holds no file, as
-    genro-storage does.
+    A directory copy creates the destination directory first, and (between storages with
+    real directories) every source sub-directory that holds no copied file, filters or not,
+    as genro-storage does.
     """
     if src.version is not None:
         run_items(src, dest, [(src, src.info(), dest, _dest_if_skipping(dest, plan))], 1, 0, plan)
@@ -169,8 +170,7 @@ def _copy(src: StorageNode, dest: StorageNode, plan: Plan) -> list[Info] | None:
     dest.mkdir(parents=True, exist_ok=True)
     copied = _copy_dir(src, dest, files, hidden, plan)  # no file, no progress call: genro's
     # callers may divide by ``total``
-    if not (plan.include or plan.exclude or plan.filter):
-        _make_empty_dirs(src, dest, copied)
+    _make_empty_dirs(src, dest, copied)
     return copied
 
 
@@ -243,7 +243,6 @@ def _copy_dir(
             existing = {paths.relative_to(e.path, dest.path): e for e in dest._be.walk(dest.path)}
         except StorageNotFoundError:
             existing = {}
-    total, done = len(files), 0
     items: list[Item] = []
     for info in sorted(files, key=lambda i: i.path):
         rel = paths.relative_to(info.path, src.path)
@@ -257,10 +256,7 @@ def _copy_dir(
         plan.report.skipped[node.fullpath] = reason
         if plan.on_skip:
             plan.on_skip(node, reason)
-        done += 1
-        if plan.progress:
-            plan.progress(done, total)
-    return run_items(src, dest, items, total, done, plan)
+    return run_items(src, dest, items, len(items), 0, plan)
 
 
 def _filtered(node: StorageNode, rel: str, plan: Plan) -> str | None:

@@ -7,6 +7,7 @@ import io
 import zipfile
 from typing import TYPE_CHECKING, Any
 
+from storied import paths
 from storied.core.node import StorageNode
 from storied.core.streams import decode_error
 from storied.core.writing import check_encoding
@@ -120,15 +121,18 @@ class DiffNode(_VirtualNode):
         return "".join(lines)
 
 
-def zip_nodes(nodes: list[StorageNode]) -> bytes:
-    """Zip files (by basename) and directories (recursively, by relative path)."""
+def zip_nodes(nodes: list[StorageNode], dir_prefix: bool = True) -> bytes:
+    """Zip files (by basename) and directories (recursively, by path relative to the
+    directory, below the directory's own name when ``dir_prefix``: an iternode's sources
+    stay apart; a mount root, which has no name, never gets a prefix)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for node in nodes:
             if node.mount_name is not None and node.is_dir():
+                prefix = f"{node.basename}/" if dir_prefix and node.basename else ""
                 for entry in node._be.walk(node.path):
-                    rel = entry.path[len(node.path) :].lstrip("/")
-                    archive.writestr(f"{node.basename}/{rel}", node._be.read_bytes(entry.path))
+                    rel = paths.relative_to(entry.path, node.path)
+                    archive.writestr(prefix + rel, node._be.read_bytes(entry.path))
             else:
                 archive.writestr(node.basename or "data", node.read_bytes())
     return buffer.getvalue()

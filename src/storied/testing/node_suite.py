@@ -185,7 +185,7 @@ class NodeConformance:
             on_skip=lambda n, r: skipped.append((n.path, r)),
         )
         assert sorted(copied) == ["src/a.py", "src/pkg/c.py"]
-        assert seen[-1] == (4, 4)
+        assert seen == [(1, 2), (2, 2)]  # the files the filters let through (genro-storage)
         assert ("src/b.txt", "not matching include patterns") in skipped
         assert sm.node("m:dst/pkg/c.py").read_text() == "src/pkg/c.py"
         assert not sm.node("m:dst/b.txt").exists()
