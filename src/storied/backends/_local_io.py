@@ -199,10 +199,21 @@ def unlink_quietly(name: str, dir_fd: int) -> None:
 
 
 @contextmanager
-def dir_lock(dir_fd: int) -> Iterator[None]:
-    fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+def dir_lock(dir_fd: int, shared: bool = False) -> Iterator[None]:
+    """The directory's ``flock``: exclusive for a compare-then-replace (conditional writes and
+    deletes), shared for a plain replace, so that no plain replace by a storied process lands
+    between a conditional one's compare and its rename (plain replaces still run together).
+    A shared lock on a directory that cannot be opened for reading is skipped: no conditional
+    writer can lock it either (it fails instead)."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=dir_fd)
+    except PermissionError:
+        if not shared:
+            raise
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)

@@ -3,7 +3,9 @@
 Writes go to a temporary file in the destination's directory and are renamed into place, so a
 reader (or a crash) never sees a partial file. Create-only writes use ``link()`` (atomic, fails if
 the target exists); replace-if-etag-matches holds an exclusive ``flock`` on the parent directory
-while it compares and renames.
+while it compares and renames, and every plain replace (overwrite, rename onto a name, a file's
+delete) holds it shared, so no replace by a storied process lands between that compare and that rename (a
+process that writes the directory without storied is not held back).
 
 Confinement (ADR 0003): every path is resolved from a descriptor of the base directory one name
 at a time with ``O_NOFOLLOW`` (``openat``-style ``dir_fd=`` calls, see
@@ -330,7 +332,7 @@ class LocalBackend(Backend):
         with self._walk(path, create=True) as (walk, name):
             check_name(name, path)
             empty = isinstance(data, (bytes, bytearray, memoryview)) and not len(data)
-            if empty and mode is not WriteMode.IF_MATCH:
+            if empty and mode is WriteMode.CREATE:
                 st = write_empty(walk.fd, name, mode)
                 if st is not None:
                     return Info(path, False, 0, st.st_mtime, _etag(st))
@@ -354,7 +356,8 @@ class LocalBackend(Backend):
     ) -> None:
         fd = walk.fd
         if mode is WriteMode.OVERWRITE:
-            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            with dir_lock(fd, shared=True):  # never inside a conditional write's compare
+                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
         elif mode is WriteMode.CREATE:
             try:
                 os.link(tmp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
@@ -399,7 +402,8 @@ class LocalBackend(Backend):
                 return
             st = os.stat(name, dir_fd=walk.fd, follow_symlinks=False)
             if not statmod.S_ISDIR(st.st_mode):
-                os.unlink(name, dir_fd=walk.fd)
+                with dir_lock(walk.fd, shared=True):  # never inside a conditional write
+                    os.unlink(name, dir_fd=walk.fd)
             elif recursive:
                 rmtree_at(name, walk.fd)
             else:
@@ -463,18 +467,21 @@ class LocalBackend(Backend):
             head, _, dname = dst.rpartition("/")
             if head == src.rpartition("/")[0] and sname != "." and dname not in ("", ".", ".."):
                 check_name(dname, dst)  # the same directory: walked once
-                os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=sw.fd)
+                with dir_lock(sw.fd, shared=True):
+                    os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=sw.fd)
                 return
             try:  # dst's parents exist (the common case): one rename, nothing created
                 with self._walk(dst) as (dw, dname):
                     check_name(dname, dst)
-                    os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
+                    with dir_lock(dw.fd, shared=True):
+                        os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
                     return
             except StorageNotFoundError:  # src is gone (raised here), or dst's parents are
                 os.stat(sname, dir_fd=sw.fd, follow_symlinks=False)
             with self._walk(dst, create=True) as (dw, dname):
                 check_name(dname, dst)
-                os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
+                with dir_lock(dw.fd, shared=True):
+                    os.replace(sname, dname, src_dir_fd=sw.fd, dst_dir_fd=dw.fd)
 
     @fresh_root
     def link(self, src: str, dst: str) -> None:
