@@ -204,3 +204,13 @@ def test_dupes_and_dedup_take_a_local_directory_without_configuration(tmp_path: 
         assert result.exit_code == 0, result.output
         assert f"hardlink {tmp_path / 'd' / 'b.bin'}" in result.stdout
     assert os.stat(tmp_path / "d" / "a.bin").st_ino == os.stat(tmp_path / "d" / "b.bin").st_ino
+
+
+def test_counts_agree_with_their_nouns(project: Path) -> None:
+    storage = StorageManager()
+    storage.configure(str(project / "storied.yaml"))
+    storage.node("home:one/a.txt").write_text("a")
+    code, out = run(project, "mv", "home:one", "home:two")
+    assert code == 0 and "(1 file)" in out, out  # it printed "(1 files)"
+    code, out = run(project, "du", "home:two")
+    assert code == 0 and "  1 file  " in out, out

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from storied.cli.jsonout import counted
 from storied.core.foreign import versioned_below as _versioned_below
 
 __all__ = ["COMMANDS", "resolve"]
@@ -101,7 +102,7 @@ class Tally:
         from storied.cli.main import _size
 
         took = max(time.monotonic() - self.started, 1e-6)
-        history = (f" ({self.reserved} files of storied's history left out)"
+        history = (f" ({counted(self.reserved, 'file')} of storied's history left out)"
                    if self.reserved else "")
         unstarted = f", {self.not_started} not started" if self.not_started else ""
         return (f"{self.copied} {self.verb}, {self.skipped} skipped, {self.failed} failed"
@@ -351,7 +352,7 @@ def mv(ctx: click.Context, source: str, dest: str, dry_run: bool, workers: int |
             click.echo(tally.line().replace(" moved,", " copied (no source deleted),", 1),
                        err=True)
         raise
-    click.echo(f"moved {said} ({count} files)")
+    click.echo(f"moved {said} ({counted(count, 'file')})")
     if report.copied:  # across mounts: what the copies did (a rename copies nothing)
         tally.copied, tally.skipped = len(report.copied), len(report.skipped)
         tally.take(report)
@@ -462,7 +463,7 @@ def du(ctx: click.Context, path: str, as_json: bool) -> None:
     if as_json:
         print_json({"path": shown(node), "files": len(files), "bytes": total})
         return
-    click.echo(f"{_size(total)}  {len(files)} files  {shown(node)}")
+    click.echo(f"{_size(total)}  {counted(len(files), 'file')}  {shown(node)}")
 
 
 @click.command("rollback", context_settings={"ignore_unknown_options": True})

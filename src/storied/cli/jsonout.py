@@ -65,3 +65,8 @@ def version_row(version: dict[str, Any], index: int | None = None) -> dict[str, 
     if index is not None:
         row["index"] = index
     return row
+
+
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun``, plural unless it is one ("1 file", "2 files")."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

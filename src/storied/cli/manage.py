@@ -17,7 +17,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from storied.cli.jsonout import json_option, print_json, print_table, version_row
+from storied.cli.jsonout import counted, json_option, print_json, print_table, version_row
 
 __all__ = ["parse_version", "register"]
 
@@ -146,10 +146,6 @@ _NEGATIVE_OK = {"ignore_unknown_options": True}  # so that ``-1`` is a version, 
 
 
 
-
-def _n(count: int, noun: str) -> str:
-    """``count`` and ``noun``, plural unless it is one ("1 file", "2 files")."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 @click.command("tag", context_settings=_NEGATIVE_OK)
 @click.argument("path")
@@ -317,7 +313,7 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
             print_table(console, table)
         total = sum(len(v) for v in result.values())
         verb = "would remove" if dry_run else "removed"
-        console.print(f"{verb} {_n(total, 'version')} from {_n(len(result), 'file')}",
+        console.print(f"{verb} {counted(total, 'version')} from {counted(len(result), 'file')}",
                       highlight=False)
         _print_kept(console, kept)
         return
@@ -355,7 +351,7 @@ def cleanup_command(ctx: click.Context, target: str, keep_last: int | None,
                       str(row["size"]), decision, reasons)
     print_table(console, table)
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {len(gone)} of {_n(len(plan), 'version')}", highlight=False)
+    console.print(f"{verb} {len(gone)} of {counted(len(plan), 'version')}", highlight=False)
     _print_kept(console, {node.fullpath: held} if held else {})
 
 
@@ -381,7 +377,7 @@ def _print_kept(console: Any, kept: dict[str, list[str]]) -> None:
     when it refused none)."""
     if kept:
         count = sum(len(ids) for ids in kept.values())
-        console.print(f"{_KEPT}: {_n(count, 'version')} in {_n(len(kept), 'file')}",
+        console.print(f"{_KEPT}: {counted(count, 'version')} in {counted(len(kept), 'file')}",
                   highlight=False)
 
 
@@ -411,8 +407,8 @@ def compact_command(ctx: click.Context, prefix: str, dry_run: bool, workers: int
         held = f" (kept by the server: {len(kept[path])})" if path in kept else ""
         console.print(f"{path}: {result.get(path, 0)}{held}", highlight=False)
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {_n(sum(result.values()), 'duplicate version')} from "
-                  f"{_n(len(result), 'file')}",
+    console.print(f"{verb} {counted(sum(result.values()), 'duplicate version')} from "
+                  f"{counted(len(result), 'file')}",
                   highlight=False)
     _print_kept(console, kept)
 
@@ -434,8 +430,8 @@ def snapshot_create(ctx: click.Context, prefix: str, tag: str, workers: int | No
     """Record the current version of every file under PREFIX as snapshot TAG."""
     console, _ = _consoles()
     snap = _manager(ctx).create_snapshot(prefix, tag, workers=workers)
-    console.print(f"snapshot {snap['tag']}: {_n(len(snap['files']), 'file')} of {snap['prefix']}",
-                  highlight=False)
+    files = counted(len(snap["files"]), "file")
+    console.print(f"snapshot {snap['tag']}: {files} of {snap['prefix']}", highlight=False)
 
 
 @snapshot_group.command("list")
