@@ -214,3 +214,6 @@ def test_counts_agree_with_their_nouns(project: Path) -> None:
     assert code == 0 and "(1 file)" in out, out  # it printed "(1 files)"
     code, out = run(project, "du", "home:two")
     assert code == 0 and "  1 file  " in out, out
+    code, out = run(project, "mv", "home:two/a.txt", "home:two/a.txt")
+    assert code == 0 and "nothing moved" in out, out
+    assert storage.node("home:two/a.txt").read_text() == "a"

@@ -340,7 +340,11 @@ def mv(ctx: click.Context, source: str, dest: str, dry_run: bool, workers: int |
         return
     from storied.core.transfer import TransferReport
 
-    count, said = len(_files(src)), f"{shown(src)} -> {shown(target)}"
+    said = f"{shown(src)} -> {shown(target)}"
+    if src._be.location(src.path) == target._be.location(target.path):
+        click.echo(f"nothing moved: {said} name one storage location")
+        return
+    count = len(_files(src))
     tally, report = Tally("moved"), TransferReport()
     try:
         with _bar(src.basename) as bar:
