@@ -12,6 +12,8 @@ BUILTINS: dict[str, tuple[type[BaseException], ...]] = {
     "InvalidArgumentError": (ValueError,),
     "ReadOnlyVersionError": (errors.StoragePermissionError, PermissionError, ValueError),
     "AmbiguousSnapshotError": (LookupError, ValueError),
+    "ZipSourceNotFoundError": (errors.StorageNotFoundError, FileNotFoundError, ValueError),
+    "ConfigSourceTypeError": (errors.StorageConfigError, ValueError, TypeError),
 }
 
 

@@ -67,7 +67,7 @@ NODE_IO_ITERATORS = frozenset({"iterdir", "glob", "rglob", "walk"})
 #: Node methods that touch no storage (plain calls here, as are pure properties).
 NODE_PURE = frozenset({"child", "joinpath", "match", "splitext", "with_name", "with_suffix",
                        "internal_url", "require_writable", "open", "iter_bytes",
-                       "stream_download"})
+                       "stream_download", "append", "extend"})
 #: Sync properties that touch storage: awaitable methods of the same name here.
 NODE_IO_PROPERTIES = frozenset({"versions", "version_count", "ext_attributes", "capabilities"})
 #: Manager methods that touch storage.

@@ -7,7 +7,8 @@ for plain files (``except FileNotFoundError``) keeps working::
     StorageError (Exception)
     ├── StorageNotFoundError (FileNotFoundError)        a path or mount that does not exist
     │   ├── MountNotFoundError (KeyError)                no mount of that name
-    │   └── VersionNotFoundError (IndexError)            no such version index, id or tag
+    │   ├── VersionNotFoundError (IndexError)            no such version index, id or tag
+    │   └── ZipSourceNotFoundError (ValueError)          node.zip() of nothing (genro's error)
     ├── StorageAlreadyExistsError (FileExistsError)     create-only write on an existing path
     ├── StoragePermissionError (PermissionError)        refused by mount permissions
     │   ├── PathEscapeError (ValueError)                 a path that would leave its mount
@@ -15,6 +16,7 @@ for plain files (``except FileNotFoundError``) keeps working::
     │   ├── ArchivedObjectError                          an archived object not restored yet
     │   └── UnsupportedOperation                         the backend cannot do this at all
     ├── StorageConfigError (ValueError)                 a bad mount configuration
+    │   └── ConfigSourceTypeError (TypeError)            configure() of neither list nor path
     ├── BinaryContentError (ValueError)                 a text diff of binary content
     ├── InvalidContentError (ValueError)                a structured diff of unparsable content
     ├── InvalidPathError (ValueError)                   a path that is malformed (no escape)
