@@ -22,22 +22,14 @@ from storied.errors import (
     StorageConfigError,
     StorageError,
 )
-from storied.events.webhook_journal import JournalSource, safe_start
-from storied.events.webhook_spool import Spool, default_root
-from storied.events.webhook_worker import Worker
-from storied.events.webhooks import (
-    RetryPolicy,
-    Secret,
-    Webhook,
-    endpoint_key,
-    message_body,
-    new_message_id,
-    redact_url,
-)
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the webhook machinery (http.client, ~60 ms) is imported on first use
     from storied.core.node import StorageNode
     from storied.events.bus import EventBus, Subscription
+    from storied.events.webhook_journal import JournalSource
+    from storied.events.webhook_spool import Spool
+    from storied.events.webhook_worker import Worker
+    from storied.events.webhooks import RetryPolicy, Secret, Webhook
 
 __all__ = ["WebhookMethods"]
 
@@ -154,6 +146,10 @@ class WebhookMethods:
                 (a ``ValueError``; the message never shows the secret).
             MountNotFoundError: ``mount`` names no mount.
         """
+        from storied.events.webhook_spool import Spool, default_root
+        from storied.events.webhook_worker import Worker
+        from storied.events.webhooks import Webhook, redact_url
+
         hook = Webhook(url, events, secret, mount, timeout, retry)
         if mount is not None and not self.has_mount(mount):
             raise MountNotFoundError(f"Mount point {mount!r} not found (webhook mount)")
@@ -195,6 +191,9 @@ class WebhookMethods:
     def _journal_source(self, hook: Webhook, spool: Spool) -> JournalSource | None:
         """The journal source of ``hook``'s mount when it keeps a journal (versioned), its
         cursor started at the journal's tail; None otherwise (events come from the bus)."""
+        from storied.events.webhook_journal import JournalSource, safe_start
+        from storied.events.webhooks import redact_url
+
         if hook.mount is None:
             return None
         try:
@@ -218,6 +217,9 @@ class WebhookMethods:
         """Stop delivering to ``url`` (registered with ``mount``) in this process; True when
         it was registered. Its pending messages stay in the outbox for the next process that
         registers it unless ``drop_pending``; a 410 Gone it answered is forgotten."""
+        from storied.events.webhook_spool import Spool, default_root
+        from storied.events.webhooks import endpoint_key, redact_url
+
         key = endpoint_key(url, mount)
         worker = self._stop_webhook(key)
         if worker is not None:
@@ -286,6 +288,8 @@ class WebhookMethods:
 
     def _webhook_event(self, node: StorageNode, info: dict[str, Any]) -> None:
         """Bus callback: spool the event for every endpoint that wants it."""
+        from storied.events.webhooks import message_body, new_message_id, redact_url
+
         event, mount = str(info.get("event")), node.mount_name
         with self._hooks.lock:
             workers = list(self._hooks.workers.values())
@@ -324,6 +328,8 @@ class WebhookMethods:
             raise StorageConfigError(f"Mount {name!r}: 'webhooks' is a list of mappings")
         hooks = []
         for index, entry in enumerate(entries):
+            from storied.events.webhooks import Webhook
+
             where = f"Mount {name!r}: webhooks[{index}]"
             if not isinstance(entry, Mapping):
                 raise StorageConfigError(f"{where} is a mapping (url, events, secret, timeout)")
@@ -350,6 +356,8 @@ class WebhookMethods:
     def _mount_webhooks(self, name: str, config: Mapping[str, Any]) -> None:
         """Register mount ``name``'s ``webhooks:`` (after the mount was added), replacing
         those its previous config registered."""
+        from storied.events.webhooks import redact_url
+
         hooks = self._check_webhooks(name, config)
         keys = {h.key for h in hooks}
         for old in self._hooks.from_config.get(name, set()) - keys:
