@@ -14,6 +14,7 @@ too: they do not count time lost to other processes.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
@@ -143,7 +144,8 @@ def _payload() -> bytes:
 def floor_write(root: str, journal: bool) -> Callable[[int], object]:
     """The system calls of one versioned write of ``f<i % 100>.bin`` at the mount root, in
     storied's order (the blob linked from an unnamed file, the record linked from the blob's
-    name, the announcement renamed, the working copy by temp+rename, the announcements
+    name, the announcement renamed, the working copy by temp+rename under the directory's
+    shared flock, the announcements
     listed, the held directories closed), plus the journal's entry when ``journal`` (an
     unnamed file linked, no ``fstat``); nothing else."""
     for k in range(256):
@@ -179,7 +181,10 @@ def floor_write(root: str, journal: bool) -> Callable[[int], object]:
         os.write(fd, data)
         os.fstat(fd)
         os.close(fd)
+        lock = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=base)
+        fcntl.flock(lock, fcntl.LOCK_SH)  # plain replaces hold the directory shared (ADR 0031)
         os.replace(tmp, f"f{k}.bin", src_dir_fd=base, dst_dir_fd=base)
+        os.close(lock)
         with os.scandir(f"/proc/self/fd/{rd}") as entries:
             [e.name for e in entries]
         for held in (bd, vd, rd):
