@@ -29,6 +29,7 @@ __all__ = [
     "file_object",
     "fresh_root",
     "rename_noreplace",
+    "replace_shared",
     "rmtree_at",
     "unlink_quietly",
     "write_all",
@@ -217,3 +218,21 @@ def dir_lock(dir_fd: int, shared: bool = False) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+_READ_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+
+def replace_shared(src: str, dst: str, dir_fd: int) -> None:
+    """``os.replace(src, dst)`` in directory ``dir_fd`` under its shared ``flock`` (what
+    :func:`dir_lock` does with ``shared=True``, inlined: it is on every plain write)."""
+    try:
+        lock = os.open(".", _READ_DIR, dir_fd=dir_fd)
+    except PermissionError:  # unreadable: no conditional writer can lock it either
+        os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        return
+    try:
+        fcntl.flock(lock, fcntl.LOCK_SH)
+        os.replace(src, dst, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    finally:
+        os.close(lock)

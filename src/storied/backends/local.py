@@ -4,8 +4,8 @@ Writes go to a temporary file in the destination's directory and are renamed int
 reader (or a crash) never sees a partial file. Create-only writes use ``link()`` (atomic, fails if
 the target exists); replace-if-etag-matches holds an exclusive ``flock`` on the parent directory
 while it compares and renames, and every plain replace (overwrite, rename onto a name, a file's
-delete) holds it shared, so no replace by a storied process lands between that compare and that rename (a
-process that writes the directory without storied is not held back).
+delete) holds it shared, so no replace by a storied process lands between that compare and that
+rename (a process that writes the directory without storied is not held back; ADR 0031).
 
 Confinement (ADR 0003): every path is resolved from a descriptor of the base directory one name
 at a time with ``O_NOFOLLOW`` (``openat``-style ``dir_fd=`` calls, see
@@ -55,6 +55,7 @@ from storied.backends._local_io import (
     file_object,
     fresh_root,
     rename_noreplace,
+    replace_shared,
     rmtree_at,
     unlink_quietly,
 )
@@ -356,8 +357,7 @@ class LocalBackend(Backend):
     ) -> None:
         fd = walk.fd
         if mode is WriteMode.OVERWRITE:
-            with dir_lock(fd, shared=True):  # never inside a conditional write's compare
-                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
+            replace_shared(tmp, name, fd)  # never inside a conditional write's compare
         elif mode is WriteMode.CREATE:
             try:
                 os.link(tmp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
