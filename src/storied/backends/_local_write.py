@@ -10,10 +10,21 @@ import sys
 from typing import TYPE_CHECKING
 
 from storied.backends._local_fs import TMP_MARK, Walk, temp_name
-from storied.backends._local_io import create_exclusive, unlink_quietly, write_all
+from storied.backends._local_io import (
+    create_exclusive,
+    dir_lock,
+    replace_shared,
+    unlink_quietly,
+    write_all,
+)
 from storied.backends._local_ops import check_name
+from storied.backends._local_ops import etag as stat_etag
 from storied.backends.base import CHUNK
-from storied.errors import StorageAlreadyExistsError
+from storied.errors import (
+    PreconditionFailedError,
+    StorageAlreadyExistsError,
+    StorageNotFoundError,
+)
 from storied.info import Data, WriteMode
 
 if TYPE_CHECKING:
@@ -23,6 +34,7 @@ __all__ = [
     "PROC_REFUSED",
     "TMPFILE",
     "anonymous",
+    "commit",
     "create_unnamed",
     "link_both",
     "temp_suffix",
@@ -177,3 +189,36 @@ def link_both(
     except FileExistsError:
         raise StorageAlreadyExistsError(f"Already exists: {link!r}") from None
     return created
+
+
+def commit(walk: Walk, tmp: str, name: str, path: str, mode: WriteMode,
+           etag: str | None) -> None:
+    """Put temporary file ``tmp`` at ``name`` in ``walk``'s directory: replaced (under the
+    directory's shared ``flock``), created (a link: fails if something is there), or replaced
+    only while the current file's etag is ``etag`` (under the exclusive ``flock``; ADR 0031).
+
+    Raises:
+        StorageAlreadyExistsError: ``mode`` is CREATE and ``name`` exists.
+        StorageNotFoundError: ``mode`` is IF_MATCH and nothing is at ``name``.
+        PreconditionFailedError: ``mode`` is IF_MATCH and the etag differs.
+    """
+    fd = walk.fd
+    if mode is WriteMode.OVERWRITE:
+        replace_shared(tmp, name, fd)  # never inside a conditional write's compare
+    elif mode is WriteMode.CREATE:
+        try:
+            os.link(tmp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
+        except FileExistsError:
+            raise StorageAlreadyExistsError(f"Already exists: {path!r}") from None
+    else:
+        with dir_lock(fd):
+            mark = walk.mark()
+            try:
+                current = stat_etag(walk.stat(name))
+            except FileNotFoundError:
+                raise StorageNotFoundError(f"No such file: {path!r}") from None
+            finally:
+                walk.restore(mark)
+            if current != etag:
+                raise PreconditionFailedError(f"Etag mismatch on {path!r}")
+            os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)

@@ -55,7 +55,6 @@ from storied.backends._local_io import (
     file_object,
     fresh_root,
     rename_noreplace,
-    replace_shared,
     rmtree_at,
     unlink_quietly,
 )
@@ -73,6 +72,7 @@ from storied.backends._local_write import (
     PROC_REFUSED,
     TMPFILE,
     anonymous,
+    commit,
     create_unnamed,
     link_both,
     temp_suffix,
@@ -86,7 +86,6 @@ from storied.errors import (
     IsADirectoryStorageError,
     NotADirectoryStorageError,
     PathEscapeError,
-    PreconditionFailedError,
     StorageAlreadyExistsError,
     StorageConfigError,
     StorageNotFoundError,
@@ -344,37 +343,13 @@ class LocalBackend(Backend):
                     return Info(path, False, made.st_size, made.st_mtime, _etag(made))
             tmp, st = write_temp(walk.fd, name, data, self._fsync)
             try:
-                self._commit(walk, tmp, name, path, mode, etag)
+                commit(walk, tmp, name, path, mode, etag)
             except BaseException:
                 unlink_quietly(tmp, walk.fd)
                 raise
             if mode is WriteMode.CREATE:
                 os.unlink(tmp, dir_fd=walk.fd)
         return Info(path, False, st.st_size, st.st_mtime, _etag(st))
-
-    def _commit(
-        self, walk: Walk, tmp: str, name: str, path: str, mode: WriteMode, etag: str | None
-    ) -> None:
-        fd = walk.fd
-        if mode is WriteMode.OVERWRITE:
-            replace_shared(tmp, name, fd)  # never inside a conditional write's compare
-        elif mode is WriteMode.CREATE:
-            try:
-                os.link(tmp, name, src_dir_fd=fd, dst_dir_fd=fd, follow_symlinks=False)
-            except FileExistsError:
-                raise StorageAlreadyExistsError(f"Already exists: {path!r}") from None
-        else:
-            with dir_lock(fd):
-                mark = walk.mark()
-                try:
-                    current = _etag(walk.stat(name))
-                except FileNotFoundError:
-                    raise StorageNotFoundError(f"No such file: {path!r}") from None
-                finally:
-                    walk.restore(mark)
-                if current != etag:
-                    raise PreconditionFailedError(f"Etag mismatch on {path!r}")
-                os.replace(tmp, name, src_dir_fd=fd, dst_dir_fd=fd)
 
     @fresh_root
     def delete(self, path: str, *, recursive: bool = False) -> None:
