@@ -523,3 +523,31 @@ def test_a_failing_s3_server_loses_nothing(moto: MotoHandle, proxy: CountingProx
     assert report["copies"] == report["referenced"]
     for path, data in contents.items():
         assert storage.node(f"m:{path}").read_bytes() == data, path
+
+
+KILLED_HOLDER = r'''
+import fcntl, os, signal, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)  # where a conditional write holds it (compare -> rename)
+print("held", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_a_conditional_writer_killed_inside_its_lock_holds_no_writer_back(
+        tmp_path: Path) -> None:
+    """The directory lock of ADR 0031 is a ``flock``: a conditional writer SIGKILLed while it
+    holds it exclusive leaves nothing behind (the kernel drops the lock with the process), so
+    plain and conditional writes go on at once, and the file is the last one written."""
+    from storied.backends.local import LocalBackend
+    from storied.info import WriteMode
+
+    (tmp_path / "f").write_bytes(b"old")
+    child = _child(KILLED_HOLDER, str(tmp_path))
+    out, _ = child.communicate(timeout=30)
+    assert out.strip() == b"held" and child.returncode == -9
+    backend = LocalBackend(str(tmp_path))
+    etag = backend.write("f", b"plain").etag  # would block for ever on a stale lock
+    backend.write("f", b"conditional", mode=WriteMode.IF_MATCH, etag=etag)
+    assert (tmp_path / "f").read_bytes() == b"conditional"
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]  # no temporary file left

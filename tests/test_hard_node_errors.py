@@ -4,6 +4,7 @@ storied.errors, and also the builtin older code catches."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,24 @@ def test_copying_a_directory_creates_its_empty_directories(kind: str, tmp_path: 
     assert seen == [(1, 1)]  # only the file the filter let through counts
     storage.node("m:src").move_to("m:moved")
     assert storage.node("m:moved/a/b").is_dir() and not storage.node("m:src").exists()
+
+
+@pytest.mark.parametrize("include", [None, "*.txt"])
+def test_directories_recreated_by_a_copy_never_include_reserved_ones(
+        tmp_path: Path, include: str | None) -> None:
+    """A copy recreates the source's directories (filters or not, as genro-storage does) but
+    never a ``.storied`` folder at any depth: copied into a versioned mount, it would be read
+    as history."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "sub" / ".storied" / "refs").mkdir(parents=True)
+    (src / "sub" / ".storied" / "refs" / "tags.json").write_text("{}")
+    (src / "deep" / ".storied").mkdir(parents=True)
+    (src / "sub" / "a.txt").write_text("a")
+    dst.mkdir()
+    storage = StorageManager()
+    storage.configure([{"name": "src", "type": "local", "base_path": str(src)},
+                       {"name": "v", "type": "local", "base_path": str(dst), "versioning": True}])
+    storage.node("src:").copy_to(storage.node("v:in"), include=include)
+    assert sorted(p.name for p in (dst / "in").iterdir()) == ["deep", "sub"]
+    assert not (dst / "in" / "deep" / ".storied").exists()
+    assert sorted(p.name for p in (dst / "in" / "sub").iterdir()) == ["a.txt"]
