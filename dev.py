@@ -84,6 +84,14 @@ def _ensure_npm_tools() -> None:
                    check=False, stdout=subprocess.DEVNULL)
 
 
+def _workers(rest: list[str]) -> list[str]:
+    """pytest-xdist's ``-n``: one worker per CPU (at most 4; each starts its own test servers
+    on free ports), unless the caller chose (``-n``, ``-p no:xdist``) or names single tests."""
+    cpus = min(os.cpu_count() or 1, 4)
+    chose = any(a.startswith(("-n", "--numprocesses", "-p")) or "::" in a for a in rest)
+    return [] if chose or cpus < 2 else ["-n", str(cpus)]
+
+
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("demo", [])
     _ensure_env(full=command != "demo")
@@ -92,7 +100,7 @@ def main(argv: list[str]) -> int:
     if command == "test":
         _ensure_debian_tools()
         _ensure_npm_tools()
-        return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+        return subprocess.call([str(PY), "-m", "pytest", *_workers(rest), *rest], cwd=ROOT)
     if command == "lint":
         return subprocess.call([str(PY), "-m", "ruff", "check", "src", "tests", "bench"], cwd=ROOT)
     if command == "bench":
