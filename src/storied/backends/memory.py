@@ -12,7 +12,7 @@ import io
 import itertools
 import threading
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -42,6 +42,40 @@ class _Object:
     etag: str
     md5: str
     metadata: dict[str, str]
+
+
+class _Deferred(_Object):
+    """An object whose bytes are made by ``make`` when first used (read, listed with its
+    size, copied): :meth:`MemoryBackend.create_deferred`. ``make`` must give the same bytes
+    every time (two threads may both call it the first time); its etag is fixed at creation
+    (its generation), its MD5 follows from the bytes."""
+
+    def __init__(self, make: Callable[[], bytes], mtime: float) -> None:
+        self._make: Callable[[], bytes] | None = make
+        self._made, self._md5 = b"", ""
+        self._generation = next(_GENERATION)
+        self.mtime, self.metadata = mtime, {}
+
+    def _made_now(self) -> None:
+        make = self._make
+        if make is not None:  # bytes and MD5 set before ``_make`` is cleared (threads)
+            made = make()
+            self._md5, self._made = hashlib.md5(made).hexdigest(), made
+            self._make = None
+
+    @property
+    def data(self) -> bytes:  # type: ignore[override]
+        self._made_now()
+        return self._made
+
+    @property
+    def md5(self) -> str:  # type: ignore[override]
+        self._made_now()
+        return self._md5
+
+    @property
+    def etag(self) -> str:  # type: ignore[override]
+        return f"{self.md5}-{self._generation}"
 
 
 @dataclass
@@ -215,6 +249,27 @@ class MemoryBackend(Backend):
         payload = bytes(data)
         md5 = hashlib.md5(payload).hexdigest()
         obj = _Object(payload, time.time(), f"{md5}-{next(_GENERATION)}", md5, {})
+        store = self._store
+        with store.lock:
+            if path in store.dirs:
+                raise IsADirectoryStorageError(f"Is a directory: {path!r}")
+            if path in store.files:
+                raise StorageAlreadyExistsError(f"Already exists: {path!r}")
+            self._add_parents(path)
+            store.put_file(path, obj)
+
+    def create_deferred(self, path: str, make: Callable[[], bytes]) -> None:
+        """:meth:`create_new` of the bytes ``make()`` gives, made when the object is first
+        used rather than now. For storied's own create-only objects on this process-local
+        store (journal entries): nobody outside this process can read them, so the writer
+        need not pay for their encoding. ``make`` must give the same bytes on every call and
+        must not depend on anything the caller may change afterwards.
+
+        Raises:
+            StorageAlreadyExistsError: something is at ``path``.
+            IsADirectoryStorageError: ``path`` is a directory.
+        """
+        obj = _Deferred(make, time.time())
         store = self._store
         with store.lock:
             if path in store.dirs:

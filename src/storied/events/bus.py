@@ -131,9 +131,13 @@ class EventBus:
     def wants(self, event: str, mount: str | None = None, path: str | None = None) -> bool:
         """True when some subscription would receive ``event`` (lets emitters skip building
         ``info``); with ``path`` None any path counts."""
-        return any(s.matches(event, mount, path) if path is not None
-                   else (s.event in ("*", event) and s.mount in (None, mount))
-                   for s in self._subs)
+        for s in self._subs:  # a loop, not any(generator): this runs on every write
+            if path is not None:
+                if s.matches(event, mount, path):
+                    return True
+            elif s.event in ("*", event) and s.mount in (None, mount):
+                return True
+        return False
 
     def emit(self, event: str, node: StorageNode, info: dict[str, Any]) -> None:
         """Call every matching subscription with ``(node, info)``; ``info['event']`` is set.

@@ -123,11 +123,46 @@ def _jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, (set, frozenset)):  # sorted, as the encoder writes sets
+        return [_jsonable(v) for v in sorted(value, key=str)]
+    if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
     return str(value)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None), datetime})
+
+
+def _frozen(value: Any) -> Any:
+    """``value`` with every dict, list and tuple copied (a dict and a list, as JSON has them),
+    sets as sorted lists, and what JSON has no type for as :func:`_jsonable` makes it: what a
+    deferred entry encodes later is what it was at :meth:`JournalStore.append`."""
+    if isinstance(value, dict):
+        return {k: v if type(v) in _SCALARS else _frozen(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [v if type(v) in _SCALARS else _frozen(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return [_frozen(v) for v in sorted(value, key=str)]
+    if type(value) in _SCALARS or isinstance(value, (str, int, float, datetime)):
+        return value
+    return _jsonable(value)
+
+
+def _encoded(event: str, path: str, version_id: str | None, when: float, ident: str,
+             info: dict[str, Any]) -> bytes:
+    """The bytes of one entry (``when``: seconds since the epoch)."""
+    body: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION, "id": ident, "type": event,
+        "path": path, "version_id": version_id,
+        "time": datetime.fromtimestamp(when, UTC).isoformat(), "info": info,
+    }
+    try:
+        return _ENCODER.encode(body).encode()
+    except (TypeError, ValueError):  # keys or values JSON has no form for: made plain
+        body["info"] = _jsonable(info)
+        return _ENCODER.encode(body).encode()
 
 
 def _revive(info: dict[str, Any]) -> dict[str, Any]:
@@ -172,6 +207,7 @@ class JournalStore:
         self._lock = threading.Lock()
         self._entries = self._key("")  # "<root>/journal": entry keys are built on it
         self._fast: Any = None  # the adapter's create_new, found on the first append
+        self._deferred: Any = None  # its create_deferred (process-local stores), if any
         self._hole_checked: dict[int, float] = {}  # bucket -> monotonic time of its check
         self._young: dict[int, float] = {}  # bucket -> monotonic time it may be sealed from
 
@@ -179,9 +215,12 @@ class JournalStore:
         """How an entry is created: the adapter's ``create_new`` (no ``Info`` built, one
         ``fstat`` fewer on disks) when every layer above it passes storied's reserved area
         through untouched and the journal is in that area, else :meth:`_create`."""
-        fast = getattr(reserved_adapter(self.backend, self.root), "create_new", None)
+        adapter = reserved_adapter(self.backend, self.root)
+        fast = getattr(adapter, "create_new", None)
         if fast is None or not self.backend.capabilities.conditional_write:
             fast = self._create
+        else:
+            self._deferred = getattr(adapter, "create_deferred", None)
         self._fast = fast
         return fast
 
@@ -273,17 +312,16 @@ class JournalStore:
         Raises:
             StorageError: The entry could not be written (the event is not recorded).
         """
-        body: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION, "id": _new_id(), "type": event,
-            "path": path, "version_id": version_id,
-            "time": datetime.now(UTC).isoformat(), "info": info,
-        }
-        try:
-            data = _ENCODER.encode(body).encode()
-        except (TypeError, ValueError):  # keys or values JSON has no form for: made plain
-            body["info"] = _jsonable(info)
-            data = _ENCODER.encode(body).encode()
-        create = self._fast or self._creator()
+        ident, when = _new_id(), time.time()
+        if self._fast is None:
+            self._creator()
+        create: Any
+        if self._deferred is not None:  # a process-local store: encoded when first read
+            create = self._deferred
+            payload: Any = functools.partial(_encoded, event, path, version_id, when, ident,
+                                             _frozen(info))
+        else:
+            create, payload = self._fast, _encoded(event, path, version_id, when, ident, info)
         with self._lock:
             now = time.monotonic()
             if self._tail is None or now - self._tail_at > _REFRESH:
@@ -291,7 +329,7 @@ class JournalStore:
             seq = self._tail + 1
             for _ in range(_MAX_ATTEMPTS):
                 try:
-                    create(self._entry_key(seq), data)
+                    create(self._entry_key(seq), payload)
                 except StorageAlreadyExistsError:  # another writer took it
                     seq = self._newest_from(seq) + 1
                     continue

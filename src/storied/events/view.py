@@ -31,14 +31,16 @@ _STORES_LOCK = threading.Lock()
 def store_of(history: MountHistory) -> JournalStore:
     """The journal store of ``history``'s engine (one per engine object, kept with it)."""
     engine = history.engine
-    store = _STORES.get(engine)  # the common case, without the lock (a read of a dict)
+    store = engine.__dict__.get("_journal_store")  # the common case: kept on the engine
     if store is not None:
-        return store
+        return store  # type: ignore[no-any-return]
+    store = _STORES.get(engine)
     with _STORES_LOCK:
         store = _STORES.get(engine)
         if store is None:
             catalog = engine.catalog
             store = _STORES[engine] = JournalStore(catalog.backend, catalog.root)
+        engine.__dict__["_journal_store"] = store
         return store
 
 
