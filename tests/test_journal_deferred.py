@@ -5,6 +5,8 @@ of a memory mount and of a local mount read back alike."""
 
 from __future__ import annotations
 
+import collections
+import enum
 import functools
 import hashlib
 import json
@@ -54,6 +56,10 @@ def test_a_subscriber_changing_info_does_not_change_the_recorded_event(
     assert created[0].version_id == node.versions[-1]["version_id"]
 
 
+class Flag(enum.StrEnum):
+    ON = "on"
+
+
 def test_values_json_lacks_are_recorded_the_same_way_on_memory_and_local(
         tmp_path: Path) -> None:
     class Odd:
@@ -66,7 +72,9 @@ def test_values_json_lacks_are_recorded_the_same_way_on_memory_and_local(
         sm = _manager(kind, tmp_path / kind)
         node = sm.node("v:n.txt")
         node.write_bytes(b"x")
-        shared = {"labels": {"b", "a"}, "odd": Odd(), "pair": (1, [2, 3]), "n": None}
+        shared = {"labels": {"b", "a"}, "odd": Odd(), "pair": (1, [2, 3]), "n": None,
+                  "empty": ((), set(), [], {}), "e_tuple": (), "e_set": frozenset(),
+                  "ordered": collections.OrderedDict(z=1, a=[1]), "flag": Flag.ON}
         notify(node, "tag_created", functools.partial(dict.copy, shared))
         shared["pair"][1].append(4)  # changed after the append: not recorded
         shared["labels"].add("c")
@@ -75,7 +83,8 @@ def test_values_json_lacks_are_recorded_the_same_way_on_memory_and_local(
         sm.close()
     assert infos[0] == infos[1]
     assert infos[0] == {"labels": ["a", "b"], "odd": "odd-value", "pair": [1, [2, 3]],
-                        "n": None, "event": "tag_created"}
+                        "n": None, "empty": [[], [], [], {}], "e_tuple": [], "e_set": [],
+                        "ordered": {"z": 1, "a": [1]}, "flag": "on", "event": "tag_created"}
 
 
 def test_a_deferred_object_answers_like_a_written_one() -> None:

@@ -57,13 +57,13 @@ def notify(node: StorageNode, event: str, build: Callable[[], dict[str, Any]],
             callbacks are not called, so nothing is reported that is not recorded).
     """
     bus = node._manager._event_bus
-    wants = bus is not None and bus.wants(event, node.mount_name, node.path)
+    wants = bus is not None and bus.wants(event, node._mount_name, node._path)
     history = node._history if event in JOURNALED else None
     if history is None and not wants:
         return
     info = build()
     if history is not None:
-        store_of(history).append(event, history._p(node.path), version_id, info)
+        store_of(history).append(event, history._p(node._path), version_id, info)
     if wants and bus is not None:
         bus.emit(event, node, info)
 

@@ -133,19 +133,32 @@ def _jsonable(value: Any) -> Any:
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None), datetime})
+_EMPTY: dict[type, type] = {list: list, tuple: list, dict: dict}  # an empty one's JSON form
 
 
 def _frozen(value: Any) -> Any:
     """``value`` with every dict, list and tuple copied (a dict and a list, as JSON has them),
     sets as sorted lists, and what JSON has no type for as :func:`_jsonable` makes it: what a
     deferred entry encodes later is what it was at :meth:`JournalStore.append`."""
-    if isinstance(value, dict):
-        return {k: v if type(v) in _SCALARS else _frozen(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
+    kind = type(value)
+    if kind is dict:  # the common case first: a copy, then only its containers replaced
+        out = value.copy()
+        for key, item in out.items():
+            if type(item) not in _SCALARS:  # an existing key: the dict does not grow
+                out[key] = _EMPTY[type(item)]() if not item and type(item) in _EMPTY \
+                    else _frozen(item)
+        return out
+    if kind is list or kind is tuple:
         return [v if type(v) in _SCALARS else _frozen(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    if isinstance(value, dict):
+        return {k: _frozen(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_frozen(v) for v in value]
     if isinstance(value, (set, frozenset)):
         return [_frozen(v) for v in sorted(value, key=str)]
-    if type(value) in _SCALARS or isinstance(value, (str, int, float, datetime)):
+    if isinstance(value, (str, int, float, datetime)):
         return value
     return _jsonable(value)
 
