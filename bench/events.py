@@ -72,10 +72,11 @@ def throughput(endpoint: str, tmp: str, rounds: int = 5) -> None:
     also show CPU time (``process_time``, the server of S3 mounts runs elsewhere)."""
     import os
 
-    print(f"(a) versioned writes/s of 1 KiB, journal + 1 subscriber vs neither "
-          f"(best of {rounds} interleaved batches; load {os.getloadavg()[0]:.1f})")
-    for kind, count in (("memory", 800), ("local", 300), ("s3-portable", 60),
-                        ("s3-native", 100)):
+    print(f"(a) versioned writes/s of 1 KiB, journal + 1 subscriber vs neither (best of "
+          f"{rounds} interleaved batches, {rounds * 3} on memory and {rounds * 2} on local; "
+          f"load {os.getloadavg()[0]:.1f})")
+    for kind, count, batches in (("memory", 800, rounds * 3), ("local", 300, rounds * 2),
+                                 ("s3-portable", 60, rounds), ("s3-native", 100, rounds)):
         clocks: list[tuple[str, Callable[[], float]]] = [("wall", time.perf_counter)]
         if kind in ("memory", "local"):
             clocks.append(("cpu", time.process_time))
@@ -93,19 +94,22 @@ def throughput(endpoint: str, tmp: str, rounds: int = 5) -> None:
                 sm.on("version_created", lambda node, info: None)
             managers[journal] = sm
         rates: dict[tuple[str, bool], float] = {}
-        for _ in range(rounds):
+        pairs: dict[str, list[float]] = {name: [] for name, _ in clocks}
+        for turn in range(batches):  # short batches: more of them, so a burst of load misses some
             for name, clock in clocks:
-                for journal in (False, True):
+                pair = {}
+                for journal in ((False, True) if turn % 2 else (True, False)):
                     eventing.JOURNALED = JOURNALED if journal else frozenset()
-                    rate = _rate(managers[journal], count, clock)
+                    pair[journal] = rate = _rate(managers[journal], count, clock)
                     rates[name, journal] = max(rates.get((name, journal), 0.0), rate)
+                pairs[name].append(pair[True] / pair[False])
         eventing.JOURNALED = JOURNALED
         for sm in managers.values():
             sm.close()
         for name, _ in clocks:
             off, on = rates[name, False], rates[name, True]
             print(f"    {kind:12} {name:4} without {off:8.0f}/s  with {on:8.0f}/s  "
-                  f"ratio {on / off:.2f}")
+                  f"ratio {on / off:.2f} (median of pairs {statistics.median(pairs[name]):.2f})")
 
 
 def requests(proxy: CountingProxy, endpoint: str, tmp: str) -> None:
