@@ -47,8 +47,9 @@ def _memory(*extra: dict[str, Any]) -> StorageManager:
 
 def _crash(lock: Any) -> None:
     """Stop the holder's renewals without releasing: what a SIGKILL leaves behind."""
-    lock._stop.set()
-    lock._thread.join(timeout=5)
+    lock._stop.set()  # the timer's call (renewals not started yet) is then a no-op
+    if lock._thread is not None:
+        lock._thread.join(timeout=5)
 
 
 def test_tokens_strictly_increase_over_release_and_takeover() -> None:

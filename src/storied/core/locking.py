@@ -8,7 +8,9 @@ token, ttl, nonce, path, time, pad}``.
 - acquire: absent -> create-only write; ``released`` -> ``IF_MATCH`` write, ``token + 1``;
   ``held`` -> watch it, and take it over (``IF_MATCH`` on the etag seen, ``token + 1``) only
   after a full ``ttl`` without a rewrite, measured on this process's own clock;
-- renew: a daemon thread rewrites it (``IF_MATCH``, new nonce) each third of ``ttl``;
+- renew: a daemon thread rewrites it (``IF_MATCH``, new nonce) each third of ``ttl``; the
+  thread is started by the process's lock timer (:mod:`storied.core._lock_timer`) at the first
+  renewal, so a lock released before then costs no thread;
 - release: an ``IF_MATCH`` write of ``released`` that keeps the token, so the fencing token
   strictly increases over every grant of the path;
 - lost: the holder trusts its lease until the send time of its last write plus 0.9 ``ttl`` on
@@ -20,7 +22,6 @@ token, ttl, nonce, path, time, pad}``.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import json
 import math
 import os
@@ -30,11 +31,16 @@ import threading
 import time
 import uuid
 from collections.abc import Hashable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from storied import paths
-from storied.backends.base import Backend, WrappedBackend
-from storied.backends.wrappers import Prefixed, Retrying
+from storied.backends.base import Backend
+from storied.core._lock_store import MAX_TTL as _MAX_TTL
+from storied.core._lock_store import check_lockable as _check_lockable
+from storied.core._lock_store import parse as _parse
+from storied.core._lock_store import read_tagged as _read_tagged
+from storied.core._lock_store import where as _where
+from storied.core._lock_timer import TIMER
 from storied.errors import (
     InvalidArgumentError,
     LockLostError,
@@ -43,9 +49,7 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageError,
     StorageNotFoundError,
-    StoragePermissionError,
     TransientStorageError,
-    UnsupportedOperation,
 )
 from storied.info import WriteMode
 
@@ -58,7 +62,6 @@ __all__ = ["Lock", "LockMethods", "guard_write"]
 
 _POLL = 0.02  # first pause while the lock is busy, doubled up to _MAX_POLL
 _MAX_POLL = 0.5
-_MAX_TTL = 86400.0
 _MIN_TTL = 0.1  # renewals every third of it: shorter would hammer the storage
 _LOST = (PreconditionFailedError, StorageNotFoundError, StorageAlreadyExistsError)
 _CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
@@ -72,96 +75,6 @@ def _now() -> float:
 _HELD: dict[tuple[Hashable, str], list[Lock]] = {}  # lock object location -> locks held here
 _RELEASED: dict[tuple[Hashable, str], tuple[str, int]] = {}  # our last release: (etag, token)
 _TABLES = threading.Lock()
-
-
-# --------------------------------------------------------------------------- where locks live
-def _where(node: StorageNode) -> tuple[Backend, str, str]:
-    """``(raw backend, lock object key, path from the storage mount's root)`` of ``node``."""
-    manager: Any = node._manager
-    mount = node.mount_name
-    if mount is None:
-        raise UnsupportedOperation("A virtual node (no mount) cannot be locked")
-    root = mount
-    while root in manager._parents:
-        root = manager._parents[root][0]
-    backend, base = manager._history_place(root)
-    prefix = manager._prefix_of(mount)
-    full = paths.join(prefix, node.path) if prefix and node.path else prefix or node.path
-    digest = hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()
-    return backend, paths.join(base, "locks", "paths", digest), full
-
-
-def _check_lockable(node: StorageNode, backend: Backend) -> None:
-    """Refuse a mount on which a lock would not be safe (or would write where it may not)."""
-    mount = node.mount_name
-    if backend.static_capabilities.readonly:
-        raise UnsupportedOperation(
-            f"Mount {mount!r} cannot be locked: its storage is read-only (a lock writes a lock "
-            "object)"
-        )
-    node_backend = node._backend
-    if node_backend is not None and node_backend.capabilities.readonly:
-        raise StoragePermissionError(
-            f"Mount {mount!r} is read-only: a lock writes a lock object to the storage"
-        )
-    if backend.capabilities.process_local_writes:
-        raise UnsupportedOperation(
-            f"Mount {mount!r} cannot be locked safely: its writes stay in this process until "
-            "they are flushed (a writable archive), so another process opening the same file "
-            "would not see the lock"
-        )
-    if not backend.capabilities.conditional_write:
-        raise UnsupportedOperation(
-            f"Mount {mount!r} cannot be locked safely: its storage ({backend.protocol}) does not "
-            "honour conditional writes (create-only / if-match; probed on S3-compatible "
-            "servers), so two processes could both be granted the lock"
-        )
-
-
-def _passes_reserved(backend: Backend) -> bool:
-    """True for a layer that passes paths under ``.storied/`` through untouched."""
-    return isinstance(backend, WrappedBackend) and bool(
-        getattr(backend, "reserved_passthrough", False))
-
-
-def _read_tagged(backend: Backend, key: str) -> tuple[bytes, str | None] | None:
-    """The lock object's bytes and etag, or None when absent: one GET where the adapter
-    offers ``read_tagged`` (S3, memory), else a HEAD then a GET (in that order: a body newer
-    than the etag only makes the next ``IF_MATCH`` fail, never succeed wrongly)."""
-    inner, path = backend, key
-    while True:
-        tagged = getattr(inner, "read_tagged", None)
-        if tagged is not None:
-            try:
-                data, etag = tagged(path)
-            except StorageNotFoundError:
-                return None
-            return data, etag
-        if isinstance(inner, Prefixed):
-            path, inner = paths.join(inner.prefix, path) if inner.prefix else path, inner.inner
-        elif isinstance(inner, Retrying) or _passes_reserved(inner):
-            assert isinstance(inner, WrappedBackend)
-            inner = inner.inner  # a layer that passes `.storied/` paths through untouched
-        else:
-            break
-    try:
-        etag = backend.info(key).etag
-        return backend.read_bytes(key), etag
-    except StorageNotFoundError:
-        return None
-
-
-def _parse(raw: bytes) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(raw)
-        if not isinstance(doc, dict) or doc.get("state") not in ("held", "released"):
-            return None
-        doc["token"] = int(doc.get("token", 0))
-        ttl = float(doc.get("ttl", _MAX_TTL))
-        doc["ttl"] = ttl if math.isfinite(ttl) and 0 < ttl <= _MAX_TTL else _MAX_TTL
-        return doc
-    except (ValueError, TypeError, OverflowError):
-        return None
 
 
 def _check_seconds(name: str, value: object, *, allow_none: bool, minimum: float) -> None:
@@ -214,6 +127,7 @@ class Lock:
         self._mutex = threading.RLock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._timer: list[Any] | None = None  # the timer call that starts the renewals
         self._backend: Backend | None = None
         self._key = self._path = ""
         self._where: tuple[Hashable, str] | None = None
@@ -271,11 +185,9 @@ class Lock:
                     atexit.unregister(_release_at_exit)
                     atexit.register(_release_at_exit)
                 _HELD.setdefault(self._where, []).append(self)
-            self._thread = threading.Thread(
-                target=self._renew_loop, args=(self._stop,), daemon=True,
-                name=f"storied-lock-{self._key[-8:]}",
-            )  # fmt: skip
-            self._thread.start()
+            self._thread = None  # started at the first renewal, if still held then
+            self._timer = TIMER.call_later(self.ttl / 3, partial(self._start_renewals,
+                                                                 self._stop))
         self._emit("lock_acquired")
         return self
 
@@ -366,9 +278,19 @@ class Lock:
         return None
 
     # ----------------------------------------------------------------- renew
-    def _renew_loop(self, stop: threading.Event) -> None:
+    def _start_renewals(self, stop: threading.Event) -> None:
+        """From the timer, a third of a TTL after the grant: start the renewal thread when
+        this grant (``stop``: its event) is still held. Quick: never waits for ``_mutex``."""
+        if stop.is_set() or not self._held:
+            return
+        thread = threading.Thread(target=self._renew_loop, args=(stop, 0.0), daemon=True,
+                                  name=f"storied-lock-{self._key[-8:]}")
+        thread.start()  # a release racing this: the loop sees ``stop`` set and ends at once
+        self._thread = thread  # after start: a release may join it at any time
+
+    def _renew_loop(self, stop: threading.Event, first: float) -> None:
         interval = self.ttl / 3
-        wait = interval
+        wait = first
         while not stop.wait(wait):
             wait = interval
             with self._mutex:
@@ -410,6 +332,9 @@ class Lock:
                 self._held = False
                 return
             self._stop.set()
+            if self._timer is not None:
+                TIMER.cancel(self._timer)
+                self._timer = None
             was_lost = self.lost
             self._held = False
             with _TABLES:
