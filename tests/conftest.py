@@ -68,3 +68,14 @@ def small_journal_buckets(monkeypatch: pytest.MonkeyPatch) -> int:
     monkeypatch.setattr(_upkeep, "BUCKET", 10)
     return 10
 
+
+@pytest.fixture
+def no_lock_left_held() -> Iterator[None]:
+    """Release every lock a test left held (memory stores are recycled between tests, and one
+    test's leaked lease must not time out another's)."""
+    yield
+    from storied.core import locking
+
+    for locks in list(locking._HELD.values()):
+        for lock in list(locks):
+            lock.release()

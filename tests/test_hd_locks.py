@@ -27,16 +27,7 @@ from storied.info import WriteMode
 from storied.testing import servers
 from storied.testing.s3server import TEST_KEY, TEST_SECRET, CountingProxy, make_bucket
 
-
-@pytest.fixture(autouse=True)
-def _no_lock_left_held() -> Iterator[None]:
-    """Release what a test left held (memory stores are recycled between tests)."""
-    yield
-    from storied.core import locking
-
-    for locks in list(locking._HELD.values()):
-        for lock in list(locks):
-            lock.release()
+pytestmark = pytest.mark.usefixtures("no_lock_left_held")
 
 
 def _memory(*extra: dict[str, Any]) -> StorageManager:

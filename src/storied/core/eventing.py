@@ -135,6 +135,11 @@ class Watch:
                     except Exception:
                         log.exception("storied watch callback %r failed on %s",
                                       self.callback, event.cursor)
+                    except BaseException as exc:  # KeyboardInterrupt, SystemExit: stop, say why
+                        self.error = exc
+                        log.error("storied watch of %s stopped: its callback raised %r on %s",
+                                  self.journal.mount, exc, event.cursor)
+                        return
                     self.cursor = event.cursor
             except Exception as exc:  # e.g. the cursor expired: stop and say why
                 self.error = exc
@@ -223,7 +228,9 @@ class EventMethods:
         """Tail the journal of ``prefix`` in a daemon thread: ``callback(event)`` for each new
         event (from ``since``, default: events after now), checking every ``poll`` seconds.
         Returns a :class:`Watch` (``stop()``; a context manager too). A callback that raises
-        is logged (``storied.events``) and the tail goes on.
+        is logged (``storied.events``) and the tail goes on; one that raises a
+        ``BaseException`` (``KeyboardInterrupt``, ``SystemExit``) stops it, kept as
+        ``watch.error`` (``watch.cursor`` stays before that event).
 
         Raises:
             UnsupportedOperation: The mount keeps no history.

@@ -158,7 +158,9 @@ class Lock:
 
     # ----------------------------------------------------------------- acquire
     def acquire(self) -> Lock:
-        """Take the lease, waiting up to :attr:`timeout` seconds.
+        """Take the lease, waiting up to :attr:`timeout` seconds. A ``lock_acquired``
+        callback that raises a ``BaseException`` (``KeyboardInterrupt``) gets it released
+        before that propagates.
 
         Raises:
             LockTimeout: Another owner kept it for longer than ``timeout``.
@@ -188,7 +190,11 @@ class Lock:
             self._thread = None  # started at the first renewal, if still held then
             self._timer = TIMER.call_later(self.ttl / 3, partial(self._start_renewals,
                                                                  self._stop))
-        self._emit("lock_acquired")
+        try:
+            self._emit("lock_acquired")
+        except BaseException:  # a callback's KeyboardInterrupt: no ``with`` would release it
+            self.release()
+            raise
         return self
 
     def _grant(self, backend: Backend, deadline: float | None) -> None:

@@ -28,8 +28,8 @@ from storied.errors import (
     StorageNotFoundError,
     StoragePermissionError,
 )
+from storied.events._codec import _ENCODER
 from storied.events.journal import (
-    _ENCODER,
     BUCKET,
     DEFAULT_KEEP_DAYS,
     SEAL_AFTER,

@@ -105,10 +105,18 @@ class EventBus:
     def on(self, event: str, callback: Callback, *, mount: str | None = None,
            path: str | None = None) -> Subscription:
         """Subscribe ``callback`` to ``event`` (``'*'``: every event), optionally only on
-        ``mount`` and on paths matching the fnmatch pattern ``path`` (mount-relative)."""
+        ``mount`` and on paths matching the fnmatch pattern ``path`` (mount-relative).
+
+        Raises:
+            InvalidArgumentError: An unknown event, a callback that is not callable, or a
+                ``mount`` or ``path`` that is not a str.
+        """
         check_event(event)
         if not callable(callback):
             raise InvalidArgumentError(f"callback must be callable, got {type(callback).__name__}")
+        for name, value in (("mount", mount), ("path", path)):
+            if value is not None and not isinstance(value, str):  # matched on every write
+                raise InvalidArgumentError(f"{name} must be a str or None, not {value!r}")
         sub = Subscription(self, event, callback, mount, path)
         with self._lock:
             self._subs = [*self._subs, sub]

@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from storied import errors
@@ -36,6 +36,7 @@ from storied.errors import (
     StorageAlreadyExistsError,
     StorageNotFoundError,
 )
+from storied.events._codec import _encoded, _frozen
 from storied.info import WriteMode
 from storied.versioning._wp_fast import reserved_adapter
 
@@ -63,7 +64,6 @@ JOURNALED = frozenset({
     "version_annotated", "snapshot_created", "snapshot_restored", "snapshot_deleted",
     "legal_hold_changed", "retention_changed",
 })
-SCHEMA_VERSION = 1
 _REFRESH = 3600.0  # seconds a cached tail is trusted before it is listed again
 #: Seconds between a reader's checks, per bucket, that a bucket which looks like the tail (its
 #: entries end before its last number) is not a sealed bucket with a hole: a failed or killed
@@ -77,8 +77,6 @@ _CLOCK_SLACK = 600.0  # seconds of clock difference allowed between a writer and
 _MAX_ATTEMPTS = 10_000
 _READERS = 8
 _CHUNK = 32  # entries read ahead in parallel (a reader that stops early wastes <= this)
-_DATES = ("last_modified", "created")
-_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, default=lambda v: _default(v))
 log: logging.Logger = logging.getLogger("storied.events")
 
 
@@ -109,85 +107,6 @@ def _seq_of(name: str) -> int | None:
     return int(stem) if dot and ext == "json" and len(stem) == 12 and stem.isdigit() else None
 
 
-def _default(value: Any) -> Any:
-    """How the encoder writes what JSON has no type for: datetimes as ISO 8601."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    raise TypeError(type(value).__name__)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, frozenset)):  # sorted, as the encoder writes sets
-        return [_jsonable(v) for v in sorted(value, key=str)]
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None), datetime})
-_EMPTY: dict[type, type] = {list: list, tuple: list, dict: dict}  # an empty one's JSON form
-
-
-def _frozen(value: Any) -> Any:
-    """``value`` with every dict, list and tuple copied (a dict and a list, as JSON has them),
-    sets as sorted lists, and what JSON has no type for as :func:`_jsonable` makes it: what a
-    deferred entry encodes later is what it was at :meth:`JournalStore.append`."""
-    kind = type(value)
-    if kind is dict:  # the common case first: a copy, then only its containers replaced
-        out = value.copy()
-        for key, item in out.items():
-            if type(item) not in _SCALARS:  # an existing key: the dict does not grow
-                out[key] = _EMPTY[type(item)]() if not item and type(item) in _EMPTY \
-                    else _frozen(item)
-        return out
-    if kind is list or kind is tuple:
-        return [v if type(v) in _SCALARS else _frozen(v) for v in value]
-    if kind in _SCALARS:
-        return value
-    if isinstance(value, dict):
-        return {k: _frozen(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_frozen(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return [_frozen(v) for v in sorted(value, key=str)]
-    if isinstance(value, (str, int, float, datetime)):
-        return value
-    return _jsonable(value)
-
-
-def _encoded(event: str, path: str, version_id: str | None, when: float, ident: str,
-             info: dict[str, Any]) -> bytes:
-    """The bytes of one entry (``when``: seconds since the epoch)."""
-    body: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION, "id": ident, "type": event,
-        "path": path, "version_id": version_id,
-        "time": datetime.fromtimestamp(when, UTC).isoformat(), "info": info,
-    }
-    try:
-        return _ENCODER.encode(body).encode()
-    except (TypeError, ValueError):  # keys or values JSON has no form for: made plain
-        body["info"] = _jsonable(info)
-        return _ENCODER.encode(body).encode()
-
-
-def _revive(info: dict[str, Any]) -> dict[str, Any]:
-    for key in _DATES:
-        if isinstance(info.get(key), str):
-            try:
-                info[key] = datetime.fromisoformat(info[key])
-            except ValueError:
-                pass
-    return info
-
-
 def _expired(message: str) -> Exception:
     cls = getattr(errors, "JournalCursorExpiredError", StorageNotFoundError)
     return cls(message)
@@ -197,9 +116,9 @@ def parse_cursor(cursor: object) -> int:
     """The sequence number a cursor names (``'0'``: before the first event).
 
     Raises:
-        InvalidArgumentError: Not a cursor this journal gave out.
+        InvalidArgumentError: Not a cursor this journal gave out (1 to 15 ASCII digits).
     """
-    if isinstance(cursor, str) and cursor.isdigit() and len(cursor) <= 15:
+    if isinstance(cursor, str) and cursor.isascii() and cursor.isdigit() and len(cursor) <= 15:
         return int(cursor)
     raise InvalidArgumentError(f"Invalid journal cursor {cursor!r}")
 
@@ -384,6 +303,7 @@ class JournalStore:
         verify = since is not None and since >= 1 and since // BUCKET == bucket
         # known: entry expected - 1 exists (so an idle poll needs one listing, nothing more)
         known = since is not None and since >= 1 and not verify
+        unseen = known  # ... assumed (a bucket's last number): checked before ending empty
         cache: dict[int, dict[int, dict[str, Any]] | None] = {}  # sealed buckets read
         body: dict[int, dict[str, Any]] | None = None  # the sealed copy read from, if any
         with ThreadPoolExecutor(_READERS) as pool:
@@ -414,7 +334,8 @@ class JournalStore:
                 if not found:
                     first = self._first_after(bucket)
                     if first is None:
-                        if not known and since is not None and since >= 1:
+                        if since is not None and since >= 1 and (
+                                not known or (unseen and not self._holds(since, cache))):
                             raise InvalidArgumentError(
                                 f"Journal cursor {since} is ahead of the journal "
                                 f"{self._key()!r} (newest event: {self.tail()}): a cursor "
@@ -422,11 +343,11 @@ class JournalStore:
                         return
                     if first != expected:
                         raise self._gap(expected, first, since)
-                    bucket, known, body = first // BUCKET, True, None
+                    bucket, known, unseen, body = first // BUCKET, True, False, None
                     continue
                 if found[0] != expected:
                     raise self._gap(expected, found[0], since)
-                known = True
+                known, unseen = True, False
                 run = [seq for i, seq in enumerate(found) if seq == expected + i]
                 yield from self._bodies(bucket, run, body, pool, cache)
                 expected += len(run)
@@ -487,6 +408,15 @@ class JournalStore:
         self._hole_checked[bucket] = now
         body = self._load_sealed(bucket, cache)
         return body if body is not None and expected in body else None
+
+    def _holds(self, seq: int, cache: dict[int, dict[int, dict[str, Any]] | None]) -> bool:
+        """True when entry ``seq`` exists: this process appended it (or a later one), its
+        bucket lists it, or its bucket's sealed copy holds it."""
+        if (self._tail is not None and self._tail >= seq) or \
+                seq in self._in_bucket(seq // BUCKET, seq - 1):
+            return True
+        body = self._load_sealed(seq // BUCKET, cache)
+        return body is not None and seq in body
 
     def _first_after(self, bucket: int) -> int | None:
         """The first number kept in a bucket after ``bucket`` (one listing of the journal,

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from storied import errors, paths
 from storied.errors import InvalidArgumentError
-from storied.events.journal import JournalStore, _revive, log, parse_cursor
+from storied.events._codec import _revive
+from storied.events.journal import JournalStore, log, parse_cursor
 from storied.events.model import Event
 
 if TYPE_CHECKING:
