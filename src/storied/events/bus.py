@@ -62,6 +62,15 @@ def check_event(event: object, *, wildcard: bool = True) -> str:
     )
 
 
+def _copied(value: Any) -> Any:
+    """``value`` with its dicts and lists copied, at any depth (other values shared)."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
+
+
 class Subscription:
     """One ``storage.on(...)`` registration; :meth:`cancel` ends it (idempotent)."""
 
@@ -146,8 +155,9 @@ class EventBus:
         return False
 
     def emit(self, event: str, node: StorageNode, info: dict[str, Any]) -> None:
-        """Call every matching subscription with ``(node, info)``; ``info['event']`` is set.
-        Errors raised by callbacks are logged (``storied.events``), never raised."""
+        """Call every matching subscription with ``(node, info)``; ``info['event']`` is set, and
+        each gets its own copy of it (dicts and lists at any depth). Errors raised by
+        callbacks are logged (``storied.events``), never raised."""
         subs = self._subs  # a snapshot: the list is replaced, never changed in place
         if not subs:
             return
@@ -158,13 +168,16 @@ class EventBus:
             return
         info = {**info, "event": event}
         mount, path = node._mount_name, node._path
+        matching = [sub for sub in subs if sub.matches(event, mount, path)]
         self._local.depth = depth + 1
         try:
-            for sub in subs:
-                if not sub.active or not sub.matches(event, mount, path):
+            for i, sub in enumerate(matching):
+                if not sub.active:  # cancelled by an earlier callback of this event
                     continue
+                # each its own copy, the last the original: what one changes, no other sees
+                given = info if i == len(matching) - 1 else _copied(info)
                 try:
-                    sub.callback(node, info)
+                    sub.callback(node, given)
                 except Exception:  # a callback never fails the operation
                     log.exception("storied event callback %r for %s on %s failed",
                                   sub.callback, event, node.fullpath)
