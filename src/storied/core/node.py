@@ -517,8 +517,12 @@ class StorageNode(
         return [self._related(e.path, e) for e in entries]
 
     def mkdir(self, parents: bool = False, exist_ok: bool = False) -> None:
-        """Create this directory (pathlib semantics)."""
+        """Create this directory (pathlib semantics); refused on a path whose lock this
+        process held and lost (``LockLostError``), like every write."""
+        from storied.core.locking import guard_write
+
         pinned.refuse_write(self)
+        guard_write(self)
         self._be.mkdir(self._path, parents=parents, exist_ok=exist_ok)
 
     def append(self, node: StorageNode) -> None:

@@ -182,7 +182,11 @@ class PathlibMethods:
 
     # ---------------------------------------------------------------- changing
     def touch(self, exist_ok: bool = True) -> None:
-        """Create an empty file if nothing is here; an existing file is left as it is."""
+        """Create an empty file if nothing is here; an existing file is left as it is. Under a
+        lost lock it is refused either way (``LockLostError``), as every write is."""
+        from storied.core.locking import guard_write
+
+        guard_write(self)  # type: ignore[arg-type]
         if self.exists():
             if not exist_ok:
                 from storied.errors import StorageAlreadyExistsError
