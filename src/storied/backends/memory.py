@@ -249,6 +249,10 @@ class MemoryBackend(Backend):
         payload = bytes(data)
         md5 = hashlib.md5(payload).hexdigest()
         obj = _Object(payload, time.time(), f"{md5}-{next(_GENERATION)}", md5, {})
+        self._put_new(path, obj)
+
+    def _put_new(self, path: str, obj: _Object) -> None:
+        """Store ``obj`` at ``path`` unless something is there (creating missing parents)."""
         store = self._store
         with store.lock:
             if path in store.dirs:
@@ -270,14 +274,7 @@ class MemoryBackend(Backend):
             IsADirectoryStorageError: ``path`` is a directory.
         """
         obj = _Deferred(make, time.time())
-        store = self._store
-        with store.lock:
-            if path in store.dirs:
-                raise IsADirectoryStorageError(f"Is a directory: {path!r}")
-            if path in store.files:
-                raise StorageAlreadyExistsError(f"Already exists: {path!r}")
-            self._add_parents(path)
-            store.put_file(path, obj)
+        self._put_new(path, obj)
 
     def delete(self, path: str, *, recursive: bool = False) -> None:
         with self._store.lock:

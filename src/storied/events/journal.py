@@ -141,6 +141,7 @@ class JournalStore:
         self._fast: Any = None  # the adapter's create_new, found on the first append
         self._deferred: Any = None  # its create_deferred (process-local stores), if any
         self._hole_checked: dict[int, float] = {}  # bucket -> monotonic time of its check
+        self._existed = 0  # the newest number :meth:`_holds` found (kept while it lives)
         self._young: dict[int, float] = {}  # bucket -> monotonic time it may be sealed from
 
     def _creator(self) -> Any:
@@ -412,11 +413,14 @@ class JournalStore:
     def _holds(self, seq: int, cache: dict[int, dict[int, dict[str, Any]] | None]) -> bool:
         """True when entry ``seq`` exists: this process appended it (or a later one), its
         bucket lists it, or its bucket's sealed copy holds it."""
-        if (self._tail is not None and self._tail >= seq) or \
-                seq in self._in_bucket(seq // BUCKET, seq - 1):
-            return True
-        body = self._load_sealed(seq // BUCKET, cache)
-        return body is not None and seq in body
+        if seq <= self._existed or (self._tail is not None and self._tail >= seq):
+            return True  # known: an idle poll from such a cursor pays nothing more
+        if seq not in self._in_bucket(seq // BUCKET, seq - 1):
+            body = self._load_sealed(seq // BUCKET, cache)
+            if body is None or seq not in body:
+                return False
+        self._existed = max(self._existed, seq)
+        return True
 
     def _first_after(self, bucket: int) -> int | None:
         """The first number kept in a bucket after ``bucket`` (one listing of the journal,
